@@ -1,0 +1,91 @@
+"""The four chitchat messages and what they carry, as plain data.
+
+Nothing here knows bytes; :mod:`gossip_tui.core.codec` turns these into datagrams and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from .models import KeyStatus, NodeId
+
+
+@attrs.frozen
+class NodeDigest:
+    """How far a node's state has got: what a peer needs to compute a delta for us."""
+
+    heartbeat: int
+    last_gc_version: int
+    max_version: int
+
+
+@attrs.frozen
+class Digest:
+    """A summary of every node this node knows, keyed by node."""
+
+    nodes: Mapping[NodeId, NodeDigest] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class KeyValueMutation:
+    key: str
+    value: str
+    version: int
+    status: KeyStatus = KeyStatus.SET
+
+
+@attrs.frozen
+class NodeDelta:
+    """The key-values of one node newer than ``from_version_excluded``.
+
+    ``last_gc_version`` tells the receiver which tombstones the sender may already have
+    forgotten; ``max_version`` is the last key-value's version, or, when there are none,
+    the version carried by an explicit SetMaxVersion operation.
+    """
+
+    node: NodeId
+    from_version_excluded: int
+    last_gc_version: int
+    key_values: tuple[KeyValueMutation, ...] = ()
+    max_version: int = 0
+
+
+@attrs.frozen
+class Delta:
+    node_deltas: tuple[NodeDelta, ...] = ()
+    # The exact bytes this delta was built as, when the MTU-bounded writer made it: sending
+    # it again must not compress it a second time. Not part of equality.
+    encoded: bytes | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Syn:
+    """A asks B: here is what I know (B answers with a SynAck)."""
+
+    cluster_id: str
+    digest: Digest
+
+
+@attrs.frozen
+class SynAck:
+    """B answers A: here is what I know, and what you lack (A answers with an Ack)."""
+
+    digest: Digest
+    delta: Delta
+
+
+@attrs.frozen
+class Ack:
+    """A answers B: here is what you lack."""
+
+    delta: Delta
+
+
+@attrs.frozen
+class BadCluster:
+    """B refuses A's Syn: A belongs to another cluster."""
+
+
+Message = Syn | SynAck | Ack | BadCluster

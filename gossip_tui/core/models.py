@@ -1,0 +1,184 @@
+"""Plain data shared by every layer: node identities, versioned values, snapshots.
+
+Everything here is a frozen attrs class so it can cross task and thread boundaries
+freely and be handed to the UI or the HTTP API without copying.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class AddressError(ValueError):
+    """A text that is not an ``ip:port`` socket address."""
+
+
+def _check_port(_instance: Any, _attribute: Any, port: int) -> None:
+    if not 0 <= port <= 0xFFFF:
+        raise AddressError(f"port {port} is outside 0..65535")
+
+
+@attrs.frozen(order=False)
+class SocketAddress:
+    """An IP socket address as chitchat puts it on the wire (no host names)."""
+
+    ip: IPAddress
+    port: int = attrs.field(validator=_check_port)
+
+    @classmethod
+    def parse(cls, text: str) -> SocketAddress:
+        """Parse ``1.2.3.4:5`` or ``[::1]:5``; raise :class:`AddressError` otherwise."""
+        host, sep, port_text = text.strip().rpartition(":")
+        if not sep or not host or not port_text.isdigit():
+            raise AddressError(f"{text!r} is not an ip:port address")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise AddressError(f"{text!r} is not an ip:port address") from None
+        return cls(ip, int(port_text))
+
+    @property
+    def host(self) -> str:
+        return str(self.ip)
+
+    def sort_key(self) -> tuple[int, bytes, int]:
+        # Rust orders SocketAddr V4 before V6, then by address, then port.
+        return (self.ip.version, self.ip.packed, self.port)
+
+    def __lt__(self, other: SocketAddress) -> bool:
+        return self.sort_key() < other.sort_key()
+
+    def __str__(self) -> str:
+        if self.ip.version == 6:
+            return f"[{self.ip}]:{self.port}"
+        return f"{self.ip}:{self.port}"
+
+
+@attrs.frozen(order=False)
+class NodeId:
+    """Who a node is: a name, a generation that grows on each restart, an address."""
+
+    node_id: str
+    generation: int
+    gossip_addr: SocketAddress
+
+    def sort_key(self) -> tuple[str, int, tuple[int, bytes, int]]:
+        # chitchat keeps nodes in a BTreeMap ordered by (node_id, generation, addr); digests
+        # are written in that order, so ours must sort the same way. Comparing Python str
+        # by code point matches Rust's byte-wise order of UTF-8.
+        return (self.node_id, self.generation, self.gossip_addr.sort_key())
+
+    def __lt__(self, other: NodeId) -> bool:
+        return self.sort_key() < other.sort_key()
+
+    def __str__(self) -> str:
+        return f"{self.node_id}:{self.generation}:{self.gossip_addr}"
+
+
+class KeyStatus(enum.IntEnum):
+    """Deletion state of a key; the integer is the wire code."""
+
+    SET = 0
+    DELETED = 1
+    DELETE_AFTER_TTL = 2
+
+    @property
+    def label(self) -> str:
+        return _STATUS_LABELS[self]
+
+    @property
+    def scheduled_for_deletion(self) -> bool:
+        return self is not KeyStatus.SET
+
+
+_STATUS_LABELS = {
+    KeyStatus.SET: "Set",
+    KeyStatus.DELETED: "Deleted",
+    KeyStatus.DELETE_AFTER_TTL: "DeleteAfterTtl",
+}
+
+
+@attrs.frozen
+class VersionedValue:
+    """A value with the version its owner gave it.
+
+    ``status_since`` is the local time at which this node learnt of a deletion status. It
+    never travels on the wire and does not take part in equality: it only drives the
+    local garbage collection after the grace period.
+    """
+
+    value: str
+    version: int
+    status: KeyStatus = KeyStatus.SET
+    status_since: float | None = attrs.field(default=None, eq=False)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.status is KeyStatus.DELETED
+
+
+class Liveness(enum.Enum):
+    SELF = "self"
+    LIVE = "live"
+    DEAD = "dead"
+    SCHEDULED_FOR_DELETION = "scheduled_for_deletion"
+    UNKNOWN = "unknown"  # known from a digest, but not yet judged by the failure detector
+
+
+@attrs.frozen
+class NodeSnapshot:
+    """One node's replicated state as this node sees it, at one instant."""
+
+    node: NodeId
+    heartbeat: int
+    max_version: int
+    last_gc_version: int
+    key_values: Mapping[str, VersionedValue]
+    liveness: Liveness
+    phi: float | None = None
+    # Local time (the node's clock) of the last heartbeat or version change seen.
+    last_update: float | None = None
+
+    def visible_items(self) -> dict[str, str]:
+        """Keys that are not deleted, with their values."""
+        return {k: v.value for k, v in self.key_values.items() if not v.is_deleted}
+
+
+@attrs.frozen
+class ClusterSnapshot:
+    """Everything a dashboard or the HTTP API shows, at one instant."""
+
+    cluster_id: str
+    self_node: NodeId
+    nodes: tuple[NodeSnapshot, ...]
+    seed_addrs: tuple[SocketAddress, ...] = ()
+    taken_at: float = 0.0
+
+    @property
+    def live_nodes(self) -> tuple[NodeId, ...]:
+        return tuple(
+            n.node for n in self.nodes if n.liveness in (Liveness.SELF, Liveness.LIVE)
+        )
+
+    @property
+    def dead_nodes(self) -> tuple[NodeId, ...]:
+        return tuple(
+            n.node
+            for n in self.nodes
+            if n.liveness in (Liveness.DEAD, Liveness.SCHEDULED_FOR_DELETION)
+        )
+
+    def node(self, node: NodeId) -> NodeSnapshot | None:
+        for snapshot in self.nodes:
+            if snapshot.node == node:
+                return snapshot
+        return None
