@@ -25,7 +25,7 @@ def _check_port(_instance: Any, _attribute: Any, port: int) -> None:
         raise AddressError(f"port {port} is outside 0..65535")
 
 
-@attrs.frozen(order=False)
+@attrs.frozen(order=False, cache_hash=True)
 class SocketAddress:
     """An IP socket address as chitchat puts it on the wire (no host names)."""
 
@@ -63,7 +63,7 @@ class SocketAddress:
         return f"{self.ip}:{self.port}"
 
 
-@attrs.frozen(order=False)
+@attrs.frozen(order=False, cache_hash=True)
 class NodeId:
     """Who a node is: a name, a generation that grows on each restart, an address."""
 
@@ -165,9 +165,7 @@ class ClusterSnapshot:
 
     @property
     def live_nodes(self) -> tuple[NodeId, ...]:
-        return tuple(
-            n.node for n in self.nodes if n.liveness in (Liveness.SELF, Liveness.LIVE)
-        )
+        return tuple(n.node for n in self.nodes if n.liveness in (Liveness.SELF, Liveness.LIVE))
 
     @property
     def dead_nodes(self) -> tuple[NodeId, ...]:

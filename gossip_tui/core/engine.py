@@ -1,0 +1,253 @@
+"""A gossip node's brain, with no I/O: messages in, messages out, time passed in.
+
+The runtime (gossip_tui.node) drives it: it calls :meth:`GossipEngine.start_round` every
+gossip interval and sends a Syn to each returned address, hands every decoded datagram
+to :meth:`GossipEngine.handle_message` and sends back whatever it returns, then calls
+:meth:`GossipEngine.update_liveness` after each round.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from .codec import MAX_DATAGRAM_SIZE, digest_size
+from .failure_detector import FailureDetector, FailureDetectorConfig
+from .messages import Ack, BadCluster, Digest, Message, Syn, SynAck
+from .models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot, SocketAddress
+from .state import ClusterState, NodeState, StateChange
+
+# Peers picked at random per round.
+GOSSIP_COUNT = 3
+# Header bytes of a SynAck / Ack datagram (magic, version, type). chitchat budgets one
+# byte here and can overshoot the datagram limit by three; we budget exactly.
+_HEADER_LEN = 4
+
+
+@attrs.frozen
+class LivenessChanges:
+    """What one liveness sweep changed."""
+
+    joined: tuple[NodeId, ...] = ()
+    left: tuple[NodeId, ...] = ()
+    removed: tuple[NodeId, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.joined or self.left or self.removed)
+
+
+@attrs.frozen
+class GossipTargets:
+    """Whom to send a Syn this round."""
+
+    peers: tuple[SocketAddress, ...]
+    dead: SocketAddress | None
+    seed: SocketAddress | None
+
+    def all(self) -> list[SocketAddress]:
+        targets = list(self.peers)
+        if self.dead is not None:
+            targets.append(self.dead)
+        if self.seed is not None:
+            targets.append(self.seed)
+        return targets
+
+
+def select_gossip_targets(
+    rng: random.Random,
+    peers: set[SocketAddress],
+    live: set[SocketAddress],
+    dead: set[SocketAddress],
+    seeds: set[SocketAddress],
+) -> GossipTargets:
+    """chitchat's choice: up to 3 random live peers (any peer while none is live), maybe a
+    dead node, maybe a seed (so that a cluster split along its seeds heals)."""
+    pool = live if live else peers
+    chosen = tuple(rng.sample(sorted(pool), min(GOSSIP_COUNT, len(pool))))
+    dead_pick: SocketAddress | None = None
+    if dead and len(dead) / (len(live) + 1) > rng.random():
+        dead_pick = rng.choice(sorted(dead))
+    seed_pick: SocketAddress | None = None
+    has_seed = any(addr in seeds for addr in chosen)
+    if seeds and (not has_seed or len(live) < len(seeds)):
+        known = len(live) + len(dead)
+        probability = len(seeds) / known if known else 1.0
+        if not live or rng.random() <= probability:
+            seed_pick = rng.choice(sorted(seeds))
+    return GossipTargets(chosen, dead_pick, seed_pick)
+
+
+class GossipEngine:
+    """The protocol state machine of one node."""
+
+    def __init__(
+        self,
+        self_id: NodeId,
+        cluster_id: str,
+        *,
+        now: float,
+        failure_detector: FailureDetectorConfig | None = None,
+        marked_for_deletion_grace_period: float = 3600.0,
+        initial_key_values: Mapping[str, str] | None = None,
+        seed_addrs: Iterable[SocketAddress] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.self_id = self_id
+        self.cluster_id = cluster_id
+        self.state = ClusterState()
+        self.detector = FailureDetector(failure_detector or FailureDetectorConfig())
+        self.marked_for_deletion_grace_period = marked_for_deletion_grace_period
+        self.seed_addrs: set[SocketAddress] = set(seed_addrs)
+        self.rng = rng or random.Random()
+        self._previous_live: dict[NodeId, int] = {}
+        me = self.self_state
+        # Live from the start, so a peer's first Syn gets an answer with our state.
+        me.heartbeat = 1
+        me.last_update = now
+        for key, value in (initial_key_values or {}).items():
+            me.set(key, value)
+
+    # ------------------------------------------------------------------ the local node
+
+    @property
+    def self_state(self) -> NodeState:
+        return self.state.node_state_or_init(self.self_id)
+
+    def _tick_heartbeat(self, now: float) -> None:
+        me = self.self_state
+        me.heartbeat += 1
+        me.last_update = now
+
+    # ------------------------------------------------------------------ messages
+
+    def _excluded(self, now: float) -> set[NodeId]:
+        return self.detector.scheduled_for_deletion_nodes(now)
+
+    def create_syn(self, now: float) -> Syn:
+        return Syn(self.cluster_id, self.state.compute_digest(self._excluded(now)))
+
+    def _report_heartbeats(self, digest: Digest, now: float) -> None:
+        for node, node_digest in digest.nodes.items():
+            self._report_heartbeat(node, node_digest.heartbeat, now)
+
+    def _report_heartbeat(self, node: NodeId, heartbeat: int, now: float) -> None:
+        if node == self.self_id:
+            return
+        forgotten_at = self.state.last_heartbeat_if_deleted(node)
+        if forgotten_at is None or forgotten_at < heartbeat:
+            state = self.state.node_state_or_init(node)
+        else:
+            # A node we garbage-collected, still echoed by a peer with an old heartbeat:
+            # do not bring it back.
+            existing = self.state.node_state(node)
+            if existing is None:
+                return
+            state = existing
+        if state.try_set_heartbeat(heartbeat, now):
+            self.detector.report_heartbeat(node, now)
+
+    def handle_message(self, message: Message, now: float) -> Message | None:
+        """Process one message from a peer; return the reply to send back, if any."""
+        self._tick_heartbeat(now)
+        if isinstance(message, Syn):
+            if message.cluster_id != self.cluster_id:
+                return BadCluster()
+            self._report_heartbeats(message.digest, now)
+            excluded = self._excluded(now)
+            own_digest = self.state.compute_digest(excluded)
+            budget = MAX_DATAGRAM_SIZE - _HEADER_LEN - digest_size(own_digest)
+            delta = self.state.compute_delta(message.digest, budget, excluded, self.rng)
+            return SynAck(own_digest, delta)
+        if isinstance(message, SynAck):
+            self._report_heartbeats(message.digest, now)
+            self.state.apply_delta(message.delta, now)
+            excluded = self._excluded(now)
+            delta = self.state.compute_delta(
+                message.digest, MAX_DATAGRAM_SIZE - _HEADER_LEN, excluded, self.rng
+            )
+            return Ack(delta)
+        if isinstance(message, Ack):
+            self.state.apply_delta(message.delta, now)
+            return None
+        return None  # BadCluster: the peer refused us; nothing to answer.
+
+    # ------------------------------------------------------------------ rounds
+
+    def start_round(self, now: float) -> GossipTargets:
+        """Begin a gossip round: pick targets, beat, collect old tombstones."""
+        me = self.self_id
+        peers = {n.gossip_addr for n in self.state.nodes() if n != me}
+        live = {n.gossip_addr for n in self.detector.live_nodes() if n != me}
+        dead = {n.gossip_addr for n in self.detector.dead_nodes()}
+        seeds = {a for a in self.seed_addrs if a != me.gossip_addr}
+        targets = select_gossip_targets(self.rng, peers, live, dead, seeds)
+        self._tick_heartbeat(now)
+        self.state.gc_keys_marked_for_deletion(self.marked_for_deletion_grace_period, now)
+        return targets
+
+    def update_liveness(self, now: float) -> LivenessChanges:
+        """Judge every peer, then forget those dead for longer than the grace period."""
+        was_live = set(self.detector.live_nodes())
+        for node in list(self.state.nodes()):
+            if node != self.self_id:
+                self.detector.update_node_liveness(node, now)
+        is_live = set(self.detector.live_nodes())
+        removed = []
+        for node in self.detector.garbage_collect(now):
+            if node != self.self_id:
+                self.state.remove_node(node)
+                removed.append(node)
+        return LivenessChanges(
+            joined=tuple(sorted(is_live - was_live)),
+            left=tuple(sorted(was_live - is_live)),
+            removed=tuple(sorted(removed)),
+        )
+
+    # ------------------------------------------------------------------ views
+
+    def live_nodes(self) -> list[NodeId]:
+        return [self.self_id, *sorted(n for n in self.detector.live_nodes() if n != self.self_id)]
+
+    def dead_nodes(self) -> list[NodeId]:
+        return sorted(self.detector.dead_nodes())
+
+    def liveness(self, node: NodeId, now: float) -> Liveness:
+        if node == self.self_id:
+            return Liveness.SELF
+        if self.detector.is_live(node):
+            return Liveness.LIVE
+        died = self.detector.time_of_death(node)
+        if died is None:
+            return Liveness.UNKNOWN
+        if died + self.detector.config.dead_node_grace_period / 2 < now:
+            return Liveness.SCHEDULED_FOR_DELETION
+        return Liveness.DEAD
+
+    def drain_changes(self) -> list[StateChange]:
+        return self.state.drain_changes()
+
+    def snapshot(self, now: float) -> ClusterSnapshot:
+        nodes = []
+        for node in sorted(self.state.nodes()):
+            state = self.state.node_states[node]
+            nodes.append(
+                NodeSnapshot(
+                    node=node,
+                    heartbeat=state.heartbeat,
+                    max_version=state.max_version,
+                    last_gc_version=state.last_gc_version,
+                    key_values=dict(state.key_values),
+                    liveness=self.liveness(node, now),
+                    phi=None if node == self.self_id else self.detector.phi(node, now),
+                    last_update=state.last_update,
+                )
+            )
+        return ClusterSnapshot(
+            cluster_id=self.cluster_id,
+            self_node=self.self_id,
+            nodes=tuple(nodes),
+            seed_addrs=tuple(sorted(self.seed_addrs)),
+            taken_at=now,
+        )

@@ -1,0 +1,356 @@
+"""Replicated cluster state and scuttlebutt reconciliation, as chitchat 0.10 does it.
+
+Each node owns a map of versioned key-values. Versions grow by one per change of the
+owner's map; ``max_version`` is the newest, ``last_gc_version`` the newest tombstone the
+state has already forgotten. Peers exchange digests (per node: heartbeat,
+last_gc_version, max_version) and answer with deltas holding what the other lacks.
+
+State changes are recorded as :class:`KeyChange` / :class:`VersionChange` records in
+``ClusterState.changes`` so the runtime can turn them into events without diffing.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+
+import attrs
+
+from .codec import DeltaWriter
+from .messages import Delta, Digest, NodeDelta, NodeDigest
+from .models import KeyStatus, NodeId, VersionedValue
+
+# How many garbage-collected nodes are remembered, so that a peer still gossiping about
+# one cannot bring it back with an old heartbeat.
+GC_NODE_MEMORY = 500
+
+
+@attrs.frozen
+class KeyChange:
+    """A key of ``node`` changed; ``value`` is None when it was removed by tombstone GC."""
+
+    node: NodeId
+    key: str
+    value: VersionedValue | None
+
+
+@attrs.frozen
+class VersionChange:
+    """A node's ``max_version`` moved on."""
+
+    node: NodeId
+    max_version: int
+
+
+StateChange = KeyChange | VersionChange
+
+
+class DeltaStatus(enum.Enum):
+    REJECT = "reject"
+    APPLY = "apply"
+    APPLY_AFTER_RESET = "apply_after_reset"
+
+
+class NodeState:
+    """One node's replicated key-values, heartbeat and versions."""
+
+    __slots__ = (
+        "_changes",
+        "heartbeat",
+        "key_values",
+        "last_gc_version",
+        "last_update",
+        "max_version",
+        "node",
+    )
+
+    def __init__(self, node: NodeId, changes: list[StateChange] | None = None) -> None:
+        self.node = node
+        self.heartbeat = 0
+        self.key_values: dict[str, VersionedValue] = {}
+        self.max_version = 0
+        # Invariant: the state holds every live key-value as of max_version, and every
+        # tombstone newer than last_gc_version. After a reset last_gc_version may exceed
+        # max_version while the state is being refilled.
+        self.last_gc_version = 0
+        self.last_update: float | None = None
+        self._changes = changes if changes is not None else []
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, key: str) -> str | None:
+        versioned = self.key_values.get(key)
+        if versioned is None or versioned.is_deleted:
+            return None
+        return versioned.value
+
+    def visible_items(self) -> Iterator[tuple[str, VersionedValue]]:
+        return ((k, v) for k, v in self.key_values.items() if not v.is_deleted)
+
+    def num_visible(self) -> int:
+        return sum(1 for v in self.key_values.values() if not v.is_deleted)
+
+    def digest(self) -> NodeDigest:
+        return NodeDigest(self.heartbeat, self.last_gc_version, self.max_version)
+
+    def stale_key_values(self, floor_version: int) -> list[tuple[str, VersionedValue]]:
+        """Key-values (tombstones included) newer than ``floor_version``, oldest first."""
+        stale = [(k, v) for k, v in self.key_values.items() if v.version > floor_version]
+        stale.sort(key=lambda item: item[1].version)
+        return stale
+
+    # ------------------------------------------------------------------ owner's writes
+
+    def _bump(self, key: str, value: VersionedValue) -> None:
+        self.key_values[key] = value
+        self.max_version = value.version
+        self._changes.append(KeyChange(self.node, key, value))
+        self._changes.append(VersionChange(self.node, self.max_version))
+
+    def set(self, key: str, value: str) -> None:
+        previous = self.key_values.get(key)
+        if previous is not None and previous.value == value and previous.status is KeyStatus.SET:
+            return  # Same value: no new version, as chitchat.
+        self._bump(key, VersionedValue(value, self.max_version + 1))
+
+    def set_with_ttl(self, key: str, value: str, now: float) -> None:
+        previous = self.key_values.get(key)
+        if (
+            previous is not None
+            and previous.value == value
+            and previous.status is KeyStatus.DELETE_AFTER_TTL
+        ):
+            return
+        self._bump(
+            key, VersionedValue(value, self.max_version + 1, KeyStatus.DELETE_AFTER_TTL, now)
+        )
+
+    def delete(self, key: str, now: float) -> bool:
+        """Tombstone ``key``: it vanishes for readers now, from memory after the grace period."""
+        if key not in self.key_values:
+            return False
+        self._bump(key, VersionedValue("", self.max_version + 1, KeyStatus.DELETED, now))
+        return True
+
+    def delete_after_ttl(self, key: str, now: float) -> bool:
+        """Keep ``key`` visible, but remove it after the grace period."""
+        previous = self.key_values.get(key)
+        if previous is None:
+            return False
+        self._bump(
+            key,
+            VersionedValue(previous.value, self.max_version + 1, KeyStatus.DELETE_AFTER_TTL, now),
+        )
+        return True
+
+    # ------------------------------------------------------------------ replication
+
+    def try_set_heartbeat(self, heartbeat: int, now: float) -> bool:
+        """Record a peer's heartbeat; True when it is news (the first one never is)."""
+        if self.heartbeat == 0:
+            self.heartbeat = heartbeat
+            self.last_update = now
+            return False
+        if heartbeat > self.heartbeat:
+            self.heartbeat = heartbeat
+            self.last_update = now
+            return True
+        return False
+
+    def _set_versioned_value(self, key: str, value: VersionedValue) -> None:
+        self.max_version = max(self.max_version, value.version)
+        previous = self.key_values.get(key)
+        if previous is not None and previous.version >= value.version:
+            return
+        self.key_values[key] = value
+        self._changes.append(KeyChange(self.node, key, value))
+
+    def check_delta(self, delta: NodeDelta) -> DeltaStatus:
+        if delta.from_version_excluded > self.max_version:
+            # From a future we never saw (we were reset, most likely): useless to us.
+            return DeltaStatus.REJECT
+        if delta.key_values and delta.key_values[-1].version > delta.max_version:
+            # A SetMaxVersion below the delta's own key-values: malformed. chitchat would
+            # panic on it; we drop it.
+            return DeltaStatus.REJECT
+        compatible = (
+            delta.last_gc_version <= self.last_gc_version
+            or delta.last_gc_version <= self.max_version
+        )
+        if not compatible:
+            # The sender forgot tombstones we never saw: only a full state (from 0) is safe.
+            if delta.from_version_excluded != 0:
+                return DeltaStatus.REJECT
+            return DeltaStatus.APPLY_AFTER_RESET
+        if self.max_version < delta.max_version:
+            return DeltaStatus.APPLY
+        return DeltaStatus.REJECT
+
+    def _reset(self, last_gc_version: int) -> None:
+        for key, value in self.key_values.items():
+            if not value.is_deleted:
+                self._changes.append(KeyChange(self.node, key, None))
+        self.heartbeat = 0
+        self.key_values = {}
+        self.max_version = 0
+        self.last_gc_version = last_gc_version
+
+    def apply_delta(self, delta: NodeDelta, now: float) -> DeltaStatus:
+        status = self.check_delta(delta)
+        if status is DeltaStatus.REJECT:
+            return status
+        if status is DeltaStatus.APPLY_AFTER_RESET:
+            self._reset(delta.last_gc_version)
+        floor = self.max_version
+        for kv in delta.key_values:
+            if kv.version <= floor:
+                continue  # Already known.
+            if kv.status.scheduled_for_deletion and kv.version <= self.last_gc_version:
+                continue  # A tombstone we have already collected.
+            since = now if kv.status.scheduled_for_deletion else None
+            self._set_versioned_value(
+                kv.key, VersionedValue(kv.value, kv.version, kv.status, since)
+            )
+        self.max_version = delta.max_version
+        self.last_update = now
+        self._changes.append(VersionChange(self.node, self.max_version))
+        return status
+
+    def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
+        """Forget tombstones and expired TTL keys older than ``grace_period``."""
+        expired = [
+            (key, value)
+            for key, value in self.key_values.items()
+            if value.status_since is not None and now >= value.status_since + grace_period
+        ]
+        for key, value in expired:
+            del self.key_values[key]
+            self.last_gc_version = max(self.last_gc_version, value.version)
+            if not value.is_deleted:
+                self._changes.append(KeyChange(self.node, key, None))
+
+
+@attrs.frozen(order=True)
+class _Staleness:
+    # Higher sorts first. Unknown nodes (digest says nothing) go first, lowest max_version
+    # first among them so small states spread fast; then nodes with most stale records.
+    is_unknown: bool
+    rank: int
+
+
+def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
+    if state.max_version <= floor_version:
+        return None
+    if floor_version == 0:
+        return _Staleness(True, -state.max_version)
+    stale = sum(1 for v in state.key_values.values() if v.version > floor_version)
+    return _Staleness(False, stale)
+
+
+class ClusterState:
+    """Every known node's state, and the scuttlebutt rules between them."""
+
+    def __init__(self) -> None:
+        self.node_states: dict[NodeId, NodeState] = {}
+        self.changes: list[StateChange] = []
+        self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.node_states)
+
+    def nodes(self) -> Iterable[NodeId]:
+        return self.node_states.keys()
+
+    def node_state(self, node: NodeId) -> NodeState | None:
+        return self.node_states.get(node)
+
+    def node_state_or_init(self, node: NodeId) -> NodeState:
+        state = self.node_states.get(node)
+        if state is None:
+            self._gc_nodes.pop(node, None)
+            state = NodeState(node, self.changes)
+            self.node_states[node] = state
+        return state
+
+    def remove_node(self, node: NodeId) -> None:
+        state = self.node_states.pop(node, None)
+        if state is not None:
+            self._gc_nodes[node] = state.heartbeat
+            self._gc_nodes.move_to_end(node)
+            while len(self._gc_nodes) > GC_NODE_MEMORY:
+                self._gc_nodes.popitem(last=False)
+
+    def last_heartbeat_if_deleted(self, node: NodeId) -> int | None:
+        return self._gc_nodes.get(node)
+
+    def drain_changes(self) -> list[StateChange]:
+        changes = self.changes[:]
+        self.changes.clear()
+        return changes
+
+    def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
+        skip = set(excluded)
+        return Digest(
+            {node: state.digest() for node, state in self.node_states.items() if node not in skip}
+        )
+
+    def apply_delta(self, delta: Delta, now: float) -> bool:
+        """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:
+        nodes are only ever learnt from digests."""
+        reset = False
+        for node_delta in delta.node_deltas:
+            state = self.node_states.get(node_delta.node)
+            if state is None:
+                continue
+            status = state.apply_delta(node_delta, now)
+            reset |= status is DeltaStatus.APPLY_AFTER_RESET
+        return reset
+
+    def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
+        for state in self.node_states.values():
+            state.gc_keys_marked_for_deletion(grace_period, now)
+
+    def compute_delta(
+        self,
+        digest: Digest,
+        mtu: int,
+        excluded: Iterable[NodeId] = (),
+        rng: random.Random | None = None,
+    ) -> Delta:
+        """What the digest's sender lacks, most useful first, within ``mtu`` encoded bytes."""
+        skip = set(excluded)
+        buckets: dict[_Staleness, list[tuple[NodeState, int]]] = {}
+        peer_digests: Mapping[NodeId, NodeDigest] = digest.nodes
+        for node, state in self.node_states.items():
+            if node in skip:
+                continue
+            peer = peer_digests.get(node)
+            peer_gc, peer_max = (peer.last_gc_version, peer.max_version) if peer else (0, 0)
+            if state.max_version <= peer_max:
+                continue
+            # We collected tombstones the peer never saw: it must start over from scratch.
+            must_reset = peer_gc < state.last_gc_version and peer_max < state.last_gc_version
+            from_version = 0 if must_reset else peer_max
+            staleness = _staleness(state, from_version)
+            if staleness is not None:
+                buckets.setdefault(staleness, []).append((state, from_version))
+
+        shuffle = (rng or random).shuffle
+        writer = DeltaWriter(mtu)
+        for staleness in sorted(buckets, reverse=True):
+            group = buckets[staleness]
+            shuffle(group)
+            for state, from_version in group:
+                if not writer.try_add_node(state.node, state.last_gc_version, from_version):
+                    return writer.finish()
+                added = False
+                for key, value in state.stale_key_values(from_version):
+                    if not writer.try_add_kv(key, value.value, value.version, value.status):
+                        return writer.finish()
+                    added = True
+                if not added:
+                    # An emptied (all collected) state still has to carry its max version.
+                    writer.try_set_max_version(state.max_version)
+        return writer.finish()

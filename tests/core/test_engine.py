@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import random
+
+from gossip_tui.core.codec import encode
+from gossip_tui.core.engine import GossipEngine, select_gossip_targets
+from gossip_tui.core.failure_detector import FailureDetectorConfig
+from gossip_tui.core.messages import Digest, NodeDigest, Syn, SynAck
+from gossip_tui.core.models import Liveness, NodeId, SocketAddress
+
+
+def addr(i: int) -> SocketAddress:
+    return SocketAddress.parse(f"127.0.0.1:{10_000 + i}")
+
+
+def node(i: int, generation: int = 1) -> NodeId:
+    return NodeId(f"node-{i}", generation, addr(i))
+
+
+def test_heartbeat_starts_at_one_and_grows() -> None:
+    engine = GossipEngine(node(0), "c", now=0.0)
+    assert engine.self_state.heartbeat == 1
+    engine.start_round(1.0)
+    assert engine.self_state.heartbeat == 2
+    engine.handle_message(Syn("c", Digest()), 1.5)
+    assert engine.self_state.heartbeat == 3
+
+
+def test_no_live_peer_means_any_peer_and_always_a_seed() -> None:
+    rng = random.Random(3)
+    peers = {addr(i) for i in range(1, 6)}
+    targets = select_gossip_targets(rng, peers, set(), set(), {addr(9)})
+    assert len(targets.peers) == 3 and set(targets.peers) <= peers
+    assert targets.seed == addr(9)
+    assert targets.dead is None
+
+
+def test_seed_skipped_when_enough_live_nodes_include_a_seed() -> None:
+    rng = random.Random(3)
+    live = {addr(1), addr(2)}
+    seeds = {addr(1), addr(2)}
+    for _ in range(50):
+        targets = select_gossip_targets(rng, live, live, set(), seeds)
+        assert targets.seed is None
+
+
+def test_dead_node_probability_follows_dead_over_live_plus_one() -> None:
+    rng = random.Random(11)
+    live = {addr(i) for i in range(1, 4)}
+    dead = {addr(7)}
+    picks = sum(
+        select_gossip_targets(rng, live | dead, live, dead, set()).dead is not None
+        for _ in range(4000)
+    )
+    assert abs(picks / 4000 - 1 / 4) < 0.03
+
+
+def _beat(engine: GossipEngine, peer: NodeId, heartbeat: int, now: float) -> None:
+    engine.handle_message(Syn("c", Digest({peer: NodeDigest(heartbeat, 0, 0)})), now)
+
+
+def test_three_rising_heartbeats_make_a_node_live() -> None:
+    engine = GossipEngine(node(0), "c", now=0.0)
+    _beat(engine, node(1), 1, 1.0)
+    engine.update_liveness(1.0)
+    assert engine.liveness(node(1), 1.0) is Liveness.DEAD
+    _beat(engine, node(1), 2, 2.0)
+    engine.update_liveness(2.0)
+    assert engine.liveness(node(1), 2.0) is Liveness.DEAD
+    _beat(engine, node(1), 3, 3.0)
+    changes = engine.update_liveness(3.0)
+    assert changes.joined == (node(1),)
+    assert engine.live_nodes() == [node(0), node(1)]
+
+
+def test_dead_node_lifecycle_and_no_resurrection_by_old_heartbeat() -> None:
+    config = FailureDetectorConfig(dead_node_grace_period=100.0)
+    engine = GossipEngine(node(0), "c", now=0.0, failure_detector=config)
+    for hb in range(1, 5):
+        _beat(engine, node(1), hb, float(hb))
+    engine.update_liveness(4.0)
+    assert engine.liveness(node(1), 4.0) is Liveness.LIVE
+    changes = engine.update_liveness(200.0)
+    assert changes.left == (node(1),)
+    assert engine.liveness(node(1), 200.0) is Liveness.DEAD
+    # Past half the grace period it is no longer gossiped about.
+    assert engine.liveness(node(1), 251.0) is Liveness.SCHEDULED_FOR_DELETION
+    assert node(1) not in engine.create_syn(251.0).digest.nodes
+    changes = engine.update_liveness(300.0)
+    assert changes.removed == (node(1),)
+    assert engine.state.node_state(node(1)) is None
+    # A peer echoing the old heartbeat does not bring it back; a newer one does.
+    _beat(engine, node(1), 4, 301.0)
+    assert engine.state.node_state(node(1)) is None
+    _beat(engine, node(1), 5, 302.0)
+    assert engine.state.node_state(node(1)) is not None
+
+
+def test_synack_budget_leaves_room_for_header_and_digest() -> None:
+    engine = GossipEngine(node(0), "c", now=0.0)
+    me = engine.self_state
+    rnd = random.Random(5)
+    alphabet = [chr(c) for c in range(0x21, 0x7F)]
+    for i in range(700):
+        me.set(f"k{i}", "".join(rnd.choice(alphabet) for _ in range(120)))
+    reply = engine.handle_message(Syn("c", Digest()), 1.0)
+    assert isinstance(reply, SynAck)
+    assert len(encode(reply)) <= 65_507
+    assert 0 < len(reply.delta.node_deltas[0].key_values) < 700
+
+
+def test_snapshot_lists_every_node_with_liveness() -> None:
+    engine = GossipEngine(node(0), "c", now=0.0, initial_key_values={"bind": "x"})
+    _beat(engine, node(1), 1, 1.0)
+    engine.update_liveness(1.0)
+    snap = engine.snapshot(1.0)
+    assert snap.cluster_id == "c" and snap.self_node == node(0)
+    assert [n.node for n in snap.nodes] == [node(0), node(1)]
+    assert snap.nodes[0].liveness is Liveness.SELF
+    assert snap.nodes[0].visible_items() == {"bind": "x"}
+    assert snap.live_nodes == (node(0),) and snap.dead_nodes == (node(1),)

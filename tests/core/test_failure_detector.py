@@ -1,0 +1,91 @@
+from gossip_tui.core.failure_detector import (
+    FailureDetector,
+    FailureDetectorConfig,
+    SamplingWindow,
+)
+from gossip_tui.core.models import NodeId, SocketAddress
+
+NODE = NodeId("node-1", 1, SocketAddress.parse("127.0.0.1:10001"))
+
+
+def test_defaults_match_chitchat() -> None:
+    config = FailureDetectorConfig()
+    assert config.phi_threshold == 8.0
+    assert config.sampling_window_size == 1000
+    assert config.max_interval == 10.0
+    assert config.initial_interval == 5.0
+    assert config.dead_node_grace_period == 86_400.0
+
+
+def test_phi_needs_one_interval() -> None:
+    window = SamplingWindow(1000, 10.0, 5.0)
+    assert window.phi(0.0) is None
+    window.report_heartbeat(0.0)
+    assert window.phi(1.0) is None
+    window.report_heartbeat(1.0)
+    # mean = (1 + 5 * 5) / (1 + 5) = 26/6; phi = elapsed / mean.
+    assert window.phi(3.0) == 2.0 / (26 / 6)
+
+
+def test_intervals_above_max_are_ignored() -> None:
+    window = SamplingWindow(1000, 10.0, 5.0)
+    window.report_heartbeat(0.0)
+    window.report_heartbeat(11.0)  # a long silence: not a sample
+    assert window.phi(12.0) is None
+    window.report_heartbeat(12.0)
+    assert window.phi(12.0) == 0.0
+
+
+def test_window_is_bounded() -> None:
+    window = SamplingWindow(3, 10.0, 5.0)
+    t = 0.0
+    window.report_heartbeat(t)
+    for interval in (9.0, 9.0, 9.0, 1.0, 1.0, 1.0):
+        t += interval
+        window.report_heartbeat(t)
+    # Only the last three intervals (1 s each) count.
+    assert window.phi(t + 1.0) == 1.0 / ((3.0 + 25.0) / 8)
+
+
+def test_live_then_dead_then_collected() -> None:
+    config = FailureDetectorConfig(dead_node_grace_period=100.0)
+    detector = FailureDetector(config)
+    for t in range(5):
+        detector.report_heartbeat(NODE, float(t))
+    detector.update_node_liveness(NODE, 4.5)
+    assert list(detector.live_nodes()) == [NODE]
+    # mean interval = (4 + 25) / 9; phi > 8 once elapsed > 8 * mean.
+    mean = 29 / 9
+    detector.update_node_liveness(NODE, 4.0 + 8 * mean - 0.01)
+    assert detector.is_live(NODE)
+    died_at = 4.0 + 8 * mean + 0.01
+    detector.update_node_liveness(NODE, died_at)
+    assert not detector.is_live(NODE)
+    assert detector.time_of_death(NODE) == died_at
+    assert detector.scheduled_for_deletion_nodes(died_at + 50.0) == set()
+    assert detector.scheduled_for_deletion_nodes(died_at + 50.1) == {NODE}
+    assert detector.garbage_collect(died_at + 99.9) == []
+    assert detector.garbage_collect(died_at + 100.0) == [NODE]
+    assert list(detector.dead_nodes()) == []
+
+
+def test_a_node_without_phi_counts_as_dead() -> None:
+    detector = FailureDetector(FailureDetectorConfig())
+    detector.report_heartbeat(NODE, 0.0)
+    detector.update_node_liveness(NODE, 0.1)
+    assert list(detector.dead_nodes()) == [NODE]
+
+
+def test_death_resets_the_window() -> None:
+    detector = FailureDetector(FailureDetectorConfig(phi_threshold=1.0))
+    for t in range(3):
+        detector.report_heartbeat(NODE, float(t))
+    detector.update_node_liveness(NODE, 100.0)
+    assert not detector.is_live(NODE)
+    # One heartbeat after death is not enough: the old intervals are gone.
+    detector.report_heartbeat(NODE, 101.0)
+    detector.update_node_liveness(NODE, 101.0)
+    assert not detector.is_live(NODE)
+    detector.report_heartbeat(NODE, 102.0)
+    detector.update_node_liveness(NODE, 102.0)
+    assert detector.is_live(NODE)
