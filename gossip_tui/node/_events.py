@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ..core.models import NodeId
+from gossip_tui.core.models import NodeId
 
 
 @attrs.frozen

@@ -1,0 +1,44 @@
+"""The Trio runtime of a gossip node: transports, tasks, events and the library API."""
+
+from ._config import NodeConfig, default_node_id
+from ._events import (
+    KeyChanged,
+    KeyDeleted,
+    NodeEvent,
+    NodeJoined,
+    NodeLeft,
+    NodeRemoved,
+    NodeUpdated,
+)
+from ._node import MAX_KEY_VALUE_BYTES, KeyValueTooLarge, Node, NodeStats, open_node
+from ._transport import (
+    DatagramSocket,
+    LinkFaults,
+    MemoryNetwork,
+    MemoryTransport,
+    Transport,
+    UdpTransport,
+)
+
+__all__ = [
+    "MAX_KEY_VALUE_BYTES",
+    "DatagramSocket",
+    "KeyChanged",
+    "KeyDeleted",
+    "KeyValueTooLarge",
+    "LinkFaults",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "Node",
+    "NodeConfig",
+    "NodeEvent",
+    "NodeJoined",
+    "NodeLeft",
+    "NodeRemoved",
+    "NodeStats",
+    "NodeUpdated",
+    "Transport",
+    "UdpTransport",
+    "default_node_id",
+    "open_node",
+]

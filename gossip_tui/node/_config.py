@@ -1,0 +1,66 @@
+"""How a node is configured, and the defaults an operator gets."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+import attrs
+
+from gossip_tui.core.failure_detector import FailureDetectorConfig
+from gossip_tui.core.models import SocketAddress
+
+DEFAULT_LISTEN_ADDR = SocketAddress.parse("127.0.0.1:10000")
+
+_ADJECTIVES = (
+    "amber", "bold", "brave", "calm", "clever", "crisp", "eager", "fancy", "gentle", "happy",
+    "jolly", "keen", "lively", "lucky", "mellow", "nimble", "proud", "quick", "quiet", "rapid",
+    "shiny", "silent", "smart", "snowy", "sunny", "swift", "tidy", "vivid", "wise", "zesty",
+)  # fmt: skip
+_ANIMALS = (
+    "badger", "beaver", "bison", "crane", "dingo", "eagle", "falcon", "ferret", "gecko", "heron",
+    "ibis", "jackal", "koala", "lemur", "lynx", "marmot", "newt", "ocelot", "otter", "panda",
+    "puffin", "quail", "raven", "salmon", "seal", "tapir", "toucan", "walrus", "wombat", "yak",
+)  # fmt: skip
+
+
+def random_words(rng: random.Random | None = None) -> str:
+    pick = (rng or random.SystemRandom()).choice
+    return f"{pick(_ADJECTIVES)}-{pick(_ANIMALS)}-{pick(_ANIMALS)}"
+
+
+def default_node_id(public_addr: SocketAddress, rng: random.Random | None = None) -> str:
+    """chitchat-test's convention: ``server:<public_addr>-<random words>``."""
+    return f"server:{public_addr}-{random_words(rng)}"
+
+
+def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
+    return dict(value)
+
+
+@attrs.frozen
+class NodeConfig:
+    """Everything a node needs to run. Only ``listen_addr`` matters for a first try."""
+
+    listen_addr: SocketAddress = DEFAULT_LISTEN_ADDR
+    # What peers should use to reach us; the bound listen address when None.
+    public_addr: SocketAddress | None = None
+    node_id: str | None = None
+    # Must grow on every restart; unix time at start when None.
+    generation: int | None = None
+    cluster_id: str = "testing"
+    # "ip:port" or "host:port"; host names are resolved again every 60 s.
+    seeds: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    gossip_interval: float = 0.5
+    failure_detector: FailureDetectorConfig = attrs.field(factory=FailureDetectorConfig)
+    marked_for_deletion_grace_period: float = 3_600.0
+    initial_key_values: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+    # Set a "bind" key holding the public address at start, as chitchat-test's users expect.
+    publish_bind_key: bool = True
+    seed_refresh_interval: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.gossip_interval <= 0:
+            raise ValueError("gossip_interval must be positive")
+        if self.marked_for_deletion_grace_period < 0:
+            raise ValueError("marked_for_deletion_grace_period must not be negative")

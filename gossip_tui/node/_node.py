@@ -1,0 +1,380 @@
+"""The running node: the engine driven by Trio tasks over a datagram transport."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from gossip_tui.core.codec import DecodeError, EncodeError, decode, encode
+from gossip_tui.core.engine import GossipEngine, LivenessChanges
+from gossip_tui.core.messages import Message, Syn
+from gossip_tui.core.models import AddressError, ClusterSnapshot, NodeId, SocketAddress
+from gossip_tui.core.state import KeyChange, StateChange, VersionChange
+
+from ._config import NodeConfig, default_node_id
+from ._events import (
+    KeyChanged,
+    KeyDeleted,
+    NodeEvent,
+    NodeJoined,
+    NodeLeft,
+    NodeRemoved,
+    NodeUpdated,
+)
+from ._transport import DatagramSocket, Transport, UdpTransport
+
+log = logging.getLogger("gossip_tui.node")
+
+# A key-value must fit in one datagram together with the headers around it.
+MAX_KEY_VALUE_BYTES = 60_000
+
+
+class KeyValueTooLarge(ValueError):
+    """A key or value that could never be gossiped in a single datagram."""
+
+
+@attrs.define
+class NodeStats:
+    """Counters an operator (or /metrics) reads."""
+
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    send_errors: int = 0
+    rounds: int = 0
+    events_dropped: int = 0
+    last_round_duration: float = 0.0
+    dropped: Counter[str] = attrs.field(factory=Counter)
+
+
+def _check_size(key: str, value: str) -> None:
+    if not key:
+        raise ValueError("a key must not be empty")
+    size = len(key.encode()) + len(value.encode())
+    if size > MAX_KEY_VALUE_BYTES:
+        raise KeyValueTooLarge(
+            f"key and value take {size} bytes; at most {MAX_KEY_VALUE_BYTES} fit in a datagram"
+        )
+
+
+class Node:
+    """A live gossip node. Get one from :func:`open_node`.
+
+    The write methods are synchronous: call them from Trio tasks, or from the thread
+    that hosts Trio in guest mode (Textual's). From any other thread, go through
+    ``trio.from_thread`` with the run's token.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        engine: GossipEngine,
+        socket: DatagramSocket,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.stats = NodeStats()
+        self.http_addr: SocketAddress | None = None
+        self._socket = socket
+        self._nursery = nursery
+        self._changed = trio.Event()
+        self._subscribers: list[tuple[str, trio.MemorySendChannel[NodeEvent]]] = []
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def self_id(self) -> NodeId:
+        return self.engine.self_id
+
+    @property
+    def cluster_id(self) -> str:
+        return self.engine.cluster_id
+
+    @property
+    def gossip_addr(self) -> SocketAddress:
+        """The address the socket is bound to (with the real port when 0 was asked)."""
+        return self._socket.local_address
+
+    # ------------------------------------------------------------------ local keys
+
+    def _now(self) -> float:
+        return trio.current_time()
+
+    def _touch(self) -> None:
+        self._changed.set()
+
+    def set(self, key: str, value: str) -> None:
+        _check_size(key, value)
+        self.engine.self_state.set(key, value)
+        self._touch()
+
+    def set_with_ttl(self, key: str, value: str) -> None:
+        """Set a value that is removed after the marked-for-deletion grace period."""
+        _check_size(key, value)
+        self.engine.self_state.set_with_ttl(key, value, self._now())
+        self._touch()
+
+    def delete(self, key: str) -> bool:
+        """Delete a local key; False if there was no such key."""
+        deleted = self.engine.self_state.delete(key, self._now())
+        self._touch()
+        return deleted
+
+    def delete_after_ttl(self, key: str) -> bool:
+        """Keep a local key visible for the grace period, then remove it."""
+        marked = self.engine.self_state.delete_after_ttl(key, self._now())
+        self._touch()
+        return marked
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, key: str, node: NodeId | None = None) -> str | None:
+        state = self.engine.state.node_state(node or self.self_id)
+        return None if state is None else state.get(key)
+
+    def live_nodes(self) -> list[NodeId]:
+        return self.engine.live_nodes()
+
+    def dead_nodes(self) -> list[NodeId]:
+        return self.engine.dead_nodes()
+
+    def snapshot(self) -> ClusterSnapshot:
+        return self.engine.snapshot(self._now())
+
+    def subscribe(
+        self, prefix: str = "", max_buffer: int = 1_000
+    ) -> trio.MemoryReceiveChannel[NodeEvent]:
+        """Events from now on. Membership events always; key events for keys under
+        ``prefix``. A subscriber that falls ``max_buffer`` events behind loses events
+        (counted in ``stats.events_dropped``) rather than slowing the node down."""
+        send, receive = trio.open_memory_channel[NodeEvent](max_buffer)
+        self._subscribers.append((prefix, send))
+        return receive
+
+    async def start_service(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run a task in the node's nursery (``nursery.start``); it ends with the node."""
+        return await self._nursery.start(async_fn, *args)
+
+    # ------------------------------------------------------------------ events
+
+    def _publish(self, event: NodeEvent) -> None:
+        key = getattr(event, "key", None)
+        alive = []
+        for prefix, channel in self._subscribers:
+            if key is not None and not key.startswith(prefix):
+                alive.append((prefix, channel))
+                continue
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                self.stats.events_dropped += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                continue
+            alive.append((prefix, channel))
+        self._subscribers = alive
+
+    def _publish_changes(self, changes: list[StateChange]) -> None:
+        latest_version: dict[NodeId, int] = {}
+        for change in changes:
+            if isinstance(change, VersionChange):
+                latest_version[change.node] = change.max_version
+            elif isinstance(change, KeyChange):
+                value = change.value
+                if value is None or value.is_deleted:
+                    version = 0 if value is None else value.version
+                    self._publish(KeyDeleted(change.node, change.key, version))
+                else:
+                    self._publish(KeyChanged(change.node, change.key, value.value, value.version))
+        for node, version in latest_version.items():
+            self._publish(NodeUpdated(node, version))
+
+    def _publish_liveness(self, changes: LivenessChanges) -> None:
+        for node in changes.joined:
+            self._publish(NodeJoined(node))
+        for node in changes.left:
+            self._publish(NodeLeft(node))
+        for node in changes.removed:
+            self._publish(NodeRemoved(node))
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _send(self, message: Message, addr: SocketAddress) -> None:
+        try:
+            data = encode(message)
+        except EncodeError:
+            log.exception("could not encode a message for %s", addr)
+            self.stats.send_errors += 1
+            return
+        try:
+            await self._socket.send(data, addr)
+        except OSError as exc:
+            # An unreachable or vanished peer is the failure detector's business.
+            self.stats.send_errors += 1
+            log.debug("send to %s failed: %s", addr, exc)
+            return
+        self.stats.datagrams_out += 1
+        self.stats.bytes_out += len(data)
+
+    async def gossip_to(self, addr: SocketAddress) -> None:
+        """Start a handshake with ``addr`` right now, outside the regular rounds."""
+        await self._send(self.engine.create_syn(self._now()), addr)
+
+    async def _gossip_loop(self) -> None:
+        interval = self.config.gossip_interval
+        next_round = self._now()
+        while True:
+            started = self._now()
+            targets = self.engine.start_round(started)
+            syn: Syn = self.engine.create_syn(started)
+            for addr in targets.all():
+                await self._send(syn, addr)
+            self.stats.rounds += 1
+            self.stats.last_round_duration = self._now() - started
+            self._touch()
+            next_round = max(next_round + interval, self._now())
+            await trio.sleep_until(next_round)
+
+    async def _failure_detector_loop(self) -> None:
+        # Judges liveness once per interval, half an interval after each round, when that
+        # round's replies are in.
+        interval = self.config.gossip_interval
+        await trio.sleep(interval / 2)
+        while True:
+            changes = self.engine.update_liveness(self._now())
+            if changes:
+                self._publish_liveness(changes)
+            await trio.sleep(interval)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            data, source = await self._socket.recv()
+            self.stats.datagrams_in += 1
+            self.stats.bytes_in += len(data)
+            try:
+                message = decode(data)
+            except DecodeError as exc:
+                self.stats.dropped["malformed"] += 1
+                log.debug("dropped a malformed datagram from %s: %s", source, exc)
+                continue
+            try:
+                reply = self.engine.handle_message(message, self._now())
+            except Exception:
+                # A message our engine cannot digest must never take the node down.
+                self.stats.dropped["rejected"] += 1
+                log.exception("dropped a message from %s that could not be applied", source)
+                continue
+            self._touch()
+            if reply is not None:
+                await self._send(reply, source)
+
+    async def _watcher(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed = trio.Event()
+            changes = self.engine.drain_changes()
+            if changes:
+                self._publish_changes(changes)
+
+    async def _seed_resolver(self, task_status: trio.TaskStatus[None]) -> None:
+        literal, hosts = _split_seeds(self.config.seeds)
+        self.engine.seed_addrs = set(literal)
+        started = False
+        while True:
+            resolved = set(literal)
+            for host, port in hosts:
+                resolved |= await _resolve(host, port)
+            self.engine.seed_addrs = resolved
+            if not started:
+                task_status.started()
+                started = True
+            if not hosts:
+                return
+            await trio.sleep(self.config.seed_refresh_interval)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._seed_resolver)
+            nursery.start_soon(self._watcher)
+            nursery.start_soon(self._receive_loop)
+            nursery.start_soon(self._gossip_loop)
+            nursery.start_soon(self._failure_detector_loop)
+            task_status.started()
+
+
+def _split_seeds(seeds: tuple[str, ...]) -> tuple[list[SocketAddress], list[tuple[str, int]]]:
+    literal: list[SocketAddress] = []
+    hosts: list[tuple[str, int]] = []
+    for seed in seeds:
+        try:
+            literal.append(SocketAddress.parse(seed))
+        except AddressError:
+            host, sep, port = seed.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 0xFFFF:
+                log.warning("ignoring seed %r: not host:port", seed)
+                continue
+            hosts.append((host, int(port)))
+    return literal, hosts
+
+
+async def _resolve(host: str, port: int) -> set[SocketAddress]:
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
+    except OSError as exc:
+        log.warning("could not resolve seed %s:%d (%s); will retry", host, port, exc)
+        return set()
+    found = set()
+    for _family, _type, _proto, _name, sockaddr in infos:
+        found.add(SocketAddress(ipaddress.ip_address(sockaddr[0]), int(sockaddr[1])))
+    return found
+
+
+@asynccontextmanager
+async def open_node(
+    config: NodeConfig | None = None, *, transport: Transport | None = None
+) -> AsyncIterator[Node]:
+    """Bind, start gossiping, and yield the running :class:`Node`.
+
+    Raises OSError (errno EADDRINUSE) before yielding when the address is taken. On exit
+    every task of the node is cancelled and the socket closed.
+    """
+    config = config or NodeConfig()
+    socket = await (transport or UdpTransport()).bind(config.listen_addr)
+    try:
+        public = config.public_addr or socket.local_address
+        if public.port == 0 or public.ip.is_unspecified:
+            public = socket.local_address
+        node_id = NodeId(
+            config.node_id or default_node_id(public),
+            config.generation if config.generation is not None else int(time.time()),
+            public,
+        )
+        initial = dict(config.initial_key_values)
+        if config.publish_bind_key:
+            initial.setdefault("bind", str(public))
+        engine = GossipEngine(
+            node_id,
+            config.cluster_id,
+            now=trio.current_time(),
+            failure_detector=config.failure_detector,
+            marked_for_deletion_grace_period=config.marked_for_deletion_grace_period,
+            initial_key_values=initial,
+        )
+        async with trio.open_nursery() as nursery:
+            node = Node(config, engine, socket, nursery)
+            await nursery.start(node._run)
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        socket.close()

@@ -1,0 +1,137 @@
+"""Node runtime over the in-memory network, in virtual time (trio's autojump clock)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from gossip_tui.core.models import Liveness, SocketAddress
+from gossip_tui.node import (
+    KeyChanged,
+    KeyDeleted,
+    KeyValueTooLarge,
+    MemoryNetwork,
+    NodeJoined,
+    NodeLeft,
+    open_node,
+)
+
+from .helpers import all_see_each_other, fast_config, open_cluster, wait_until
+
+
+@pytest.mark.trio
+async def test_five_nodes_converge_and_share_keys(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=1)
+    async with open_cluster(5, transport=network.transport()) as nodes:
+        await wait_until(lambda: all_see_each_other(nodes), 30, "5 live nodes everywhere")
+        nodes[3].set("color", "blue")
+        await wait_until(
+            lambda: all(n.get("color", nodes[3].self_id) == "blue" for n in nodes),
+            10,
+            "the key on every node",
+        )
+        # The "bind" key carries each node's public address.
+        for node in nodes:
+            assert nodes[0].get("bind", node.self_id) == str(node.gossip_addr)
+
+
+@pytest.mark.trio
+async def test_events_follow_membership_and_keys(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=2)
+    async with open_cluster(1, transport=network.transport()) as (observer,):
+        events = observer.subscribe(prefix="app/")
+        peer_config = fast_config(seeds=(str(observer.gossip_addr),), node_id="peer")
+        async with open_node(peer_config, transport=network.transport()) as peer:
+            peer.set("app/greeting", "hello")
+            peer.set("other", "ignored")
+            seen: list[object] = []
+            with trio.fail_after(20):
+                while not any(isinstance(e, KeyChanged) for e in seen) or not any(
+                    isinstance(e, NodeJoined) for e in seen
+                ):
+                    seen.append(await events.receive())
+            changed = [e for e in seen if isinstance(e, KeyChanged)]
+            assert changed[0].node == peer.self_id and changed[0].key == "app/greeting"
+            assert all(e.key.startswith("app/") for e in changed)
+            assert NodeJoined(peer.self_id) in seen
+            peer.delete("app/greeting")
+            with trio.fail_after(20):
+                while not isinstance(event := await events.receive(), KeyDeleted):
+                    pass
+            assert event.key == "app/greeting"
+            peer_id = peer.self_id
+        # The peer is gone: the failure detector declares it dead.
+        with trio.fail_after(60):
+            while await events.receive() != NodeLeft(peer_id):
+                pass
+        snapshot = observer.snapshot()
+        peer_snapshot = snapshot.node(peer_id)
+        assert peer_snapshot is not None and peer_snapshot.liveness is Liveness.DEAD
+
+
+@pytest.mark.trio
+async def test_clusters_never_mix(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=3)
+    async with open_cluster(3, transport=network.transport(), cluster_id="blue") as blue:
+        seed = str(blue[0].gossip_addr)
+        async with open_cluster(
+            3, transport=network.transport(), cluster_id="red", seed_addr=seed
+        ) as red:
+            await wait_until(lambda: all_see_each_other(red), 30, "red converged")
+            await trio.sleep(5)
+            blue_ids = {n.self_id for n in blue}
+            red_ids = {n.self_id for n in red}
+            for node in blue:
+                assert set(node.engine.state.nodes()) <= blue_ids
+            for node in red:
+                assert set(node.engine.state.nodes()) <= red_ids
+
+
+@pytest.mark.trio
+async def test_malformed_datagrams_are_dropped_and_counted(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork(seed=4)
+    async with open_cluster(1, transport=network.transport()) as (node,):
+        node.set("k", "v")
+        before = node.snapshot()
+        attacker = network.bind(SocketAddress.parse("127.0.0.1:0"))
+        for junk in (b"", b"\x53\xb0\x00", b"\x53\xb0\x00\x01\xff\xff", b"garbage" * 10):
+            await attacker.send(junk, node.gossip_addr)
+        await wait_until(lambda: node.stats.dropped["malformed"] == 4, 5, "4 drops")
+        assert node.get("k") == "v"
+        after = node.snapshot()
+        assert [n.node for n in after.nodes] == [n.node for n in before.nodes]
+
+
+@pytest.mark.trio
+async def test_set_refuses_what_cannot_fit_a_datagram(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=5)
+    async with open_cluster(1, transport=network.transport()) as (node,):
+        with pytest.raises(KeyValueTooLarge):
+            node.set("big", "x" * 70_000)
+        with pytest.raises(ValueError, match="empty"):
+            node.set("", "x")
+        assert node.get("big") is None
+
+
+@pytest.mark.trio
+async def test_address_in_use_raises_before_yielding(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=6)
+    async with open_cluster(1, transport=network.transport()) as (node,):
+        taken = fast_config(str(node.gossip_addr))
+        with pytest.raises(OSError, match="in use"):
+            async with open_node(taken, transport=network.transport()):
+                pytest.fail("must not start")
+
+
+@pytest.mark.trio
+async def test_gossip_survives_loss(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=7)
+    network.default_faults.loss = 0.2
+    async with open_cluster(5, transport=network.transport()) as nodes:
+        await wait_until(lambda: all_see_each_other(nodes), 60, "convergence under loss")
+        nodes[1].set("x", "1")
+        await wait_until(
+            lambda: all(n.get("x", nodes[1].self_id) == "1" for n in nodes), 30, "key under loss"
+        )
