@@ -11,6 +11,15 @@ from ._events import (
     NodeUpdated,
 )
 from ._node import MAX_KEY_VALUE_BYTES, KeyValueTooLarge, Node, NodeStats, open_node
+from ._records import (
+    RecordEvent,
+    RecordJoined,
+    RecordLeft,
+    RecordPool,
+    RecordUpdated,
+    collect,
+    publish,
+)
 from ._transport import (
     DatagramSocket,
     LinkFaults,
@@ -37,8 +46,15 @@ __all__ = [
     "NodeRemoved",
     "NodeStats",
     "NodeUpdated",
+    "RecordEvent",
+    "RecordJoined",
+    "RecordLeft",
+    "RecordPool",
+    "RecordUpdated",
     "Transport",
     "UdpTransport",
+    "collect",
     "default_node_id",
     "open_node",
+    "publish",
 ]
