@@ -39,3 +39,14 @@ async def test_udp_address_in_use() -> None:
                 pytest.fail("must not start")
         assert "in use" in str(info.value).lower()
         await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.trio
+async def test_seed_given_as_host_name_is_resolved() -> None:
+    async with open_cluster(1) as (first,):
+        config = fast_config(seeds=(f"localhost:{first.gossip_addr.port}",))
+        async with open_node(config) as second:
+            await wait_until(
+                lambda: all_see_each_other([first, second]), 20, "join through a host name"
+            )
+            assert first.gossip_addr in second.engine.seed_addrs
