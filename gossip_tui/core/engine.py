@@ -17,7 +17,7 @@ from .codec import MAX_DATAGRAM_SIZE, digest_size
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Ack, BadCluster, Digest, Message, Syn, SynAck
 from .models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot, SocketAddress
-from .state import ClusterState, NodeState, StateChange
+from .state import ClusterState, NodeState, StateChange, StateLimits
 
 # Peers picked at random per round.
 GOSSIP_COUNT = 3
@@ -93,10 +93,11 @@ class GossipEngine:
         initial_key_values: Mapping[str, str] | None = None,
         seed_addrs: Iterable[SocketAddress] = (),
         rng: random.Random | None = None,
+        limits: StateLimits | None = None,
     ) -> None:
         self.self_id = self_id
         self.cluster_id = cluster_id
-        self.state = ClusterState()
+        self.state = ClusterState(limits)
         self.detector = FailureDetector(failure_detector or FailureDetectorConfig())
         self.marked_for_deletion_grace_period = marked_for_deletion_grace_period
         self.seed_addrs: set[SocketAddress] = set(seed_addrs)
@@ -137,6 +138,13 @@ class GossipEngine:
             return
         forgotten_at = self.state.last_heartbeat_if_deleted(node)
         if forgotten_at is None or forgotten_at < heartbeat:
+            if (
+                node not in self.state.node_states
+                and len(self.state) >= self.state.limits.max_nodes
+            ):
+                # A flood of made-up nodes must not grow our memory without end.
+                self.state.rejected["node_limit"] += 1
+                return
             state = self.state.node_state_or_init(node)
         else:
             # A node we garbage-collected, still echoed by a peer with an old heartbeat:

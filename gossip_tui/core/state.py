@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
@@ -51,6 +51,30 @@ class DeltaStatus(enum.Enum):
     REJECT = "reject"
     APPLY = "apply"
     APPLY_AFTER_RESET = "apply_after_reset"
+    OVER_LIMIT = "over_limit"
+
+
+@attrs.frozen
+class StateLimits:
+    """Bounds that keep a hostile or runaway peer from growing our memory without end.
+
+    Sizes count the characters of keys and values. A delta that would push a node's state,
+    or the whole cluster state, past its bound is dropped whole (dropping part of it would
+    leave a gap in the versions), and counted.
+    """
+
+    max_nodes: int = 10_000
+    max_node_state_bytes: int = 8 * 1024 * 1024
+    max_total_state_bytes: int = 512 * 1024 * 1024
+
+
+class _Usage:
+    """Running total of the bytes held by all node states of one cluster state."""
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total = 0
 
 
 class NodeState:
@@ -58,17 +82,26 @@ class NodeState:
 
     __slots__ = (
         "_changes",
+        "_usage",
         "heartbeat",
         "key_values",
         "last_gc_version",
         "last_update",
         "max_version",
         "node",
+        "size",
     )
 
-    def __init__(self, node: NodeId, changes: list[StateChange] | None = None) -> None:
+    def __init__(
+        self,
+        node: NodeId,
+        changes: list[StateChange] | None = None,
+        usage: _Usage | None = None,
+    ) -> None:
         self.node = node
         self.heartbeat = 0
+        self.size = 0
+        self._usage = usage or _Usage()
         self.key_values: dict[str, VersionedValue] = {}
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
@@ -103,8 +136,21 @@ class NodeState:
 
     # ------------------------------------------------------------------ owner's writes
 
-    def _bump(self, key: str, value: VersionedValue) -> None:
+    def _store(self, key: str, value: VersionedValue) -> None:
+        previous = self.key_values.get(key)
+        grown = len(value.value) - (len(previous.value) if previous else -len(key))
         self.key_values[key] = value
+        self.size += grown
+        self._usage.total += grown
+
+    def _remove(self, key: str) -> None:
+        removed = self.key_values.pop(key)
+        shrunk = len(key) + len(removed.value)
+        self.size -= shrunk
+        self._usage.total -= shrunk
+
+    def _bump(self, key: str, value: VersionedValue) -> None:
+        self._store(key, value)
         self.max_version = value.version
         self._changes.append(KeyChange(self.node, key, value))
         self._changes.append(VersionChange(self.node, self.max_version))
@@ -164,7 +210,7 @@ class NodeState:
         previous = self.key_values.get(key)
         if previous is not None and previous.version >= value.version:
             return
-        self.key_values[key] = value
+        self._store(key, value)
         self._changes.append(KeyChange(self.node, key, value))
 
     def check_delta(self, delta: NodeDelta) -> DeltaStatus:
@@ -192,15 +238,30 @@ class NodeState:
         for key, value in self.key_values.items():
             if not value.is_deleted:
                 self._changes.append(KeyChange(self.node, key, None))
+        self._usage.total -= self.size
+        self.size = 0
         self.heartbeat = 0
         self.key_values = {}
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
-    def apply_delta(self, delta: NodeDelta, now: float) -> DeltaStatus:
+    def _would_exceed(self, delta: NodeDelta, limits: StateLimits) -> bool:
+        growth = sum(len(kv.key) + len(kv.value) for kv in delta.key_values)
+        if growth <= 0:
+            return False
+        return (
+            self.size + growth > limits.max_node_state_bytes
+            or self._usage.total + growth > limits.max_total_state_bytes
+        )
+
+    def apply_delta(
+        self, delta: NodeDelta, now: float, limits: StateLimits | None = None
+    ) -> DeltaStatus:
         status = self.check_delta(delta)
         if status is DeltaStatus.REJECT:
             return status
+        if limits is not None and self._would_exceed(delta, limits):
+            return DeltaStatus.OVER_LIMIT
         if status is DeltaStatus.APPLY_AFTER_RESET:
             self._reset(delta.last_gc_version)
         floor = self.max_version
@@ -226,7 +287,7 @@ class NodeState:
             if value.status_since is not None and now >= value.status_since + grace_period
         ]
         for key, value in expired:
-            del self.key_values[key]
+            self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
             if not value.is_deleted:
                 self._changes.append(KeyChange(self.node, key, None))
@@ -252,10 +313,19 @@ def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
 class ClusterState:
     """Every known node's state, and the scuttlebutt rules between them."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: StateLimits | None = None) -> None:
+        self.limits = limits or StateLimits()
         self.node_states: dict[NodeId, NodeState] = {}
         self.changes: list[StateChange] = []
+        # Why node deltas were not applied, by DeltaStatus value: for the operator.
+        self.rejected: Counter[str] = Counter()
+        self._usage = _Usage()
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
+
+    @property
+    def total_size(self) -> int:
+        """Characters of keys and values held for all nodes."""
+        return self._usage.total
 
     def __len__(self) -> int:
         return len(self.node_states)
@@ -270,13 +340,14 @@ class ClusterState:
         state = self.node_states.get(node)
         if state is None:
             self._gc_nodes.pop(node, None)
-            state = NodeState(node, self.changes)
+            state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
         return state
 
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
+            self._usage.total -= state.size
             self._gc_nodes[node] = state.heartbeat
             self._gc_nodes.move_to_end(node)
             while len(self._gc_nodes) > GC_NODE_MEMORY:
@@ -304,7 +375,9 @@ class ClusterState:
             state = self.node_states.get(node_delta.node)
             if state is None:
                 continue
-            status = state.apply_delta(node_delta, now)
+            status = state.apply_delta(node_delta, now, self.limits)
+            if status is DeltaStatus.REJECT or status is DeltaStatus.OVER_LIMIT:
+                self.rejected[status.value] += 1
             reset |= status is DeltaStatus.APPLY_AFTER_RESET
         return reset
 
