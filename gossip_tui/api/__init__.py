@@ -1,0 +1,25 @@
+"""The HTTP API of a node: chitchat-test's JSON routes and a small REST API.
+
+``make_app(node)`` builds the ASGI application; ``serve_http(node, bind)`` serves it with
+hypercorn's Trio worker (hypercorn is imported only when serving).
+"""
+
+from __future__ import annotations
+
+from gossip_tui.core.converter import converter
+
+from ._app import MAX_BODY_SIZE, ROUTES, GossipApi, HttpError, Route, make_app
+from ._server import serve_http
+from ._types import ApiNode
+
+__all__ = [
+    "MAX_BODY_SIZE",
+    "ROUTES",
+    "ApiNode",
+    "GossipApi",
+    "HttpError",
+    "Route",
+    "converter",
+    "make_app",
+    "serve_http",
+]

@@ -1,0 +1,467 @@
+"""A small ASGI application over a node: chitchat-test's routes and a REST API.
+
+There is no web framework: a route table maps a path template and a method to a
+synchronous handler ``(node, request) -> Response``. Handlers only call the node's
+synchronous methods, so they run on the event loop without blocking it for long.
+
+Every failure becomes a JSON body ``{"error": "..."}``: 404 for an unknown path, 405 for
+a method the path does not take, 400 for a malformed request, 413 for a body over
+:data:`MAX_BODY_SIZE` or a key-value too large for any gossip datagram (or that the node
+refuses as too large), and 500 for an unexpected exception (logged, never propagated to
+the server or the node).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import attrs
+import cattrs
+
+from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DeltaWriter, EncodeError
+from gossip_tui.core.converter import converter
+from gossip_tui.core.models import KeyStatus, NodeId, NodeSnapshot, VersionedValue
+from gossip_tui.node import KeyValueTooLarge
+
+from ._openapi import openapi_document
+from ._records import (
+    ClusterStateView,
+    ErrorView,
+    HealthView,
+    KeyDeletedView,
+    KeyListView,
+    KeyView,
+    KeyWrittenView,
+    NodeDetailView,
+    NodeListView,
+    NodeSummary,
+    PutKeyBody,
+    StatusView,
+)
+from ._types import ApiNode, Message, Receive, Scope, Send
+
+__all__ = ["MAX_BODY_SIZE", "ROUTES", "GossipApi", "HttpError", "Route", "make_app"]
+
+_log = logging.getLogger("gossip_tui.api")
+
+#: Request bodies larger than this are refused with 413.
+MAX_BODY_SIZE = 64 * 1024
+
+# A delta carried by an Ack (the roomiest message) may use this many bytes.
+_ACK_DELTA_BUDGET = MAX_DATAGRAM_SIZE - 1
+_MAX_VERSION = 2**64 - 1
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+class HttpError(Exception):
+    """Ends a request with ``status`` and the JSON body ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = tuple(headers)
+
+
+@attrs.frozen
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]  # lower-cased names; the last of repeated headers wins
+    body: bytes
+    params: Mapping[str, str] = attrs.field(factory=dict)
+
+    def query_param(self, name: str) -> str:
+        values = self.query.get(name)
+        if not values:
+            raise HttpError(400, f"missing query parameter {name!r}")
+        return values[-1]
+
+    def query_flag(self, name: str) -> bool:
+        values = self.query.get(name)
+        if values is None:
+            return False
+        text = values[-1].strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise HttpError(400, f"query parameter {name!r} must be true or false, not {text!r}")
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+@attrs.frozen
+class Response:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
+
+
+Handler = Callable[[ApiNode, Request], Response]
+
+
+@attrs.frozen
+class Route:
+    """A path template and its handlers by method.
+
+    A template ending in ``{name}`` takes the whole rest of the path as ``name`` (slashes
+    included, at least one character), so keys and node ids may hold any character.
+    HEAD is answered like GET, except on the routes whose GET changes state (chitchat-test's
+    ``/set_kv/`` and ``/mark_for_deletion/``).
+    """
+
+    template: str
+    methods: Mapping[str, Handler]
+    documented: bool = True
+    get_is_safe: bool = True
+
+    def match(self, path: str) -> dict[str, str] | None:
+        brace = self.template.find("{")
+        if brace < 0:
+            return {} if path == self.template else None
+        prefix = self.template[:brace]
+        if not path.startswith(prefix) or len(path) == len(prefix):
+            return None
+        return {self.template[brace + 1 : -1]: path[len(prefix) :]}
+
+    def allowed(self) -> list[str]:
+        methods = set(self.methods)
+        if "GET" in methods and self.get_is_safe:
+            methods.add("HEAD")
+        return sorted(methods)
+
+    def handler(self, method: str) -> Handler | None:
+        if method == "HEAD" and self.get_is_safe:
+            method = "GET"
+        return self.methods.get(method)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def json_response(value: Any, status: int = 200, *, pretty: bool = False) -> Response:
+    data = converter.unstructure(value)
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, indent=2 if pretty else None)
+    return Response(status, text.encode())
+
+
+def _error_response(error: HttpError) -> Response:
+    response = json_response(ErrorView(error.message), error.status)
+    return attrs.evolve(response, headers=error.headers)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _self_state(node: ApiNode) -> NodeSnapshot:
+    snapshot = node.snapshot()
+    own = snapshot.node(snapshot.self_node)
+    if own is None:  # a node always knows itself; guard against a broken runtime anyway
+        raise RuntimeError("the node's snapshot does not hold the node itself")
+    return own
+
+
+def _live_value(node: ApiNode, key: str) -> VersionedValue | None:
+    value = _self_state(node).key_values.get(key)
+    if value is None or value.is_deleted:
+        return None
+    return value
+
+
+def check_fits_datagram(node: NodeId, key: str, value: str) -> None:
+    """Refuse (413) a key-value that no chitchat datagram could ever carry."""
+    writer = DeltaWriter(_ACK_DELTA_BUDGET)
+    try:
+        fits = writer.try_add_node(node, 0, 0) and writer.try_add_kv(
+            key, value, _MAX_VERSION, KeyStatus.SET
+        )
+    except EncodeError:
+        fits = False
+    if not fits:
+        size = len(key.encode()) + len(value.encode())
+        raise HttpError(
+            413, f"key and value ({size} bytes) are too large to fit in a gossip datagram"
+        )
+
+
+def _write(node: ApiNode, key: str, value: str, *, ttl: bool) -> None:
+    check_fits_datagram(node.self_id, key, value)
+    try:
+        if ttl:
+            node.set_with_ttl(key, value)
+        else:
+            node.set(key, value)
+    except KeyValueTooLarge as exc:
+        raise HttpError(413, str(exc)) from None
+    except ValueError as exc:  # e.g. an empty key
+        raise HttpError(400, str(exc)) from None
+
+
+def _describe_structure_error(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, path="body"))
+    return str(exc)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _index(node: ApiNode, _request: Request) -> Response:
+    return json_response(ClusterStateView.of(node.snapshot()), pretty=True)
+
+
+def _set_kv(node: ApiNode, request: Request) -> Response:
+    key = request.query_param("key")
+    value = request.query_param("value")
+    _write(node, key, value, ttl=False)
+    return json_response(StatusView())
+
+
+def _mark_for_deletion(node: ApiNode, request: Request) -> Response:
+    key = request.query_param("key")
+    # Like chitchat, marking a key that is absent (or already deleted) is not an error.
+    if _live_value(node, key) is not None:
+        node.delete(key)
+    return json_response(StatusView())
+
+
+def _list_nodes(node: ApiNode, _request: Request) -> Response:
+    snapshot = node.snapshot()
+    nodes = sorted(snapshot.nodes, key=lambda n: n.node.sort_key())
+    view = NodeListView(
+        cluster_id=snapshot.cluster_id,
+        self_node=snapshot.self_node,
+        nodes=tuple(NodeSummary.of(n, snapshot.self_node, snapshot.taken_at) for n in nodes),
+    )
+    return json_response(view)
+
+
+def _get_node(node: ApiNode, request: Request) -> Response:
+    wanted = request.params["node_id"]
+    snapshot = node.snapshot()
+    # A bare name may match several generations of a restarted node: show the newest.
+    matches = [n for n in snapshot.nodes if wanted in (n.node.node_id, str(n.node))]
+    if not matches:
+        raise HttpError(404, f"no node {wanted!r}")
+    found = max(matches, key=lambda n: n.node.sort_key())
+    view = NodeDetailView(
+        node=NodeSummary.of(found, snapshot.self_node, snapshot.taken_at),
+        key_values={k: found.key_values[k] for k in sorted(found.key_values)},
+    )
+    return json_response(view)
+
+
+def _list_keys(node: ApiNode, _request: Request) -> Response:
+    own = _self_state(node)
+    keys = {k: own.key_values[k] for k in sorted(own.key_values)}
+    view = KeyListView(
+        chitchat_id=own.node,
+        keys={k: v for k, v in keys.items() if not v.is_deleted},
+    )
+    return json_response(view)
+
+
+def _get_key(node: ApiNode, request: Request) -> Response:
+    key = request.params["key"]
+    value = _live_value(node, key)
+    if value is None:
+        raise HttpError(404, f"no key {key!r}")
+    return json_response(KeyView(key, value.value, value.version, value.status))
+
+
+def _put_body(request: Request) -> PutKeyBody:
+    media = request.media_type
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            data = json.loads(request.body)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise HttpError(400, f"invalid JSON body: {exc}") from None
+        if not isinstance(data, dict):
+            raise HttpError(400, 'the JSON body must be an object like {"value": "..."}')
+        try:
+            return converter.structure(data, PutKeyBody)
+        except Exception as exc:
+            raise HttpError(400, _describe_structure_error(exc)) from None
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, "the body is not valid UTF-8 text") from None
+    return PutKeyBody(value=text, ttl=request.query_flag("ttl"))
+
+
+def _put_key(node: ApiNode, request: Request) -> Response:
+    key = request.params["key"]
+    body = _put_body(request)
+    _write(node, key, body.value, ttl=body.ttl)
+    return json_response(KeyWrittenView(key=key, value=body.value, ttl=body.ttl))
+
+
+def _delete_key(node: ApiNode, request: Request) -> Response:
+    key = request.params["key"]
+    after_ttl = request.query_flag("after_ttl")
+    if _live_value(node, key) is None:
+        raise HttpError(404, f"no key {key!r}")
+    if after_ttl:
+        node.delete_after_ttl(key)
+    else:
+        node.delete(key)
+    return json_response(KeyDeletedView(key=key, after_ttl=after_ttl))
+
+
+def _health(node: ApiNode, _request: Request) -> Response:
+    snapshot = node.snapshot()
+    view = HealthView(
+        status="ok",
+        cluster_id=snapshot.cluster_id,
+        chitchat_id=snapshot.self_node,
+        live_nodes=len(snapshot.live_nodes),
+        dead_nodes=len(snapshot.dead_nodes),
+    )
+    return json_response(view)
+
+
+_OPENAPI_BODY: bytes | None = None
+
+
+def _openapi(_node: ApiNode, _request: Request) -> Response:
+    global _OPENAPI_BODY
+    if _OPENAPI_BODY is None:
+        _OPENAPI_BODY = json.dumps(openapi_document(), indent=2).encode()
+    return Response(200, _OPENAPI_BODY)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("/", {"GET": _index}),
+    Route("/set_kv/", {"GET": _set_kv}, get_is_safe=False),
+    Route("/set_kv", {"GET": _set_kv}, documented=False, get_is_safe=False),
+    Route("/mark_for_deletion/", {"GET": _mark_for_deletion}, get_is_safe=False),
+    Route("/mark_for_deletion", {"GET": _mark_for_deletion}, documented=False, get_is_safe=False),
+    Route("/nodes", {"GET": _list_nodes}),
+    Route("/nodes/{node_id}", {"GET": _get_node}),
+    Route("/keys", {"GET": _list_keys}),
+    Route("/keys/{key}", {"GET": _get_key, "PUT": _put_key, "DELETE": _delete_key}),
+    Route("/health", {"GET": _health}),
+    Route("/openapi.json", {"GET": _openapi}),
+)
+
+
+# --------------------------------------------------------------------------- ASGI
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {
+        bytes(name).decode("latin-1").lower(): bytes(value).decode("latin-1")
+        for name, value in scope.get("headers", ())
+    }
+
+
+def _query(scope: Scope) -> dict[str, list[str]]:
+    raw = bytes(scope.get("query_string", b"")).decode("latin-1")
+    try:
+        return parse_qs(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise HttpError(400, "the query string is not valid UTF-8") from None
+
+
+async def _read_body(headers: Mapping[str, str], receive: Receive) -> bytes | None:
+    """The request body, or None when the client went away."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY_SIZE:
+        raise HttpError(413, f"the request body exceeds {MAX_BODY_SIZE} bytes")
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY_SIZE:
+            raise HttpError(413, f"the request body exceeds {MAX_BODY_SIZE} bytes")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+class GossipApi:
+    """The ASGI application; build it with :func:`make_app`."""
+
+    def __init__(self, node: ApiNode, routes: Iterable[Route] = ROUTES) -> None:
+        self.node = node
+        self.routes = tuple(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = str(scope["method"]).upper()
+        try:
+            response = await self._respond(method, scope, receive)
+        except HttpError as exc:
+            response = _error_response(exc)
+        except Exception:
+            _log.exception("%s %s failed", method, scope.get("path"))
+            response = _error_response(HttpError(500, "internal server error"))
+        if response is None:
+            return
+        await _send_response(send, response, head=method == "HEAD")
+
+    async def _respond(self, method: str, scope: Scope, receive: Receive) -> Response | None:
+        path = str(scope["path"])
+        for route in self.routes:
+            params = route.match(path)
+            if params is not None:
+                break
+        else:
+            raise HttpError(404, f"no route for {path!r}")
+        handler = route.handler(method)
+        if handler is None:
+            allowed = ", ".join(route.allowed())
+            raise HttpError(405, f"method {method} not allowed for {path!r}", [("allow", allowed)])
+        headers = _headers(scope)
+        query = _query(scope)
+        body = await _read_body(headers, receive)
+        if body is None:
+            return None
+        request = Request(method, path, query, headers, body, params)
+        return handler(self.node, request)
+
+
+async def _send_response(send: Send, response: Response, *, head: bool) -> None:
+    headers = [
+        (b"content-type", f"{response.content_type}; charset=utf-8".encode()),
+        (b"content-length", str(len(response.body)).encode()),
+        (b"cache-control", b"no-store"),
+        *((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers),
+    ]
+    start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
+
+
+def make_app(node: ApiNode) -> GossipApi:
+    """The ASGI application serving ``node``'s state and key-values."""
+    return GossipApi(node)

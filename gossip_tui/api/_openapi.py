@@ -1,0 +1,331 @@
+"""The hand-written OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _object(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+        "additionalProperties": False,
+    }
+
+
+def _query(name: str, description: str, *, required: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+_U64 = {"type": "integer", "minimum": 0}
+_ADDRESS = {
+    "type": "string",
+    "description": "ip:port, [ipv6]:port for IPv6",
+    "examples": ["127.0.0.1:10000"],
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": _object({"error": {"type": "string"}}),
+    "Status": _object({"status": {"type": "boolean", "const": True}}),
+    "ChitchatId": _object(
+        {
+            "node_id": {"type": "string"},
+            "generation_id": _U64,
+            "gossip_advertise_addr": _ADDRESS,
+        }
+    ),
+    "DeletionStatus": {"type": "string", "enum": ["Set", "Delete", "DeleteAfterTtl"]},
+    "VersionedValue": _object(
+        {"value": {"type": "string"}, "version": _U64, "status": _ref("DeletionStatus")}
+    ),
+    "KeyValues": {
+        "type": "object",
+        "description": "key -> versioned value, keys in byte order",
+        "additionalProperties": _ref("VersionedValue"),
+    },
+    "NodeState": _object(
+        {
+            "chitchat_id": _ref("ChitchatId"),
+            "heartbeat": _U64,
+            "key_values": _ref("KeyValues"),
+            "max_version": _U64,
+            "last_gc_version": _U64,
+        }
+    ),
+    "ClusterStateSnapshot": _object(
+        {
+            "node_states": {"type": "array", "items": _ref("NodeState")},
+            "seed_addrs": {"type": "array", "items": _ADDRESS},
+        }
+    ),
+    "ClusterState": _object(
+        {
+            "cluster_id": {"type": "string"},
+            "cluster_state": _ref("ClusterStateSnapshot"),
+            "live_nodes": {"type": "array", "items": _ref("ChitchatId")},
+            "dead_nodes": {"type": "array", "items": _ref("ChitchatId")},
+        }
+    ),
+    "Liveness": {
+        "type": "string",
+        "enum": ["self", "live", "dead", "scheduled_for_deletion", "unknown"],
+    },
+    "NodeSummary": _object(
+        {
+            "chitchat_id": _ref("ChitchatId"),
+            "is_self": {"type": "boolean"},
+            "liveness": _ref("Liveness"),
+            "phi": {"type": ["number", "null"], "description": "null until measured"},
+            "heartbeat": _U64,
+            "max_version": _U64,
+            "last_gc_version": _U64,
+            "key_count": {"type": "integer", "description": "keys not deleted"},
+            "seconds_since_update": {
+                "type": ["number", "null"],
+                "description": "seconds since the last heartbeat or change seen",
+            },
+        }
+    ),
+    "NodeList": _object(
+        {
+            "cluster_id": {"type": "string"},
+            "self_node": _ref("ChitchatId"),
+            "nodes": {"type": "array", "items": _ref("NodeSummary")},
+        }
+    ),
+    "NodeDetail": _object({"node": _ref("NodeSummary"), "key_values": _ref("KeyValues")}),
+    "KeyList": _object({"chitchat_id": _ref("ChitchatId"), "keys": _ref("KeyValues")}),
+    "Key": _object(
+        {
+            "key": {"type": "string"},
+            "value": {"type": "string"},
+            "version": _U64,
+            "status": _ref("DeletionStatus"),
+        }
+    ),
+    "PutKey": _object(
+        {
+            "value": {"type": "string"},
+            "ttl": {
+                "type": "boolean",
+                "default": False,
+                "description": "set the value and schedule its deletion after the grace period",
+            },
+        },
+        optional=("ttl",),
+    ),
+    "KeyWritten": _object(
+        {
+            "key": {"type": "string"},
+            "value": {"type": "string"},
+            "ttl": {"type": "boolean"},
+            "status": {"type": "boolean", "const": True},
+        }
+    ),
+    "KeyDeleted": _object(
+        {
+            "key": {"type": "string"},
+            "after_ttl": {"type": "boolean"},
+            "status": {"type": "boolean", "const": True},
+        }
+    ),
+    "Health": _object(
+        {
+            "status": {"type": "string", "const": "ok"},
+            "cluster_id": {"type": "string"},
+            "chitchat_id": _ref("ChitchatId"),
+            "live_nodes": {"type": "integer"},
+            "dead_nodes": {"type": "integer"},
+        }
+    ),
+}
+
+_BAD_REQUEST = _error("malformed request")
+_TOO_LARGE = _error("body over 64 KiB, or key and value too large for a gossip datagram")
+_KEY = _path("key", "the key; may hold slashes")
+
+_PATHS: dict[str, Any] = {
+    "/": {
+        "get": {
+            "operationId": "clusterState",
+            "summary": "The cluster state as chitchat-test shows it",
+            "responses": {"200": _json(_ref("ClusterState"), "the cluster state")},
+        }
+    },
+    "/set_kv/": {
+        "get": {
+            "operationId": "setKv",
+            "summary": "Set a key-value on this node (chitchat-test)",
+            "parameters": [
+                _query("key", "the key", required=True),
+                _query("value", "the value", required=True),
+            ],
+            "responses": {
+                "200": _json(_ref("Status"), "the key is set"),
+                "400": _BAD_REQUEST,
+                "413": _TOO_LARGE,
+            },
+        }
+    },
+    "/mark_for_deletion/": {
+        "get": {
+            "operationId": "markForDeletion",
+            "summary": "Delete a key of this node (chitchat-test); an absent key is ignored",
+            "parameters": [_query("key", "the key", required=True)],
+            "responses": {
+                "200": _json(_ref("Status"), "the key is deleted"),
+                "400": _BAD_REQUEST,
+            },
+        }
+    },
+    "/nodes": {
+        "get": {
+            "operationId": "listNodes",
+            "summary": "Every known node with its liveness",
+            "responses": {"200": _json(_ref("NodeList"), "the nodes")},
+        }
+    },
+    "/nodes/{node_id}": {
+        "get": {
+            "operationId": "getNode",
+            "summary": "One node, by name (newest generation) or by name:generation:address",
+            "parameters": [_path("node_id", "the node's name, or name:generation:address")],
+            "responses": {
+                "200": _json(_ref("NodeDetail"), "the node and its key-values"),
+                "404": _error("no such node"),
+            },
+        }
+    },
+    "/keys": {
+        "get": {
+            "operationId": "listKeys",
+            "summary": "This node's keys that are not deleted",
+            "responses": {"200": _json(_ref("KeyList"), "the keys")},
+        }
+    },
+    "/keys/{key}": {
+        "get": {
+            "operationId": "getKey",
+            "summary": "One key of this node",
+            "parameters": [_KEY],
+            "responses": {
+                "200": _json(_ref("Key"), "the key"),
+                "404": _error("no such key, or deleted"),
+            },
+        },
+        "put": {
+            "operationId": "putKey",
+            "summary": "Set a key of this node",
+            "description": (
+                "A JSON body (application/json) is a PutKey object; any other body is the "
+                "value itself as UTF-8 text, with the ttl query parameter."
+            ),
+            "parameters": [
+                _KEY,
+                {
+                    "name": "ttl",
+                    "in": "query",
+                    "required": False,
+                    "description": "for a text body: set with TTL",
+                    "schema": {"type": "boolean", "default": False},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    _JSON: {"schema": _ref("PutKey")},
+                    "text/plain": {"schema": {"type": "string"}},
+                },
+            },
+            "responses": {
+                "200": _json(_ref("KeyWritten"), "the key is set"),
+                "400": _BAD_REQUEST,
+                "413": _TOO_LARGE,
+            },
+        },
+        "delete": {
+            "operationId": "deleteKey",
+            "summary": "Delete a key of this node",
+            "parameters": [
+                _KEY,
+                {
+                    "name": "after_ttl",
+                    "in": "query",
+                    "required": False,
+                    "description": "keep the value visible until the grace period ends",
+                    "schema": {"type": "boolean", "default": False},
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("KeyDeleted"), "the key is deleted"),
+                "404": _error("no such key, or already deleted"),
+            },
+        },
+    },
+    "/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Liveness probe",
+            "responses": {"200": _json(_ref("Health"), "the node is serving")},
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {"200": {"description": "the OpenAPI document"}},
+        }
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """A fresh copy of the OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gossip-tui node API",
+            "version": "1",
+            "description": (
+                "chitchat-test's routes (/, /set_kv/, /mark_for_deletion/) and a REST API "
+                'over one gossip node. Errors are {"error": "..."}: 404 unknown path, '
+                "405 wrong method, 400 malformed request, 413 too large, 500 server fault."
+            ),
+        },
+        "paths": copy.deepcopy(_PATHS),
+        "components": {"schemas": copy.deepcopy(_SCHEMAS)},
+    }

@@ -1,0 +1,152 @@
+"""The bodies the HTTP API sends and receives, as attrs records.
+
+They are turned into JSON by :data:`gossip_tui.core.converter.converter` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from gossip_tui.core.models import (
+    ClusterSnapshot,
+    KeyStatus,
+    Liveness,
+    NodeId,
+    NodeSnapshot,
+    VersionedValue,
+)
+
+
+@attrs.frozen
+class ClusterStateView:
+    """``GET /``: chitchat-test's ``ApiResponse``."""
+
+    cluster_id: str
+    cluster_state: ClusterSnapshot
+    live_nodes: tuple[NodeId, ...]
+    dead_nodes: tuple[NodeId, ...]
+
+    @classmethod
+    def of(cls, snapshot: ClusterSnapshot) -> ClusterStateView:
+        return cls(
+            cluster_id=snapshot.cluster_id,
+            cluster_state=snapshot,
+            live_nodes=tuple(sorted(snapshot.live_nodes)),
+            dead_nodes=tuple(sorted(snapshot.dead_nodes)),
+        )
+
+
+@attrs.frozen
+class StatusView:
+    """chitchat-test's ``SetKeyValueResponse``."""
+
+    status: bool = True
+
+
+@attrs.frozen
+class ErrorView:
+    error: str
+
+
+@attrs.frozen
+class NodeSummary:
+    chitchat_id: NodeId
+    is_self: bool
+    liveness: Liveness
+    phi: float | None
+    heartbeat: int
+    max_version: int
+    last_gc_version: int
+    key_count: int  # keys that are not deleted
+    # Seconds since the last heartbeat or version change seen (None: never, or self).
+    seconds_since_update: float | None
+
+    @classmethod
+    def of(cls, node: NodeSnapshot, self_node: NodeId, taken_at: float) -> NodeSummary:
+        since = None if node.last_update is None else max(0.0, taken_at - node.last_update)
+        return cls(
+            chitchat_id=node.node,
+            is_self=node.node == self_node,
+            liveness=node.liveness,
+            phi=node.phi,
+            heartbeat=node.heartbeat,
+            max_version=node.max_version,
+            last_gc_version=node.last_gc_version,
+            key_count=sum(1 for v in node.key_values.values() if not v.is_deleted),
+            seconds_since_update=since,
+        )
+
+
+@attrs.frozen
+class NodeListView:
+    """``GET /nodes``."""
+
+    cluster_id: str
+    self_node: NodeId
+    nodes: tuple[NodeSummary, ...]
+
+
+@attrs.frozen
+class NodeDetailView:
+    """``GET /nodes/{node_id}``: a summary and every key-value, tombstones included."""
+
+    node: NodeSummary
+    key_values: Mapping[str, VersionedValue]
+
+
+@attrs.frozen
+class KeyListView:
+    """``GET /keys``: the local node's keys that are not deleted."""
+
+    chitchat_id: NodeId
+    keys: Mapping[str, VersionedValue]
+
+
+@attrs.frozen
+class KeyView:
+    """``GET /keys/{key}``."""
+
+    key: str
+    value: str
+    version: int
+    status: KeyStatus
+
+
+@attrs.frozen
+class PutKeyBody:
+    """``PUT /keys/{key}`` with a JSON body."""
+
+    value: str
+    ttl: bool = False
+
+
+@attrs.frozen
+class KeyWrittenView:
+    """Answer to ``PUT /keys/{key}``."""
+
+    key: str
+    value: str
+    ttl: bool
+    status: bool = True
+
+
+@attrs.frozen
+class KeyDeletedView:
+    """Answer to ``DELETE /keys/{key}``."""
+
+    key: str
+    after_ttl: bool
+    status: bool = True
+
+
+@attrs.frozen
+class HealthView:
+    """``GET /health``."""
+
+    status: str
+    cluster_id: str
+    chitchat_id: NodeId
+    live_nodes: int
+    dead_nodes: int

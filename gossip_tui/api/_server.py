@@ -1,0 +1,70 @@
+"""Serving the API with hypercorn's Trio worker."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from functools import partial
+from typing import Any
+
+import trio
+
+from gossip_tui.core.models import SocketAddress
+
+from ._app import make_app
+from ._types import ApiNode
+
+__all__ = ["serve_http"]
+
+_log = logging.getLogger("gossip_tui.api.http")
+_BACKLOG = 100
+
+
+def _listening_socket(bind: SocketAddress) -> tuple[socket.socket, SocketAddress]:
+    family = socket.AF_INET6 if bind.ip.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((bind.host, bind.port))
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, SocketAddress(bind.ip, int(sock.getsockname()[1]))
+
+
+async def serve_http(
+    node: ApiNode,
+    bind: SocketAddress,
+    *,
+    task_status: trio.TaskStatus[SocketAddress] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the HTTP API of ``node`` on ``bind`` (TCP) until cancelled.
+
+    Meant for ``nursery.start``: it reports the address actually bound (the port resolved
+    when ``bind`` asks for port 0) once the server accepts connections. A busy address
+    raises :class:`OSError` (``EADDRINUSE``) before anything starts.
+    """
+    from hypercorn.config import Config, Sockets
+    from hypercorn.trio.run import worker_serve
+    from hypercorn.utils import wrap_app
+
+    # We bind the socket ourselves and hand it to hypercorn's Trio worker: a busy port is
+    # then a plain OSError (not wrapped in hypercorn's nurseries), we know the port chosen
+    # for port 0, and the socket is closed here however the server ends.
+    sock, actual = _listening_socket(bind)
+    with sock:
+        config = Config()
+        config.errorlog = _log
+        config.accesslog = None
+        config.graceful_timeout = 1.0
+        app: Any = make_app(node)  # hypercorn types apps as a union of TypedDict signatures
+        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        async with trio.open_nursery() as nursery:
+            # No shutdown trigger: the server runs until the surrounding scope is cancelled.
+            await nursery.start(
+                partial(worker_serve, wrap_app(app, 0, "asgi"), config, sockets=sockets)
+            )
+            task_status.started(actual)

@@ -1,0 +1,36 @@
+"""What the HTTP API needs from a node, and the ASGI callable types."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+from gossip_tui.core.models import ClusterSnapshot, NodeId
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ApiNode(Protocol):
+    """The part of :class:`gossip_tui.node.Node` the HTTP API uses (all synchronous).
+
+    ``set`` and ``set_with_ttl`` may raise ValueError for a key-value the node refuses
+    (``gossip_tui.node.KeyValueTooLarge`` when it is too large to gossip).
+    """
+
+    @property
+    def self_id(self) -> NodeId: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+    def set_with_ttl(self, key: str, value: str) -> None: ...
+
+    # The runtime answers whether the key existed; the API does not rely on it.
+    def delete(self, key: str) -> object: ...
+
+    def delete_after_ttl(self, key: str) -> object: ...
+
+    def snapshot(self) -> ClusterSnapshot: ...

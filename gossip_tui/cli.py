@@ -1,0 +1,477 @@
+"""The ``gossip-tui`` command: run a node with its dashboard, headless, or a demo cluster.
+
+Only typer and the settings code are imported at start; Trio, hypercorn, the node runtime
+and the Textual dashboard are imported by the command that needs them, so ``--help`` and
+argument errors answer at once.
+
+Every usage error (bad option, bad value, bad environment variable, missing or broken
+config file, busy port) is reported as one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import attrs
+import typer
+
+from gossip_tui._config_file import (
+    CONFIG_ENV,
+    DEFAULT_LISTEN_ADDR,
+    CliSettings,
+    SettingsError,
+    env_var,
+    parse_address,
+    parse_interval_ms,
+    parse_phi_threshold,
+    parse_seconds,
+    parse_seed,
+    parse_text,
+    resolve_settings,
+    to_node_config,
+)
+from gossip_tui.core.models import SocketAddress
+
+if TYPE_CHECKING:
+    from gossip_tui.node import Node, NodeConfig
+
+__all__ = ["CliError", "app", "main", "run_headless", "serve_headless"]
+
+PROG = "gossip-tui"
+USAGE_ERROR = 2
+_log = logging.getLogger("gossip_tui.cli")
+_T = TypeVar("_T")
+
+# The errors of binding a socket that are the operator's to fix, not a crash.
+_BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
+
+
+class CliError(Exception):
+    """Ends the command with a one-line message and an exit status."""
+
+    def __init__(self, message: str, code: int = USAGE_ERROR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _option_parser(parse: Callable[[object], _T]) -> Callable[[str], _T]:
+    """Turn a settings validator into a typer parser reporting a usage error."""
+
+    def parser(text: str) -> _T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    parser.__name__ = parse.__name__
+    return parser
+
+
+def _env_help(text: str, field: str, default: str | None = None) -> str:
+    shown = f"default: {default}; " if default is not None else ""
+    return f"{text} [{shown}env: {env_var(field)}]"
+
+
+app = typer.Typer(
+    name=PROG,
+    help="A chitchat-compatible gossip node with a terminal dashboard and an HTTP API.",
+    rich_markup_mode=None,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@attrs.frozen
+class _Invocation:
+    """What the top-level options said, kept for the subcommands."""
+
+    cli: dict[str, Any]
+    config: Path | None
+
+    def settings(self) -> CliSettings:
+        return resolve_settings(self.cli, os.environ, self.config)
+
+
+@app.callback(invoke_without_command=True)
+def run(
+    ctx: typer.Context,
+    listen_addr: Annotated[
+        SocketAddress | None,
+        typer.Option(
+            "--listen-addr",
+            "--listen_addr",
+            parser=_option_parser(parse_address),
+            metavar="IP:PORT",
+            help=_env_help(
+                "Gossip (UDP) and HTTP (TCP) address to bind.",
+                "listen_addr",
+                str(DEFAULT_LISTEN_ADDR),
+            ),
+        ),
+    ] = None,
+    public_addr: Annotated[
+        SocketAddress | None,
+        typer.Option(
+            "--public-addr",
+            "--public_addr",
+            parser=_option_parser(parse_address),
+            metavar="IP:PORT",
+            help=_env_help("Address peers should gossip to.", "public_addr", "the listen address"),
+        ),
+    ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(
+            "--node-id",
+            "--node_id",
+            parser=_option_parser(parse_text),
+            metavar="NAME",
+            help=_env_help(
+                "Unique name of this node.", "node_id", "server:<public addr>-<random words>"
+            ),
+        ),
+    ] = None,
+    seed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--seed",
+            parser=_option_parser(parse_seed),
+            metavar="HOST:PORT",
+            help="Peer to join through; repeat for several. "
+            f"[env: {env_var('seeds')}, comma-separated]",
+        ),
+    ] = None,
+    interval_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--interval-ms",
+            "--interval_ms",
+            parser=_option_parser(parse_interval_ms),
+            metavar="MS",
+            help=_env_help("Gossip interval in milliseconds.", "interval_ms", "500"),
+        ),
+    ] = None,
+    cluster_id: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster-id",
+            "--cluster_id",
+            parser=_option_parser(parse_text),
+            metavar="NAME",
+            help=_env_help(
+                "Cluster to join; peers of another cluster are refused.", "cluster_id", "testing"
+            ),
+        ),
+    ] = None,
+    headless: Annotated[
+        bool | None,
+        typer.Option(
+            "--headless",
+            help=_env_help("Run without the dashboard, logging membership to stderr.", "headless"),
+        ),
+    ] = None,
+    no_http: Annotated[
+        bool | None,
+        typer.Option("--no-http", help=_env_help("Do not serve the HTTP API.", "no_http")),
+    ] = None,
+    dead_node_grace_period: Annotated[
+        float | None,
+        typer.Option(
+            "--dead-node-grace-period",
+            parser=_option_parser(parse_seconds),
+            metavar="SECONDS",
+            help=_env_help(
+                "How long a dead node is kept before being forgotten.",
+                "dead_node_grace_period",
+                "86400",
+            ),
+        ),
+    ] = None,
+    marked_for_deletion_grace_period: Annotated[
+        float | None,
+        typer.Option(
+            "--marked-for-deletion-grace-period",
+            parser=_option_parser(parse_seconds),
+            metavar="SECONDS",
+            help=_env_help(
+                "How long a deleted key's tombstone is kept.",
+                "marked_for_deletion_grace_period",
+                "3600",
+            ),
+        ),
+    ] = None,
+    phi_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--phi-threshold",
+            parser=_option_parser(parse_phi_threshold),
+            metavar="PHI",
+            help=_env_help(
+                "Failure detector threshold: above it a node is dead.", "phi_threshold", "8.0"
+            ),
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            dir_okay=False,
+            help=f"TOML file with the same settings in snake_case (seeds is a list). "
+            f"[env: {CONFIG_ENV}]",
+        ),
+    ] = None,
+) -> None:
+    """Run a node: the dashboard, or with --headless only the node and its HTTP API.
+
+    Settings come from the options, else GOSSIP_TUI_* variables, else the --config file.
+    """
+    cli: dict[str, Any] = {
+        "listen_addr": listen_addr,
+        "public_addr": public_addr,
+        "node_id": node_id,
+        "seeds": tuple(seed) if seed else None,
+        "interval_ms": interval_ms,
+        "cluster_id": cluster_id,
+        "headless": headless,
+        "no_http": no_http,
+        "dead_node_grace_period": dead_node_grace_period,
+        "marked_for_deletion_grace_period": marked_for_deletion_grace_period,
+        "phi_threshold": phi_threshold,
+    }
+    invocation = _Invocation(cli, config)
+    ctx.obj = invocation
+    if ctx.invoked_subcommand is None:
+        settings = invocation.settings()
+        code = run_headless(settings) if settings.headless else run_dashboard(settings)
+        raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    nodes: Annotated[
+        int,
+        typer.Option("--nodes", "-n", min=1, max=200, metavar="N", help="How many nodes to start."),
+    ] = 5,
+) -> None:
+    """Run a local cluster of N nodes in the dashboard.
+
+    The top-level options (given before "demo") configure node 0; the others take
+    ephemeral ports on 127.0.0.1 and node 0 as seed.
+    """
+    invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
+    raise typer.Exit(run_demo(invocation.settings(), nodes))
+
+
+@app.command()
+def version() -> None:
+    """Print the version and exit."""
+    typer.echo(f"{PROG} {package_version()}")
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(PROG)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+# --------------------------------------------------------------------------- binding
+
+
+def _bind_error(exc: BaseException) -> OSError | None:
+    """The socket-binding error inside ``exc`` (maybe nested in exception groups)."""
+    if isinstance(exc, OSError) and exc.errno in _BIND_ERRORS:
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _bind_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _bind_failure(addr: SocketAddress, error: OSError) -> CliError:
+    if error.errno == errno.EADDRINUSE:
+        return CliError(f"address {addr} is already in use")
+    return CliError(f"cannot listen on {addr}: {error.strerror or error}")
+
+
+def check_bindable(addr: SocketAddress, *, tcp: bool) -> None:
+    """Fail early, with a one-line error, when ``addr`` cannot be bound (UDP, and TCP).
+
+    The dashboard opens its node inside Textual, where a busy port would only show as a
+    crash; probing first catches the usual case (another node on the port) cleanly.
+    """
+    family = socket.AF_INET6 if addr.ip.version == 6 else socket.AF_INET
+    kinds = [socket.SOCK_DGRAM, socket.SOCK_STREAM] if tcp else [socket.SOCK_DGRAM]
+    for kind in kinds:
+        with socket.socket(family, kind) as probe:
+            if kind == socket.SOCK_STREAM:
+                # As the HTTP server will: a port in TIME_WAIT is free to reuse.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((addr.host, addr.port))
+            except OSError as exc:
+                if exc.errno not in _BIND_ERRORS:
+                    raise
+                raise _bind_failure(addr, exc) from None
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def run_dashboard(settings: CliSettings) -> int:
+    """The Textual dashboard over a node; it serves the HTTP API unless --no-http."""
+    from gossip_tui.ui import run_dashboard as ui_run_dashboard
+
+    config = to_node_config(settings)
+    check_bindable(settings.listen_addr, tcp=settings.http)
+    return ui_run_dashboard(config, http=settings.http)
+
+
+def run_demo(settings: CliSettings, nodes: int) -> int:
+    """``demo``: node 0 as configured and ``nodes - 1`` in-process peers, in the dashboard."""
+    from gossip_tui.ui import run_demo as ui_run_demo
+
+    config = to_node_config(settings)
+    check_bindable(settings.listen_addr, tcp=False)
+    return ui_run_demo(nodes, config)
+
+
+# --------------------------------------------------------------------------- headless
+
+OpenNode = Callable[["NodeConfig"], AbstractAsyncContextManager["Node"]]
+
+
+def _describe_members(node: Node) -> str:
+    live = sorted(node.live_nodes())
+    members = ", ".join(f"{n.node_id} bind={node.get('bind', node=n) or '?'}" for n in live)
+    return f"{node.self_id.node_id} sees {len(live)} live node(s): {members}"
+
+
+async def _report_members(node: Node, interval: float) -> None:
+    import trio
+
+    while True:
+        _log.info("%s", _describe_members(node))
+        await trio.sleep(interval)
+
+
+async def serve_headless(
+    settings: CliSettings,
+    config: NodeConfig,
+    open_node: OpenNode,
+    *,
+    report_interval: float = 1.0,
+    on_ready: Callable[[Node], Awaitable[None]] | None = None,
+) -> None:
+    """Run the node until SIGINT or SIGTERM, then close it and return.
+
+    With HTTP on, the API is served over TCP on the address gossip is bound to, as a
+    service of the node (cancelled when the node closes), and ``node.http_addr`` tells
+    where. Every ``report_interval`` seconds the live nodes and their "bind" keys are
+    logged.
+    """
+    import trio
+
+    from gossip_tui.api import serve_http
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_node(config) as node:
+            if settings.http:
+                node.http_addr = await node.start_service(serve_http, node, node.gossip_addr)
+            _log.info(
+                "node %s gossiping on %s (udp); HTTP API %s",
+                node.self_id,
+                node.gossip_addr,
+                f"on http://{node.http_addr}/" if node.http_addr else "off",
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_report_members, node, report_interval)
+                if on_ready is not None:
+                    await on_ready(node)
+                async for signum in signals:
+                    _log.info("%s received: shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) -> int:
+    """``--headless``: the node and its HTTP API in Trio, no dashboard; exit status."""
+    import trio
+
+    if open_node is None:
+        from gossip_tui.node import open_node as runtime_open_node
+
+        opener: OpenNode = runtime_open_node
+    else:
+        opener = open_node
+
+    _configure_logging()
+    config = to_node_config(settings)
+    try:
+        trio.run(serve_headless, settings, config, opener)
+    except (OSError, BaseExceptionGroup) as exc:
+        error = _bind_error(exc)
+        if error is None:
+            raise
+        raise _bind_failure(settings.listen_addr, error) from None
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    # typer's vendored click and click itself both name the base class ClickException.
+    return any(klass.__name__ == "ClickException" for klass in type(exc).__mro__)
+
+
+def _fail(message: str, code: int) -> int:
+    one_line = " ".join(message.split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (the console script exits with it)."""
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = command.main(args, prog_name=PROG, standalone_mode=False)
+    except SettingsError as exc:
+        return _fail(str(exc), USAGE_ERROR)
+    except CliError as exc:
+        return _fail(exc.message, exc.code)
+    except typer.Abort:
+        return _fail("aborted", 1)
+    except Exception as exc:
+        if not _is_click_error(exc):
+            raise
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return _fail(message, int(getattr(exc, "exit_code", USAGE_ERROR)))
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,231 @@
+"""--headless: the node with its HTTP API, membership logs, signals, busy ports."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from gossip_tui import cli
+from gossip_tui._config_file import CliSettings
+from gossip_tui.core.models import SocketAddress
+
+from .fake_runtime import FakeRuntimeNode, fake_open_node
+
+REPO = Path(__file__).resolve().parents[2]
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _get_json(url: str) -> Any:
+    with _OPENER.open(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- with a fake node
+
+
+@pytest.mark.trio
+async def test_serves_http_logs_members_and_stops_on_sigterm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = CliSettings(listen_addr=SocketAddress.parse("127.0.0.1:0"), headless=True)
+    seen: dict[str, Any] = {}
+
+    async def on_ready(node: FakeRuntimeNode) -> None:
+        assert node.http_addr is not None
+        seen["health"] = await trio.to_thread.run_sync(_get_json, f"http://{node.http_addr}/health")
+        seen["http_addr"] = node.http_addr
+        while caplog.text.count("2 live node(s)") < 2:  # two reports, a tick apart
+            await trio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with caplog.at_level(logging.INFO, logger="gossip_tui"), trio.fail_after(10):
+        await cli.serve_headless(
+            settings, settings, fake_open_node, report_interval=0.01, on_ready=on_ready
+        )
+
+    assert seen["health"]["status"] == "ok"
+    assert seen["http_addr"].port != 0
+    assert "fake-0 sees 2 live node(s): fake-0 bind=127.0.0.1:0, fake-1 bind=?" in caplog.text
+    assert "SIGTERM received: shutting down" in caplog.text
+    # The service ended with the node: nothing listens any more.
+    addr = seen["http_addr"]
+    with pytest.raises(OSError), socket.create_connection((addr.host, addr.port), timeout=5):
+        pass
+
+
+@pytest.mark.trio
+async def test_no_http_serves_nothing() -> None:
+    settings = CliSettings(listen_addr=SocketAddress.parse("127.0.0.1:0"), no_http=True)
+    nodes: list[FakeRuntimeNode] = []
+
+    async def on_ready(node: FakeRuntimeNode) -> None:
+        nodes.append(node)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with trio.fail_after(10):
+        await cli.serve_headless(settings, settings, fake_open_node, on_ready=on_ready)
+
+    assert nodes[0].http_addr is None
+    assert nodes[0].services == []
+
+
+@contextmanager
+def _busy_tcp_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        yield blocker.getsockname()[1]
+
+
+def test_a_busy_http_port_is_a_one_line_error_with_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The UDP side is free (the fake binds nothing); the TCP port is taken.
+    monkeypatch.setattr(cli, "to_node_config", lambda settings: settings)
+    monkeypatch.setattr(cli, "run_headless", partial(cli.run_headless, open_node=fake_open_node))
+
+    with _busy_tcp_port() as port:
+        code = cli.main(["--headless", "--listen-addr", f"127.0.0.1:{port}"])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"gossip-tui: error: address 127.0.0.1:{port} is already in use"
+    assert "Traceback" not in err
+
+
+def test_other_errors_are_not_disguised_as_busy_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "to_node_config", lambda settings: settings)
+
+    def broken_open_node(config: Any) -> Any:
+        raise OSError(errno.ENOENT, "something else")
+
+    with pytest.raises(OSError, match="something else"):
+        cli.run_headless(CliSettings(headless=True), open_node=broken_open_node)
+
+
+# --------------------------------------------------------------------------- the real node
+
+
+def _free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP (as free as a test can know)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no free port")
+
+
+def _spawn(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / f"{name}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gossip_tui", "--headless", "--node-id", name, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=REPO,
+            env=env,
+        )
+    return process, log
+
+
+def _answers(url: str) -> bool:
+    try:
+        _get_json(url)
+    except (OSError, urllib.error.URLError):
+        return False
+    return True
+
+
+@contextmanager
+def _running(
+    tmp_path: Path, name: str, *args: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    process, log = _spawn(tmp_path, name, *args)
+    try:
+        yield process, log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_two_real_nodes_meet_and_stop_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
+    port0, port1 = _free_port(), _free_port()
+    first = ("--listen-addr", f"127.0.0.1:{port0}", "--interval-ms", "100")
+    second = ("--listen_addr", f"127.0.0.1:{port1}", "--interval_ms", "100")
+    with (
+        _running(tmp_path, "real-0", *first) as (p0, log0),
+        _running(tmp_path, "real-1", *second, "--seed", f"127.0.0.1:{port0}") as (p1, _),
+    ):
+        url = f"http://127.0.0.1:{port0}/"
+
+        def both_live() -> bool:
+            if not _answers(url):
+                return False
+            return {n["node_id"] for n in _get_json(url)["live_nodes"]} == {"real-0", "real-1"}
+
+        _wait_for(both_live, 30, "both nodes live in node 0's view")
+        _wait_for(lambda: "real-1 bind=" in log0.read_text(), 10, "a membership log line")
+        index = _get_json(url)
+        p0.send_signal(stop)
+        p1.send_signal(stop)
+
+        assert p0.wait(timeout=15) == 0, log0.read_text()
+        assert p1.wait(timeout=15) == 0
+
+    states = {s["chitchat_id"]["node_id"]: s for s in index["cluster_state"]["node_states"]}
+    assert states["real-1"]["key_values"]["bind"] == {
+        "value": f"127.0.0.1:{port1}",
+        "version": 1,
+        "status": "Set",
+    }
+    expected = f"real-0 sees 2 live node(s): real-0 bind=127.0.0.1:{port0}, real-1 bind="
+    assert expected in log0.read_text()
+
+
+def test_a_real_node_on_a_busy_port_exits_2_with_one_line(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        port = blocker.getsockname()[1]
+        with _running(tmp_path, "busy", "--listen-addr", f"127.0.0.1:{port}") as (process, log):
+            code = process.wait(timeout=30)
+
+    assert code == 2
+    assert log.read_text().splitlines() == [
+        f"gossip-tui: error: address 127.0.0.1:{port} is already in use"
+    ]
