@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -25,25 +19,9 @@ import trio
 from gossip_tui import cli
 from gossip_tui._config_file import CliSettings
 from gossip_tui.core.models import SocketAddress
+from tests.processes import answers, free_port, get_json, running_node, wait_for
 
 from .fake_runtime import FakeRuntimeNode, fake_open_node
-
-REPO = Path(__file__).resolve().parents[2]
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _get_json(url: str) -> Any:
-    with _OPENER.open(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
 
 # --------------------------------------------------------------------------- with a fake node
 
@@ -57,7 +35,7 @@ async def test_serves_http_logs_members_and_stops_on_sigterm(
 
     async def on_ready(node: FakeRuntimeNode) -> None:
         assert node.http_addr is not None
-        seen["health"] = await trio.to_thread.run_sync(_get_json, f"http://{node.http_addr}/health")
+        seen["health"] = await trio.to_thread.run_sync(get_json, f"http://{node.http_addr}/health")
         seen["http_addr"] = node.http_addr
         while caplog.text.count("2 live node(s)") < 2:  # two reports, a tick apart
             await trio.sleep(0.01)
@@ -131,77 +109,26 @@ def test_other_errors_are_not_disguised_as_busy_ports(monkeypatch: pytest.Monkey
 # --------------------------------------------------------------------------- the real node
 
 
-def _free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP (as free as a test can know)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port")
-
-
-def _spawn(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
-    log = tmp_path / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gossip_tui", "--headless", "--node-id", name, *args],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            cwd=REPO,
-            env=env,
-        )
-    return process, log
-
-
-def _answers(url: str) -> bool:
-    try:
-        _get_json(url)
-    except (OSError, urllib.error.URLError):
-        return False
-    return True
-
-
-@contextmanager
-def _running(
-    tmp_path: Path, name: str, *args: str
-) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    process, log = _spawn(tmp_path, name, *args)
-    try:
-        yield process, log
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_two_real_nodes_meet_and_stop_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
-    port0, port1 = _free_port(), _free_port()
+    port0, port1 = free_port(), free_port()
     first = ("--listen-addr", f"127.0.0.1:{port0}", "--interval-ms", "100")
     second = ("--listen_addr", f"127.0.0.1:{port1}", "--interval_ms", "100")
     with (
-        _running(tmp_path, "real-0", *first) as (p0, log0),
-        _running(tmp_path, "real-1", *second, "--seed", f"127.0.0.1:{port0}") as (p1, _),
+        running_node(tmp_path, "real-0", *first) as (p0, log0),
+        running_node(tmp_path, "real-1", *second, "--seed", f"127.0.0.1:{port0}") as (p1, _),
     ):
         url = f"http://127.0.0.1:{port0}/"
 
         def both_live() -> bool:
-            if not _answers(url):
+            if not answers(url):
                 return False
-            return {n["node_id"] for n in _get_json(url)["live_nodes"]} == {"real-0", "real-1"}
+            return {n["node_id"] for n in get_json(url)["live_nodes"]} == {"real-0", "real-1"}
 
-        _wait_for(both_live, 30, "both nodes live in node 0's view")
-        _wait_for(lambda: "real-1 bind=" in log0.read_text(), 10, "a membership log line")
-        index = _get_json(url)
+        wait_for(both_live, 30, "both nodes live in node 0's view")
+        wait_for(lambda: "real-1 bind=" in log0.read_text(), 10, "a membership log line")
+        index = get_json(url)
         p0.send_signal(stop)
         p1.send_signal(stop)
 
@@ -222,7 +149,7 @@ def test_a_real_node_on_a_busy_port_exits_2_with_one_line(tmp_path: Path) -> Non
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
         blocker.bind(("127.0.0.1", 0))
         port = blocker.getsockname()[1]
-        with _running(tmp_path, "busy", "--listen-addr", f"127.0.0.1:{port}") as (process, log):
+        with running_node(tmp_path, "busy", "--listen-addr", f"127.0.0.1:{port}") as (process, log):
             code = process.wait(timeout=30)
 
     assert code == 2
