@@ -35,6 +35,7 @@ log = logging.getLogger("gossip_tui.node")
 
 # A key-value must fit in one datagram together with the headers around it.
 MAX_KEY_VALUE_BYTES = 60_000
+_SEED_RETRY_INTERVAL = 5.0
 
 
 class KeyValueTooLarge(ValueError):
@@ -291,15 +292,20 @@ class Node:
         started = False
         while True:
             resolved = set(literal)
+            failed = False
             for host, port in hosts:
-                resolved |= await _resolve(host, port)
+                found = await _resolve(host, port)
+                failed |= not found
+                resolved |= found
             self.engine.seed_addrs = resolved
             if not started:
                 task_status.started()
                 started = True
             if not hosts:
                 return
-            await trio.sleep(self.config.seed_refresh_interval)
+            # A seed that did not resolve is tried again soon; the others once a minute.
+            refresh = self.config.seed_refresh_interval
+            await trio.sleep(min(refresh, _SEED_RETRY_INTERVAL) if failed else refresh)
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:

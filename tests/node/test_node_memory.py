@@ -135,3 +135,41 @@ async def test_gossip_survives_loss(autojump_clock: trio.abc.Clock) -> None:
         await wait_until(
             lambda: all(n.get("x", nodes[1].self_id) == "1" for n in nodes), 30, "key under loss"
         )
+
+
+class _FlakyResolver(trio.abc.HostnameResolver):
+    """Resolves "seed.test" to a fixed address, but fails the first ``failures`` times."""
+
+    def __init__(self, addr: SocketAddress, failures: int) -> None:
+        self.addr = addr
+        self.failures = failures
+        self.calls = 0
+
+    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        await trio.lowlevel.checkpoint()
+        if self.calls <= self.failures:
+            raise trio.socket.gaierror(-2, "Name or service not known")
+        return [(trio.socket.AF_INET, trio.socket.SOCK_DGRAM, 17, "", (self.addr.host, port))]
+
+    async def getnameinfo(self, sockaddr, flags):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+@pytest.mark.trio
+async def test_unresolvable_seed_is_retried_not_fatal(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=8)
+    async with open_cluster(1, transport=network.transport()) as (first,):
+        resolver = _FlakyResolver(first.gossip_addr, failures=2)
+        previous = trio.socket.set_custom_hostname_resolver(resolver)
+        try:
+            config = fast_config(seeds=(f"seed.test:{first.gossip_addr.port}",))
+            async with open_node(config, transport=network.transport()) as second:
+                assert second.engine.seed_addrs == set()
+                await wait_until(
+                    lambda: all_see_each_other([first, second]), 60, "join after retries"
+                )
+                assert resolver.calls == 3
+                assert first.gossip_addr in second.engine.seed_addrs
+        finally:
+            trio.socket.set_custom_hostname_resolver(previous)
