@@ -20,13 +20,20 @@ regardless of operation boundaries. The writer tracks an upper bound of the enco
 so a delta can be filled right up to the datagram budget.
 
 Every decoding failure raises :class:`DecodeError`; nothing else escapes ``decode``.
+
+The decoder is the hot path of a node (every datagram of every peer goes through it), so it
+parses with index arithmetic over one ``bytes`` object rather than a cursor object, and it
+remembers the node ids it has parsed (keyed by their wire bytes): the same few hundred
+nodes come back in every digest and delta.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 import zstandard
@@ -70,6 +77,8 @@ _U64 = struct.Struct("<Q")
 _U64X2 = struct.Struct("<QQ")
 _U64X3 = struct.Struct("<QQQ")
 _BLOCK_HEAD = struct.Struct("<BH")
+_VERSION_STATUS = struct.Struct("<QB")
+_TAG_U16 = struct.Struct("<BH")
 
 # libzstd's default level, the one chitchat compresses with.
 _ZSTD_LEVEL = 3
@@ -77,6 +86,14 @@ _ZSTD_LEVEL = 3
 _MAX_BLOCK_OUTPUT = 0xFFFF
 
 _STATUS_BY_CODE = {s.value: s for s in KeyStatus}
+# Indexed by wire code (the codes are 0, 1, 2: contiguous from zero).
+_STATUSES = tuple(_STATUS_BY_CODE[code] for code in range(len(_STATUS_BY_CODE)))
+
+# Parsed node ids by their wire bytes, and wire bytes (with sort keys) of node ids by
+# identity. Both are bounded: a flood of distinct ids only empties them now and then.
+_NODE_CACHE_MAX = 4_096
+_NODES_BY_WIRE: dict[bytes, NodeId] = {}
+_WIRE_BY_NODE: dict[int, tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, int]]]] = {}
 
 
 class DecodeError(ValueError):
@@ -85,6 +102,111 @@ class DecodeError(ValueError):
 
 class EncodeError(ValueError):
     """A value that the wire format cannot carry (a string over 65,535 bytes)."""
+
+
+# --------------------------------------------------------------------------- zstd contexts
+
+# A zstd context costs about 10 µs to create and must not be used by two threads at once:
+# these free lists hand each caller its own, without a lock (list.pop and list.append are
+# atomic), and only ever hold as many contexts as there were concurrent callers.
+_COMPRESSORS: list[zstandard.ZstdCompressor] = []
+_DECOMPRESSORS: list[zstandard.ZstdDecompressor] = []
+
+
+def _compress(chunk: bytes) -> bytes:
+    try:
+        cctx = _COMPRESSORS.pop()
+    except IndexError:
+        cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    try:
+        compressed: bytes = cctx.compress(chunk)
+    finally:
+        _COMPRESSORS.append(cctx)
+    return compressed
+
+
+def _compressed_block(chunk: bytes) -> bytes:
+    """One framed block: zstd if that does not grow it, as chitchat decides, else raw."""
+    compressed = _compress(chunk)
+    # chitchat compresses into a buffer the size of the input: whatever does not
+    # shrink (or stay equal) is sent raw.
+    if len(compressed) <= len(chunk):
+        return _BLOCK_HEAD.pack(BLOCK_COMPRESSED, len(compressed)) + compressed
+    return _BLOCK_HEAD.pack(BLOCK_RAW, len(chunk)) + chunk
+
+
+# --------------------------------------------------------------------------- fast instances
+
+_Setter = Callable[[Any, Any], None]
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[_Setter, ...] | None:
+    """The slot setters of a frozen attrs class, when filling a bare instance through them is
+    the same as calling the class: exactly ``names`` as fields, in that order, and no
+    validator, converter, hook or cached hash. ``None`` when that does not hold (anymore).
+
+    The generated ``__init__`` of a frozen class goes through ``object.__setattr__`` once
+    per field, which doubles the cost of the thousands of instances a delta can hold.
+    """
+    fields = attrs.fields(cls)
+    if tuple(f.name for f in fields) != names:
+        return None
+    if any(f.validator is not None or f.converter is not None for f in fields):
+        return None
+    if any(hasattr(cls, hook) for hook in ("__attrs_pre_init__", "__attrs_post_init__")):
+        return None
+    if set(getattr(cls, "__slots__", ())) - {*names, "__weakref__"}:
+        return None  # e.g. the slot of a cached hash, which __init__ would reset
+    setters: list[_Setter] = []
+    for name in names:
+        descriptor = cls.__dict__.get(name)
+        if not isinstance(descriptor, types.MemberDescriptorType):
+            return None
+        setters.append(descriptor.__set__)
+    return tuple(setters)
+
+
+def _never(_instance: Any, _value: Any) -> None:
+    """Stands in for slot setters that were not found; never called."""
+    raise AssertionError("slot setters are only used when _slot_setters found them")
+
+
+_KV_SETTERS = _slot_setters(KeyValueMutation, ("key", "value", "version", "status"))
+_ND_SETTERS = _slot_setters(
+    NodeDelta, ("node", "from_version_excluded", "last_gc_version", "key_values", "max_version")
+)
+_DIGEST_SETTERS = _slot_setters(NodeDigest, ("heartbeat", "last_gc_version", "max_version"))
+
+
+def _new_kv(key: str, value: str, version: int, status: KeyStatus) -> KeyValueMutation:
+    if _KV_SETTERS is None:
+        return KeyValueMutation(key, value, version, status)
+    kv: KeyValueMutation = object.__new__(KeyValueMutation)
+    set_key, set_value, set_version, set_status = _KV_SETTERS
+    set_key(kv, key)
+    set_value(kv, value)
+    set_version(kv, version)
+    set_status(kv, status)
+    return kv
+
+
+def _node_delta(
+    node: NodeId,
+    from_version_excluded: int,
+    last_gc_version: int,
+    key_values: tuple[KeyValueMutation, ...],
+    max_version: int,
+) -> NodeDelta:
+    if _ND_SETTERS is None:
+        return NodeDelta(node, from_version_excluded, last_gc_version, key_values, max_version)
+    nd: NodeDelta = object.__new__(NodeDelta)
+    set_node, set_from, set_gc, set_kvs, set_max = _ND_SETTERS
+    set_node(nd, node)
+    set_from(nd, from_version_excluded)
+    set_gc(nd, last_gc_version)
+    set_kvs(nd, key_values)
+    set_max(nd, max_version)
+    return nd
 
 
 # --------------------------------------------------------------------------- encoding
@@ -102,22 +224,41 @@ def _addr_bytes(addr: SocketAddress) -> bytes:
     return bytes((ip.version,)) + ip.packed + _U16.pack(addr.port)
 
 
+def _node_entry(node: NodeId) -> tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, int]]]:
+    entry = _WIRE_BY_NODE.get(id(node))
+    # The entry holds the node itself, so its id cannot be reused while it is cached.
+    if entry is None or entry[0] is not node:
+        raw = _str_bytes(node.node_id) + _U64.pack(node.generation) + _addr_bytes(node.gossip_addr)
+        entry = (node, raw, node.sort_key())
+        if len(_WIRE_BY_NODE) >= _NODE_CACHE_MAX:
+            _WIRE_BY_NODE.clear()
+        _WIRE_BY_NODE[id(node)] = entry
+    return entry
+
+
 def node_id_bytes(node: NodeId) -> bytes:
-    return _str_bytes(node.node_id) + _U64.pack(node.generation) + _addr_bytes(node.gossip_addr)
+    return _node_entry(node)[1]
 
 
 def encode_digest(digest: Digest) -> bytes:
-    items = sorted(digest.nodes.items(), key=lambda item: item[0].sort_key())
-    if len(items) > 0xFFFF:
+    entries = sorted(
+        [(_node_entry(node), nd) for node, nd in digest.nodes.items()],
+        key=lambda item: item[0][2],
+    )
+    if len(entries) > 0xFFFF:
         raise EncodeError("a digest holds at most 65535 nodes")
-    parts = [_U16.pack(len(items))]
-    for node, nd in items:
-        parts.append(node_id_bytes(node))
-        parts.append(_U64X3.pack(nd.heartbeat, nd.last_gc_version, nd.max_version))
+    pack = _U64X3.pack
+    parts = [_U16.pack(len(entries))]
+    for entry, nd in entries:
+        parts.append(entry[1])
+        parts.append(pack(nd.heartbeat, nd.last_gc_version, nd.max_version))
     return b"".join(parts)
 
 
 def node_id_size(node: NodeId) -> int:
+    entry = _WIRE_BY_NODE.get(id(node))
+    if entry is not None and entry[0] is node:
+        return len(entry[1])
     ip_len = 5 if node.gossip_addr.ip.version == 4 else 17
     return 2 + len(node.node_id.encode()) + 8 + ip_len + 2
 
@@ -132,12 +273,19 @@ def _node_op(node: NodeId, last_gc_version: int, from_version_excluded: int) -> 
 
 
 def _kv_op(key: str, value: str, version: int, status: KeyStatus) -> bytes:
-    return (
-        b"\x01"
-        + _str_bytes(key)
-        + _str_bytes(value)
-        + _U64.pack(version)
-        + bytes((int(status),))
+    raw_key = key.encode()
+    raw_value = value.encode()
+    if len(raw_key) > MAX_STR_LEN or len(raw_value) > MAX_STR_LEN:
+        size = max(len(raw_key), len(raw_value))
+        raise EncodeError(f"string of {size} bytes exceeds the 65535-byte wire limit")
+    return b"".join(
+        (
+            _TAG_U16.pack(OP_KEY_VALUE, len(raw_key)),
+            raw_key,
+            _U16.pack(len(raw_value)),
+            raw_value,
+            _VERSION_STATUS.pack(version, status),
+        )
     )
 
 
@@ -160,9 +308,9 @@ class DeltaWriter:
         self._threshold = min(BLOCK_THRESHOLD, mtu)
         self._output = bytearray()
         self._block = bytearray()
-        self._compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
         self._node_deltas: list[NodeDelta] = []
-        self._current: NodeDelta | None = None
+        # The node being written: (node, from_version_excluded, last_gc_version, max_version).
+        self._current: tuple[NodeId, int, int, int] | None = None
         self._current_kvs: list[KeyValueMutation] = []
 
     def _fits(self, op_len: int) -> bool:
@@ -182,30 +330,21 @@ class DeltaWriter:
         if not self._block:
             return
         size = min(len(self._block), self._threshold)
-        chunk = bytes(self._block[:size])
-        compressed = self._compressor.compress(chunk)
-        # chitchat compresses into a buffer the size of the input: whatever does not
-        # shrink (or stay equal) is sent raw.
-        if len(compressed) <= size:
-            self._output += _BLOCK_HEAD.pack(BLOCK_COMPRESSED, len(compressed))
-            self._output += compressed
-        else:
-            self._output += _BLOCK_HEAD.pack(BLOCK_RAW, size)
-            self._output += chunk
+        self._output += _compressed_block(bytes(self._block[:size]))
         del self._block[:size]
 
     def _close_node(self) -> None:
         if self._current is not None:
-            max_version = self._current.max_version
+            node, from_version_excluded, last_gc_version, max_version = self._current
             if self._current_kvs:
                 max_version = self._current_kvs[-1].version
             self._node_deltas.append(
-                NodeDelta(
-                    node=self._current.node,
-                    from_version_excluded=self._current.from_version_excluded,
-                    last_gc_version=self._current.last_gc_version,
-                    key_values=tuple(self._current_kvs),
-                    max_version=max_version,
+                _node_delta(
+                    node,
+                    from_version_excluded,
+                    last_gc_version,
+                    tuple(self._current_kvs),
+                    max_version,
                 )
             )
             self._current = None
@@ -217,16 +356,25 @@ class DeltaWriter:
             return False
         self._append(op)
         self._close_node()
-        self._current = NodeDelta(node, from_version_excluded, last_gc_version)
+        self._current = (node, from_version_excluded, last_gc_version, 0)
         return True
 
     def try_add_kv(self, key: str, value: str, version: int, status: KeyStatus) -> bool:
         assert self._current is not None, "a key-value needs a node before it"
         op = _kv_op(key, value, version, status)
-        if not self._fits(len(op)):
+        # _fits and _append, inlined: this is called for every key-value of every delta.
+        block = self._block
+        pending = len(block) + len(op)
+        bound = 4 + len(self._output) + pending
+        if pending > self._threshold:
+            bound += 3
+        if bound > self._mtu:
             return False
-        self._append(op)
-        self._current_kvs.append(KeyValueMutation(key, value, version, status))
+        block += op
+        if pending > self._threshold:
+            while len(self._block) > self._threshold:
+                self._flush_block()
+        self._current_kvs.append(_new_kv(key, value, version, status))
         return True
 
     def try_set_max_version(self, max_version: int) -> bool:
@@ -235,7 +383,7 @@ class DeltaWriter:
         if not self._fits(len(op)):
             return False
         self._append(op)
-        self._current = attrs.evolve(self._current, max_version=max_version)
+        self._current = (*self._current[:3], max_version)
         return True
 
     def finish(self) -> Delta:
@@ -257,32 +405,17 @@ def _delta_ops(delta: Delta) -> Iterable[bytes]:
 def encode_delta(delta: Delta) -> bytes:
     if delta.encoded is not None:
         return delta.encoded
-    writer_output = bytearray()
-    block = bytearray()
-    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-
-    def flush() -> None:
-        size = min(len(block), BLOCK_THRESHOLD)
-        chunk = bytes(block[:size])
-        compressed = compressor.compress(chunk)
-        if len(compressed) <= size:
-            writer_output.extend(_BLOCK_HEAD.pack(BLOCK_COMPRESSED, len(compressed)))
-            writer_output.extend(compressed)
-        else:
-            writer_output.extend(_BLOCK_HEAD.pack(BLOCK_RAW, size))
-            writer_output.extend(chunk)
-        del block[:size]
-
-    for op in _delta_ops(delta):
-        if len(op) > 0xFFFF:
-            raise EncodeError("a delta operation exceeds 65535 bytes")
-        block.extend(op)
-        while len(block) > BLOCK_THRESHOLD:
-            flush()
-    if block:
-        flush()
-    writer_output.append(BLOCK_END)
-    return bytes(writer_output)
+    ops = list(_delta_ops(delta))
+    if any(len(op) > 0xFFFF for op in ops):
+        raise EncodeError("a delta operation exceeds 65535 bytes")
+    # Blocks are cut every BLOCK_THRESHOLD bytes of the stream, whatever the operations.
+    stream = b"".join(ops)
+    parts = [
+        _compressed_block(stream[start : start + BLOCK_THRESHOLD])
+        for start in range(0, len(stream), BLOCK_THRESHOLD)
+    ]
+    parts.append(b"\x00")
+    return b"".join(parts)
 
 
 def encode(message: Message) -> bytes:
@@ -307,166 +440,229 @@ def encode(message: Message) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoding
+#
+# Parsers take the whole buffer and an offset and return (value, next offset). Reads past
+# the end surface as IndexError or struct.error, which the entry points turn into
+# DecodeError; slices never raise, so every string is followed by a read that would.
 
 
-class _Reader:
-    """A cursor over bytes; every short read raises DecodeError."""
-
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes, pos: int = 0) -> None:
-        self.data = data
-        self.pos = pos
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise DecodeError(f"truncated: wanted {n} bytes at offset {self.pos}")
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def u8(self) -> int:
-        if self.pos >= len(self.data):
-            raise DecodeError(f"truncated: wanted 1 byte at offset {self.pos}")
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
-
-    def u16(self) -> int:
-        end = self.pos + 2
-        if end > len(self.data):
-            raise DecodeError(f"truncated: wanted 2 bytes at offset {self.pos}")
-        (value,) = _U16.unpack_from(self.data, self.pos)
-        self.pos = end
-        return int(value)
-
-    def u64(self) -> int:
-        end = self.pos + 8
-        if end > len(self.data):
-            raise DecodeError(f"truncated: wanted 8 bytes at offset {self.pos}")
-        (value,) = _U64.unpack_from(self.data, self.pos)
-        self.pos = end
-        return int(value)
-
-    def string(self) -> str:
-        raw = self.take(self.u16())
-        try:
-            return raw.decode()
-        except UnicodeDecodeError as exc:
-            raise DecodeError(f"invalid UTF-8 in string: {exc.reason}") from None
-
-    def address(self) -> SocketAddress:
-        version = self.u8()
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address
-        if version == 4:
-            ip = ipaddress.IPv4Address(self.take(4))
-        elif version == 6:
-            ip = ipaddress.IPv6Address(self.take(16))
-        else:
-            raise DecodeError(f"invalid IP version byte {version}")
-        return SocketAddress(ip, self.u16())
-
-    def node_id(self) -> NodeId:
-        name = self.string()
-        generation = self.u64()
-        return NodeId(name, generation, self.address())
+def _truncated(what: str) -> DecodeError:
+    return DecodeError(f"truncated {what}")
 
 
-def _decode_digest(reader: _Reader) -> Digest:
-    count = reader.u16()
+def _parse_node_id(raw: bytes, name_len: int) -> NodeId:
+    try:
+        name = raw[2 : 2 + name_len].decode()
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8 in string: {exc.reason}") from None
+    (generation,) = _U64.unpack_from(raw, 2 + name_len)
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    if raw[10 + name_len] == 4:
+        ip = ipaddress.IPv4Address(raw[11 + name_len : 15 + name_len])
+    else:
+        ip = ipaddress.IPv6Address(raw[11 + name_len : 27 + name_len])
+    (port,) = _U16.unpack_from(raw, len(raw) - 2)
+    return NodeId(name, generation, SocketAddress(ip, port))
+
+
+def _read_node_id(data: bytes, pos: int) -> tuple[NodeId, bytes, int]:
+    """A node id at ``pos``: (node, its wire bytes, offset after it)."""
+    if pos + 2 > len(data):
+        raise _truncated("node id")
+    name_len = data[pos] | data[pos + 1] << 8
+    version_pos = pos + 10 + name_len
+    if version_pos >= len(data):
+        raise _truncated("node id")
+    ip_version = data[version_pos]
+    if ip_version == 4:
+        end = version_pos + 7
+    elif ip_version == 6:
+        end = version_pos + 19
+    else:
+        raise DecodeError(f"invalid IP version byte {ip_version}")
+    if end > len(data):
+        raise _truncated("node id")
+    raw = data[pos:end]
+    node = _NODES_BY_WIRE.get(raw)
+    if node is None:
+        node = _parse_node_id(raw, name_len)
+        if len(_NODES_BY_WIRE) >= _NODE_CACHE_MAX:
+            _NODES_BY_WIRE.clear()
+        _NODES_BY_WIRE[raw] = node
+    return node, raw, end
+
+
+def _decode_digest(data: bytes, pos: int) -> tuple[Digest, int]:
+    if pos + 2 > len(data):
+        raise _truncated("digest")
+    count = data[pos] | data[pos + 1] << 8
+    pos += 2
     nodes: dict[NodeId, NodeDigest] = {}
+    unpack = _U64X3.unpack_from
+    new = object.__new__
+    fast = _DIGEST_SETTERS is not None
+    set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS or (_never,) * 3
     for _ in range(count):
-        node = reader.node_id()
-        if reader.pos + 24 > len(reader.data):
-            raise DecodeError("truncated node digest")
-        heartbeat, last_gc, max_version = _U64X3.unpack_from(reader.data, reader.pos)
-        reader.pos += 24
+        node, _raw, pos = _read_node_id(data, pos)
+        if pos + 24 > len(data):
+            raise _truncated("node digest")
+        heartbeat, last_gc, max_version = unpack(data, pos)
+        pos += 24
+        if fast:
+            nd = new(NodeDigest)
+            set_heartbeat(nd, heartbeat)
+            set_last_gc(nd, last_gc)
+            set_max_version(nd, max_version)
+        else:
+            nd = NodeDigest(heartbeat, last_gc, max_version)
         # A repeated node overwrites the earlier entry, as inserting into chitchat's map does.
-        nodes[node] = NodeDigest(heartbeat, last_gc, max_version)
-    return Digest(nodes)
+        nodes[node] = nd
+    return Digest(nodes), pos
+
+
+def _read_string(data: bytes, pos: int) -> tuple[str, int]:
+    if pos + 2 > len(data):
+        raise _truncated("string length")
+    end = pos + 2 + (data[pos] | data[pos + 1] << 8)
+    if end > len(data):
+        raise _truncated("string")
+    try:
+        return data[pos + 2 : end].decode(), end
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8 in string: {exc.reason}") from None
 
 
 def _decompress_block(frame: bytes) -> bytes:
     try:
-        params = zstandard.get_frame_parameters(frame)
-        if params.content_size > _MAX_BLOCK_OUTPUT and params.content_size != (
-            zstandard.CONTENTSIZE_UNKNOWN
-        ):
-            raise DecodeError("compressed block claims more than 65535 bytes")
-        dobj = zstandard.ZstdDecompressor().decompressobj()
-        out = dobj.decompress(frame)
+        content_size = zstandard.frame_content_size(frame)  # -1 when the frame does not say
     except zstandard.ZstdError as exc:
         raise DecodeError(f"bad zstd block: {exc}") from None
+    if content_size > _MAX_BLOCK_OUTPUT:
+        raise DecodeError("compressed block claims more than 65535 bytes")
+    try:
+        dctx = _DECOMPRESSORS.pop()
+    except IndexError:
+        dctx = zstandard.ZstdDecompressor()
+    try:
+        if content_size == 0:
+            # The one-shot call returns b"" for such a frame without reading it.
+            dobj = dctx.decompressobj()
+            out: bytes = dobj.decompress(frame)
+            if not dobj.eof:
+                raise DecodeError("truncated zstd frame")
+        else:
+            # Like chitchat, never more than a 65535-byte buffer: a frame that does not
+            # declare its size cannot inflate into gigabytes, and a frame cut short fails.
+            out = dctx.decompress(frame, max_output_size=_MAX_BLOCK_OUTPUT)
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"bad zstd block: {exc}") from None
+    finally:
+        _DECOMPRESSORS.append(dctx)
     if len(out) > _MAX_BLOCK_OUTPUT:
         raise DecodeError("compressed block decompresses past 65535 bytes")
     return out
 
 
-def _read_stream(reader: _Reader) -> bytes:
+def _read_stream(data: bytes, pos: int) -> tuple[bytes, int]:
     parts: list[bytes] = []
+    size = len(data)
     while True:
-        block_type = reader.u8()
+        if pos >= size:
+            raise _truncated("delta: no end-of-blocks tag")
+        block_type = data[pos]
         if block_type == BLOCK_END:
-            return b"".join(parts)
-        if block_type == BLOCK_COMPRESSED:
-            parts.append(_decompress_block(reader.take(reader.u16())))
-        elif block_type == BLOCK_RAW:
-            parts.append(reader.take(reader.u16()))
-        else:
+            return b"".join(parts), pos + 1
+        if block_type != BLOCK_COMPRESSED and block_type != BLOCK_RAW:
             raise DecodeError(f"invalid block type {block_type}")
+        if pos + 3 > size:
+            raise _truncated("block header")
+        start = pos + 3
+        end = start + (data[pos + 1] | data[pos + 2] << 8)
+        if end > size:
+            raise _truncated("block")
+        if block_type == BLOCK_COMPRESSED:
+            parts.append(_decompress_block(data[start:end]))
+        else:
+            parts.append(data[start:end])
+        pos = end
 
 
-def _decode_delta(reader: _Reader) -> Delta:
-    stream = _Reader(_read_stream(reader))
-    data = stream.data
+def _decode_ops(data: bytes) -> Delta:
     end = len(data)
+    pos = 0
     node_deltas: list[NodeDelta] = []
-    seen: set[NodeId] = set()
+    seen: set[bytes] = set()
     current: NodeId | None = None
     from_version = last_gc = max_version = 0
     kvs: list[KeyValueMutation] = []
+    statuses = _STATUSES
+    unpack_version_status = _VERSION_STATUS.unpack_from
+    kv_type = KeyValueMutation
+    append = kvs.append
+    new = object.__new__
+    fast = _KV_SETTERS is not None
+    set_key, set_value, set_version, set_status = _KV_SETTERS or (_never,) * 4
 
-    def close() -> None:
-        if current is not None:
-            node_deltas.append(NodeDelta(current, from_version, last_gc, tuple(kvs), max_version))
-
-    while stream.pos < end:
-        tag = data[stream.pos]
-        stream.pos += 1
+    while pos < end:
+        tag = data[pos]
+        pos += 1
         if tag == OP_KEY_VALUE:
             if current is None:
                 raise DecodeError("key-value operation before any node operation")
-            key = stream.string()
-            value = stream.string()
-            version = stream.u64()
-            code = stream.u8()
-            status = _STATUS_BY_CODE.get(code)
-            if status is None:
+            key_end = pos + 2 + (data[pos] | data[pos + 1] << 8)
+            key = data[pos + 2 : key_end].decode()
+            value_end = key_end + 2 + (data[key_end] | data[key_end + 1] << 8)
+            value = data[key_end + 2 : value_end].decode()
+            version, code = unpack_version_status(data, value_end)
+            pos = value_end + 9
+            if code >= len(statuses):
                 raise DecodeError(f"invalid deletion status {code}")
             if version <= max_version:
                 raise DecodeError("key-value versions must strictly increase within a node")
             max_version = version
-            kvs.append(KeyValueMutation(key, value, version, status))
+            if fast:
+                kv = new(kv_type)
+                set_key(kv, key)
+                set_value(kv, value)
+                set_version(kv, version)
+                set_status(kv, statuses[code])
+                append(kv)
+            else:
+                append(kv_type(key, value, version, statuses[code]))
         elif tag == OP_NODE:
-            node = stream.node_id()
-            if stream.pos + 16 > end:
-                raise DecodeError("truncated node operation")
-            new_last_gc, new_from = _U64X2.unpack_from(data, stream.pos)
-            stream.pos += 16
-            if node in seen:
+            node, raw, pos = _read_node_id(data, pos)
+            new_last_gc, new_from = _U64X2.unpack_from(data, pos)
+            pos += 16
+            if raw in seen:
                 raise DecodeError(f"node {node} appears twice in one delta")
-            close()
-            seen.add(node)
-            current, last_gc, from_version, max_version, kvs = node, new_last_gc, new_from, 0, []
+            if current is not None:
+                node_deltas.append(
+                    _node_delta(current, from_version, last_gc, tuple(kvs), max_version)
+                )
+            seen.add(raw)
+            current, last_gc, from_version, max_version = node, new_last_gc, new_from, 0
+            kvs = []
+            append = kvs.append
         elif tag == OP_SET_MAX_VERSION:
             if current is None:
                 raise DecodeError("max-version operation before any node operation")
-            max_version = stream.u64()
+            (max_version,) = _U64.unpack_from(data, pos)
+            pos += 8
         else:
             raise DecodeError(f"invalid delta operation tag {tag}")
-    close()
+    if current is not None:
+        node_deltas.append(_node_delta(current, from_version, last_gc, tuple(kvs), max_version))
     return Delta(tuple(node_deltas))
+
+
+def _decode_delta(data: bytes, pos: int) -> Delta:
+    stream, _end = _read_stream(data, pos)
+    try:
+        return _decode_ops(stream)
+    except (IndexError, struct.error):
+        raise _truncated("delta operation") from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8 in string: {exc.reason}") from None
 
 
 def decode(datagram: bytes) -> Message:
@@ -481,15 +677,16 @@ def decode(datagram: bytes) -> Message:
         raise DecodeError(f"bad magic number {magic}")
     if version != PROTOCOL_VERSION:
         raise DecodeError(f"unsupported protocol version {version}")
-    reader = _Reader(bytes(datagram), 4)
+    data = bytes(datagram)
     if msg_type == MSG_SYN:
-        digest = _decode_digest(reader)
-        return Syn(reader.string(), digest)
+        digest, pos = _decode_digest(data, 4)
+        cluster_id, _ = _read_string(data, pos)
+        return Syn(cluster_id, digest)
     if msg_type == MSG_SYNACK:
-        digest = _decode_digest(reader)
-        return SynAck(digest, _decode_delta(reader))
+        digest, pos = _decode_digest(data, 4)
+        return SynAck(digest, _decode_delta(data, pos))
     if msg_type == MSG_ACK:
-        return Ack(_decode_delta(reader))
+        return Ack(_decode_delta(data, 4))
     if msg_type == MSG_BAD_CLUSTER:
         return BadCluster()
     raise DecodeError(f"invalid message type {msg_type}")
