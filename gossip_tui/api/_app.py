@@ -27,6 +27,8 @@ from gossip_tui.core.converter import converter
 from gossip_tui.core.models import KeyStatus, NodeId, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeyValueTooLarge
 
+from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._metrics import render_metrics
 from ._openapi import openapi_document
 from ._records import (
     ClusterStateView,
@@ -318,6 +320,11 @@ def _delete_key(node: ApiNode, request: Request) -> Response:
     return json_response(KeyDeletedView(key=key, after_ttl=after_ttl))
 
 
+def _metrics(node: ApiNode, _request: Request) -> Response:
+    text = render_metrics(node.snapshot(), node.stats)
+    return Response(200, text.encode(), content_type=METRICS_CONTENT_TYPE)
+
+
 def _health(node: ApiNode, _request: Request) -> Response:
     snapshot = node.snapshot()
     view = HealthView(
@@ -351,6 +358,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/keys", {"GET": _list_keys}),
     Route("/keys/{key}", {"GET": _get_key, "PUT": _put_key, "DELETE": _delete_key}),
     Route("/health", {"GET": _health}),
+    Route("/metrics", {"GET": _metrics}),
     Route("/openapi.json", {"GET": _openapi}),
 )
 

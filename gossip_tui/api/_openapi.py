@@ -303,6 +303,18 @@ _PATHS: dict[str, Any] = {
             "responses": {"200": _json(_ref("Health"), "the node is serving")},
         }
     },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Counters and cluster health in Prometheus text format",
+            "responses": {
+                "200": {
+                    "description": "Prometheus exposition format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "operationId": "openapi",

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from gossip_tui.core.models import ClusterSnapshot, NodeId
+from gossip_tui.node import NodeStats
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,6 +24,9 @@ class ApiNode(Protocol):
 
     @property
     def self_id(self) -> NodeId: ...
+
+    @property
+    def stats(self) -> NodeStats: ...
 
     def set(self, key: str, value: str) -> None: ...
 

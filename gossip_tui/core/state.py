@@ -317,7 +317,8 @@ class ClusterState:
         self.limits = limits or StateLimits()
         self.node_states: dict[NodeId, NodeState] = {}
         self.changes: list[StateChange] = []
-        # Why node deltas were not applied, by DeltaStatus value: for the operator.
+        # Input refused for a limit ("over_limit", "node_limit"), for the operator. Stale or
+        # duplicate deltas are normal in gossip and not counted.
         self.rejected: Counter[str] = Counter()
         self._usage = _Usage()
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
@@ -376,7 +377,7 @@ class ClusterState:
             if state is None:
                 continue
             status = state.apply_delta(node_delta, now, self.limits)
-            if status is DeltaStatus.REJECT or status is DeltaStatus.OVER_LIMIT:
+            if status is DeltaStatus.OVER_LIMIT:
                 self.rejected[status.value] += 1
             reset |= status is DeltaStatus.APPLY_AFTER_RESET
         return reset

@@ -84,7 +84,8 @@ class Node:
     ) -> None:
         self.config = config
         self.engine = engine
-        self.stats = NodeStats()
+        # One counter of drops by reason: the receive path's and the engine's limits.
+        self.stats = NodeStats(dropped=engine.state.rejected)
         self.http_addr: SocketAddress | None = None
         self._socket = socket
         self._nursery = nursery

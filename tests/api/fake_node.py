@@ -18,7 +18,7 @@ from gossip_tui.core.models import (
     SocketAddress,
     VersionedValue,
 )
-from gossip_tui.node import KeyValueTooLarge
+from gossip_tui.node import KeyValueTooLarge, NodeStats
 
 SELF_ADDR = SocketAddress.parse("127.0.0.1:10000")
 
@@ -46,6 +46,7 @@ class FakeNode:
         self.fail_snapshot: Exception | None = None
         # Like the runtime: refuse larger key-values with KeyValueTooLarge (None: no limit).
         self.max_key_value_bytes = max_key_value_bytes
+        self.stats = NodeStats()
 
     # --- the Node API used by the HTTP layer
 

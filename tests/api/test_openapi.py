@@ -53,6 +53,7 @@ def test_lists_every_route_and_method(document: dict[str, Any]) -> None:
         "/keys",
         "/keys/{key}",
         "/health",
+        "/metrics",
         "/openapi.json",
     } == set(document["paths"])
 
