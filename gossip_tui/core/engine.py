@@ -15,9 +15,13 @@ import attrs
 
 from .codec import MAX_DATAGRAM_SIZE, digest_size
 from .failure_detector import FailureDetector, FailureDetectorConfig
-from .messages import Ack, BadCluster, Digest, Message, Syn, SynAck
+from .messages import Ack, BadCluster, Delta, Digest, Message, Syn, SynAck
 from .models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot, SocketAddress
 from .state import ClusterState, NodeState, StateChange, StateLimits
+
+# A node about to leave sets this key; gossip-tui peers then count it as gone at once.
+# chitchat peers see an ordinary key, and a node that simply dies.
+LEAVING_KEY = "__gossip_tui.leaving"
 
 # Peers picked at random per round.
 GOSSIP_COUNT = 3
@@ -102,7 +106,9 @@ class GossipEngine:
         self.marked_for_deletion_grace_period = marked_for_deletion_grace_period
         self.seed_addrs: set[SocketAddress] = set(seed_addrs)
         self.rng = rng or random.Random()
-        self._previous_live: dict[NodeId, int] = {}
+        self.left: set[NodeId] = set()
+        # Live peers as of the last sweep: a node can also die between sweeps (by leaving).
+        self._live_at_last_sweep: set[NodeId] = set()
         me = self.self_state
         # Live from the start, so a peer's first Syn gets an answer with our state.
         me.heartbeat = 1
@@ -170,16 +176,31 @@ class GossipEngine:
             return SynAck(own_digest, delta)
         if isinstance(message, SynAck):
             self._report_heartbeats(message.digest, now)
-            self.state.apply_delta(message.delta, now)
+            self._apply_delta(message.delta, now)
             excluded = self._excluded(now)
             delta = self.state.compute_delta(
                 message.digest, MAX_DATAGRAM_SIZE - _HEADER_LEN, excluded, self.rng
             )
             return Ack(delta)
         if isinstance(message, Ack):
-            self.state.apply_delta(message.delta, now)
+            self._apply_delta(message.delta, now)
             return None
         return None  # BadCluster: the peer refused us; nothing to answer.
+
+    def _apply_delta(self, delta: Delta, now: float) -> None:
+        self.state.apply_delta(delta, now)
+        for node_delta in delta.node_deltas:
+            node = node_delta.node
+            if node == self.self_id or node in self.left:
+                continue
+            state = self.state.node_state(node)
+            if state is not None and state.get(LEAVING_KEY) is not None:
+                self.left.add(node)
+                self.detector.declare_dead(node, now)
+
+    def announce_leave(self) -> None:
+        """Mark this node as leaving; gossip it before going away."""
+        self.self_state.set(LEAVING_KEY, "1")
 
     # ------------------------------------------------------------------ rounds
 
@@ -197,15 +218,17 @@ class GossipEngine:
 
     def update_liveness(self, now: float) -> LivenessChanges:
         """Judge every peer, then forget those dead for longer than the grace period."""
-        was_live = set(self.detector.live_nodes())
+        was_live = self._live_at_last_sweep
         for node in list(self.state.nodes()):
-            if node != self.self_id:
+            if node != self.self_id and node not in self.left:
                 self.detector.update_node_liveness(node, now)
         is_live = set(self.detector.live_nodes())
+        self._live_at_last_sweep = is_live
         removed = []
         for node in self.detector.garbage_collect(now):
             if node != self.self_id:
                 self.state.remove_node(node)
+                self.left.discard(node)
                 removed.append(node)
         return LivenessChanges(
             joined=tuple(sorted(is_live - was_live)),
@@ -231,7 +254,7 @@ class GossipEngine:
             return Liveness.UNKNOWN
         if died + self.detector.config.dead_node_grace_period / 2 < now:
             return Liveness.SCHEDULED_FOR_DELETION
-        return Liveness.DEAD
+        return Liveness.LEFT if node in self.left else Liveness.DEAD
 
     def drain_changes(self) -> list[StateChange]:
         return self.state.drain_changes()

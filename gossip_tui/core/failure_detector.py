@@ -108,6 +108,14 @@ class FailureDetector:
         if window is not None:
             window.reset()
 
+    def declare_dead(self, node: NodeId, now: float) -> None:
+        """Dead now, whatever phi says (a node that announced it is leaving)."""
+        self._live.discard(node)
+        self._dead.setdefault(node, now)
+        window = self._samples.get(node)
+        if window is not None:
+            window.reset()
+
     def garbage_collect(self, now: float) -> list[NodeId]:
         """Remove and return the dead nodes whose grace period is over."""
         grace = self.config.dead_node_grace_period

@@ -130,6 +130,7 @@ class Liveness(enum.Enum):
     SELF = "self"
     LIVE = "live"
     DEAD = "dead"
+    LEFT = "left"  # announced its own departure: dead without waiting for the detector
     SCHEDULED_FOR_DELETION = "scheduled_for_deletion"
     UNKNOWN = "unknown"  # known from a digest, but not yet judged by the failure detector
 
@@ -172,7 +173,7 @@ class ClusterSnapshot:
         return tuple(
             n.node
             for n in self.nodes
-            if n.liveness in (Liveness.DEAD, Liveness.SCHEDULED_FOR_DELETION)
+            if n.liveness in (Liveness.DEAD, Liveness.LEFT, Liveness.SCHEDULED_FOR_DELETION)
         )
 
     def node(self, node: NodeId) -> NodeSnapshot | None:

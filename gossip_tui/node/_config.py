@@ -58,6 +58,10 @@ class NodeConfig:
     # Set a "bind" key holding the public address at start, as chitchat-test's users expect.
     publish_bind_key: bool = True
     seed_refresh_interval: float = 60.0
+    # On a clean shutdown, tell the live peers we are leaving, waiting at most this long for
+    # them to pick it up. Only gossip-tui peers understand it; chitchat sees a node die.
+    announce_leave: bool = True
+    leave_timeout: float = 1.0
 
     def __attrs_post_init__(self) -> None:
         if self.gossip_interval <= 0:

@@ -15,7 +15,7 @@ import trio
 
 from gossip_tui.core.codec import DecodeError, EncodeError, decode, encode
 from gossip_tui.core.engine import GossipEngine, LivenessChanges
-from gossip_tui.core.messages import Message, Syn
+from gossip_tui.core.messages import Message, Syn, SynAck
 from gossip_tui.core.models import AddressError, ClusterSnapshot, NodeId, SocketAddress
 from gossip_tui.core.state import KeyChange, StateChange, VersionChange
 
@@ -90,6 +90,9 @@ class Node:
         self._socket = socket
         self._nursery = nursery
         self._changed = trio.Event()
+        # While leaving: the peers that still have to fetch our last state from us.
+        self._leave_pending: set[SocketAddress] = set()
+        self._leave_done = trio.Event()
         self._subscribers: list[tuple[str, trio.MemorySendChannel[NodeEvent]]] = []
 
     # ------------------------------------------------------------------ identity
@@ -278,6 +281,10 @@ class Node:
             self._touch()
             if reply is not None:
                 await self._send(reply, source)
+                if isinstance(message, SynAck) and source in self._leave_pending:
+                    self._leave_pending.discard(source)
+                    if not self._leave_pending:
+                        self._leave_done.set()
 
     async def _watcher(self) -> None:
         while True:
@@ -307,6 +314,21 @@ class Node:
             # A seed that did not resolve is tried again soon; the others once a minute.
             refresh = self.config.seed_refresh_interval
             await trio.sleep(min(refresh, _SEED_RETRY_INTERVAL) if failed else refresh)
+
+    async def leave(self) -> None:
+        """Announce our departure to the live peers and wait (bounded) until each has
+        fetched it: a Syn to each, whose SynAck we answer with an Ack holding the marker."""
+        self.engine.announce_leave()
+        peers = {node.gossip_addr for node in self.live_nodes() if node != self.self_id}
+        if not peers:
+            return
+        self._leave_pending = set(peers)
+        self._leave_done = trio.Event()
+        with trio.move_on_after(self.config.leave_timeout):
+            syn = self.engine.create_syn(self._now())
+            for addr in peers:
+                await self._send(syn, addr)
+            await self._leave_done.wait()
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
@@ -382,6 +404,10 @@ async def open_node(
             try:
                 yield node
             finally:
+                if config.announce_leave:
+                    # Shielded: a node cancelled by Ctrl-C or SIGTERM still says goodbye.
+                    with trio.CancelScope(shield=True):
+                        await node.leave()
                 nursery.cancel_scope.cancel()
     finally:
         socket.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 
@@ -60,12 +61,36 @@ async def test_events_follow_membership_and_keys(autojump_clock: trio.abc.Clock)
                     pass
             assert event.key == "app/greeting"
             peer_id = peer.self_id
-        # The peer is gone: the failure detector declares it dead.
+        # The peer announced its departure: it is gone at once, without waiting for phi.
+        left_at = trio.current_time()
         with trio.fail_after(60):
             while await events.receive() != NodeLeft(peer_id):
                 pass
+        assert trio.current_time() - left_at <= 2 * observer.config.gossip_interval
         snapshot = observer.snapshot()
         peer_snapshot = snapshot.node(peer_id)
+        assert peer_snapshot is not None and peer_snapshot.liveness is Liveness.LEFT
+        assert peer_id in observer.dead_nodes()
+
+
+@pytest.mark.trio
+async def test_a_silent_exit_waits_for_the_failure_detector(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork(seed=9)
+    async with open_cluster(1, transport=network.transport()) as (observer,):
+        config = attrs.evolve(
+            fast_config(seeds=(str(observer.gossip_addr),), node_id="quiet"),
+            announce_leave=False,
+        )
+        async with open_node(config, transport=network.transport()) as peer:
+            await wait_until(lambda: all_see_each_other([observer, peer]), 30, "both live")
+            peer_id = peer.self_id
+        gone_at = trio.current_time()
+        await wait_until(lambda: peer_id in observer.dead_nodes(), 60, "peer dead")
+        # phi must climb past 8 first: many intervals, not one or two.
+        assert trio.current_time() - gone_at > 4 * observer.config.gossip_interval
+        peer_snapshot = observer.snapshot().node(peer_id)
         assert peer_snapshot is not None and peer_snapshot.liveness is Liveness.DEAD
 
 
