@@ -65,6 +65,7 @@ class CliSettings:
     dead_node_grace_period: float | None = None
     marked_for_deletion_grace_period: float | None = None
     phi_threshold: float | None = None
+    state_dir: Path | None = None
 
     @property
     def http(self) -> bool:
@@ -155,6 +156,17 @@ def parse_phi_threshold(value: object) -> float:
     return number
 
 
+def parse_dir(value: object) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a directory path, got {value!r}")
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{value!r} exists and is not a directory")
+    return path
+
+
 def parse_flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -175,6 +187,7 @@ FIELDS: Mapping[str, Callable[[object], Any]] = {
     "dead_node_grace_period": parse_seconds,
     "marked_for_deletion_grace_period": parse_seconds,
     "phi_threshold": parse_phi_threshold,
+    "state_dir": parse_dir,
 }
 
 
@@ -281,4 +294,6 @@ def to_node_config(settings: CliSettings) -> NodeConfig:
     }
     if settings.marked_for_deletion_grace_period is not None:
         options["marked_for_deletion_grace_period"] = settings.marked_for_deletion_grace_period
+    if settings.state_dir is not None:
+        options["state_dir"] = settings.state_dir
     return NodeConfig(**options)

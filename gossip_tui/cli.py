@@ -31,6 +31,7 @@ from gossip_tui._config_file import (
     SettingsError,
     env_var,
     parse_address,
+    parse_dir,
     parse_interval_ms,
     parse_phi_threshold,
     parse_seconds,
@@ -222,6 +223,15 @@ def run(
             ),
         ),
     ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            parser=_option_parser(parse_dir),
+            metavar="DIR",
+            help=_env_help("Keep the local keys here across restarts.", "state_dir", "nowhere"),
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -249,6 +259,7 @@ def run(
         "dead_node_grace_period": dead_node_grace_period,
         "marked_for_deletion_grace_period": marked_for_deletion_grace_period,
         "phi_threshold": phi_threshold,
+        "state_dir": state_dir,
     }
     invocation = _Invocation(cli, config)
     ctx.obj = invocation

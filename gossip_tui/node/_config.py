@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from pathlib import Path
 
 import attrs
 
@@ -62,6 +63,8 @@ class NodeConfig:
     # them to pick it up. Only gossip-tui peers understand it; chitchat sees a node die.
     announce_leave: bool = True
     leave_timeout: float = 1.0
+    # Where the operator's local keys are kept across restarts (None: nowhere).
+    state_dir: Path | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.gossip_interval <= 0:

@@ -8,15 +8,22 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
 from gossip_tui.core.codec import DecodeError, EncodeError, decode, encode
-from gossip_tui.core.engine import GossipEngine, LivenessChanges
+from gossip_tui.core.engine import LEAVING_KEY, GossipEngine, LivenessChanges
 from gossip_tui.core.messages import Message, Syn, SynAck
-from gossip_tui.core.models import AddressError, ClusterSnapshot, NodeId, SocketAddress
+from gossip_tui.core.models import (
+    AddressError,
+    ClusterSnapshot,
+    KeyStatus,
+    NodeId,
+    SocketAddress,
+)
 from gossip_tui.core.state import KeyChange, StateChange, VersionChange
 
 from ._config import NodeConfig, default_node_id
@@ -29,6 +36,7 @@ from ._events import (
     NodeRemoved,
     NodeUpdated,
 )
+from ._local_store import load_local_keys, save_local_keys
 from ._transport import DatagramSocket, Transport, UdpTransport
 
 log = logging.getLogger("gossip_tui.node")
@@ -90,6 +98,7 @@ class Node:
         self._socket = socket
         self._nursery = nursery
         self._changed = trio.Event()
+        self._local_dirty = trio.Event()
         # While leaving: the peers that still have to fetch our last state from us.
         self._leave_pending: set[SocketAddress] = set()
         self._leave_done = trio.Event()
@@ -118,27 +127,31 @@ class Node:
     def _touch(self) -> None:
         self._changed.set()
 
+    def _local_changed(self) -> None:
+        self._touch()
+        self._local_dirty.set()
+
     def set(self, key: str, value: str) -> None:
         _check_size(key, value)
         self.engine.self_state.set(key, value)
-        self._touch()
+        self._local_changed()
 
     def set_with_ttl(self, key: str, value: str) -> None:
         """Set a value that is removed after the marked-for-deletion grace period."""
         _check_size(key, value)
         self.engine.self_state.set_with_ttl(key, value, self._now())
-        self._touch()
+        self._local_changed()
 
     def delete(self, key: str) -> bool:
         """Delete a local key; False if there was no such key."""
         deleted = self.engine.self_state.delete(key, self._now())
-        self._touch()
+        self._local_changed()
         return deleted
 
     def delete_after_ttl(self, key: str) -> bool:
         """Keep a local key visible for the grace period, then remove it."""
         marked = self.engine.self_state.delete_after_ttl(key, self._now())
-        self._touch()
+        self._local_changed()
         return marked
 
     # ------------------------------------------------------------------ reading
@@ -330,6 +343,31 @@ class Node:
                 await self._send(syn, addr)
             await self._leave_done.wait()
 
+    def durable_keys(self) -> dict[str, str]:
+        """The local keys worth keeping across a restart: set by the operator, not
+        deleted, not temporary, not managed by the node itself."""
+        managed = {"bind", LEAVING_KEY}
+        return {
+            key: value.value
+            for key, value in self.engine.self_state.key_values.items()
+            if value.status is KeyStatus.SET and key not in managed
+        }
+
+    async def _save_keys(self, state_dir: Path) -> None:
+        saved: dict[str, str] | None = None
+        while True:
+            await self._local_dirty.wait()
+            self._local_dirty = trio.Event()
+            keys = self.durable_keys()
+            if keys != saved:
+                try:
+                    await trio.to_thread.run_sync(save_local_keys, state_dir, keys)
+                except OSError:
+                    # Keep gossiping; the operator sees the error and the next change retries.
+                    log.exception("could not save the local keys to %s", state_dir)
+                    continue
+                saved = keys
+
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._seed_resolver)
@@ -337,6 +375,8 @@ class Node:
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._gossip_loop)
             nursery.start_soon(self._failure_detector_loop)
+            if self.config.state_dir is not None:
+                nursery.start_soon(self._save_keys, self.config.state_dir)
             task_status.started()
 
 
@@ -388,6 +428,10 @@ async def open_node(
             public,
         )
         initial = dict(config.initial_key_values)
+        if config.state_dir is not None:
+            # Saved keys come back first; keys given in the config win over them.
+            saved = await trio.to_thread.run_sync(load_local_keys, config.state_dir)
+            initial = {**saved, **initial}
         if config.publish_bind_key:
             initial.setdefault("bind", str(public))
         engine = GossipEngine(
@@ -404,10 +448,15 @@ async def open_node(
             try:
                 yield node
             finally:
-                if config.announce_leave:
-                    # Shielded: a node cancelled by Ctrl-C or SIGTERM still says goodbye.
-                    with trio.CancelScope(shield=True):
+                # Shielded: a node cancelled by Ctrl-C or SIGTERM still says goodbye and
+                # keeps its last change.
+                with trio.CancelScope(shield=True):
+                    if config.announce_leave:
                         await node.leave()
+                    if config.state_dir is not None:
+                        await trio.to_thread.run_sync(
+                            save_local_keys, config.state_dir, node.durable_keys()
+                        )
                 nursery.cancel_scope.cancel()
     finally:
         socket.close()

@@ -272,6 +272,7 @@ def test_the_runner_exit_status_is_returned(monkeypatch: pytest.MonkeyPatch) -> 
         (["unknown-command"], "unknown-command"),
         (["demo", "--nodes", "0"], "--nodes"),
         (["--config", "/nonexistent/gossip.toml"], "config file not found"),
+        (["--state-dir", "/dev/null"], "not a directory"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(

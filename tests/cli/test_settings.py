@@ -50,6 +50,7 @@ def test_every_variable_is_read() -> None:
         "GOSSIP_TUI_DEAD_NODE_GRACE_PERIOD": "10",
         "GOSSIP_TUI_MARKED_FOR_DELETION_GRACE_PERIOD": "60.5",
         "GOSSIP_TUI_PHI_THRESHOLD": "5",
+        "GOSSIP_TUI_STATE_DIR": "/var/lib/gossip-tui",
         "UNRELATED": "x",
     }
 
@@ -67,7 +68,9 @@ def test_every_variable_is_read() -> None:
         dead_node_grace_period=10.0,
         marked_for_deletion_grace_period=60.5,
         phi_threshold=5.0,
+        state_dir=Path("/var/lib/gossip-tui"),
     )
+    assert to_node_config(settings).state_dir == Path("/var/lib/gossip-tui")
 
 
 def test_empty_variables_count_as_unset() -> None:
