@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from gossip_tui.core.keys import SecretKeyError, parse_key
 from gossip_tui.core.models import AddressError, SocketAddress
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class CliSettings:
     marked_for_deletion_grace_period: float | None = None
     phi_threshold: float | None = None
     state_dir: Path | None = None
+    secret_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    secret_key_file: Path | None = None
 
     @property
     def http(self) -> bool:
@@ -167,6 +170,46 @@ def parse_dir(value: object) -> Path:
     return path
 
 
+def parse_secret_key(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a base64 key text")
+    try:
+        parse_key(value)
+    except SecretKeyError as exc:
+        raise ValueError(str(exc)) from None
+    return value.strip()
+
+
+def parse_secret_keys(value: object) -> tuple[str, ...]:
+    """Keys, as a list or one text of comma-separated keys; the first one seals."""
+    if isinstance(value, str):
+        items: list[object] = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError("expected a list of base64 key texts")
+    return tuple(parse_secret_key(item) for item in items)
+
+
+def parse_key_file(value: object) -> Path:
+    if isinstance(value, Path):
+        path = value
+    elif isinstance(value, str) and value.strip():
+        path = Path(value).expanduser()
+    else:
+        raise ValueError(f"expected a file path, got {value!r}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+    keys = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        raise ValueError(f"no key in {path}")
+    for key in keys:
+        parse_secret_key(key)
+    return path
+
+
 def parse_flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -188,6 +231,8 @@ FIELDS: Mapping[str, Callable[[object], Any]] = {
     "marked_for_deletion_grace_period": parse_seconds,
     "phi_threshold": parse_phi_threshold,
     "state_dir": parse_dir,
+    "secret_keys": parse_secret_keys,
+    "secret_key_file": parse_key_file,
 }
 
 
@@ -276,7 +321,7 @@ def to_node_config(settings: CliSettings) -> NodeConfig:
     imported here, not at the top, so the command line starts without Trio.
     """
     from gossip_tui.core.failure_detector import FailureDetectorConfig
-    from gossip_tui.node import NodeConfig
+    from gossip_tui.node import NodeConfig, read_key_file
 
     detector: dict[str, Any] = {}
     if settings.phi_threshold is not None:
@@ -296,4 +341,9 @@ def to_node_config(settings: CliSettings) -> NodeConfig:
         options["marked_for_deletion_grace_period"] = settings.marked_for_deletion_grace_period
     if settings.state_dir is not None:
         options["state_dir"] = settings.state_dir
+    keys = [parse_key(text) for text in settings.secret_keys]
+    if settings.secret_key_file is not None:
+        keys += read_key_file(settings.secret_key_file)
+    if keys:
+        options["secret_keys"] = tuple(keys)
     return NodeConfig(**options)

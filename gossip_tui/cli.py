@@ -33,13 +33,16 @@ from gossip_tui._config_file import (
     parse_address,
     parse_dir,
     parse_interval_ms,
+    parse_key_file,
     parse_phi_threshold,
     parse_seconds,
+    parse_secret_key,
     parse_seed,
     parse_text,
     resolve_settings,
     to_node_config,
 )
+from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
 if TYPE_CHECKING:
@@ -232,6 +235,28 @@ def run(
             help=_env_help("Keep the local keys here across restarts.", "state_dir", "nowhere"),
         ),
     ] = None,
+    secret_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret-key",
+            parser=_option_parser(parse_secret_key),
+            metavar="BASE64",
+            help="Seal every datagram with this key (from `gossip-tui keygen`); repeat to "
+            "accept old keys during a rotation, the first one seals. Prefer --secret-key-file: "
+            f"arguments show in ps. [env: {env_var('secret_keys')}, comma-separated]",
+        ),
+    ] = None,
+    secret_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--secret-key-file",
+            parser=_option_parser(parse_key_file),
+            metavar="PATH",
+            help=_env_help(
+                "File of keys, one per line, the first one seals.", "secret_key_file", "none"
+            ),
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -260,6 +285,8 @@ def run(
         "marked_for_deletion_grace_period": marked_for_deletion_grace_period,
         "phi_threshold": phi_threshold,
         "state_dir": state_dir,
+        "secret_keys": tuple(secret_key) if secret_key else None,
+        "secret_key_file": secret_key_file,
     }
     invocation = _Invocation(cli, config)
     ctx.obj = invocation
@@ -284,6 +311,12 @@ def demo(
     """
     invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
     raise typer.Exit(run_demo(invocation.settings(), nodes))
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new random secret key for --secret-key / --secret-key-file."""
+    typer.echo(generate_key())
 
 
 @app.command()

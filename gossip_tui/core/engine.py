@@ -98,10 +98,13 @@ class GossipEngine:
         seed_addrs: Iterable[SocketAddress] = (),
         rng: random.Random | None = None,
         limits: StateLimits | None = None,
+        max_datagram_size: int = MAX_DATAGRAM_SIZE,
     ) -> None:
         self.self_id = self_id
         self.cluster_id = cluster_id
         self.state = ClusterState(limits)
+        # Smaller than the UDP limit when the transport wraps datagrams (encryption).
+        self.max_datagram_size = max_datagram_size
         self.detector = FailureDetector(failure_detector or FailureDetectorConfig())
         self.marked_for_deletion_grace_period = marked_for_deletion_grace_period
         self.seed_addrs: set[SocketAddress] = set(seed_addrs)
@@ -171,7 +174,7 @@ class GossipEngine:
             self._report_heartbeats(message.digest, now)
             excluded = self._excluded(now)
             own_digest = self.state.compute_digest(excluded)
-            budget = MAX_DATAGRAM_SIZE - _HEADER_LEN - digest_size(own_digest)
+            budget = self.max_datagram_size - _HEADER_LEN - digest_size(own_digest)
             delta = self.state.compute_delta(message.digest, budget, excluded, self.rng)
             return SynAck(own_digest, delta)
         if isinstance(message, SynAck):
@@ -179,7 +182,7 @@ class GossipEngine:
             self._apply_delta(message.delta, now)
             excluded = self._excluded(now)
             delta = self.state.compute_delta(
-                message.digest, MAX_DATAGRAM_SIZE - _HEADER_LEN, excluded, self.rng
+                message.digest, self.max_datagram_size - _HEADER_LEN, excluded, self.rng
             )
             return Ack(delta)
         if isinstance(message, Ack):

@@ -1,6 +1,9 @@
 """The Trio runtime of a gossip node: transports, tasks, events and the library API."""
 
+from gossip_tui.core.keys import SecretKeyError, generate_key, parse_key
+
 from ._config import NodeConfig, default_node_id
+from ._crypto import SealedTransport, read_key_file
 from ._events import (
     KeyChanged,
     KeyDeleted,
@@ -21,6 +24,7 @@ from ._records import (
     publish,
 )
 from ._transport import (
+    DatagramRejected,
     DatagramSocket,
     LinkFaults,
     MemoryNetwork,
@@ -31,6 +35,7 @@ from ._transport import (
 
 __all__ = [
     "MAX_KEY_VALUE_BYTES",
+    "DatagramRejected",
     "DatagramSocket",
     "KeyChanged",
     "KeyDeleted",
@@ -51,10 +56,15 @@ __all__ = [
     "RecordLeft",
     "RecordPool",
     "RecordUpdated",
+    "SealedTransport",
+    "SecretKeyError",
     "Transport",
     "UdpTransport",
     "collect",
     "default_node_id",
+    "generate_key",
     "open_node",
+    "parse_key",
     "publish",
+    "read_key_file",
 ]

@@ -65,6 +65,9 @@ class NodeConfig:
     leave_timeout: float = 1.0
     # Where the operator's local keys are kept across restarts (None: nowhere).
     state_dir: Path | None = None
+    # 32-byte keys: when given, every datagram is sealed with the first and opened with any
+    # (for rotation). Peers without a key can then neither join nor inject.
+    secret_keys: tuple[bytes, ...] = attrs.field(default=(), converter=tuple, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.gossip_interval <= 0:

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import trio
 
-from gossip_tui.core.codec import DecodeError, EncodeError, decode, encode
+from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DecodeError, EncodeError, decode, encode
 from gossip_tui.core.engine import LEAVING_KEY, GossipEngine, LivenessChanges
 from gossip_tui.core.messages import Message, Syn, SynAck
 from gossip_tui.core.models import (
@@ -27,6 +27,8 @@ from gossip_tui.core.models import (
 from gossip_tui.core.state import KeyChange, StateChange, VersionChange
 
 from ._config import NodeConfig, default_node_id
+from ._crypto import OVERHEAD as SEAL_OVERHEAD
+from ._crypto import SealedTransport
 from ._events import (
     KeyChanged,
     KeyDeleted,
@@ -37,7 +39,7 @@ from ._events import (
     NodeUpdated,
 )
 from ._local_store import load_local_keys, save_local_keys
-from ._transport import DatagramSocket, Transport, UdpTransport
+from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
 
 log = logging.getLogger("gossip_tui.node")
 
@@ -275,7 +277,12 @@ class Node:
 
     async def _receive_loop(self) -> None:
         while True:
-            data, source = await self._socket.recv()
+            try:
+                data, source = await self._socket.recv()
+            except DatagramRejected as rejected:
+                self.stats.datagrams_in += 1
+                self.stats.dropped[rejected.reason] += 1
+                continue
             self.stats.datagrams_in += 1
             self.stats.bytes_in += len(data)
             try:
@@ -417,7 +424,12 @@ async def open_node(
     every task of the node is cancelled and the socket closed.
     """
     config = config or NodeConfig()
-    socket = await (transport or UdpTransport()).bind(config.listen_addr)
+    transport = transport or UdpTransport()
+    max_datagram_size = MAX_DATAGRAM_SIZE
+    if config.secret_keys:
+        transport = SealedTransport(transport, config.secret_keys)
+        max_datagram_size -= SEAL_OVERHEAD
+    socket = await transport.bind(config.listen_addr)
     try:
         public = config.public_addr or socket.local_address
         if public.port == 0 or public.ip.is_unspecified:
@@ -441,6 +453,7 @@ async def open_node(
             failure_detector=config.failure_detector,
             marked_for_deletion_grace_period=config.marked_for_deletion_grace_period,
             initial_key_values=initial,
+            max_datagram_size=max_datagram_size,
         )
         async with trio.open_nursery() as nursery:
             node = Node(config, engine, socket, nursery)

@@ -22,6 +22,14 @@ from gossip_tui.core.codec import MAX_DATAGRAM_SIZE
 from gossip_tui.core.models import SocketAddress
 
 
+class DatagramRejected(Exception):
+    """A datagram a wrapping socket refused (bad seal, replay...); ``reason`` is counted."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class DatagramSocket(Protocol):
     @property
     def local_address(self) -> SocketAddress: ...

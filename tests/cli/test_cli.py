@@ -273,6 +273,8 @@ def test_the_runner_exit_status_is_returned(monkeypatch: pytest.MonkeyPatch) -> 
         (["demo", "--nodes", "0"], "--nodes"),
         (["--config", "/nonexistent/gossip.toml"], "config file not found"),
         (["--state-dir", "/dev/null"], "not a directory"),
+        (["--secret-key", "abc"], "--secret-key"),
+        (["--secret-key-file", "/nonexistent/keys"], "cannot read key file"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(
@@ -402,3 +404,14 @@ def test_the_dashboard_refuses_a_busy_port_before_starting(
     assert _one_line_error(capsys) == (
         f"gossip-tui: error: address 127.0.0.1:{port} is already in use"
     )
+
+
+def test_keygen_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
+    from gossip_tui.core.keys import parse_key
+
+    assert cli.main(["keygen"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert cli.main(["keygen"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert len(parse_key(first)) == 32
+    assert first != second

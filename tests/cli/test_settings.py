@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
 from gossip_tui._config_file import (
@@ -21,6 +18,7 @@ from gossip_tui._config_file import (
 )
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.models import SocketAddress
+from gossip_tui.node import NodeConfig
 
 A = SocketAddress.parse
 
@@ -214,26 +212,7 @@ def test_an_explicit_config_path_wins_over_the_variable(tmp_path: Path) -> None:
         resolve_settings({}, env)
 
 
-def _fake_node_module(monkeypatch: pytest.MonkeyPatch) -> type:
-    @attrs.frozen(kw_only=True)
-    class RecordingConfig:
-        listen_addr: Any
-        public_addr: Any
-        node_id: Any
-        cluster_id: Any
-        seeds: Any
-        gossip_interval: Any
-        failure_detector: Any
-        marked_for_deletion_grace_period: Any = "runtime default"
-
-    module = types.ModuleType("gossip_tui.node")
-    module.NodeConfig = RecordingConfig  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gossip_tui.node", module)
-    return RecordingConfig
-
-
-def test_to_node_config_maps_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    config_class = _fake_node_module(monkeypatch)
+def test_to_node_config_maps_every_setting(tmp_path: Path) -> None:
     settings = CliSettings(
         listen_addr=A("127.0.0.1:5"),
         public_addr=A("10.1.1.1:5"),
@@ -244,11 +223,12 @@ def test_to_node_config_maps_every_setting(monkeypatch: pytest.MonkeyPatch) -> N
         dead_node_grace_period=10.0,
         marked_for_deletion_grace_period=60.0,
         phi_threshold=3.0,
+        state_dir=tmp_path,
     )
 
     config = to_node_config(settings)
 
-    assert config == config_class(
+    assert config == NodeConfig(
         listen_addr=A("127.0.0.1:5"),
         public_addr=A("10.1.1.1:5"),
         node_id="n",
@@ -257,28 +237,27 @@ def test_to_node_config_maps_every_setting(monkeypatch: pytest.MonkeyPatch) -> N
         gossip_interval=0.25,
         failure_detector=FailureDetectorConfig(phi_threshold=3.0, dead_node_grace_period=10.0),
         marked_for_deletion_grace_period=60.0,
+        state_dir=tmp_path,
     )
 
 
-def test_to_node_config_keeps_runtime_defaults_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_node_module(monkeypatch)
-
+def test_to_node_config_keeps_runtime_defaults_when_unset() -> None:
     config = to_node_config(CliSettings())
 
     assert config.failure_detector == FailureDetectorConfig()
-    assert config.marked_for_deletion_grace_period == "runtime default"
+    assert config.marked_for_deletion_grace_period == NodeConfig().marked_for_deletion_grace_period
     assert config.gossip_interval == 0.5
+    assert config.state_dir is None
 
 
-def test_to_node_config_builds_the_real_node_config() -> None:
-    node = pytest.importorskip("gossip_tui.node")
-    if not hasattr(node, "NodeConfig"):
-        pytest.skip("gossip_tui.node does not export NodeConfig yet")
-    settings = CliSettings(interval_ms=100, seeds=("127.0.0.1:1",), phi_threshold=4.0)
+def test_secret_keys_from_options_then_file(tmp_path: Path) -> None:
+    from gossip_tui.core.keys import generate_key, parse_key
 
+    first, second, third = generate_key(), generate_key(), generate_key()
+    key_file = tmp_path / "keys"
+    key_file.write_text(f"# rotated in on Monday\n{second}\n\n{third}\n", encoding="utf-8")
+    settings = build_settings({"secret_keys": (first,), "secret_key_file": key_file})
     config = to_node_config(settings)
-
-    assert isinstance(config, node.NodeConfig)
-    assert config.gossip_interval == 0.1
-    assert tuple(config.seeds) == ("127.0.0.1:1",)
-    assert config.failure_detector.phi_threshold == 4.0
+    assert config.secret_keys == (parse_key(first), parse_key(second), parse_key(third))
+    assert first not in repr(settings) and first not in repr(config)
+    assert to_node_config(CliSettings()).secret_keys == ()
