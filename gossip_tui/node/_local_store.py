@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,13 +68,18 @@ def save_local_keys(state_dir: Path, keys: Mapping[str, str]) -> None:
     """Replace the saved keys atomically: readers see the old file or the new, never half."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_path(state_dir)
-    tmp = path.with_name(f".{path.name}.tmp")
     payload = json.dumps({"format": _FORMAT, "keys": dict(sorted(keys.items()))}, indent=1)
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=state_dir)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     # Make the rename itself durable.
     dir_fd = os.open(state_dir, os.O_RDONLY)
     try:

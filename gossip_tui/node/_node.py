@@ -101,6 +101,7 @@ class Node:
         self._nursery = nursery
         self._changed = trio.Event()
         self._local_dirty = trio.Event()
+        self._save_lock = trio.Lock()
         # While leaving: the peers that still have to fetch our last state from us.
         self._leave_pending: set[SocketAddress] = set()
         self._leave_done = trio.Event()
@@ -291,6 +292,7 @@ class Node:
                 self.stats.dropped["malformed"] += 1
                 log.debug("dropped a malformed datagram from %s: %s", source, exc)
                 continue
+            refused_before = self.engine.state.rejected.total()
             try:
                 reply = self.engine.handle_message(message, self._now())
             except Exception:
@@ -298,6 +300,12 @@ class Node:
                 self.stats.dropped["rejected"] += 1
                 log.exception("dropped a message from %s that could not be applied", source)
                 continue
+            if self.engine.state.rejected.total() != refused_before:
+                log.warning(
+                    "refused input from %s over the state limits (totals: %s)",
+                    source,
+                    dict(self.engine.state.rejected),
+                )
             self._touch()
             if reply is not None:
                 await self._send(reply, source)
@@ -360,6 +368,11 @@ class Node:
             if value.status is KeyStatus.SET and key not in managed
         }
 
+    async def save_keys(self, state_dir: Path, keys: dict[str, str]) -> None:
+        # One save at a time: the saver task and the final save on close may overlap.
+        async with self._save_lock:
+            await trio.to_thread.run_sync(save_local_keys, state_dir, keys)
+
     async def _save_keys(self, state_dir: Path) -> None:
         saved: dict[str, str] | None = None
         while True:
@@ -368,7 +381,7 @@ class Node:
             keys = self.durable_keys()
             if keys != saved:
                 try:
-                    await trio.to_thread.run_sync(save_local_keys, state_dir, keys)
+                    await self.save_keys(state_dir, keys)
                 except OSError:
                     # Keep gossiping; the operator sees the error and the next change retries.
                     log.exception("could not save the local keys to %s", state_dir)
@@ -467,9 +480,7 @@ async def open_node(
                     if config.announce_leave:
                         await node.leave()
                     if config.state_dir is not None:
-                        await trio.to_thread.run_sync(
-                            save_local_keys, config.state_dir, node.durable_keys()
-                        )
+                        await node.save_keys(config.state_dir, node.durable_keys())
                 nursery.cancel_scope.cancel()
     finally:
         socket.close()
