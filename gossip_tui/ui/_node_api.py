@@ -1,0 +1,81 @@
+"""The slice of the node runtime the dashboard relies on.
+
+The dashboard is written against the node contract rather than the runtime's classes, so tests
+can hand it an in-memory fake and the runtime can evolve behind it. This is the only module of
+gossip_tui.ui that names gossip_tui.node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeAlias
+
+import trio
+
+from gossip_tui.core.models import ClusterSnapshot, NodeId, SocketAddress
+from gossip_tui.node import (
+    KeyChanged,
+    KeyDeleted,
+    NodeEvent,
+    NodeJoined,
+    NodeLeft,
+    NodeRemoved,
+    NodeUpdated,
+)
+
+__all__ = [
+    "KeyChanged",
+    "KeyDeleted",
+    "NodeEvent",
+    "NodeFactory",
+    "NodeHandle",
+    "NodeJoined",
+    "NodeLeft",
+    "NodeRemoved",
+    "NodeUpdated",
+]
+
+
+class NodeHandle(Protocol):
+    """What the dashboard uses of a running node (see the node contract)."""
+
+    @property
+    def self_id(self) -> NodeId: ...
+
+    @property
+    def cluster_id(self) -> str: ...
+
+    @property
+    def gossip_addr(self) -> SocketAddress: ...
+
+    @property
+    def http_addr(self) -> SocketAddress | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+    def set_with_ttl(self, key: str, value: str) -> None: ...
+
+    def delete(self, key: str) -> object: ...
+
+    def snapshot(self) -> ClusterSnapshot: ...
+
+    def subscribe(
+        self, prefix: str = "", max_buffer: int = 1000
+    ) -> trio.MemoryReceiveChannel[NodeEvent]: ...
+
+    async def start_service(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``nursery.start(async_fn, *args)`` in the node's nursery."""
+
+
+# The config is whatever the factory takes: the runtime's NodeConfig, or a test double. Any keeps
+# `open_node(config: NodeConfig)` assignable here without the ui importing the config class.
+NodeFactory: TypeAlias = Callable[[Any], AbstractAsyncContextManager[NodeHandle]]
+
+
+def default_node_factory() -> NodeFactory:
+    """The real runtime's ``open_node``, imported only when a dashboard starts Trio."""
+    from gossip_tui.node import open_node
+
+    factory: NodeFactory = open_node
+    return factory

@@ -1,0 +1,48 @@
+"""Command palette entries for the dashboard's actions."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+# (title, action, help): the action is run on the app, as a key binding would.
+PALETTE_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("Set a key", "set_key", "Set a key-value on this node (s)"),
+    ("Edit the selected key", "edit_key", "Change the value of the selected local key (e)"),
+    ("Delete the selected key", "delete_key", "Delete the selected local key (d)"),
+    ("Set a key with TTL", "set_key_ttl", "Set a key that is deleted after the grace period (t)"),
+    ("Filter nodes", "filter", "Filter the nodes table by id, address or status (/)"),
+    ("Sort nodes by the next column", "cycle_sort", "Cycle the nodes table's sort column (o)"),
+    ("Stop a random peer", "kill_peer", "Demo: stop a peer, restart it with a new generation (k)"),
+    ("Show keys", "help", "List every key binding (?)"),
+    ("Quit", "quit", "Leave the dashboard and stop the node (q)"),
+)
+
+
+class GossipCommands(Provider):
+    """The dashboard's actions, minus those not available right now (e.g. demo-only ones)."""
+
+    def _available(self) -> list[tuple[str, str, str]]:
+        return [
+            command
+            for command in PALETTE_COMMANDS
+            if self.app.check_action(command[1], ()) is not False
+        ]
+
+    async def discover(self) -> Hits:
+        for title, action, help_text in self._available():
+            yield DiscoveryHit(title, partial(self.app.run_action, action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, action, help_text in self._available():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(title),
+                    partial(self.app.run_action, action),
+                    text=title,
+                    help=help_text,
+                )

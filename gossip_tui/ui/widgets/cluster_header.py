@@ -1,0 +1,72 @@
+"""The strip at the top: who this node is, and how the cluster looks from here."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from gossip_tui.core.models import ClusterSnapshot, NodeId, SocketAddress
+
+
+class ClusterHeader(Static):
+    """Cluster id, this node's identity and addresses, and live/dead counts."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._cluster_id: str | None = None
+        self._self_id: NodeId | None = None
+        self._http_addr: SocketAddress | None = None
+        self._counts: tuple[int, int, int] | None = None
+        self._rendered: Text | None = None
+
+    def on_mount(self) -> None:
+        self._render_header()
+
+    def set_identity(
+        self, cluster_id: str, self_id: NodeId, http_addr: SocketAddress | None
+    ) -> None:
+        self._cluster_id = cluster_id
+        self._self_id = self_id
+        self._http_addr = http_addr
+        self._render_header()
+
+    def set_snapshot(self, snapshot: ClusterSnapshot) -> None:
+        self._cluster_id = snapshot.cluster_id
+        self._self_id = snapshot.self_node
+        counts = (len(snapshot.live_nodes), len(snapshot.dead_nodes), len(snapshot.nodes))
+        if counts != self._counts:
+            self._counts = counts
+            self._render_header()
+
+    def _render_header(self) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        node = self._self_id
+        if node is None:
+            text.append("starting node…", style="italic")
+        else:
+            self._field(text, "cluster", self._cluster_id or "?")
+            self._field(text, "node", node.node_id, separator=True)
+            self._field(text, "generation", str(node.generation), separator=True)
+            text.append("\n")
+            self._field(text, "gossip", f"{node.gossip_addr} (udp)")
+            http = f"http://{self._http_addr}/" if self._http_addr else "off"
+            self._field(text, "http", http, separator=True)
+        text.append("\n")
+        if self._counts is not None:
+            live, dead, known = self._counts
+            text.append("● ", style="green")
+            text.append(f"{live} live", style="bold green")
+            text.append("   ")
+            text.append("✖ ", style="red")
+            text.append(f"{dead} dead", style="bold red" if dead else "dim")
+            text.append(f"   {known} known", style="dim")
+        if text != self._rendered:
+            self._rendered = text
+            self.update(text)
+
+    @staticmethod
+    def _field(text: Text, label: str, value: str, *, separator: bool = False) -> None:
+        if separator:
+            text.append("  │  ", style="dim")
+        text.append(f"{label} ", style="dim")
+        text.append(value, style="bold")

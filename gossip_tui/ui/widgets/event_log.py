@@ -1,0 +1,102 @@
+"""What happened, when: a time-stamped log of node events, and live-node count over time."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, RichLog, Sparkline
+
+from gossip_tui.ui._format import one_line
+from gossip_tui.ui._node_api import (
+    KeyChanged,
+    KeyDeleted,
+    NodeEvent,
+    NodeJoined,
+    NodeLeft,
+    NodeRemoved,
+    NodeUpdated,
+)
+
+
+def describe(event: NodeEvent) -> Text:
+    """One event as one line of text (without the time stamp)."""
+    text = Text()
+    match event:
+        case NodeJoined(node=node):
+            text.append("▲ joined  ", style="bold green")
+            text.append(str(node))
+        case NodeLeft(node=node):
+            text.append("▼ dead    ", style="bold red")
+            text.append(str(node))
+        case NodeRemoved(node=node):
+            text.append("✖ removed ", style="magenta")
+            text.append(str(node))
+        case NodeUpdated(node=node, max_version=max_version):
+            text.append("• updated ", style="dim")
+            text.append(str(node))
+            text.append(f" max_version={max_version}", style="dim")
+        case KeyChanged(node=node, key=key, value=value, version=version):
+            text.append("✎ key     ", style="cyan")
+            text.append(f"{node.node_id} ")
+            text.append(key, style="bold")
+            text.append(f" = {one_line(value)}")
+            text.append(f" (v{version})", style="dim")
+        case KeyDeleted(node=node, key=key, version=version):
+            text.append("⌫ deleted ", style="yellow")
+            text.append(f"{node.node_id} ")
+            text.append(key, style="bold")
+            text.append(f" (v{version})", style="dim")
+    return text
+
+
+class EventLog(RichLog):
+    """Scrollable log; follows the tail unless the user scrolled up."""
+
+    def __init__(self, *, max_lines: int = 2000, id: str | None = None) -> None:
+        super().__init__(
+            max_lines=max_lines, min_width=20, wrap=True, markup=False, highlight=False, id=id
+        )
+
+    def add_events(self, events: Sequence[NodeEvent], at: datetime) -> None:
+        # A key change already says its node moved on: its NodeUpdated would only repeat it.
+        keyed = {e.node for e in events if isinstance(e, KeyChanged | KeyDeleted)}
+        for event in events:
+            if isinstance(event, NodeUpdated) and event.node in keyed:
+                continue
+            self._write(describe(event), at)
+
+    def note(self, message: str, at: datetime, style: str = "italic") -> None:
+        """A line that is not a node event: the app's own actions and notices."""
+        self._write(Text(message, style=style), at)
+
+    def _write(self, line: Text, at: datetime) -> None:
+        stamped = Text(at.strftime("%H:%M:%S "), style="dim")
+        stamped.append_text(line)
+        self.write(stamped, scroll_end=None)
+
+
+class LiveHistory(Vertical):
+    """Live-node count, sampled once per snapshot, as a sparkline."""
+
+    def __init__(self, *, samples: int = 120, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._samples: deque[int] = deque(maxlen=samples)
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="live-count")
+        yield Sparkline([], id="live-sparkline")
+
+    def add_sample(self, live: int) -> None:
+        self._samples.append(live)
+        low, high = min(self._samples), max(self._samples)
+        self.query_one("#live-count", Label).update(f"now {live} · min {low} · max {high}")
+        self.query_one("#live-sparkline", Sparkline).data = list(self._samples)
+
+    @property
+    def samples(self) -> list[int]:
+        return list(self._samples)

@@ -1,0 +1,94 @@
+"""This node's own keys: the ones `s`, `e`, `d` and `t` act on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from gossip_tui.core.models import KeyStatus, VersionedValue
+from gossip_tui.ui._format import one_line
+
+_STATUS_STYLES = {
+    KeyStatus.SET: "green",
+    KeyStatus.DELETED: "red",
+    KeyStatus.DELETE_AFTER_TTL: "yellow",
+}
+_COLUMNS = (
+    ("key", "Key", 16),
+    ("value", "Value", 24),
+    ("version", "Ver", 4),
+    ("status", "Status", 6),
+)
+_STATUS_SHORT = {KeyStatus.SET: "set", KeyStatus.DELETED: "del", KeyStatus.DELETE_AFTER_TTL: "ttl"}
+
+_Row = tuple[tuple[str, str], ...]
+
+
+def _row(value: VersionedValue, key: str) -> _Row:
+    return (
+        (key, "bold"),
+        (one_line(value.value, 200), ""),
+        (str(value.version), ""),
+        (_STATUS_SHORT[value.status], _STATUS_STYLES[value.status]),
+    )
+
+
+class LocalKeys(DataTable[Text]):
+    """The local node's key-values, keyed by key name, in key order."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id)
+        self._values: dict[str, VersionedValue] = {}
+        self._rows: dict[str, _Row] = {}
+        self._order: list[str] = []
+
+    def on_mount(self) -> None:
+        for key, label, width in _COLUMNS:
+            self.add_column(label, key=key, width=width)
+        self._update_title()
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self._order or not self.is_valid_row_index(self.cursor_row):
+            return None
+        return self._order[self.cursor_row]
+
+    def value_of(self, key: str) -> VersionedValue | None:
+        return self._values.get(key)
+
+    def show(self, key_values: Mapping[str, VersionedValue]) -> None:
+        keep = self.selected_key
+        added = False
+        for key in [key for key in self._rows if key not in key_values]:
+            self.remove_row(key)
+            del self._rows[key]
+        for key, value in key_values.items():
+            row = _row(value, key)
+            old = self._rows.get(key)
+            if old is None:
+                self.add_row(*(Text(t, style=s, no_wrap=True) for t, s in row), key=key)
+                added = True
+            elif old != row:
+                for (column, _label, _width), cell, old_cell in zip(
+                    _COLUMNS, row, old, strict=True
+                ):
+                    if cell != old_cell:
+                        self.update_cell(key, column, Text(cell[0], style=cell[1], no_wrap=True))
+            self._rows[key] = row
+        self._values = dict(key_values)
+        order = sorted(self._rows)
+        if added or order != self._order:
+            rank = {key: index for index, key in enumerate(order)}
+            self.sort("key", key=lambda cell: rank[cell.plain])
+            self._order = order
+        if keep is not None and keep in self._rows:
+            index = self._order.index(keep)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False)
+        self._update_title()
+
+    def _update_title(self) -> None:
+        live = sum(1 for value in self._values.values() if not value.is_deleted)
+        self.border_title = f"Local keys ({live})"

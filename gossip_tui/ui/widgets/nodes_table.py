@@ -1,0 +1,425 @@
+"""Every node this node knows of, updated in place, sortable and filterable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, Self
+
+from rich.text import Text
+from textual import on
+from textual.binding import Binding, BindingType
+from textual.geometry import Region
+from textual.message import Message
+from textual.widgets import DataTable, Input
+from textual.widgets.data_table import ColumnKey, RowKey
+
+from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot
+from gossip_tui.ui._format import (
+    DEFAULT_PHI_THRESHOLD,
+    STATUS_LABELS,
+    STATUS_ORDER,
+    STATUS_STYLES,
+    format_age,
+    format_phi,
+    node_age,
+    phi_style,
+    visible_key_count,
+)
+
+# A cell as the table shows it: text and style. Rows are diffed on these, so a refresh only
+# touches the cells whose rendering actually changed.
+CellSpec = tuple[str, str]
+SortKey = Callable[[NodeSnapshot, float], Any]
+
+_INFINITY = float("inf")
+
+
+class Column:
+    """One column: its key and label, fixed width, how a node renders in it and sorts by it."""
+
+    def __init__(self, key: str, label: str, width: int, sort_key: SortKey) -> None:
+        self.key = key
+        self.label = label
+        self.width = width
+        self.sort_key = sort_key
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("node", "Node", 24, lambda n, _t: n.node.node_id),
+    Column("status", "Status", 8, lambda n, _t: STATUS_ORDER[n.liveness]),
+    Column("address", "Address", 21, lambda n, _t: n.node.gossip_addr.sort_key()),
+    Column("generation", "Generation", 10, lambda n, _t: n.node.generation),
+    Column("heartbeat", "Heartbeat", 9, lambda n, _t: n.heartbeat),
+    Column("phi", "Phi", 5, lambda n, _t: -1.0 if n.phi is None else n.phi),
+    Column("max_version", "Max ver", 7, lambda n, _t: n.max_version),
+    Column("keys", "Keys", 4, lambda n, _t: visible_key_count(n)),
+    Column("age", "Updated", 7, lambda n, t: _age_sort(n, t)),
+)
+COLUMN_KEYS: tuple[str, ...] = tuple(column.key for column in COLUMNS)
+_COLUMNS_BY_KEY = {column.key: column for column in COLUMNS}
+# The node, generation and address cells together spell the row key (see _identity):
+# DataTable.sort hands its key function cells, not row keys.
+_IDENTITY = ("node", "generation", "address")
+
+
+def _age_sort(node: NodeSnapshot, taken_at: float) -> float:
+    age = node_age(node, taken_at)
+    return _INFINITY if age is None else age
+
+
+# The cells of a NodeId never change: the row key (str(NodeId)), name, address and
+# generation texts are computed once per node, not once per refresh.
+_Identity = tuple[str, str, str, str]
+
+
+def _identity(ident: NodeId) -> _Identity:
+    addr = str(ident.gossip_addr)
+    generation = str(ident.generation)
+    return (f"{ident.node_id}:{generation}:{addr}", ident.node_id, addr, generation)
+
+
+_NAME_STYLES = {liveness: "bold" if liveness is Liveness.SELF else "" for liveness in Liveness}
+_STATUS_SPECS = {
+    liveness: (STATUS_LABELS[liveness], STATUS_STYLES[liveness]) for liveness in Liveness
+}
+
+
+def cell_specs(
+    node: NodeSnapshot,
+    taken_at: float,
+    phi_threshold: float = DEFAULT_PHI_THRESHOLD,
+    identity: _Identity | None = None,
+    key_count: int | None = None,
+) -> tuple[CellSpec, ...]:
+    """How one node renders, column by column (in COLUMNS order)."""
+    liveness = node.liveness
+    _key, name, addr, generation = identity or _identity(node.node)
+    phi = node.phi
+    return (
+        (name, _NAME_STYLES[liveness]),
+        _STATUS_SPECS[liveness],
+        (addr, ""),
+        (generation, ""),
+        (str(node.heartbeat), ""),
+        (format_phi(phi), phi_style(phi, phi_threshold)),
+        (str(node.max_version), ""),
+        (str(visible_key_count(node) if key_count is None else key_count), ""),
+        (format_age(node_age(node, taken_at)), "dim"),
+    )
+
+
+class _TextCache:
+    """Shared Text objects for cells that repeat ("live", "now", "0.4" in green...).
+
+    DataTable never mutates a cell's Text, so one object can sit in many cells. Bounded:
+    heartbeats are unique per round and would otherwise pile up.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._texts: dict[CellSpec, Text] = {}
+
+    def __call__(self, spec: CellSpec) -> Text:
+        text = self._texts.get(spec)
+        if text is None:
+            if len(self._texts) >= self._limit:
+                self._texts.clear()
+            text = Text(spec[0], style=spec[1], no_wrap=True, overflow="ellipsis")
+            self._texts[spec] = text
+        return text
+
+
+class NodesTable(DataTable[Text]):
+    """The cluster's nodes, one row per NodeId, keyed by ``str(NodeId)``.
+
+    ``apply`` diffs a snapshot against what is on screen: rows are added and removed as nodes
+    come and go, cells are updated only where their text or style changed, the order is
+    re-established only when it moved, and the cursor stays on the node it was on.
+    """
+
+    # While apply() runs, refresh requests are collected (class-level: DataTable's own
+    # __init__ already refreshes). _deferred is None (none asked) or whether layout is needed.
+    _deferring: bool = False
+    _deferred: bool | None = None
+
+    class NodeHighlighted(Message):
+        """The cursor moved to another node (``node_key`` is ``str(NodeId)``, or None)."""
+
+        def __init__(self, node_key: str | None) -> None:
+            super().__init__()
+            self.node_key = node_key
+
+    class SortChanged(Message):
+        """The sort column or direction changed (by key, header click or code)."""
+
+        def __init__(self, column: str, reverse: bool) -> None:
+            super().__init__()
+            self.column = column
+            self.reverse = reverse
+
+    def __init__(
+        self,
+        *,
+        phi_threshold: float = DEFAULT_PHI_THRESHOLD,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
+        self.phi_threshold = phi_threshold
+        self.sort_column = "node"
+        self.sort_reverse = False
+        self._filter = ""
+        self._snapshot: ClusterSnapshot | None = None
+        self._shown: dict[str, NodeSnapshot] = {}
+        self._cells: dict[str, tuple[CellSpec, ...]] = {}
+        self._order: list[str] = []
+        self._highlighted: str | None = None
+        self._identities: dict[NodeId, _Identity] = {}
+        # DataTable's own key objects, kept to spare it re-wrapping strings on every update.
+        self._row_keys: dict[str, RowKey] = {}
+        self._column_keys: list[ColumnKey] = []
+        self._texts = _TextCache()
+        # Visible-key count per row, with the (max_version, last_gc_version) it was taken at:
+        # keys only change when one of those moves.
+        self._key_counts: dict[str, tuple[int, int, int]] = {}
+
+    def on_mount(self) -> None:
+        self._column_keys = [
+            self.add_column(column.label, width=column.width, key=column.key) for column in COLUMNS
+        ]
+        self._update_title()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def selected_key(self) -> str | None:
+        """``str(NodeId)`` of the node under the cursor."""
+        if not self._order or not self.is_valid_row_index(self.cursor_row):
+            return None
+        return self._order[self.cursor_row]
+
+    @property
+    def selected_node(self) -> NodeSnapshot | None:
+        key = self.selected_key
+        return None if key is None else self._shown.get(key)
+
+    @property
+    def shown_keys(self) -> list[str]:
+        """Row keys in display order."""
+        return list(self._order)
+
+    @property
+    def filter_text(self) -> str:
+        return self._filter
+
+    # -- updating --------------------------------------------------------------------------
+
+    def apply(self, snapshot: ClusterSnapshot) -> None:
+        """Bring the table in line with ``snapshot``."""
+        self._snapshot = snapshot
+        taken_at = snapshot.taken_at
+        threshold = self.phi_threshold
+        known = self._identities
+        identities: dict[NodeId, _Identity] = {}
+        wanted: dict[str, tuple[NodeSnapshot, _Identity]] = {}
+        for node in snapshot.nodes:
+            identity = known.get(node.node) or _identity(node.node)
+            identities[node.node] = identity
+            if self._matches(node, identity[0]):
+                wanted[identity[0]] = (node, identity)
+        self._identities = identities
+        keep_cursor_on = self.selected_key
+        structure_changed = False
+        order_may_change = False
+        sort_index = COLUMN_KEYS.index(self.sort_column)
+        cells = self._cells
+        cell = self._texts
+        row_keys = self._row_keys
+        column_keys = self._column_keys
+        with self.app.batch_update(), self._one_refresh():
+            for key in [key for key in cells if key not in wanted]:
+                self.remove_row(row_keys.pop(key))
+                del cells[key]
+                self._key_counts.pop(key, None)
+                structure_changed = True
+            for key, (node, identity) in wanted.items():
+                old = cells.get(key)
+                specs = cell_specs(node, taken_at, threshold, identity, self._key_count(key, node))
+                if old is None:
+                    row_keys[key] = self.add_row(*map(cell, specs), key=key)
+                    structure_changed = True
+                elif specs != old:
+                    row_key = row_keys[key]
+                    for column_key, spec, old_spec in zip(column_keys, specs, old, strict=True):
+                        if spec != old_spec:
+                            self.update_cell(row_key, column_key, cell(spec))
+                    if specs[sort_index] != old[sort_index]:
+                        order_may_change = True
+                cells[key] = specs
+            self._shown = {key: node for key, (node, _identity) in wanted.items()}
+            if structure_changed or order_may_change:
+                self._sort_rows()
+            self._restore_cursor(keep_cursor_on)
+            self._update_title()
+
+    def _key_count(self, key: str, node: NodeSnapshot) -> int:
+        cached = self._key_counts.get(key)
+        if (
+            cached is not None
+            and cached[0] == node.max_version
+            and cached[1] == node.last_gc_version
+        ):
+            return cached[2]
+        count = visible_key_count(node)
+        self._key_counts[key] = (node.max_version, node.last_gc_version, count)
+        return count
+
+    @contextmanager
+    def _one_refresh(self) -> Iterator[None]:
+        """Coalesce the refresh every update_cell/add_row/remove_row asks for into one.
+
+        Each of those calls refresh(), which marks the widget dirty and recomputes its
+        regions: 1,500 of them per round of a 500-node cluster would cost more than the
+        whole diff. One full refresh at the end repaints the same.
+        """
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._deferred is not None:
+                layout = self._deferred
+                self._deferred = None
+                super().refresh(layout=layout)
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        if self._deferring and not recompose:
+            self._deferred = bool(self._deferred) or layout
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def set_filter(self, text: str) -> None:
+        """Show only nodes whose id, address or status contains ``text`` (case-insensitive)."""
+        text = text.strip().lower()
+        if text == self._filter:
+            return
+        self._filter = text
+        if self._snapshot is not None:
+            self.apply(self._snapshot)
+
+    def sort_by(self, column: str, reverse: bool | None = None) -> None:
+        if column not in _COLUMNS_BY_KEY:
+            raise ValueError(f"no column {column!r}")
+        previous = self.sort_column
+        self.sort_column = column
+        self.sort_reverse = (
+            reverse if reverse is not None else (previous == column and not self.sort_reverse)
+        )
+        self._update_title()
+        keep_cursor_on = self.selected_key
+        self._sort_rows()
+        self._restore_cursor(keep_cursor_on)
+        self.post_message(self.SortChanged(self.sort_column, self.sort_reverse))
+
+    def action_cycle_sort(self) -> None:
+        index = COLUMN_KEYS.index(self.sort_column)
+        self.sort_by(COLUMN_KEYS[(index + 1) % len(COLUMN_KEYS)], reverse=False)
+
+    def action_reverse_sort(self) -> None:
+        self.sort_by(self.sort_column, reverse=not self.sort_reverse)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _matches(self, node: NodeSnapshot, row_key: str) -> bool:
+        if not self._filter:
+            return True
+        haystack = f"{row_key} {STATUS_LABELS[node.liveness]}".lower()
+        return self._filter in haystack
+
+    def _desired_order(self) -> list[str]:
+        column = _COLUMNS_BY_KEY[self.sort_column]
+        taken_at = self._snapshot.taken_at if self._snapshot is not None else 0.0
+        shown = self._shown
+
+        def key(row_key: str) -> tuple[Any, Any]:
+            node = shown[row_key]
+            return (column.sort_key(node, taken_at), node.node.sort_key())
+
+        return sorted(shown, key=key, reverse=self.sort_reverse)
+
+    def _sort_rows(self) -> None:
+        order = self._desired_order()
+        if order == self._order and len(order) == self.row_count:
+            return
+        rank = {row_key: index for index, row_key in enumerate(order)}
+
+        def by_rank(identity: tuple[Text, Text, Text]) -> int:
+            node_id, generation, address = identity
+            return rank[f"{node_id.plain}:{generation.plain}:{address.plain}"]
+
+        self.sort(*_IDENTITY, key=by_rank)
+        self._order = order
+
+    def _restore_cursor(self, row_key: str | None) -> None:
+        if row_key is not None and row_key in self._shown:
+            index = self._order.index(row_key)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False)
+        self._announce_highlight()
+
+    def _announce_highlight(self) -> None:
+        key = self.selected_key
+        if key != self._highlighted:
+            self._highlighted = key
+            self.post_message(self.NodeHighlighted(key))
+
+    def _update_title(self) -> None:
+        total = len(self._snapshot.nodes) if self._snapshot is not None else 0
+        label = _COLUMNS_BY_KEY[self.sort_column].label.lower()
+        arrow = "▼" if self.sort_reverse else "▲"
+        title = f"Nodes {len(self._shown)}/{total} · sort: {label} {arrow}"
+        if self._filter:
+            title += f" · filter: {self._filter}"
+        if title != self.border_title:
+            self.border_title = title
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is self:
+            event.stop()
+            self._announce_highlight()
+
+    @on(DataTable.HeaderSelected)
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        if event.data_table is self:
+            event.stop()
+            self.sort_by(str(event.column_key.value))
+
+
+class NodeFilter(Input):
+    """The `/` filter over the nodes table. Escape clears it and hands focus back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Clear filter", tooltip="Clear the filter and close it"),
+    ]
+
+    class Dismissed(Message):
+        """The user cleared the filter with Escape."""
+
+    def __init__(self, *, id: str | None = None, cursor_blink: bool = True) -> None:
+        super().__init__(
+            placeholder="filter by id, address or status (Esc clears)",
+            id=id,
+        )
+        self.cursor_blink = cursor_blink
+
+    def action_dismiss(self) -> None:
+        self.value = ""
+        self.post_message(self.Dismissed())

@@ -1,0 +1,77 @@
+"""Demo mode: peers in the dashboard's Trio run, one stopped and restarted on demand."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gossip_tui.core.models import Liveness
+from gossip_tui.ui import DemoCluster, GossipApp
+from tests.ui.conftest import make_app, wait_ready, wait_until
+from tests.ui.fake_node import FakeCluster, FakeNodeConfig
+
+
+def _statuses(app: GossipApp) -> dict[str, str]:
+    table = app.nodes_table
+    return {key: table.get_cell(key, "status").plain for key in table.shown_keys}
+
+
+@pytest.mark.asyncio
+async def test_demo_starts_peers_and_k_restarts_one_with_a_new_generation(
+    cluster: FakeCluster,
+) -> None:
+    demo = DemoCluster(3, restart_delay=0.3, rng=random.Random(7))
+    config = FakeNodeConfig(node_id="node-0")
+    app = make_app(cluster, config=config, demo=demo, refresh_interval=0.05)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_ready(pilot)
+        await wait_until(pilot, lambda: len(demo.running) == 3, what="three peers")
+        await wait_until(pilot, lambda: app.nodes_table.row_count == 4, what="four rows")
+        peers = [cluster.handles[ident] for ident in demo.running]
+        # Each peer was seeded with node 0's address and bound an ephemeral port.
+        assert all(p.config.seeds == ("127.0.0.1:10000",) for p in peers)
+        assert all(p.config.listen_addr.port == 0 for p in peers)
+        # Peers go without a goodbye, as a crash would: the failure detector has to notice.
+        assert not any(p.config.announce_leave for p in peers)
+        assert sorted(p.self_id.node_id for p in peers) == [
+            "node-0-peer1",
+            "node-0-peer2",
+            "node-0-peer3",
+        ]
+
+        await pilot.press("k")
+        # The stopped generation stays dead in the cluster, however soon it is restarted.
+        await wait_until(pilot, lambda: any(p.closed for p in peers), what="a peer to stop")
+        (stopped,) = [p.self_id for p in peers if p.closed]
+        await wait_until(
+            pilot, lambda: _statuses(app).get(str(stopped)) == "dead", what="it shows dead"
+        )
+
+        # Back after the delay: same id and address, a higher generation, live again.
+        def restarted() -> bool:
+            return any(
+                ident.node_id == stopped.node_id and ident.generation > stopped.generation
+                for ident in demo.running
+            )
+
+        await wait_until(pilot, restarted, what="the restart")
+        (again,) = [i for i in demo.running if i.node_id == stopped.node_id]
+        assert again.gossip_addr == stopped.gossip_addr
+        await wait_until(pilot, lambda: _statuses(app).get(str(again)) == "live")
+        assert _statuses(app)[str(stopped)] == "dead"
+        assert cluster.members[stopped].liveness is Liveness.DEAD
+        log = "".join(line.text for line in app.event_log.lines)  # wrapped lines, rejoined
+        assert f"stopped {stopped}" in log
+        assert f"restarted as {again}" in log
+
+
+@pytest.mark.asyncio
+async def test_kill_peer_is_demo_only(cluster: FakeCluster) -> None:
+    app = make_app(cluster)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_ready(pilot)
+        assert app.check_action("kill_peer", ()) is False
+        await pilot.press("k")  # nothing happens, nothing breaks
+        await pilot.pause()
+        assert app.trio_outcome is None
