@@ -40,6 +40,10 @@ class _Peer:
     restarting: bool = False
 
 
+def _name(peer: _Peer) -> str:
+    return peer.node_id.node_id if peer.node_id is not None else "a peer"
+
+
 class DemoCluster:
     """Runs ``peers`` extra nodes seeded with node 0's address; stops one on request.
 
@@ -107,7 +111,7 @@ class DemoCluster:
         peer.restarting = True
         peer.scope.cancel()
         self._post(
-            DemoNotice(f"demo: stopped {peer.node_id}; restarting in {self.restart_delay:g}s")
+            DemoNotice(f"demo: stopped {_name(peer)}; restarting in {self.restart_delay:g}s")
         )
         nursery.start_soon(self._restart_later, peer, nursery)
 
@@ -126,7 +130,8 @@ class DemoCluster:
         except Exception as error:  # a peer that cannot come back must not end the demo
             self._post(DemoNotice(f"demo: could not restart {old}: {error!r}", error=True))
         else:
-            self._post(DemoNotice(f"demo: restarted as {peer.node_id}"))
+            generation = peer.node_id.generation if peer.node_id else "?"
+            self._post(DemoNotice(f"demo: restarted {_name(peer)} as generation {generation}"))
         finally:
             peer.restarting = False
 
@@ -147,7 +152,7 @@ class DemoCluster:
         except Exception as error:
             if not started:
                 raise
-            self._post(DemoNotice(f"demo: peer {peer.node_id} failed: {error!r}", error=True))
+            self._post(DemoNotice(f"demo: peer {_name(peer)} failed: {error!r}", error=True))
         finally:
             if peer.scope is scope:  # a restart may already have put a new scope there
                 peer.scope = None

@@ -130,7 +130,7 @@ async def test_a_peer_death_shows_in_the_table(cluster: FakeCluster) -> None:
         assert app.nodes_table.row_count == rows_before
         assert app.last_snapshot is not None and peer in app.last_snapshot.dead_nodes
         await wait_until(pilot, lambda: "dead" in _log_text(app), what="the log line")
-        assert str(peer) in _log_text(app)
+        assert f"dead    {peer.node_id}" in _log_text(app)
         await wait_until(pilot, lambda: history.samples[-1] == 1, what="the sparkline's dip")
         assert 2 in history.samples
 

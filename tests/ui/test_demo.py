@@ -62,8 +62,8 @@ async def test_demo_starts_peers_and_k_restarts_one_with_a_new_generation(
         assert _statuses(app)[str(stopped)] == "dead"
         assert cluster.members[stopped].liveness is Liveness.DEAD
         log = "".join(line.text for line in app.event_log.lines)  # wrapped lines, rejoined
-        assert f"stopped {stopped}" in log
-        assert f"restarted as {again}" in log
+        assert f"stopped {stopped.node_id};" in log
+        assert f"restarted {again.node_id} as generation {again.generation}" in log
 
 
 @pytest.mark.asyncio

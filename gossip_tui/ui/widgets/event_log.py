@@ -29,16 +29,18 @@ def describe(event: NodeEvent) -> Text:
     match event:
         case NodeJoined(node=node):
             text.append("▲ joined  ", style="bold green")
-            text.append(str(node))
+            text.append(node.node_id)
+            # A restarted node comes back under a new generation: worth seeing.
+            text.append(f" gen {node.generation}", style="dim")
         case NodeLeft(node=node):
             text.append("▼ dead    ", style="bold red")
-            text.append(str(node))
+            text.append(node.node_id)
         case NodeRemoved(node=node):
             text.append("✖ removed ", style="magenta")
-            text.append(str(node))
+            text.append(node.node_id)
         case NodeUpdated(node=node, max_version=max_version):
             text.append("• updated ", style="dim")
-            text.append(str(node))
+            text.append(node.node_id)
             text.append(f" max_version={max_version}", style="dim")
         case KeyChanged(node=node, key=key, value=value, version=version):
             text.append("✎ key     ", style="cyan")
