@@ -38,6 +38,7 @@ from ._events import (
     NodeRemoved,
     NodeUpdated,
 )
+from ._fanout import EventFanout
 from ._local_store import load_local_keys, save_local_keys
 from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
 
@@ -105,7 +106,7 @@ class Node:
         # While leaving: the peers that still have to fetch our last state from us.
         self._leave_pending: set[SocketAddress] = set()
         self._leave_done = trio.Event()
-        self._subscribers: list[tuple[str, trio.MemorySendChannel[NodeEvent]]] = []
+        self._fanout = EventFanout()
 
     # ------------------------------------------------------------------ identity
 
@@ -178,9 +179,7 @@ class Node:
         """Events from now on. Membership events always; key events for keys under
         ``prefix``. A subscriber that falls ``max_buffer`` events behind loses events
         (counted in ``stats.events_dropped``) rather than slowing the node down."""
-        send, receive = trio.open_memory_channel[NodeEvent](max_buffer)
-        self._subscribers.append((prefix, send))
-        return receive
+        return self._fanout.subscribe(prefix, max_buffer)
 
     async def start_service(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run a task in the node's nursery (``nursery.start``); it ends with the node."""
@@ -189,20 +188,8 @@ class Node:
     # ------------------------------------------------------------------ events
 
     def _publish(self, event: NodeEvent) -> None:
-        key = getattr(event, "key", None)
-        alive = []
-        for prefix, channel in self._subscribers:
-            if key is not None and not key.startswith(prefix):
-                alive.append((prefix, channel))
-                continue
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                self.stats.events_dropped += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                continue
-            alive.append((prefix, channel))
-        self._subscribers = alive
+        self._fanout.publish(event)
+        self.stats.events_dropped = self._fanout.dropped
 
     def _publish_changes(self, changes: list[StateChange]) -> None:
         latest_version: dict[NodeId, int] = {}
@@ -468,6 +455,8 @@ async def open_node(
             initial_key_values=initial,
             max_datagram_size=max_datagram_size,
         )
+        # The initial keys are the starting state, not news for later subscribers.
+        engine.drain_changes()
         async with trio.open_nursery() as nursery:
             node = Node(config, engine, socket, nursery)
             await nursery.start(node._run)
@@ -482,5 +471,6 @@ async def open_node(
                     if config.state_dir is not None:
                         await node.save_keys(config.state_dir, node.durable_keys())
                 nursery.cancel_scope.cancel()
+                node._fanout.close()
     finally:
         socket.close()

@@ -198,3 +198,22 @@ async def test_unresolvable_seed_is_retried_not_fatal(autojump_clock: trio.abc.C
                 assert first.gossip_addr in second.engine.seed_addrs
         finally:
             trio.socket.set_custom_hostname_resolver(previous)
+
+
+@pytest.mark.trio
+async def test_subscriptions_end_with_the_node_and_laggards_lose_events(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork(seed=10)
+    async with open_cluster(1, transport=network.transport()) as (node,):
+        laggard = node.subscribe(max_buffer=2)
+        follower = node.subscribe()
+        for i in range(5):
+            node.set(f"k{i}", "v")
+        await wait_until(lambda: node.stats.events_dropped > 0, 5, "the laggard overflows")
+        received = [laggard.receive_nowait(), laggard.receive_nowait()]
+        assert [e.key for e in received if isinstance(e, KeyChanged)] == ["k0", "k1"]
+    # The node closed: the follower's loop ends instead of hanging.
+    with trio.fail_after(1):
+        keys = [e.key async for e in follower if isinstance(e, KeyChanged)]
+    assert keys == [f"k{i}" for i in range(5)]

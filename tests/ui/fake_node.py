@@ -39,6 +39,7 @@ from gossip_tui.node import (
     NodeRemoved,
     NodeUpdated,
 )
+from gossip_tui.node._fanout import EventFanout
 
 FIXED_GENERATION = 1_700_000_000
 DEFAULT_ADDR = SocketAddress.parse("127.0.0.1:10000")
@@ -97,7 +98,7 @@ class FakeNode:
         self.http_addr: SocketAddress | None = None
         self.calls: list[tuple[str, ...]] = []
         self.closed = False
-        self._subscribers: list[tuple[str, trio.MemorySendChannel[NodeEvent]]] = []
+        self._fanout = EventFanout()
         self._nursery: trio.Nursery | None = None
 
     # -- writes ----------------------------------------------------------------------------
@@ -148,9 +149,7 @@ class FakeNode:
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1000
     ) -> trio.MemoryReceiveChannel[NodeEvent]:
-        send, receive = trio.open_memory_channel[NodeEvent](max_buffer)
-        self._subscribers.append((prefix, send))
-        return receive
+        return self._fanout.subscribe(prefix, max_buffer)
 
     async def start_service(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         if self._nursery is None:
@@ -160,26 +159,11 @@ class FakeNode:
     # -- the cluster's side ----------------------------------------------------------------
 
     def publish(self, event: NodeEvent) -> None:
-        key = getattr(event, "key", None)
-        alive = []
-        for prefix, channel in self._subscribers:
-            if key is not None and not key.startswith(prefix):
-                alive.append((prefix, channel))
-                continue
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                pass
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                continue
-            alive.append((prefix, channel))
-        self._subscribers = alive
+        self._fanout.publish(event)
 
     def close(self) -> None:
         self.closed = True
-        for _prefix, channel in self._subscribers:
-            channel.close()
-        self._subscribers = []
+        self._fanout.close()
 
 
 class FakeCluster:
