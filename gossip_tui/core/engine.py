@@ -191,6 +191,11 @@ class GossipEngine:
         return None  # BadCluster: the peer refused us; nothing to answer.
 
     def _apply_delta(self, delta: Delta, now: float) -> None:
+        if any(nd.node == self.self_id for nd in delta.node_deltas):
+            # Only we write our own state. chitchat would apply a "newer" version of it from
+            # a peer (a corrupted datagram, a forged one, a stale incarnation); we refuse.
+            self.state.rejected["self_delta"] += 1
+            delta = Delta(tuple(nd for nd in delta.node_deltas if nd.node != self.self_id))
         self.state.apply_delta(delta, now)
         for node_delta in delta.node_deltas:
             node = node_delta.node

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import attrs
@@ -39,6 +39,14 @@ def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
     return dict(value)
 
 
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _bytes_tuple(value: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class NodeConfig:
     """Everything a node needs to run. Only ``listen_addr`` matters for a first try."""
@@ -51,7 +59,7 @@ class NodeConfig:
     generation: int | None = None
     cluster_id: str = "testing"
     # "ip:port" or "host:port"; host names are resolved again every 60 s.
-    seeds: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    seeds: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     gossip_interval: float = 0.5
     failure_detector: FailureDetectorConfig = attrs.field(factory=FailureDetectorConfig)
     marked_for_deletion_grace_period: float = 3_600.0
@@ -67,7 +75,7 @@ class NodeConfig:
     state_dir: Path | None = None
     # 32-byte keys: when given, every datagram is sealed with the first and opened with any
     # (for rotation). Peers without a key can then neither join nor inject.
-    secret_keys: tuple[bytes, ...] = attrs.field(default=(), converter=tuple, repr=False)
+    secret_keys: tuple[bytes, ...] = attrs.field(default=(), converter=_bytes_tuple, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.gossip_interval <= 0:

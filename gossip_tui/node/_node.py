@@ -289,7 +289,7 @@ class Node:
                 continue
             if self.engine.state.rejected.total() != refused_before:
                 log.warning(
-                    "refused input from %s over the state limits (totals: %s)",
+                    "refused input from %s (totals by reason: %s)",
                     source,
                     dict(self.engine.state.rejected),
                 )

@@ -77,16 +77,13 @@ def message_addresses(message: Message) -> Iterable[SocketAddress]:
 
 
 def names_only_loopback(data: bytes) -> bool:
-    """False if ``data`` decodes to a message naming an address outside 127.0.0.0/8."""
-    try:
-        message = decode(data)
-    except DecodeError:
-        return True  # Dropped as malformed by whoever receives it.
-    return all(is_loopback(addr) for addr in message_addresses(message))
+    """False if ``data`` decodes to a message naming an address outside 127.0.0.0/8
+    (undecodable data is dropped as malformed by whoever receives it: harmless)."""
+    return _check_corrupted(data) is not False
 
 
 def _check_corrupted(data: bytes) -> bool | None:
-    """None if ``data`` no longer decodes, else whether it names only 127.0.0.0/8."""
+    """None if ``data`` does not decode, else whether it names only 127.0.0.0/8."""
     try:
         message = decode(data)
     except DecodeError:
@@ -250,8 +247,8 @@ class FaultController:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(s.dropped.items())) or "none"
         lines.append(
             f"stats: received={s.received} sent={s.sent} duplicated={s.duplicated} "
-            f"corrupted={s.corrupted} malformed={s.malformed} delayed={s.delayed} clients={s.clients} "
-            f"in_flight={self.in_flight}; dropped: {dropped}"
+            f"corrupted={s.corrupted} malformed={s.malformed} delayed={s.delayed} "
+            f"clients={s.clients} in_flight={self.in_flight}; dropped: {dropped}"
         )
         return "\n".join(lines)
 
@@ -389,7 +386,9 @@ class FaultProxy:
                     link_dst = controller.logical(client)
                     for delivery in controller.route(self.public_addr, link_dst, data):
                         await self._dispatch(self._front, delivery, client)
-            except trio.ClosedResourceError:
+            except (trio.ClosedResourceError, OSError):
+                # Closed by the idle sweep, or broken: the client's next datagram opens a
+                # fresh one.
                 pass
             finally:
                 upstream.socket.close()
@@ -552,12 +551,13 @@ Commands (NODE is a proxy index, a proxy address or a node address; * is every n
   clear                        no fault anywhere
   help                         this text"""
 
+# Command key -> (LinkFaults field, scale to its unit, whether it is a probability).
 _FAULT_KEYS = {
-    "loss": ("loss", 1.0),
-    "delay_ms": ("delay", 0.001),
-    "jitter_ms": ("jitter", 0.001),
-    "duplicate": ("duplicate", 1.0),
-    "corrupt": ("corrupt", 1.0),
+    "loss": ("loss", 1.0, True),
+    "delay_ms": ("delay", 0.001, False),
+    "jitter_ms": ("jitter", 0.001, False),
+    "duplicate": ("duplicate", 1.0, True),
+    "corrupt": ("corrupt", 1.0, True),
 }
 
 
@@ -579,14 +579,14 @@ def parse_fault_settings(base: LinkFaults, settings: Sequence[str]) -> LinkFault
             continue
         if key not in _FAULT_KEYS:
             raise CommandError(f"unknown fault {key!r} (one of {', '.join(_FAULT_KEYS)}, blocked)")
-        field, scale = _FAULT_KEYS[key]
+        field, scale, probability = _FAULT_KEYS[key]
         try:
             value = float(text)
         except ValueError:
             raise CommandError(f"{key} takes a number, got {text!r}") from None
         if not math.isfinite(value) or value < 0:
             raise CommandError(f"{key} must be a finite number >= 0, got {text!r}")
-        if scale == 1.0 and value > 1:
+        if probability and value > 1:
             raise CommandError(f"{key} is a probability in [0, 1], got {text!r}")
         changes[field] = value * scale
     return attrs.evolve(base, **changes)

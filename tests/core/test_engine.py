@@ -119,3 +119,18 @@ def test_snapshot_lists_every_node_with_liveness() -> None:
     assert snap.nodes[0].liveness is Liveness.SELF
     assert snap.nodes[0].visible_items() == {"bind": "x"}
     assert snap.live_nodes == (node(0),) and snap.dead_nodes == (node(1),)
+
+
+def test_a_delta_about_ourselves_is_refused() -> None:
+    from gossip_tui.core.messages import Ack, Delta, KeyValueMutation, NodeDelta
+
+    engine = GossipEngine(node(0), "c", now=0.0, initial_key_values={"role": "db"})
+    forged = NodeDelta(node(0), 0, 0, (KeyValueMutation("role", "pwned", 99),), 99)
+    other = NodeDelta(node(1), 0, 0, (KeyValueMutation("k", "v", 1),), 1)
+    _beat(engine, node(1), 1, 0.5)
+    engine.handle_message(Ack(Delta((forged, other))), 1.0)
+    assert engine.self_state.get("role") == "db"
+    assert engine.self_state.max_version == 1
+    assert engine.state.rejected["self_delta"] == 1
+    peer = engine.state.node_state(node(1))
+    assert peer is not None and peer.get("k") == "v"  # the rest of the delta still applies
