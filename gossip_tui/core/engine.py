@@ -139,8 +139,17 @@ class GossipEngine:
         return Syn(self.cluster_id, self.state.compute_digest(self._excluded(now)))
 
     def _report_heartbeats(self, digest: Digest, now: float) -> None:
+        # Every message carries a digest of every node: this loop is the hot path of an idle
+        # cluster. Known peers take the inline branch; the rest go the careful way.
+        states = self.state.node_states
+        me = states.get(self.self_id)
+        report = self.detector.report_heartbeat
         for node, node_digest in digest.nodes.items():
-            self._report_heartbeat(node, node_digest.heartbeat, now)
+            state = states.get(node)
+            if state is None:
+                self._report_heartbeat(node, node_digest.heartbeat, now)
+            elif state is not me and state.try_set_heartbeat(node_digest.heartbeat, now):
+                report(node, now)
 
     def _report_heartbeat(self, node: NodeId, heartbeat: int, now: float) -> None:
         if node == self.self_id:

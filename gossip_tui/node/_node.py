@@ -16,7 +16,7 @@ import trio
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DecodeError, EncodeError, decode, encode
 from gossip_tui.core.engine import LEAVING_KEY, GossipEngine, LivenessChanges
-from gossip_tui.core.messages import Message, Syn, SynAck
+from gossip_tui.core.messages import Message, SynAck
 from gossip_tui.core.models import (
     AddressError,
     ClusterSnapshot,
@@ -216,13 +216,20 @@ class Node:
 
     # ------------------------------------------------------------------ tasks
 
-    async def _send(self, message: Message, addr: SocketAddress) -> None:
+    def _encode(self, message: Message) -> bytes | None:
         try:
-            data = encode(message)
+            return encode(message)
         except EncodeError:
-            log.exception("could not encode a message for %s", addr)
+            log.exception("could not encode %s", type(message).__name__)
             self.stats.send_errors += 1
-            return
+            return None
+
+    async def _send(self, message: Message, addr: SocketAddress) -> None:
+        data = self._encode(message)
+        if data is not None:
+            await self._send_bytes(data, addr)
+
+    async def _send_bytes(self, data: bytes, addr: SocketAddress) -> None:
         try:
             await self._socket.send(data, addr)
         except OSError as exc:
@@ -242,10 +249,12 @@ class Node:
         next_round = self._now()
         while True:
             started = self._now()
-            targets = self.engine.start_round(started)
-            syn: Syn = self.engine.create_syn(started)
-            for addr in targets.all():
-                await self._send(syn, addr)
+            targets = self.engine.start_round(started).all()
+            # One Syn for all of this round's targets, encoded once.
+            syn = self._encode(self.engine.create_syn(started)) if targets else None
+            if syn is not None:
+                for addr in targets:
+                    await self._send_bytes(syn, addr)
             self.stats.rounds += 1
             self.stats.last_round_duration = self._now() - started
             self._touch()
@@ -293,7 +302,9 @@ class Node:
                     source,
                     dict(self.engine.state.rejected),
                 )
-            self._touch()
+            if self.engine.state.changes:
+                # Most messages only move heartbeats: no need to wake the watcher for those.
+                self._touch()
             if reply is not None:
                 await self._send(reply, source)
                 if isinstance(message, SynAck) and source in self._leave_pending:

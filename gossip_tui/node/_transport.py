@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import math
 import random
+import socket
 from typing import Protocol
 
 import attrs
@@ -54,41 +55,92 @@ _TRANSIENT_ERRNOS = frozenset(
 )
 
 
+_ADDRESS_CACHE_SIZE = 4096
+_YIELD_EVERY = 16
+
+
 class UdpSocket:
-    def __init__(self, sock: trio.socket.SocketType, local: SocketAddress) -> None:
+    """A non-blocking stdlib UDP socket driven by Trio's I/O waits.
+
+    Trio's own socket methods pass through the scheduler on every call; at several
+    datagrams per peer per round that is most of an idle node's CPU. Here a call only
+    waits when the kernel says so, checks for cancellation every time, and yields to the
+    other tasks every ``_YIELD_EVERY`` calls, so a flood cannot starve them.
+    """
+
+    def __init__(self, sock: socket.socket, local: SocketAddress) -> None:
+        sock.setblocking(False)
         self._sock = sock
         self._local = local
+        self._calls = 0
+        # Peers are few and talk often: convert each address once.
+        self._sources: dict[tuple[str, int], SocketAddress] = {}
+        self._targets: dict[SocketAddress, tuple[str, int]] = {}
 
     @property
     def local_address(self) -> SocketAddress:
         return self._local
 
+    async def _pace(self) -> None:
+        self._calls += 1
+        if self._calls >= _YIELD_EVERY:
+            self._calls = 0
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+
     async def send(self, data: bytes, addr: SocketAddress) -> None:
-        await self._sock.sendto(data, (addr.host, addr.port))
+        target = self._targets.get(addr)
+        if target is None:
+            if len(self._targets) >= _ADDRESS_CACHE_SIZE:
+                self._targets.clear()
+            target = self._targets[addr] = (addr.host, addr.port)
+        while True:
+            try:
+                self._sock.sendto(data, target)
+                break
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._sock)
+        await self._pace()
 
     async def recv(self) -> tuple[bytes, SocketAddress]:
         while True:
             try:
-                data, source = await self._sock.recvfrom(MAX_DATAGRAM_SIZE + 1)
+                data, source = self._sock.recvfrom(MAX_DATAGRAM_SIZE + 1)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._sock)
+                continue
             except OSError as exc:
                 if exc.errno in _TRANSIENT_ERRNOS:
+                    await self._pace()
                     continue
                 raise
-            return data, SocketAddress(ipaddress.ip_address(source[0]), source[1])
+            await self._pace()
+            key = (source[0], source[1])
+            addr = self._sources.get(key)
+            if addr is None:
+                if len(self._sources) >= _ADDRESS_CACHE_SIZE:
+                    self._sources.clear()
+                addr = self._sources[key] = SocketAddress(ipaddress.ip_address(key[0]), key[1])
+            return data, addr
 
     def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(self._sock)
         self._sock.close()
 
 
 class UdpTransport:
     async def bind(self, addr: SocketAddress) -> UdpSocket:
-        family = trio.socket.AF_INET6 if addr.ip.version == 6 else trio.socket.AF_INET
-        sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if addr.ip.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            await sock.bind((addr.host, addr.port))
+            # Numeric addresses only: binding does not block.
+            sock.bind((addr.host, addr.port))
         except BaseException:
             sock.close()
             raise
+        await trio.lowlevel.checkpoint()
         host, port = sock.getsockname()[:2]
         return UdpSocket(sock, SocketAddress(ipaddress.ip_address(host), port))
 
