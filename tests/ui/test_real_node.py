@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import outcome
 import pytest
@@ -10,7 +12,7 @@ import trio
 
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import NodeConfig, open_node
+from gossip_tui.node import Node, NodeConfig, open_node
 from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.app import serve_node_http
 from gossip_tui.ui.screens import KeyFormScreen
@@ -86,6 +88,38 @@ async def test_demo_with_real_nodes_a_stopped_peer_goes_dead_and_comes_back() ->
             ),
             timeout=20,
             what="the peer back with a new generation",
+        )
+        await pilot.press("q")
+    assert isinstance(app.trio_outcome, outcome.Value)
+
+
+@pytest.mark.asyncio
+async def test_a_key_set_from_the_dashboard_reaches_a_real_peer() -> None:
+    opened: list[Node] = []
+
+    @asynccontextmanager
+    async def recording_open_node(config: NodeConfig) -> AsyncIterator[Node]:
+        async with open_node(config) as node:
+            opened.append(node)
+            yield node
+
+    config = NodeConfig(listen_addr=LOCAL, node_id="ui-writer", gossip_interval=0.05)
+    demo = DemoCluster(1, restart_delay=60.0, rng=random.Random(2))
+    app = GossipApp(
+        config, recording_open_node, demo=demo, refresh_interval=0.1, cursor_blink=False
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_ready(pilot)
+        await wait_until(pilot, lambda: len(opened) == 2, what="the peer to start")
+        me, peer = opened
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        await pilot.press(*"colour", "enter", *"teal", "enter")
+        await wait_until(
+            pilot,
+            lambda: peer.get("colour", me.self_id) == "teal",
+            timeout=15,
+            what="the peer to see the key",
         )
         await pilot.press("q")
     assert isinstance(app.trio_outcome, outcome.Value)
