@@ -31,6 +31,13 @@ class SocketAddress:
 
     ip: IPAddress
     port: int = attrs.field(validator=_check_port)
+    # Sorting happens every round and on every digest: compute the key once.
+    _sort_key: tuple[int, bytes, int] = attrs.field(init=False, eq=False, repr=False)
+
+    @_sort_key.default
+    def _make_sort_key(self) -> tuple[int, bytes, int]:
+        # Rust orders SocketAddr V4 before V6, then by address, then port.
+        return (self.ip.version, self.ip.packed, self.port)
 
     @classmethod
     def parse(cls, text: str) -> SocketAddress:
@@ -51,11 +58,10 @@ class SocketAddress:
         return str(self.ip)
 
     def sort_key(self) -> tuple[int, bytes, int]:
-        # Rust orders SocketAddr V4 before V6, then by address, then port.
-        return (self.ip.version, self.ip.packed, self.port)
+        return self._sort_key
 
     def __lt__(self, other: SocketAddress) -> bool:
-        return self.sort_key() < other.sort_key()
+        return self._sort_key < other._sort_key
 
     def __str__(self) -> str:
         if self.ip.version == 6:
@@ -70,15 +76,22 @@ class NodeId:
     node_id: str
     generation: int
     gossip_addr: SocketAddress
+    _sort_key: tuple[str, int, tuple[int, bytes, int]] = attrs.field(
+        init=False, eq=False, repr=False
+    )
 
-    def sort_key(self) -> tuple[str, int, tuple[int, bytes, int]]:
+    @_sort_key.default
+    def _make_sort_key(self) -> tuple[str, int, tuple[int, bytes, int]]:
         # chitchat keeps nodes in a BTreeMap ordered by (node_id, generation, addr); digests
         # are written in that order, so ours must sort the same way. Comparing Python str
         # by code point matches Rust's byte-wise order of UTF-8.
         return (self.node_id, self.generation, self.gossip_addr.sort_key())
 
+    def sort_key(self) -> tuple[str, int, tuple[int, bytes, int]]:
+        return self._sort_key
+
     def __lt__(self, other: NodeId) -> bool:
-        return self.sort_key() < other.sort_key()
+        return self._sort_key < other._sort_key
 
     def __str__(self) -> str:
         return f"{self.node_id}:{self.generation}:{self.gossip_addr}"

@@ -232,8 +232,14 @@ class GossipApp(App[None]):
             self._sampler = self.set_interval(self._live_sample_interval, self._sample_live)
 
     def _sample_live(self) -> None:
-        if self.last_snapshot is not None:
-            self.query_one(LiveHistory).add_sample(len(self.last_snapshot.live_nodes))
+        # The main screen holds the sparkline, even while a form is on top of it; the timer
+        # can also fire while that screen is being built or torn down: skip such a tick.
+        if not self.screen_stack:
+            return
+        main_screen = self.screen_stack[0]
+        history = next(main_screen.query(LiveHistory).results(LiveHistory), None)
+        if self.last_snapshot is not None and history is not None:
+            history.add_sample(len(self.last_snapshot.live_nodes))
 
     def _show_selected(self) -> None:
         taken_at = self.last_snapshot.taken_at if self.last_snapshot is not None else 0.0

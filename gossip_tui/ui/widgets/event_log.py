@@ -95,8 +95,19 @@ class LiveHistory(Vertical):
 
     def add_sample(self, live: int) -> None:
         self._samples.append(live)
-        low, high = min(self._samples), max(self._samples)
-        self.query_one("#live-count", Label).update(f"now {live} · min {low} · max {high}")
+        self._show_samples()
+
+    def on_mount(self) -> None:
+        self._show_samples()
+
+    def _show_samples(self) -> None:
+        labels = self.query("#live-count").results(Label)
+        label = next(labels, None)
+        if label is None or not self._samples:
+            # The first snapshot can beat our children to the screen: on_mount shows it.
+            return
+        live, low, high = self._samples[-1], min(self._samples), max(self._samples)
+        label.update(f"now {live} · min {low} · max {high}")
         self.query_one("#live-sparkline", Sparkline).data = list(self._samples)
 
     @property
