@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from gossip_tui.core.keys import SecretKeyError, parse_key
+from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
 from gossip_tui.core.models import AddressError, SocketAddress
 
 if TYPE_CHECKING:
@@ -199,14 +199,11 @@ def parse_key_file(value: object) -> Path:
     else:
         raise ValueError(f"expected a file path, got {value!r}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        parse_key_lines(path.read_text(encoding="utf-8"), str(path))
     except OSError as exc:
         raise ValueError(f"cannot read key file {path}: {exc.strerror or exc}") from None
-    keys = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not keys:
-        raise ValueError(f"no key in {path}")
-    for key in keys:
-        parse_secret_key(key)
+    except SecretKeyError as exc:
+        raise ValueError(str(exc)) from None
     return path
 
 

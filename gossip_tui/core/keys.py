@@ -28,3 +28,13 @@ def parse_key(text: str) -> bytes:
     if len(raw) != KEY_LEN:
         raise SecretKeyError(f"a secret key must decode to {KEY_LEN} bytes, not {len(raw)}")
     return raw
+
+
+def parse_key_lines(text: str, source: str) -> list[bytes]:
+    """Keys written one per line; blank lines and lines starting with # are skipped. The
+    first key seals, the others are accepted (a rotation)."""
+    lines = (line for line in text.splitlines() if line.strip())
+    keys = [parse_key(line) for line in lines if not line.lstrip().startswith("#")]
+    if not keys:
+        raise SecretKeyError(f"no key in {source}")
+    return keys

@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from gossip_tui.core.keys import SecretKeyError, parse_key
+from gossip_tui.core.keys import parse_key_lines
 from gossip_tui.core.models import SocketAddress
 
 from ._transport import DatagramRejected, DatagramSocket, Transport
@@ -46,14 +46,8 @@ _MAX_SESSIONS = 4096
 
 
 def read_key_file(path: Path) -> list[bytes]:
-    """Keys from a file, one per line; blank lines and lines starting with # are skipped."""
-    keys = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            keys.append(parse_key(line))
-    if not keys:
-        raise SecretKeyError(f"no key in {path}")
-    return keys
+    """Keys from a file, as :func:`gossip_tui.core.keys.parse_key_lines` reads them."""
+    return parse_key_lines(path.read_text(encoding="utf-8"), str(path))
 
 
 def _key_id(key: bytes) -> bytes:
