@@ -176,38 +176,19 @@ def main() -> int:
                 for size in args.nodes:
                     for impl in impls:
                         what = {"impl": impl, "nodes": size, "interval_ms": interval_ms}
-                        if args.skip != "processes":
+                        for measure, run, results in (
+                            ("processes", measure_processes, processes),
+                            ("inproc", measure_inproc, inproc),
+                        ):
+                            if args.skip == measure:
+                                continue
                             result = bench.attempt(
-                                what | {"measure": "processes"},
-                                partial(
-                                    measure_processes,
-                                    impl,
-                                    size,
-                                    interval_ms,
-                                    window,
-                                    settle,
-                                    rate,
-                                ),
+                                what | {"measure": measure},
+                                partial(run, impl, size, interval_ms, window, settle, rate),
                                 failures,
                             )
                             if result is not None:
-                                processes.append(result)
-                        if args.skip != "inproc":
-                            result = bench.attempt(
-                                what | {"measure": "inproc"},
-                                partial(
-                                    measure_inproc,
-                                    impl,
-                                    size,
-                                    interval_ms,
-                                    window,
-                                    settle,
-                                    rate,
-                                ),
-                                failures,
-                            )
-                            if result is not None:
-                                inproc.append(result)
+                                results.append(result)
     finally:
         payload["loadavg_end"] = bench.loadavg()
         if processes:
