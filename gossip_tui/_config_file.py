@@ -66,6 +66,7 @@ class CliSettings:
     dead_node_grace_period: float | None = None
     marked_for_deletion_grace_period: float | None = None
     phi_threshold: float | None = None
+    acceptable_pause: float | None = None
     state_dir: Path | None = None
     secret_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     secret_key_file: Path | None = None
@@ -227,6 +228,7 @@ FIELDS: Mapping[str, Callable[[object], Any]] = {
     "dead_node_grace_period": parse_seconds,
     "marked_for_deletion_grace_period": parse_seconds,
     "phi_threshold": parse_phi_threshold,
+    "acceptable_pause": parse_seconds,
     "state_dir": parse_dir,
     "secret_keys": parse_secret_keys,
     "secret_key_file": parse_key_file,
@@ -314,7 +316,7 @@ def resolve_settings(
 def to_node_config(settings: CliSettings) -> NodeConfig:
     """The runtime's :class:`gossip_tui.node.NodeConfig` for these settings.
 
-    Unset grace periods and threshold keep the runtime's defaults. The node package is
+    Unset grace periods, threshold and pause keep the runtime's defaults. The node package is
     imported here, not at the top, so the command line starts without Trio.
     """
     from gossip_tui.core.failure_detector import FailureDetectorConfig
@@ -323,6 +325,8 @@ def to_node_config(settings: CliSettings) -> NodeConfig:
     detector: dict[str, Any] = {}
     if settings.phi_threshold is not None:
         detector["phi_threshold"] = settings.phi_threshold
+    if settings.acceptable_pause is not None:
+        detector["acceptable_pause"] = settings.acceptable_pause
     if settings.dead_node_grace_period is not None:
         detector["dead_node_grace_period"] = settings.dead_node_grace_period
     options: dict[str, Any] = {

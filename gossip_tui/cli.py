@@ -226,6 +226,20 @@ def run(
             ),
         ),
     ] = None,
+    acceptable_pause: Annotated[
+        float | None,
+        typer.Option(
+            "--acceptable-pause",
+            parser=_option_parser(parse_seconds),
+            metavar="SECONDS",
+            help=_env_help(
+                "Silence tolerated on top of the phi threshold (a GC pause, a stopped VM); "
+                "0 judges liveness exactly as chitchat does.",
+                "acceptable_pause",
+                "3",
+            ),
+        ),
+    ] = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -284,6 +298,7 @@ def run(
         "dead_node_grace_period": dead_node_grace_period,
         "marked_for_deletion_grace_period": marked_for_deletion_grace_period,
         "phi_threshold": phi_threshold,
+        "acceptable_pause": acceptable_pause,
         "state_dir": state_dir,
         "secret_keys": tuple(secret_key) if secret_key else None,
         "secret_key_file": secret_key_file,

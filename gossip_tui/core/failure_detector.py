@@ -6,6 +6,17 @@ prior (``initial_interval``, weight 5) so that a node with few samples is not fl
 A node is live while phi <= threshold. A node needs two reported heartbeats (one
 interval) before it has a phi at all; until then it counts as dead.
 
+One addition, ``acceptable_pause``: a peer's heartbeat reaches us several times per round,
+so once the prior has washed out the mean interval is a fraction of a round and chitchat's
+rule alone declares a node dead after about two seconds of silence at 0.5 s rounds -- a
+GC pause, a VM steal or a SIGSTOP kills it. As in Akka's and Cassandra's detectors, the
+silence an operator accepts is added to what phi tolerates: a node is dead once its
+silence exceeds ``threshold * mean + acceptable_pause``. phi is computed as
+``silence / (mean + acceptable_pause / threshold)`` so that it still crosses the threshold
+at that moment and still rises smoothly from 0. With ``acceptable_pause=0`` the rule is
+chitchat's exactly. Liveness is each node's own judgement and never travels on the wire,
+so chitchat peers cannot tell the difference.
+
 Time is always passed in (seconds on a monotonic clock), never read.
 """
 
@@ -23,13 +34,15 @@ _PRIOR_WEIGHT = 5.0
 
 @attrs.frozen
 class FailureDetectorConfig:
-    """chitchat's defaults: threshold 8, window 1000, max interval 10 s, prior 5 s, grace 24 h."""
+    """chitchat's defaults (threshold 8, window 1000, max interval 10 s, prior 5 s, grace
+    24 h), plus a 3 s acceptable pause, which chitchat does not have (0 turns it off)."""
 
-    phi_threshold: float = 8.0
+    phi_threshold: float = attrs.field(default=8.0, validator=attrs.validators.gt(0))
     sampling_window_size: int = 1_000
     max_interval: float = 10.0
     initial_interval: float = 5.0
     dead_node_grace_period: float = 24 * 60 * 60.0
+    acceptable_pause: float = attrs.field(default=3.0, validator=attrs.validators.ge(0))
 
 
 class SamplingWindow:
@@ -59,12 +72,19 @@ class SamplingWindow:
         self._intervals.clear()
         self._sum = 0.0
 
-    def phi(self, now: float) -> float | None:
-        if not self._intervals or self.last_heartbeat is None:
+    def mean_interval(self) -> float | None:
+        """The smoothed mean interval, or None before the first interval."""
+        if not self._intervals:
             return None
         count = len(self._intervals)
-        mean = (self._sum + _PRIOR_WEIGHT * self._prior_mean) / (count + _PRIOR_WEIGHT)
-        return (now - self.last_heartbeat) / mean
+        return (self._sum + _PRIOR_WEIGHT * self._prior_mean) / (count + _PRIOR_WEIGHT)
+
+    def phi(self, now: float, pause_per_phi: float = 0.0) -> float | None:
+        """chitchat's phi, the mean stretched by ``pause_per_phi`` (see the module doc)."""
+        mean = self.mean_interval()
+        if mean is None or self.last_heartbeat is None:
+            return None
+        return (now - self.last_heartbeat) / (mean + pause_per_phi)
 
 
 class FailureDetector:
@@ -72,6 +92,8 @@ class FailureDetector:
 
     def __init__(self, config: FailureDetectorConfig) -> None:
         self.config = config
+        # Spread over the threshold, the pause delays the crossing by exactly itself.
+        self._pause_per_phi = config.acceptable_pause / config.phi_threshold
         self._samples: dict[NodeId, SamplingWindow] = {}
         self._live: set[NodeId] = set()
         self._dead: dict[NodeId, float] = {}  # node -> time it was declared dead
@@ -92,7 +114,7 @@ class FailureDetector:
 
     def phi(self, node: NodeId, now: float) -> float | None:
         window = self._samples.get(node)
-        return None if window is None else window.phi(now)
+        return None if window is None else window.phi(now, self._pause_per_phi)
 
     def update_node_liveness(self, node: NodeId, now: float) -> None:
         phi = self.phi(node, now)

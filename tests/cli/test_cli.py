@@ -192,6 +192,8 @@ def test_dashed_spellings_and_the_failure_detector_options(captured: list[CliSet
             "60",
             "--phi-threshold",
             "5.5",
+            "--acceptable-pause",
+            "0",
         ]
     )
 
@@ -203,6 +205,7 @@ def test_dashed_spellings_and_the_failure_detector_options(captured: list[CliSet
             dead_node_grace_period=10.0,
             marked_for_deletion_grace_period=60.0,
             phi_threshold=5.5,
+            acceptable_pause=0.0,
         )
     ]
 
@@ -266,6 +269,7 @@ def test_the_runner_exit_status_is_returned(monkeypatch: pytest.MonkeyPatch) -> 
         (["--interval-ms", "0"], "at least 1 ms"),
         (["--phi-threshold", "x"], "--phi-threshold"),
         (["--dead-node-grace-period", "-1"], "negative"),
+        (["--acceptable-pause", "-0.5"], "negative"),
         (["--bogus"], "No such option: --bogus"),
         (["--headles"], "--headless"),
         (["--node-id"], "--node-id"),

@@ -48,6 +48,7 @@ def test_every_variable_is_read() -> None:
         "GOSSIP_TUI_DEAD_NODE_GRACE_PERIOD": "10",
         "GOSSIP_TUI_MARKED_FOR_DELETION_GRACE_PERIOD": "60.5",
         "GOSSIP_TUI_PHI_THRESHOLD": "5",
+        "GOSSIP_TUI_ACCEPTABLE_PAUSE": "0",
         "GOSSIP_TUI_STATE_DIR": "/var/lib/gossip-tui",
         "UNRELATED": "x",
     }
@@ -66,6 +67,7 @@ def test_every_variable_is_read() -> None:
         dead_node_grace_period=10.0,
         marked_for_deletion_grace_period=60.5,
         phi_threshold=5.0,
+        acceptable_pause=0.0,
         state_dir=Path("/var/lib/gossip-tui"),
     )
     assert to_node_config(settings).state_dir == Path("/var/lib/gossip-tui")
@@ -86,6 +88,7 @@ def test_empty_variables_count_as_unset() -> None:
         ("GOSSIP_TUI_HEADLESS", "maybe"),
         ("GOSSIP_TUI_PHI_THRESHOLD", "-1"),
         ("GOSSIP_TUI_DEAD_NODE_GRACE_PERIOD", "nan"),
+        ("GOSSIP_TUI_ACCEPTABLE_PAUSE", "soon"),
     ],
 )
 def test_a_bad_variable_is_named_in_the_error(name: str, value: str) -> None:
@@ -223,6 +226,7 @@ def test_to_node_config_maps_every_setting(tmp_path: Path) -> None:
         dead_node_grace_period=10.0,
         marked_for_deletion_grace_period=60.0,
         phi_threshold=3.0,
+        acceptable_pause=1.5,
         state_dir=tmp_path,
     )
 
@@ -235,7 +239,9 @@ def test_to_node_config_maps_every_setting(tmp_path: Path) -> None:
         cluster_id="c",
         seeds=("h:1",),
         gossip_interval=0.25,
-        failure_detector=FailureDetectorConfig(phi_threshold=3.0, dead_node_grace_period=10.0),
+        failure_detector=FailureDetectorConfig(
+            phi_threshold=3.0, dead_node_grace_period=10.0, acceptable_pause=1.5
+        ),
         marked_for_deletion_grace_period=60.0,
         state_dir=tmp_path,
     )

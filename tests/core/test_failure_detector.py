@@ -1,3 +1,5 @@
+import pytest
+
 from gossip_tui.core.failure_detector import (
     FailureDetector,
     FailureDetectorConfig,
@@ -7,6 +9,9 @@ from gossip_tui.core.models import NodeId, SocketAddress
 
 NODE = NodeId("node-1", 1, SocketAddress.parse("127.0.0.1:10001"))
 
+#: chitchat's rule exactly: no acceptable pause.
+CHITCHAT = FailureDetectorConfig(acceptable_pause=0.0)
+
 
 def test_defaults_match_chitchat() -> None:
     config = FailureDetectorConfig()
@@ -15,6 +20,8 @@ def test_defaults_match_chitchat() -> None:
     assert config.max_interval == 10.0
     assert config.initial_interval == 5.0
     assert config.dead_node_grace_period == 86_400.0
+    # Ours, not chitchat's: the silence an operator accepts before phi starts to count.
+    assert config.acceptable_pause == 3.0
 
 
 def test_phi_needs_one_interval() -> None:
@@ -48,7 +55,7 @@ def test_window_is_bounded() -> None:
 
 
 def test_live_then_dead_then_collected() -> None:
-    config = FailureDetectorConfig(dead_node_grace_period=100.0)
+    config = FailureDetectorConfig(dead_node_grace_period=100.0, acceptable_pause=0.0)
     detector = FailureDetector(config)
     for t in range(5):
         detector.report_heartbeat(NODE, float(t))
@@ -70,14 +77,14 @@ def test_live_then_dead_then_collected() -> None:
 
 
 def test_a_node_without_phi_counts_as_dead() -> None:
-    detector = FailureDetector(FailureDetectorConfig())
+    detector = FailureDetector(CHITCHAT)
     detector.report_heartbeat(NODE, 0.0)
     detector.update_node_liveness(NODE, 0.1)
     assert list(detector.dead_nodes()) == [NODE]
 
 
 def test_death_resets_the_window() -> None:
-    detector = FailureDetector(FailureDetectorConfig(phi_threshold=1.0))
+    detector = FailureDetector(FailureDetectorConfig(phi_threshold=1.0, acceptable_pause=0.0))
     for t in range(3):
         detector.report_heartbeat(NODE, float(t))
     detector.update_node_liveness(NODE, 100.0)
@@ -89,3 +96,60 @@ def test_death_resets_the_window() -> None:
     detector.report_heartbeat(NODE, 102.0)
     detector.update_node_liveness(NODE, 102.0)
     assert detector.is_live(NODE)
+
+
+def _steady(detector: FailureDetector, every: float, count: int) -> float:
+    """``count`` heartbeats ``every`` seconds apart; returns the time of the last one."""
+    t = 0.0
+    for _ in range(count):
+        detector.report_heartbeat(NODE, t)
+        t += every
+    return t - every
+
+
+def test_the_acceptable_pause_is_added_to_what_phi_tolerates() -> None:
+    # Heartbeats every 0.2 s for 200 s: the mean is near 0.2 s, phi 8 at about 1.6 s.
+    chitchat = FailureDetector(CHITCHAT)
+    ours = FailureDetector(FailureDetectorConfig())
+    last = _steady(chitchat, 0.2, 1000)
+    assert _steady(ours, 0.2, 1000) == last
+    window = SamplingWindow(1000, 10.0, 5.0)
+    for i in range(1000):
+        window.report_heartbeat(i * 0.2)
+    mean = window.mean_interval()
+    assert mean is not None
+    dies_chitchat = last + 8 * mean
+    dies_ours = dies_chitchat + 3.0
+    for detector in (chitchat, ours):
+        detector.update_node_liveness(NODE, last + 0.1)
+        assert detector.is_live(NODE)
+    # A 3 s silence kills under chitchat's rule and is survived with the pause.
+    chitchat.update_node_liveness(NODE, last + 3.0)
+    ours.update_node_liveness(NODE, last + 3.0)
+    assert not chitchat.is_live(NODE)
+    assert ours.is_live(NODE)
+    assert dies_chitchat < last + 3.0
+    ours.update_node_liveness(NODE, dies_ours - 0.01)
+    assert ours.is_live(NODE)
+    ours.update_node_liveness(NODE, dies_ours + 0.01)
+    assert not ours.is_live(NODE)
+
+
+def test_phi_with_a_pause_rises_from_zero_and_crosses_the_threshold_at_the_deadline() -> None:
+    detector = FailureDetector(FailureDetectorConfig(phi_threshold=8.0, acceptable_pause=4.0))
+    last = _steady(detector, 1.0, 11)  # 10 intervals of 1 s: mean = (10 + 25) / 15
+    mean = 35 / 15
+    assert detector.phi(NODE, last) == 0.0
+    deadline = last + 8 * mean + 4.0
+    phi_at_deadline = detector.phi(NODE, deadline)
+    assert phi_at_deadline == pytest.approx(8.0)
+    halfway = detector.phi(NODE, last + (deadline - last) / 2)
+    assert halfway == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize(
+    "options", [{"acceptable_pause": -1.0}, {"phi_threshold": 0.0}, {"phi_threshold": -2.0}]
+)
+def test_config_refuses_nonsense(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        FailureDetectorConfig(**options)

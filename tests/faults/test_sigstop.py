@@ -4,17 +4,17 @@ chitchat's phi is the silence divided by the mean heartbeat inter-arrival time, 
 towards a 5 s prior with weight 5. A peer's heartbeat reaches us several times per round
 (its own Syns and SynAcks and everybody's digests), so once the prior has washed out the
 mean is about 0.45 of the gossip interval, and phi 8 is crossed after a silence of about
-3.5 intervals. Measured with the freeze below, 4 nodes, 6-8 runs each:
+3.5 intervals: with chitchat's rule alone a 3 s stop kills a node at 0.5 s rounds (and at
+1 s rounds half the time). Hence the detector's ``acceptable_pause`` (3 s by default),
+added to what phi tolerates. Measured with the freeze below, 4 nodes after 10 minutes,
+6 seeds each, the largest phi the others saw (threshold 8):
 
-* 0.5 s interval (the default), phi 8: a 3 s stop is survived for the first ~20 s of a
-  cluster's life only; after 60 s even 2.5 s kills, at steady state 2 s kills 4 runs in 6.
-* 1 s interval, phi 8: 3 s is survived for the first minute; at steady state (10 min) it
-  kills 3 runs in 6, and 3.5 s always kills.
-* 1 s interval, phi 10 or 12: 3 s survived at steady state (0 in 8). 0.5 s needs phi 16.
+* 0.5 s rounds, defaults: a 3 s stop peaks at phi 5.4-5.5, 3.5 s at 6.3, 4 s at 7.1.
+* 1 s rounds, defaults: a 3 s stop peaks at 4.3-4.4.
+* 0.5 s rounds, no pause (chitchat's rule): a 3 s stop is a death on all 3 others.
 
-So the real-process test below (1 s interval, defaults otherwise) shows a 3 s SIGSTOP
-survived by a young cluster; the virtual-time tests show the steady state: survived with
-phi 10 at 1 s, and declared dead (then live again) with the defaults.
+The real-process test shows a 3 s SIGSTOP survived end to end with the defaults; the
+virtual-time tests show the steady state, which real time cannot reach in a test.
 """
 
 from __future__ import annotations
@@ -79,8 +79,6 @@ def test_sigstop_for_3_s_does_not_get_a_node_declared_dead(tmp_path: Path) -> No
                     names[i],
                     "--listen-addr",
                     f"127.0.0.1:{port}",
-                    "--interval-ms",
-                    "1000",
                     *seed,
                 )
             )
@@ -124,7 +122,7 @@ def test_sigstop_for_3_s_does_not_get_a_node_declared_dead(tmp_path: Path) -> No
             "the stopped node back to a full view",
         )
         print(
-            f"\nSIGSTOP {STOP_FOR:.0f} s at a 1 s interval: never listed dead in {polls} polls "
+            f"\nSIGSTOP {STOP_FOR:.0f} s with the defaults: never listed dead in {polls} polls "
             f"of the 3 others; its largest phi there {max_phi:.2f} (threshold 8)"
         )
 
@@ -133,14 +131,14 @@ def test_sigstop_for_3_s_does_not_get_a_node_declared_dead(tmp_path: Path) -> No
 
 
 async def _freeze_at_steady_state(
-    *, interval: float, phi_threshold: float, network_seed: int
-) -> tuple[int, bool]:
+    *, interval: float, detector: FailureDetectorConfig, network_seed: int
+) -> tuple[int, float, bool]:
     """4 nodes, 10 minutes of virtual time, then node 3 frozen for 3 s. Returns how many
-    peers declared it dead, and whether it was live everywhere again 10 rounds later."""
+    peers declared it dead, the largest phi they gave it, and whether it was live
+    everywhere again 10 rounds later."""
     network = MemoryNetwork(seed=network_seed)
     freezer = Freezer()
     addrs = [memory_addr(i, 23_000) for i in range(4)]
-    detector = FailureDetectorConfig(phi_threshold=phi_threshold)
     async with trio.open_nursery() as nursery:
         handles = []
         for i in range(4):
@@ -150,41 +148,60 @@ async def _freeze_at_steady_state(
             handles.append(await start_node(nursery, config, frozen, rng_seed=network_seed + i))
         nodes = [h.node for h in handles]
         ids = {n.self_id for n in nodes}
+        victim = nodes[3].self_id
         await wait_until(lambda: all(exactly_live(n, ids) for n in nodes), 60, "convergence")
         await trio.sleep(600.0)
         logs = attach_logs(nursery, nodes[:3])
         await trio.sleep(0)
+        largest_phi = 0.0
+
+        def watch_phi() -> None:
+            nonlocal largest_phi
+            for node in nodes[:3]:
+                phi = node.engine.detector.phi(victim, trio.current_time())
+                largest_phi = max(largest_phi, phi or 0.0)
+
         freezer.freeze()
-        await trio.sleep(STOP_FOR)
+        frozen_at = trio.current_time()
+        while trio.current_time() - frozen_at < STOP_FOR:
+            watch_phi()
+            await trio.sleep(0.05)
         freezer.thaw()
-        await trio.sleep(10 * interval)
-        victim = nodes[3].self_id
+        thawed_at = trio.current_time()
+        while trio.current_time() - thawed_at < 10 * interval:
+            watch_phi()
+            await trio.sleep(0.05)
         declared_dead = [log for log in logs if log.times_of(NodeLeft(victim))]
         # Whoever declared it dead saw it join again.
         assert all(log.times_of(NodeJoined(victim)) for log in declared_dead)
         left = len(declared_dead)
         back = all(exactly_live(n, ids) for n in nodes[:3])
         nursery.cancel_scope.cancel()
-    return left, back
+    return left, largest_phi, back
 
 
 @pytest.mark.trio
-@pytest.mark.parametrize("network_seed", [41, 42])
-async def test_a_3_s_freeze_at_steady_state_is_survived_with_1_s_rounds_and_phi_10(
-    autojump_clock: trio.abc.Clock, network_seed: int
+@pytest.mark.parametrize(("interval", "network_seed"), [(0.5, 41), (0.5, 42), (1.0, 43)])
+async def test_with_the_defaults_a_3_s_freeze_at_steady_state_is_survived(
+    autojump_clock: trio.abc.Clock, interval: float, network_seed: int
 ) -> None:
-    left, back = await _freeze_at_steady_state(
-        interval=1.0, phi_threshold=10.0, network_seed=network_seed
+    detector = FailureDetectorConfig()
+    left, largest_phi, back = await _freeze_at_steady_state(
+        interval=interval, detector=detector, network_seed=network_seed
     )
     assert left == 0
+    # It came close (the pause is not slack that a silence never reaches) but stayed under.
+    assert 3.0 < largest_phi < detector.phi_threshold
     assert back
 
 
 @pytest.mark.trio
-async def test_with_the_defaults_a_3_s_freeze_at_steady_state_is_a_death_then_a_return(
+async def test_with_chitchats_rule_alone_a_3_s_freeze_at_steady_state_is_a_death(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    """The documented limit: 0.5 s rounds and phi 8 tolerate about 2 s at steady state."""
-    left, back = await _freeze_at_steady_state(interval=0.5, phi_threshold=8.0, network_seed=43)
+    """Why the pause exists: without it 0.5 s rounds tolerate about 2 s at steady state."""
+    left, _, back = await _freeze_at_steady_state(
+        interval=0.5, detector=FailureDetectorConfig(acceptable_pause=0.0), network_seed=44
+    )
     assert left == 3
     assert back
