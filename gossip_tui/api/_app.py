@@ -22,9 +22,8 @@ from urllib.parse import parse_qs
 import attrs
 import cattrs
 
-from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DeltaWriter, EncodeError
 from gossip_tui.core.converter import converter
-from gossip_tui.core.models import KeyStatus, NodeId, NodeSnapshot, VersionedValue
+from gossip_tui.core.models import NodeSnapshot, VersionedValue
 from gossip_tui.node import KeyValueTooLarge
 
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -53,9 +52,6 @@ _log = logging.getLogger("gossip_tui.api")
 #: Request bodies larger than this are refused with 413.
 MAX_BODY_SIZE = 64 * 1024
 
-# A delta carried by an Ack (the roomiest message) may use this many bytes.
-_ACK_DELTA_BUDGET = MAX_DATAGRAM_SIZE - 1
-_MAX_VERSION = 2**64 - 1
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -180,24 +176,7 @@ def _live_value(node: ApiNode, key: str) -> VersionedValue | None:
     return value
 
 
-def check_fits_datagram(node: NodeId, key: str, value: str) -> None:
-    """Refuse (413) a key-value that no chitchat datagram could ever carry."""
-    writer = DeltaWriter(_ACK_DELTA_BUDGET)
-    try:
-        fits = writer.try_add_node(node, 0, 0) and writer.try_add_kv(
-            key, value, _MAX_VERSION, KeyStatus.SET
-        )
-    except EncodeError:
-        fits = False
-    if not fits:
-        size = len(key.encode()) + len(value.encode())
-        raise HttpError(
-            413, f"key and value ({size} bytes) are too large to fit in a gossip datagram"
-        )
-
-
 def _write(node: ApiNode, key: str, value: str, *, ttl: bool) -> None:
-    check_fits_datagram(node.self_id, key, value)
     try:
         if ttl:
             node.set_with_ttl(key, value)

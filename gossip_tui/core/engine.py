@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from .codec import MAX_DATAGRAM_SIZE, digest_size
+from .codec import MAX_DATAGRAM_SIZE, DeltaWriter, EncodeError, digest_size
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Ack, BadCluster, Delta, Digest, Message, Syn, SynAck
-from .models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot, SocketAddress
+from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
 from .state import ClusterState, NodeState, StateChange, StateLimits
 
 # A node about to leave sets this key; gossip-tui peers then count it as gone at once.
@@ -28,6 +28,24 @@ GOSSIP_COUNT = 3
 # Header bytes of a SynAck / Ack datagram (magic, version, type). chitchat budgets one
 # byte here and can overshoot the datagram limit by three; we budget exactly.
 _HEADER_LEN = 4
+
+
+_LARGEST_VERSION = 2**64 - 1
+
+
+def fits_in_one_delta(
+    node: NodeId, key: str, value: str, max_datagram_size: int = MAX_DATAGRAM_SIZE
+) -> bool:
+    """Whether ``node``'s key-value can travel at all: alone in the delta of an Ack (the
+    roomiest message, with no digest beside it), at the largest version. A key-value
+    that fails this would never leave the node."""
+    writer = DeltaWriter(max_datagram_size - _HEADER_LEN)
+    try:
+        return writer.try_add_node(node, 0, 0) and writer.try_add_kv(
+            key, value, _LARGEST_VERSION, KeyStatus.SET
+        )
+    except EncodeError:  # a key or value longer than the wire's length fields
+        return False
 
 
 @attrs.frozen

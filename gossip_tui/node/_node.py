@@ -15,7 +15,12 @@ import attrs
 import trio
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DecodeError, EncodeError, decode, encode
-from gossip_tui.core.engine import LEAVING_KEY, GossipEngine, LivenessChanges
+from gossip_tui.core.engine import (
+    LEAVING_KEY,
+    GossipEngine,
+    LivenessChanges,
+    fits_in_one_delta,
+)
 from gossip_tui.core.messages import Message, SynAck
 from gossip_tui.core.models import (
     AddressError,
@@ -44,7 +49,9 @@ from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTranspor
 
 log = logging.getLogger("gossip_tui.node")
 
-# A key-value must fit in one datagram together with the headers around it.
+# The most a key and its value may take together: room for the headers around them in
+# one datagram (sealed or not), the node's own name, and some margin. Node.set also
+# checks the exact fit, which only a very long node name can make the tighter bound.
 MAX_KEY_VALUE_BYTES = 60_000
 _SEED_RETRY_INTERVAL = 5.0
 
@@ -68,13 +75,16 @@ class NodeStats:
     dropped: Counter[str] = attrs.field(factory=Counter)
 
 
-def _check_size(key: str, value: str) -> None:
+def _check_size(engine: GossipEngine, key: str, value: str) -> None:
     if not key:
         raise ValueError("a key must not be empty")
     size = len(key.encode()) + len(value.encode())
-    if size > MAX_KEY_VALUE_BYTES:
+    if size > MAX_KEY_VALUE_BYTES or not fits_in_one_delta(
+        engine.self_id, key, value, engine.max_datagram_size
+    ):
         raise KeyValueTooLarge(
-            f"key and value take {size} bytes; at most {MAX_KEY_VALUE_BYTES} fit in a datagram"
+            f"key and value take {size:,} bytes; at most {MAX_KEY_VALUE_BYTES:,} "
+            "fit in a gossip datagram"
         )
 
 
@@ -136,13 +146,13 @@ class Node:
         self._local_dirty.set()
 
     def set(self, key: str, value: str) -> None:
-        _check_size(key, value)
+        _check_size(self.engine, key, value)
         self.engine.self_state.set(key, value)
         self._local_changed()
 
     def set_with_ttl(self, key: str, value: str) -> None:
         """Set a value that is removed after the marked-for-deletion grace period."""
-        _check_size(key, value)
+        _check_size(self.engine, key, value)
         self.engine.self_state.set_with_ttl(key, value, self._now())
         self._local_changed()
 

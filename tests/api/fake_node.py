@@ -18,7 +18,7 @@ from gossip_tui.core.models import (
     SocketAddress,
     VersionedValue,
 )
-from gossip_tui.node import KeyValueTooLarge, NodeStats
+from gossip_tui.node import MAX_KEY_VALUE_BYTES, KeyValueTooLarge, NodeStats
 
 SELF_ADDR = SocketAddress.parse("127.0.0.1:10000")
 
@@ -33,7 +33,7 @@ class FakeNode:
         cluster_id: str = "testing",
         seeds: Iterable[SocketAddress] = (),
         heartbeat: int = 7,
-        max_key_value_bytes: int | None = None,
+        max_key_value_bytes: int | None = MAX_KEY_VALUE_BYTES,
     ) -> None:
         self.self_id = NodeId(node_id, generation, addr)
         self.cluster_id = cluster_id
@@ -59,7 +59,7 @@ class FakeNode:
             raise ValueError("a key must not be empty")
         size = len(key.encode()) + len(value.encode())
         if self.max_key_value_bytes is not None and size > self.max_key_value_bytes:
-            raise KeyValueTooLarge(f"{size} bytes is too large")
+            raise KeyValueTooLarge(f"{size} bytes is too large to fit in a gossip datagram")
 
     def set(self, key: str, value: str) -> None:
         self._check(key, value)

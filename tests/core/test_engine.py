@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import random
 
-from gossip_tui.core.codec import encode
-from gossip_tui.core.engine import GossipEngine, select_gossip_targets
+from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, encode
+from gossip_tui.core.engine import GossipEngine, fits_in_one_delta, select_gossip_targets
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.messages import Digest, NodeDigest, Syn, SynAck
 from gossip_tui.core.models import Liveness, NodeId, SocketAddress
@@ -134,3 +134,17 @@ def test_a_delta_about_ourselves_is_refused() -> None:
     assert engine.state.rejected["self_delta"] == 1
     peer = engine.state.node_state(node(1))
     assert peer is not None and peer.get("k") == "v"  # the rest of the delta still applies
+
+
+def test_fits_in_one_delta_is_the_exact_ack_budget() -> None:
+    # An Ack has 4 header bytes, so its delta may take 65,503. Node "node-0" at an IPv4
+    # address costs a 40-byte operation; key "k" with a value of n bytes a (15 + n)-byte
+    # one; the bound adds two 3-byte block headers and the end byte:
+    # 3 + 40 + 3 + 15 + n + 1 <= 65,503.
+    node = NodeId("node-0", 1, SocketAddress.parse("127.0.0.1:7000"))
+    largest = 65_503 - 62
+    assert fits_in_one_delta(node, "k", "v" * largest)
+    assert not fits_in_one_delta(node, "k", "v" * (largest + 1))
+    # A sealed datagram leaves less room; a value past the u16 length field never fits.
+    assert not fits_in_one_delta(node, "k", "v" * largest, MAX_DATAGRAM_SIZE - 28)
+    assert not fits_in_one_delta(node, "k", "v" * 70_000, 10 * MAX_DATAGRAM_SIZE)

@@ -141,6 +141,20 @@ async def test_set_refuses_what_cannot_fit_a_datagram(autojump_clock: trio.abc.C
 
 
 @pytest.mark.trio
+async def test_set_checks_the_exact_fit_when_a_long_node_name_eats_the_datagram(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork(seed=5)
+    config = fast_config("127.0.0.1:0", node_id="n" * 10_000)
+    async with open_node(config, transport=network.transport()) as node:
+        node.set("small", "x" * 50_000)
+        with pytest.raises(KeyValueTooLarge, match="gossip datagram"):
+            node.set("big", "x" * 59_000)  # under MAX_KEY_VALUE_BYTES, but not with the name
+        assert node.get("big") is None
+        assert node.get("small") == "x" * 50_000
+
+
+@pytest.mark.trio
 async def test_address_in_use_raises_before_yielding(autojump_clock: trio.abc.Clock) -> None:
     network = MemoryNetwork(seed=6)
     async with open_cluster(1, transport=network.transport()) as (node,):
