@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gossip_tui.core.models import Liveness
+
 __all__ = ["openapi_document"]
 
 _JSON = "application/json"
@@ -100,10 +102,7 @@ _SCHEMAS: dict[str, Any] = {
             "dead_nodes": {"type": "array", "items": _ref("ChitchatId")},
         }
     ),
-    "Liveness": {
-        "type": "string",
-        "enum": ["self", "live", "dead", "scheduled_for_deletion", "unknown"],
-    },
+    "Liveness": {"type": "string", "enum": [liveness.value for liveness in Liveness]},
     "NodeSummary": _object(
         {
             "chitchat_id": _ref("ChitchatId"),

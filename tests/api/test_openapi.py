@@ -100,3 +100,8 @@ def test_error_responses_use_the_error_schema(document: dict[str, Any]) -> None:
                 if status.startswith("4"):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_liveness_lists_every_state_a_node_can_report(document: dict[str, Any]) -> None:
+    enum = document["components"]["schemas"]["Liveness"]["enum"]
+    assert set(enum) == {"self", "live", "dead", "left", "scheduled_for_deletion", "unknown"}
