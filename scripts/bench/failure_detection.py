@@ -17,9 +17,18 @@ every live -> dead change of a node that nobody killed is a false death (a suspi
 swim clears before its suspect timeout is counted apart). The swim members also count their
 own status changes exactly, reported beside the polled figure.
 
-    python scripts/bench/failure_detection.py                  # both modes, full sizes
+Pauses (``--mode pause``, gossip-tui only): a cluster idles for ``--warmup`` seconds
+(minutes, to reach the steady state where the detector has learnt the heartbeat rhythm),
+then ``--runs`` times a random non-seed node is stopped with SIGSTOP for ``--pause``
+seconds and continued; every other node is polled during the stop and for 10 intervals
+after it. Reported: how many observers ever listed it dead, and the largest phi seen.
+``--acceptable-pause`` is passed to the nodes (0: chitchat's rule alone).
+
+    python scripts/bench/failure_detection.py                  # detect and false deaths
     python scripts/bench/failure_detection.py --mode detect --nodes 10 100 --runs 3
     python scripts/bench/failure_detection.py --mode false-deaths --impl gossip-tui
+    python scripts/bench/failure_detection.py --mode pause --nodes 10 --interval-ms 500 \
+        --warmup 600 --runs 5
     python scripts/bench/failure_detection.py --quick
 """
 
@@ -27,7 +36,9 @@ from __future__ import annotations
 
 import http.client
 import math
+import os
 import random
+import signal
 import statistics
 import time
 from functools import partial
@@ -130,6 +141,92 @@ def measure_detection(
     }
 
 
+def pause_once(c: Cluster, victim: NodeProcess, pause: float) -> dict[str, Any]:
+    observers = [n for n in c.live if n is not victim]
+    period = poll_period(c.interval)
+    declared_dead: dict[int, float] = {}
+    largest_phi = 0.0
+    polls = 0
+
+    def phi_and_liveness(observer: NodeProcess) -> tuple[float | None, str]:
+        try:
+            seen = c.node_view(observer, victim)
+        except (OSError, http.client.HTTPException, RuntimeError, ValueError):
+            return None, "error"
+        if seen is None:
+            return None, "absent"
+        return seen["node"]["phi"], seen["node"]["liveness"]
+
+    victim.close_connection()
+    os.kill(victim.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    continued = math.inf
+    try:
+        while time.monotonic() < min(continued, stopped + pause) + 10 * c.interval:
+            if continued == math.inf and time.monotonic() >= stopped + pause:
+                os.kill(victim.pid, signal.SIGCONT)
+                continued = time.monotonic()
+            sweep_start = time.monotonic()
+            for observer, (phi, state) in zip(
+                observers, c.map(phi_and_liveness, observers), strict=True
+            ):
+                polls += 1
+                if state in DEAD | {"absent"}:
+                    declared_dead.setdefault(observer.index, sweep_start - stopped)
+                if phi is not None:
+                    largest_phi = max(largest_phi, float(phi))
+            bench.sleep_until(min(sweep_start + period, stopped + pause))
+    finally:
+        if continued == math.inf:
+            os.kill(victim.pid, signal.SIGCONT)
+    return {
+        "victim": victim.index,
+        "observers": len(observers),
+        "declared_dead_by": len(declared_dead),
+        "first_declared_dead_seconds": min(declared_dead.values(), default=None),
+        "largest_phi": largest_phi,
+        "polls": polls,
+    }
+
+
+def measure_pauses(
+    size: int,
+    interval_ms: int,
+    runs: int,
+    warmup: float,
+    pause: float,
+    acceptable_pause: float | None,
+    rng: random.Random,
+) -> dict[str, Any]:
+    extra = [] if acceptable_pause is None else ["--acceptable-pause", str(acceptable_pause)]
+    with bench.cluster(bench.GOSSIP_TUI, size, interval_ms, rng=rng, extra_args=extra) as c:
+        bench.log(f"pause N={size} {interval_ms} ms: warming up {warmup:.0f} s")
+        time.sleep(warmup)
+        results = []
+        for run in range(runs):
+            victim = rng.choice([n for n in c.live if n.index != 0])
+            result = pause_once(c, victim, pause)
+            results.append(result)
+            bench.log(
+                f"pause N={size} {interval_ms} ms run {run}: node {victim.index} stopped "
+                f"{pause:.1f} s, declared dead by {result['declared_dead_by']}/"
+                f"{result['observers']}, largest phi {result['largest_phi']:.2f}"
+            )
+            # Back to a full view before the next stop; a death needs rounds to undo.
+            bench.sleep_until(time.monotonic() + 20 * c.interval)
+    return {
+        "nodes": size,
+        "interval_ms": interval_ms,
+        "warmup_seconds": warmup,
+        "pause_seconds": pause,
+        "acceptable_pause": acceptable_pause,
+        "runs": runs,
+        "runs_with_a_death": sum(1 for r in results if r["declared_dead_by"]),
+        "largest_phi": max((r["largest_phi"] for r in results), default=math.nan),
+        "runs_detail": results,
+    }
+
+
 def measure_false_deaths(
     impl: str, size: int, interval_ms: int, minutes: float, poll: float, rng: random.Random
 ) -> dict[str, Any]:
@@ -222,7 +319,17 @@ def main() -> int:
         quick_intervals=(100,),
         quick_runs=1,
     )
-    parser.add_argument("--mode", choices=("detect", "false-deaths", "both"), default="both")
+    parser.add_argument(
+        "--mode", choices=("detect", "false-deaths", "both", "pause"), default="both"
+    )
+    parser.add_argument(
+        "--pause", type=float, default=3.0, help="seconds a node is stopped (pause mode)"
+    )
+    parser.add_argument(
+        "--acceptable-pause",
+        type=float,
+        help="passed to the nodes in pause mode (default: the nodes' own default)",
+    )
     parser.add_argument(
         "--warmup", type=float, help="idle seconds before the first kill (default 30; quick 3)"
     )
@@ -245,12 +352,14 @@ def main() -> int:
     impls, skipped = bench.selected_impls(args.impl)
     detection: list[dict[str, Any]] = []
     false_deaths: list[dict[str, Any]] = []
+    pauses: list[dict[str, Any]] = []
     payload: dict[str, Any] = {
         "benchmark": "failure_detection",
         "machine": bench.machine_info(),
         "skipped": skipped,
         "detection": detection,
         "false_deaths": false_deaths,
+        "pauses": pauses,
     }
     failures: list[dict[str, Any]] = []
     payload["failures"] = failures
@@ -274,6 +383,25 @@ def main() -> int:
                         )
                         if result is not None:
                             detection.append(result)
+        if args.mode == "pause":
+            for interval_ms in args.interval_ms:
+                for size in args.nodes:
+                    result = bench.attempt(
+                        {"impl": bench.GOSSIP_TUI, "nodes": size, "mode": "pause"},
+                        partial(
+                            measure_pauses,
+                            size,
+                            interval_ms,
+                            args.runs,
+                            warmup,
+                            args.pause,
+                            args.acceptable_pause,
+                            rng,
+                        ),
+                        failures,
+                    )
+                    if result is not None:
+                        pauses.append(result)
         if args.mode in ("false-deaths", "both"):
             for impl in impls:
                 result = bench.attempt(
@@ -342,6 +470,27 @@ def main() -> int:
                         r["cpu_seconds_per_node_per_minute"],
                     )
                     for r in false_deaths
+                ],
+            )  # fmt: skip
+        if pauses:
+            bench.print_table(
+                "SIGSTOP at steady state: observers that listed the stopped node dead",
+                [
+                    "ms", "N", "warm-up s", "stop s", "acceptable pause", "runs",
+                    "runs with a death", "largest phi",
+                ],
+                [
+                    (
+                        r["interval_ms"],
+                        r["nodes"],
+                        r["warmup_seconds"],
+                        r["pause_seconds"],
+                        "default" if r["acceptable_pause"] is None else r["acceptable_pause"],
+                        r["runs"],
+                        r["runs_with_a_death"],
+                        r["largest_phi"],
+                    )
+                    for r in pauses
                 ],
             )  # fmt: skip
         bench.print_failures(failures)

@@ -14,6 +14,7 @@ import trio
 from gossip_tui.api import serve_http
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import MAX_KEY_VALUE_BYTES, NodeConfig, open_node
+from tests.processes import free_port
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -34,8 +35,12 @@ async def _fetch(url: str, method: str = "GET", body: bytes | None = None) -> tu
 
 @pytest.mark.trio
 async def test_the_api_over_a_real_node() -> None:
+    # Not port 0: the HTTP API takes the gossip port number over TCP, which another
+    # process may hold; free_port checks both.
     config = NodeConfig(
-        listen_addr=SocketAddress.parse("127.0.0.1:0"), node_id="api-real", generation=42
+        listen_addr=SocketAddress.parse(f"127.0.0.1:{free_port()}"),
+        node_id="api-real",
+        generation=42,
     )
     async with open_node(config) as node:
         http_addr = await node.start_service(serve_http, node, node.gossip_addr)

@@ -64,6 +64,16 @@ def test_failure_detection(tmp_path: Path) -> None:
     assert idle["false_deaths"] == 0
 
 
+def test_failure_detection_pause(tmp_path: Path) -> None:
+    stdout, data = run_bench("failure_detection", tmp_path, "--mode", "pause", "--pause", "0.5")
+    assert "SIGSTOP at steady state" in stdout
+    (pauses,) = data["pauses"]
+    (run,) = pauses["runs_detail"]
+    assert run["polls"] >= run["observers"]
+    assert run["declared_dead_by"] == 0
+    assert 0 < pauses["largest_phi"] < 8
+
+
 def test_cost(tmp_path: Path) -> None:
     stdout, data = run_bench(
         "cost", tmp_path, "--impl", "gossip-tui", "--window", "1", "--settle", "0"

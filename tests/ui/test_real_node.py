@@ -16,6 +16,7 @@ from gossip_tui.node import Node, NodeConfig, open_node
 from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.app import serve_node_http
 from gossip_tui.ui.screens import KeyFormScreen
+from tests.processes import free_port
 from tests.ui.conftest import wait_ready, wait_until
 
 LOCAL = SocketAddress.parse("127.0.0.1:0")
@@ -28,7 +29,9 @@ def _statuses(app: GossipApp) -> dict[str, str]:
 
 @pytest.mark.asyncio
 async def test_dashboard_on_a_real_node_with_its_http_api() -> None:
-    config = NodeConfig(listen_addr=LOCAL, node_id="ui-real", gossip_interval=0.1)
+    # Its HTTP API takes the gossip port number over TCP: a port free for both.
+    both_free = SocketAddress.parse(f"127.0.0.1:{free_port()}")
+    config = NodeConfig(listen_addr=both_free, node_id="ui-real", gossip_interval=0.1)
     app = GossipApp(config, open_node, http=serve_node_http, cursor_blink=False)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
