@@ -27,18 +27,12 @@ import typer
 from gossip_tui._config_file import (
     CONFIG_ENV,
     DEFAULT_LISTEN_ADDR,
+    FIELDS,
     CliSettings,
     SettingsError,
     env_var,
-    parse_address,
-    parse_dir,
-    parse_interval_ms,
-    parse_key_file,
-    parse_phi_threshold,
-    parse_seconds,
     parse_secret_key,
     parse_seed,
-    parse_text,
     resolve_settings,
     to_node_config,
 )
@@ -86,6 +80,18 @@ def _env_help(text: str, field: str, default: str | None = None) -> str:
     return f"{text} [{shown}env: {env_var(field)}]"
 
 
+def _setting(*flags: str, metavar: str, text: str, default: str | None = None) -> Any:
+    """The option for one setting: its field is named by the first flag, and the
+    settings code's validator for that field parses it."""
+    field = flags[0].removeprefix("--").replace("-", "_")
+    return typer.Option(
+        *flags,
+        parser=_option_parser(FIELDS[field]),
+        metavar=metavar,
+        help=_env_help(text, field, default),
+    )
+
+
 app = typer.Typer(
     name=PROG,
     help="A chitchat-compatible gossip node with a terminal dashboard and an HTTP API.",
@@ -112,38 +118,32 @@ def run(
     ctx: typer.Context,
     listen_addr: Annotated[
         SocketAddress | None,
-        typer.Option(
+        _setting(
             "--listen-addr",
             "--listen_addr",
-            parser=_option_parser(parse_address),
             metavar="IP:PORT",
-            help=_env_help(
-                "Gossip (UDP) and HTTP (TCP) address to bind.",
-                "listen_addr",
-                str(DEFAULT_LISTEN_ADDR),
-            ),
+            text="Gossip (UDP) and HTTP (TCP) address to bind.",
+            default=str(DEFAULT_LISTEN_ADDR),
         ),
     ] = None,
     public_addr: Annotated[
         SocketAddress | None,
-        typer.Option(
+        _setting(
             "--public-addr",
             "--public_addr",
-            parser=_option_parser(parse_address),
             metavar="IP:PORT",
-            help=_env_help("Address peers should gossip to.", "public_addr", "the listen address"),
+            text="Address peers should gossip to.",
+            default="the listen address",
         ),
     ] = None,
     node_id: Annotated[
         str | None,
-        typer.Option(
+        _setting(
             "--node-id",
             "--node_id",
-            parser=_option_parser(parse_text),
             metavar="NAME",
-            help=_env_help(
-                "Unique name of this node.", "node_id", "server:<public addr>-<random words>"
-            ),
+            text="Unique name of this node.",
+            default="server:<public addr>-<random words>",
         ),
     ] = None,
     seed: Annotated[
@@ -158,24 +158,22 @@ def run(
     ] = None,
     interval_ms: Annotated[
         int | None,
-        typer.Option(
+        _setting(
             "--interval-ms",
             "--interval_ms",
-            parser=_option_parser(parse_interval_ms),
             metavar="MS",
-            help=_env_help("Gossip interval in milliseconds.", "interval_ms", "500"),
+            text="Gossip interval in milliseconds.",
+            default="500",
         ),
     ] = None,
     cluster_id: Annotated[
         str | None,
-        typer.Option(
+        _setting(
             "--cluster-id",
             "--cluster_id",
-            parser=_option_parser(parse_text),
             metavar="NAME",
-            help=_env_help(
-                "Cluster to join; peers of another cluster are refused.", "cluster_id", "testing"
-            ),
+            text="Cluster to join; peers of another cluster are refused.",
+            default="testing",
         ),
     ] = None,
     headless: Annotated[
@@ -191,62 +189,48 @@ def run(
     ] = None,
     dead_node_grace_period: Annotated[
         float | None,
-        typer.Option(
+        _setting(
             "--dead-node-grace-period",
-            parser=_option_parser(parse_seconds),
             metavar="SECONDS",
-            help=_env_help(
-                "How long a dead node is kept before being forgotten.",
-                "dead_node_grace_period",
-                "86400",
-            ),
+            text="How long a dead node is kept before being forgotten.",
+            default="86400",
         ),
     ] = None,
     marked_for_deletion_grace_period: Annotated[
         float | None,
-        typer.Option(
+        _setting(
             "--marked-for-deletion-grace-period",
-            parser=_option_parser(parse_seconds),
             metavar="SECONDS",
-            help=_env_help(
-                "How long a deleted key's tombstone is kept.",
-                "marked_for_deletion_grace_period",
-                "3600",
-            ),
+            text="How long a deleted key's tombstone is kept.",
+            default="3600",
         ),
     ] = None,
     phi_threshold: Annotated[
         float | None,
-        typer.Option(
+        _setting(
             "--phi-threshold",
-            parser=_option_parser(parse_phi_threshold),
             metavar="PHI",
-            help=_env_help(
-                "Failure detector threshold: above it a node is dead.", "phi_threshold", "8.0"
-            ),
+            text="Failure detector threshold: above it a node is dead.",
+            default="8.0",
         ),
     ] = None,
     acceptable_pause: Annotated[
         float | None,
-        typer.Option(
+        _setting(
             "--acceptable-pause",
-            parser=_option_parser(parse_seconds),
             metavar="SECONDS",
-            help=_env_help(
-                "Silence tolerated on top of the phi threshold (a GC pause, a stopped VM); "
-                "0 judges liveness exactly as chitchat does.",
-                "acceptable_pause",
-                "3",
-            ),
+            text="Silence tolerated on top of the phi threshold (a GC pause, a stopped VM); "
+            "0 judges liveness exactly as chitchat does.",
+            default="3",
         ),
     ] = None,
     state_dir: Annotated[
         Path | None,
-        typer.Option(
+        _setting(
             "--state-dir",
-            parser=_option_parser(parse_dir),
             metavar="DIR",
-            help=_env_help("Keep the local keys here across restarts.", "state_dir", "nowhere"),
+            text="Keep the local keys here across restarts.",
+            default="nowhere",
         ),
     ] = None,
     secret_key: Annotated[
@@ -262,13 +246,11 @@ def run(
     ] = None,
     secret_key_file: Annotated[
         Path | None,
-        typer.Option(
+        _setting(
             "--secret-key-file",
-            parser=_option_parser(parse_key_file),
             metavar="PATH",
-            help=_env_help(
-                "File of keys, one per line, the first one seals.", "secret_key_file", "none"
-            ),
+            text="File of keys, one per line, the first one seals.",
+            default="none",
         ),
     ] = None,
     config: Annotated[
