@@ -24,9 +24,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
 from gossip_tui.core.keys import parse_key_lines
 from gossip_tui.core.models import SocketAddress
 
@@ -90,6 +87,11 @@ class Sealer:
     ) -> None:
         if not keys:
             raise ValueError("at least one key is needed")
+        # Imported here: OpenSSL's bindings cost a plaintext node (the default) ~7 MiB.
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+        self._invalid_tag = InvalidTag
         self._send_key_id = _key_id(keys[0])
         self._ciphers = {_key_id(key): ChaCha20Poly1305(key) for key in keys}
         self._session = session if session is not None else os.urandom(4)
@@ -117,7 +119,7 @@ class Sealer:
         nonce = datagram[len(MAGIC) + _KEY_ID_LEN : _HEADER_LEN]
         try:
             plain = cipher.decrypt(nonce, datagram[_HEADER_LEN:], datagram[:_HEADER_LEN])
-        except InvalidTag:
+        except self._invalid_tag:
             raise DatagramRejected("auth_failed") from None
         (stamp_ms,) = _TIMESTAMP.unpack_from(plain)
         if abs(self._clock() - stamp_ms / 1000) > self._max_age:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import attrs
 import pytest
 import trio
@@ -18,6 +23,8 @@ from gossip_tui.node import (
 from gossip_tui.node._crypto import OVERHEAD, Sealer
 
 from .helpers import all_see_each_other, fast_config, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
 
 KEY_A = parse_key(generate_key())
 KEY_B = parse_key(generate_key())
@@ -133,3 +140,24 @@ async def test_a_replayed_datagram_is_refused(autojump_clock: trio.abc.Clock) ->
         await attacker.send(captured, node.gossip_addr)
         await wait_until(lambda: node.stats.dropped["replay"] == 1, 5, "the replay refused")
         assert node.stats.dropped["auth_failed"] == 0
+
+
+def test_a_plaintext_node_does_not_load_cryptography() -> None:
+    # OpenSSL's bindings cost ~7 MiB of RSS per node; only sealing needs them.
+    probe = (
+        "import sys, gossip_tui.node, gossip_tui.api, gossip_tui.cli; "
+        "print('cryptography' in sys.modules)"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "False"
+    Sealer([b"k" * 32])  # and sealing still finds it
+    assert "cryptography" in sys.modules
