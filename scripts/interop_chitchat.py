@@ -13,7 +13,10 @@ Checks, each with a deadline, in order:
 2. a key set on a gossip-tui node and one set on a chitchat node reach every node;
 3. deleting both reaches every node;
 4. 300 keys of 1 KB set on one node of each kind reach every node (deltas cut to the
-   datagram size, zstd-compressed, over many rounds);
+   datagram size, zstd-compressed, over many rounds); a 59 KB value set on a gossip-tui
+   node reaches every node (chitchat nodes relay it to each other); a key set with a TTL
+   shows as ``DeleteAfterTtl`` everywhere; a gossip-tui node of another cluster is known
+   to nobody;
 5. ``kill -9`` of one node of each kind: every survivor marks both dead, and after the
    10 s grace period forgets them;
 6. the killed gossip-tui node restarts (a new generation): every chitchat node lists the
@@ -149,6 +152,16 @@ class Interop:
         self.members.append(member)
         return member
 
+    def put(self, member: Member, key: str, value: str, query: str = "") -> None:
+        """gossip-tui's PUT /keys/{key}: values too long for a URL, and TTLs."""
+        request = urllib.request.Request(
+            f"http://{bench.HOST}:{member.port}/keys/{quote(key)}{query}",
+            data=value.encode(),
+            method="PUT",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+
     @property
     def running(self) -> list[Member]:
         return [m for m in self.members if m.running]
@@ -259,6 +272,44 @@ class Interop:
                 for v in self.views().values()
             ),
         )
+
+        big = "v" * 59_000
+        self.put(writer_g, "big", big)
+        self.check(
+            "a 59 KB value set on a gossip-tui node reaches every node",
+            30,
+            lambda: all(_value(v, writer_g.name, "big") == big for v in self.views().values()),
+        )
+        self.put(writer_g, "temporary", "soon gone", query="?ttl=true")
+
+        def ttl_everywhere() -> bool:
+            for view in self.views().values():
+                state = _node_state(view, writer_g.name) or {"key_values": {}}
+                entry = state["key_values"].get("temporary") or {}
+                if entry.get("status") != "DeleteAfterTtl" or entry["value"] != "soon gone":
+                    return False
+            return True
+
+        self.check("a key set with a TTL shows as DeleteAfterTtl everywhere", 30, ttl_everywhere)
+        port = next(self._ports)
+        outsider = Member(
+            GOSSIP_TUI,
+            "outsider",
+            port,
+            [*self.command(GOSSIP_TUI, "outsider", port, first), "--cluster-id", "other"],
+        )
+        outsider.start(self.workdir)
+        time.sleep(10 * args.interval_ms / 1000)
+        self.check(
+            "a gossip-tui node of another cluster, seeded with a chitchat node, is refused",
+            1,
+            lambda: (
+                outsider.running
+                and _ids(outsider.view()["live_nodes"]) == {"outsider"}
+                and all(_node_state(v, "outsider") is None for v in self.views().values())
+            ),
+        )
+        outsider.kill()
 
         # Kill nodes that are neither the writers nor the first seed.
         spare_g = [m for m in self.of_kind(GOSSIP_TUI) if m is not writer_g]
