@@ -23,7 +23,9 @@ Checks, each with a deadline, in order:
    new generation live;
 7. with ``--gc``, 60 s after the deletes the tombstones are collected, and a chitchat node
    and a gossip-tui node that join afterwards get the state without the deleted keys;
-8. no node logged an error, and no gossip-tui node dropped a datagram as malformed.
+8. no node logged an error, and no gossip-tui node dropped a datagram as malformed;
+9. with ``--soak MINUTES``, first (right after the cluster formed), no node ever lists
+   another as not live while the cluster idles.
 
     python scripts/interop_chitchat.py --chitchat-test PATH/TO/chitchat-test
     python scripts/interop_chitchat.py --chitchat-test PATH --chitchat 5 --gossip-tui 5 --gc
@@ -227,6 +229,12 @@ class Interop:
         )
         if not ok:
             return False
+        if args.soak:
+            self.check(
+                f"idle for {args.soak:g} min: no node ever listed another dead",
+                1,
+                lambda: self.soak(args.soak * 60, names),
+            )
 
         writer_g, writer_c = self.of_kind(GOSSIP_TUI)[0], self.of_kind(CHITCHAT)[0]
         writer_g.get(f"/set_kv/?key=color&value={quote('deep blue')}")
@@ -392,6 +400,21 @@ class Interop:
         self.check("no gossip-tui node dropped a datagram as malformed", 1, self.no_malformed)
         return all(r["ok"] for r in self.results)
 
+    def soak(self, seconds: float, names: set[str]) -> bool:
+        """Poll every node twice per second for ``seconds``; log every node that one of
+        them does not list live (a false death: nobody was stopped)."""
+        end = time.monotonic() + seconds
+        false_deaths = 0
+        while time.monotonic() < end:
+            started = time.monotonic()
+            for observer, view in self.views().items():
+                missing = names - _ids(view["live_nodes"])
+                for name in sorted(missing):
+                    false_deaths += 1
+                    bench.log(f"          {observer} does not list {name} live")
+            bench.sleep_until(started + 0.5)
+        return false_deaths == 0
+
     def no_errors(self) -> bool:
         clean = True
         for member in self.members:
@@ -427,6 +450,9 @@ def main() -> int:
     parser.add_argument("--gossip-tui", type=int, default=3, help="gossip-tui nodes (default 3)")
     parser.add_argument("--interval-ms", type=int, default=500, help="gossip interval")
     parser.add_argument("--gc", action="store_true", help="also check tombstone GC (+70 s)")
+    parser.add_argument(
+        "--soak", type=float, default=0, help="minutes to idle first, watching for false deaths"
+    )
     parser.add_argument("--json", type=Path, help="where to write the results")
     args = parser.parse_args()
     if args.chitchat < 1 or args.gossip_tui < 1:

@@ -267,7 +267,8 @@ class Node:
                     await self._send_bytes(syn, addr)
             self.stats.rounds += 1
             self.stats.last_round_duration = self._now() - started
-            self._touch()
+            if self.engine.state.changes:  # tombstones collected; else the watcher sleeps on
+                self._touch()
             next_round = max(next_round + interval, self._now())
             await trio.sleep_until(next_round)
 
@@ -280,6 +281,8 @@ class Node:
             changes = self.engine.update_liveness(self._now())
             if changes:
                 self._publish_liveness(changes)
+            if self.engine.state.changes:  # dead nodes forgotten
+                self._touch()
             await trio.sleep(interval)
 
     async def _receive_loop(self) -> None:
