@@ -139,9 +139,11 @@ class TrioBridge:
     async def _main(self) -> None:
         with self._cancel_scope:
             async with self._factory(self._config) as node:
+                # Subscribe before anything awaits: the seeds' first replies (and the keys
+                # they carry) can arrive at the first checkpoint, and belong in the log.
+                events = node.subscribe()
                 http_addr = await self._http(node) if self._http is not None else None
                 self._post(NodeReady(node, http_addr))
-                events = node.subscribe()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._forward_events, events)
                     nursery.start_soon(self._refresh_snapshots, node)

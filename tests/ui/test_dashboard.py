@@ -9,12 +9,13 @@ from textual.command import CommandList
 from textual.widgets import Input
 
 from gossip_tui.core.models import Liveness, SocketAddress
+from gossip_tui.node import KeyChanged
 from gossip_tui.ui import GossipApp, run_dashboard
 from gossip_tui.ui.screens import ConfirmDeleteScreen, HelpScreen, KeyFormScreen
 from gossip_tui.ui.widgets import LiveHistory, NodeFilter
 from gossip_tui.ui.widgets.nodes_table import COLUMN_KEYS, COLUMNS
 from tests.ui.conftest import SELF_CONFIG, make_app, populate, wait_ready, wait_until
-from tests.ui.fake_node import FakeCluster, FakeNodeConfig, crashing_open_node
+from tests.ui.fake_node import FakeCluster, FakeNode, FakeNodeConfig, crashing_open_node
 
 
 def _status(app: GossipApp, row_key: str) -> str:
@@ -133,6 +134,23 @@ async def test_a_peer_death_shows_in_the_table(cluster: FakeCluster) -> None:
         assert f"dead    {peer.node_id}" in _log_text(app)
         await wait_until(pilot, lambda: history.samples[-1] == 1, what="the sparkline's dip")
         assert 2 in history.samples
+
+
+@pytest.mark.asyncio
+async def test_events_from_the_first_replies_are_logged(cluster: FakeCluster) -> None:
+    # A seed's first reply can land while the dashboard still starts the HTTP API: the
+    # keys it carries are events all the same.
+    peer = cluster.add_peer("seed-1", port=10001)
+
+    async def http_that_takes_a_moment(node: FakeNode) -> None:
+        cluster.emit(KeyChanged(peer, "role", "indexer", 1))
+        await trio.sleep(0)
+
+    app = make_app(cluster, http=http_that_takes_a_moment)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_ready(pilot)
+        await wait_until(pilot, lambda: "indexer" in _log_text(app), what="the early key")
+        assert "seed-1 role = indexer (v1)" in _log_text(app)
 
 
 @pytest.mark.asyncio
