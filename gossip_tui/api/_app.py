@@ -53,7 +53,7 @@ _log = logging.getLogger("gossip_tui.api")
 MAX_BODY_SIZE = 64 * 1024
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class HttpError(Exception):
@@ -210,6 +210,8 @@ def _set_kv(node: ApiNode, request: Request) -> Response:
 
 def _mark_for_deletion(node: ApiNode, request: Request) -> Response:
     key = request.query_param("key")
+    if not key:
+        raise HttpError(400, "a key must not be empty")
     # Like chitchat, marking a key that is absent (or already deleted) is not an error.
     if _live_value(node, key) is not None:
         node.delete(key)
@@ -261,6 +263,8 @@ def _get_key(node: ApiNode, request: Request) -> Response:
 
 
 def _put_body(request: Request) -> PutKeyBody:
+    # Checked whatever the body: a malformed flag is a bad request, not one to ignore.
+    ttl = request.query_flag("ttl")
     media = request.media_type
     if media == "application/json" or media.endswith("+json"):
         try:
@@ -277,7 +281,7 @@ def _put_body(request: Request) -> PutKeyBody:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:
         raise HttpError(400, "the body is not valid UTF-8 text") from None
-    return PutKeyBody(value=text, ttl=request.query_flag("ttl"))
+    return PutKeyBody(value=text, ttl=ttl)
 
 
 def _put_key(node: ApiNode, request: Request) -> Response:

@@ -33,13 +33,18 @@ def _object(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> di
     }
 
 
-def _query(name: str, description: str, *, required: bool) -> dict[str, Any]:
+def _query(
+    name: str, description: str, *, required: bool, min_length: int = 0
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if min_length:
+        schema["minLength"] = min_length
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": schema,
     }
 
 
@@ -190,7 +195,7 @@ _PATHS: dict[str, Any] = {
             "operationId": "setKv",
             "summary": "Set a key-value on this node (chitchat-test)",
             "parameters": [
-                _query("key", "the key", required=True),
+                _query("key", "the key", required=True, min_length=1),
                 _query("value", "the value", required=True),
             ],
             "responses": {
@@ -204,7 +209,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "markForDeletion",
             "summary": "Delete a key of this node (chitchat-test); an absent key is ignored",
-            "parameters": [_query("key", "the key", required=True)],
+            "parameters": [_query("key", "the key", required=True, min_length=1)],
             "responses": {
                 "200": _json(_ref("Status"), "the key is deleted"),
                 "400": _BAD_REQUEST,
@@ -251,7 +256,8 @@ _PATHS: dict[str, Any] = {
             "summary": "Set a key of this node",
             "description": (
                 "A JSON body (application/json) is a PutKey object; any other body is the "
-                "value itself as UTF-8 text, with the ttl query parameter."
+                "value itself as UTF-8 text, with the ttl query parameter. No body sets the "
+                "empty value."
             ),
             "parameters": [
                 _KEY,
@@ -264,7 +270,7 @@ _PATHS: dict[str, Any] = {
                 },
             ],
             "requestBody": {
-                "required": True,
+                "required": False,
                 "content": {
                     _JSON: {"schema": _ref("PutKey")},
                     "text/plain": {"schema": {"type": "string"}},
@@ -291,6 +297,7 @@ _PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _json(_ref("KeyDeleted"), "the key is deleted"),
+                "400": _BAD_REQUEST,
                 "404": _error("no such key, or already deleted"),
             },
         },

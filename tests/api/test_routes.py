@@ -215,6 +215,7 @@ def test_mark_for_deletion_of_an_absent_key_is_a_no_op(node: FakeNode) -> None:
 
 def test_mark_for_deletion_without_key_is_400(node: FakeNode) -> None:
     _error(call(make_app(node), "GET", "/mark_for_deletion/"), 400)
+    assert "empty" in _error(call(make_app(node), "GET", "/mark_for_deletion/", query="key="), 400)
 
 
 # --------------------------------------------------------------------------- REST: nodes
@@ -391,7 +392,12 @@ def test_put_key_with_a_bad_body_is_400(
 
 
 def test_put_key_with_a_bad_ttl_flag_is_400(node: FakeNode) -> None:
-    _error(call(make_app(node), "PUT", "/keys/k", body=b"v", query="ttl=maybe"), 400)
+    app = make_app(node)
+    _error(call(app, "PUT", "/keys/k", body=b"v", query="ttl=maybe"), 400)
+    _error(call(app, "PUT", "/keys/k", body=b"v", query="ttl="), 400)  # say which
+    # Even beside a JSON body, which carries its own ttl.
+    _error(call(app, "PUT", "/keys/k", body=b'{"value": "v"}', query="ttl=null", headers=JSON), 400)
+    assert node.calls == []
 
 
 def test_put_key_body_over_the_cap_is_413(node: FakeNode) -> None:
