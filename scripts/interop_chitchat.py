@@ -354,7 +354,6 @@ class Interop:
                 ),
             )
             restarted = victims[0]
-            time.sleep(1.1)  # the generation is in seconds: make sure it is a new one
             # Its seed may be the chitchat node just killed: join through the first node.
             restarted.command_line = self.command(
                 restarted.kind, restarted.name, restarted.port, first

@@ -55,7 +55,7 @@ class NodeConfig:
     # What peers should use to reach us; the bound listen address when None.
     public_addr: SocketAddress | None = None
     node_id: str | None = None
-    # Must grow on every restart; unix time at start when None.
+    # Must differ on every restart; unix time in milliseconds at start when None.
     generation: int | None = None
     cluster_id: str = "testing"
     # "ip:port" or "host:port"; host names are resolved again every 60 s.

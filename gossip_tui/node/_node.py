@@ -56,6 +56,13 @@ MAX_KEY_VALUE_BYTES = 60_000
 _SEED_RETRY_INTERVAL = 5.0
 
 
+def _generation_now() -> int:
+    # Unix time in milliseconds: a node restarted within the same second (a crash loop
+    # under systemd) still gets a new generation, which peers need to tell the new
+    # incarnation from the old one. chitchat-test uses seconds; Quickwit nanoseconds.
+    return time.time_ns() // 1_000_000
+
+
 class KeyValueTooLarge(ValueError):
     """A key or value that could never be gossiped in a single datagram."""
 
@@ -460,7 +467,7 @@ async def open_node(
             public = socket.local_address
         node_id = NodeId(
             config.node_id or default_node_id(public),
-            config.generation if config.generation is not None else int(time.time()),
+            config.generation if config.generation is not None else _generation_now(),
             public,
         )
         initial = dict(config.initial_key_values)

@@ -123,7 +123,7 @@ class DemoCluster:
                 peer.config,
                 node_id=old.node_id,
                 listen_addr=old.gossip_addr,
-                generation=max(int(time.time()), old.generation + 1),
+                generation=max(time.time_ns() // 1_000_000, old.generation + 1),
             )
         try:
             await nursery.start(self._run_peer, peer)

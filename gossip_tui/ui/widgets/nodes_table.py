@@ -49,7 +49,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("node", "Node", 24, lambda n, _t: n.node.node_id),
     Column("status", "Status", 8, lambda n, _t: STATUS_ORDER[n.liveness]),
     Column("address", "Address", 21, lambda n, _t: n.node.gossip_addr.sort_key()),
-    Column("generation", "Generation", 10, lambda n, _t: n.node.generation),
+    Column("generation", "Generation", 13, lambda n, _t: n.node.generation),
     Column("heartbeat", "Heartbeat", 9, lambda n, _t: n.heartbeat),
     Column("phi", "Phi", 5, lambda n, _t: -1.0 if n.phi is None else n.phi),
     Column("max_version", "Max ver", 7, lambda n, _t: n.max_version),
