@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import attrs
 import pytest
 import trio
@@ -231,3 +233,16 @@ async def test_subscriptions_end_with_the_node_and_laggards_lose_events(
     with trio.fail_after(1):
         keys = [e.key async for e in follower if isinstance(e, KeyChanged)]
     assert keys == [f"k{i}" for i in range(5)]
+
+
+@pytest.mark.trio
+async def test_the_default_generation_is_unix_time_in_milliseconds(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Seconds would give a node restarted within the same second its old identity.
+    network = MemoryNetwork(seed=9)
+    config = attrs.evolve(fast_config("127.0.0.1:0"), generation=None)
+    before = time.time_ns() // 1_000_000
+    async with open_node(config, transport=network.transport()) as node:
+        after = time.time_ns() // 1_000_000
+        assert before <= node.self_id.generation <= after
