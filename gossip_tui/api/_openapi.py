@@ -33,9 +33,7 @@ def _object(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> di
     }
 
 
-def _query(
-    name: str, description: str, *, required: bool, min_length: int = 0
-) -> dict[str, Any]:
+def _query(name: str, description: str, *, required: bool, min_length: int = 0) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     if min_length:
         schema["minLength"] = min_length

@@ -31,6 +31,7 @@ _HEADER_LEN = 4
 
 
 _LARGEST_VERSION = 2**64 - 1
+_LARGEST_HEARTBEAT = 2**64 - 1
 
 
 def fits_in_one_delta(
@@ -128,6 +129,8 @@ class GossipEngine:
         self.seed_addrs: set[SocketAddress] = set(seed_addrs)
         self.rng = rng or random.Random()
         self.left: set[NodeId] = set()
+        # Times a peer reported our own heartbeat ahead of ours (see _outrun_heartbeat).
+        self.outrun_heartbeats = 0
         # Live peers as of the last sweep: a node can also die between sweeps (by leaving).
         self._live_at_last_sweep: set[NodeId] = set()
         me = self.self_state
@@ -166,8 +169,21 @@ class GossipEngine:
             state = states.get(node)
             if state is None:
                 self._report_heartbeat(node, node_digest.heartbeat, now)
-            elif state is not me and state.try_set_heartbeat(node_digest.heartbeat, now):
-                report(node, now)
+            elif state is not me:
+                if state.try_set_heartbeat(node_digest.heartbeat, now):
+                    report(node, now)
+            elif node_digest.heartbeat > state.heartbeat:
+                self._outrun_heartbeat(node_digest.heartbeat)
+
+    def _outrun_heartbeat(self, reported: int) -> None:
+        """A peer says our heartbeat is ahead of what it is. Only we beat, so that value
+        came from a corrupted datagram (or an incarnation of ours with the same
+        generation); peers keep the highest heartbeat they saw, so ours would look stale
+        to all of them from now on. Jump past it: our beats count again. (chitchat has no
+        such rule; to a chitchat peer this is just a higher heartbeat.)"""
+        me = self.self_state
+        me.heartbeat = min(reported + 1, _LARGEST_HEARTBEAT)
+        self.outrun_heartbeats += 1
 
     def _report_heartbeat(self, node: NodeId, heartbeat: int, now: float) -> None:
         if node == self.self_id:

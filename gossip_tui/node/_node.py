@@ -309,6 +309,7 @@ class Node:
                 log.debug("dropped a malformed datagram from %s: %s", source, exc)
                 continue
             refused_before = self.engine.state.rejected.total()
+            outrun_before = self.engine.outrun_heartbeats
             try:
                 reply = self.engine.handle_message(message, self._now())
             except Exception:
@@ -321,6 +322,12 @@ class Node:
                     "refused input from %s (totals by reason: %s)",
                     source,
                     dict(self.engine.state.rejected),
+                )
+            if self.engine.outrun_heartbeats != outrun_before:
+                log.warning(
+                    "%s reported our heartbeat ahead of ours (a corrupted datagram, or an "
+                    "incarnation of ours with the same generation): jumped past it",
+                    source,
                 )
             if self.engine.state.changes:
                 # Most messages only move heartbeats: no need to wake the watcher for those.

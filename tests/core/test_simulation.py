@@ -93,3 +93,27 @@ def test_late_joiner_behind_gc_catches_up_by_reset() -> None:
     assert sim.rounds_until(sim.converged, limit=30) is not None
     seen = late.state.node_state(owner.self_id)
     assert seen is not None and seen.get("k0") is None and seen.get("k4") == "v"
+
+
+def test_a_node_whose_heartbeat_was_corrupted_upwards_heals_itself() -> None:
+    # A corrupted datagram that still decodes can carry a peer's heartbeat far ahead of
+    # the real one; the peers keep the highest they saw and spread it, so the node's real
+    # beats would look stale to everyone until it restarted. It sees itself ahead in their
+    # digests, jumps past that value, and is live everywhere again.
+    sim = Simulation(6, seed=11)
+    assert sim.rounds_until(lambda: all(len(e.live_nodes()) == 6 for e in sim.active()), 40)
+    victim = sim.engine(2).self_id
+    corrupted = 2**45
+    bystander = sim.engine(4)
+    state = bystander.state.node_state(victim)
+    assert state is not None
+    state.heartbeat = corrupted  # what the corrupted datagram left behind
+    sim.run(10)
+    assert sim.engine(2).self_state.heartbeat > corrupted
+    rounds = sim.rounds_until(
+        lambda: all(victim in e.live_nodes() for e in sim.active() if e.self_id != victim),
+        limit=60,
+    )
+    assert rounds is not None
+    sim.run(60)  # and stays live: its beats count again
+    assert all(victim in e.live_nodes() for e in sim.active() if e.self_id != victim)
