@@ -86,12 +86,16 @@ def _check_size(engine: GossipEngine, key: str, value: str) -> None:
     if not key:
         raise ValueError("a key must not be empty")
     size = len(key.encode()) + len(value.encode())
-    if size > MAX_KEY_VALUE_BYTES or not fits_in_one_delta(
-        engine.self_id, key, value, engine.max_datagram_size
-    ):
+    if size > MAX_KEY_VALUE_BYTES:
         raise KeyValueTooLarge(
             f"key and value take {size:,} bytes; at most {MAX_KEY_VALUE_BYTES:,} "
             "fit in a gossip datagram"
+        )
+    if not fits_in_one_delta(engine.self_id, key, value, engine.max_datagram_size):
+        name = len(engine.self_id.node_id.encode())
+        raise KeyValueTooLarge(
+            f"key and value take {size:,} bytes, which do not fit in a gossip datagram "
+            f"beside this node's {name:,}-byte name"
         )
 
 
