@@ -69,6 +69,11 @@ def render_metrics(snapshot: ClusterSnapshot, stats: NodeStats) -> str:
             "Events lost by subscribers that fell behind.",
             stats.events_dropped,
         ),
+        (
+            "heartbeat_outruns_total",
+            "Times a peer reported our heartbeat ahead of ours and we jumped past it.",
+            stats.heartbeat_outruns,
+        ),
     )
     for name, help_text, value in counters:
         out.metric(prefix + name, "counter", help_text, value)

@@ -78,6 +78,7 @@ class NodeStats:
     send_errors: int = 0
     rounds: int = 0
     events_dropped: int = 0
+    heartbeat_outruns: int = 0
     last_round_duration: float = 0.0
     dropped: Counter[str] = attrs.field(factory=Counter)
 
@@ -328,6 +329,7 @@ class Node:
                     dict(self.engine.state.rejected),
                 )
             if self.engine.outrun_heartbeats != outrun_before:
+                self.stats.heartbeat_outruns = self.engine.outrun_heartbeats
                 log.warning(
                     "%s reported our heartbeat ahead of ours (a corrupted datagram, or an "
                     "incarnation of ours with the same generation): jumped past it",

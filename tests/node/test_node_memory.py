@@ -8,6 +8,8 @@ import attrs
 import pytest
 import trio
 
+from gossip_tui.core.codec import encode
+from gossip_tui.core.messages import Digest, NodeDigest, Syn
 from gossip_tui.core.models import Liveness, SocketAddress
 from gossip_tui.node import (
     KeyChanged,
@@ -246,3 +248,20 @@ async def test_the_default_generation_is_unix_time_in_milliseconds(
     async with open_node(config, transport=network.transport()) as node:
         after = time.time_ns() // 1_000_000
         assert before <= node.self_id.generation <= after
+
+
+@pytest.mark.trio
+async def test_a_peer_reporting_our_heartbeat_ahead_is_outrun_and_counted(
+    autojump_clock: trio.abc.Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    network = MemoryNetwork(seed=10)
+    async with open_cluster(1, transport=network.transport()) as (node,):
+        ahead = 2**45
+        syn = Syn("testing", Digest({node.self_id: NodeDigest(ahead, 0, 1)}))
+        peer = network.bind(SocketAddress.parse("127.0.0.1:0"))
+        await peer.send(encode(syn), node.gossip_addr)
+        await wait_until(lambda: node.stats.heartbeat_outruns == 1, 5, "the outrun")
+        mine = node.snapshot().node(node.self_id)
+        assert mine is not None and mine.heartbeat > ahead
+        assert "reported our heartbeat ahead of ours" in caplog.text
