@@ -1,4 +1,8 @@
-"""--state-dir: the operator's keys survive a restart; a corrupt file is set aside."""
+"""--state-dir: the operator's keys survive a restart; a corrupt file is set aside.
+
+Real time, not trio's autojump clock: the saves run in a worker thread, and while one
+does, the autojump clock would see every task blocked and leap past the waits' deadlines.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from pathlib import Path
 
 import attrs
 import pytest
-import trio
 
 from gossip_tui.node import MemoryNetwork, open_node
 from gossip_tui.node._local_store import STATE_FILE, load_local_keys
@@ -17,9 +20,7 @@ from .helpers import fast_config, open_cluster, wait_until
 
 
 @pytest.mark.trio
-async def test_keys_come_back_under_a_new_generation(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
-) -> None:
+async def test_keys_come_back_under_a_new_generation(tmp_path: Path) -> None:
     network = MemoryNetwork(seed=21)
     async with open_cluster(1, transport=network.transport()) as (observer,):
         base = fast_config(seeds=(str(observer.gossip_addr),), node_id="durable")
@@ -43,9 +44,7 @@ async def test_keys_come_back_under_a_new_generation(
 
 
 @pytest.mark.trio
-async def test_the_last_change_is_kept_on_close(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
-) -> None:
+async def test_the_last_change_is_kept_on_close(tmp_path: Path) -> None:
     network = MemoryNetwork(seed=22)
     config = attrs.evolve(fast_config(), state_dir=tmp_path)
     async with open_node(config, transport=network.transport()) as node:
@@ -60,7 +59,7 @@ async def test_the_last_change_is_kept_on_close(
 
 @pytest.mark.trio
 async def test_a_corrupt_file_is_reported_and_moved_aside(
-    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / STATE_FILE).write_text('{"format": 1, "keys": {"a": 3}}')
     network = MemoryNetwork(seed=23)
