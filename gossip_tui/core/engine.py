@@ -30,8 +30,8 @@ GOSSIP_COUNT = 3
 _HEADER_LEN = 4
 
 
-_LARGEST_VERSION = 2**64 - 1
-_LARGEST_HEARTBEAT = 2**64 - 1
+# Versions and heartbeats are u64 on the wire.
+_U64_MAX = 2**64 - 1
 
 
 def fits_in_one_delta(
@@ -43,7 +43,7 @@ def fits_in_one_delta(
     writer = DeltaWriter(max_datagram_size - _HEADER_LEN)
     try:
         return writer.try_add_node(node, 0, 0) and writer.try_add_kv(
-            key, value, _LARGEST_VERSION, KeyStatus.SET
+            key, value, _U64_MAX, KeyStatus.SET
         )
     except EncodeError:  # a key or value longer than the wire's length fields
         return False
@@ -182,7 +182,7 @@ class GossipEngine:
         to all of them from now on. Jump past it: our beats count again. (chitchat has no
         such rule; to a chitchat peer this is just a higher heartbeat.)"""
         me = self.self_state
-        me.heartbeat = min(reported + 1, _LARGEST_HEARTBEAT)
+        me.heartbeat = min(reported + 1, _U64_MAX)
         self.outrun_heartbeats += 1
 
     def _report_heartbeat(self, node: NodeId, heartbeat: int, now: float) -> None:
