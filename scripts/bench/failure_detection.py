@@ -54,17 +54,25 @@ def poll_period(interval: float) -> float:
     return min(0.25, max(0.05, interval / 4))
 
 
+def victim_seen(c: Cluster, observer: NodeProcess, victim: NodeProcess) -> tuple[str, Any]:
+    """How ``observer`` sees ``victim``: its liveness (or "absent", or "error" when the
+    observer did not answer) and its phi there (None when not measured)."""
+    try:
+        seen = c.node_view(observer, victim)
+    except (OSError, http.client.HTTPException, RuntimeError, ValueError):
+        return "error", None
+    if seen is None:
+        return "absent", None
+    return seen["node"]["liveness"], seen["node"].get("phi")
+
+
 def detect_once(c: Cluster, victim: NodeProcess, timeout: float) -> dict[str, Any]:
     observers = c.live
     observers.remove(victim)
     period = poll_period(c.interval)
 
     def view(observer: NodeProcess) -> tuple[str, float]:
-        try:
-            seen = c.node_view(observer, victim)
-        except (OSError, http.client.HTTPException, RuntimeError, ValueError):
-            return "error", time.monotonic()
-        return ("absent" if seen is None else seen["node"]["liveness"]), time.monotonic()
+        return victim_seen(c, observer, victim)[0], time.monotonic()
 
     dead_at: dict[int, float] = {}
     suspect_at: dict[int, float] = {}
@@ -148,36 +156,29 @@ def pause_once(c: Cluster, victim: NodeProcess, pause: float) -> dict[str, Any]:
     largest_phi = 0.0
     polls = 0
 
-    def phi_and_liveness(observer: NodeProcess) -> tuple[float | None, str]:
-        try:
-            seen = c.node_view(observer, victim)
-        except (OSError, http.client.HTTPException, RuntimeError, ValueError):
-            return None, "error"
-        if seen is None:
-            return None, "absent"
-        return seen["node"]["phi"], seen["node"]["liveness"]
-
     victim.close_connection()
     os.kill(victim.pid, signal.SIGSTOP)
     stopped = time.monotonic()
-    continued = math.inf
+    resume_at = stopped + pause
+    resumed = False
     try:
-        while time.monotonic() < min(continued, stopped + pause) + 10 * c.interval:
-            if continued == math.inf and time.monotonic() >= stopped + pause:
+        while time.monotonic() < resume_at + 10 * c.interval:
+            if not resumed and time.monotonic() >= resume_at:
                 os.kill(victim.pid, signal.SIGCONT)
-                continued = time.monotonic()
+                resumed = True
             sweep_start = time.monotonic()
-            for observer, (phi, state) in zip(
-                observers, c.map(phi_and_liveness, observers), strict=True
-            ):
+            seen = c.map(lambda observer: victim_seen(c, observer, victim), observers)
+            for observer, (state, phi) in zip(observers, seen, strict=True):
                 polls += 1
                 if state in DEAD | {"absent"}:
                     declared_dead.setdefault(observer.index, sweep_start - stopped)
                 if phi is not None:
                     largest_phi = max(largest_phi, float(phi))
-            bench.sleep_until(min(sweep_start + period, stopped + pause))
+            # The next sweep, or the moment to continue the node if that comes first.
+            next_sweep = sweep_start + period
+            bench.sleep_until(next_sweep if resumed else min(next_sweep, resume_at))
     finally:
-        if continued == math.inf:
+        if not resumed:
             os.kill(victim.pid, signal.SIGCONT)
     return {
         "victim": victim.index,
