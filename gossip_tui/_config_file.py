@@ -70,6 +70,7 @@ class CliSettings:
     state_dir: Path | None = None
     secret_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     secret_key_file: Path | None = None
+    protocol_version: int = 0
 
     @property
     def http(self) -> bool:
@@ -208,6 +209,16 @@ def parse_key_file(value: object) -> Path:
     return path
 
 
+def parse_protocol_version(value: object) -> int:
+    """The chitchat protocol version to initiate with: 0 (any chitchat) or 1 (compressed
+    digests, chitchat after 0.10.1)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value not in (0, 1):
+        raise ValueError(f"expected protocol version 0 or 1, got {value!r}")
+    return value
+
+
 def parse_flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -232,6 +243,7 @@ FIELDS: Mapping[str, Callable[[object], Any]] = {
     "state_dir": parse_dir,
     "secret_keys": parse_secret_keys,
     "secret_key_file": parse_key_file,
+    "protocol_version": parse_protocol_version,
 }
 
 
@@ -337,6 +349,7 @@ def to_node_config(settings: CliSettings) -> NodeConfig:
         "seeds": settings.seeds,
         "gossip_interval": settings.interval_ms / 1000,
         "failure_detector": attrs.evolve(FailureDetectorConfig(), **detector),
+        "protocol_version": settings.protocol_version,
     }
     if settings.marked_for_deletion_grace_period is not None:
         options["marked_for_deletion_grace_period"] = settings.marked_for_deletion_grace_period

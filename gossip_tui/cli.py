@@ -253,6 +253,17 @@ def run(
             default="none",
         ),
     ] = None,
+    protocol_version: Annotated[
+        int | None,
+        _setting(
+            "--protocol-version",
+            metavar="0|1",
+            text="chitchat protocol version of the gossip this node starts: 1 compresses the "
+            "digest (chitchat after 0.10.1), 0.10.1 peers only read 0. Every Syn is answered "
+            "in its own version.",
+            default="0",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -284,6 +295,7 @@ def run(
         "state_dir": state_dir,
         "secret_keys": tuple(secret_key) if secret_key else None,
         "secret_key_file": secret_key_file,
+        "protocol_version": protocol_version,
     }
     invocation = _Invocation(cli, config)
     ctx.obj = invocation

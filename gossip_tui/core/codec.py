@@ -1,13 +1,14 @@
-"""Byte-exact codec for chitchat 0.10 datagrams (protocol version 0).
+"""Byte-exact codec for chitchat datagrams, protocol versions 0 and 1.
 
 Layout, all integers little-endian::
 
-    datagram  = magic:u16(45139) version:u8(0) type:u8 body
+    datagram  = magic:u16(45139) version:u8 type:u8 body
     Syn       = digest cluster_id:str
     SynAck    = digest delta
     Ack       = delta
     BadCluster= (empty)
-    digest    = count:u16 (node_id node_digest)*
+    digest    = count:u16 (node_id node_digest)*      in version 0
+              | block* 0                              in version 1
     node_id   = name:str generation:u64 ip port:u16
     ip        = 4 a.b.c.d | 6 sixteen-bytes
     str       = len:u16 utf8-bytes
@@ -18,6 +19,11 @@ A delta's blocks, once decompressed and joined, are a stream of operations: Node
 KeyValue (tag 1) and SetMaxVersion (tag 2). The stream is cut into blocks of 16 KiB
 regardless of operation boundaries. The writer tracks an upper bound of the encoded size
 so a delta can be filled right up to the datagram budget.
+
+Version 1 (chitchat after 0.10.1) frames the digest the same way: its blocks joined are the
+entries ``node_id node_digest`` back to back, with no count, cut every 16 KiB wherever that
+falls (inside an entry too). Only the digest differs; a message's version is the one of its
+header, and :func:`encode` writes a message in its own ``protocol_version``.
 
 Every decoding failure raises :class:`DecodeError`; nothing else escapes ``decode``.
 
@@ -53,7 +59,11 @@ from .messages import (
 from .models import KeyStatus, NodeId, SocketAddress
 
 MAGIC = 45_139
-PROTOCOL_VERSION = 0
+PROTOCOL_V0 = 0
+PROTOCOL_V1 = 1
+PROTOCOL_VERSIONS = (PROTOCOL_V0, PROTOCOL_V1)
+# What 0.10.1 speaks, and what a node initiates with unless told otherwise.
+PROTOCOL_VERSION = PROTOCOL_V0
 MAX_DATAGRAM_SIZE = 65_507
 BLOCK_THRESHOLD = 16_384
 MAX_STR_LEN = 0xFFFF
@@ -240,19 +250,34 @@ def node_id_bytes(node: NodeId) -> bytes:
     return _node_entry(node)[1]
 
 
-def encode_digest(digest: Digest) -> bytes:
+def _digest_entries(digest: Digest) -> list[bytes]:
+    """The wire entries of a digest in chitchat's order (its BTreeMap of node ids)."""
     entries = sorted(
         [(_node_entry(node), nd) for node, nd in digest.nodes.items()],
         key=lambda item: item[0][2],
     )
-    if len(entries) > 0xFFFF:
-        raise EncodeError("a digest holds at most 65535 nodes")
     pack = _U64X3.pack
-    parts = [_U16.pack(len(entries))]
-    for entry, nd in entries:
-        parts.append(entry[1])
-        parts.append(pack(nd.heartbeat, nd.last_gc_version, nd.max_version))
-    return b"".join(parts)
+    return [
+        entry[1] + pack(nd.heartbeat, nd.last_gc_version, nd.max_version) for entry, nd in entries
+    ]
+
+
+def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
+    """The digest as it goes on the wire in ``protocol_version``; computed once per
+    version and digest (a responder sizes its digest, then sends it)."""
+    cached = digest.wire_cache.get(protocol_version)
+    if cached is not None:
+        return cached
+    _check_version(protocol_version)
+    entries = _digest_entries(digest)
+    if protocol_version == PROTOCOL_V0:
+        if len(entries) > 0xFFFF:
+            raise EncodeError("a digest holds at most 65535 nodes")
+        wire = _U16.pack(len(entries)) + b"".join(entries)
+    else:
+        wire = _block_stream(b"".join(entries))
+    digest.wire_cache[protocol_version] = wire
+    return wire
 
 
 def node_id_size(node: NodeId) -> int:
@@ -263,9 +288,13 @@ def node_id_size(node: NodeId) -> int:
     return 2 + len(node.node_id.encode()) + 8 + ip_len + 2
 
 
-def digest_size(digest: Digest) -> int:
-    """Encoded size of a digest, without encoding it."""
-    return 2 + sum(node_id_size(node) + 24 for node in digest.nodes)
+def digest_size(digest: Digest, protocol_version: int = PROTOCOL_V0) -> int:
+    """Exact encoded size of a digest in ``protocol_version``: counted in version 0, where
+    every entry has a known length; in version 1 the size of the compressed stream, so
+    the digest is encoded (once: :func:`encode_digest` reuses it)."""
+    if protocol_version == PROTOCOL_V0 and PROTOCOL_V0 not in digest.wire_cache:
+        return 2 + sum(node_id_size(node) + 24 for node in digest.nodes)
+    return len(encode_digest(digest, protocol_version))
 
 
 def _node_op(node: NodeId, last_gc_version: int, from_version_excluded: int) -> bytes:
@@ -402,14 +431,9 @@ def _delta_ops(delta: Delta) -> Iterable[bytes]:
             yield _max_version_op(nd.max_version)
 
 
-def encode_delta(delta: Delta) -> bytes:
-    if delta.encoded is not None:
-        return delta.encoded
-    ops = list(_delta_ops(delta))
-    if any(len(op) > 0xFFFF for op in ops):
-        raise EncodeError("a delta operation exceeds 65535 bytes")
-    # Blocks are cut every BLOCK_THRESHOLD bytes of the stream, whatever the operations.
-    stream = b"".join(ops)
+def _block_stream(stream: bytes) -> bytes:
+    """A whole stream as blocks ended by the end tag: cut every BLOCK_THRESHOLD bytes,
+    whatever the items (operations, digest entries) the cut falls in."""
     parts = [
         _compressed_block(stream[start : start + BLOCK_THRESHOLD])
         for start in range(0, len(stream), BLOCK_THRESHOLD)
@@ -418,24 +442,41 @@ def encode_delta(delta: Delta) -> bytes:
     return b"".join(parts)
 
 
+def encode_delta(delta: Delta) -> bytes:
+    if delta.encoded is not None:
+        return delta.encoded
+    ops = list(_delta_ops(delta))
+    if any(len(op) > 0xFFFF for op in ops):
+        raise EncodeError("a delta operation exceeds 65535 bytes")
+    return _block_stream(b"".join(ops))
+
+
+def _check_version(protocol_version: int) -> None:
+    if protocol_version not in PROTOCOL_VERSIONS:
+        raise EncodeError(f"unknown protocol version {protocol_version}")
+
+
 def encode(message: Message) -> bytes:
-    """Turn a message into the exact datagram chitchat would send."""
+    """Turn a message into the exact datagram chitchat would send, in the message's
+    ``protocol_version`` (which lays out the digest; the rest is the same in both)."""
+    version = message.protocol_version
+    _check_version(version)
     if isinstance(message, Syn):
         return (
-            _HEADER.pack(MAGIC, PROTOCOL_VERSION, MSG_SYN)
-            + encode_digest(message.digest)
+            _HEADER.pack(MAGIC, version, MSG_SYN)
+            + encode_digest(message.digest, version)
             + _str_bytes(message.cluster_id)
         )
     if isinstance(message, SynAck):
         return (
-            _HEADER.pack(MAGIC, PROTOCOL_VERSION, MSG_SYNACK)
-            + encode_digest(message.digest)
+            _HEADER.pack(MAGIC, version, MSG_SYNACK)
+            + encode_digest(message.digest, version)
             + encode_delta(message.delta)
         )
     if isinstance(message, Ack):
-        return _HEADER.pack(MAGIC, PROTOCOL_VERSION, MSG_ACK) + encode_delta(message.delta)
+        return _HEADER.pack(MAGIC, version, MSG_ACK) + encode_delta(message.delta)
     if isinstance(message, BadCluster):
-        return _HEADER.pack(MAGIC, PROTOCOL_VERSION, MSG_BAD_CLUSTER)
+        return _HEADER.pack(MAGIC, version, MSG_BAD_CLUSTER)
     raise TypeError(f"not a chitchat message: {message!r}")
 
 
@@ -493,16 +534,32 @@ def _read_node_id(data: bytes, pos: int) -> tuple[NodeId, bytes, int]:
 
 
 def _decode_digest(data: bytes, pos: int) -> tuple[Digest, int]:
+    """A version 0 digest: a count, then that many entries."""
     if pos + 2 > len(data):
         raise _truncated("digest")
     count = data[pos] | data[pos + 1] << 8
-    pos += 2
+    return _read_digest_entries(data, pos + 2, count)
+
+
+def _decode_digest_v1(data: bytes, pos: int) -> tuple[Digest, int]:
+    """A version 1 digest: a block stream whose joined payload is nothing but entries."""
+    stream, end = _read_stream(data, pos)
+    digest, _ = _read_digest_entries(stream, 0, None)
+    return digest, end
+
+
+def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Digest, int]:
+    """``count`` digest entries from ``pos``, or, when ``count`` is None, entries up to the
+    end of ``data`` (where one cut short is an error)."""
     nodes: dict[NodeId, NodeDigest] = {}
     unpack = _U64X3.unpack_from
     new = object.__new__
     fast = _DIGEST_SETTERS is not None
     set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS or (_never,) * 3
-    for _ in range(count):
+    size = len(data)
+    parsed = 0
+    while (pos < size) if count is None else (parsed < count):
+        parsed += 1
         node, _raw, pos = _read_node_id(data, pos)
         if pos + 24 > len(data):
             raise _truncated("node digest")
@@ -675,18 +732,19 @@ def decode(datagram: bytes) -> Message:
     magic, version, msg_type = _HEADER.unpack_from(datagram, 0)
     if magic != MAGIC:
         raise DecodeError(f"bad magic number {magic}")
-    if version != PROTOCOL_VERSION:
+    if version not in PROTOCOL_VERSIONS:
         raise DecodeError(f"unsupported protocol version {version}")
     data = bytes(datagram)
+    read_digest = _decode_digest if version == PROTOCOL_V0 else _decode_digest_v1
     if msg_type == MSG_SYN:
-        digest, pos = _decode_digest(data, 4)
+        digest, pos = read_digest(data, 4)
         cluster_id, _ = _read_string(data, pos)
-        return Syn(cluster_id, digest)
+        return Syn(cluster_id, digest, protocol_version=version)
     if msg_type == MSG_SYNACK:
-        digest, pos = _decode_digest(data, 4)
-        return SynAck(digest, _decode_delta(data, pos))
+        digest, pos = read_digest(data, 4)
+        return SynAck(digest, _decode_delta(data, pos), protocol_version=version)
     if msg_type == MSG_ACK:
-        return Ack(_decode_delta(data, 4))
+        return Ack(_decode_delta(data, 4), protocol_version=version)
     if msg_type == MSG_BAD_CLUSTER:
-        return BadCluster()
+        return BadCluster(protocol_version=version)
     raise DecodeError(f"invalid message type {msg_type}")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from .codec import MAX_DATAGRAM_SIZE, DeltaWriter, EncodeError, digest_size
+from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DeltaWriter, EncodeError, digest_size
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Ack, BadCluster, Delta, Digest, Message, Syn, SynAck
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
@@ -118,12 +118,15 @@ class GossipEngine:
         rng: random.Random | None = None,
         limits: StateLimits | None = None,
         max_datagram_size: int = MAX_DATAGRAM_SIZE,
+        protocol_version: int = PROTOCOL_V0,
     ) -> None:
         self.self_id = self_id
         self.cluster_id = cluster_id
         self.state = ClusterState(limits)
         # Smaller than the UDP limit when the transport wraps datagrams (encryption).
         self.max_datagram_size = max_datagram_size
+        # The version of the Syns we send; replies always go in the version of the Syn.
+        self.protocol_version = protocol_version
         self.detector = FailureDetector(failure_detector or FailureDetectorConfig())
         self.marked_for_deletion_grace_period = marked_for_deletion_grace_period
         self.seed_addrs: set[SocketAddress] = set(seed_addrs)
@@ -157,7 +160,11 @@ class GossipEngine:
         return self.detector.scheduled_for_deletion_nodes(now)
 
     def create_syn(self, now: float) -> Syn:
-        return Syn(self.cluster_id, self.state.compute_digest(self._excluded(now)))
+        return Syn(
+            self.cluster_id,
+            self.state.compute_digest(self._excluded(now)),
+            protocol_version=self.protocol_version,
+        )
 
     def _report_heartbeats(self, digest: Digest, now: float) -> None:
         # Every message carries a digest of every node: this loop is the hot path of an idle
@@ -211,15 +218,17 @@ class GossipEngine:
     def handle_message(self, message: Message, now: float) -> Message | None:
         """Process one message from a peer; return the reply to send back, if any."""
         self._tick_heartbeat(now)
+        # A reply goes in the version the peer spoke: it has shown it can read that one.
+        version = message.protocol_version
         if isinstance(message, Syn):
             if message.cluster_id != self.cluster_id:
-                return BadCluster()
+                return BadCluster(protocol_version=version)
             self._report_heartbeats(message.digest, now)
             excluded = self._excluded(now)
             own_digest = self.state.compute_digest(excluded)
-            budget = self.max_datagram_size - _HEADER_LEN - digest_size(own_digest)
+            budget = self.max_datagram_size - _HEADER_LEN - digest_size(own_digest, version)
             delta = self.state.compute_delta(message.digest, budget, excluded, self.rng)
-            return SynAck(own_digest, delta)
+            return SynAck(own_digest, delta, protocol_version=version)
         if isinstance(message, SynAck):
             self._report_heartbeats(message.digest, now)
             self._apply_delta(message.delta, now)
@@ -227,7 +236,7 @@ class GossipEngine:
             delta = self.state.compute_delta(
                 message.digest, self.max_datagram_size - _HEADER_LEN, excluded, self.rng
             )
-            return Ack(delta)
+            return Ack(delta, protocol_version=version)
         if isinstance(message, Ack):
             self._apply_delta(message.delta, now)
             return None

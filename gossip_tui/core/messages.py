@@ -1,6 +1,11 @@
 """The four chitchat messages and what they carry, as plain data.
 
 Nothing here knows bytes; :mod:`gossip_tui.core.codec` turns these into datagrams and back.
+
+Every message carries the protocol version of its datagram's header (0 unless said
+otherwise): a decoded message knows the format it came in, and the codec encodes a message
+in its own version. The version only changes how a digest is laid out on the wire, never
+what a message means, so it is a keyword with a default rather than a wrapper around them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ class Digest:
     """A summary of every node this node knows, keyed by node."""
 
     nodes: Mapping[NodeId, NodeDigest] = attrs.field(factory=dict)
+    # The codec's encodings of this digest by protocol version, filled on first use: a
+    # responder sizes its digest before sending it, and the V1 size is only known by
+    # compressing. Not part of equality.
+    wire_cache: dict[int, bytes] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -66,6 +75,7 @@ class Syn:
 
     cluster_id: str
     digest: Digest
+    protocol_version: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen
@@ -74,6 +84,7 @@ class SynAck:
 
     digest: Digest
     delta: Delta
+    protocol_version: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen
@@ -81,11 +92,14 @@ class Ack:
     """A answers B: here is what you lack."""
 
     delta: Delta
+    protocol_version: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen
 class BadCluster:
     """B refuses A's Syn: A belongs to another cluster."""
+
+    protocol_version: int = attrs.field(default=0, kw_only=True)
 
 
 Message = Syn | SynAck | Ack | BadCluster

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 
+from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_VERSIONS
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.models import SocketAddress
 
@@ -76,9 +77,15 @@ class NodeConfig:
     # 32-byte keys: when given, every datagram is sealed with the first and opened with any
     # (for rotation). Peers without a key can then neither join nor inject.
     secret_keys: tuple[bytes, ...] = attrs.field(default=(), converter=_bytes_tuple, repr=False)
+    # The chitchat protocol version of the Syns we send: 0 is what every chitchat reads; 1
+    # (chitchat after 0.10.1) compresses the digest, but 0.10.1 peers drop it. We answer
+    # every Syn in its own version whatever this says.
+    protocol_version: int = PROTOCOL_V0
 
     def __attrs_post_init__(self) -> None:
         if self.gossip_interval <= 0:
             raise ValueError("gossip_interval must be positive")
         if self.marked_for_deletion_grace_period < 0:
             raise ValueError("marked_for_deletion_grace_period must not be negative")
+        if self.protocol_version not in PROTOCOL_VERSIONS:
+            raise ValueError(f"protocol_version must be 0 or 1, got {self.protocol_version!r}")

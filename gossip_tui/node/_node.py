@@ -498,6 +498,7 @@ async def open_node(
             marked_for_deletion_grace_period=config.marked_for_deletion_grace_period,
             initial_key_values=initial,
             max_datagram_size=max_datagram_size,
+            protocol_version=config.protocol_version,
         )
         # The initial keys are the starting state, not news for later subscribers.
         engine.drain_changes()

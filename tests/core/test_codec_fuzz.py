@@ -25,7 +25,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gossip_tui.core.codec import DecodeError, EncodeError, decode, encode
+from gossip_tui.core.codec import DecodeError, EncodeError, decode, encode, encode_digest
 from gossip_tui.core.messages import (
     Ack,
     BadCluster,
@@ -460,6 +460,36 @@ def test_random_op_streams_only_raise_decode_error(
     check_decode(HEADER + bytes([msg_type]) + digest + wrap_stream(stream, cuts, compress))
 
 
+@FAST
+@given(st.integers(0, 255), st.binary(max_size=400))
+def test_random_body_after_a_v1_header_only_raises_decode_error(msg_type: int, body: bytes) -> None:
+    check_decode(b"\x53\xb0\x01" + bytes([msg_type]) + body)
+
+
+@FAST
+@given(
+    st.data(),
+    st.sampled_from([0, 1]),
+    st.lists(st.integers(0, 300), max_size=3),
+    st.lists(st.booleans(), min_size=1, max_size=3),
+)
+def test_random_v1_digest_streams_only_raise_decode_error(
+    data: st.DataObject, msg_type: int, cuts: list[int], compress: list[bool]
+) -> None:
+    # A V1 digest is a block stream of entries: valid framing around random bytes or valid
+    # entries cut anywhere, and a valid rest (cluster id, empty delta), so that the entry
+    # parser is what sees them.
+    stream = data.draw(st.one_of(st.binary(max_size=300), _cut_entries()))
+    rest = b"\x07\x00testing" if msg_type == 0 else b"\x00"
+    check_decode(b"\x53\xb0\x01" + bytes([msg_type]) + wrap_stream(stream, cuts, compress) + rest)
+
+
+@st.composite
+def _cut_entries(draw: st.DrawFn) -> bytes:
+    entries = encode_digest(draw(digests))[2:]  # the V0 layout without its count
+    return entries[: draw(st.integers(0, len(entries)))] + draw(st.binary(max_size=8))
+
+
 # --------------------------------------------------------------------------- valid messages
 
 u64 = st.integers(0, 2**64 - 1)
@@ -516,6 +546,19 @@ def test_valid_messages_round_trip(message: Message) -> None:
     decoded = decode(datagram)
     assert decoded == message
     assert encode(decoded) == datagram
+    if isinstance(decoded, Syn | SynAck):
+        assert list(decoded.digest.nodes) == sorted(message.digest.nodes, key=_rust_order)
+
+
+@FAST
+@given(messages)
+def test_valid_messages_round_trip_in_v1(message: Message) -> None:
+    message = attrs.evolve(message, protocol_version=1)
+    datagram = encode(message)
+    assert datagram[2] == 1
+    decoded = decode(datagram)
+    assert decoded == message
+    assert decode(encode(decoded)) == message
     if isinstance(decoded, Syn | SynAck):
         assert list(decoded.digest.nodes) == sorted(message.digest.nodes, key=_rust_order)
 
