@@ -74,6 +74,11 @@ def render_metrics(snapshot: ClusterSnapshot, stats: NodeStats) -> str:
             "Times a peer reported our heartbeat ahead of ours and we jumped past it.",
             stats.heartbeat_outruns,
         ),
+        (
+            "small_replies_total",
+            "Replies held small: their address had not yet shown that it receives.",
+            stats.small_replies,
+        ),
     )
     for name, help_text, value in counters:
         out.metric(prefix + name, "counter", help_text, value)

@@ -15,7 +15,7 @@ import attrs
 
 from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DeltaWriter, EncodeError, digest_size
 from .failure_detector import FailureDetector, FailureDetectorConfig
-from .messages import Ack, BadCluster, Delta, Digest, Message, Syn, SynAck
+from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
 from .state import ClusterState, NodeState, StateChange, StateLimits
 
@@ -215,8 +215,20 @@ class GossipEngine:
         if state.try_set_heartbeat(heartbeat, now):
             self.detector.report_heartbeat(node, now)
 
-    def handle_message(self, message: Message, now: float) -> Message | None:
-        """Process one message from a peer; return the reply to send back, if any."""
+    def handle_message(
+        self, message: Message, now: float, *, reply_budget: int | None = None
+    ) -> Message | None:
+        """Process one message from a peer; return the reply to send back, if any.
+
+        ``reply_budget`` caps the encoded reply (the runtime passes one while it does not
+        know that the sender's address receives what we send: a spoofed datagram must not
+        draw a large reply towards a victim). A Syn then gets a SynAck whose digest and
+        delta are cut to it: our own node first, so the peer learns us. A chitchat peer
+        answers with an Ack holding what the cut digest seems to lack, which we hold
+        already and ignore; the next exchange is whole."""
+        limit = self.max_datagram_size
+        if reply_budget is not None:
+            limit = min(limit, reply_budget)
         self._tick_heartbeat(now)
         # A reply goes in the version the peer spoke: it has shown it can read that one.
         version = message.protocol_version
@@ -226,7 +238,9 @@ class GossipEngine:
             self._report_heartbeats(message.digest, now)
             excluded = self._excluded(now)
             own_digest = self.state.compute_digest(excluded)
-            budget = self.max_datagram_size - _HEADER_LEN - digest_size(own_digest, version)
+            if limit < self.max_datagram_size:
+                own_digest = self._digest_within(own_digest, (limit - _HEADER_LEN) // 2)
+            budget = limit - _HEADER_LEN - digest_size(own_digest, version)
             delta = self.state.compute_delta(message.digest, budget, excluded, self.rng)
             return SynAck(own_digest, delta, protocol_version=version)
         if isinstance(message, SynAck):
@@ -234,13 +248,29 @@ class GossipEngine:
             self._apply_delta(message.delta, now)
             excluded = self._excluded(now)
             delta = self.state.compute_delta(
-                message.digest, self.max_datagram_size - _HEADER_LEN, excluded, self.rng
+                message.digest, limit - _HEADER_LEN, excluded, self.rng
             )
             return Ack(delta, protocol_version=version)
         if isinstance(message, Ack):
             self._apply_delta(message.delta, now)
             return None
         return None  # BadCluster: the peer refused us; nothing to answer.
+
+    def _digest_within(self, digest: Digest, size: int) -> Digest:
+        """Our own node, then as many others as fit in ``size`` encoded bytes."""
+        nodes = dict(digest.nodes)
+        kept: dict[NodeId, NodeDigest] = {}
+        own = nodes.pop(self.self_id, None)
+        if own is not None:
+            kept[self.self_id] = own
+        used = digest_size(Digest(kept))
+        empty = digest_size(Digest())
+        for node, node_digest in nodes.items():
+            used += digest_size(Digest({node: node_digest})) - empty
+            if used > size:
+                break
+            kept[node] = node_digest
+        return Digest(kept)
 
     def _apply_delta(self, delta: Delta, now: float) -> None:
         if any(nd.node == self.self_id for nd in delta.node_deltas):

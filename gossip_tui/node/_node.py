@@ -21,7 +21,7 @@ from gossip_tui.core.engine import (
     LivenessChanges,
     fits_in_one_delta,
 )
-from gossip_tui.core.messages import Message, SynAck
+from gossip_tui.core.messages import Ack, Message, SynAck
 from gossip_tui.core.models import (
     AddressError,
     ClusterSnapshot,
@@ -45,6 +45,7 @@ from ._events import (
 )
 from ._fanout import EventFanout
 from ._local_store import load_local_keys, save_local_keys
+from ._reflection import ReplyBudgets
 from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
 
 log = logging.getLogger("gossip_tui.node")
@@ -79,6 +80,8 @@ class NodeStats:
     rounds: int = 0
     events_dropped: int = 0
     heartbeat_outruns: int = 0
+    # Replies held small: their address had not yet shown it receives (see _reflection).
+    small_replies: int = 0
     last_round_duration: float = 0.0
     dropped: Counter[str] = attrs.field(factory=Counter)
 
@@ -129,6 +132,7 @@ class Node:
         self._leave_pending: set[SocketAddress] = set()
         self._leave_done = trio.Event()
         self._fanout = EventFanout()
+        self._reply_budgets = ReplyBudgets()
 
     # ------------------------------------------------------------------ identity
 
@@ -249,6 +253,7 @@ class Node:
     async def _send(self, message: Message, addr: SocketAddress) -> None:
         data = self._encode(message)
         if data is not None:
+            self._reply_budgets.sent(message, addr, self._now())
             await self._send_bytes(data, addr)
 
     async def _send_bytes(self, data: bytes, addr: SocketAddress) -> None:
@@ -276,6 +281,7 @@ class Node:
             syn = self._encode(self.engine.create_syn(started)) if targets else None
             if syn is not None:
                 for addr in targets:
+                    self._reply_budgets.sent_syn(addr, started)
                     await self._send_bytes(syn, addr)
             self.stats.rounds += 1
             self.stats.last_round_duration = self._now() - started
@@ -315,8 +321,11 @@ class Node:
                 continue
             refused_before = self.engine.state.rejected.total()
             outrun_before = self.engine.outrun_heartbeats
+            now = self._now()
+            # A source not yet shown to receive what we send may be forged: answer it small.
+            budget = self._reply_budgets.budget(message, source, len(data), now)
             try:
-                reply = self.engine.handle_message(message, self._now())
+                reply = self.engine.handle_message(message, now, reply_budget=budget)
             except Exception:
                 # A message our engine cannot digest must never take the node down.
                 self.stats.dropped["rejected"] += 1
@@ -339,6 +348,8 @@ class Node:
                 # Most messages only move heartbeats: no need to wake the watcher for those.
                 self._touch()
             if reply is not None:
+                if budget is not None and isinstance(reply, (SynAck, Ack)):
+                    self.stats.small_replies += 1
                 await self._send(reply, source)
                 if isinstance(message, SynAck) and source in self._leave_pending:
                     self._leave_pending.discard(source)

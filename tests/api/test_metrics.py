@@ -22,6 +22,7 @@ def test_metrics_are_valid_prometheus_text() -> None:
     node.stats.dropped["malformed"] = 3
     node.stats.dropped["over_limit"] = 1
     node.stats.heartbeat_outruns = 2
+    node.stats.small_replies = 5
     response = call(make_app(node), "GET", "/metrics")
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -33,6 +34,7 @@ def test_metrics_are_valid_prometheus_text() -> None:
     assert "gossip_tui_datagrams_received_total 42" in lines
     assert "gossip_tui_bytes_sent_total 999" in lines
     assert "gossip_tui_heartbeat_outruns_total 2" in lines
+    assert "gossip_tui_small_replies_total 5" in lines
     assert 'gossip_tui_dropped_total{reason="malformed"} 3' in lines
     assert 'gossip_tui_dropped_total{reason="over_limit"} 1' in lines
     assert "gossip_tui_live_nodes 2" in lines
