@@ -76,6 +76,8 @@ _U16 = struct.Struct("<H")
 _U64 = struct.Struct("<Q")
 _U64X2 = struct.Struct("<QQ")
 _U64X3 = struct.Struct("<QQQ")
+# Versions, heartbeats and generations are u64 on the wire.
+U64_MAX = 2**64 - 1
 _BLOCK_HEAD = struct.Struct("<BH")
 _VERSION_STATUS = struct.Struct("<QB")
 _TAG_U16 = struct.Struct("<BH")
@@ -419,7 +421,17 @@ def encode_delta(delta: Delta) -> bytes:
 
 
 def encode(message: Message) -> bytes:
-    """Turn a message into the exact datagram chitchat would send."""
+    """Turn a message into the exact datagram chitchat would send.
+
+    A number outside the u64 range raises :class:`EncodeError`, like every other value
+    the wire cannot carry: the caller drops that one message and goes on."""
+    try:
+        return _encode_message(message)
+    except struct.error as exc:
+        raise EncodeError(f"a number does not fit its wire field: {exc}") from None
+
+
+def _encode_message(message: Message) -> bytes:
     if isinstance(message, Syn):
         return (
             _HEADER.pack(MAGIC, PROTOCOL_VERSION, MSG_SYN)
