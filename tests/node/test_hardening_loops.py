@@ -1,0 +1,139 @@
+"""A node under forged values and internal bugs: it stays up, counts, and carries on."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+import trio
+
+import gossip_tui.node._node as node_module
+from gossip_tui.api._metrics import render_metrics
+from gossip_tui.core.codec import U64_MAX, decode, encode
+from gossip_tui.core.engine import HEADROOM_CEILING, REPAIR_HEARTBEAT_AT_EDGE
+from gossip_tui.core.messages import Digest, NodeDigest, Syn
+from gossip_tui.core.models import Liveness, NodeId, SocketAddress
+from gossip_tui.node import MemoryNetwork, Node
+from gossip_tui.node._events import KeyChanged
+
+from .helpers import open_cluster, wait_until
+
+
+async def _send_raw(datagram: bytes, to: SocketAddress) -> None:
+    """What any host on 127.0.0.1 can do: one forged datagram, from a plain UDP socket."""
+    with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+        await sock.bind(("127.0.0.1", 0))
+        await sock.sendto(datagram, (str(to.ip), to.port))
+
+
+def _sees_live(viewer: Node, node: NodeId) -> bool:
+    return viewer.engine.liveness(node, viewer.snapshot().taken_at) is Liveness.LIVE
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("forged", [U64_MAX, U64_MAX - 3000])
+async def test_a_relayed_heartbeat_at_the_u64_edge_does_not_kill_its_victim(forged: int) -> None:
+    # Finding 1, end to end over real UDP: a Syn to A names C with a heartbeat at (or a
+    # few thousand beats short of) 2^64-1; A relays it, and C used to die of it.
+    async with open_cluster(2) as (relay, victim):
+        old = victim.self_id
+        await wait_until(lambda: _sees_live(relay, old), 10, "the relay to see the victim live")
+        syn = Syn("testing", Digest({old: NodeDigest(forged, 0, 1)}))
+        await _send_raw(encode(syn), relay.gossip_addr)
+        await wait_until(
+            lambda: victim.self_id.generation == old.generation + 1, 10, "a new generation"
+        )
+        new = victim.self_id
+        assert victim.stats.self_repairs[REPAIR_HEARTBEAT_AT_EDGE] == 1
+        # Alive and gossiping: the relay sees the new incarnation live, beating sanely.
+        rounds = victim.stats.rounds
+        await wait_until(lambda: _sees_live(relay, new), 10, "the relay to see the new generation")
+        assert victim.stats.rounds > rounds
+        assert victim.engine.self_state.heartbeat < HEADROOM_CEILING
+        assert not victim.stats.internal_errors
+        metrics = render_metrics(victim.snapshot(), victim.stats)
+        assert 'gossip_tui_self_repairs_total{reason="heartbeat_at_edge"} 1' in metrics
+
+
+# --------------------------------------------------------------------------- mutated loops
+
+
+def _failing(times: int, real: Any, error: type[Exception] = RuntimeError) -> Any:
+    """``real``, but raising a bug's exception on its first ``times`` calls."""
+    calls = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= times:
+            raise error("an injected bug")
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.trio
+async def test_the_gossip_and_detector_loops_survive_an_engine_that_raises(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    network = MemoryNetwork(seed=21)
+    async with open_cluster(2, transport=network.transport()) as (node, peer):
+        engine = node.engine
+        engine.start_round = _failing(3, engine.start_round)  # type: ignore[method-assign]
+        engine.update_liveness = _failing(3, engine.update_liveness)  # type: ignore[method-assign]
+        await wait_until(
+            lambda: (
+                node.stats.internal_errors["gossip_loop"] == 3
+                and node.stats.internal_errors["failure_detector_loop"] == 3
+            ),
+            10,
+            "the injected errors to be counted",
+        )
+        rounds = node.stats.rounds
+        await wait_until(lambda: node.stats.rounds > rounds + 3, 10, "rounds to go on")
+        await wait_until(lambda: _sees_live(node, peer.self_id), 10, "the detector to go on")
+        assert "internal error in gossip_loop" in caplog.text
+        metrics = render_metrics(node.snapshot(), node.stats)
+        assert 'gossip_tui_internal_errors_total{task="gossip_loop"} 3' in metrics
+
+
+@pytest.mark.trio
+async def test_the_receive_loop_and_the_encoder_survive_a_bug(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = MemoryNetwork(seed=22)
+    async with open_cluster(2, transport=network.transport()) as (node, peer):
+        monkeypatch.setattr(node_module, "decode", _failing(2, decode))
+        # A struct.error escaping the codec is what killed the node in finding 1.
+        monkeypatch.setattr(node_module, "encode", _failing(2, encode, struct.error))
+
+        # Both nodes share the patched module: count the errors over both.
+        def errors(task: str) -> int:
+            return node.stats.internal_errors[task] + peer.stats.internal_errors[task]
+
+        await wait_until(
+            lambda: errors("receive_loop") == 2 and errors("encode") == 2,
+            10,
+            "the injected errors to be counted",
+        )
+        received = node.stats.datagrams_in
+        node.set("after", "bugs")
+        await wait_until(lambda: peer.get("after", node.self_id) == "bugs", 10, "gossip to go on")
+        assert node.stats.datagrams_in > received
+
+
+@pytest.mark.trio
+async def test_the_watcher_survives_a_bug(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=23)
+    async with open_cluster(1, transport=network.transport()) as (node,):
+        events = node.subscribe()
+        engine = node.engine
+        engine.drain_changes = _failing(1, engine.drain_changes)  # type: ignore[method-assign]
+        node.set("lost", "1")  # the watcher's first drain raises: these events are lost
+        await wait_until(lambda: node.stats.internal_errors["watcher"] == 1, 10, "the error")
+        node.set("later", "2")
+        with trio.fail_after(5):
+            async for event in events:
+                if isinstance(event, KeyChanged) and event.key == "later":
+                    break
