@@ -9,6 +9,7 @@ import pytest
 import trio
 
 import gossip_tui.node._node as node_module
+from gossip_tui.api import GossipApi
 from gossip_tui.api._metrics import render_metrics
 from gossip_tui.core.codec import U64_MAX, decode, encode
 from gossip_tui.core.engine import HEADROOM_CEILING, REPAIR_HEARTBEAT_AT_EDGE
@@ -16,6 +17,7 @@ from gossip_tui.core.messages import Digest, NodeDigest, Syn
 from gossip_tui.core.models import Liveness, NodeId, SocketAddress
 from gossip_tui.node import MemoryNetwork, Node
 from gossip_tui.node._events import KeyChanged
+from tests.api.asgi_client import acall
 
 from .helpers import open_cluster, wait_until
 
@@ -54,6 +56,23 @@ async def test_a_relayed_heartbeat_at_the_u64_edge_does_not_kill_its_victim(forg
         assert not victim.stats.internal_errors
         metrics = render_metrics(victim.snapshot(), victim.stats)
         assert 'gossip_tui_self_repairs_total{reason="heartbeat_at_edge"} 1' in metrics
+
+
+@pytest.mark.trio
+async def test_get_node_prefers_the_live_generation_over_a_forged_higher_one() -> None:
+    # Finding 11: a made-up generation 2^64-1 of a real name is a ghost with no keys.
+    async with open_cluster(2) as (viewer, real):
+        await wait_until(lambda: _sees_live(viewer, real.self_id), 10, "the real node live")
+        ghost = NodeId(real.self_id.node_id, U64_MAX, real.self_id.gossip_addr)
+        await _send_raw(
+            encode(Syn("testing", Digest({ghost: NodeDigest(5, 0, 0)}))), viewer.gossip_addr
+        )
+        await wait_until(lambda: ghost in viewer.engine.state.node_states, 10, "the ghost")
+        reply = await acall(GossipApi(viewer), "GET", f"/nodes/{real.self_id.node_id}")
+        assert reply is not None and reply.status == 200
+        shown = reply.json()["node"]["chitchat_id"]
+        assert shown["generation_id"] == real.self_id.generation
+        assert reply.json()["key_values"]
 
 
 # --------------------------------------------------------------------------- mutated loops
