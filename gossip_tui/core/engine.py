@@ -175,8 +175,7 @@ class GossipEngine:
         if old_id.generation >= U64_MAX:
             self.self_repairs[REPAIR_GENERATIONS_EXHAUSTED] += 1
             return
-        old = self.self_state
-        items = sorted(old.key_values.items(), key=lambda item: item[1].version)
+        items = self.self_state.stale_key_values(0)  # all of them, oldest first
         self.state.remove_node(old_id)
         self.former_ids.add(old_id)
         self.self_id = NodeId(old_id.node_id, old_id.generation + 1, old_id.gossip_addr)
@@ -200,8 +199,7 @@ class GossipEngine:
             if floor + len(me.key_values) >= HEADROOM_CEILING:
                 self._take_new_generation(REPAIR_VERSIONS_AT_EDGE, now)
                 return
-            items = sorted(me.key_values.items(), key=lambda item: item[1].version)
-            me.republish(items, floor, announce=False)
+            me.republish(me.stale_key_values(0), floor, announce=False)
             self.self_repairs[REPAIR_STATE_AHEAD] += 1
         if seen.heartbeat > me.heartbeat:
             self._outrun_heartbeat(seen.heartbeat, now)

@@ -151,9 +151,7 @@ def test_republish_numbers_live_keys_above_the_floor_and_drops_tombstones() -> N
     state.set("b", "2")
     state.delete("a", 0.0)
     state.set_with_ttl("c", "3", 0.0)
-    state.republish(
-        sorted(state.key_values.items(), key=lambda kv: kv[1].version), 100, announce=False
-    )
+    state.republish(state.stale_key_values(0), 100, announce=False)
     assert state.last_gc_version == 100
     assert {k: (v.version, v.status) for k, v in state.key_values.items()} == {
         "b": (101, KeyStatus.SET),
