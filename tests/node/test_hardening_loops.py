@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import struct
+import subprocess
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,15 +16,24 @@ import trio
 import gossip_tui.node._node as node_module
 from gossip_tui.api import GossipApi
 from gossip_tui.api._metrics import render_metrics
-from gossip_tui.core.codec import U64_MAX, decode, encode
-from gossip_tui.core.engine import HEADROOM_CEILING, REPAIR_HEARTBEAT_AT_EDGE
-from gossip_tui.core.messages import Digest, NodeDigest, Syn
-from gossip_tui.core.models import Liveness, NodeId, SocketAddress
-from gossip_tui.node import MemoryNetwork, Node
+from gossip_tui.core.codec import U64_MAX, DeltaWriter, decode, encode
+from gossip_tui.core.engine import (
+    HEADROOM_CEILING,
+    LEAVING_KEY,
+    REPAIR_HEARTBEAT_AT_EDGE,
+    REPAIR_STATE_AHEAD,
+    REPAIR_VERSIONS_AT_EDGE,
+)
+from gossip_tui.core.messages import Ack, Digest, NodeDigest, Syn
+from gossip_tui.core.models import KeyStatus, Liveness, NodeId, SocketAddress
+from gossip_tui.node import MemoryNetwork, Node, NodeConfig, open_node
 from gossip_tui.node._events import KeyChanged
 from tests.api.asgi_client import acall
+from tests.processes import free_port
 
-from .helpers import open_cluster, wait_until
+from .helpers import FAST_DETECTOR, open_cluster, wait_until
+
+CHITCHAT_TEST_BIN = os.environ.get("CHITCHAT_TEST_BIN", "")
 
 
 async def _send_raw(datagram: bytes, to: SocketAddress) -> None:
@@ -73,6 +87,111 @@ async def test_get_node_prefers_the_live_generation_over_a_forged_higher_one() -
         shown = reply.json()["node"]["chitchat_id"]
         assert shown["generation_id"] == real.self_id.generation
         assert reply.json()["key_values"]
+
+
+def _chitchat_view_of(port: int, node: NodeId) -> dict[str, Any] | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        body = json.loads(response.read())
+    for state in body["cluster_state"]["node_states"]:
+        chitchat_id = state["chitchat_id"]
+        if (chitchat_id["node_id"], chitchat_id["generation_id"]) == (
+            node.node_id,
+            node.generation,
+        ):
+            return dict(state)
+    return None
+
+
+def _keys(state: dict[str, Any] | None) -> dict[str, str]:
+    if state is None:
+        return {}
+    return {
+        key: entry["value"]
+        for key, entry in state["key_values"].items()
+        if entry.get("status", "Set") == "Set"
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path(CHITCHAT_TEST_BIN).is_file(),
+    reason="no chitchat-test binary: set CHITCHAT_TEST_BIN to one built from quickwit-oss/chitchat",
+)
+@pytest.mark.trio
+@pytest.mark.parametrize(
+    ("forged_version", "repair"),
+    [(100, REPAIR_STATE_AHEAD), (U64_MAX - 1, REPAIR_VERSIONS_AT_EDGE)],
+)
+async def test_a_chitchat_peer_holding_forged_keys_of_ours_takes_our_truth_back(
+    tmp_path: Path, forged_version: int, repair: str
+) -> None:
+    # Real chitchat 0.10 must decode what the repair sends and take its reset path (or,
+    # for a version frozen near 2^64, learn our new generation and its keys).
+    config = NodeConfig(
+        listen_addr=SocketAddress.parse("127.0.0.1:0"),
+        node_id="gt-owner",
+        generation=1,
+        cluster_id="testing",  # chitchat-test's
+        gossip_interval=0.1,
+        failure_detector=FAST_DETECTOR,
+        initial_key_values={"role": "db"},
+    )
+    port = free_port()
+    async with open_node(config) as ours:
+        with (tmp_path / "chitchat.log").open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    CHITCHAT_TEST_BIN,
+                    *("--listen_addr", f"127.0.0.1:{port}", "--node_id", "cc-peer"),
+                    *("--interval_ms", "100", "--seed", str(ours.gossip_addr)),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        try:
+
+            async def chitchat_holds(predicate: Any, what: str) -> dict[str, Any] | None:
+                with trio.fail_after(20):
+                    while True:
+                        try:
+                            view = await trio.to_thread.run_sync(
+                                _chitchat_view_of, port, ours.self_id
+                            )
+                        except OSError:
+                            view = None  # not serving yet
+                        if predicate(view):
+                            return view
+                        await trio.sleep(0.05)
+
+            def truth() -> dict[str, str]:
+                return {k: v.value for k, v in ours.engine.self_state.visible_items()}
+
+            held = await chitchat_holds(lambda v: _keys(v) == truth(), "our keys")
+            assert held is not None
+            writer = DeltaWriter(60_000)
+            assert writer.try_add_node(ours.self_id, 0, held["max_version"])
+            assert writer.try_add_kv("role", "pwned", forged_version, KeyStatus.SET)
+            assert writer.try_add_kv(LEAVING_KEY, "1", forged_version + 1, KeyStatus.SET)
+            await _send_raw(encode(Ack(writer.finish())), SocketAddress.parse(f"127.0.0.1:{port}"))
+            await wait_until(lambda: ours.stats.self_repairs[repair] >= 1, 20, "the repair")
+            own = ours.engine.self_state
+            healed = await chitchat_holds(
+                lambda v: v is not None and v["max_version"] == own.max_version,
+                "our republished state",
+            )
+            assert healed is not None
+            assert _keys(healed) == truth() and truth()["role"] == "db"
+            assert LEAVING_KEY not in healed["key_values"]
+            assert healed["last_gc_version"] == own.last_gc_version
+            if repair == REPAIR_STATE_AHEAD:
+                assert own.last_gc_version > forged_version + 1
+            else:
+                assert ours.self_id.generation == 2
+            assert process.poll() is None
+        finally:
+            process.kill()
+            process.wait(timeout=5)
 
 
 # --------------------------------------------------------------------------- mutated loops
