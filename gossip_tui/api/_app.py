@@ -23,7 +23,7 @@ import attrs
 import cattrs
 
 from gossip_tui.core.converter import converter
-from gossip_tui.core.models import NodeSnapshot, VersionedValue
+from gossip_tui.core.models import Liveness, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeyValueTooLarge
 
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -229,14 +229,21 @@ def _list_nodes(node: ApiNode, _request: Request) -> Response:
     return json_response(view)
 
 
+def _preference(node: NodeSnapshot) -> tuple[bool, float, tuple[str, int, tuple[int, bytes, int]]]:
+    heard = node.last_update if node.last_update is not None else float("-inf")
+    return (node.liveness in (Liveness.SELF, Liveness.LIVE), heard, node.node.sort_key())
+
+
 def _get_node(node: ApiNode, request: Request) -> Response:
     wanted = request.params["node_id"]
     snapshot = node.snapshot()
-    # A bare name may match several generations of a restarted node: show the newest.
+    # A bare name may match several generations of a restarted node: show the live one,
+    # else the one heard from last. Not simply the highest generation: anyone can gossip a
+    # made-up generation (2^64-1) of a real name, a ghost with no keys.
     matches = [n for n in snapshot.nodes if wanted in (n.node.node_id, str(n.node))]
     if not matches:
         raise HttpError(404, f"no node {wanted!r}")
-    found = max(matches, key=lambda n: n.node.sort_key())
+    found = max(matches, key=_preference)
     view = NodeDetailView(
         node=NodeSummary.of(found, snapshot.self_node, snapshot.taken_at),
         key_values={k: found.key_values[k] for k in sorted(found.key_values)},

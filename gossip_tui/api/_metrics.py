@@ -87,6 +87,26 @@ def render_metrics(snapshot: ClusterSnapshot, stats: NodeStats) -> str:
     for reason in sorted({"malformed", *stats.dropped}):
         out.sample(prefix + "dropped_total", stats.dropped[reason], _labels([("reason", reason)]))
 
+    out.family(
+        prefix + "self_repairs_total",
+        "counter",
+        "Times a peer showed our own state with values we never wrote and we republished "
+        "it, by reason.",
+    )
+    for reason in sorted(stats.self_repairs):
+        out.sample(
+            prefix + "self_repairs_total", stats.self_repairs[reason], _labels([("reason", reason)])
+        )
+    out.family(
+        prefix + "internal_errors_total",
+        "counter",
+        "Exceptions a task of the node caught and survived (each one is a bug), by task.",
+    )
+    for task in sorted(stats.internal_errors):
+        out.sample(
+            prefix + "internal_errors_total", stats.internal_errors[task], _labels([("task", task)])
+        )
+
     out.metric(
         prefix + "gossip_round_duration_seconds",
         "gauge",

@@ -86,6 +86,8 @@ _U16 = struct.Struct("<H")
 _U64 = struct.Struct("<Q")
 _U64X2 = struct.Struct("<QQ")
 _U64X3 = struct.Struct("<QQQ")
+# Versions, heartbeats and generations are u64 on the wire.
+U64_MAX = 2**64 - 1
 _BLOCK_HEAD = struct.Struct("<BH")
 _VERSION_STATUS = struct.Struct("<QB")
 _TAG_U16 = struct.Struct("<BH")
@@ -457,8 +459,18 @@ def _check_version(protocol_version: int) -> None:
 
 
 def encode(message: Message) -> bytes:
-    """Turn a message into the exact datagram chitchat would send, in the message's
-    ``protocol_version`` (which lays out the digest; the rest is the same in both)."""
+    """Turn a message into the exact datagram chitchat would send.
+
+    A number outside the u64 range raises :class:`EncodeError`, like every other value
+    the wire cannot carry: the caller drops that one message and goes on."""
+    try:
+        return _encode_message(message)
+    except struct.error as exc:
+        raise EncodeError(f"a number does not fit its wire field: {exc}") from None
+
+
+def _encode_message(message: Message) -> bytes:
+    # The message's protocol_version lays out the digest; the rest is the same in both.
     version = message.protocol_version
     _check_version(version)
     if isinstance(message, Syn):

@@ -9,11 +9,12 @@ to :meth:`GossipEngine.handle_message` and sends back whatever it returns, then 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 import attrs
 
-from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DeltaWriter, EncodeError, digest_size
+from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, U64_MAX, DeltaWriter, EncodeError, digest_size
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
@@ -29,9 +30,17 @@ GOSSIP_COUNT = 3
 # byte here and can overshoot the datagram limit by three; we budget exactly.
 _HEADER_LEN = 4
 
+# How far a peer's report may move our own heartbeat or versions. Past it (a forged value
+# near the u64 edge, a time bomb a few thousand beats short of it) following the report
+# would leave us no room to count on, so we take a new generation instead. Half the u64
+# range: no honest node gets there, and a node below it never overflows.
+HEADROOM_CEILING = 2**63
 
-# Versions and heartbeats are u64 on the wire.
-_U64_MAX = 2**64 - 1
+# Reasons of GossipEngine.self_repairs.
+REPAIR_STATE_AHEAD = "state_ahead"  # a peer's view of our versions ahead: republished
+REPAIR_HEARTBEAT_AT_EDGE = "heartbeat_at_edge"  # outrunning it would leave no room
+REPAIR_VERSIONS_AT_EDGE = "versions_at_edge"  # republishing would leave no room
+REPAIR_GENERATIONS_EXHAUSTED = "generations_exhausted"  # our generation is u64 max already
 
 
 def fits_in_one_delta(
@@ -43,7 +52,7 @@ def fits_in_one_delta(
     writer = DeltaWriter(max_datagram_size - _HEADER_LEN)
     try:
         return writer.try_add_node(node, 0, 0) and writer.try_add_kv(
-            key, value, _U64_MAX, KeyStatus.SET
+            key, value, U64_MAX, KeyStatus.SET
         )
     except EncodeError:  # a key or value longer than the wire's length fields
         return False
@@ -134,6 +143,12 @@ class GossipEngine:
         self.left: set[NodeId] = set()
         # Times a peer reported our own heartbeat ahead of ours (see _outrun_heartbeat).
         self.outrun_heartbeats = 0
+        # Times a peer's view of our own state was one we never wrote, and we put the truth
+        # back (see _repair_own_view), by reason.
+        self.self_repairs: Counter[str] = Counter()
+        # Our identities before a new generation: peers still echo them, and they must not
+        # come back to us as a peer.
+        self.former_ids: set[NodeId] = set()
         # Live peers as of the last sweep: a node can also die between sweeps (by leaving).
         self._live_at_last_sweep: set[NodeId] = set()
         me = self.self_state
@@ -151,8 +166,46 @@ class GossipEngine:
 
     def _tick_heartbeat(self, now: float) -> None:
         me = self.self_state
-        me.heartbeat += 1
+        # Saturates rather than overflow the wire field; the ceiling keeps us far below it.
+        me.heartbeat = min(me.heartbeat + 1, U64_MAX)
         me.last_update = now
+
+    def _take_new_generation(self, reason: str, now: float) -> None:
+        """Become a new incarnation: same name and address, the next generation, our keys
+        at fresh versions from 1 and a heartbeat from 1. Peers learn it as a new node and
+        let the old one die; nothing they hold about the old one binds the new one."""
+        old_id = self.self_id
+        if old_id.generation >= U64_MAX:
+            self.self_repairs[REPAIR_GENERATIONS_EXHAUSTED] += 1
+            return
+        items = self.self_state.stale_key_values(0)  # all of them, oldest first
+        self.state.remove_node(old_id)
+        self.former_ids.add(old_id)
+        self.self_id = NodeId(old_id.node_id, old_id.generation + 1, old_id.gossip_addr)
+        me = self.self_state
+        me.republish(items, 0, announce=True)
+        me.heartbeat = 1
+        me.last_update = now
+        self.self_repairs[reason] += 1
+
+    def _repair_own_view(self, seen: NodeDigest, now: float) -> None:
+        """A peer's digest showed our own state. Only we write it, so versions or a
+        heartbeat above ours were forged (or come from an incarnation of ours with the same
+        generation). Left alone, they would stick: peers keep the highest, and a frozen
+        max_version hides every later write of ours. Put our truth back, as memberlist
+        refutes a suspicion with a higher incarnation."""
+        me = self.self_state
+        if seen.max_version > me.max_version or seen.last_gc_version > me.last_gc_version:
+            # A last_gc_version above every version the peer holds for us makes it (chitchat
+            # too) reset its copy and take our keys afresh, numbered above it.
+            floor = max(seen.max_version, seen.last_gc_version, me.max_version) + 1
+            if floor + len(me.key_values) >= HEADROOM_CEILING:
+                self._take_new_generation(REPAIR_VERSIONS_AT_EDGE, now)
+                return
+            me.republish(me.stale_key_values(0), floor, announce=False)
+            self.self_repairs[REPAIR_STATE_AHEAD] += 1
+        if seen.heartbeat > me.heartbeat:
+            self._outrun_heartbeat(seen.heartbeat, now)
 
     # ------------------------------------------------------------------ messages
 
@@ -172,6 +225,7 @@ class GossipEngine:
         states = self.state.node_states
         me = states.get(self.self_id)
         report = self.detector.report_heartbeat
+        own_view: NodeDigest | None = None
         for node, node_digest in digest.nodes.items():
             state = states.get(node)
             if state is None:
@@ -179,21 +233,27 @@ class GossipEngine:
             elif state is not me:
                 if state.try_set_heartbeat(node_digest.heartbeat, now):
                     report(node, now)
-            elif node_digest.heartbeat > state.heartbeat:
-                self._outrun_heartbeat(node_digest.heartbeat)
+            else:
+                own_view = node_digest
+        # After the loop: a repair may change our identity.
+        if own_view is not None:
+            self._repair_own_view(own_view, now)
 
-    def _outrun_heartbeat(self, reported: int) -> None:
+    def _outrun_heartbeat(self, reported: int, now: float) -> None:
         """A peer says our heartbeat is ahead of what it is. Only we beat, so that value
-        came from a corrupted datagram (or an incarnation of ours with the same
+        came from a corrupted or forged datagram (or an incarnation of ours with the same
         generation); peers keep the highest heartbeat they saw, so ours would look stale
-        to all of them from now on. Jump past it: our beats count again. (chitchat has no
-        such rule; to a chitchat peer this is just a higher heartbeat.)"""
-        me = self.self_state
-        me.heartbeat = min(reported + 1, _U64_MAX)
+        to all of them from now on. Jump past it: our beats count again. Near the u64
+        edge, jumping would leave no room to beat: take a new generation instead. (chitchat
+        has no such rule; to a chitchat peer this is just a higher heartbeat.)"""
+        if reported >= HEADROOM_CEILING:
+            self._take_new_generation(REPAIR_HEARTBEAT_AT_EDGE, now)
+            return
+        self.self_state.heartbeat = reported + 1
         self.outrun_heartbeats += 1
 
     def _report_heartbeat(self, node: NodeId, heartbeat: int, now: float) -> None:
-        if node == self.self_id:
+        if node == self.self_id or node in self.former_ids:
             return
         forgotten_at = self.state.last_heartbeat_if_deleted(node)
         if forgotten_at is None or forgotten_at < heartbeat:
@@ -281,12 +341,17 @@ class GossipEngine:
         self.state.apply_delta(delta, now)
         for node_delta in delta.node_deltas:
             node = node_delta.node
-            if node == self.self_id or node in self.left:
-                continue
             state = self.state.node_state(node)
-            if state is not None and state.get(LEAVING_KEY) is not None:
-                self.left.add(node)
-                self.detector.declare_dead(node, now)
+            if state is None:
+                continue
+            if state.get(LEAVING_KEY) is not None:
+                if node not in self.left:
+                    self.left.add(node)
+                    self.detector.declare_dead(node, now)
+            elif node in self.left:
+                # A marker its owner never set (forged) is gone once the owner republished
+                # its state: judge the node by its heartbeats again.
+                self.left.discard(node)
 
     def announce_leave(self) -> None:
         """Mark this node as leaving; gossip it before going away."""
@@ -302,6 +367,13 @@ class GossipEngine:
         dead = {n.gossip_addr for n in self.detector.dead_nodes()}
         seeds = {a for a in self.seed_addrs if a != me.gossip_addr}
         targets = select_gossip_targets(self.rng, peers, live, dead, seeds)
+        own = self.self_state
+        if own.max_version >= HEADROOM_CEILING or own.heartbeat >= HEADROOM_CEILING:
+            # Unreachable by honest counting; a last line before the u64 edge.
+            reason = REPAIR_VERSIONS_AT_EDGE
+            if own.heartbeat >= HEADROOM_CEILING:
+                reason = REPAIR_HEARTBEAT_AT_EDGE
+            self._take_new_generation(reason, now)
         self._tick_heartbeat(now)
         self.state.gc_keys_marked_for_deletion(self.marked_for_deletion_grace_period, now)
         return targets

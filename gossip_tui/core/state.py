@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
-from .codec import DeltaWriter
+from .codec import U64_MAX, DeltaWriter
 from .messages import Delta, Digest, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, VersionedValue
 
@@ -155,11 +155,16 @@ class NodeState:
         self._changes.append(KeyChange(self.node, key, value))
         self._changes.append(VersionChange(self.node, self.max_version))
 
+    def next_version(self) -> int:
+        """The version of the owner's next write. It saturates at the u64 edge rather than
+        overflow the wire field; the engine takes a new generation long before that."""
+        return min(self.max_version + 1, U64_MAX)
+
     def set(self, key: str, value: str) -> None:
         previous = self.key_values.get(key)
         if previous is not None and previous.value == value and previous.status is KeyStatus.SET:
             return  # Same value: no new version, as chitchat.
-        self._bump(key, VersionedValue(value, self.max_version + 1))
+        self._bump(key, VersionedValue(value, self.next_version()))
 
     def set_with_ttl(self, key: str, value: str, now: float) -> None:
         previous = self.key_values.get(key)
@@ -169,15 +174,13 @@ class NodeState:
             and previous.status is KeyStatus.DELETE_AFTER_TTL
         ):
             return
-        self._bump(
-            key, VersionedValue(value, self.max_version + 1, KeyStatus.DELETE_AFTER_TTL, now)
-        )
+        self._bump(key, VersionedValue(value, self.next_version(), KeyStatus.DELETE_AFTER_TTL, now))
 
     def delete(self, key: str, now: float) -> bool:
         """Tombstone ``key``: it vanishes for readers now, from memory after the grace period."""
         if key not in self.key_values:
             return False
-        self._bump(key, VersionedValue("", self.max_version + 1, KeyStatus.DELETED, now))
+        self._bump(key, VersionedValue("", self.next_version(), KeyStatus.DELETED, now))
         return True
 
     def delete_after_ttl(self, key: str, now: float) -> bool:
@@ -187,9 +190,31 @@ class NodeState:
             return False
         self._bump(
             key,
-            VersionedValue(previous.value, self.max_version + 1, KeyStatus.DELETE_AFTER_TTL, now),
+            VersionedValue(previous.value, self.next_version(), KeyStatus.DELETE_AFTER_TTL, now),
         )
         return True
+
+    def republish(
+        self, items: Iterable[tuple[str, VersionedValue]], last_gc_version: int, *, announce: bool
+    ) -> None:
+        """The owner's repair: hold exactly the live ``items`` (oldest first), at versions
+        just above ``last_gc_version``. A peer whose view of this state is below that
+        last_gc_version resets its copy and takes these keys afresh (scuttlebutt's reset
+        rule, chitchat's too), which undoes whatever was forged into it. Tombstones are
+        dropped: a peer that resets never needs them. ``announce`` records the keys as
+        changes (a new identity); renumbering the same values is no news to readers."""
+        kept = [(key, value) for key, value in items if not value.is_deleted]
+        for key in list(self.key_values):
+            self._remove(key)
+        self.last_gc_version = last_gc_version
+        self.max_version = last_gc_version
+        for offset, (key, value) in enumerate(kept, start=1):
+            renumbered = attrs.evolve(value, version=last_gc_version + offset)
+            self._store(key, renumbered)
+            self.max_version = renumbered.version
+            if announce:
+                self._changes.append(KeyChange(self.node, key, renumbered))
+        self._changes.append(VersionChange(self.node, self.max_version))
 
     # ------------------------------------------------------------------ replication
 

@@ -84,6 +84,32 @@ class NodeStats:
     small_replies: int = 0
     last_round_duration: float = 0.0
     dropped: Counter[str] = attrs.field(factory=Counter)
+    # Times our own state, as a peer showed it, was not ours and we republished it, by
+    # reason (the engine's counter).
+    self_repairs: Counter[str] = attrs.field(factory=Counter)
+    # Exceptions a task of the node caught and survived, by task: each one is a bug.
+    internal_errors: Counter[str] = attrs.field(factory=Counter)
+
+
+class _BurstLog:
+    """Lets a message through at the start of a burst, then at most once per ``quiet``
+    seconds: a flood of forged datagrams must not become a flood of log lines."""
+
+    def __init__(self, quiet: float = 10.0) -> None:
+        self._quiet = quiet
+        self._last: float | None = None
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        if self._last is not None and now - self._last < self._quiet:
+            self.suppressed += 1
+            return False
+        self._last = now
+        return True
+
+    def take_suppressed(self) -> int:
+        count, self.suppressed = self.suppressed, 0
+        return count
 
 
 def _check_size(engine: GossipEngine, key: str, value: str) -> None:
@@ -121,7 +147,10 @@ class Node:
         self.config = config
         self.engine = engine
         # One counter of drops by reason: the receive path's and the engine's limits.
-        self.stats = NodeStats(dropped=engine.state.rejected)
+        self.stats = NodeStats(dropped=engine.state.rejected, self_repairs=engine.self_repairs)
+        self._outrun_log = _BurstLog()
+        self._repair_log = _BurstLog()
+        self._error_logs: dict[str, _BurstLog] = {}  # one per task
         self.http_addr: SocketAddress | None = None
         self._socket = socket
         self._nursery = nursery
@@ -242,12 +271,29 @@ class Node:
 
     # ------------------------------------------------------------------ tasks
 
+    def _internal_error(self, task: str, lost: str = "this step") -> None:
+        """Count and log (once per burst) the exception being handled, which ``task``
+        survives: a bug must cost one message or one round, never the node."""
+        self.stats.internal_errors[task] += 1
+        burst = self._error_logs.setdefault(task, _BurstLog())
+        if burst.allow(self._now()):
+            log.exception(
+                "internal error in %s, dropped %s and carrying on (%d more since the last report)",
+                task,
+                lost,
+                burst.take_suppressed(),
+            )
+
     def _encode(self, message: Message) -> bytes | None:
         try:
             return encode(message)
         except EncodeError:
             log.exception("could not encode %s", type(message).__name__)
             self.stats.send_errors += 1
+            return None
+        except Exception:
+            self.stats.send_errors += 1
+            self._internal_error("encode")
             return None
 
     async def _send(self, message: Message, addr: SocketAddress) -> None:
@@ -271,24 +317,38 @@ class Node:
         """Start a handshake with ``addr`` right now, outside the regular rounds."""
         await self._send(self.engine.create_syn(self._now()), addr)
 
+    async def _gossip_round(self, started: float) -> None:
+        repairs_before = self.engine.self_repairs.total()
+        targets = self.engine.start_round(started).all()
+        self._note_repairs(repairs_before, "a gossip round")
+        # One Syn for all of this round's targets, encoded once.
+        syn = self._encode(self.engine.create_syn(started)) if targets else None
+        if syn is not None:
+            for addr in targets:
+                self._reply_budgets.sent_syn(addr, started)
+                await self._send_bytes(syn, addr)
+        self.stats.rounds += 1
+        self.stats.last_round_duration = self._now() - started
+        if self.engine.state.changes:  # tombstones collected; else the watcher sleeps on
+            self._touch()
+
     async def _gossip_loop(self) -> None:
         interval = self.config.gossip_interval
         next_round = self._now()
         while True:
-            started = self._now()
-            targets = self.engine.start_round(started).all()
-            # One Syn for all of this round's targets, encoded once.
-            syn = self._encode(self.engine.create_syn(started)) if targets else None
-            if syn is not None:
-                for addr in targets:
-                    self._reply_budgets.sent_syn(addr, started)
-                    await self._send_bytes(syn, addr)
-            self.stats.rounds += 1
-            self.stats.last_round_duration = self._now() - started
-            if self.engine.state.changes:  # tombstones collected; else the watcher sleeps on
-                self._touch()
+            try:
+                await self._gossip_round(self._now())
+            except Exception:
+                self._internal_error("gossip_loop")
             next_round = max(next_round + interval, self._now())
             await trio.sleep_until(next_round)
+
+    def _judge_liveness(self) -> None:
+        changes = self.engine.update_liveness(self._now())
+        if changes:
+            self._publish_liveness(changes)
+        if self.engine.state.changes:  # dead nodes forgotten
+            self._touch()
 
     async def _failure_detector_loop(self) -> None:
         # Judges liveness once per interval, half an interval after each round, when that
@@ -296,12 +356,25 @@ class Node:
         interval = self.config.gossip_interval
         await trio.sleep(interval / 2)
         while True:
-            changes = self.engine.update_liveness(self._now())
-            if changes:
-                self._publish_liveness(changes)
-            if self.engine.state.changes:  # dead nodes forgotten
-                self._touch()
+            try:
+                self._judge_liveness()
+            except Exception:
+                self._internal_error("failure_detector_loop")
             await trio.sleep(interval)
+
+    def _note_repairs(self, before: int, source: object) -> None:
+        if self.engine.self_repairs.total() == before:
+            return
+        if self._repair_log.allow(self._now()):
+            log.warning(
+                "%s showed our own state with values we never wrote (forged, or an "
+                "incarnation of ours with the same generation): republished it as %s "
+                "(repairs by reason: %s; %d more since the last report)",
+                source,
+                self.self_id,
+                dict(self.engine.self_repairs),
+                self._repair_log.take_suppressed(),
+            )
 
     async def _receive_loop(self) -> None:
         while True:
@@ -314,55 +387,69 @@ class Node:
             self.stats.datagrams_in += 1
             self.stats.bytes_in += len(data)
             try:
-                message = decode(data)
-            except DecodeError as exc:
-                self.stats.dropped["malformed"] += 1
-                log.debug("dropped a malformed datagram from %s: %s", source, exc)
-                continue
-            refused_before = self.engine.state.rejected.total()
-            outrun_before = self.engine.outrun_heartbeats
-            now = self._now()
-            # A source not yet shown to receive what we send may be forged: answer it small.
-            budget = self._reply_budgets.budget(message, source, len(data), now)
-            try:
-                reply = self.engine.handle_message(message, now, reply_budget=budget)
+                await self._handle_datagram(data, source)
             except Exception:
-                # A message our engine cannot digest must never take the node down.
-                self.stats.dropped["rejected"] += 1
-                log.exception("dropped a message from %s that could not be applied", source)
-                continue
-            if self.engine.state.rejected.total() != refused_before:
-                log.warning(
-                    "refused input from %s (totals by reason: %s)",
-                    source,
-                    dict(self.engine.state.rejected),
-                )
-            if self.engine.outrun_heartbeats != outrun_before:
-                self.stats.heartbeat_outruns = self.engine.outrun_heartbeats
+                self._internal_error("receive_loop")
+
+    async def _handle_datagram(self, data: bytes, source: SocketAddress) -> None:
+        try:
+            message = decode(data)
+        except DecodeError as exc:
+            self.stats.dropped["malformed"] += 1
+            log.debug("dropped a malformed datagram from %s: %s", source, exc)
+            return
+        refused_before = self.engine.state.rejected.total()
+        outrun_before = self.engine.outrun_heartbeats
+        repairs_before = self.engine.self_repairs.total()
+        now = self._now()
+        # A source not yet shown to receive what we send may be forged: answer it small.
+        budget = self._reply_budgets.budget(message, source, len(data), now)
+        try:
+            reply = self.engine.handle_message(message, now, reply_budget=budget)
+        except Exception:
+            # A message our engine cannot digest must never take the node down.
+            self.stats.dropped["rejected"] += 1
+            self._internal_error("handle_message", f"a message from {source}")
+            return
+        self._note_repairs(repairs_before, source)
+        if self.engine.state.rejected.total() != refused_before:
+            log.warning(
+                "refused input from %s (totals by reason: %s)",
+                source,
+                dict(self.engine.state.rejected),
+            )
+        if self.engine.outrun_heartbeats != outrun_before:
+            self.stats.heartbeat_outruns = self.engine.outrun_heartbeats
+            if self._outrun_log.allow(self._now()):
                 log.warning(
                     "%s reported our heartbeat ahead of ours (a corrupted datagram, or an "
-                    "incarnation of ours with the same generation): jumped past it",
+                    "incarnation of ours with the same generation): jumped past it "
+                    "(%d more since the last report)",
                     source,
+                    self._outrun_log.take_suppressed(),
                 )
-            if self.engine.state.changes:
-                # Most messages only move heartbeats: no need to wake the watcher for those.
-                self._touch()
-            if reply is not None:
-                if budget is not None and isinstance(reply, (SynAck, Ack)):
-                    self.stats.small_replies += 1
-                await self._send(reply, source)
-                if isinstance(message, SynAck) and source in self._leave_pending:
-                    self._leave_pending.discard(source)
-                    if not self._leave_pending:
-                        self._leave_done.set()
+        if self.engine.state.changes:
+            # Most messages only move heartbeats: no need to wake the watcher for those.
+            self._touch()
+        if reply is not None:
+            if budget is not None and isinstance(reply, (SynAck, Ack)):
+                self.stats.small_replies += 1
+            await self._send(reply, source)
+            if isinstance(message, SynAck) and source in self._leave_pending:
+                self._leave_pending.discard(source)
+                if not self._leave_pending:
+                    self._leave_done.set()
 
     async def _watcher(self) -> None:
         while True:
             await self._changed.wait()
             self._changed = trio.Event()
-            changes = self.engine.drain_changes()
-            if changes:
-                self._publish_changes(changes)
+            try:
+                changes = self.engine.drain_changes()
+                if changes:
+                    self._publish_changes(changes)
+            except Exception:
+                self._internal_error("watcher")
 
     async def _seed_resolver(self, task_status: trio.TaskStatus[None]) -> None:
         literal, hosts = _split_seeds(self.config.seeds)
