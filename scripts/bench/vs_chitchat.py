@@ -7,7 +7,9 @@ chitchat-test is chitchat's own test server (in the chitchat repository, built w
 not part of this project), given by path. The two clusters run one after the other, never
 together, with the same layout: every address on 127.0.0.1, node 0 the seed of every other
 node, the same gossip interval (1 s by default), and gossip-tui given chitchat-test's fixed
-settings (dead-node grace period 10 s, marked-for-deletion grace period 60 s). Both kinds
+settings (dead-node grace period 10 s, marked-for-deletion grace period 60 s) and, unless
+``--acceptable-pause`` says otherwise, chitchat's liveness rule (no silence tolerated on top
+of the phi threshold; gossip-tui's own default tolerates 3 s more). Both kinds
 answer chitchat-test's ``GET /`` (cluster_state, live_nodes, dead_nodes), and every view
 below is read through it, so both are observed the same way. Per cluster, in order:
 
@@ -421,7 +423,9 @@ def print_results(results: Sequence[dict[str, Any]], args: argparse.Namespace) -
     )
     for result in results:
         if result["idle"]["traffic"] is None:
-            print(f"{result['impl']}: traffic not counted (needs strace and setpriv)")
+            why = "--no-strace" if args.no_strace else "strace or setpriv missing"
+            print(f"{result['impl']}: traffic not counted ({why})")
+    print(f"gossip-tui nodes ran with --acceptable-pause {args.acceptable_pause:g}")
 
 
 # --------------------------------------------------------------------------- main
@@ -437,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--settle", type=float, help="s between joining and the window (default 10; quick 0.5)"
     )
     parser.add_argument("--runs", type=int, help="key and kill runs (default 3; quick 1)")
+    parser.add_argument(
+        "--acceptable-pause",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="given to the gossip-tui nodes (default 0: chitchat's rule; gossip-tui's own is 3)",
+    )
     parser.add_argument(
         "--no-strace", action="store_true", help="do not count chitchat's datagrams with strace"
     )
@@ -486,6 +497,7 @@ def main() -> int:
             "window_seconds": args.window,
             "settle_seconds": args.settle,
             "runs": args.runs,
+            "gossip_tui_acceptable_pause": args.acceptable_pause,
         },
         "results": results,
         "failures": failures,
@@ -501,7 +513,10 @@ def main() -> int:
         (
             GOSSIP_TUI,
             lambda: Cluster(
-                GOSSIP_TUI, args.nodes, args.interval_ms, extra_args=GOSSIP_TUI_SETTINGS, rng=rng
+                GOSSIP_TUI, args.nodes, args.interval_ms, rng=rng,
+                extra_args=[
+                    *GOSSIP_TUI_SETTINGS, "--acceptable-pause", str(args.acceptable_pause)
+                ],
             ),
         ),
     ]  # fmt: skip
