@@ -480,6 +480,10 @@ def _swim_timings(interval: float) -> list[str]:
 class Cluster:
     """N nodes of one implementation, every address on 127.0.0.1, node 0 the seed."""
 
+    # The route polled until a node answers HTTP (a subclass for a node without /health
+    # names another).
+    answering_path = "/health"
+
     def __init__(
         self,
         impl: str,
@@ -570,7 +574,7 @@ class Cluster:
                         f"{self.impl} node {node.index} exited: {self.log_tail(node)}"
                     )
                 try:
-                    node.request("/health", timeout=2)
+                    node.request(self.answering_path, timeout=2)
                 except (OSError, http.client.HTTPException, ValueError):
                     continue
                 pending.remove(node)
