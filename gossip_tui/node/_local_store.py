@@ -90,7 +90,6 @@ def load_local_keys(state_dir: Path) -> dict[str, str]:
     reported in one line, and the node starts with no saved keys.
     """
     path = state_path(state_dir)
-    _remove_temporaries(state_dir)
     try:
         return _parse(path.read_bytes())
     except FileNotFoundError:
@@ -117,6 +116,12 @@ def load_local_keys(state_dir: Path) -> dict[str, str]:
             aside,
         )
     return {}
+
+
+def recover_local_keys(state_dir: Path) -> dict[str, str]:
+    """At start, before any save: remove what saves killed midway left, then load."""
+    _remove_temporaries(state_dir)
+    return load_local_keys(state_dir)
 
 
 def _write_atomically(state_dir: Path, path: Path, keys: Mapping[str, str]) -> None:

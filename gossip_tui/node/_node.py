@@ -44,7 +44,7 @@ from ._events import (
     NodeUpdated,
 )
 from ._fanout import EventFanout
-from ._local_store import keep_refused_keys, load_local_keys, save_local_keys
+from ._local_store import keep_refused_keys, recover_local_keys, save_local_keys
 from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
 
 log = logging.getLogger("gossip_tui.node")
@@ -584,7 +584,7 @@ async def open_node(
         )
         resave = False
         if config.state_dir is not None:
-            saved = await trio.to_thread.run_sync(load_local_keys, config.state_dir)
+            saved = await trio.to_thread.run_sync(recover_local_keys, config.state_dir)
             resave = await _restore_saved_keys(engine, config.state_dir, saved, keep=set(initial))
         # The initial keys are the starting state, not news for later subscribers.
         engine.drain_changes()

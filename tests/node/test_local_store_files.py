@@ -16,7 +16,12 @@ import attrs
 import pytest
 
 from gossip_tui.node import MAX_KEY_VALUE_BYTES, MemoryNetwork, open_node
-from gossip_tui.node._local_store import STATE_FILE, load_local_keys, save_local_keys
+from gossip_tui.node._local_store import (
+    STATE_FILE,
+    load_local_keys,
+    recover_local_keys,
+    save_local_keys,
+)
 
 from .helpers import fast_config, open_cluster, wait_until
 
@@ -95,11 +100,18 @@ async def test_the_moved_file_keeps_its_content(tmp_path: Path) -> None:
     assert {p.read_bytes() for p in aside} == {garbage, garbage[::-1]}
 
 
-def test_a_stale_temporary_file_is_removed_on_load(tmp_path: Path) -> None:
+@pytest.mark.trio
+async def test_a_stale_temporary_file_is_removed_at_start(tmp_path: Path) -> None:
     save_local_keys(tmp_path, {"a": "1"})
-    (tmp_path / f".{STATE_FILE}.x1y2z3").write_text('{"format": 1, "keys": {"half')
+    stale = tmp_path / f".{STATE_FILE}.x1y2z3"
+    stale.write_text('{"format": 1, "keys": {"half')
     assert load_local_keys(tmp_path) == {"a": "1"}
-    assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]
+    assert stale.exists()  # a plain load (a reader beside a running node) leaves it
+    config = attrs.evolve(fast_config(), state_dir=tmp_path)
+    async with open_node(config, transport=MemoryNetwork(seed=34).transport()) as node:
+        assert node.get("a") == "1"
+        assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]
+    assert recover_local_keys(tmp_path) == {"a": "1"}
 
 
 @pytest.mark.trio
