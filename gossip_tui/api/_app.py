@@ -12,8 +12,9 @@ Every failure becomes a JSON body ``{"error": "..."}``: 404 for an unknown path,
 a method the path does not take, 400 for a malformed request (a body the JSON parser
 cannot take, a path or query string that is not UTF-8 once percent-decoded), 413 for a
 body over :data:`MAX_BODY_SIZE` or a key-value too large for any gossip datagram (or that
-the node refuses as too large), 503 for a change applied but not saved, and 500 for an
-unexpected exception (logged, never propagated to the server or the node).
+the node refuses as too large), 503 for a change applied but not saved, 505 for a
+request in another version than HTTP/1.x, and 500 for an unexpected exception (logged,
+never propagated to the server or the node).
 """
 
 from __future__ import annotations
