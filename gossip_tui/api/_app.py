@@ -4,27 +4,34 @@ There is no web framework: a route table maps a path template and a method to a
 synchronous handler ``(node, request) -> Response``. Handlers only call the node's
 synchronous methods, so they run on the event loop without blocking it for long.
 
+A write (PUT and DELETE, and chitchat-test's GET routes that write) is answered once the
+node says it is durable (``await node.flush()``): with a state directory, a 2xx means
+the change is on disk.
+
 Every failure becomes a JSON body ``{"error": "..."}``: 404 for an unknown path, 405 for
-a method the path does not take, 400 for a malformed request, 413 for a body over
-:data:`MAX_BODY_SIZE` or a key-value too large for any gossip datagram (or that the node
-refuses as too large), and 500 for an unexpected exception (logged, never propagated to
-the server or the node).
+a method the path does not take, 400 for a malformed request (a body the JSON parser
+cannot take, a path or query string that is not UTF-8 once percent-decoded), 413 for a
+body over :data:`MAX_BODY_SIZE` or a key-value too large for any gossip datagram (or that
+the node refuses as too large), 503 for a change applied but not saved, 505 for a
+request in another version than HTTP/1.x, and 500 for an unexpected exception (logged,
+never propagated to the server or the node).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 import attrs
 import cattrs
 
 from gossip_tui.core.converter import converter
 from gossip_tui.core.models import Liveness, NodeSnapshot, VersionedValue
-from gossip_tui.node import KeyValueTooLarge
+from gossip_tui.node import KeysNotSaved, KeyValueTooLarge
 
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import render_metrics
@@ -142,6 +149,10 @@ class Route:
         if method == "HEAD" and self.get_is_safe:
             method = "GET"
         return self.methods.get(method)
+
+    def writes(self, method: str) -> bool:
+        """Whether ``method`` on this route changes the node's keys."""
+        return method not in ("GET", "HEAD") or not self.get_is_safe
 
 
 # --------------------------------------------------------------------------- responses
@@ -278,6 +289,8 @@ def _put_body(request: Request) -> PutKeyBody:
             data = json.loads(request.body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             raise HttpError(400, f"invalid JSON body: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "invalid JSON body: nested too deeply") from None
         if not isinstance(data, dict):
             raise HttpError(400, 'the JSON body must be an object like {"value": "..."}')
         try:
@@ -363,12 +376,30 @@ def _headers(scope: Scope) -> dict[str, str]:
     }
 
 
-def _query(scope: Scope) -> dict[str, list[str]]:
-    raw = bytes(scope.get("query_string", b"")).decode("latin-1")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _path(scope: Scope) -> str:
+    # The server's own decoding of the path replaces invalid UTF-8 with U+FFFD, so that
+    # "%ff" and "%fe" would name the same key: decode the raw path strictly instead.
+    raw = scope.get("raw_path")
+    if raw is None:  # optional in ASGI
+        return str(scope["path"])
     try:
-        return parse_qs(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+        return unquote_to_bytes(bytes(raw)).decode("utf-8")
     except UnicodeDecodeError:
-        raise HttpError(400, "the query string is not valid UTF-8") from None
+        raise HttpError(400, "the path is not valid UTF-8 once percent-decoded") from None
+
+
+def _query(scope: Scope) -> dict[str, list[str]]:
+    raw = bytes(scope.get("query_string", b""))
+    # Bytes a client sent unencoded are taken as the UTF-8 they should be, like the
+    # percent-encoded ones: escape them, then decode the whole strictly.
+    escaped = _NON_ASCII.sub(lambda byte: b"%%%02X" % byte[0][0], raw).decode("ascii")
+    try:
+        return parse_qs(escaped, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise HttpError(400, "the query string is not valid UTF-8 once percent-decoded") from None
 
 
 async def _read_body(headers: Mapping[str, str], receive: Receive) -> bytes | None:
@@ -428,7 +459,10 @@ class GossipApi:
         await _send_response(send, response, head=method == "HEAD")
 
     async def _respond(self, method: str, scope: Scope, receive: Receive) -> Response | None:
-        path = str(scope["path"])
+        if str(scope.get("http_version", "1.1")) not in ("1.0", "1.1"):
+            # What reaches us of HTTP/2's preface once the server no longer switches.
+            raise HttpError(505, "only HTTP/1.1 is served")
+        path = _path(scope)
         for route in self.routes:
             params = route.match(path)
             if params is not None:
@@ -445,7 +479,13 @@ class GossipApi:
         if body is None:
             return None
         request = Request(method, path, query, headers, body, params)
-        return handler(self.node, request)
+        response = handler(self.node, request)
+        if route.writes(method) and 200 <= response.status < 300:
+            try:
+                await self.node.flush()
+            except KeysNotSaved as exc:
+                raise HttpError(503, f"the change is applied but not saved: {exc}") from None
+        return response
 
 
 async def _send_response(send: Send, response: Response, *, head: bool) -> None:

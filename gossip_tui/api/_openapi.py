@@ -178,6 +178,7 @@ _SCHEMAS: dict[str, Any] = {
 
 _BAD_REQUEST = _error("malformed request")
 _TOO_LARGE = _error("body over 64 KiB, or key and value too large for a gossip datagram")
+_NOT_SAVED = _error("with --state-dir: the change is applied but could not be saved")
 _KEY = _path("key", "the key; may hold slashes")
 
 _PATHS: dict[str, Any] = {
@@ -200,6 +201,7 @@ _PATHS: dict[str, Any] = {
                 "200": _json(_ref("Status"), "the key is set"),
                 "400": _BAD_REQUEST,
                 "413": _TOO_LARGE,
+                "503": _NOT_SAVED,
             },
         }
     },
@@ -211,6 +213,7 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("Status"), "the key is deleted"),
                 "400": _BAD_REQUEST,
+                "503": _NOT_SAVED,
             },
         }
     },
@@ -278,6 +281,7 @@ _PATHS: dict[str, Any] = {
                 "200": _json(_ref("KeyWritten"), "the key is set"),
                 "400": _BAD_REQUEST,
                 "413": _TOO_LARGE,
+                "503": _NOT_SAVED,
             },
         },
         "delete": {
@@ -297,6 +301,7 @@ _PATHS: dict[str, Any] = {
                 "200": _json(_ref("KeyDeleted"), "the key is deleted"),
                 "400": _BAD_REQUEST,
                 "404": _error("no such key, or already deleted"),
+                "503": _NOT_SAVED,
             },
         },
     },
@@ -339,7 +344,8 @@ def openapi_document() -> dict[str, Any]:
             "description": (
                 "chitchat-test's routes (/, /set_kv/, /mark_for_deletion/) and a REST API "
                 'over one gossip node. Errors are {"error": "..."}: 404 unknown path, '
-                "405 wrong method, 400 malformed request, 413 too large, 500 server fault."
+                "405 wrong method, 400 malformed request, 413 too large, 500 server fault, "
+                "503 a write not saved. With --state-dir a 2xx to a write means it is on disk."
             ),
         },
         "paths": copy.deepcopy(_PATHS),

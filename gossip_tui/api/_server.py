@@ -20,6 +20,26 @@ _log = logging.getLogger("gossip_tui.api.http")
 _BACKLOG = 100
 
 
+def _serve_http11_only() -> None:
+    """Stop hypercorn from switching a connection to HTTP/2 in cleartext (h2c).
+
+    hypercorn answers ``Upgrade: h2c`` with 101 and speaks HTTP/2 from then on, and takes
+    a connection that opens with HTTP/2's preface as HTTP/2 too; no setting turns either
+    off. The API is HTTP/1.1 only, a smaller surface to defend, so the one check that
+    starts both switches is replaced by one that never switches: an upgrade request is
+    answered in HTTP/1.1 like any other (h11 then drops the proposed upgrade), and a
+    preface reaches the application as a request it refuses. hypercorn serves nothing
+    else in this process, so replacing the method on the class is contained.
+    """
+    import h11
+    from hypercorn.protocol.h11 import H11Protocol
+
+    async def never_switch(_protocol: H11Protocol, _request: h11.Request) -> None:
+        return None
+
+    H11Protocol._check_protocol = never_switch  # type: ignore[method-assign,assignment]
+
+
 def _listening_socket(bind: SocketAddress) -> tuple[socket.socket, SocketAddress]:
     family = socket.AF_INET6 if bind.ip.version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -54,6 +74,7 @@ async def serve_http(
     # We bind the socket ourselves and hand it to hypercorn's Trio worker: a busy port is
     # then a plain OSError (not wrapped in hypercorn's nurseries), we know the port chosen
     # for port 0, and the socket is closed here however the server ends.
+    _serve_http11_only()
     sock, actual = _listening_socket(bind)
     with sock:
         config = Config()

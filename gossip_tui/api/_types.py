@@ -16,10 +16,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ApiNode(Protocol):
-    """The part of :class:`gossip_tui.node.Node` the HTTP API uses (all synchronous).
+    """The part of :class:`gossip_tui.node.Node` the HTTP API uses (synchronous but for
+    ``flush``).
 
     ``set`` and ``set_with_ttl`` may raise ValueError for a key-value the node refuses
-    (``gossip_tui.node.KeyValueTooLarge`` when it is too large to gossip).
+    (``gossip_tui.node.KeyValueTooLarge`` when it is too large to gossip). ``flush``
+    returns once the changes made so far are durable, or raises
+    ``gossip_tui.node.KeysNotSaved``.
     """
 
     @property
@@ -38,3 +41,5 @@ class ApiNode(Protocol):
     def delete_after_ttl(self, key: str) -> object: ...
 
     def snapshot(self) -> ClusterSnapshot: ...
+
+    async def flush(self) -> None: ...

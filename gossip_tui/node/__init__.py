@@ -13,7 +13,7 @@ from ._events import (
     NodeRemoved,
     NodeUpdated,
 )
-from ._node import MAX_KEY_VALUE_BYTES, KeyValueTooLarge, Node, NodeStats, open_node
+from ._node import MAX_KEY_VALUE_BYTES, KeysNotSaved, KeyValueTooLarge, Node, NodeStats, open_node
 from ._records import (
     RecordEvent,
     RecordJoined,
@@ -40,6 +40,7 @@ __all__ = [
     "KeyChanged",
     "KeyDeleted",
     "KeyValueTooLarge",
+    "KeysNotSaved",
     "LinkFaults",
     "MemoryNetwork",
     "MemoryTransport",

@@ -1,10 +1,11 @@
 """Durable local keys: the operator's keys survive a restart.
 
 The file holds the local node's set keys (not tombstones, not TTL keys, not the keys the
-node manages itself). It is rewritten atomically (temporary file, fsync, rename) after
-every change, and read back at start, where the keys are published again under the new
-generation. A file that cannot be read is reported and moved aside, never silently
-dropped or overwritten.
+node manages itself). It is rewritten atomically (temporary file, fsync, rename, fsync of
+the directory) after every change, and read back at start, where the keys are published
+again under the new generation. A file that cannot be read, or does not hold what we
+write, is reported in one line and moved aside, never silently dropped or overwritten:
+the node then starts with no saved keys.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ log = logging.getLogger("gossip_tui.node")
 
 STATE_FILE = "local-keys.json"
 _FORMAT = 1
+# mkstemp's prefix for the temporary files a save renames over the state file.
+_TEMPORARY_PREFIX = f".{STATE_FILE}."
 
 
 class CorruptStateFile(ValueError):
@@ -34,7 +37,7 @@ def state_path(state_dir: Path) -> Path:
 def _parse(raw: bytes) -> dict[str, str]:
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise CorruptStateFile(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         raise CorruptStateFile("not a gossip-tui local-keys file (format 1)")
@@ -46,30 +49,84 @@ def _parse(raw: bytes) -> dict[str, str]:
     return dict(keys)
 
 
+def _aside_path(path: Path, why: str) -> Path:
+    """A name beside ``path`` that no earlier file holds (two in one second stay two)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.{why}-{stamp}")
+    count = 1
+    while aside.exists() or aside.is_symlink():
+        count += 1
+        aside = path.with_name(f"{path.name}.{why}-{stamp}-{count}")
+    return aside
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes a rename (or a new entry) in ``directory`` itself durable.
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_temporaries(state_dir: Path) -> None:
+    # A save killed between mkstemp and rename leaves its temporary behind.
+    try:
+        leftovers = [p for p in state_dir.iterdir() if p.name.startswith(_TEMPORARY_PREFIX)]
+    except OSError:
+        return  # no directory yet, or not one: the load reports what matters
+    for leftover in leftovers:
+        try:
+            leftover.unlink()
+        except OSError as exc:
+            log.warning("could not remove the stale temporary file %s: %s", leftover, exc)
+
+
 def load_local_keys(state_dir: Path) -> dict[str, str]:
-    """The saved keys; {} when there is no file yet. A corrupt file is moved aside."""
+    """The saved keys; {} when there is no file yet.
+
+    Whatever is in the file's place (garbage, JSON of another shape or nested too deep,
+    a directory, a file we may not read) is moved aside as ``<file>.corrupt-<time>``,
+    reported in one line, and the node starts with no saved keys.
+    """
     path = state_path(state_dir)
     try:
-        raw = path.read_bytes()
+        return _parse(path.read_bytes())
     except FileNotFoundError:
         return {}
+    except (OSError, CorruptStateFile) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    aside = _aside_path(path, "corrupt")
     try:
-        return _parse(raw)
-    except CorruptStateFile as exc:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
         path.replace(aside)
+        _fsync_dir(state_dir)
+    except OSError as exc:
         log.error(
-            "state file %s is corrupt (%s); moved it to %s and started empty", path, exc, aside
+            "state file %s is unusable (%s) and could not be moved aside (%s); started "
+            "with no saved keys",
+            path,
+            problem,
+            exc.strerror or exc,
         )
-        return {}
+    else:
+        log.error(
+            "state file %s is unusable (%s); moved it to %s and started with no saved keys",
+            path,
+            problem,
+            aside,
+        )
+    return {}
 
 
-def save_local_keys(state_dir: Path, keys: Mapping[str, str]) -> None:
-    """Replace the saved keys atomically: readers see the old file or the new, never half."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_path(state_dir)
+def recover_local_keys(state_dir: Path) -> dict[str, str]:
+    """At start, before any save: remove what saves killed midway left, then load."""
+    _remove_temporaries(state_dir)
+    return load_local_keys(state_dir)
+
+
+def _write_atomically(state_dir: Path, path: Path, keys: Mapping[str, str]) -> None:
     payload = json.dumps({"format": _FORMAT, "keys": dict(sorted(keys.items()))}, indent=1)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=state_dir)
+    fd, tmp_name = tempfile.mkstemp(prefix=_TEMPORARY_PREFIX, dir=state_dir)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -80,9 +137,21 @@ def save_local_keys(state_dir: Path, keys: Mapping[str, str]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    # Make the rename itself durable.
-    dir_fd = os.open(state_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(state_dir)
+
+
+def save_local_keys(state_dir: Path, keys: Mapping[str, str]) -> None:
+    """Replace the saved keys durably: once this returns they survive a crash or a power
+    cut, and readers see the old file or the new, never half."""
+    if not state_dir.is_dir():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(state_dir.parent)  # the new directory's own entry
+    _write_atomically(state_dir, state_path(state_dir), keys)
+
+
+def keep_refused_keys(state_dir: Path, refused: Mapping[str, str]) -> Path:
+    """Write keys the node would not load beside the state file (the next save drops them
+    from it), in the same format, so that the operator can still read them."""
+    aside = _aside_path(state_path(state_dir), "refused")
+    _write_atomically(state_dir, aside, refused)
+    return aside

@@ -44,7 +44,7 @@ from ._events import (
     NodeUpdated,
 )
 from ._fanout import EventFanout
-from ._local_store import load_local_keys, save_local_keys
+from ._local_store import keep_refused_keys, recover_local_keys, save_local_keys
 from ._reflection import ReplyBudgets
 from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
 
@@ -66,6 +66,21 @@ def _generation_now() -> int:
 
 class KeyValueTooLarge(ValueError):
     """A key or value that could never be gossiped in a single datagram."""
+
+
+class KeysNotSaved(OSError):
+    """The local keys could not be written to the state directory: a change is applied
+    (and gossiped) but would not survive a restart."""
+
+
+# The keys the node sets itself: never saved, never loaded.
+_MANAGED_KEYS = frozenset({"bind", LEAVING_KEY})
+
+
+@attrs.frozen
+class _SaveFailure:
+    local_version: int  # the last local change the failed save was meant to hold
+    error: OSError
 
 
 @attrs.define
@@ -157,6 +172,13 @@ class Node:
         self._changed = trio.Event()
         self._local_dirty = trio.Event()
         self._save_lock = trio.Lock()
+        # Local changes are numbered; a save records the number it holds. flush() waits
+        # until the saved number reaches the current one, or a save that should have
+        # held it failed.
+        self._local_version = 0
+        self._saved_version = 0
+        self._save_failure: _SaveFailure | None = None
+        self._save_ended = trio.Event()
         # While leaving: the peers that still have to fetch our last state from us.
         self._leave_pending: set[SocketAddress] = set()
         self._leave_done = trio.Event()
@@ -188,6 +210,7 @@ class Node:
 
     def _local_changed(self) -> None:
         self._touch()
+        self._local_version += 1
         self._local_dirty.set()
 
     def set(self, key: str, value: str) -> None:
@@ -490,32 +513,62 @@ class Node:
     def durable_keys(self) -> dict[str, str]:
         """The local keys worth keeping across a restart: set by the operator, not
         deleted, not temporary, not managed by the node itself."""
-        managed = {"bind", LEAVING_KEY}
         return {
             key: value.value
             for key, value in self.engine.self_state.key_values.items()
-            if value.status is KeyStatus.SET and key not in managed
+            if value.status is KeyStatus.SET and key not in _MANAGED_KEYS
         }
 
-    async def save_keys(self, state_dir: Path, keys: dict[str, str]) -> None:
-        # One save at a time: the saver task and the final save on close may overlap.
+    async def flush(self) -> None:
+        """Wait until every local change made so far is on disk (at once without a state
+        directory). Raises :class:`KeysNotSaved` when the save that should hold them
+        failed. Concurrent callers share one save: a burst of writes waits for the save
+        in progress and then for one more that holds them all."""
+        if self.config.state_dir is None:
+            return
+        wanted = self._local_version
+        while self._saved_version < wanted:
+            failure = self._save_failure
+            if failure is not None and failure.local_version >= wanted:
+                raise KeysNotSaved(
+                    failure.error.errno,
+                    f"could not save the local keys to {self.config.state_dir}: "
+                    f"{failure.error.strerror or failure.error}",
+                ) from failure.error
+            await self._save_ended.wait()
+
+    async def save_keys(self, state_dir: Path) -> None:
+        """Write the durable keys to ``state_dir``; raises OSError when that fails.
+
+        The keys are taken once the previous save is done (one save at a time: the
+        saver task and the final save on close may overlap), so that a save never
+        replaces a newer one."""
         async with self._save_lock:
-            await trio.to_thread.run_sync(save_local_keys, state_dir, keys)
+            version = self._local_version
+            keys = self.durable_keys()
+            try:
+                await trio.to_thread.run_sync(save_local_keys, state_dir, keys)
+            except OSError as exc:
+                self._save_failure = _SaveFailure(version, exc)
+                raise
+            else:
+                self._saved_version = max(self._saved_version, version)
+            finally:
+                self._save_ended.set()
+                self._save_ended = trio.Event()
 
     async def _save_keys(self, state_dir: Path) -> None:
-        saved: dict[str, str] | None = None
+        # Group commit: while one save runs in its thread, the changes made meanwhile
+        # pile up behind a single dirty flag, and the next save holds them all.
         while True:
             await self._local_dirty.wait()
             self._local_dirty = trio.Event()
-            keys = self.durable_keys()
-            if keys != saved:
-                try:
-                    await self.save_keys(state_dir, keys)
-                except OSError:
-                    # Keep gossiping; the operator sees the error and the next change retries.
-                    log.exception("could not save the local keys to %s", state_dir)
-                    continue
-                saved = keys
+            try:
+                await self.save_keys(state_dir)
+            except OSError as exc:
+                # Keep gossiping; the writers waiting in flush() get the error, and the
+                # next change tries again.
+                log.error("could not save the local keys to %s: %s", state_dir, exc)
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
@@ -556,6 +609,40 @@ async def _resolve(host: str, port: int) -> set[SocketAddress]:
     return found
 
 
+async def _restore_saved_keys(
+    engine: GossipEngine, state_dir: Path, saved: dict[str, str], *, keep: set[str]
+) -> bool:
+    """Set the saved keys that pass the checks a new key passes; the keys in ``keep``
+    (given in the config) win over saved ones. Refused keys are reported in one line,
+    never gossiped, and kept in a file beside the state file; True when there were some,
+    and the state file is to be saved again without them."""
+    refused: dict[str, str] = {}
+    reasons: list[str] = []
+    for key, value in saved.items():
+        if key in keep:
+            continue
+        try:
+            if key in _MANAGED_KEYS:
+                raise ValueError("the node sets this key itself")
+            _check_size(engine, key, value)
+        except ValueError as exc:
+            refused[key] = value
+            reasons.append(f"{key[:40]!r}: {exc}")
+            continue
+        engine.self_state.set(key, value)
+    if not refused:
+        return False
+    try:
+        aside = await trio.to_thread.run_sync(keep_refused_keys, state_dir, refused)
+    except OSError as exc:
+        kept = f"could not keep them aside ({exc})"
+    else:
+        kept = f"kept them in {aside}"
+    shown = "; ".join(reasons[:3]) + ("; ..." if len(reasons) > 3 else "")
+    log.error("state file: refused %d saved key(s) (%s); %s", len(refused), shown, kept)
+    return True
+
+
 @asynccontextmanager
 async def open_node(
     config: NodeConfig | None = None, *, transport: Transport | None = None
@@ -582,10 +669,6 @@ async def open_node(
             public,
         )
         initial = dict(config.initial_key_values)
-        if config.state_dir is not None:
-            # Saved keys come back first; keys given in the config win over them.
-            saved = await trio.to_thread.run_sync(load_local_keys, config.state_dir)
-            initial = {**saved, **initial}
         if config.publish_bind_key:
             initial.setdefault("bind", str(public))
         engine = GossipEngine(
@@ -598,10 +681,16 @@ async def open_node(
             max_datagram_size=max_datagram_size,
             protocol_version=config.protocol_version,
         )
+        resave = False
+        if config.state_dir is not None:
+            saved = await trio.to_thread.run_sync(recover_local_keys, config.state_dir)
+            resave = await _restore_saved_keys(engine, config.state_dir, saved, keep=set(initial))
         # The initial keys are the starting state, not news for later subscribers.
         engine.drain_changes()
         async with trio.open_nursery() as nursery:
             node = Node(config, engine, socket, nursery)
+            if resave:  # else each start would set the refused keys aside once more
+                node._local_dirty.set()
             await nursery.start(node._run)
             try:
                 yield node
@@ -612,7 +701,12 @@ async def open_node(
                     if config.announce_leave:
                         await node.leave()
                     if config.state_dir is not None:
-                        await node.save_keys(config.state_dir, node.durable_keys())
+                        try:
+                            await node.save_keys(config.state_dir)
+                        except OSError as exc:
+                            log.error(
+                                "could not save the local keys to %s: %s", config.state_dir, exc
+                            )
                 nursery.cancel_scope.cancel()
                 node._fanout.close()
     finally:

@@ -30,11 +30,15 @@ async def acall(
     method: str,
     path: str,
     *,
-    query: str = "",
+    query: str | bytes = "",
     body: bytes | Sequence[bytes] = b"",
     headers: Iterable[tuple[str, str]] = (),
     disconnect: bool = False,
+    raw_path: bytes | None = None,
+    http_version: str = "1.1",
 ) -> Reply | None:
+    """``raw_path`` replaces the percent-encoding of ``path`` the client would send (the
+    server's lossy decoding of it stays in the scope's ``path``, as hypercorn's does)."""
     chunks = [body] if isinstance(body, bytes) else list(body)
     pending: list[dict[str, Any]] = [
         {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
@@ -56,12 +60,12 @@ async def acall(
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
-        "http_version": "1.1",
+        "http_version": http_version,
         "method": method,
         "scheme": "http",
         "path": path,
-        "raw_path": quote(path).encode(),
-        "query_string": query.encode(),
+        "raw_path": quote(path).encode() if raw_path is None else raw_path,
+        "query_string": query if isinstance(query, bytes) else query.encode(),
         "root_path": "",
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
         "client": ("127.0.0.1", 40000),

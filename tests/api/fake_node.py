@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import trio
+
 from gossip_tui.core.models import (
     ClusterSnapshot,
     KeyStatus,
@@ -47,6 +49,9 @@ class FakeNode:
         # Like the runtime: refuse larger key-values with KeyValueTooLarge (None: no limit).
         self.max_key_value_bytes = max_key_value_bytes
         self.stats = NodeStats()
+        # What the last flush() made durable, and an error for flush() to raise instead.
+        self.saved: dict[str, VersionedValue] = {}
+        self.flush_error: OSError | None = None
 
     # --- the Node API used by the HTTP layer
 
@@ -88,6 +93,12 @@ class FakeNode:
             return False
         self._bump(key, current.value, KeyStatus.DELETE_AFTER_TTL)
         return True
+
+    async def flush(self) -> None:
+        await trio.lowlevel.checkpoint()  # like a save in a worker thread
+        if self.flush_error is not None:
+            raise self.flush_error
+        self.saved = dict(self.key_values)
 
     def get(self, key: str, node: NodeId | None = None) -> str | None:
         value = self.key_values.get(key)
