@@ -310,7 +310,7 @@ class Node:
             try:
                 message = decode(data)
             except DecodeError as exc:
-                self.stats.dropped["malformed"] += 1
+                self.stats.dropped[exc.reason] += 1
                 log.debug("dropped a malformed datagram from %s: %s", source, exc)
                 continue
             refused_before = self.engine.state.rejected.total()
