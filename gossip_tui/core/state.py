@@ -18,13 +18,23 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
-from .codec import DeltaWriter
+from .codec import MIN_DELTA_BUDGET, DeltaWriter, node_id_size
 from .messages import Delta, Digest, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, VersionedValue
 
 # How many garbage-collected nodes are remembered, so that a peer still gossiping about
 # one cannot bring it back with an old heartbeat.
 GC_NODE_MEMORY = 500
+
+# A node's entry in a digest besides its id: heartbeat, last_gc_version, max_version.
+_DIGEST_ENTRY_TAIL = 24
+# The digest's node count.
+_DIGEST_HEAD = 2
+
+
+def digest_entry_size(node: NodeId) -> int:
+    """Bytes ``node`` takes in an encoded digest."""
+    return node_id_size(node) + _DIGEST_ENTRY_TAIL
 
 
 @attrs.frozen
@@ -61,11 +71,15 @@ class StateLimits:
     Sizes count the characters of keys and values. A delta that would push a node's state,
     or the whole cluster state, past its bound is dropped whole (dropping part of it would
     leave a gap in the versions), and counted.
+
+    Node ids longer than ``max_node_id_bytes`` are not admitted: one made-up name must not
+    fill the digest, which every message carries (our own id is exempt).
     """
 
     max_nodes: int = 10_000
     max_node_state_bytes: int = 8 * 1024 * 1024
     max_total_state_bytes: int = 512 * 1024 * 1024
+    max_node_id_bytes: int = 1_024
 
 
 class _Usage:
@@ -313,20 +327,45 @@ def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
 class ClusterState:
     """Every known node's state, and the scuttlebutt rules between them."""
 
-    def __init__(self, limits: StateLimits | None = None) -> None:
+    def __init__(
+        self, limits: StateLimits | None = None, max_digest_bytes: int | None = None
+    ) -> None:
         self.limits = limits or StateLimits()
+        # What a digest of every known node may take (None: no bound). The engine derives
+        # it from the datagram size: a digest that outgrows its datagram cannot be sent.
+        self.max_digest_bytes = max_digest_bytes
         self.node_states: dict[NodeId, NodeState] = {}
         self.changes: list[StateChange] = []
-        # Input refused for a limit ("over_limit", "node_limit"), for the operator. Stale or
-        # duplicate deltas are normal in gossip and not counted.
+        # Input refused for a limit ("over_limit", "node_limit", "digest_full",
+        # "node_id_too_long"), for the operator. Stale or duplicate deltas are normal in
+        # gossip and not counted.
         self.rejected: Counter[str] = Counter()
         self._usage = _Usage()
+        self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
 
     @property
     def total_size(self) -> int:
         """Characters of keys and values held for all nodes."""
         return self._usage.total
+
+    @property
+    def digest_bytes(self) -> int:
+        """Encoded size of a digest of every known node."""
+        return self._digest_bytes
+
+    def admission_refusal(self, node: NodeId) -> str | None:
+        """Why a node not known yet must stay out (the drop reason), or None to admit it."""
+        if len(self.node_states) >= self.limits.max_nodes:
+            return "node_limit"
+        if len(node.node_id.encode()) > self.limits.max_node_id_bytes:
+            return "node_id_too_long"
+        if (
+            self.max_digest_bytes is not None
+            and self._digest_bytes + digest_entry_size(node) > self.max_digest_bytes
+        ):
+            return "digest_full"
+        return None
 
     def __len__(self) -> int:
         return len(self.node_states)
@@ -343,12 +382,14 @@ class ClusterState:
             self._gc_nodes.pop(node, None)
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
+            self._digest_bytes += digest_entry_size(node)
         return state
 
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
             self._usage.total -= state.size
+            self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat
             self._gc_nodes.move_to_end(node)
             while len(self._gc_nodes) > GC_NODE_MEMORY:
@@ -393,7 +434,11 @@ class ClusterState:
         excluded: Iterable[NodeId] = (),
         rng: random.Random | None = None,
     ) -> Delta:
-        """What the digest's sender lacks, most useful first, within ``mtu`` encoded bytes."""
+        """What the digest's sender lacks, most useful first, within ``mtu`` encoded bytes.
+        A budget too small for anything useful gives an empty delta (one end-of-blocks byte).
+        """
+        if mtu < MIN_DELTA_BUDGET:
+            return Delta()
         skip = set(excluded)
         buckets: dict[_Staleness, list[tuple[NodeState, int]]] = {}
         peer_digests: Mapping[NodeId, NodeDigest] = digest.nodes

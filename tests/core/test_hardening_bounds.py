@@ -22,17 +22,24 @@ from gossip_tui.core.codec import (
     DeltaWriter,
     decode,
     encode,
+    encode_delta,
     node_id_bytes,
 )
-from gossip_tui.core.engine import GossipEngine
+from gossip_tui.core.engine import SYNACK_DELTA_RESERVE, GossipEngine, max_digest_bytes
 from gossip_tui.core.messages import (
     Ack,
+    Delta,
     Digest,
     NodeDigest,
     Syn,
     SynAck,
 )
 from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
+from gossip_tui.core.simulation import Simulation
+from gossip_tui.core.state import (
+    ClusterState,
+    StateLimits,
+)
 
 ATTACKER = SocketAddress.parse("127.0.0.66:6666")
 
@@ -53,6 +60,105 @@ def syn_from_peer(engine: GossipEngine, peer: NodeId) -> SynAck:
     reply = engine.handle_message(Syn(engine.cluster_id, Digest({peer: NodeDigest(5, 0, 0)})), 2.0)
     assert isinstance(reply, SynAck)
     return reply
+
+
+# --------------------------------------------------------------------------- finding 2
+
+
+def test_a_fake_node_with_a_huge_name_is_refused_and_our_syn_still_fits() -> None:
+    # Attack: one fake node named with 65,400 bytes; peers then declared A dead in ~20 s
+    # (A's Syns no longer fit a datagram).
+    engine = GossipEngine(node("a"), "c", now=0.0)
+    huge = NodeId("x" * 65_400, 1, ATTACKER)
+    engine.handle_message(Syn("c", Digest({huge: NodeDigest(1, 0, 0)})), 1.0)
+    assert engine.state.node_state(huge) is None
+    assert engine.state.rejected["node_id_too_long"] == 1
+    assert len(encode(engine.create_syn(1.0))) <= MAX_DATAGRAM_SIZE
+
+
+def test_a_name_that_would_fill_the_digest_is_refused_as_digest_full() -> None:
+    # Attack: a 65,260-byte name spread everywhere and every SynAck then failed with
+    # "a delta budget below 100 bytes"; no key replicated. Here the name length bound is
+    # lifted so that the digest bound alone has to stop it.
+    limits = StateLimits(max_node_id_bytes=0xFFFF)
+    engine = GossipEngine(node("a"), "c", now=0.0, limits=limits)
+    engine.self_state.set("color", "blue")
+    huge = NodeId("x" * 65_260, 1, ATTACKER)
+    engine.handle_message(Syn("c", Digest({huge: NodeDigest(1, 0, 0)})), 1.0)
+    assert engine.state.node_state(huge) is None
+    assert engine.state.rejected["digest_full"] == 1
+    reply = syn_from_peer(engine, node("b", 7001))
+    assert len(encode(reply)) <= MAX_DATAGRAM_SIZE
+    [own] = reply.delta.node_deltas
+    assert [kv.key for kv in own.key_values] == ["color"]
+
+
+def test_a_flood_of_short_ids_stops_at_the_digest_budget() -> None:
+    # Attack: about 1,400 short fake ids did what the huge name did.
+    engine = GossipEngine(node("a"), "c", now=0.0)
+    engine.self_state.set("payload", "v" * 3_000)
+    engine.handle_message(Syn("c", flood(1_400)), 1.0)
+    budget = max_digest_bytes("c")
+    assert engine.state.digest_bytes <= budget
+    admitted = len(engine.state) - 1
+    assert 1_000 < admitted < 1_400
+    assert engine.state.rejected["digest_full"] == 1_400 - admitted
+    assert len(encode(engine.create_syn(1.0))) <= MAX_DATAGRAM_SIZE
+    # A real peer joining now is refused too: the digest is full (first come, first kept)...
+    peer = node("b", 7001)
+    reply = syn_from_peer(engine, peer)
+    assert engine.state.node_state(peer) is None
+    # ...but the SynAck still fits, with room for a delta of at least the reserve.
+    data = encode(reply)
+    assert len(data) <= MAX_DATAGRAM_SIZE
+    assert MAX_DATAGRAM_SIZE - 4 - engine.state.digest_bytes >= SYNACK_DELTA_RESERVE
+    assert any(kv.key == "payload" for nd in reply.delta.node_deltas for kv in nd.key_values)
+
+
+def test_no_room_for_a_delta_gives_an_empty_delta_not_an_exception() -> None:
+    # Our own name is exempt from the bounds; when it leaves no room, the SynAck is small.
+    engine = GossipEngine(node("n" * 65_400), "c", now=0.0)
+    reply = syn_from_peer(engine, node("b", 7001))
+    assert reply.delta == Delta()
+    assert encode_delta(reply.delta) == b"\x00"
+    assert ClusterState().compute_delta(Digest(), 50) == Delta()
+
+
+class _UdpSimulation(Simulation):
+    """The simulation, but a datagram over the UDP limit is lost, as the kernel drops it."""
+
+    oversized = 0
+
+    def _deliver(self, sender: SocketAddress, target: SocketAddress, datagram: bytes) -> None:
+        if len(datagram) > MAX_DATAGRAM_SIZE:
+            self.oversized += 1
+            return
+        engine = self.engines.get(target)
+        if engine is None or target in self.silenced or sender in self.silenced:
+            return
+        reply = engine.handle_message(decode(datagram), self.clock.now)
+        if reply is not None:
+            self._deliver(target, sender, encode(reply))
+
+
+def test_a_fake_id_flood_neither_isolates_a_node_nor_stops_replication() -> None:
+    sim = _UdpSimulation(4, seed=3)
+    sim.run(10)
+    assert sim.converged()
+    victim = sim.engine(0)
+    for beat in range(2, 12):
+        # Rising heartbeats: the fake nodes look alive and spread through digests.
+        victim.handle_message(Syn("sim", flood(1_500, beat)), sim.clock.now)
+        sim.round()
+    sim.engine(3).self_state.set("after", "the flood")
+    assert sim.rounds_until(sim.converged, 30) is not None
+    assert sim.oversized == 0
+    for engine in sim.engines.values():
+        assert engine.state.digest_bytes <= max_digest_bytes("sim")
+        assert {n for n in engine.live_nodes() if n.gossip_addr != ATTACKER} == {
+            e.self_id for e in sim.engines.values()
+        }
+    assert victim.state.rejected["digest_full"] > 0
 
 
 # --------------------------------------------------------------------------- finding 3
