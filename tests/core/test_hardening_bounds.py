@@ -6,8 +6,10 @@ Each test reproduces, at small scale, a finding of the attack run on real nodes.
 
 from __future__ import annotations
 
+import gc
 import struct
 import time
+import tracemalloc
 
 import pytest
 import zstandard
@@ -30,6 +32,8 @@ from gossip_tui.core.messages import (
     Ack,
     Delta,
     Digest,
+    KeyValueMutation,
+    NodeDelta,
     NodeDigest,
     Syn,
     SynAck,
@@ -37,8 +41,11 @@ from gossip_tui.core.messages import (
 from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
 from gossip_tui.core.simulation import Simulation
 from gossip_tui.core.state import (
+    KEY_VALUE_OVERHEAD,
     ClusterState,
+    DeltaStatus,
     StateLimits,
+    key_value_cost,
 )
 
 ATTACKER = SocketAddress.parse("127.0.0.66:6666")
@@ -242,4 +249,105 @@ def test_our_writer_never_writes_past_what_a_receiver_decompresses() -> None:
     assert MAX_DELTA_STREAM - 7_000 < streamed <= MAX_DELTA_STREAM
 
 
-#
+# --------------------------------------------------------------------------- finding 4
+
+
+def _tiny_keys_delta(owner: NodeId, first: int, count: int) -> bytes:
+    kvs = tuple(KeyValueMutation(f"k{i}", "v", i + 1) for i in range(first, first + count))
+    return encode(Ack(Delta((NodeDelta(owner, first, 0, kvs, first + count),))))
+
+
+def _apply_datagram(cluster: ClusterState, datagram: bytes) -> None:
+    message = decode(datagram)
+    assert isinstance(message, Ack)
+    cluster.apply_delta(message.delta, now=1.0)
+    cluster.changes.clear()
+
+
+def test_the_size_estimate_matches_tracemalloc() -> None:
+    # Attack: ~235 bytes of RSS were held per 7 counted characters.
+    owner = node("owner")
+    cluster = ClusterState(StateLimits(max_node_state_bytes=1 << 30))
+    cluster.node_state_or_init(owner)
+    datagrams = [_tiny_keys_delta(owner, i, 1_000) for i in range(0, 10_000, 1_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for datagram in datagrams:
+            _apply_datagram(cluster, datagram)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cluster.total_size == sum(key_value_cost(f"k{i}", "v") for i in range(10_000))
+    ratio = held / cluster.total_size
+    assert 0.5 < ratio < 2.0, f"held {held:,} bytes for an estimate of {cluster.total_size:,}"
+
+
+def test_a_flood_of_tiny_keys_for_fake_nodes_stays_within_its_bound_in_memory() -> None:
+    # Attack: 4 M tiny keys for one fake node took a node from 44 to 320 MB, and the
+    # 512 MiB bound allowed ~17 GB. At small scale: a 128 KiB total bound.
+    limits = StateLimits(max_node_state_bytes=64 * 1024, max_total_state_bytes=128 * 1024)
+    cluster = ClusterState(limits)
+    owners = [node(f"fake-{i}", 7100 + i) for i in range(3)]
+    floods = [
+        (owner, [_tiny_keys_delta(owner, first, 500) for first in range(0, 10_000, 500)])
+        for owner in owners
+    ]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for owner, datagrams in floods:
+            cluster.node_state_or_init(owner)
+            for datagram in datagrams:
+                _apply_datagram(cluster, datagram)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cluster.total_size <= limits.max_total_state_bytes
+    assert cluster.rejected[DeltaStatus.OVER_LIMIT.value] > 0
+    assert held < 2 * limits.max_total_state_bytes, f"held {held:,} bytes"
+
+
+def test_rewriting_a_key_near_the_bound_is_not_refused() -> None:
+    # Peers count the growth net of the values a delta replaces; the writer does the same.
+    owner = node("owner")
+    bound = 10 * key_value_cost("k0", "x" * 1_000)
+    writer = ClusterState(StateLimits(max_node_state_bytes=bound))
+    replica = ClusterState(StateLimits(max_node_state_bytes=bound))
+    mine = writer.node_state_or_init(owner)
+    theirs = replica.node_state_or_init(owner)
+    for i in range(10):
+        mine.set(f"k{i}", "x" * 1_000)
+    mine.set("k3", "y" * 1_000)
+    assert mine.size == bound
+    first = NodeDelta(
+        owner, 0, 0, tuple(KeyValueMutation(f"k{i}", "x" * 1_000, i + 1) for i in range(10)), 10
+    )
+    assert theirs.apply_delta(first, 1.0, replica.limits) is DeltaStatus.APPLY
+    rewrite = NodeDelta(owner, 10, 0, (KeyValueMutation("k3", "y" * 1_000, 11),), 11)
+    assert theirs.apply_delta(rewrite, 1.0, replica.limits) is DeltaStatus.APPLY
+    assert theirs.size == mine.size == bound
+
+
+def test_a_key_repeated_within_a_delta_is_released_once() -> None:
+    owner = node("owner")
+    limits = StateLimits(max_node_state_bytes=3 * key_value_cost("big", "x" * 10_000))
+    state = ClusterState(limits).node_state_or_init(owner)
+    first = NodeDelta(owner, 0, 0, (KeyValueMutation("big", "x" * 10_000, 1),), 1)
+    assert state.apply_delta(first, 1.0, limits) is DeltaStatus.APPLY
+    # "big" replaced 50 times would release its value 50 times if counted per operation.
+    repeats = tuple(KeyValueMutation("big", "", v) for v in range(2, 52))
+    news = tuple(KeyValueMutation(f"n{v}", "x" * 10_000, v) for v in range(52, 56))
+    over = NodeDelta(owner, 1, 0, repeats + news, 55)
+    assert state.apply_delta(over, 1.0, limits) is DeltaStatus.OVER_LIMIT
+
+
+def test_the_estimate_counts_the_memory_of_wide_characters() -> None:
+    assert key_value_cost("k", "") == KEY_VALUE_OVERHEAD + 1
+    assert key_value_cost("k", "é" * 10) == KEY_VALUE_OVERHEAD + 1 + 10
+    # One emoji makes CPython hold four bytes for every character of the string.
+    assert key_value_cost("k", "a" * 1_000 + "😀") == KEY_VALUE_OVERHEAD + 1 + 4 * 1_001
