@@ -13,7 +13,14 @@ from ._events import (
     NodeRemoved,
     NodeUpdated,
 )
-from ._node import MAX_KEY_VALUE_BYTES, KeyValueTooLarge, Node, NodeStats, open_node
+from ._node import (
+    MAX_KEY_VALUE_BYTES,
+    KeyValueTooLarge,
+    Node,
+    NodeStateFull,
+    NodeStats,
+    open_node,
+)
 from ._records import (
     RecordEvent,
     RecordJoined,
@@ -49,6 +56,7 @@ __all__ = [
     "NodeJoined",
     "NodeLeft",
     "NodeRemoved",
+    "NodeStateFull",
     "NodeStats",
     "NodeUpdated",
     "RecordEvent",

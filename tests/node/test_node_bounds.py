@@ -11,9 +11,49 @@ import zstandard
 
 from gossip_tui.core.codec import MAGIC, MSG_ACK, node_id_bytes
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import MemoryNetwork
+from gossip_tui.node import KeyValueTooLarge, MemoryNetwork, NodeStateFull
 
-from .helpers import open_cluster, wait_until
+from .helpers import all_see_each_other, open_cluster, wait_until
+
+_VALUE = "x" * 59_000
+
+
+@pytest.mark.trio
+async def test_writes_past_the_per_node_bound_are_refused_and_the_rest_replicates(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Attack: past the 8 MiB per-node bound, 151 PUTs were all acknowledged, peers stopped
+    # at 142 and the next tiny key never arrived.
+    network = MemoryNetwork(seed=11)
+    async with open_cluster(2, transport=network.transport()) as (writer, reader):
+        await wait_until(lambda: all_see_each_other([writer, reader]), 30, "both live")
+        accepted: list[str] = []
+        refusal: NodeStateFull | None = None
+        for i in range(200):
+            try:
+                writer.set(f"big-{i:03d}", f"{i:03d}{_VALUE}")
+            except NodeStateFull as exc:
+                refusal = exc
+                break
+            accepted.append(f"big-{i:03d}")
+        assert refusal is not None, "200 writes of 59 KB were all acknowledged"
+        assert isinstance(refusal, KeyValueTooLarge)
+        assert "peers would refuse" in str(refusal)
+        assert 130 < len(accepted) < 145
+        assert writer.get(f"big-{len(accepted):03d}") is None
+        # Whatever fits still goes in, and arrives: a tiny key, or its honest refusal.
+        try:
+            writer.set("tiny", "t")
+        except NodeStateFull:
+            pass
+        else:
+            accepted.append("tiny")
+
+        def replicated() -> bool:
+            return all(reader.get(key, writer.self_id) is not None for key in accepted)
+
+        await wait_until(replicated, 120, "every acknowledged key on the peer")
+        assert reader.stats.dropped["over_limit"] == 0
 
 
 def _bomb_datagram(sender_id: bytes) -> bytes:
