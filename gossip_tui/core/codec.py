@@ -96,6 +96,16 @@ _TAG_U16 = struct.Struct("<BH")
 _ZSTD_LEVEL = 3
 # What a single block may decompress to: chitchat decompresses into a u16::MAX buffer.
 _MAX_BLOCK_OUTPUT = 0xFFFF
+# What the blocks of one delta may decompress to, together. The number of blocks has no
+# bound of its own: 65 KB of tiny zstd frames of zeros inflate to ~200 MB. A sender
+# budgets the delta with the pending block uncompressed and the flushed ones compressed,
+# so a legitimate datagram holds more than 65 KB of stream only as far as its data
+# compresses: 340 KB for a full datagram of empty values (tombstones), 2.6 MB for
+# identical 200-byte values. 1 MiB is 16 datagrams' worth, three times the tombstone
+# case; DeltaWriter never writes past it, so gossip-tui peers never trip it.
+MAX_DELTA_STREAM = 1024 * 1024
+# Below this, a delta budget cannot hold a node and a key-value worth sending.
+MIN_DELTA_BUDGET = 100
 
 _STATUS_BY_CODE = {s.value: s for s in KeyStatus}
 # Indexed by wire code (the codes are 0, 1, 2: contiguous from zero).
@@ -110,6 +120,15 @@ _WIRE_BY_NODE: dict[int, tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, 
 
 class DecodeError(ValueError):
     """A datagram that is not a valid chitchat message."""
+
+    # The drop reason a node counts it under.
+    reason = "malformed"
+
+
+class DecompressionBomb(DecodeError):
+    """A delta whose blocks decompress past :data:`MAX_DELTA_STREAM`."""
+
+    reason = "decompression_bomb"
 
 
 class EncodeError(ValueError):
@@ -333,10 +352,13 @@ class DeltaWriter:
     """
 
     def __init__(self, mtu: int) -> None:
-        if mtu < 100:
+        if mtu < MIN_DELTA_BUDGET:
             raise ValueError("a delta budget below 100 bytes cannot hold anything useful")
         self._mtu = mtu
         self._threshold = min(BLOCK_THRESHOLD, mtu)
+        # Bytes of operations written, before compression: kept within what a receiver
+        # agrees to decompress (MAX_DELTA_STREAM).
+        self._streamed = 0
         self._output = bytearray()
         self._block = bytearray()
         self._node_deltas: list[NodeDelta] = []
@@ -345,6 +367,8 @@ class DeltaWriter:
         self._current_kvs: list[KeyValueMutation] = []
 
     def _fits(self, op_len: int) -> bool:
+        if self._streamed + op_len > MAX_DELTA_STREAM:
+            return False
         pending = len(self._block)
         if pending + op_len > self._threshold:
             bound = 3 + len(self._output) + pending + 3 + op_len + 1
@@ -353,6 +377,7 @@ class DeltaWriter:
         return bound <= self._mtu
 
     def _append(self, op: bytes) -> None:
+        self._streamed += len(op)
         self._block += op
         while len(self._block) > self._threshold:
             self._flush_block()
@@ -399,8 +424,9 @@ class DeltaWriter:
         bound = 4 + len(self._output) + pending
         if pending > self._threshold:
             bound += 3
-        if bound > self._mtu:
+        if bound > self._mtu or self._streamed + len(op) > MAX_DELTA_STREAM:
             return False
+        self._streamed += len(op)
         block += op
         if pending > self._threshold:
             while len(self._block) > self._threshold:
@@ -601,13 +627,19 @@ def _read_string(data: bytes, pos: int) -> tuple[str, int]:
         raise DecodeError(f"invalid UTF-8 in string: {exc.reason}") from None
 
 
-def _decompress_block(frame: bytes) -> bytes:
+def _decompress_block(frame: bytes, room: int) -> bytes:
+    """One zstd block's content; ``room`` is what the delta may still decompress to."""
     try:
         content_size = zstandard.frame_content_size(frame)  # -1 when the frame does not say
     except zstandard.ZstdError as exc:
         raise DecodeError(f"bad zstd block: {exc}") from None
     if content_size > _MAX_BLOCK_OUTPUT:
         raise DecodeError("compressed block claims more than 65535 bytes")
+    if content_size > room:
+        raise _bomb()
+    limit = min(_MAX_BLOCK_OUTPUT, room)
+    if limit <= 0 and content_size != 0:
+        raise _bomb()  # (and a zero max_output_size would mean "no limit" to zstandard)
     try:
         dctx = _DECOMPRESSORS.pop()
     except IndexError:
@@ -622,18 +654,30 @@ def _decompress_block(frame: bytes) -> bytes:
         else:
             # Like chitchat, never more than a 65535-byte buffer: a frame that does not
             # declare its size cannot inflate into gigabytes, and a frame cut short fails.
-            out = dctx.decompress(frame, max_output_size=_MAX_BLOCK_OUTPUT)
+            # Nor more than the delta has room for: the buffer is allocated up front.
+            out = dctx.decompress(frame, max_output_size=limit)
     except zstandard.ZstdError as exc:
+        if limit < _MAX_BLOCK_OUTPUT:
+            # A frame that does not fit in what is left: the delta was already near the
+            # cap, which no legitimate sender reaches (a broken frame there counts too).
+            raise _bomb() from None
         raise DecodeError(f"bad zstd block: {exc}") from None
     finally:
         _DECOMPRESSORS.append(dctx)
     if len(out) > _MAX_BLOCK_OUTPUT:
         raise DecodeError("compressed block decompresses past 65535 bytes")
+    if len(out) > room:
+        raise _bomb()
     return out
+
+
+def _bomb() -> DecompressionBomb:
+    return DecompressionBomb(f"delta decompresses past {MAX_DELTA_STREAM:,} bytes")
 
 
 def _read_stream(data: bytes, pos: int) -> tuple[bytes, int]:
     parts: list[bytes] = []
+    streamed = 0
     size = len(data)
     while True:
         if pos >= size:
@@ -650,9 +694,13 @@ def _read_stream(data: bytes, pos: int) -> tuple[bytes, int]:
         if end > size:
             raise _truncated("block")
         if block_type == BLOCK_COMPRESSED:
-            parts.append(_decompress_block(data[start:end]))
+            part = _decompress_block(data[start:end], MAX_DELTA_STREAM - streamed)
         else:
-            parts.append(data[start:end])
+            part = data[start:end]
+            if streamed + len(part) > MAX_DELTA_STREAM:
+                raise _bomb()
+        streamed += len(part)
+        parts.append(part)
         pos = end
 
 

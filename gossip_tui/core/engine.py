@@ -42,6 +42,19 @@ REPAIR_HEARTBEAT_AT_EDGE = "heartbeat_at_edge"  # outrunning it would leave no r
 REPAIR_VERSIONS_AT_EDGE = "versions_at_edge"  # republishing would leave no room
 REPAIR_GENERATIONS_EXHAUSTED = "generations_exhausted"  # our generation is u64 max already
 
+# Room kept beside our digest in a SynAck for its delta. The digest of a full cluster may
+# take the rest: a node's own keys travel in full-size Acks (no digest beside them) when
+# it starts an exchange, so this only has to keep SynAcks useful, about a hundred small
+# key-values. chitchat reserves nothing; its digest outgrows the datagram past ~1,000 nodes.
+SYNACK_DELTA_RESERVE = 4096
+
+
+def max_digest_bytes(cluster_id: str, max_datagram_size: int = MAX_DATAGRAM_SIZE) -> int:
+    """The most our digest may take so that both messages carrying it fit a datagram:
+    a Syn (beside the cluster id) and a SynAck (beside a delta of at least the reserve)."""
+    syn_tail = 2 + len(cluster_id.encode())
+    return max_datagram_size - _HEADER_LEN - max(syn_tail, SYNACK_DELTA_RESERVE)
+
 
 def fits_in_one_delta(
     node: NodeId, key: str, value: str, max_datagram_size: int = MAX_DATAGRAM_SIZE
@@ -131,7 +144,7 @@ class GossipEngine:
     ) -> None:
         self.self_id = self_id
         self.cluster_id = cluster_id
-        self.state = ClusterState(limits)
+        self.state = ClusterState(limits, max_digest_bytes(cluster_id, max_datagram_size))
         # Smaller than the UDP limit when the transport wraps datagrams (encryption).
         self.max_datagram_size = max_datagram_size
         # The version of the Syns we send; replies always go in the version of the Syn.
@@ -257,13 +270,13 @@ class GossipEngine:
             return
         forgotten_at = self.state.last_heartbeat_if_deleted(node)
         if forgotten_at is None or forgotten_at < heartbeat:
-            if (
-                node not in self.state.node_states
-                and len(self.state) >= self.state.limits.max_nodes
-            ):
-                # A flood of made-up nodes must not grow our memory without end.
-                self.state.rejected["node_limit"] += 1
-                return
+            if node not in self.state.node_states:
+                # A flood of made-up nodes (or one with a huge name) must neither grow our
+                # memory without end nor push our digest out of its datagram.
+                refusal = self.state.admission_refusal(node)
+                if refusal is not None:
+                    self.state.rejected[refusal] += 1
+                    return
             state = self.state.node_state_or_init(node)
         else:
             # A node we garbage-collected, still echoed by a peer with an old heartbeat:

@@ -18,13 +18,44 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
-from .codec import U64_MAX, DeltaWriter
-from .messages import Delta, Digest, NodeDelta, NodeDigest
+from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, node_id_size
+from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, VersionedValue
 
 # How many garbage-collected nodes are remembered, so that a peer still gossiping about
 # one cannot bring it back with an old heartbeat.
 GC_NODE_MEMORY = 500
+
+# What one stored key-value costs in memory besides its characters. Measured with
+# tracemalloc on CPython 3.11 over 100,000 replicated keys (scripts/measure_state_memory.py):
+# 110 bytes for the VersionedValue and its dict slot, 28 for the version int, 49 for each of
+# the two str headers; rounded up. (CPython 3.12+ has 8-byte smaller str headers.)
+KEY_VALUE_OVERHEAD = 240
+# A node's entry in a digest besides its id: heartbeat, last_gc_version, max_version.
+_DIGEST_ENTRY_TAIL = 24
+# The digest's node count.
+_DIGEST_HEAD = 2
+
+
+def _chars_bytes(text: str) -> int:
+    """Bytes CPython holds for the characters of ``text``: 1, 2 or 4 per character, by
+    the widest one (PEP 393). Counting UTF-8 would undercount a long ASCII text with a
+    single emoji four times."""
+    if text.isascii():
+        return len(text)
+    widest = ord(max(text))
+    return len(text) * (1 if widest < 0x100 else 2 if widest < 0x10000 else 4)
+
+
+def key_value_cost(key: str, value: str) -> int:
+    """An honest estimate of the memory a stored key-value holds, in bytes: what the
+    state bounds count, here and on every gossip-tui peer."""
+    return KEY_VALUE_OVERHEAD + _chars_bytes(key) + _chars_bytes(value)
+
+
+def digest_entry_size(node: NodeId) -> int:
+    """Bytes ``node`` takes in an encoded digest."""
+    return node_id_size(node) + _DIGEST_ENTRY_TAIL
 
 
 @attrs.frozen
@@ -58,14 +89,20 @@ class DeltaStatus(enum.Enum):
 class StateLimits:
     """Bounds that keep a hostile or runaway peer from growing our memory without end.
 
-    Sizes count the characters of keys and values. A delta that would push a node's state,
-    or the whole cluster state, past its bound is dropped whole (dropping part of it would
-    leave a gap in the versions), and counted.
+    Sizes are bytes of memory held, as :func:`key_value_cost` estimates them. A delta that
+    would push a node's state, or the whole cluster state, past its bound is dropped whole
+    (dropping part of it would leave a gap in the versions), and counted. The total bound
+    caps what a flood of tiny keys for made-up nodes can take: about 256 MiB of the
+    process, however the keys are spread.
+
+    Node ids longer than ``max_node_id_bytes`` are not admitted: one made-up name must not
+    fill the digest, which every message carries (our own id is exempt).
     """
 
     max_nodes: int = 10_000
     max_node_state_bytes: int = 8 * 1024 * 1024
-    max_total_state_bytes: int = 512 * 1024 * 1024
+    max_total_state_bytes: int = 256 * 1024 * 1024
+    max_node_id_bytes: int = 1_024
 
 
 class _Usage:
@@ -136,16 +173,21 @@ class NodeState:
 
     # ------------------------------------------------------------------ owner's writes
 
-    def _store(self, key: str, value: VersionedValue) -> None:
+    def size_after_set(self, key: str, value: str) -> int:
+        """What :attr:`size` would be once ``key`` holds ``value``."""
         previous = self.key_values.get(key)
-        grown = len(value.value) - (len(previous.value) if previous else -len(key))
+        released = key_value_cost(key, previous.value) if previous is not None else 0
+        return self.size - released + key_value_cost(key, value)
+
+    def _store(self, key: str, value: VersionedValue) -> None:
+        grown = self.size_after_set(key, value.value) - self.size
         self.key_values[key] = value
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
         removed = self.key_values.pop(key)
-        shrunk = len(key) + len(removed.value)
+        shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
         self._usage.total -= shrunk
 
@@ -270,8 +312,37 @@ class NodeState:
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
-    def _would_exceed(self, delta: NodeDelta, limits: StateLimits) -> bool:
-        growth = sum(len(kv.key) + len(kv.value) for kv in delta.key_values)
+    @staticmethod
+    def _news(delta: NodeDelta, floor: int, last_gc_version: int) -> Iterator[KeyValueMutation]:
+        """The key-values of ``delta`` that a state at ``floor`` would store."""
+        for kv in delta.key_values:
+            if kv.version <= floor:
+                continue  # Already known.
+            if kv.status.scheduled_for_deletion and kv.version <= last_gc_version:
+                continue  # A tombstone we have already collected.
+            yield kv
+
+    def _would_exceed(self, delta: NodeDelta, limits: StateLimits, reset: bool) -> bool:
+        # The size the state would have afterwards, net of the values it replaces (a
+        # node near its bound that rewrites a key must not look like it outgrew it).
+        if reset:
+            held: Mapping[str, VersionedValue] = {}
+            size, floor, last_gc = 0, 0, delta.last_gc_version
+        else:
+            held, size, floor, last_gc = (
+                self.key_values,
+                self.size,
+                self.max_version,
+                self.last_gc_version,
+            )
+        # A key repeated within the delta ends up stored once, with its last value.
+        final = {kv.key: kv.value for kv in self._news(delta, floor, last_gc)}
+        growth = size - self.size
+        for key, value in final.items():
+            previous = held.get(key)
+            growth += key_value_cost(key, value)
+            if previous is not None:
+                growth -= key_value_cost(key, previous.value)
         if growth <= 0:
             return False
         return (
@@ -285,16 +356,12 @@ class NodeState:
         status = self.check_delta(delta)
         if status is DeltaStatus.REJECT:
             return status
-        if limits is not None and self._would_exceed(delta, limits):
+        reset = status is DeltaStatus.APPLY_AFTER_RESET
+        if limits is not None and self._would_exceed(delta, limits, reset):
             return DeltaStatus.OVER_LIMIT
-        if status is DeltaStatus.APPLY_AFTER_RESET:
+        if reset:
             self._reset(delta.last_gc_version)
-        floor = self.max_version
-        for kv in delta.key_values:
-            if kv.version <= floor:
-                continue  # Already known.
-            if kv.status.scheduled_for_deletion and kv.version <= self.last_gc_version:
-                continue  # A tombstone we have already collected.
+        for kv in self._news(delta, self.max_version, self.last_gc_version):
             since = now if kv.status.scheduled_for_deletion else None
             self._set_versioned_value(
                 kv.key, VersionedValue(kv.value, kv.version, kv.status, since)
@@ -338,20 +405,45 @@ def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
 class ClusterState:
     """Every known node's state, and the scuttlebutt rules between them."""
 
-    def __init__(self, limits: StateLimits | None = None) -> None:
+    def __init__(
+        self, limits: StateLimits | None = None, max_digest_bytes: int | None = None
+    ) -> None:
         self.limits = limits or StateLimits()
+        # What a digest of every known node may take (None: no bound). The engine derives
+        # it from the datagram size: a digest that outgrows its datagram cannot be sent.
+        self.max_digest_bytes = max_digest_bytes
         self.node_states: dict[NodeId, NodeState] = {}
         self.changes: list[StateChange] = []
-        # Input refused for a limit ("over_limit", "node_limit"), for the operator. Stale or
-        # duplicate deltas are normal in gossip and not counted.
+        # Input refused for a limit ("over_limit", "node_limit", "digest_full",
+        # "node_id_too_long"), for the operator. Stale or duplicate deltas are normal in
+        # gossip and not counted.
         self.rejected: Counter[str] = Counter()
         self._usage = _Usage()
+        self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
 
     @property
     def total_size(self) -> int:
-        """Characters of keys and values held for all nodes."""
+        """Bytes of memory held by the keys and values of all nodes (as estimated)."""
         return self._usage.total
+
+    @property
+    def digest_bytes(self) -> int:
+        """Encoded size of a digest of every known node."""
+        return self._digest_bytes
+
+    def admission_refusal(self, node: NodeId) -> str | None:
+        """Why a node not known yet must stay out (the drop reason), or None to admit it."""
+        if len(self.node_states) >= self.limits.max_nodes:
+            return "node_limit"
+        if len(node.node_id.encode()) > self.limits.max_node_id_bytes:
+            return "node_id_too_long"
+        if (
+            self.max_digest_bytes is not None
+            and self._digest_bytes + digest_entry_size(node) > self.max_digest_bytes
+        ):
+            return "digest_full"
+        return None
 
     def __len__(self) -> int:
         return len(self.node_states)
@@ -368,12 +460,14 @@ class ClusterState:
             self._gc_nodes.pop(node, None)
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
+            self._digest_bytes += digest_entry_size(node)
         return state
 
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
             self._usage.total -= state.size
+            self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat
             self._gc_nodes.move_to_end(node)
             while len(self._gc_nodes) > GC_NODE_MEMORY:
@@ -418,7 +512,11 @@ class ClusterState:
         excluded: Iterable[NodeId] = (),
         rng: random.Random | None = None,
     ) -> Delta:
-        """What the digest's sender lacks, most useful first, within ``mtu`` encoded bytes."""
+        """What the digest's sender lacks, most useful first, within ``mtu`` encoded bytes.
+        A budget too small for anything useful gives an empty delta (one end-of-blocks byte).
+        """
+        if mtu < MIN_DELTA_BUDGET:
+            return Delta()
         skip = set(excluded)
         buckets: dict[_Staleness, list[tuple[NodeState, int]]] = {}
         peer_digests: Mapping[NodeId, NodeDigest] = digest.nodes

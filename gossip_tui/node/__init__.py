@@ -13,7 +13,15 @@ from ._events import (
     NodeRemoved,
     NodeUpdated,
 )
-from ._node import MAX_KEY_VALUE_BYTES, KeysNotSaved, KeyValueTooLarge, Node, NodeStats, open_node
+from ._node import (
+    MAX_KEY_VALUE_BYTES,
+    KeysNotSaved,
+    KeyValueTooLarge,
+    Node,
+    NodeStateFull,
+    NodeStats,
+    open_node,
+)
 from ._records import (
     RecordEvent,
     RecordJoined,
@@ -50,6 +58,7 @@ __all__ = [
     "NodeJoined",
     "NodeLeft",
     "NodeRemoved",
+    "NodeStateFull",
     "NodeStats",
     "NodeUpdated",
     "RecordEvent",

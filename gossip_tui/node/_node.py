@@ -83,6 +83,11 @@ class _SaveFailure:
     error: OSError
 
 
+class NodeStateFull(KeyValueTooLarge):
+    """A write that would take this node's keys past the memory bound every gossip-tui
+    peer keeps for one node: the peers would refuse it, so it is refused here."""
+
+
 @attrs.define
 class NodeStats:
     """Counters an operator (or /metrics) reads."""
@@ -141,6 +146,15 @@ def _check_size(engine: GossipEngine, key: str, value: str) -> None:
         raise KeyValueTooLarge(
             f"key and value take {size:,} bytes, which do not fit in a gossip datagram "
             f"beside this node's {name:,}-byte name"
+        )
+    after = engine.self_state.size_after_set(key, value)
+    bound = engine.state.limits.max_node_state_bytes
+    if after > bound:
+        raise NodeStateFull(
+            f"this node's keys would hold {after:,} bytes of memory, over the {bound:,} "
+            "bytes peers keep for one node: peers would refuse the change. "
+            "Delete keys to make room (a deleted key still counts until its tombstone "
+            "is collected)."
         )
 
 
@@ -418,7 +432,7 @@ class Node:
         try:
             message = decode(data)
         except DecodeError as exc:
-            self.stats.dropped["malformed"] += 1
+            self.stats.dropped[exc.reason] += 1
             log.debug("dropped a malformed datagram from %s: %s", source, exc)
             return
         refused_before = self.engine.state.rejected.total()

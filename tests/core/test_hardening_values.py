@@ -20,7 +20,7 @@ from gossip_tui.core.engine import (
 from gossip_tui.core.messages import Ack, Digest, Message, NodeDigest, Syn, SynAck
 from gossip_tui.core.models import KeyStatus, Liveness, NodeId, SocketAddress
 from gossip_tui.core.simulation import Simulation
-from gossip_tui.core.state import NodeState
+from gossip_tui.core.state import NodeState, key_value_cost
 
 CLUSTER = "c"
 
@@ -158,7 +158,7 @@ def test_republish_numbers_live_keys_above_the_floor_and_drops_tombstones() -> N
         "c": (102, KeyStatus.DELETE_AFTER_TTL),
     }
     assert state.max_version == 102
-    assert state.size == len("b2c3")
+    assert state.size == key_value_cost("b", "2") + key_value_cost("c", "3")
 
 
 # --------------------------------------------------------------------------- self-repair

@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest, Syn
 from gossip_tui.core.models import NodeId, SocketAddress
-from gossip_tui.core.state import ClusterState, DeltaStatus, NodeState, StateLimits
+from gossip_tui.core.state import (
+    ClusterState,
+    DeltaStatus,
+    NodeState,
+    StateLimits,
+    key_value_cost,
+)
 
 
 def node(i: int) -> NodeId:
@@ -40,7 +46,8 @@ def test_oversized_node_delta_is_dropped_whole() -> None:
 
 
 def test_total_state_limit_spans_nodes() -> None:
-    cluster = ClusterState(StateLimits(max_total_state_bytes=300))
+    entry = key_value_cost("k", "x" * 120)
+    cluster = ClusterState(StateLimits(max_total_state_bytes=2 * entry + entry // 2))
     for i in (1, 2, 3):
         cluster.node_state_or_init(node(i))
         delta = NodeDelta(node(i), 0, 0, (KeyValueMutation("k", "x" * 120, 1),), 1)
@@ -48,7 +55,7 @@ def test_total_state_limit_spans_nodes() -> None:
     held = [s.get("k") is not None for s in cluster.node_states.values()]
     assert held == [True, True, False]
     cluster.remove_node(node(1))
-    assert cluster.total_size == len("k") + 120
+    assert cluster.total_size == entry
 
 
 @settings(max_examples=200, deadline=None)
@@ -78,7 +85,7 @@ def test_size_accounting_matches_contents(ops: list[tuple[str, str, str]]) -> No
             state.delete_after_ttl(key, now)
         else:
             state.gc_keys_marked_for_deletion(3.0, now)
-        expected = sum(len(k) + len(v.value) for k, v in state.key_values.items())
+        expected = sum(key_value_cost(k, v.value) for k, v in state.key_values.items())
         assert state.size == expected == cluster.total_size
 
 
@@ -89,4 +96,4 @@ def test_reset_releases_size() -> None:
     replica.apply_delta(first, now=0.0)
     after_gc = NodeDelta(node(1), 0, 9, (KeyValueMutation("b", "y", 10),), 10)
     assert replica.apply_delta(after_gc, now=0.0) is DeltaStatus.APPLY_AFTER_RESET
-    assert replica.size == 2 == usage_cluster.total_size
+    assert replica.size == key_value_cost("b", "y") == usage_cluster.total_size
