@@ -131,7 +131,7 @@ class _KnownKeys:
 
 
 class _Push:
-    """Collects one push's changes; rows are compared with what they were before it."""
+    """Collects one push's changes: each row touched, with what it was before the push."""
 
     def __init__(self) -> None:
         self.rows_before: dict[NodeId, NodeRow | None] = {}
@@ -153,7 +153,7 @@ class _Push:
                     added.append(after)
             elif after is None:
                 removed.append(node)
-            elif after != before:
+            elif after is not before:  # rows are only replaced by rows that differ
                 updated.append(after)
         return ViewChanges(
             added=tuple(added),
@@ -179,6 +179,9 @@ class ClusterViewModel:
         self._taken_at = 0.0
         self._selected_id: NodeId | None = None
         self._selected: NodeSnapshot | None = None  # as last read from the node
+        # The nodes whose keys are on screen: this one and the selected one (a set, for
+        # a membership test by cached hash in the per-node loops).
+        self._in_full: set[NodeId] = {self_id}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -234,30 +237,42 @@ class ClusterViewModel:
         push = _Push()
         push.ticked = True
         self._taken_at = readings.taken_at
-        seen: set[NodeId] = set()
+        rows_read = 0
         for reading in readings.nodes:
             node = reading.node
-            seen.add(node)
             known = self._keys.get(node)
             if known is None or known.version != reading.max_version:
                 if self._reread(node, push) is None:
                     continue
                 known = self._keys[node]
+            rows_read += 1
             old = self._rows.get(node)
-            row = NodeRow(
-                node,
-                reading.liveness,
-                reading.heartbeat,
-                known.version,
-                len(known.visible),
-                reading.phi,
-                reading.last_update,
-                old.key_values if old is not None else None,
-            )
-            if row != old:
+            key_count = len(known.visible)
+            # The hot loop of a big cluster: compare fields rather than build rows to compare.
+            if (
+                old is None
+                or old.heartbeat != reading.heartbeat
+                or old.phi != reading.phi
+                or old.liveness is not reading.liveness
+                or old.last_update != reading.last_update
+                or old.max_version != known.version
+                or old.key_count != key_count
+            ):
+                row = NodeRow(
+                    node,
+                    reading.liveness,
+                    reading.heartbeat,
+                    known.version,
+                    key_count,
+                    reading.phi,
+                    reading.last_update,
+                    old.key_values if old is not None else None,
+                )
                 self._set_row(node, row, push)
-        for node in [node for node in self._rows if node not in seen]:
-            self._forget(node, push)
+        if len(self._rows) != rows_read:  # some node is no more (a set only in that case)
+            seen = {reading.node for reading in readings.nodes}
+            for node in [node for node in self._rows if node not in seen]:
+                self._forget(node, push)
         if self._selected_id is not None:
             push.selection = True  # its heartbeat, phi and age come with the reading
         return push.finish(self._rows, ())
@@ -306,6 +321,7 @@ class ClusterViewModel:
         if node != self._selected_id:
             self._selected_id = node
             self._selected = None
+            self._in_full = {self.self_id} if node is None else {self.self_id, node}
             push.selection = True
             if node is not None:
                 self._reread(node, push)
@@ -314,7 +330,7 @@ class ClusterViewModel:
     # -- internals -------------------------------------------------------------------------
 
     def _shown_in_full(self, node: NodeId) -> set[NodeId]:
-        return {node} if node in (self.self_id, self._selected_id) else set()
+        return {node} if node in self._in_full else set()
 
     def _reread(self, node: NodeId, push: _Push) -> NodeSnapshot | None:
         """Read ``node`` from the node: its keys, and a row if it had none."""
@@ -344,10 +360,16 @@ class ClusterViewModel:
                 snapshot.last_update,
                 key_values,
             )
-        else:
+        elif (old.max_version, old.key_count, old.key_values) != (
+            known.version,
+            len(known.visible),
+            key_values,
+        ):
             row = attrs.evolve(
                 old, max_version=known.version, key_count=len(known.visible), key_values=key_values
             )
+        else:
+            return snapshot
         self._set_row(node, row, push)
         return snapshot
 
@@ -368,14 +390,16 @@ class ClusterViewModel:
             self._set_row(node, attrs.evolve(row, liveness=liveness), push)
 
     def _set_row(self, node: NodeId, row: NodeRow, push: _Push) -> None:
+        """Replace ``node``'s row by ``row``, which differs from it."""
         old = self._rows.get(node)
         push.touch(node, old)
-        if old is not None:
-            self._liveness[old.liveness] -= 1
-        self._liveness[row.liveness] += 1
+        if old is None or old.liveness is not row.liveness:
+            if old is not None:
+                self._liveness[old.liveness] -= 1
+            self._liveness[row.liveness] += 1
         self._rows[node] = row
-        if node == self._selected_id:
-            push.selection = True
+        if node in self._in_full:
+            push.selection |= node == self._selected_id
 
     def _forget(self, node: NodeId, push: _Push) -> None:
         old = self._rows.pop(node, None)
