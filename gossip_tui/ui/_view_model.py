@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
-from gossip_tui.core.engine import LivenessReadings
+from gossip_tui.core.engine import LEAVING_KEY, LivenessReadings
 from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, VersionedValue
 from gossip_tui.ui._node_api import (
     KeyChanged,
@@ -296,7 +296,9 @@ class ClusterViewModel:
                 case NodeJoined():
                     self._set_liveness(node, Liveness.LIVE, push)
                 case NodeLeft():
-                    self._set_liveness(node, Liveness.DEAD, push)
+                    # A node that announced its departure set the leaving key first.
+                    said_goodbye = LEAVING_KEY in known.visible
+                    self._set_liveness(node, Liveness.LEFT if said_goodbye else Liveness.DEAD, push)
                 case NodeUpdated(max_version=version) if version > known.version:
                     known.version = version
                     reread |= self._shown_in_full(node)

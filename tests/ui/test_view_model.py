@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gossip_tui.core.engine import LEAVING_KEY
 from gossip_tui.core.models import KeyStatus, Liveness, NodeId
 from gossip_tui.node import (
     KeyChanged,
@@ -82,6 +83,11 @@ def test_join_dead_and_removed_come_from_events() -> None:
 
     back = model.apply_events([NodeJoined(charlie)])
     assert [row.liveness for row in back.updated] == [Liveness.LIVE]
+
+    # A node that says goodbye (the leaving key, then declared dead) has left.
+    goodbye = [KeyChanged(charlie, LEAVING_KEY, "1", 2), NodeUpdated(charlie, 2), NodeLeft(charlie)]
+    assert [row.liveness for row in model.apply_events(goodbye).updated] == [Liveness.LEFT]
+    assert charlie in model.view().dead_nodes
 
     removed = model.apply_events([NodeRemoved(charlie)])
     assert removed.removed == (charlie,) and not removed.updated
