@@ -108,7 +108,8 @@ class FakeNode:
         self.gossip_addr = self_id.gossip_addr
         self.http_addr: SocketAddress | None = None
         self.calls: list[tuple[str, ...]] = []
-        # What the dashboard read, to tell a read on selection from a poll of everything.
+        # What the dashboard read through this handle (snapshot, readings, one node at a
+        # time), to tell a read on selection from a poll of everything.
         self.snapshots_taken = 0
         self.readings_taken = 0
         self.nodes_read: list[NodeId] = []
@@ -153,10 +154,10 @@ class FakeNode:
         return None if value is None or value.is_deleted else value.value
 
     def live_nodes(self) -> list[NodeId]:
-        return list(self.snapshot().live_nodes)
+        return list(self.cluster.snapshot_for(self.self_id).live_nodes)
 
     def dead_nodes(self) -> list[NodeId]:
-        return list(self.snapshot().dead_nodes)
+        return list(self.cluster.snapshot_for(self.self_id).dead_nodes)
 
     def snapshot(self) -> ClusterSnapshot:
         self.snapshots_taken += 1
