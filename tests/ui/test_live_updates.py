@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 
-from gossip_tui.core.models import NodeId
-from gossip_tui.node import NodeUpdated
-from gossip_tui.ui import GossipApp
+from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.node import Node, NodeConfig, NodeUpdated, open_node
+from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.widgets import NodeDetail
 from tests.ui.conftest import make_app, populate, wait_ready, wait_until
 from tests.ui.fake_node import FakeCluster, FakeNode
@@ -94,3 +98,46 @@ async def test_the_log_has_one_line_per_key_change_not_two(cluster: FakeCluster)
         cluster.emit(NodeUpdated(alpha, 7))
         await wait_until(pilot, lambda: "updated alpha" in _log_text(app), what="its line")
         assert "max_version=7" in _log_text(app)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_real_nodes_a_peer_joins_and_its_key_shows_with_events_alone() -> None:
+    opened: list[Node] = []
+
+    @asynccontextmanager
+    async def recording_open_node(config: NodeConfig) -> AsyncIterator[Node]:
+        async with open_node(config) as node:
+            opened.append(node)
+            yield node
+
+    config = NodeConfig(
+        listen_addr=SocketAddress.parse("127.0.0.1:0"), node_id="ui-events", gossip_interval=0.05
+    )
+    demo = DemoCluster(1, restart_delay=60.0, rng=random.Random(3))
+    # One reading at start (before the peer is known): the peer's row, its join and its
+    # keys can only come from events.
+    app = GossipApp(
+        config, recording_open_node, demo=demo, refresh_interval=NO_POLL, cursor_blink=False
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: len(opened) == 2, what="the peer to start")
+        _me, peer = opened
+        await wait_until(
+            pilot,
+            lambda: (
+                str(peer.self_id) in app.nodes_table.shown_keys
+                and _cell(app, peer.self_id, "status") == "live"
+            ),
+            timeout=15,
+            what="the peer's row, live",
+        )
+        keys_before = int(_cell(app, peer.self_id, "keys"))
+        peer.set("colour", "teal")
+        await wait_until(
+            pilot,
+            lambda: _cell(app, peer.self_id, "keys") == str(keys_before + 1),
+            timeout=15,
+            what="the peer's new key counted",
+        )
+        await pilot.press("q")
