@@ -84,6 +84,28 @@ class LivenessChanges:
 
 
 @attrs.frozen
+class LivenessReading:
+    """How one node looks from here right now, without its key-values: what a dashboard
+    refreshes every tick (keys it learns from events, and reads per node when needed)."""
+
+    node: NodeId
+    liveness: Liveness
+    heartbeat: int
+    # Lets a reader that follows key events tell whether it missed some.
+    max_version: int
+    phi: float | None
+    last_update: float | None
+
+
+@attrs.frozen
+class LivenessReadings:
+    """Every known node's :class:`LivenessReading`, taken at ``taken_at``."""
+
+    taken_at: float
+    nodes: tuple[LivenessReading, ...]
+
+
+@attrs.frozen
 class GossipTargets:
     """Whom to send a Syn this round."""
 
@@ -434,26 +456,49 @@ class GossipEngine:
     def drain_changes(self) -> list[StateChange]:
         return self.state.drain_changes()
 
-    def snapshot(self, now: float) -> ClusterSnapshot:
-        nodes = []
-        for node in sorted(self.state.nodes()):
-            state = self.state.node_states[node]
-            nodes.append(
-                NodeSnapshot(
-                    node=node,
-                    heartbeat=state.heartbeat,
-                    max_version=state.max_version,
-                    last_gc_version=state.last_gc_version,
-                    key_values=dict(state.key_values),
-                    liveness=self.liveness(node, now),
-                    phi=None if node == self.self_id else self.detector.phi(node, now),
-                    last_update=state.last_update,
+    def _phi(self, node: NodeId, now: float) -> float | None:
+        return None if node == self.self_id else self.detector.phi(node, now)
+
+    def node_snapshot(self, node: NodeId, now: float) -> NodeSnapshot | None:
+        """One node's full state (its key-values copied); None for a node not known."""
+        state = self.state.node_state(node)
+        if state is None:
+            return None
+        return NodeSnapshot(
+            node=node,
+            heartbeat=state.heartbeat,
+            max_version=state.max_version,
+            last_gc_version=state.last_gc_version,
+            key_values=dict(state.key_values),
+            liveness=self.liveness(node, now),
+            phi=self._phi(node, now),
+            last_update=state.last_update,
+        )
+
+    def liveness_readings(self, now: float) -> LivenessReadings:
+        """Every node's liveness, heartbeat and phi, in no particular order: no key is
+        copied, so this stays cheap enough to take several times a second."""
+        return LivenessReadings(
+            now,
+            tuple(
+                LivenessReading(
+                    node,
+                    self.liveness(node, now),
+                    state.heartbeat,
+                    state.max_version,
+                    self._phi(node, now),
+                    state.last_update,
                 )
-            )
+                for node, state in self.state.node_states.items()
+            ),
+        )
+
+    def snapshot(self, now: float) -> ClusterSnapshot:
+        nodes = (self.node_snapshot(node, now) for node in sorted(self.state.nodes()))
         return ClusterSnapshot(
             cluster_id=self.cluster_id,
             self_node=self.self_id,
-            nodes=tuple(nodes),
+            nodes=tuple(node for node in nodes if node is not None),
             seed_addrs=tuple(sorted(self.seed_addrs)),
             taken_at=now,
         )

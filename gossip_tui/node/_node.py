@@ -19,6 +19,7 @@ from gossip_tui.core.engine import (
     LEAVING_KEY,
     GossipEngine,
     LivenessChanges,
+    LivenessReadings,
     fits_in_one_delta,
 )
 from gossip_tui.core.messages import Ack, Message, SynAck
@@ -27,6 +28,7 @@ from gossip_tui.core.models import (
     ClusterSnapshot,
     KeyStatus,
     NodeId,
+    NodeSnapshot,
     SocketAddress,
 )
 from gossip_tui.core.state import KeyChange, StateChange, VersionChange
@@ -264,6 +266,14 @@ class Node:
 
     def snapshot(self) -> ClusterSnapshot:
         return self.engine.snapshot(self._now())
+
+    def node_snapshot(self, node: NodeId) -> NodeSnapshot | None:
+        """One node's full state, key-values included; None for a node not known."""
+        return self.engine.node_snapshot(node, self._now())
+
+    def liveness_readings(self) -> LivenessReadings:
+        """Every node's liveness, heartbeat and phi, without copying any key."""
+        return self.engine.liveness_readings(self._now())
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1_000

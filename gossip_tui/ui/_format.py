@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
-from gossip_tui.core.models import Liveness, NodeSnapshot
+from gossip_tui.core.models import Liveness
 
 #: chitchat's default phi threshold, above which a node is declared dead.
 DEFAULT_PHI_THRESHOLD = 8.0
@@ -69,14 +69,16 @@ def format_age(seconds: float | None) -> str:
     return f"{int(seconds // 86400)}d"
 
 
-def node_age(node: NodeSnapshot, taken_at: float) -> float | None:
+class _Updated(Protocol):
+    @property
+    def last_update(self) -> float | None: ...
+
+
+def node_age(node: _Updated, taken_at: float) -> float | None:
+    """Seconds since ``node`` (a snapshot or a table row) was last heard of."""
     if node.last_update is None:
         return None
     return max(0.0, taken_at - node.last_update)
-
-
-def visible_key_count(node: NodeSnapshot) -> int:
-    return sum(1 for value in node.key_values.values() if not value.is_deleted)
 
 
 @attrs.frozen

@@ -13,7 +13,8 @@ from typing import Any, Protocol, TypeAlias
 
 import trio
 
-from gossip_tui.core.models import ClusterSnapshot, NodeId, SocketAddress
+from gossip_tui.core.engine import LivenessReadings
+from gossip_tui.core.models import NodeId, NodeSnapshot, SocketAddress
 from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
@@ -58,7 +59,11 @@ class NodeHandle(Protocol):
 
     def delete(self, key: str) -> object: ...
 
-    def snapshot(self) -> ClusterSnapshot: ...
+    def liveness_readings(self) -> LivenessReadings:
+        """Every node's liveness, heartbeat and phi (no key-values): taken every tick."""
+
+    def node_snapshot(self, node: NodeId) -> NodeSnapshot | None:
+        """One node's full state, key-values included: read when it is shown in full."""
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1000

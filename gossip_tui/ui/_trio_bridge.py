@@ -20,7 +20,8 @@ import trio
 from textual.app import App
 from textual.message import Message
 
-from gossip_tui.core.models import ClusterSnapshot, SocketAddress
+from gossip_tui.core.engine import LivenessReadings
+from gossip_tui.core.models import SocketAddress
 from gossip_tui.ui._node_api import NodeEvent, NodeFactory, NodeHandle
 
 Post = Callable[[Message], bool]
@@ -30,8 +31,6 @@ HttpService = Callable[[NodeHandle], Awaitable[SocketAddress | None]]
 # Events arrive in bursts (a node joining brings all its keys): one message per burst keeps
 # the app's queue short.
 _MAX_EVENTS_PER_MESSAGE = 512
-# After an event, wait this long for the rest of its burst before taking a snapshot.
-_SNAPSHOT_DEBOUNCE = 0.05
 
 
 class NodeReady(Message):
@@ -43,12 +42,13 @@ class NodeReady(Message):
         self.http_addr = http_addr
 
 
-class SnapshotReady(Message):
-    """A fresh view of the cluster, taken periodically and soon after events."""
+class LivenessRead(Message):
+    """Every node's liveness, heartbeat and phi, read once per refresh interval (no keys:
+    those come with the events)."""
 
-    def __init__(self, snapshot: ClusterSnapshot) -> None:
+    def __init__(self, readings: LivenessReadings) -> None:
         super().__init__()
-        self.snapshot = snapshot
+        self.readings = readings
 
 
 class NodeEventsReceived(Message):
@@ -97,7 +97,6 @@ class TrioBridge:
         # has entered it: a scope cancelled before it is entered is born cancelled.
         self._cancel_scope = trio.CancelScope()
         self._done: asyncio.Future[outcome.Outcome[None]] | None = None
-        self._wake = trio.Event()
 
     @property
     def done(self) -> asyncio.Future[outcome.Outcome[None]] | None:
@@ -146,7 +145,7 @@ class TrioBridge:
                 self._post(NodeReady(node, http_addr))
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._forward_events, events)
-                    nursery.start_soon(self._refresh_snapshots, node)
+                    nursery.start_soon(self._read_liveness, node)
                     if self._service is not None:
                         nursery.start_soon(
                             self._service.run, node, self._factory, self._config, self._post
@@ -162,13 +161,8 @@ class TrioBridge:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 self._post(NodeEventsReceived(tuple(batch)))
-                self._wake.set()
 
-    async def _refresh_snapshots(self, node: NodeHandle) -> None:
+    async def _read_liveness(self, node: NodeHandle) -> None:
         while True:
-            self._post(SnapshotReady(node.snapshot()))
-            with trio.move_on_after(self._refresh_interval):
-                await self._wake.wait()
-            if self._wake.is_set():
-                await trio.sleep(_SNAPSHOT_DEBOUNCE)
-                self._wake = trio.Event()
+            self._post(LivenessRead(node.liveness_readings()))
+            await trio.sleep(self._refresh_interval)

@@ -17,17 +17,18 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
-from gossip_tui.core.models import ClusterSnapshot, SocketAddress
+from gossip_tui.core.models import SocketAddress
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD
 from gossip_tui.ui._node_api import NodeFactory, NodeHandle, default_node_factory
 from gossip_tui.ui._trio_bridge import (
     HttpService,
+    LivenessRead,
     NodeEventsReceived,
     NodeReady,
-    SnapshotReady,
     TrioBridge,
     TrioFinished,
 )
+from gossip_tui.ui._view_model import ClusterView, ClusterViewModel, ViewChanges
 from gossip_tui.ui.commands import GossipCommands
 from gossip_tui.ui.demo import DemoCluster, DemoNotice
 from gossip_tui.ui.screens.help_screen import HelpScreen
@@ -67,9 +68,10 @@ class GossipApp(App[None]):
     """A live view of one node's cluster, with editing of that node's own keys.
 
     ``node_factory(config)`` opens the node (default: ``gossip_tui.node.open_node``); it runs
-    in a Trio guest run on Textual's loop for as long as the app is mounted. A snapshot of
-    the cluster is shown every ``refresh_interval`` seconds (and soon after each event); the
-    live-node count is sampled every ``live_sample_interval`` seconds for the sparkline.
+    in a Trio guest run on Textual's loop for as long as the app is mounted. The node's
+    events feed a view model (gossip_tui.ui._view_model) at once; heartbeats, phi and ages
+    are read every ``refresh_interval`` seconds; the live-node count is sampled every
+    ``live_sample_interval`` seconds for the sparkline.
     ``clock`` stamps the event log and ``cursor_blink`` is for inputs (tests turn both fixed).
     """
 
@@ -117,7 +119,7 @@ class GossipApp(App[None]):
         self._bridge: TrioBridge | None = None
         self._sampler: Timer | None = None
         self.node: NodeHandle | None = None
-        self.last_snapshot: ClusterSnapshot | None = None
+        self.view_model: ClusterViewModel | None = None
         self.trio_outcome: outcome.Outcome[None] | None = None
         self.trio_traceback: str | None = None
 
@@ -196,6 +198,7 @@ class GossipApp(App[None]):
     def on_node_ready(self, message: NodeReady) -> None:
         node = message.node
         self.node = node
+        self.view_model = ClusterViewModel(node.self_id, node.node_snapshot)
         if not self.is_running:
             return
         http = message.http_addr
@@ -205,31 +208,42 @@ class GossipApp(App[None]):
             + (f", HTTP API on http://{http}/" if http else "")
         )
 
-    def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        if self.is_running:
-            self._show_snapshot(message.snapshot)
+    def on_liveness_read(self, message: LivenessRead) -> None:
+        if self.is_running and self.view_model is not None:
+            self._show(self.view_model.apply_readings(message.readings))
+            if self._sampler is None:
+                # The sparkline's time axis: one sample a second, whatever the reading rate.
+                self._sample_live()
+                self._sampler = self.set_interval(self._live_sample_interval, self._sample_live)
 
     def on_node_events_received(self, message: NodeEventsReceived) -> None:
-        if self.is_running:
-            self.event_log.add_events(message.events, self._clock())
+        if self.is_running and self.view_model is not None:
+            self._show(self.view_model.apply_events(message.events))
 
     def on_demo_notice(self, message: DemoNotice) -> None:
         if self.is_running:
             self._note(message.text, style="bold red" if message.error else "bold magenta")
 
-    def _show_snapshot(self, snapshot: ClusterSnapshot) -> None:
-        self.last_snapshot = snapshot
+    @property
+    def last_snapshot(self) -> ClusterView | None:
+        """The cluster as the dashboard has it now (None before the node is up)."""
+        return self.view_model.view() if self.view_model is not None else None
+
+    def _show(self, changes: ViewChanges) -> None:
+        """Hand each widget its part of ``changes``; a widget with no part is left alone."""
+        model = self.view_model
+        assert model is not None
         with self.batch_update():
-            self.query_one(ClusterHeader).set_snapshot(snapshot)
-            table = self.nodes_table
-            table.apply(snapshot)
-            self._show_selected()
-            me = snapshot.node(snapshot.self_node)
-            self.local_keys.show(me.key_values if me is not None else {})
-        if self._sampler is None:
-            # The sparkline's time axis: one sample a second, whatever the snapshot rate.
-            self._sample_live()
-            self._sampler = self.set_interval(self._live_sample_interval, self._sample_live)
+            if changes.rows_changed:
+                self.query_one(ClusterHeader).set_counts(model.counts)
+            if changes.rows_changed or changes.ticked:
+                self.nodes_table.apply(changes, model.taken_at)
+            if changes.local_keys:
+                self.local_keys.apply(changes.local_keys, model.local_key_values)
+            if changes.selection:
+                self.query_one(NodeDetail).show(model.selected, model.taken_at)
+            if changes.log:
+                self.event_log.add_events(changes.log, self._clock())
 
     def _sample_live(self) -> None:
         # The main screen holds the sparkline, even while a form is on top of it; the timer
@@ -238,25 +252,17 @@ class GossipApp(App[None]):
             return
         main_screen = self.screen_stack[0]
         history = next(main_screen.query(LiveHistory).results(LiveHistory), None)
-        if self.last_snapshot is not None and history is not None:
-            history.add_sample(len(self.last_snapshot.live_nodes))
-
-    def _show_selected(self) -> None:
-        taken_at = self.last_snapshot.taken_at if self.last_snapshot is not None else 0.0
-        self.query_one(NodeDetail).show(self.nodes_table.selected_node, taken_at)
-
-    def _refresh_now(self) -> None:
-        """Show a local change at once rather than at the next periodic snapshot."""
-        if self.node is not None:
-            self._show_snapshot(self.node.snapshot())
+        if self.view_model is not None and history is not None:
+            history.add_sample(self.view_model.counts.live)
 
     def _note(self, text: str, style: str = "italic") -> None:
         self.event_log.note(text, self._clock(), style)
 
     # -- widgets' messages -----------------------------------------------------------------
 
-    def on_nodes_table_node_highlighted(self, _message: NodesTable.NodeHighlighted) -> None:
-        self._show_selected()
+    def on_nodes_table_node_highlighted(self, message: NodesTable.NodeHighlighted) -> None:
+        if self.view_model is not None:
+            self._show(self.view_model.select(message.node))
 
     @on(Input.Changed, "#node-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -350,8 +356,8 @@ class GossipApp(App[None]):
             what = verb.replace("_", " ")
             self.notify(str(error), title=f"Could not {what} {key!r}", severity="error")
             return
+        # The change comes back as the node's events, and reaches the panes with them.
         self._note(f"local {verb.replace('_', ' ')} {key!r}", style="bold italic")
-        self._refresh_now()
 
     def action_filter(self) -> None:
         field = self.query_one(NodeFilter)

@@ -121,6 +121,42 @@ def test_snapshot_lists_every_node_with_liveness() -> None:
     assert snap.live_nodes == (node(0),) and snap.dead_nodes == (node(1),)
 
 
+def test_liveness_readings_match_the_snapshot_without_the_keys() -> None:
+    engine = GossipEngine(node(0), "c", now=0.0, initial_key_values={"bind": "x"})
+    for heartbeat in (1, 2, 3):
+        _beat(engine, node(1), heartbeat, float(heartbeat))
+    engine.update_liveness(3.0)
+    readings = engine.liveness_readings(3.5)
+    assert readings.taken_at == 3.5
+    snap = engine.snapshot(3.5)
+    by_node = {reading.node: reading for reading in readings.nodes}
+    assert set(by_node) == {node(0), node(1)}
+    for full in snap.nodes:
+        reading = by_node[full.node]
+        assert (reading.liveness, reading.heartbeat, reading.max_version) == (
+            full.liveness,
+            full.heartbeat,
+            full.max_version,
+        )
+        assert (reading.phi, reading.last_update) == (full.phi, full.last_update)
+    assert by_node[node(0)].liveness is Liveness.SELF and by_node[node(0)].phi is None
+    assert by_node[node(1)].liveness is Liveness.LIVE and by_node[node(1)].phi is not None
+    assert by_node[node(0)].max_version == 1
+
+
+def test_node_snapshot_is_one_node_of_the_snapshot() -> None:
+    engine = GossipEngine(node(0), "c", now=0.0, initial_key_values={"bind": "x"})
+    _beat(engine, node(1), 1, 1.0)
+    snap = engine.snapshot(1.0)
+    assert engine.node_snapshot(node(0), 1.0) == snap.nodes[0]
+    assert engine.node_snapshot(node(1), 1.0) == snap.nodes[1]
+    assert engine.node_snapshot(node(2), 1.0) is None
+    # A copy: the state moving on does not change what was read.
+    mine = engine.node_snapshot(node(0), 1.0)
+    engine.self_state.set("role", "db")
+    assert mine is not None and "role" not in mine.key_values
+
+
 def test_a_delta_about_ourselves_is_refused() -> None:
     from gossip_tui.core.messages import Ack, Delta, KeyValueMutation, NodeDelta
 

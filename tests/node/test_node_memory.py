@@ -265,3 +265,21 @@ async def test_a_peer_reporting_our_heartbeat_ahead_is_outrun_and_counted(
         mine = node.snapshot().node(node.self_id)
         assert mine is not None and mine.heartbeat > ahead
         assert "reported our heartbeat ahead of ours" in caplog.text
+
+
+@pytest.mark.trio
+async def test_liveness_readings_and_one_node_read(autojump_clock: trio.abc.Clock) -> None:
+    network = MemoryNetwork(seed=9)
+    async with open_cluster(2, transport=network.transport()) as nodes:
+        await wait_until(lambda: all_see_each_other(nodes), 30, "2 live nodes")
+        me, peer = nodes
+        peer.set("color", "blue")
+        await wait_until(lambda: me.get("color", peer.self_id) == "blue", 10, "the key")
+        readings = me.liveness_readings()
+        assert readings.taken_at == trio.current_time()
+        by_node = {reading.node: reading for reading in readings.nodes}
+        assert by_node[me.self_id].liveness is Liveness.SELF
+        assert by_node[peer.self_id].liveness is Liveness.LIVE
+        full = me.node_snapshot(peer.self_id)
+        assert full is not None and full.key_values["color"].value == "blue"
+        assert by_node[peer.self_id].max_version == full.max_version

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 import trio
 
+from gossip_tui.core.engine import LivenessReading, LivenessReadings
 from gossip_tui.core.models import (
     ClusterSnapshot,
     KeyStatus,
@@ -85,6 +86,16 @@ class Member:
             last_update=self.last_update,
         )
 
+    def reading(self, liveness: Liveness) -> LivenessReading:
+        return LivenessReading(
+            node=self.node,
+            liveness=liveness,
+            heartbeat=self.heartbeat,
+            max_version=self.max_version,
+            phi=None if liveness is Liveness.SELF else self.phi,
+            last_update=self.last_update,
+        )
+
 
 class FakeNode:
     """A handle on one member of a :class:`FakeCluster`; the node contract, in memory."""
@@ -97,6 +108,11 @@ class FakeNode:
         self.gossip_addr = self_id.gossip_addr
         self.http_addr: SocketAddress | None = None
         self.calls: list[tuple[str, ...]] = []
+        # What the dashboard read through this handle (snapshot, readings, one node at a
+        # time), to tell a read on selection from a poll of everything.
+        self.snapshots_taken = 0
+        self.readings_taken = 0
+        self.nodes_read: list[NodeId] = []
         self.closed = False
         self._fanout = EventFanout()
         self._nursery: trio.Nursery | None = None
@@ -138,13 +154,25 @@ class FakeNode:
         return None if value is None or value.is_deleted else value.value
 
     def live_nodes(self) -> list[NodeId]:
-        return list(self.snapshot().live_nodes)
+        return list(self.cluster.snapshot_for(self.self_id).live_nodes)
 
     def dead_nodes(self) -> list[NodeId]:
-        return list(self.snapshot().dead_nodes)
+        return list(self.cluster.snapshot_for(self.self_id).dead_nodes)
 
     def snapshot(self) -> ClusterSnapshot:
+        self.snapshots_taken += 1
         return self.cluster.snapshot_for(self.self_id)
+
+    def liveness_readings(self) -> LivenessReadings:
+        self.readings_taken += 1
+        return self.cluster.readings_for(self.self_id)
+
+    def node_snapshot(self, node: NodeId) -> NodeSnapshot | None:
+        self.nodes_read.append(node)
+        member = self.cluster.members.get(node)
+        if member is None:
+            return None
+        return member.snapshot(self.cluster.liveness_seen_by(self.self_id, node))
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1000
@@ -306,12 +334,22 @@ class FakeCluster:
 
     # -- views -----------------------------------------------------------------------------
 
+    def liveness_seen_by(self, self_id: NodeId, node: NodeId) -> Liveness:
+        return Liveness.SELF if node == self_id else self.members[node].liveness
+
+    def readings_for(self, self_id: NodeId) -> LivenessReadings:
+        return LivenessReadings(
+            self.clock(),
+            tuple(
+                member.reading(self.liveness_seen_by(self_id, ident))
+                for ident, member in self.members.items()
+            ),
+        )
+
     def snapshot_for(self, self_id: NodeId) -> ClusterSnapshot:
         nodes = []
         for ident in sorted(self.members):
-            member = self.members[ident]
-            liveness = Liveness.SELF if ident == self_id else member.liveness
-            nodes.append(member.snapshot(liveness))
+            nodes.append(self.members[ident].snapshot(self.liveness_seen_by(self_id, ident)))
         return ClusterSnapshot(
             cluster_id=self.cluster_id,
             self_node=self_id,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from gossip_tui.core.models import ClusterSnapshot, NodeId, SocketAddress
+from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.ui._view_model import ClusterCounts
 
 
 class ClusterHeader(Static):
@@ -16,7 +17,7 @@ class ClusterHeader(Static):
         self._cluster_id: str | None = None
         self._self_id: NodeId | None = None
         self._http_addr: SocketAddress | None = None
-        self._counts: tuple[int, int, int] | None = None
+        self._counts: ClusterCounts | None = None
         self._rendered: Text | None = None
 
     def on_mount(self) -> None:
@@ -30,10 +31,7 @@ class ClusterHeader(Static):
         self._http_addr = http_addr
         self._render_header()
 
-    def set_snapshot(self, snapshot: ClusterSnapshot) -> None:
-        self._cluster_id = snapshot.cluster_id
-        self._self_id = snapshot.self_node
-        counts = (len(snapshot.live_nodes), len(snapshot.dead_nodes), len(snapshot.nodes))
+    def set_counts(self, counts: ClusterCounts) -> None:
         if counts != self._counts:
             self._counts = counts
             self._render_header()
@@ -53,7 +51,7 @@ class ClusterHeader(Static):
             self._field(text, "http", http, separator=True)
         text.append("\n")
         if self._counts is not None:
-            live, dead, known = self._counts
+            live, dead, known = self._counts.live, self._counts.dead, self._counts.known
             text.append("● ", style="green")
             text.append(f"{live} live", style="bold green")
             text.append("   ")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
 from rich.text import Text
@@ -64,12 +64,9 @@ class EventLog(RichLog):
             max_lines=max_lines, min_width=20, wrap=True, markup=False, highlight=False, id=id
         )
 
-    def add_events(self, events: Sequence[NodeEvent], at: datetime) -> None:
-        # A key change already says its node moved on: its NodeUpdated would only repeat it.
-        keyed = {e.node for e in events if isinstance(e, KeyChanged | KeyDeleted)}
+    def add_events(self, events: Iterable[NodeEvent], at: datetime) -> None:
+        """One line per event: the view model's ViewChanges.log, already de-duplicated."""
         for event in events:
-            if isinstance(event, NodeUpdated) and event.node in keyed:
-                continue
             self._write(describe(event), at)
 
     def note(self, message: str, at: datetime, style: str = "italic") -> None:
@@ -83,7 +80,7 @@ class EventLog(RichLog):
 
 
 class LiveHistory(Vertical):
-    """Live-node count, sampled once per snapshot, as a sparkline."""
+    """Live-node count, sampled at a steady rate, as a sparkline."""
 
     def __init__(self, *, samples: int = 120, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -104,7 +101,7 @@ class LiveHistory(Vertical):
         labels = self.query("#live-count").results(Label)
         label = next(labels, None)
         if label is None or not self._samples:
-            # The first snapshot can beat our children to the screen: on_mount shows it.
+            # The first sample can beat our children to the screen: on_mount shows it.
             return
         live, low, high = self._samples[-1], min(self._samples), max(self._samples)
         label.update(f"now {live} · min {low} · max {high}")

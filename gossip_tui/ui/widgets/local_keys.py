@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -40,7 +40,7 @@ class LocalKeys(DataTable[Text]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
-        self._values: dict[str, VersionedValue] = {}
+        self._values: Mapping[str, VersionedValue] = {}
         self._rows: dict[str, _Row] = {}
         self._order: list[str] = []
 
@@ -58,15 +58,20 @@ class LocalKeys(DataTable[Text]):
     def value_of(self, key: str) -> VersionedValue | None:
         return self._values.get(key)
 
-    def show(self, key_values: Mapping[str, VersionedValue]) -> None:
+    def apply(self, changed: Iterable[str], key_values: Mapping[str, VersionedValue]) -> None:
+        """Re-render the rows of the keys in ``changed``; ``key_values`` are all of this
+        node's keys, as the view model last read them."""
         keep = self.selected_key
         added = False
-        for key in [key for key in self._rows if key not in key_values]:
-            self.remove_row(key)
-            del self._rows[key]
-        for key, value in key_values.items():
-            row = _row(value, key)
+        for key in changed:
+            value = key_values.get(key)
             old = self._rows.get(key)
+            if value is None:
+                if old is not None:
+                    self.remove_row(key)
+                    del self._rows[key]
+                continue
+            row = _row(value, key)
             if old is None:
                 self.add_row(*(Text(t, style=s, no_wrap=True) for t, s in row), key=key)
                 added = True
@@ -77,7 +82,7 @@ class LocalKeys(DataTable[Text]):
                     if cell != old_cell:
                         self.update_cell(key, column, Text(cell[0], style=cell[1], no_wrap=True))
             self._rows[key] = row
-        self._values = dict(key_values)
+        self._values = key_values
         order = sorted(self._rows)
         if added or order != self._order:
             rank = {key: index for index, key in enumerate(order)}

@@ -91,6 +91,11 @@ class NodeDetail(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(Text("no node selected", style="dim italic"), id="node-detail-body")
 
+    @property
+    def shown_node(self) -> NodeSnapshot | None:
+        """The node on display, as it was handed to ``show``."""
+        return self._shown[0] if self._shown is not None else None
+
     def show(self, node: NodeSnapshot | None, taken_at: float) -> None:
         body = self.query_one("#node-detail-body", Static)
         if node is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot
+from gossip_tui.core.models import Liveness, NodeId
 from gossip_tui.ui._format import (
     DEFAULT_PHI_THRESHOLD,
     STATUS_LABELS,
@@ -24,13 +24,13 @@ from gossip_tui.ui._format import (
     format_phi,
     node_age,
     phi_style,
-    visible_key_count,
 )
+from gossip_tui.ui._view_model import NodeRow, ViewChanges
 
-# A cell as the table shows it: text and style. Rows are diffed on these, so a refresh only
-# touches the cells whose rendering actually changed.
+# A cell as the table shows it: text and style. A changed row only touches the cells whose
+# rendering actually changed.
 CellSpec = tuple[str, str]
-SortKey = Callable[[NodeSnapshot, float], Any]
+SortKey = Callable[[NodeRow, float], Any]
 
 _INFINITY = float("inf")
 
@@ -53,18 +53,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("heartbeat", "Heartbeat", 9, lambda n, _t: n.heartbeat),
     Column("phi", "Phi", 5, lambda n, _t: -1.0 if n.phi is None else n.phi),
     Column("max_version", "Max ver", 7, lambda n, _t: n.max_version),
-    Column("keys", "Keys", 4, lambda n, _t: visible_key_count(n)),
+    Column("keys", "Keys", 4, lambda n, _t: n.key_count),
     Column("age", "Updated", 7, lambda n, t: _age_sort(n, t)),
 )
 COLUMN_KEYS: tuple[str, ...] = tuple(column.key for column in COLUMNS)
 _COLUMNS_BY_KEY = {column.key: column for column in COLUMNS}
+_AGE_INDEX = COLUMN_KEYS.index("age")
 # The node, generation and address cells together spell the row key (see _identity):
 # DataTable.sort hands its key function cells, not row keys.
 _IDENTITY = ("node", "generation", "address")
 
 
-def _age_sort(node: NodeSnapshot, taken_at: float) -> float:
-    age = node_age(node, taken_at)
+def _age_sort(row: NodeRow, taken_at: float) -> float:
+    age = node_age(row, taken_at)
     return _INFINITY if age is None else age
 
 
@@ -85,27 +86,30 @@ _STATUS_SPECS = {
 }
 
 
+def _age_spec(row: NodeRow, taken_at: float) -> CellSpec:
+    return (format_age(node_age(row, taken_at)), "dim")
+
+
 def cell_specs(
-    node: NodeSnapshot,
+    row: NodeRow,
     taken_at: float,
     phi_threshold: float = DEFAULT_PHI_THRESHOLD,
     identity: _Identity | None = None,
-    key_count: int | None = None,
 ) -> tuple[CellSpec, ...]:
     """How one node renders, column by column (in COLUMNS order)."""
-    liveness = node.liveness
-    _key, name, addr, generation = identity or _identity(node.node)
-    phi = node.phi
+    liveness = row.liveness
+    _key, name, addr, generation = identity or _identity(row.node)
+    phi = row.phi
     return (
         (name, _NAME_STYLES[liveness]),
         _STATUS_SPECS[liveness],
         (addr, ""),
         (generation, ""),
-        (str(node.heartbeat), ""),
+        (str(row.heartbeat), ""),
         (format_phi(phi), phi_style(phi, phi_threshold)),
-        (str(node.max_version), ""),
-        (str(visible_key_count(node) if key_count is None else key_count), ""),
-        (format_age(node_age(node, taken_at)), "dim"),
+        (str(row.max_version), ""),
+        (str(row.key_count), ""),
+        _age_spec(row, taken_at),
     )
 
 
@@ -133,9 +137,10 @@ class _TextCache:
 class NodesTable(DataTable[Text]):
     """The cluster's nodes, one row per NodeId, keyed by ``str(NodeId)``.
 
-    ``apply`` diffs a snapshot against what is on screen: rows are added and removed as nodes
-    come and go, cells are updated only where their text or style changed, the order is
-    re-established only when it moved, and the cursor stays on the node it was on.
+    ``apply`` takes the view model's changes: rows are added and removed as nodes come and
+    go, cells of the rows that changed are updated only where their text or style did, the
+    ages follow the clock, the order is re-established only when it moved, and the cursor
+    stays on the node it was on.
     """
 
     # While apply() runs, refresh requests are collected (class-level: DataTable's own
@@ -144,11 +149,13 @@ class NodesTable(DataTable[Text]):
     _deferred: bool | None = None
 
     class NodeHighlighted(Message):
-        """The cursor moved to another node (``node_key`` is ``str(NodeId)``, or None)."""
+        """The cursor moved to another node (``node_key`` is ``str(node)``; both None when
+        no row is left)."""
 
-        def __init__(self, node_key: str | None) -> None:
+        def __init__(self, node_key: str | None, node: NodeId | None) -> None:
             super().__init__()
             self.node_key = node_key
+            self.node = node
 
     class SortChanged(Message):
         """The sort column or direction changed (by key, header click or code)."""
@@ -170,8 +177,10 @@ class NodesTable(DataTable[Text]):
         self.sort_column = "node"
         self.sort_reverse = False
         self._filter = ""
-        self._snapshot: ClusterSnapshot | None = None
-        self._shown: dict[str, NodeSnapshot] = {}
+        self._taken_at = 0.0
+        # Every row the view model has, by row key; those passing the filter are shown.
+        self._rows: dict[str, NodeRow] = {}
+        self._shown: dict[str, NodeRow] = {}
         self._cells: dict[str, tuple[CellSpec, ...]] = {}
         self._order: list[str] = []
         self._highlighted: str | None = None
@@ -180,9 +189,6 @@ class NodesTable(DataTable[Text]):
         self._row_keys: dict[str, RowKey] = {}
         self._column_keys: list[ColumnKey] = []
         self._texts = _TextCache()
-        # Visible-key count per row, with the (max_version, last_gc_version) it was taken at:
-        # keys only change when one of those moves.
-        self._key_counts: dict[str, tuple[int, int, int]] = {}
 
     def on_mount(self) -> None:
         self._column_keys = [
@@ -200,7 +206,7 @@ class NodesTable(DataTable[Text]):
         return self._order[self.cursor_row]
 
     @property
-    def selected_node(self) -> NodeSnapshot | None:
+    def selected_row(self) -> NodeRow | None:
         key = self.selected_key
         return None if key is None else self._shown.get(key)
 
@@ -215,37 +221,56 @@ class NodesTable(DataTable[Text]):
 
     # -- updating --------------------------------------------------------------------------
 
-    def apply(self, snapshot: ClusterSnapshot) -> None:
-        """Bring the table in line with ``snapshot``."""
-        self._snapshot = snapshot
-        taken_at = snapshot.taken_at
-        threshold = self.phi_threshold
-        known = self._identities
-        identities: dict[NodeId, _Identity] = {}
-        wanted: dict[str, tuple[NodeSnapshot, _Identity]] = {}
-        for node in snapshot.nodes:
-            identity = known.get(node.node) or _identity(node.node)
-            identities[node.node] = identity
-            if self._matches(node, identity[0]):
-                wanted[identity[0]] = (node, identity)
-        self._identities = identities
+    def apply(self, changes: ViewChanges, taken_at: float) -> None:
+        """Bring the table in line with the view model after ``changes``; ``taken_at`` is
+        its clock, against which ages are shown."""
+        touched: list[str] = []
+        identities = self._identities
+        for node in changes.removed:
+            identity = identities.pop(node, None)
+            if identity is not None:
+                self._rows.pop(identity[0], None)
+                touched.append(identity[0])
+        for row in (*changes.added, *changes.updated):
+            identity = identities.get(row.node)
+            if identity is None:
+                identity = identities[row.node] = _identity(row.node)
+            self._rows[identity[0]] = row
+            touched.append(identity[0])
+        ticked = changes.ticked and taken_at != self._taken_at
+        self._taken_at = taken_at
+        if touched or ticked:
+            self._sync(touched, ages=ticked)
+
+    def _sync(self, keys: Iterable[str], *, ages: bool) -> None:
+        """Re-render the rows ``keys`` (added, changed, gone or refiltered); with ``ages``
+        also every other shown row's age."""
         keep_cursor_on = self.selected_key
         structure_changed = False
         order_may_change = False
         sort_index = COLUMN_KEYS.index(self.sort_column)
-        cells = self._cells
+        taken_at = self._taken_at
+        threshold = self.phi_threshold
+        rows, shown, cells = self._rows, self._shown, self._cells
         cell = self._texts
         row_keys = self._row_keys
         column_keys = self._column_keys
         with self.app.batch_update(), self._one_refresh():
-            for key in [key for key in cells if key not in wanted]:
-                self.remove_row(row_keys.pop(key))
-                del cells[key]
-                self._key_counts.pop(key, None)
-                structure_changed = True
-            for key, (node, identity) in wanted.items():
+            done: set[str] = set()
+            for key in keys:
+                if key in done:
+                    continue
+                done.add(key)
+                row = rows.get(key)
+                if row is None or not self._matches(row, key):
+                    if key in cells:
+                        self.remove_row(row_keys.pop(key))
+                        del cells[key], shown[key]
+                        structure_changed = True
+                    continue
+                specs = cell_specs(row, taken_at, threshold, self._identities[row.node])
+                shown[key] = row
                 old = cells.get(key)
-                specs = cell_specs(node, taken_at, threshold, identity, self._key_count(key, node))
                 if old is None:
                     row_keys[key] = self.add_row(*map(cell, specs), key=key)
                     structure_changed = True
@@ -257,23 +282,21 @@ class NodesTable(DataTable[Text]):
                     if specs[sort_index] != old[sort_index]:
                         order_may_change = True
                 cells[key] = specs
-            self._shown = {key: node for key, (node, _identity) in wanted.items()}
+            if ages:
+                age_column = column_keys[_AGE_INDEX]
+                for key, row in shown.items():
+                    if key in done:
+                        continue
+                    old = cells[key]
+                    spec = _age_spec(row, taken_at)
+                    if spec != old[_AGE_INDEX]:
+                        self.update_cell(row_keys[key], age_column, cell(spec))
+                        cells[key] = (*old[:_AGE_INDEX], spec, *old[_AGE_INDEX + 1 :])
+                        order_may_change |= sort_index == _AGE_INDEX
             if structure_changed or order_may_change:
                 self._sort_rows()
             self._restore_cursor(keep_cursor_on)
             self._update_title()
-
-    def _key_count(self, key: str, node: NodeSnapshot) -> int:
-        cached = self._key_counts.get(key)
-        if (
-            cached is not None
-            and cached[0] == node.max_version
-            and cached[1] == node.last_gc_version
-        ):
-            return cached[2]
-        count = visible_key_count(node)
-        self._key_counts[key] = (node.max_version, node.last_gc_version, count)
-        return count
 
     @contextmanager
     def _one_refresh(self) -> Iterator[None]:
@@ -281,7 +304,7 @@ class NodesTable(DataTable[Text]):
 
         Each of those calls refresh(), which marks the widget dirty and recomputes its
         regions: 1,500 of them per round of a 500-node cluster would cost more than the
-        whole diff. One full refresh at the end repaints the same.
+        whole update. One full refresh at the end repaints the same.
         """
         self._deferring = True
         try:
@@ -311,8 +334,7 @@ class NodesTable(DataTable[Text]):
         if text == self._filter:
             return
         self._filter = text
-        if self._snapshot is not None:
-            self.apply(self._snapshot)
+        self._sync(list(self._rows), ages=False)
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         if column not in _COLUMNS_BY_KEY:
@@ -337,20 +359,20 @@ class NodesTable(DataTable[Text]):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _matches(self, node: NodeSnapshot, row_key: str) -> bool:
+    def _matches(self, row: NodeRow, row_key: str) -> bool:
         if not self._filter:
             return True
-        haystack = f"{row_key} {STATUS_LABELS[node.liveness]}".lower()
+        haystack = f"{row_key} {STATUS_LABELS[row.liveness]}".lower()
         return self._filter in haystack
 
     def _desired_order(self) -> list[str]:
         column = _COLUMNS_BY_KEY[self.sort_column]
-        taken_at = self._snapshot.taken_at if self._snapshot is not None else 0.0
+        taken_at = self._taken_at
         shown = self._shown
 
         def key(row_key: str) -> tuple[Any, Any]:
-            node = shown[row_key]
-            return (column.sort_key(node, taken_at), node.node.sort_key())
+            row = shown[row_key]
+            return (column.sort_key(row, taken_at), row.node.sort_key())
 
         return sorted(shown, key=key, reverse=self.sort_reverse)
 
@@ -378,13 +400,13 @@ class NodesTable(DataTable[Text]):
         key = self.selected_key
         if key != self._highlighted:
             self._highlighted = key
-            self.post_message(self.NodeHighlighted(key))
+            row = self._shown.get(key) if key is not None else None
+            self.post_message(self.NodeHighlighted(key, row.node if row is not None else None))
 
     def _update_title(self) -> None:
-        total = len(self._snapshot.nodes) if self._snapshot is not None else 0
         label = _COLUMNS_BY_KEY[self.sort_column].label.lower()
         arrow = "▼" if self.sort_reverse else "▲"
-        title = f"Nodes {len(self._shown)}/{total} · sort: {label} {arrow}"
+        title = f"Nodes {len(self._shown)}/{len(self._rows)} · sort: {label} {arrow}"
         if self._filter:
             title += f" · filter: {self._filter}"
         if title != self.border_title:

@@ -1,0 +1,422 @@
+"""What the dashboard shows, kept from the node's events and its liveness readings.
+
+Plain Python, no Textual: the model is fed the node's events (membership and keys) and, once
+per tick, a :class:`LivenessReadings` (heartbeat, phi, liveness per node, no key copied),
+and answers each push with a :class:`ViewChanges` saying what moved since the last one:
+rows added, updated or removed, which of this node's keys changed, whether the selected
+node did, and the events worth a line in the log. Widgets apply exactly that; none of them
+compares snapshots.
+
+Key-values are read from the node one node at a time, and only where the screen shows them
+in full: this node's own (the local keys pane) and the selected node's (the detail pane).
+For every other node the model only keeps the names of its visible keys, to count them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+
+from gossip_tui.core.engine import LEAVING_KEY, LivenessReadings
+from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, VersionedValue
+from gossip_tui.ui._node_api import (
+    KeyChanged,
+    KeyDeleted,
+    NodeEvent,
+    NodeJoined,
+    NodeLeft,
+    NodeRemoved,
+    NodeUpdated,
+)
+
+# Reads one node's full state from the node (None for a node it does not know).
+NodeReader = Callable[[NodeId], NodeSnapshot | None]
+
+_LIVE = frozenset({Liveness.SELF, Liveness.LIVE})
+_DEAD = frozenset({Liveness.DEAD, Liveness.LEFT, Liveness.SCHEDULED_FOR_DELETION})
+# A key event's version when no version was written: the key was forgotten (garbage
+# collected, or its node's state reset), never a stale report.
+_FORGOTTEN = 0
+
+
+@attrs.frozen
+class NodeRow:
+    """One node as the nodes table shows it."""
+
+    node: NodeId
+    liveness: Liveness
+    heartbeat: int
+    max_version: int
+    key_count: int
+    phi: float | None
+    last_update: float | None
+    # This node's own key-values, on its own row only (the local keys pane shows them);
+    # None for peers, whose keys are read when they are selected. Left out of equality:
+    # the table does not show them, and ViewChanges.local_keys says when they changed.
+    key_values: Mapping[str, VersionedValue] | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class ClusterCounts:
+    """The header's figures."""
+
+    live: int = 0
+    dead: int = 0
+    known: int = 0
+
+
+@attrs.frozen
+class ViewChanges:
+    """What one push changed. Apply ``removed``, then ``added``, then ``updated``."""
+
+    added: tuple[NodeRow, ...] = ()
+    updated: tuple[NodeRow, ...] = ()
+    removed: tuple[NodeId, ...] = ()
+    # A reading moved the clock: ages (now - last update) may read differently on any row.
+    ticked: bool = False
+    # This node's keys whose row in the local keys pane changed (added, updated, gone).
+    local_keys: frozenset[str] = frozenset()
+    # The selected node changed, or something about it did (see ClusterViewModel.selected).
+    selection: bool = False
+    # The events worth a line in the log, oldest first.
+    log: tuple[NodeEvent, ...] = ()
+
+    @property
+    def rows_changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+@attrs.frozen
+class ClusterView:
+    """The whole picture at one push, as plain data (what tests and scripts look at)."""
+
+    self_node: NodeId
+    taken_at: float
+    nodes: tuple[NodeRow, ...]
+
+    @property
+    def live_nodes(self) -> tuple[NodeId, ...]:
+        return tuple(row.node for row in self.nodes if row.liveness in _LIVE)
+
+    @property
+    def dead_nodes(self) -> tuple[NodeId, ...]:
+        return tuple(row.node for row in self.nodes if row.liveness in _DEAD)
+
+    def node(self, node: NodeId) -> NodeRow | None:
+        return next((row for row in self.nodes if row.node == node), None)
+
+
+def log_worthy(events: Sequence[NodeEvent]) -> tuple[NodeEvent, ...]:
+    """``events`` minus the NodeUpdated of a node whose key changed in the same batch:
+    the key change already says that its node moved on."""
+    keyed = {event.node for event in events if isinstance(event, KeyChanged | KeyDeleted)}
+    return tuple(
+        event for event in events if not (isinstance(event, NodeUpdated) and event.node in keyed)
+    )
+
+
+@attrs.define
+class _KnownKeys:
+    """A node's visible key names, complete up to ``version`` (its max version)."""
+
+    visible: set[str]
+    version: int
+
+    @classmethod
+    def of(cls, snapshot: NodeSnapshot) -> _KnownKeys:
+        visible = {key for key, value in snapshot.key_values.items() if not value.is_deleted}
+        return cls(visible, snapshot.max_version)
+
+
+class _Push:
+    """Collects one push's changes: each row touched, with what it was before the push."""
+
+    def __init__(self) -> None:
+        self.rows_before: dict[NodeId, NodeRow | None] = {}
+        self.local_keys: set[str] = set()
+        self.selection = False
+        self.ticked = False
+
+    def touch(self, node: NodeId, before: NodeRow | None) -> None:
+        self.rows_before.setdefault(node, before)
+
+    def finish(self, rows: Mapping[NodeId, NodeRow], log: tuple[NodeEvent, ...]) -> ViewChanges:
+        added: list[NodeRow] = []
+        updated: list[NodeRow] = []
+        removed: list[NodeId] = []
+        for node, before in self.rows_before.items():
+            after = rows.get(node)
+            if before is None:
+                if after is not None:
+                    added.append(after)
+            elif after is None:
+                removed.append(node)
+            elif after is not before:  # rows are only replaced by rows that differ
+                updated.append(after)
+        return ViewChanges(
+            added=tuple(added),
+            updated=tuple(updated),
+            removed=tuple(removed),
+            ticked=self.ticked,
+            local_keys=frozenset(self.local_keys),
+            selection=self.selection,
+            log=log,
+        )
+
+
+class ClusterViewModel:
+    """The dashboard's picture of the cluster, fed by ``apply_events``, ``apply_readings``
+    and ``select``; each returns the :class:`ViewChanges` it made."""
+
+    def __init__(self, self_id: NodeId, read_node: NodeReader) -> None:
+        self.self_id = self_id
+        self._read_node = read_node
+        self._rows: dict[NodeId, NodeRow] = {}
+        self._keys: dict[NodeId, _KnownKeys] = {}
+        self._liveness = Counter[Liveness]()
+        self._taken_at = 0.0
+        self._selected_id: NodeId | None = None
+        self._selected: NodeSnapshot | None = None  # as last read from the node
+        # The nodes whose keys are on screen: this one and the selected one (a set, for
+        # a membership test by cached hash in the per-node loops).
+        self._in_full: set[NodeId] = {self_id}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> Mapping[NodeId, NodeRow]:
+        return self._rows
+
+    @property
+    def taken_at(self) -> float:
+        """The node's clock at the last reading: what ages are measured against."""
+        return self._taken_at
+
+    @property
+    def counts(self) -> ClusterCounts:
+        by = self._liveness
+        return ClusterCounts(
+            live=sum(by[liveness] for liveness in _LIVE),
+            dead=sum(by[liveness] for liveness in _DEAD),
+            known=len(self._rows),
+        )
+
+    @property
+    def local_key_values(self) -> Mapping[str, VersionedValue]:
+        row = self._rows.get(self.self_id)
+        key_values = row.key_values if row is not None else None
+        return key_values if key_values is not None else {}
+
+    @property
+    def selected(self) -> NodeSnapshot | None:
+        """The selected node in full: its keys as last read, its liveness as last seen."""
+        node, read = self._selected_id, self._selected
+        row = self._rows.get(node) if node is not None else None
+        if read is None or row is None:
+            return None
+        return attrs.evolve(
+            read,
+            liveness=row.liveness,
+            heartbeat=row.heartbeat,
+            phi=row.phi,
+            last_update=row.last_update,
+        )
+
+    def view(self) -> ClusterView:
+        nodes = tuple(self._rows[node] for node in sorted(self._rows))
+        return ClusterView(self.self_id, self._taken_at, nodes)
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def apply_readings(self, readings: LivenessReadings) -> ViewChanges:
+        """A tick: every node's liveness. Nodes missing from it are gone; a node whose max
+        version is not the one its keys are known at has its keys read again (events were
+        lost, or its state was reset)."""
+        push = _Push()
+        push.ticked = True
+        self._taken_at = readings.taken_at
+        rows_read = 0
+        for reading in readings.nodes:
+            node = reading.node
+            known = self._keys.get(node)
+            if known is None or known.version != reading.max_version:
+                if self._reread(node, push) is None:
+                    continue
+                known = self._keys[node]
+            rows_read += 1
+            old = self._rows.get(node)
+            key_count = len(known.visible)
+            # The hot loop of a big cluster: compare fields rather than build rows to compare.
+            if (
+                old is None
+                or old.heartbeat != reading.heartbeat
+                or old.phi != reading.phi
+                or old.liveness is not reading.liveness
+                or old.last_update != reading.last_update
+                or old.max_version != known.version
+                or old.key_count != key_count
+            ):
+                row = NodeRow(
+                    node,
+                    reading.liveness,
+                    reading.heartbeat,
+                    known.version,
+                    key_count,
+                    reading.phi,
+                    reading.last_update,
+                    old.key_values if old is not None else None,
+                )
+                self._set_row(node, row, push)
+        if len(self._rows) != rows_read:  # some node is no more (a set only in that case)
+            seen = {reading.node for reading in readings.nodes}
+            for node in [node for node in self._rows if node not in seen]:
+                self._forget(node, push)
+        if self._selected_id is not None:
+            push.selection = True  # its heartbeat, phi and age come with the reading
+        return push.finish(self._rows, ())
+
+    def apply_events(self, events: Sequence[NodeEvent]) -> ViewChanges:
+        """A batch of the node's events, oldest first."""
+        push = _Push()
+        # Nodes shown in full whose keys moved on: read once each, after the batch.
+        reread: set[NodeId] = set()
+        for event in events:
+            node = event.node
+            if isinstance(event, NodeRemoved):
+                self._forget(node, push)
+                continue
+            known = self._keys.get(node)
+            if known is None:
+                # A node not seen yet: read it once, which covers this event too.
+                self._reread(node, push)
+                continue
+            match event:
+                case NodeJoined():
+                    self._set_liveness(node, Liveness.LIVE, push)
+                case NodeLeft():
+                    # A node that announced its departure set the leaving key first.
+                    said_goodbye = LEAVING_KEY in known.visible
+                    self._set_liveness(node, Liveness.LEFT if said_goodbye else Liveness.DEAD, push)
+                case NodeUpdated(max_version=version) if version > known.version:
+                    known.version = version
+                    reread |= self._shown_in_full(node)
+                case KeyChanged(key=key, version=version) if version > known.version:
+                    known.visible.add(key)
+                    reread |= self._shown_in_full(node)
+                case KeyDeleted(key=key, version=version) if (
+                    version == _FORGOTTEN or version > known.version
+                ):
+                    known.visible.discard(key)
+                    reread |= self._shown_in_full(node)
+            if isinstance(event, KeyChanged | KeyDeleted) and node == self.self_id:
+                push.local_keys.add(event.key)
+            self._refresh_row(node, push)
+        for node in reread:
+            self._reread(node, push)
+        return push.finish(self._rows, log_worthy(events))
+
+    def select(self, node: NodeId | None) -> ViewChanges:
+        """The user selected ``node`` (None: nothing): its keys are read now."""
+        push = _Push()
+        if node != self._selected_id:
+            self._selected_id = node
+            self._selected = None
+            self._in_full = {self.self_id} if node is None else {self.self_id, node}
+            push.selection = True
+            if node is not None:
+                self._reread(node, push)
+        return push.finish(self._rows, ())
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _shown_in_full(self, node: NodeId) -> set[NodeId]:
+        return {node} if node in self._in_full else set()
+
+    def _reread(self, node: NodeId, push: _Push) -> NodeSnapshot | None:
+        """Read ``node`` from the node: its keys, and a row if it had none."""
+        snapshot = self._read_node(node)
+        if snapshot is None:
+            self._forget(node, push)
+            return None
+        known = _KnownKeys.of(snapshot)
+        self._keys[node] = known
+        old = self._rows.get(node)
+        key_values = None
+        if node == self.self_id:
+            key_values = snapshot.key_values
+            before = old.key_values if old is not None and old.key_values is not None else {}
+            push.local_keys |= _changed_keys(before, key_values)
+        if node == self._selected_id:
+            self._selected = snapshot
+            push.selection = True
+        if old is None:
+            row = NodeRow(
+                node,
+                snapshot.liveness,
+                snapshot.heartbeat,
+                known.version,
+                len(known.visible),
+                snapshot.phi,
+                snapshot.last_update,
+                key_values,
+            )
+        elif (old.max_version, old.key_count, old.key_values) != (
+            known.version,
+            len(known.visible),
+            key_values,
+        ):
+            row = attrs.evolve(
+                old, max_version=known.version, key_count=len(known.visible), key_values=key_values
+            )
+        else:
+            return snapshot
+        self._set_row(node, row, push)
+        return snapshot
+
+    def _refresh_row(self, node: NodeId, push: _Push) -> None:
+        row, known = self._rows.get(node), self._keys.get(node)
+        if row is None or known is None:
+            return
+        if row.max_version != known.version or row.key_count != len(known.visible):
+            self._set_row(
+                node,
+                attrs.evolve(row, max_version=known.version, key_count=len(known.visible)),
+                push,
+            )
+
+    def _set_liveness(self, node: NodeId, liveness: Liveness, push: _Push) -> None:
+        row = self._rows.get(node)
+        if row is not None and row.liveness is not liveness and node != self.self_id:
+            self._set_row(node, attrs.evolve(row, liveness=liveness), push)
+
+    def _set_row(self, node: NodeId, row: NodeRow, push: _Push) -> None:
+        """Replace ``node``'s row by ``row``, which differs from it."""
+        old = self._rows.get(node)
+        push.touch(node, old)
+        if old is None or old.liveness is not row.liveness:
+            if old is not None:
+                self._liveness[old.liveness] -= 1
+            self._liveness[row.liveness] += 1
+        self._rows[node] = row
+        if node in self._in_full:
+            push.selection |= node == self._selected_id
+
+    def _forget(self, node: NodeId, push: _Push) -> None:
+        old = self._rows.pop(node, None)
+        self._keys.pop(node, None)
+        if old is None:
+            return
+        push.touch(node, old)
+        self._liveness[old.liveness] -= 1
+        if node == self._selected_id:
+            self._selected = None
+            push.selection = True
+
+
+def _changed_keys(
+    before: Mapping[str, VersionedValue], after: Mapping[str, VersionedValue]
+) -> set[str]:
+    """Keys whose value differs between two reads of the same node."""
+    return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
