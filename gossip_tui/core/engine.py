@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
@@ -128,11 +128,23 @@ def select_gossip_targets(
     live: set[SocketAddress],
     dead: set[SocketAddress],
     seeds: set[SocketAddress],
+    answering: Callable[[SocketAddress], bool] | None = None,
 ) -> GossipTargets:
     """chitchat's choice: up to 3 random live peers (any peer while none is live), maybe a
-    dead node, maybe a seed (so that a cluster split along its seeds heals)."""
+    dead node, maybe a seed (so that a cluster split along its seeds heals).
+
+    ``answering`` tells which addresses have answered us. Anyone can make up nodes that
+    look live (a digest with rising heartbeats for made-up ids at unreachable addresses);
+    a thousand of them would leave a real peer one chance in a few hundred per round and
+    stall replication until they are declared dead. So when no pick has ever answered, one
+    of the three is swapped for a live peer that has. In a healthy cluster every live peer
+    answers, and the choice is chitchat's."""
     pool = live if live else peers
     chosen = tuple(rng.sample(sorted(pool), min(GOSSIP_COUNT, len(pool))))
+    if answering is not None and chosen and not any(answering(a) for a in chosen):
+        proven = sorted(a for a in live if answering(a))
+        if proven:
+            chosen = (*chosen[:-1], rng.choice(proven))
     dead_pick: SocketAddress | None = None
     if dead and len(dead) / (len(live) + 1) > rng.random():
         dead_pick = rng.choice(sorted(dead))
@@ -394,14 +406,19 @@ class GossipEngine:
 
     # ------------------------------------------------------------------ rounds
 
-    def start_round(self, now: float) -> GossipTargets:
-        """Begin a gossip round: pick targets, beat, collect old tombstones."""
+    def start_round(
+        self, now: float, *, answering: Callable[[SocketAddress], bool] | None = None
+    ) -> GossipTargets:
+        """Begin a gossip round: pick targets, beat, collect old tombstones.
+
+        ``answering`` (the runtime's knowledge of which addresses answered us) guards the
+        choice of peers against made-up live nodes; see :func:`select_gossip_targets`."""
         me = self.self_id
         peers = {n.gossip_addr for n in self.state.nodes() if n != me}
         live = {n.gossip_addr for n in self.detector.live_nodes() if n != me}
         dead = {n.gossip_addr for n in self.detector.dead_nodes()}
         seeds = {a for a in self.seed_addrs if a != me.gossip_addr}
-        targets = select_gossip_targets(self.rng, peers, live, dead, seeds)
+        targets = select_gossip_targets(self.rng, peers, live, dead, seeds, answering)
         own = self.self_state
         if own.max_version >= HEADROOM_CEILING or own.heartbeat >= HEADROOM_CEILING:
             # Unreachable by honest counting; a last line before the u64 edge.

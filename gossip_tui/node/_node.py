@@ -366,7 +366,10 @@ class Node:
 
     async def _gossip_round(self, started: float) -> None:
         repairs_before = self.engine.self_repairs.total()
-        targets = self.engine.start_round(started).all()
+        budgets = self._reply_budgets
+        targets = self.engine.start_round(
+            started, answering=lambda addr: budgets.is_trusted(addr, started)
+        ).all()
         self._note_repairs(repairs_before, "a gossip round")
         # One Syn for all of this round's targets, encoded once.
         syn = self._encode(self.engine.create_syn(started)) if targets else None

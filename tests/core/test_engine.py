@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 import random
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, encode
@@ -184,3 +185,36 @@ def test_fits_in_one_delta_is_the_exact_ack_budget() -> None:
     # A sealed datagram leaves less room; a value past the u16 length field never fits.
     assert not fits_in_one_delta(node, "k", "v" * largest, MAX_DATAGRAM_SIZE - 28)
     assert not fits_in_one_delta(node, "k", "v" * 70_000, 10 * MAX_DATAGRAM_SIZE)
+
+
+def _addrs(first: int, count: int) -> set[SocketAddress]:
+    return {SocketAddress(ipaddress.IPv4Address("127.0.0.1"), first + i) for i in range(count)}
+
+
+def test_a_flood_of_made_up_live_nodes_never_crowds_out_the_peers_that_answer() -> None:
+    # Attack: ~1,000 made-up ids with rising heartbeats look live; with three random picks
+    # a real peer was chosen about once in 170 rounds and a new key stalled for ~40 s.
+    fakes = _addrs(30_000, 1_000)
+    real = _addrs(20_000, 2)
+    live = fakes | real
+    rng = random.Random(7)
+    for _ in range(200):
+        targets = select_gossip_targets(
+            rng, live, live, set(), set(), answering=lambda addr: addr in real
+        )
+        assert real & set(targets.peers)
+
+
+def test_answering_changes_nothing_when_a_pick_already_answered() -> None:
+    live = _addrs(20_000, 10)
+    picks = [
+        select_gossip_targets(random.Random(seed), live, live, set(), set()).peers
+        for seed in range(20)
+    ]
+    guarded = [
+        select_gossip_targets(
+            random.Random(seed), live, live, set(), set(), answering=lambda addr: True
+        ).peers
+        for seed in range(20)
+    ]
+    assert guarded == picks
