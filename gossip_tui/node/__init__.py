@@ -26,9 +26,6 @@ from ._records import (
 from ._transport import (
     DatagramRejected,
     DatagramSocket,
-    LinkFaults,
-    MemoryNetwork,
-    MemoryTransport,
     Transport,
     UdpTransport,
 )
@@ -40,9 +37,6 @@ __all__ = [
     "KeyChanged",
     "KeyDeleted",
     "KeyValueTooLarge",
-    "LinkFaults",
-    "MemoryNetwork",
-    "MemoryTransport",
     "Node",
     "NodeConfig",
     "NodeEvent",
