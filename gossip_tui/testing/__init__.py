@@ -10,11 +10,22 @@ nodes without a real network, with faults, or without a node at all.
   text commands).
 - :class:`LoopbackOnlyTransport` and :func:`require_loopback`: nothing is bound or sent
   outside 127.0.0.0/8.
+- :class:`FakeCluster` / :class:`FakeNode`: an in-memory stand-in for running nodes, for
+  the HTTP API and the dashboard.
 
 The product never imports this package (tests/core/test_import_hygiene.py checks it); it
 may import the core and the node runtime, which it stands beside.
 """
 
+from ._fake_node import (
+    FIXED_GENERATION,
+    FakeCluster,
+    FakeNode,
+    FakeNodeConfig,
+    Member,
+    crashing_open_node,
+    fake_open_node,
+)
 from ._faults import Delivery, Fate, LinkFaults, decide_fate, flip_bit
 from ._loopback import (
     LOOPBACK,
@@ -37,21 +48,28 @@ from ._proxy import (
 )
 
 __all__ = [
+    "FIXED_GENERATION",
     "LOOPBACK",
     "PROXY_HOST_BASE",
     "Delivery",
+    "FakeCluster",
+    "FakeNode",
+    "FakeNodeConfig",
     "Fate",
     "FaultController",
     "FaultProxy",
     "LinkFaults",
     "LoopbackOnlySocket",
     "LoopbackOnlyTransport",
+    "Member",
     "MemoryNetwork",
     "MemorySocket",
     "MemoryTransport",
     "NotLoopback",
     "ProxyStats",
+    "crashing_open_node",
     "decide_fate",
+    "fake_open_node",
     "flip_bit",
     "is_loopback",
     "message_addresses",
