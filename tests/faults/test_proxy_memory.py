@@ -254,6 +254,32 @@ def test_a_corruption_that_would_name_an_address_off_this_machine_is_dropped(
 
 
 @pytest.mark.trio
+async def test_the_network_and_the_proxy_decide_every_fate_alike() -> None:
+    """One fault decision: with the same seed and faults, the in-memory network and the
+    proxy's controller draw the same numbers for every datagram (the RNGs stay in step) and
+    pass on the same copies, the proxy only holding back corrupted ones that would name an
+    address off this machine."""
+    faults = LinkFaults(loss=0.2, delay=0.01, jitter=0.02, duplicate=0.3, corrupt=0.5)
+    network = MemoryNetwork(seed=12)
+    network.default_faults = faults
+    controller = FaultController(seed=12)
+    controller.default_faults = faults
+    receiver = network.bind(SERVER)
+    kept = 0
+    for heartbeat in range(1, 2_001):
+        digest = Digest({NodeId("peer", 1, SERVER): NodeDigest(heartbeat, 0, 3)})
+        data = encode(Syn("testing", digest))
+        network.route(PROXY, SERVER, data)
+        kept += len(controller.route(PROXY, SERVER, data))
+        assert network.rng.getstate() == controller.rng.getstate(), heartbeat
+    stats = controller.stats
+    assert stats.dropped["loss"] == network.dropped > 0
+    assert stats.duplicated > 0 and stats.malformed > 0 and stats.dropped["unsafe"] > 0
+    assert network.delivered == kept + stats.dropped["unsafe"]
+    receiver.close()
+
+
+@pytest.mark.trio
 async def test_idle_upstreams_close_and_the_busiest_clients_keep_theirs(
     autojump_clock: trio.abc.Clock,
 ) -> None:
