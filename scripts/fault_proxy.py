@@ -18,6 +18,9 @@ shell::
     python scripts/fault_proxy.py ctl 127.0.0.1:7999 isolate 2
     python scripts/fault_proxy.py ctl 127.0.0.1:7999 heal
 
+The proxies, their controller and the fault model are gossip_tui.testing's; this script holds
+the text commands that drive them (``run_command``, ``COMMANDS_HELP``).
+
 Only addresses in 127.0.0.0/8 are ever bound or addressed.
 """
 
