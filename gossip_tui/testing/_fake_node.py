@@ -109,9 +109,9 @@ class Member:
 class FakeNode:
     """A handle on one member of a :class:`FakeCluster`: the node contract, in memory.
 
-    ``calls`` records the writes the node accepted; ``stats`` is a real
-    :class:`~gossip_tui.node.NodeStats` a test fills in; ``fail_snapshot``, when set, is
-    raised by ``snapshot``.
+    ``calls`` records the writes the node accepted, ``snapshots_taken`` and ``nodes_read``
+    what was read; ``stats`` is a real :class:`~gossip_tui.node.NodeStats` a test fills in;
+    ``fail_snapshot``, when set, is raised by ``snapshot``.
     """
 
     def __init__(self, cluster: FakeCluster, config: FakeNodeConfig, self_id: NodeId) -> None:
@@ -125,6 +125,10 @@ class FakeNode:
         # engine shows them.
         self.seed_addrs = tuple(sorted(SocketAddress.parse(seed) for seed in config.seeds))
         self.calls: list[tuple[str, ...]] = []
+        # What was read through this handle, to tell a read of one node (on selection)
+        # from a poll of everything.
+        self.snapshots_taken = 0
+        self.nodes_read: list[NodeId] = []
         self.stats = NodeStats()
         self.fail_snapshot: Exception | None = None
         self.closed = False
@@ -195,7 +199,16 @@ class FakeNode:
     def snapshot(self) -> ClusterSnapshot:
         if self.fail_snapshot is not None:
             raise self.fail_snapshot
+        self.snapshots_taken += 1
         return self.cluster.snapshot_for(self)
+
+    def node_snapshot(self, node: NodeId) -> NodeSnapshot | None:
+        """One node's full state, key-values included (None if unknown)."""
+        self.nodes_read.append(node)
+        member = self.cluster.members.get(node)
+        if member is None:
+            return None
+        return member.snapshot(self.cluster.liveness_seen_by(self.self_id, node))
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1000
