@@ -18,13 +18,18 @@ shell::
     python scripts/fault_proxy.py ctl 127.0.0.1:7999 isolate 2
     python scripts/fault_proxy.py ctl 127.0.0.1:7999 heal
 
+The proxies, their controller and the fault model are gossip_tui.testing's; this script holds
+the text commands that drive them (``run_command``, ``COMMANDS_HELP``).
+
 Only addresses in 127.0.0.0/8 are ever bound or addressed.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -32,8 +37,9 @@ import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack, ExitStack, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import attrs
 import trio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,17 +47,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from gossip_tui.core.models import AddressError, SocketAddress  # noqa: E402
-from gossip_tui.node._proxy import (  # noqa: E402
+from gossip_tui.testing import (  # noqa: E402
     PROXY_HOST_BASE,
-    CommandError,
     FaultController,
     FaultProxy,
+    LinkFaults,
     NotLoopback,
     is_loopback,
     open_proxy,
     proxy_host,
     require_loopback,
-    run_command,
 )
 
 MAX_REPLY = 60_000
@@ -225,6 +230,179 @@ def node_command(
     return command + list(extra)
 
 
+# --------------------------------------------------------------------------- commands
+
+
+def describe(controller: FaultController) -> str:
+    """The faults and counters, as ``show`` prints them."""
+    lines = [f"default: {_faults_text(controller.default_faults)}"]
+    for (src, dst), faults in sorted(controller.links().items()):
+        lines.append(f"{src} -> {dst}: {_faults_text(faults)}")
+    s = controller.stats
+    dropped = ", ".join(f"{k}={v}" for k, v in sorted(s.dropped.items())) or "none"
+    lines.append(
+        f"stats: received={s.received} sent={s.sent} duplicated={s.duplicated} "
+        f"corrupted={s.corrupted} malformed={s.malformed} delayed={s.delayed} "
+        f"clients={s.clients} in_flight={controller.in_flight}; dropped: {dropped}"
+    )
+    return "\n".join(lines)
+
+
+def _faults_text(faults: LinkFaults) -> str:
+    if faults.blocked:
+        return "blocked"
+    parts = []
+    if faults.loss:
+        parts.append(f"loss={faults.loss:g}")
+    if faults.delay:
+        parts.append(f"delay_ms={faults.delay * 1000:g}")
+    if faults.jitter:
+        parts.append(f"jitter_ms={faults.jitter * 1000:g}")
+    if faults.duplicate:
+        parts.append(f"duplicate={faults.duplicate:g}")
+    if faults.corrupt:
+        parts.append(f"corrupt={faults.corrupt:g}")
+    return " ".join(parts) or "none"
+
+
+COMMANDS_HELP = """\
+Commands (NODE is a proxy index, a proxy address or a node address; * is every node):
+  show                         faults and counters
+  set [SRC DST] KEY=VALUE...   change the default faults, or those of the link SRC -> DST;
+                               keys: loss, delay_ms, jitter_ms, duplicate, corrupt, blocked
+  block SRC DST [both]         drop everything SRC sends to DST (and back with "both")
+  isolate NODE [in|out|both]   block every link to and/or from NODE (default both)
+  partition A,B,... C,D,...    block every link between the two groups, both ways
+  heal                         forget the per-link faults (keep the default ones)
+  clear                        no fault anywhere
+  help                         this text"""
+
+# Command key -> (LinkFaults field, scale to its unit, whether it is a probability).
+_FAULT_KEYS = {
+    "loss": ("loss", 1.0, True),
+    "delay_ms": ("delay", 0.001, False),
+    "jitter_ms": ("jitter", 0.001, False),
+    "duplicate": ("duplicate", 1.0, True),
+    "corrupt": ("corrupt", 1.0, True),
+}
+
+
+class CommandError(ValueError):
+    """A fault command that cannot be carried out; the message says why."""
+
+
+def parse_fault_settings(base: LinkFaults, settings: Sequence[str]) -> LinkFaults:
+    """``base`` changed by ``key=value`` words (probabilities in [0, 1], times in ms)."""
+    changes: dict[str, Any] = {}
+    for word in settings:
+        key, sep, text = word.partition("=")
+        if not sep:
+            raise CommandError(f"expected KEY=VALUE, got {word!r}")
+        if key == "blocked":
+            if text.lower() not in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
+                raise CommandError(f"blocked takes a boolean, got {text!r}")
+            changes["blocked"] = text.lower() in {"1", "true", "yes", "on"}
+            continue
+        if key not in _FAULT_KEYS:
+            raise CommandError(f"unknown fault {key!r} (one of {', '.join(_FAULT_KEYS)}, blocked)")
+        field, scale, probability = _FAULT_KEYS[key]
+        try:
+            value = float(text)
+        except ValueError:
+            raise CommandError(f"{key} takes a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise CommandError(f"{key} must be a finite number >= 0, got {text!r}")
+        if probability and value > 1:
+            raise CommandError(f"{key} is a probability in [0, 1], got {text!r}")
+        changes[field] = value * scale
+    return attrs.evolve(base, **changes)
+
+
+def resolve_node(word: str, proxies: Sequence[FaultProxy]) -> list[SocketAddress]:
+    """The public addresses ``word`` names: ``*``, a proxy index, or an address."""
+    if word == "*":
+        return [p.public_addr for p in proxies]
+    if word.isdigit():
+        index = int(word)
+        if index >= len(proxies):
+            raise CommandError(f"no node {index}: there are {len(proxies)}")
+        return [proxies[index].public_addr]
+    try:
+        addr = SocketAddress.parse(word)
+    except AddressError:
+        raise CommandError(f"{word!r} is neither a node index nor an ip:port") from None
+    for proxy in proxies:
+        if addr in (proxy.public_addr, proxy.target):
+            return [proxy.public_addr]
+    return [addr]
+
+
+def run_command(controller: FaultController, proxies: Sequence[FaultProxy], line: str) -> str:
+    """Carry out one text command (see :data:`COMMANDS_HELP`); return what to print."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if not words:
+        return ""
+    command, args = words[0].lower(), words[1:]
+    peers = [p.public_addr for p in proxies]
+    if command == "help":
+        return COMMANDS_HELP
+    if command in {"show", "stats"}:
+        return describe(controller)
+    if command == "heal":
+        controller.heal()
+        return "healed: per-link faults cleared"
+    if command == "clear":
+        controller.clear()
+        return "cleared: no faults"
+    if command == "set":
+        if args and "=" not in args[0]:
+            if len(args) < 3:
+                raise CommandError("usage: set SRC DST KEY=VALUE...")
+            sources, destinations = resolve_node(args[0], proxies), resolve_node(args[1], proxies)
+            settings = args[2:]
+            for src in sources:
+                for dst in destinations:
+                    if src != dst:
+                        new = parse_fault_settings(controller.faults(src, dst), settings)
+                        controller.set_faults(src, dst, new)
+            return describe(controller)
+        if not args:
+            raise CommandError("usage: set [SRC DST] KEY=VALUE...")
+        controller.default_faults = parse_fault_settings(controller.default_faults, args)
+        return describe(controller)
+    if command == "block":
+        if len(args) not in (2, 3) or (len(args) == 3 and args[2] != "both"):
+            raise CommandError("usage: block SRC DST [both]")
+        both = len(args) == 3
+        for src in resolve_node(args[0], proxies):
+            for dst in resolve_node(args[1], proxies):
+                if src != dst:
+                    controller.block(src, dst, both_ways=both)
+        return describe(controller)
+    if command == "isolate":
+        if len(args) not in (1, 2) or (len(args) == 2 and args[1] not in {"in", "out", "both"}):
+            raise CommandError("usage: isolate NODE [in|out|both]")
+        way = args[1] if len(args) == 2 else "both"
+        for addr in resolve_node(args[0], proxies):
+            controller.isolate(
+                addr, inbound=way != "out", outbound=way != "in", peers=peers or None
+            )
+        return describe(controller)
+    if command == "partition":
+        if len(args) != 2:
+            raise CommandError("usage: partition A,B,... C,D,...")
+        side_a = [a for w in args[0].split(",") if w for a in resolve_node(w, proxies)]
+        side_b = [a for w in args[1].split(",") if w for a in resolve_node(w, proxies)]
+        if set(side_a) & set(side_b):
+            raise CommandError("a node cannot be on both sides of a partition")
+        controller.partition(side_a, side_b)
+        return describe(controller)
+    raise CommandError(f"unknown command {command!r}; try help")
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -373,7 +551,7 @@ async def run(args: argparse.Namespace) -> None:
                         await trio.sleep_forever()
                 finally:
                     await _stop_processes(processes)
-                    print(controller.describe(), flush=True)
+                    print(describe(controller), flush=True)
                     nursery.cancel_scope.cancel()
 
 

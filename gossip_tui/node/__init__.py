@@ -34,9 +34,6 @@ from ._records import (
 from ._transport import (
     DatagramRejected,
     DatagramSocket,
-    LinkFaults,
-    MemoryNetwork,
-    MemoryTransport,
     Transport,
     UdpTransport,
 )
@@ -49,9 +46,6 @@ __all__ = [
     "KeyDeleted",
     "KeyValueTooLarge",
     "KeysNotSaved",
-    "LinkFaults",
-    "MemoryNetwork",
-    "MemoryTransport",
     "Node",
     "NodeConfig",
     "NodeEvent",

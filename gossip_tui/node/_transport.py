@@ -1,22 +1,17 @@
-"""Datagram transports: real UDP, and an in-memory network with seeded fault injection.
+"""Datagram transports: the protocol a node sends and receives through, and real UDP.
 
-The node only ever sees :class:`DatagramSocket`; tests swap UDP for :class:`MemoryNetwork`
-to get fast, deterministic runs (with trio's MockClock) and controlled loss, delay,
-jitter, duplication, corruption and partitions.
+The node only ever sees :class:`DatagramSocket`; tests swap UDP for
+``gossip_tui.testing.MemoryNetwork`` (fast, deterministic, with seeded faults), which the
+product never imports.
 """
 
 from __future__ import annotations
 
 import errno
-import heapq
 import ipaddress
-import itertools
-import math
-import random
 import socket
 from typing import Protocol
 
-import attrs
 import trio
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE
@@ -143,144 +138,3 @@ class UdpTransport:
         await trio.lowlevel.checkpoint()
         host, port = sock.getsockname()[:2]
         return UdpSocket(sock, SocketAddress(ipaddress.ip_address(host), port))
-
-
-# --------------------------------------------------------------------------- in memory
-
-
-@attrs.define
-class LinkFaults:
-    """What happens to datagrams on one directed link."""
-
-    loss: float = 0.0
-    delay: float = 0.0
-    jitter: float = 0.0
-    duplicate: float = 0.0
-    corrupt: float = 0.0
-    blocked: bool = False
-
-
-class MemorySocket:
-    def __init__(self, network: MemoryNetwork, local: SocketAddress) -> None:
-        self._network = network
-        self._local = local
-        self._queue: list[tuple[float, int, bytes, SocketAddress]] = []
-        self._arrival = trio.Event()
-        self.closed = False
-
-    @property
-    def local_address(self) -> SocketAddress:
-        return self._local
-
-    def _enqueue(self, at: float, data: bytes, source: SocketAddress) -> None:
-        if len(self._queue) >= self._network.queue_limit:
-            self._network.overflowed += 1
-            return
-        heapq.heappush(self._queue, (at, next(self._network.sequence), data, source))
-        self._arrival.set()
-
-    async def send(self, data: bytes, addr: SocketAddress) -> None:
-        if self.closed:
-            raise trio.ClosedResourceError
-        if len(data) > MAX_DATAGRAM_SIZE:
-            raise OSError(errno.EMSGSIZE, "datagram too large")
-        self._network.route(self._local, addr, data)
-        await trio.lowlevel.checkpoint()
-
-    async def recv(self) -> tuple[bytes, SocketAddress]:
-        while True:
-            if self.closed:
-                raise trio.ClosedResourceError
-            now = trio.current_time()
-            if self._queue and self._queue[0][0] <= now:
-                _, _, data, source = heapq.heappop(self._queue)
-                await trio.lowlevel.checkpoint()
-                return data, source
-            deadline = self._queue[0][0] if self._queue else math.inf
-            self._arrival = trio.Event()
-            with trio.move_on_at(deadline):
-                await self._arrival.wait()
-
-    def close(self) -> None:
-        self.closed = True
-        self._network.unbind(self._local)
-        self._arrival.set()
-
-
-class MemoryNetwork:
-    """A loopback network in memory. Faults are per directed link, drawn from one seeded RNG
-    so a run repeats exactly."""
-
-    def __init__(self, seed: int = 0, *, queue_limit: int = 10_000) -> None:
-        self.rng = random.Random(seed)
-        self.queue_limit = queue_limit
-        self.default_faults = LinkFaults()
-        self.sequence = itertools.count()
-        self.overflowed = 0
-        self.delivered = 0
-        self.dropped = 0
-        self._sockets: dict[SocketAddress, MemorySocket] = {}
-        self._links: dict[tuple[SocketAddress, SocketAddress], LinkFaults] = {}
-        self._next_port = 40_000
-
-    def transport(self) -> MemoryTransport:
-        return MemoryTransport(self)
-
-    def bind(self, addr: SocketAddress) -> MemorySocket:
-        if addr.port == 0:
-            while SocketAddress(addr.ip, self._next_port) in self._sockets:
-                self._next_port += 1
-            addr = SocketAddress(addr.ip, self._next_port)
-            self._next_port += 1
-        if addr in self._sockets:
-            raise OSError(errno.EADDRINUSE, f"address already in use: {addr}")
-        sock = MemorySocket(self, addr)
-        self._sockets[addr] = sock
-        return sock
-
-    def unbind(self, addr: SocketAddress) -> None:
-        self._sockets.pop(addr, None)
-
-    def faults(self, src: SocketAddress, dst: SocketAddress) -> LinkFaults:
-        return self._links.get((src, dst), self.default_faults)
-
-    def set_faults(self, src: SocketAddress, dst: SocketAddress, faults: LinkFaults) -> None:
-        self._links[(src, dst)] = faults
-
-    def partition(self, side_a: list[SocketAddress], side_b: list[SocketAddress]) -> None:
-        """Block every link between the two sides, both ways."""
-        for a in side_a:
-            for b in side_b:
-                self.set_faults(a, b, LinkFaults(blocked=True))
-                self.set_faults(b, a, LinkFaults(blocked=True))
-
-    def heal(self) -> None:
-        self._links.clear()
-
-    def route(self, src: SocketAddress, dst: SocketAddress, data: bytes) -> None:
-        faults = self.faults(src, dst)
-        target = self._sockets.get(dst)
-        rng = self.rng
-        if target is None or faults.blocked or (faults.loss and rng.random() < faults.loss):
-            self.dropped += 1
-            return
-        copies = 2 if faults.duplicate and rng.random() < faults.duplicate else 1
-        now = trio.current_time()
-        for _ in range(copies):
-            payload = data
-            if faults.corrupt and payload and rng.random() < faults.corrupt:
-                mutable = bytearray(payload)
-                mutable[rng.randrange(len(mutable))] ^= 1 << rng.randrange(8)
-                payload = bytes(mutable)
-            latency = faults.delay + (rng.uniform(0, faults.jitter) if faults.jitter else 0.0)
-            target._enqueue(now + latency, payload, src)
-            self.delivered += 1
-
-
-class MemoryTransport:
-    def __init__(self, network: MemoryNetwork) -> None:
-        self.network = network
-
-    async def bind(self, addr: SocketAddress) -> MemorySocket:
-        await trio.lowlevel.checkpoint()
-        return self.network.bind(addr)

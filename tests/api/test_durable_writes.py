@@ -11,11 +11,12 @@ import trio
 
 from gossip_tui.api import make_app
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import KeysNotSaved, MemoryNetwork, NodeConfig, open_node
+from gossip_tui.node import KeysNotSaved, NodeConfig, open_node
 from gossip_tui.node._local_store import load_local_keys
+from gossip_tui.testing import MemoryNetwork
 
 from .asgi_client import acall, call
-from .fake_node import FakeNode
+from .helpers import api_node
 
 JSON = [("content-type", "application/json")]
 
@@ -35,17 +36,17 @@ WRITES = [
 def test_every_write_route_answers_once_the_change_is_durable(
     method: str, path: str, query: str, body: bytes
 ) -> None:
-    node = FakeNode()
+    node = api_node()
     node.set("k", "old")
     reply = call(make_app(node), method, path, query=query, body=body)
     assert reply.status == 200, reply.body
-    assert node.saved == node.key_values
-    assert node.max_version == 2  # the write was applied, and then flushed
+    assert node.saved == node.member.key_values
+    assert node.member.max_version == 2  # the write was applied, and then flushed
 
 
 @pytest.mark.parametrize(("method", "path", "query", "body"), WRITES)
 def test_a_change_not_saved_is_503(method: str, path: str, query: str, body: bytes) -> None:
-    node = FakeNode()
+    node = api_node()
     node.set("k", "old")
     node.flush_error = KeysNotSaved(errno.ENOSPC, "could not save: No space left on device")
     reply = call(make_app(node), method, path, query=query, body=body)
@@ -55,7 +56,7 @@ def test_a_change_not_saved_is_503(method: str, path: str, query: str, body: byt
 
 
 def test_reads_do_not_wait_for_a_save() -> None:
-    node = FakeNode()
+    node = api_node()
     node.set("k", "v")
     node.flush_error = KeysNotSaved(errno.EIO, "the disk is gone")
     app = make_app(node)
@@ -65,7 +66,7 @@ def test_reads_do_not_wait_for_a_save() -> None:
 
 
 def test_a_refused_write_does_not_flush() -> None:
-    node = FakeNode()
+    node = api_node()
     node.flush_error = KeysNotSaved(errno.EIO, "the disk is gone")
     app = make_app(node)
     assert call(app, "DELETE", "/keys/absent").status == 404

@@ -12,7 +12,7 @@ from gossip_tui.api import make_app, serve_http
 from gossip_tui.core.models import SocketAddress
 
 from .asgi_client import Reply, call
-from .fake_node import FakeNode
+from .helpers import api_node
 
 JSON = [("content-type", "application/json")]
 
@@ -37,7 +37,7 @@ def _error(reply: Reply, status: int) -> str:
 def test_a_json_body_the_parser_cannot_take_is_400(
     body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    node = FakeNode()
+    node = api_node()
     reply = call(make_app(node), "PUT", "/keys/k", body=body, headers=JSON)
     assert "invalid JSON" in _error(reply, 400) or "body.value" in reply.json()["error"]
     assert node.calls == []
@@ -46,7 +46,7 @@ def test_a_json_body_the_parser_cannot_take_is_400(
 
 @pytest.mark.parametrize("raw", [b"/keys/%ff", b"/keys/%fe", b"/keys/a%c3", b"/keys/\xff"])
 def test_a_path_that_is_not_utf8_is_400(raw: bytes) -> None:
-    node = FakeNode()
+    node = api_node()
     app = make_app(node)
     # hypercorn's own decoding turns each of these into U+FFFD.
     for method, body in (("PUT", b"v"), ("GET", b""), ("DELETE", b"")):
@@ -56,7 +56,7 @@ def test_a_path_that_is_not_utf8_is_400(raw: bytes) -> None:
 
 
 def test_percent_encoded_utf8_still_names_its_key() -> None:
-    node = FakeNode()
+    node = api_node()
     app = make_app(node)
     reply = call(app, "PUT", "/keys/caf\u00e9", raw_path=b"/keys/caf%C3%A9", body=b"v")
     assert reply.json()["key"] == "caf\u00e9"
@@ -68,21 +68,21 @@ def test_percent_encoded_utf8_still_names_its_key() -> None:
 
 @pytest.mark.parametrize("query", [b"key=%ff&value=v", b"key=k&value=%fe", b"key=\xff&value=v"])
 def test_a_query_string_that_is_not_utf8_is_400(query: bytes) -> None:
-    node = FakeNode()
+    node = api_node()
     reply = call(make_app(node), "GET", "/set_kv/", query=query)
     assert "UTF-8" in _error(reply, 400)
     assert node.calls == []
 
 
 def test_raw_utf8_in_a_query_string_is_taken_as_utf8() -> None:
-    node = FakeNode()
+    node = api_node()
     query = "key=caf\u00e9&value=ok".encode()  # unescaped, as a careless client sends it
     assert call(make_app(node), "GET", "/set_kv/", query=query).status == 200
     assert node.calls == [("set", "caf\u00e9", "ok")]
 
 
 def test_an_http2_request_is_505() -> None:
-    node = FakeNode()
+    node = api_node()
     _error(call(make_app(node), "PUT", "/keys/k", body=b"v", http_version="2"), 505)
     assert node.calls == []
 
@@ -120,7 +120,7 @@ H2C_UPGRADE = (
     ids=["upgrade with a body", "upgrade without a body", "prior knowledge"],
 )
 async def test_no_h2c_over_tcp(request_bytes: bytes) -> None:
-    node = FakeNode()
+    node = api_node()
     async with trio.open_nursery() as nursery:
         addr = await nursery.start(serve_http, node, SocketAddress.parse("127.0.0.1:0"))
         reply = await trio.to_thread.run_sync(_exchange, addr.port, request_bytes)

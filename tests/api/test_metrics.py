@@ -8,15 +8,15 @@ from gossip_tui.api import make_app
 from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, SocketAddress
 
 from .asgi_client import call
-from .fake_node import FakeNode
+from .helpers import api_node
 
 _SAMPLE = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+Inf]+$')
 
 
 def test_metrics_are_valid_prometheus_text() -> None:
-    node = FakeNode()
+    node = api_node()
     peer = NodeId("peer-1", 3, SocketAddress.parse("127.0.0.1:10001"))
-    node.peers.append(NodeSnapshot(peer, 12, 4, 0, {}, Liveness.LIVE, phi=1.25, last_update=None))
+    node.cluster.put(NodeSnapshot(peer, 12, 4, 0, {}, Liveness.LIVE, phi=1.25, last_update=None))
     node.stats.datagrams_in = 42
     node.stats.bytes_out = 999
     node.stats.dropped["malformed"] = 3

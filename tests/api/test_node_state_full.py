@@ -8,7 +8,8 @@ import trio
 
 from gossip_tui.api import make_app
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import MemoryNetwork, NodeConfig, NodeStateFull, open_node
+from gossip_tui.node import NodeConfig, NodeStateFull, open_node
+from gossip_tui.testing import MemoryNetwork
 
 from .asgi_client import acall
 

@@ -9,14 +9,14 @@ import pytest
 from gossip_tui.api import ROUTES, make_app
 
 from .asgi_client import call
-from .fake_node import FakeNode
+from .helpers import api_node
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    reply = call(make_app(FakeNode()), "GET", "/openapi.json")
+    reply = call(make_app(api_node()), "GET", "/openapi.json")
     assert reply.status == 200
     body = reply.json()
     assert isinstance(body, dict)

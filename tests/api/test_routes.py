@@ -12,9 +12,10 @@ import trio
 
 from gossip_tui.api import MAX_BODY_SIZE, make_app
 from gossip_tui.core.models import KeyStatus, Liveness, SocketAddress, VersionedValue
+from gossip_tui.testing import FakeNode
 
 from .asgi_client import Reply, acall, call
-from .fake_node import FakeNode
+from .helpers import add_peer, api_node
 
 JSON = [("content-type", "application/json")]
 
@@ -28,7 +29,7 @@ SELF = _id("node-0", 1_700_000_000, "127.0.0.1:10000")
 
 @pytest.fixture
 def node() -> FakeNode:
-    return FakeNode(seeds=[SocketAddress.parse("127.0.0.1:10002")])
+    return api_node(seeds=[SocketAddress.parse("127.0.0.1:10002")])
 
 
 def _error(reply: Reply, status: int) -> str:
@@ -47,7 +48,8 @@ def test_index_has_chitchat_test_shape(node: FakeNode) -> None:
     node.set("bind", "127.0.0.1:10000")
     node.set("b", "x")
     node.delete("b")
-    node.add_peer(
+    add_peer(
+        node,
         "node-1",
         "127.0.0.1:10001",
         heartbeat=12,
@@ -57,7 +59,7 @@ def test_index_has_chitchat_test_shape(node: FakeNode) -> None:
             "a": VersionedValue("1", 3),
         },
     )
-    node.add_peer("node-2", "127.0.0.1:10002", liveness=Liveness.DEAD, heartbeat=1)
+    add_peer(node, "node-2", "127.0.0.1:10002", liveness=Liveness.DEAD, heartbeat=1)
 
     reply = call(make_app(node), "GET", "/")
 
@@ -105,11 +107,11 @@ def test_index_has_chitchat_test_shape(node: FakeNode) -> None:
 
 def test_index_orders_like_chitchat_btreemaps(node: FakeNode) -> None:
     # Nodes by (name, generation, address); keys by UTF-8 bytes, so "Z" < "a" < "é".
-    node.add_peer("b", "127.0.0.1:3", generation=2)
-    node.add_peer("b", "127.0.0.1:2", generation=2)
-    node.add_peer("b", "127.0.0.1:9", generation=1)
-    node.add_peer("a", "[::1]:1")
-    node.add_peer("a", "127.0.0.1:1")
+    add_peer(node, "b", "127.0.0.1:3", generation=2)
+    add_peer(node, "b", "127.0.0.1:2", generation=2)
+    add_peer(node, "b", "127.0.0.1:9", generation=1)
+    add_peer(node, "a", "[::1]:1")
+    add_peer(node, "a", "127.0.0.1:1")
     for key in ("é", "a", "Z", "a/b"):
         node.set(key, key)
 
@@ -132,8 +134,8 @@ def test_index_orders_like_chitchat_btreemaps(node: FakeNode) -> None:
 
 
 def test_index_lists_nodes_scheduled_for_deletion_as_dead(node: FakeNode) -> None:
-    node.add_peer("gone", "127.0.0.1:1", liveness=Liveness.SCHEDULED_FOR_DELETION)
-    node.add_peer("new", "127.0.0.1:2", liveness=Liveness.UNKNOWN)
+    add_peer(node, "gone", "127.0.0.1:1", liveness=Liveness.SCHEDULED_FOR_DELETION)
+    add_peer(node, "new", "127.0.0.1:2", liveness=Liveness.UNKNOWN)
 
     body = call(make_app(node), "GET", "/").json()
 
@@ -223,8 +225,8 @@ def test_mark_for_deletion_without_key_is_400(node: FakeNode) -> None:
 
 def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
     node.set("k", "v")
-    node.add_peer("node-1", "127.0.0.1:10001", phi=1.25, key_values={"x": VersionedValue("y", 2)})
-    node.add_peer("node-2", "127.0.0.1:10002", liveness=Liveness.DEAD, phi=float("inf"))
+    add_peer(node, "node-1", "127.0.0.1:10001", phi=1.25, key_values={"x": VersionedValue("y", 2)})
+    add_peer(node, "node-2", "127.0.0.1:10002", liveness=Liveness.DEAD, phi=float("inf"))
 
     body = call(make_app(node), "GET", "/nodes").json()
 
@@ -268,8 +270,9 @@ def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
 
 
 def test_node_by_name_shows_its_newest_generation_and_all_keys(node: FakeNode) -> None:
-    node.add_peer("node-1", "127.0.0.1:10001", generation=5)
-    node.add_peer(
+    add_peer(node, "node-1", "127.0.0.1:10001", generation=5)
+    add_peer(
+        node,
         "node-1",
         "127.0.0.1:10001",
         generation=9,
@@ -287,8 +290,8 @@ def test_node_by_name_shows_its_newest_generation_and_all_keys(node: FakeNode) -
 
 
 def test_node_by_full_id_picks_that_generation(node: FakeNode) -> None:
-    node.add_peer("node-1", "127.0.0.1:10001", generation=5)
-    node.add_peer("node-1", "127.0.0.1:10001", generation=9)
+    add_peer(node, "node-1", "127.0.0.1:10001", generation=5)
+    add_peer(node, "node-1", "127.0.0.1:10001", generation=9)
 
     body = call(make_app(node), "GET", "/nodes/node-1:5:127.0.0.1:10001").json()
 
@@ -308,7 +311,7 @@ def test_keys_lists_the_local_keys_that_are_not_deleted(node: FakeNode) -> None:
     node.set("gone", "x")
     node.delete("gone")
     node.set_with_ttl("t", "soon")
-    node.add_peer("node-1", "127.0.0.1:10001", key_values={"peer": VersionedValue("p", 1)})
+    add_peer(node, "node-1", "127.0.0.1:10001", key_values={"peer": VersionedValue("p", 1)})
 
     body = call(make_app(node), "GET", "/keys").json()
 
@@ -426,7 +429,7 @@ def test_set_kv_value_too_large_for_any_datagram_is_413(node: FakeNode) -> None:
 
 
 def test_a_key_value_the_node_refuses_as_too_large_is_413() -> None:
-    node = FakeNode(max_key_value_bytes=100)
+    node = api_node(max_key_value_bytes=100)
     app = make_app(node)
 
     by_query = call(app, "GET", "/set_kv/", query="key=k&value=" + "v" * 100)
@@ -473,8 +476,8 @@ def test_delete_absent_key_is_404(node: FakeNode) -> None:
 
 
 def test_health(node: FakeNode) -> None:
-    node.add_peer("node-1", "127.0.0.1:10001")
-    node.add_peer("node-2", "127.0.0.1:10002", liveness=Liveness.DEAD)
+    add_peer(node, "node-1", "127.0.0.1:10001")
+    add_peer(node, "node-2", "127.0.0.1:10002", liveness=Liveness.DEAD)
 
     reply = call(make_app(node), "GET", "/health")
 

@@ -17,7 +17,7 @@ import trio
 from gossip_tui.api import serve_http
 from gossip_tui.core.models import SocketAddress
 
-from .fake_node import FakeNode
+from .helpers import api_node
 
 ANY_PORT = SocketAddress.parse("127.0.0.1:0")
 # No proxy, whatever the environment says: these requests must stay on the loopback.
@@ -44,7 +44,7 @@ async def _fetch(url: str, *args: Any) -> tuple[int, dict[str, str], Any]:
 
 @pytest.mark.trio
 async def test_serves_the_api_over_tcp() -> None:
-    node = FakeNode()
+    node = api_node()
     async with trio.open_nursery() as nursery:
         addr = await nursery.start(serve_http, node, ANY_PORT)
         assert isinstance(addr, SocketAddress)
@@ -76,7 +76,7 @@ async def test_serves_the_api_over_tcp() -> None:
 @pytest.mark.trio
 async def test_stops_listening_when_cancelled() -> None:
     async with trio.open_nursery() as nursery:
-        addr = await nursery.start(serve_http, FakeNode(), ANY_PORT)
+        addr = await nursery.start(serve_http, api_node(), ANY_PORT)
         nursery.cancel_scope.cancel()
 
     with pytest.raises(OSError), socket.create_connection((addr.host, addr.port), timeout=5):
@@ -91,7 +91,7 @@ async def test_a_busy_port_raises_eaddrinuse_before_starting() -> None:
         port = blocker.getsockname()[1]
 
         with pytest.raises(OSError) as raised:
-            await serve_http(FakeNode(), SocketAddress.parse(f"127.0.0.1:{port}"))
+            await serve_http(api_node(), SocketAddress.parse(f"127.0.0.1:{port}"))
 
     assert raised.value.errno == errno.EADDRINUSE
 
@@ -108,6 +108,6 @@ async def test_cancelled_before_it_started_leaves_no_socket_open() -> None:
         with trio.CancelScope() as scope:
             scope.cancel()  # takes effect at serve_http's first checkpoint, after binding
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_http, FakeNode(), ANY_PORT)
+                await nursery.start(serve_http, api_node(), ANY_PORT)
 
     assert len(list(_FD_DIR.iterdir())) == before

@@ -4,6 +4,9 @@ Two checks: a static scan of every module under ``gossip_tui/core`` (no import o
 top-level module, and no relative import climbing out of ``core``), and a fresh interpreter
 that imports every core module and must not end up with a forbidden module loaded at all,
 whoever imported it.
+
+The same two checks keep the test kit, gossip_tui.testing, out of the product: no module of
+core, node, api, ui or the CLI imports it, and importing all of them never loads it.
 """
 
 from __future__ import annotations
@@ -219,3 +222,131 @@ def test_importing_all_of_core_loads_no_io_ui_or_upper_layer() -> None:
     }
     assert expected <= set(report["imported"])
     assert report["loaded"] == []
+
+
+# --------------------------------------------------------------------------- the test kit
+
+# gossip_tui.testing (the in-memory network, the fault proxy, the fake node) stands beside the
+# product for tests and scripts: it may import core and node, but nothing of the product may
+# import it, or a test double would ship inside the runtime.
+PACKAGE = REPO / "gossip_tui"
+TESTING_PACKAGE = ("gossip_tui", "testing")
+
+
+def _product_files() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "testing")
+
+
+def imports_of_the_test_kit(source: str, path: Path) -> list[str]:
+    """Every import of gossip_tui.testing in ``source`` (the module at ``path``)."""
+    tree = ast.parse(source, filename=str(path))
+    package = _package_of(path)
+    problems: list[str] = []
+
+    def check(name: tuple[str, ...], lineno: int) -> None:
+        if name[:2] == TESTING_PACKAGE:
+            problems.append(f"{path.name}:{lineno} imports {'.'.join(name)}")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                check(tuple(alias.name.split(".")), node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(node, package)
+            if target == ("gossip_tui",):
+                for alias in node.names:  # from gossip_tui import testing
+                    check((*target, alias.name), node.lineno)
+            else:
+                check(target, node.lineno)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("import_module", "__import__") and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    check(tuple(arg.value.split(".")), node.lineno)
+    return problems
+
+
+def test_every_layer_has_modules_to_check() -> None:
+    layers = {p.relative_to(PACKAGE).parts[0] for p in _product_files()}
+    assert {"core", "node", "api", "ui", "cli.py", "__init__.py"} <= layers
+
+
+@pytest.mark.parametrize(
+    "path", _product_files(), ids=lambda p: str(p.relative_to(PACKAGE)).replace(os.sep, "/")
+)
+def test_no_product_module_imports_the_test_kit(path: Path) -> None:
+    assert imports_of_the_test_kit(path.read_text(encoding="utf-8"), path) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("node/_node.py", "from gossip_tui.testing import MemoryNetwork"),
+        ("node/_node.py", "import gossip_tui.testing._proxy"),
+        ("node/_node.py", "from ..testing import FakeNode"),
+        ("node/_node.py", "from ..testing._faults import decide_fate"),
+        ("cli.py", "from .testing import MemoryNetwork"),
+        ("cli.py", "from gossip_tui import node, testing"),
+        ("ui/widgets/nodes_table.py", "from ...testing import FakeCluster"),
+        ("api/_app.py", "def f():\n    from gossip_tui.testing import FakeNode"),
+        ("__init__.py", "importlib.import_module('gossip_tui.testing')"),
+    ],
+)
+def test_the_scan_catches_imports_of_the_test_kit(module: str, source: str) -> None:
+    problems = imports_of_the_test_kit(source, PACKAGE / module)
+    assert len(problems) == 1
+    assert "imports gossip_tui.testing" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("node/_node.py", "from ._transport import UdpTransport"),
+        ("cli.py", "from gossip_tui import node, ui"),
+        ("ui/app.py", "from .widgets import nodes_table"),
+        ("api/_app.py", "import gossip_tui.testing_is_not_testing"),
+    ],
+)
+def test_the_scan_allows_the_products_own_imports(module: str, source: str) -> None:
+    assert imports_of_the_test_kit(source, PACKAGE / module) == []
+
+
+# The module names come from the files: pkgutil.walk_packages would import every package
+# on its way, the test kit included.
+_PRODUCT_PROBE = """
+import importlib, json, sys
+import gossip_tui
+for name in json.loads(sys.argv[1]):
+    importlib.import_module(name)
+for name in gossip_tui.__all__:  # the lazily loaded exports too
+    getattr(gossip_tui, name)
+print(json.dumps(sorted(n for n in sys.modules if n.startswith("gossip_tui.testing"))))
+"""
+
+
+def _product_modules() -> list[str]:
+    names = []
+    for path in _product_files():
+        parts = path.relative_to(REPO).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue  # importing it runs the CLI
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_importing_the_whole_product_never_loads_the_test_kit() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", _PRODUCT_PROBE, json.dumps(_product_modules())],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

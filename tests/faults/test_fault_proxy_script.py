@@ -8,12 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import trio
 
+from gossip_tui.core.models import SocketAddress
+from gossip_tui.testing import FaultController, LinkFaults, MemoryNetwork, open_proxy, proxy_host
 from tests.processes import answers, get_json, wait_for
 
 from .helpers import needs_loopback_aliases
@@ -198,3 +202,66 @@ def test_a_real_run_isolates_and_heals_a_spawned_node(tmp_path: Path) -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+def test_text_commands_change_the_controller(script: Any) -> None:
+    async def main() -> None:
+        network = MemoryNetwork()
+        controller = FaultController()
+        async with AsyncExitStack() as stack:
+            proxies = [
+                await stack.enter_async_context(
+                    open_proxy(
+                        controller,
+                        SocketAddress.parse(f"{proxy_host(i)}:7000"),
+                        SocketAddress.parse(f"127.0.0.1:{8000 + i}"),
+                        transport=network.transport(),
+                    )
+                )
+                for i in range(3)
+            ]
+            p = [proxy.public_addr for proxy in proxies]
+
+            def run(line: str) -> str:
+                return str(script.run_command(controller, proxies, line))
+
+            run("set loss=0.2 delay_ms=30 jitter_ms=10")
+            assert controller.default_faults == LinkFaults(loss=0.2, delay=0.03, jitter=0.01)
+            run("set 0 127.0.0.1:8001 duplicate=0.5")  # a node address names its proxy
+            assert controller.faults(p[0], p[1]) == LinkFaults(
+                loss=0.2, delay=0.03, jitter=0.01, duplicate=0.5
+            )
+            assert controller.faults(p[1], p[0]) == controller.default_faults
+            run("block 1 2 both")
+            assert controller.faults(p[1], p[2]).blocked and controller.faults(p[2], p[1]).blocked
+            run("heal")
+            run("isolate 2 in")
+            assert controller.faults(p[0], p[2]).blocked
+            assert not controller.faults(p[2], p[0]).blocked
+            run("clear")
+            assert controller.links() == {} and controller.default_faults == LinkFaults()
+            run("partition 0 1,2")
+            assert set(controller.links()) == {
+                (a, b) for a in p for b in p if (a == p[0]) != (b == p[0])
+            }
+            run("set * 0 corrupt=1")
+            assert controller.faults(p[1], p[0]).corrupt == 1.0
+            assert "blocked" in run("show") and "stats:" in run("stats")
+            assert "partition" in run("help")
+            for bad in (
+                "set loss=2",
+                "set loss=-1",
+                "set bogus=1",
+                "set loss",
+                "block 0",
+                "isolate 9",
+                "partition 0,1 1",
+                "explode",
+                "set 0 1",
+                "set blocked=maybe",
+                'set "unclosed',
+            ):
+                with pytest.raises(script.CommandError):
+                    run(bad)
+
+    trio.run(main)

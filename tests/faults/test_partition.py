@@ -17,7 +17,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gossip_tui.node import MemoryNetwork, NodeJoined, NodeLeft
+from gossip_tui.node import NodeJoined, NodeLeft
+from gossip_tui.testing import MemoryNetwork
 from tests.node.helpers import wait_until
 
 from .helpers import attach_logs, exactly_live, memory_addr, node_config, start_node

@@ -2,7 +2,8 @@
 
 The proxy only needs a :class:`Transport`, so the same code that fronts real nodes on
 127.0.0.x is checked here exactly: arrival times, copies, seeded loss, one-way blocks,
-corruption, upstream sockets per client, and the text commands of scripts/fault_proxy.py.
+corruption and upstream sockets per client (the text commands of scripts/fault_proxy.py
+are checked in test_fault_proxy_script).
 """
 
 from __future__ import annotations
@@ -18,19 +19,19 @@ import trio
 from gossip_tui.core.codec import encode
 from gossip_tui.core.messages import Digest, NodeDigest, Syn
 from gossip_tui.core.models import NodeId, SocketAddress
-from gossip_tui.node import LinkFaults, MemoryNetwork, NodeConfig, open_node
-from gossip_tui.node._proxy import (
-    CommandError,
+from gossip_tui.node import NodeConfig, open_node
+from gossip_tui.testing import (
     FaultController,
     FaultProxy,
+    LinkFaults,
     LoopbackOnlyTransport,
+    MemoryNetwork,
+    MemorySocket,
     NotLoopback,
     names_only_loopback,
     open_proxy,
     proxy_host,
-    run_command,
 )
-from gossip_tui.node._transport import MemorySocket
 from tests.node.helpers import FAST_DETECTOR, wait_until
 
 SERVER = SocketAddress.parse("127.0.0.1:5000")
@@ -253,6 +254,32 @@ def test_a_corruption_that_would_name_an_address_off_this_machine_is_dropped(
 
 
 @pytest.mark.trio
+async def test_the_network_and_the_proxy_decide_every_fate_alike() -> None:
+    """One fault decision: with the same seed and faults, the in-memory network and the
+    proxy's controller draw the same numbers for every datagram (the RNGs stay in step) and
+    pass on the same copies, the proxy only holding back corrupted ones that would name an
+    address off this machine."""
+    faults = LinkFaults(loss=0.2, delay=0.01, jitter=0.02, duplicate=0.3, corrupt=0.5)
+    network = MemoryNetwork(seed=12)
+    network.default_faults = faults
+    controller = FaultController(seed=12)
+    controller.default_faults = faults
+    receiver = network.bind(SERVER)
+    kept = 0
+    for heartbeat in range(1, 2_001):
+        digest = Digest({NodeId("peer", 1, SERVER): NodeDigest(heartbeat, 0, 3)})
+        data = encode(Syn("testing", digest))
+        network.route(PROXY, SERVER, data)
+        kept += len(controller.route(PROXY, SERVER, data))
+        assert network.rng.getstate() == controller.rng.getstate(), heartbeat
+    stats = controller.stats
+    assert stats.dropped["loss"] == network.dropped > 0
+    assert stats.duplicated > 0 and stats.malformed > 0 and stats.dropped["unsafe"] > 0
+    assert network.delivered == kept + stats.dropped["unsafe"]
+    receiver.close()
+
+
+@pytest.mark.trio
 async def test_idle_upstreams_close_and_the_busiest_clients_keep_theirs(
     autojump_clock: trio.abc.Clock,
 ) -> None:
@@ -353,66 +380,3 @@ async def test_three_proxied_nodes_see_one_die_and_return(autojump_clock: trio.a
         assert all(set(n.live_nodes()) == ids - {nodes[2].self_id} for n in nodes[:2])
         controller.heal()
         await wait_until(lambda: all(set(n.live_nodes()) == ids for n in nodes), 30, "healed")
-
-
-def test_text_commands_change_the_controller() -> None:
-    async def main() -> None:
-        network = MemoryNetwork()
-        controller = FaultController()
-        async with AsyncExitStack() as stack:
-            proxies = [
-                await stack.enter_async_context(
-                    open_proxy(
-                        controller,
-                        SocketAddress.parse(f"{proxy_host(i)}:7000"),
-                        SocketAddress.parse(f"127.0.0.1:{8000 + i}"),
-                        transport=network.transport(),
-                    )
-                )
-                for i in range(3)
-            ]
-            p = [proxy.public_addr for proxy in proxies]
-
-            def run(line: str) -> str:
-                return run_command(controller, proxies, line)
-
-            run("set loss=0.2 delay_ms=30 jitter_ms=10")
-            assert controller.default_faults == LinkFaults(loss=0.2, delay=0.03, jitter=0.01)
-            run("set 0 127.0.0.1:8001 duplicate=0.5")  # a node address names its proxy
-            assert controller.faults(p[0], p[1]) == LinkFaults(
-                loss=0.2, delay=0.03, jitter=0.01, duplicate=0.5
-            )
-            assert controller.faults(p[1], p[0]) == controller.default_faults
-            run("block 1 2 both")
-            assert controller.faults(p[1], p[2]).blocked and controller.faults(p[2], p[1]).blocked
-            run("heal")
-            run("isolate 2 in")
-            assert controller.faults(p[0], p[2]).blocked
-            assert not controller.faults(p[2], p[0]).blocked
-            run("clear")
-            assert controller.links() == {} and controller.default_faults == LinkFaults()
-            run("partition 0 1,2")
-            assert set(controller.links()) == {
-                (a, b) for a in p for b in p if (a == p[0]) != (b == p[0])
-            }
-            run("set * 0 corrupt=1")
-            assert controller.faults(p[1], p[0]).corrupt == 1.0
-            assert "blocked" in run("show") and "stats:" in run("stats")
-            assert "partition" in run("help")
-            for bad in (
-                "set loss=2",
-                "set loss=-1",
-                "set bogus=1",
-                "set loss",
-                "block 0",
-                "isolate 9",
-                "partition 0,1 1",
-                "explode",
-                "set 0 1",
-                "set blocked=maybe",
-                'set "unclosed',
-            ):
-                with pytest.raises(CommandError):
-                    run(bad)
-
-    trio.run(main)

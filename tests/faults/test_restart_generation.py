@@ -14,7 +14,8 @@ import pytest
 import trio
 
 from gossip_tui.core.failure_detector import FailureDetectorConfig
-from gossip_tui.node import MemoryNetwork, NodeLeft, NodeRemoved
+from gossip_tui.node import NodeLeft, NodeRemoved
+from gossip_tui.testing import MemoryNetwork
 from tests.node.helpers import wait_until
 
 from .helpers import attach_logs, exactly_live, memory_addr, node_config, start_node

@@ -29,7 +29,8 @@ import pytest
 import trio
 
 from gossip_tui.core.failure_detector import FailureDetectorConfig
-from gossip_tui.node import MemoryNetwork, NodeJoined, NodeLeft
+from gossip_tui.node import NodeJoined, NodeLeft
+from gossip_tui.testing import MemoryNetwork
 from tests.node.helpers import wait_until
 from tests.processes import answers, free_port, get_json, running_node, wait_for
 

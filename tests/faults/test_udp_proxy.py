@@ -21,10 +21,11 @@ from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.messages import Digest, Syn, SynAck
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import LinkFaults, Node, NodeConfig, NodeLeft, UdpTransport, open_node
-from gossip_tui.node._proxy import (
+from gossip_tui.node import Node, NodeConfig, NodeLeft, UdpTransport, open_node
+from gossip_tui.testing import (
     FaultController,
     FaultProxy,
+    LinkFaults,
     LoopbackOnlyTransport,
     open_proxy,
     proxy_host,

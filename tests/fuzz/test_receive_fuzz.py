@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from gossip_tui.core.codec import DecodeError, decode
 from gossip_tui.core.models import NodeId, SocketAddress
-from gossip_tui.node import MemoryNetwork, Node, NodeStats
+from gossip_tui.node import Node, NodeStats
+from gossip_tui.testing import MemoryNetwork
 from tests.conftest import VECTORS_DIR
 from tests.node.helpers import all_see_each_other, open_cluster, wait_until
 

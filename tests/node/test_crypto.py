@@ -15,7 +15,6 @@ from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import (
     DatagramRejected,
     DatagramSocket,
-    MemoryNetwork,
     Node,
     NodeConfig,
     SecretKeyError,
@@ -25,6 +24,7 @@ from gossip_tui.node import (
     parse_key,
 )
 from gossip_tui.node._crypto import OVERHEAD, Misaddressed, Sealer
+from gossip_tui.testing import MemoryNetwork
 
 from .helpers import all_see_each_other, fast_config, wait_until
 

@@ -26,8 +26,9 @@ from gossip_tui.core.engine import (
 )
 from gossip_tui.core.messages import Ack, Digest, NodeDigest, Syn
 from gossip_tui.core.models import KeyStatus, Liveness, NodeId, SocketAddress
-from gossip_tui.node import MemoryNetwork, Node, NodeConfig, open_node
+from gossip_tui.node import Node, NodeConfig, open_node
 from gossip_tui.node._events import KeyChanged
+from gossip_tui.testing import MemoryNetwork
 from tests.api.asgi_client import acall
 from tests.processes import free_port
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from gossip_tui.node import MemoryNetwork, open_node
+from gossip_tui.node import open_node
 from gossip_tui.node._local_store import STATE_FILE, load_local_keys
+from gossip_tui.testing import MemoryNetwork
 
 from .helpers import fast_config, open_cluster, wait_until
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import attrs
 import pytest
 
-from gossip_tui.node import MAX_KEY_VALUE_BYTES, MemoryNetwork, open_node
+from gossip_tui.node import MAX_KEY_VALUE_BYTES, open_node
 from gossip_tui.node._local_store import (
     STATE_FILE,
     load_local_keys,
     recover_local_keys,
     save_local_keys,
 )
+from gossip_tui.testing import MemoryNetwork
 
 from .helpers import fast_config, open_cluster, wait_until
 

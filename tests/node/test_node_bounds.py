@@ -11,7 +11,8 @@ import zstandard
 
 from gossip_tui.core.codec import MAGIC, MSG_ACK, node_id_bytes
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import KeyValueTooLarge, MemoryNetwork, NodeStateFull
+from gossip_tui.node import KeyValueTooLarge, NodeStateFull
+from gossip_tui.testing import MemoryNetwork
 
 from .helpers import all_see_each_other, open_cluster, wait_until
 

@@ -15,11 +15,11 @@ from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
     KeyValueTooLarge,
-    MemoryNetwork,
     NodeJoined,
     NodeLeft,
     open_node,
 )
+from gossip_tui.testing import MemoryNetwork
 
 from .helpers import all_see_each_other, fast_config, open_cluster, wait_until
 

@@ -7,7 +7,6 @@ import pytest
 import trio
 
 from gossip_tui.node import (
-    MemoryNetwork,
     RecordJoined,
     RecordLeft,
     RecordPool,
@@ -16,6 +15,7 @@ from gossip_tui.node import (
     open_node,
     publish,
 )
+from gossip_tui.testing import MemoryNetwork
 
 from .helpers import fast_config, open_cluster, wait_until
 

@@ -9,9 +9,10 @@ come back through the proxy too and can be faulted on the way out.
 A conversation crosses exactly one proxy (the one in front of the node that receives the
 Syn), so faults are kept per *logical* directed link, keyed by public addresses: a client
 that is a proxied node is known by its proxy's address, any other client by its own.
-:class:`FaultController` holds the links (the same :class:`LinkFaults` the in-memory network
-uses) and one seeded RNG, and is shared by every proxy of a test or of
-``scripts/fault_proxy.py``. It can be changed at any time; the next datagram sees the change.
+:class:`FaultController` holds the links and one seeded RNG, decides each datagram's fate
+with the same :func:`decide_fate` as the in-memory network, and is shared by every proxy of
+a test or of ``scripts/fault_proxy.py`` (which holds the text commands that drive it). It
+can be changed at any time; the next datagram sees the change.
 
 Only 127.0.0.0/8 is ever bound or addressed. A corrupted datagram that would still decode
 and name a node outside 127.0.0.0/8 is dropped (counted as ``unsafe``): a node would gossip
@@ -20,50 +21,22 @@ to a dead node at that address, sending traffic off this machine.
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import math
 import random
-import shlex
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import attrs
 import trio
 
 from gossip_tui.core.codec import DecodeError, decode
 from gossip_tui.core.messages import Ack, Message, Syn, SynAck
-from gossip_tui.core.models import AddressError, SocketAddress
+from gossip_tui.core.models import SocketAddress
+from gossip_tui.node import DatagramSocket, Transport, UdpTransport
 
-from ._transport import DatagramSocket, LinkFaults, Transport, UdpTransport
-
-LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
-# Proxy i listens on 127.0.0.(PROXY_HOST_BASE + i).
-PROXY_HOST_BASE = 10
-
-
-class NotLoopback(ValueError):
-    """An address outside 127.0.0.0/8: the fault layer never binds or sends there."""
-
-
-def is_loopback(addr: SocketAddress) -> bool:
-    return addr.ip.version == 4 and addr.ip in LOOPBACK
-
-
-def require_loopback(addr: SocketAddress, what: str = "address") -> SocketAddress:
-    if not is_loopback(addr):
-        raise NotLoopback(f"{what} {addr} is outside 127.0.0.0/8")
-    return addr
-
-
-def proxy_host(index: int, base: int = PROXY_HOST_BASE) -> str:
-    """The 127.0.0.x host of proxy ``index``."""
-    host = base + index
-    if not 2 <= host <= 254:
-        raise ValueError(f"proxy {index} would be at 127.0.0.{host}, outside 127.0.0.2-254")
-    return f"127.0.0.{host}"
+from ._faults import Delivery, LinkFaults, decide_fate
+from ._loopback import is_loopback, require_loopback
 
 
 def message_addresses(message: Message) -> Iterable[SocketAddress]:
@@ -91,13 +64,6 @@ def _check_corrupted(data: bytes) -> bool | None:
     return all(is_loopback(addr) for addr in message_addresses(message))
 
 
-def flip_bit(rng: random.Random, data: bytes) -> bytes:
-    """One random bit of ``data`` inverted, as :class:`MemoryNetwork` corrupts."""
-    mutable = bytearray(data)
-    mutable[rng.randrange(len(mutable))] ^= 1 << rng.randrange(8)
-    return bytes(mutable)
-
-
 @attrs.define
 class ProxyStats:
     """What the proxies of one controller did, summed."""
@@ -112,12 +78,6 @@ class ProxyStats:
     clients: int = 0  # upstream sockets opened
     # loss, blocked, unsafe, overflow, no_target, stray, not_loopback, send_error
     dropped: Counter[str] = attrs.field(factory=Counter)
-
-
-@attrs.frozen
-class Delivery:
-    delay: float
-    payload: bytes
 
 
 class FaultController:
@@ -208,66 +168,29 @@ class FaultController:
 
     def route(self, src: SocketAddress, dst: SocketAddress, data: bytes) -> list[Delivery]:
         """What becomes of one datagram on the link ``src`` -> ``dst``: no copy (lost or
-        blocked), one, or two (duplicated), each maybe corrupted and delayed. The RNG is
-        drawn in the same order as :meth:`MemoryNetwork.route`."""
+        blocked), one, or two (duplicated), each maybe corrupted and delayed, decided by
+        :func:`decide_fate` exactly as in the in-memory network. A corrupted copy that
+        would name an address off this machine is held back."""
         stats = self.stats
         stats.received += 1
-        faults = self.faults(src, dst)
-        rng = self.rng
-        if faults.blocked:
-            stats.dropped["blocked"] += 1
+        fate = decide_fate(self.faults(src, dst), self.rng, data)
+        if fate.dropped is not None:
+            stats.dropped[fate.dropped] += 1
             return []
-        if faults.loss and rng.random() < faults.loss:
-            stats.dropped["loss"] += 1
-            return []
-        copies = 2 if faults.duplicate and rng.random() < faults.duplicate else 1
-        if copies == 2:
+        if fate.duplicated:
             stats.duplicated += 1
         deliveries = []
-        for _ in range(copies):
-            payload = data
-            if faults.corrupt and payload and rng.random() < faults.corrupt:
-                payload = flip_bit(rng, payload)
+        for delivery in fate.deliveries:
+            if delivery.corrupted:
                 stats.corrupted += 1
-                safe = _check_corrupted(payload)
+                safe = _check_corrupted(delivery.payload)
                 if safe is None:
                     stats.malformed += 1
                 elif not safe:
                     stats.dropped["unsafe"] += 1
                     continue
-            latency = faults.delay + (rng.uniform(0, faults.jitter) if faults.jitter else 0.0)
-            deliveries.append(Delivery(latency, payload))
+            deliveries.append(delivery)
         return deliveries
-
-    def describe(self) -> str:
-        lines = [f"default: {_faults_text(self.default_faults)}"]
-        for (src, dst), faults in sorted(self._links.items()):
-            lines.append(f"{src} -> {dst}: {_faults_text(faults)}")
-        s = self.stats
-        dropped = ", ".join(f"{k}={v}" for k, v in sorted(s.dropped.items())) or "none"
-        lines.append(
-            f"stats: received={s.received} sent={s.sent} duplicated={s.duplicated} "
-            f"corrupted={s.corrupted} malformed={s.malformed} delayed={s.delayed} "
-            f"clients={s.clients} in_flight={self.in_flight}; dropped: {dropped}"
-        )
-        return "\n".join(lines)
-
-
-def _faults_text(faults: LinkFaults) -> str:
-    if faults.blocked:
-        return "blocked"
-    parts = []
-    if faults.loss:
-        parts.append(f"loss={faults.loss:g}")
-    if faults.delay:
-        parts.append(f"delay_ms={faults.delay * 1000:g}")
-    if faults.jitter:
-        parts.append(f"jitter_ms={faults.jitter * 1000:g}")
-    if faults.duplicate:
-        parts.append(f"duplicate={faults.duplicate:g}")
-    if faults.corrupt:
-        parts.append(f"corrupt={faults.corrupt:g}")
-    return " ".join(parts) or "none"
 
 
 # --------------------------------------------------------------------------- the proxy
@@ -489,189 +412,3 @@ async def open_proxy(
                 nursery.cancel_scope.cancel()
     finally:
         front.close()
-
-
-# --------------------------------------------------------------------------- a guard
-
-
-class LoopbackOnlySocket:
-    """A socket that refuses to send outside 127.0.0.0/8 (raises OSError, counted)."""
-
-    def __init__(self, inner: DatagramSocket) -> None:
-        self._inner = inner
-        self.refused = 0
-
-    @property
-    def local_address(self) -> SocketAddress:
-        return self._inner.local_address
-
-    async def send(self, data: bytes, addr: SocketAddress) -> None:
-        if not is_loopback(addr):
-            self.refused += 1
-            raise OSError(errno.EHOSTUNREACH, f"{addr} is outside 127.0.0.0/8")
-        await self._inner.send(data, addr)
-
-    async def recv(self) -> tuple[bytes, SocketAddress]:
-        return await self._inner.recv()
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class LoopbackOnlyTransport:
-    """Wraps a transport so that nothing is bound or sent outside 127.0.0.0/8, whatever a
-    peer (or a corrupted datagram) claims. The node counts the refusals as send errors."""
-
-    def __init__(self, inner: Transport | None = None) -> None:
-        self._inner = inner or UdpTransport()
-        self.sockets: list[LoopbackOnlySocket] = []
-
-    async def bind(self, addr: SocketAddress) -> LoopbackOnlySocket:
-        require_loopback(addr, "bind address")
-        socket = LoopbackOnlySocket(await self._inner.bind(addr))
-        self.sockets.append(socket)
-        return socket
-
-    @property
-    def refused(self) -> int:
-        return sum(s.refused for s in self.sockets)
-
-
-# --------------------------------------------------------------------------- commands
-
-COMMANDS_HELP = """\
-Commands (NODE is a proxy index, a proxy address or a node address; * is every node):
-  show                         faults and counters
-  set [SRC DST] KEY=VALUE...   change the default faults, or those of the link SRC -> DST;
-                               keys: loss, delay_ms, jitter_ms, duplicate, corrupt, blocked
-  block SRC DST [both]         drop everything SRC sends to DST (and back with "both")
-  isolate NODE [in|out|both]   block every link to and/or from NODE (default both)
-  partition A,B,... C,D,...    block every link between the two groups, both ways
-  heal                         forget the per-link faults (keep the default ones)
-  clear                        no fault anywhere
-  help                         this text"""
-
-# Command key -> (LinkFaults field, scale to its unit, whether it is a probability).
-_FAULT_KEYS = {
-    "loss": ("loss", 1.0, True),
-    "delay_ms": ("delay", 0.001, False),
-    "jitter_ms": ("jitter", 0.001, False),
-    "duplicate": ("duplicate", 1.0, True),
-    "corrupt": ("corrupt", 1.0, True),
-}
-
-
-class CommandError(ValueError):
-    """A fault command that cannot be carried out; the message says why."""
-
-
-def parse_fault_settings(base: LinkFaults, settings: Sequence[str]) -> LinkFaults:
-    """``base`` changed by ``key=value`` words (probabilities in [0, 1], times in ms)."""
-    changes: dict[str, Any] = {}
-    for word in settings:
-        key, sep, text = word.partition("=")
-        if not sep:
-            raise CommandError(f"expected KEY=VALUE, got {word!r}")
-        if key == "blocked":
-            if text.lower() not in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
-                raise CommandError(f"blocked takes a boolean, got {text!r}")
-            changes["blocked"] = text.lower() in {"1", "true", "yes", "on"}
-            continue
-        if key not in _FAULT_KEYS:
-            raise CommandError(f"unknown fault {key!r} (one of {', '.join(_FAULT_KEYS)}, blocked)")
-        field, scale, probability = _FAULT_KEYS[key]
-        try:
-            value = float(text)
-        except ValueError:
-            raise CommandError(f"{key} takes a number, got {text!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise CommandError(f"{key} must be a finite number >= 0, got {text!r}")
-        if probability and value > 1:
-            raise CommandError(f"{key} is a probability in [0, 1], got {text!r}")
-        changes[field] = value * scale
-    return attrs.evolve(base, **changes)
-
-
-def resolve_node(word: str, proxies: Sequence[FaultProxy]) -> list[SocketAddress]:
-    """The public addresses ``word`` names: ``*``, a proxy index, or an address."""
-    if word == "*":
-        return [p.public_addr for p in proxies]
-    if word.isdigit():
-        index = int(word)
-        if index >= len(proxies):
-            raise CommandError(f"no node {index}: there are {len(proxies)}")
-        return [proxies[index].public_addr]
-    try:
-        addr = SocketAddress.parse(word)
-    except AddressError:
-        raise CommandError(f"{word!r} is neither a node index nor an ip:port") from None
-    for proxy in proxies:
-        if addr in (proxy.public_addr, proxy.target):
-            return [proxy.public_addr]
-    return [addr]
-
-
-def run_command(controller: FaultController, proxies: Sequence[FaultProxy], line: str) -> str:
-    """Carry out one text command (see :data:`COMMANDS_HELP`); return what to print."""
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    if not words:
-        return ""
-    command, args = words[0].lower(), words[1:]
-    peers = [p.public_addr for p in proxies]
-    if command == "help":
-        return COMMANDS_HELP
-    if command in {"show", "stats"}:
-        return controller.describe()
-    if command == "heal":
-        controller.heal()
-        return "healed: per-link faults cleared"
-    if command == "clear":
-        controller.clear()
-        return "cleared: no faults"
-    if command == "set":
-        if args and "=" not in args[0]:
-            if len(args) < 3:
-                raise CommandError("usage: set SRC DST KEY=VALUE...")
-            sources, destinations = resolve_node(args[0], proxies), resolve_node(args[1], proxies)
-            settings = args[2:]
-            for src in sources:
-                for dst in destinations:
-                    if src != dst:
-                        new = parse_fault_settings(controller.faults(src, dst), settings)
-                        controller.set_faults(src, dst, new)
-            return controller.describe()
-        if not args:
-            raise CommandError("usage: set [SRC DST] KEY=VALUE...")
-        controller.default_faults = parse_fault_settings(controller.default_faults, args)
-        return controller.describe()
-    if command == "block":
-        if len(args) not in (2, 3) or (len(args) == 3 and args[2] != "both"):
-            raise CommandError("usage: block SRC DST [both]")
-        both = len(args) == 3
-        for src in resolve_node(args[0], proxies):
-            for dst in resolve_node(args[1], proxies):
-                if src != dst:
-                    controller.block(src, dst, both_ways=both)
-        return controller.describe()
-    if command == "isolate":
-        if len(args) not in (1, 2) or (len(args) == 2 and args[1] not in {"in", "out", "both"}):
-            raise CommandError("usage: isolate NODE [in|out|both]")
-        way = args[1] if len(args) == 2 else "both"
-        for addr in resolve_node(args[0], proxies):
-            controller.isolate(
-                addr, inbound=way != "out", outbound=way != "in", peers=peers or None
-            )
-        return controller.describe()
-    if command == "partition":
-        if len(args) != 2:
-            raise CommandError("usage: partition A,B,... C,D,...")
-        side_a = [a for w in args[0].split(",") if w for a in resolve_node(w, proxies)]
-        side_b = [a for w in args[1].split(",") if w for a in resolve_node(w, proxies)]
-        if set(side_a) & set(side_b):
-            raise CommandError("a node cannot be on both sides of a partition")
-        controller.partition(side_a, side_b)
-        return controller.describe()
-    raise CommandError(f"unknown command {command!r}; try help")
