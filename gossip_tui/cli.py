@@ -11,13 +11,10 @@ config file, busy port) is reported as one line on stderr with exit status 2.
 from __future__ import annotations
 
 import errno
-import logging
 import os
-import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -40,13 +37,12 @@ from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
 if TYPE_CHECKING:
-    from gossip_tui.node import Node, NodeConfig
+    from gossip_tui._headless import OpenNode
 
-__all__ = ["CliError", "app", "main", "run_headless", "serve_headless"]
+__all__ = ["CliError", "app", "main", "run_headless"]
 
 PROG = "gossip-tui"
 USAGE_ERROR = 2
-_log = logging.getLogger("gossip_tui.cli")
 _T = TypeVar("_T")
 
 # The errors of binding a socket that are the operator's to fix, not a crash.
@@ -409,91 +405,34 @@ def run_demo(settings: CliSettings, nodes: int) -> int:
 
 # --------------------------------------------------------------------------- headless
 
-OpenNode = Callable[["NodeConfig"], AbstractAsyncContextManager["Node"]]
-
-
-def _describe_members(node: Node) -> str:
-    live = sorted(node.live_nodes())
-    members = ", ".join(f"{n.node_id} bind={node.get('bind', node=n) or '?'}" for n in live)
-    return f"{node.self_id.node_id} sees {len(live)} live node(s): {members}"
-
-
-async def _report_members(node: Node, interval: float) -> None:
-    import trio
-
-    while True:
-        _log.info("%s", _describe_members(node))
-        await trio.sleep(interval)
-
-
-async def serve_headless(
-    settings: CliSettings,
-    config: NodeConfig,
-    open_node: OpenNode,
-    *,
-    report_interval: float = 1.0,
-    on_ready: Callable[[Node], Awaitable[None]] | None = None,
-) -> None:
-    """Run the node until SIGINT or SIGTERM, then close it and return.
-
-    With HTTP on, the API is served over TCP on the address gossip is bound to, as a
-    service of the node (cancelled when the node closes), and ``node.http_addr`` tells
-    where. Every ``report_interval`` seconds the live nodes and their "bind" keys are
-    logged.
-    """
-    import trio
-
-    from gossip_tui.api import serve_http
-
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_node(config) as node:
-            if settings.http:
-                node.http_addr = await node.start_service(serve_http, node, node.gossip_addr)
-            _log.info(
-                "node %s gossiping on %s (udp); HTTP API %s",
-                node.self_id,
-                node.gossip_addr,
-                f"on http://{node.http_addr}/" if node.http_addr else "off",
-            )
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_report_members, node, report_interval)
-                if on_ready is not None:
-                    await on_ready(node)
-                async for signum in signals:
-                    _log.info("%s received: shutting down", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
 
 def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) -> int:
-    """``--headless``: the node and its HTTP API in Trio, no dashboard; exit status."""
-    import trio
+    """``--headless``: the node and its HTTP API in Trio, no dashboard; exit status.
 
-    if open_node is None:
-        from gossip_tui.node import open_node as runtime_open_node
+    The runtime is gossip_tui._headless; what is left here is the command line's part: the
+    node's config from the settings, and a busy address as a one-line usage error.
+    """
+    from gossip_tui._headless import run_headless as run_runtime
 
-        opener: OpenNode = runtime_open_node
-    else:
-        opener = open_node
-
-    _configure_logging()
     config = to_node_config(settings)
     try:
-        trio.run(serve_headless, settings, config, opener)
+        run_runtime(settings, config, open_node)
     except (OSError, BaseExceptionGroup) as exc:
         error = _bind_error(exc)
         if error is None:
             raise
         raise _bind_failure(settings.listen_addr, error) from None
     return 0
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime's coroutine, for callers that drive it in their own Trio run (the tests),
+    # without this module importing Trio before a node is asked for.
+    if name == "serve_headless":
+        from gossip_tui._headless import serve_headless
+
+        return serve_headless
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- entry point
