@@ -106,17 +106,25 @@ class KeyStatus(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return _STATUS_LABELS[self]
+        """chitchat's name of the status (its serde name of the wire mutation): the HTTP
+        API's JSON and the dashboard both show this one."""
+        return _STATUS_LABELS[self][0]
+
+    @property
+    def short_label(self) -> str:
+        """Three letters, for a narrow column."""
+        return _STATUS_LABELS[self][1]
 
     @property
     def scheduled_for_deletion(self) -> bool:
         return self is not KeyStatus.SET
 
 
+# The one label table of KeyStatus: (label, short label).
 _STATUS_LABELS = {
-    KeyStatus.SET: "Set",
-    KeyStatus.DELETED: "Deleted",
-    KeyStatus.DELETE_AFTER_TTL: "DeleteAfterTtl",
+    KeyStatus.SET: ("Set", "set"),
+    KeyStatus.DELETED: ("Delete", "del"),
+    KeyStatus.DELETE_AFTER_TTL: ("DeleteAfterTtl", "ttl"),
 }
 
 
