@@ -6,6 +6,10 @@ argument errors answer at once.
 
 Every usage error (bad option, bad value, bad environment variable, missing or broken
 config file, busy port) is reported as one line on stderr with exit status 2.
+
+One concern, though over 400 lines (most of them the options' declarations): the command
+line itself. Settings live in gossip_tui._config_file, the headless runtime in
+gossip_tui._headless, the dashboard in gossip_tui.ui.
 """
 
 from __future__ import annotations
@@ -23,16 +27,15 @@ import typer
 
 from gossip_tui._config_file import (
     CONFIG_ENV,
-    DEFAULT_LISTEN_ADDR,
-    FIELDS,
     CliSettings,
     SettingsError,
     env_var,
-    parse_secret_key,
-    parse_seed,
+    item_parser,
     resolve_settings,
+    setting_parser,
     to_node_config,
 )
+from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
@@ -44,6 +47,17 @@ __all__ = ["CliError", "app", "main", "run_headless"]
 PROG = "gossip-tui"
 USAGE_ERROR = 2
 _T = TypeVar("_T")
+
+# NodeConfig's defaults as --help shows them. Written out because reading NodeConfig would
+# import the runtime (and Trio) for --help; tests/cli check them against NodeConfig.
+HELP_DEFAULTS: dict[str, str] = {
+    "listen_addr": "127.0.0.1:10000",
+    "interval_ms": "500",
+    "cluster_id": "testing",
+    "marked_for_deletion_grace_period": "3600",
+    "protocol_version": "0",
+}
+_DETECTOR_DEFAULTS = FailureDetectorConfig()
 
 # The errors of binding a socket that are the operator's to fix, not a crash.
 _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
@@ -67,7 +81,6 @@ def _option_parser(parse: Callable[[object], _T]) -> Callable[[str], _T]:
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
 
-    parser.__name__ = parse.__name__
     return parser
 
 
@@ -82,7 +95,7 @@ def _setting(*flags: str, metavar: str, text: str, default: str | None = None) -
     field = flags[0].removeprefix("--").replace("-", "_")
     return typer.Option(
         *flags,
-        parser=_option_parser(FIELDS[field]),
+        parser=_option_parser(setting_parser(field)),
         metavar=metavar,
         help=_env_help(text, field, default),
     )
@@ -119,7 +132,7 @@ def run(
             "--listen_addr",
             metavar="IP:PORT",
             text="Gossip (UDP) and HTTP (TCP) address to bind.",
-            default=str(DEFAULT_LISTEN_ADDR),
+            default=HELP_DEFAULTS["listen_addr"],
         ),
     ] = None,
     public_addr: Annotated[
@@ -146,7 +159,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--seed",
-            parser=_option_parser(parse_seed),
+            parser=_option_parser(item_parser("seeds")),
             metavar="HOST:PORT",
             help="Peer to join through; repeat for several. "
             f"[env: {env_var('seeds')}, comma-separated]",
@@ -159,7 +172,7 @@ def run(
             "--interval_ms",
             metavar="MS",
             text="Gossip interval in milliseconds.",
-            default="500",
+            default=HELP_DEFAULTS["interval_ms"],
         ),
     ] = None,
     cluster_id: Annotated[
@@ -169,7 +182,7 @@ def run(
             "--cluster_id",
             metavar="NAME",
             text="Cluster to join; peers of another cluster are refused.",
-            default="testing",
+            default=HELP_DEFAULTS["cluster_id"],
         ),
     ] = None,
     headless: Annotated[
@@ -189,7 +202,7 @@ def run(
             "--dead-node-grace-period",
             metavar="SECONDS",
             text="How long a dead node is kept before being forgotten.",
-            default="86400",
+            default=f"{_DETECTOR_DEFAULTS.dead_node_grace_period:g}",
         ),
     ] = None,
     marked_for_deletion_grace_period: Annotated[
@@ -198,7 +211,7 @@ def run(
             "--marked-for-deletion-grace-period",
             metavar="SECONDS",
             text="How long a deleted key's tombstone is kept.",
-            default="3600",
+            default=HELP_DEFAULTS["marked_for_deletion_grace_period"],
         ),
     ] = None,
     phi_threshold: Annotated[
@@ -207,7 +220,7 @@ def run(
             "--phi-threshold",
             metavar="PHI",
             text="Failure detector threshold: above it a node is dead.",
-            default="8.0",
+            default=f"{_DETECTOR_DEFAULTS.phi_threshold:g}",
         ),
     ] = None,
     acceptable_pause: Annotated[
@@ -217,7 +230,7 @@ def run(
             metavar="SECONDS",
             text="Silence tolerated on top of the phi threshold (a GC pause, a stopped VM); "
             "0 judges liveness exactly as chitchat does.",
-            default="3",
+            default=f"{_DETECTOR_DEFAULTS.acceptable_pause:g}",
         ),
     ] = None,
     state_dir: Annotated[
@@ -233,7 +246,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--secret-key",
-            parser=_option_parser(parse_secret_key),
+            parser=_option_parser(item_parser("secret_keys")),
             metavar="BASE64",
             help="Seal every datagram with this key (from `gossip-tui keygen`); repeat to "
             "accept old keys during a rotation, the first one seals. Prefer --secret-key-file: "
@@ -257,7 +270,7 @@ def run(
             text="chitchat protocol version of the gossip this node starts: 1 compresses the "
             "digest (chitchat after 0.10.1), 0.10.1 peers only read 0. Every Syn is answered "
             "in its own version.",
-            default="0",
+            default=HELP_DEFAULTS["protocol_version"],
         ),
     ] = None,
     config: Annotated[
