@@ -47,6 +47,7 @@ __all__ = [
     "resolve_settings",
     "setting_parser",
     "settings_from_env",
+    "structure_setting",
     "to_node_config",
 ]
 
