@@ -1,12 +1,18 @@
 """Command-line settings from three sources: options, environment, TOML file.
 
 Precedence, highest first: command-line option, ``GOSSIP_TUI_*`` environment variable,
-the TOML file (``--config`` or ``GOSSIP_TUI_CONFIG``), then the built-in default. Every
-source goes through the same validators, so a bad value reads the same wherever it came
-from, and is reported as one line naming its origin.
+the TOML file (``--config`` or ``GOSSIP_TUI_CONFIG``), then the default. Every value, as
+text (an option, a variable) or as TOML gives it, is structured by one converter (the
+project's, taught to read text) onto the type :class:`CliSettings` declares and checked by
+that field's validator; a bad value therefore reads the same wherever it came from, and is
+reported as one line naming its origin.
 
-The result is a :class:`CliSettings`; :func:`to_node_config` turns it into the node
-runtime's ``NodeConfig`` (imported only then).
+The node's settings have no rules of their own here: their defaults are ``NodeConfig``'s
+and their validators are those of ``NodeConfig`` and ``FailureDetectorConfig``. Only the
+command line's own settings (``interval_ms``, ``headless``, ``no_http``, the key texts and
+file, the state directory's existence) are checked here. :func:`to_node_config` structures
+the result onto the runtime's ``NodeConfig``. ``gossip_tui.node`` (and so Trio) is imported
+only when a default or one of its validators is needed, never by ``--help``.
 """
 
 from __future__ import annotations
@@ -14,35 +20,39 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import cattrs
 
+from gossip_tui.core.converter import converter
+from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
-from gossip_tui.core.models import AddressError, SocketAddress
+from gossip_tui.core.models import AddressError, SocketAddress, parse_seed
 
 if TYPE_CHECKING:
     from gossip_tui.node import NodeConfig
 
 __all__ = [
     "CONFIG_ENV",
-    "DEFAULT_LISTEN_ADDR",
     "ENV_PREFIX",
-    "FIELDS",
     "CliSettings",
     "SettingsError",
     "build_settings",
     "env_var",
+    "item_parser",
     "load_config_file",
     "resolve_settings",
+    "setting_parser",
     "settings_from_env",
+    "structure_setting",
     "to_node_config",
 ]
 
 ENV_PREFIX = "GOSSIP_TUI_"
 CONFIG_ENV = "GOSSIP_TUI_CONFIG"
-DEFAULT_LISTEN_ADDR = SocketAddress.parse("127.0.0.1:10000")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -51,175 +61,157 @@ class SettingsError(ValueError):
     """A setting that cannot be used; the message is one line and names its origin."""
 
 
+# --------------------------------------------------------------------------- the node's rules
+
+
+def _node_config_field(name: str) -> attrs.Attribute[Any]:
+    from gossip_tui.node import NodeConfig
+
+    field: attrs.Attribute[Any] = getattr(attrs.fields(NodeConfig), name)
+    return field
+
+
+def _node_default(name: str, convert: Callable[[Any], Any] | None = None) -> Any:
+    """A default read from ``NodeConfig`` when a settings object is made, not restated."""
+
+    def default() -> Any:
+        value = _node_config_field(name).default
+        return value if convert is None else convert(value)
+
+    return attrs.Factory(default)
+
+
+def _checked_by_node_config(name: str) -> Callable[[Any, Any, Any], None]:
+    """``NodeConfig``'s own validator of ``name``; None passes (the runtime's default)."""
+
+    def validate(instance: Any, attribute: Any, value: Any) -> None:
+        check = _node_config_field(name).validator
+        if value is not None and check is not None:
+            check(instance, attribute, value)
+
+    return validate
+
+
+def _checked_by_detector_config(name: str) -> Any:
+    check = getattr(attrs.fields(FailureDetectorConfig), name).validator
+    return attrs.validators.optional(check) if check is not None else None
+
+
+def _milliseconds(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+# --------------------------------------------------------------------------- the CLI's rules
+
+
+def _non_empty(_instance: Any, attribute: Any, value: str | None) -> None:
+    if value is not None and not value.strip():
+        raise ValueError(f"expected a non-empty text, got {value!r}")
+
+
+def _at_least_one_ms(_instance: Any, _attribute: Any, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"the interval must be at least 1 ms, got {value}")
+
+
+def _seeds(_instance: Any, _attribute: Any, value: tuple[str, ...]) -> None:
+    for seed in value:
+        parse_seed(seed)
+
+
+def _directory(_instance: Any, _attribute: Any, value: Path | None) -> None:
+    if value is not None and value.exists() and not value.is_dir():
+        raise ValueError(f"{str(value)!r} exists and is not a directory")
+
+
+def _secret_keys(_instance: Any, _attribute: Any, value: tuple[str, ...]) -> None:
+    for text in value:
+        parse_key(text)
+
+
+def _key_file(_instance: Any, _attribute: Any, value: Path | None) -> None:
+    if value is None:
+        return
+    try:
+        parse_key_lines(value.read_text(encoding="utf-8"), str(value))
+    except OSError as exc:
+        raise ValueError(f"cannot read key file {value}: {exc.strerror or exc}") from None
+
+
 @attrs.frozen
 class CliSettings:
     """What the command line asks for. None means "the node runtime's default"."""
 
-    listen_addr: SocketAddress = DEFAULT_LISTEN_ADDR
+    listen_addr: SocketAddress = attrs.field(default=_node_default("listen_addr"))
     public_addr: SocketAddress | None = None
-    node_id: str | None = None
-    seeds: tuple[str, ...] = ()
-    interval_ms: int = 500
-    cluster_id: str = "testing"
+    node_id: str | None = attrs.field(default=None, validator=_non_empty)
+    seeds: tuple[str, ...] = attrs.field(default=_node_default("seeds"), validator=_seeds)
+    interval_ms: int = attrs.field(
+        default=_node_default("gossip_interval", _milliseconds), validator=_at_least_one_ms
+    )
+    cluster_id: str = attrs.field(default=_node_default("cluster_id"), validator=_non_empty)
     headless: bool = False
     no_http: bool = False
-    dead_node_grace_period: float | None = None
-    marked_for_deletion_grace_period: float | None = None
-    phi_threshold: float | None = None
-    acceptable_pause: float | None = None
-    state_dir: Path | None = None
-    secret_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
-    secret_key_file: Path | None = None
-    protocol_version: int = 0
+    dead_node_grace_period: float | None = attrs.field(
+        default=None, validator=_checked_by_detector_config("dead_node_grace_period")
+    )
+    marked_for_deletion_grace_period: float | None = attrs.field(
+        default=None, validator=_checked_by_node_config("marked_for_deletion_grace_period")
+    )
+    phi_threshold: float | None = attrs.field(
+        default=None, validator=_checked_by_detector_config("phi_threshold")
+    )
+    acceptable_pause: float | None = attrs.field(
+        default=None, validator=_checked_by_detector_config("acceptable_pause")
+    )
+    state_dir: Path | None = attrs.field(default=None, validator=_directory)
+    secret_keys: tuple[str, ...] = attrs.field(default=(), repr=False, validator=_secret_keys)
+    secret_key_file: Path | None = attrs.field(default=None, validator=_key_file)
+    protocol_version: int = attrs.field(
+        default=_node_default("protocol_version"),
+        validator=_checked_by_node_config("protocol_version"),
+    )
 
     @property
     def http(self) -> bool:
         return not self.no_http
 
 
-# --------------------------------------------------------------------------- validators
-# Each takes a value as a TOML file or a caller gives it (text, or already typed), and
-# returns the typed value or raises ValueError with a short message.
+attrs.resolve_types(CliSettings)
+_FIELDS: Mapping[str, attrs.Attribute[Any]] = {f.name: f for f in attrs.fields(CliSettings)}
+# The failure detector's settings, which NodeConfig nests under ``failure_detector``.
+_DETECTOR_FIELDS = frozenset(f.name for f in attrs.fields(FailureDetectorConfig)) & set(_FIELDS)
 
 
-def parse_address(value: object) -> SocketAddress:
-    if isinstance(value, SocketAddress):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"expected an ip:port text, got {value!r}")
-    try:
-        return SocketAddress.parse(value)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
+# --------------------------------------------------------------------------- the converter
+# The project's converter, which also reads what operators write: numbers and flags as
+# text, lists as comma-separated text, paths. It stays strict where text is not expected:
+# a TOML number is no address, a TOML bool no interval.
 
 
-def parse_seed(value: object) -> str:
-    """A seed is ``ip:port`` or ``host:port``: the host is resolved by the node later."""
-    if not isinstance(value, str):
-        raise ValueError(f"expected a host:port text, got {value!r}")
-    text = value.strip()
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 0xFFFF:
-        raise ValueError(f"{value!r} is not a host:port address")
-    if host.startswith("[") != host.endswith("]") or any(c.isspace() for c in host):
-        raise ValueError(f"{value!r} is not a host:port address")
-    return text
-
-
-def parse_seeds(value: object) -> tuple[str, ...]:
-    """A list of seeds, or one text of comma-separated seeds."""
-    if isinstance(value, str):
-        items: list[object] = [part for part in value.split(",") if part.strip()]
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        raise ValueError(f"expected a list of host:port texts, got {value!r}")
-    return tuple(parse_seed(item) for item in items)
-
-
-def parse_text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty text, got {value!r}")
-    return value
-
-
-def parse_interval_ms(value: object) -> int:
+def _structure_int(value: Any, _type: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+        return int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"expected a whole number of milliseconds, got {value!r}")
-    if value < 1:
-        raise ValueError(f"the interval must be at least 1 ms, got {value}")
+        raise ValueError(f"expected a whole number, got {value!r}")
     return value
 
 
-def _number(value: object) -> float:
+def _structure_float(value: Any, _type: Any) -> float:
+    number = value
     if isinstance(value, str):
         try:
-            value = float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"expected a number, got {value!r}") from None
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not isinstance(number, int | float) or isinstance(number, bool):
         raise ValueError(f"expected a number, got {value!r}")
-    number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"expected a finite number, got {value!r}")
-    return number
+    return float(number)
 
 
-def parse_seconds(value: object) -> float:
-    number = _number(value)
-    if number < 0:
-        raise ValueError(f"a duration cannot be negative, got {number:g}")
-    return number
-
-
-def parse_phi_threshold(value: object) -> float:
-    number = _number(value)
-    if number <= 0:
-        raise ValueError(f"the phi threshold must be positive, got {number:g}")
-    return number
-
-
-def parse_dir(value: object) -> Path:
-    if isinstance(value, Path):
-        return value
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a directory path, got {value!r}")
-    path = Path(value).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{value!r} exists and is not a directory")
-    return path
-
-
-def parse_secret_key(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a base64 key text")
-    try:
-        parse_key(value)
-    except SecretKeyError as exc:
-        raise ValueError(str(exc)) from None
-    return value.strip()
-
-
-def parse_secret_keys(value: object) -> tuple[str, ...]:
-    """Keys, as a list or one text of comma-separated keys; the first one seals."""
-    if isinstance(value, str):
-        items: list[object] = [part for part in value.split(",") if part.strip()]
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        raise ValueError("expected a list of base64 key texts")
-    return tuple(parse_secret_key(item) for item in items)
-
-
-def parse_key_file(value: object) -> Path:
-    if isinstance(value, Path):
-        path = value
-    elif isinstance(value, str) and value.strip():
-        path = Path(value).expanduser()
-    else:
-        raise ValueError(f"expected a file path, got {value!r}")
-    try:
-        parse_key_lines(path.read_text(encoding="utf-8"), str(path))
-    except OSError as exc:
-        raise ValueError(f"cannot read key file {path}: {exc.strerror or exc}") from None
-    except SecretKeyError as exc:
-        raise ValueError(str(exc)) from None
-    return path
-
-
-def parse_protocol_version(value: object) -> int:
-    """The chitchat protocol version to initiate with: 0 (any chitchat) or 1 (compressed
-    digests, chitchat after 0.10.1)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value not in (0, 1):
-        raise ValueError(f"expected protocol version 0 or 1, got {value!r}")
-    return value
-
-
-def parse_flag(value: object) -> bool:
+def _structure_bool(value: Any, _type: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
@@ -227,24 +219,68 @@ def parse_flag(value: object) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-FIELDS: Mapping[str, Callable[[object], Any]] = {
-    "listen_addr": parse_address,
-    "public_addr": parse_address,
-    "node_id": parse_text,
-    "seeds": parse_seeds,
-    "interval_ms": parse_interval_ms,
-    "cluster_id": parse_text,
-    "headless": parse_flag,
-    "no_http": parse_flag,
-    "dead_node_grace_period": parse_seconds,
-    "marked_for_deletion_grace_period": parse_seconds,
-    "phi_threshold": parse_phi_threshold,
-    "acceptable_pause": parse_seconds,
-    "state_dir": parse_dir,
-    "secret_keys": parse_secret_keys,
-    "secret_key_file": parse_key_file,
-    "protocol_version": parse_protocol_version,
-}
+def _structure_path(value: Any, _type: Any) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a path, got {value!r}")
+    return Path(value).expanduser()
+
+
+def _structure_texts(value: Any, _type: Any) -> tuple[str, ...]:
+    """A list of texts, or one text of comma-separated items (empty items skipped)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of texts, got {value!r}")
+    return tuple(item.strip() for item in value)
+
+
+def _make_settings_converter() -> cattrs.Converter:
+    conv = converter.copy()
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(Path, _structure_path)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_texts)
+    return conv
+
+
+_converter = _make_settings_converter()
+
+
+def _leaf_message(exc: BaseException) -> str:
+    # cattrs wraps a nested failure in groups; the innermost error says what was wrong.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc)
+
+
+def structure_setting(name: str, raw: object) -> Any:
+    """One setting, as text or as TOML gives it, typed and checked; ValueError if refused."""
+    field = _FIELDS[name]
+    assert field.type is not None  # resolved above, for every field
+    try:
+        value = _converter.structure(raw, field.type)
+        if field.validator is not None:
+            field.validator(None, field, value)
+    except (ValueError, TypeError, AddressError, SecretKeyError, cattrs.BaseValidationError) as exc:
+        raise ValueError(_leaf_message(exc)) from None
+    return value
+
+
+def setting_parser(name: str) -> Callable[[object], Any]:
+    """The parser of the option for setting ``name``."""
+    return partial(structure_setting, name)
+
+
+def item_parser(name: str) -> Callable[[object], Any]:
+    """The parser of a repeated option giving one item of the list setting ``name``."""
+
+    def parse(raw: object) -> Any:
+        return structure_setting(name, [raw])[0]
+
+    return parse
 
 
 def env_var(field: str) -> str:
@@ -258,13 +294,13 @@ def env_var(field: str) -> str:
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """The settings ``GOSSIP_TUI_*`` variables give; empty variables count as unset."""
     values: dict[str, Any] = {}
-    for field, parse in FIELDS.items():
+    for field in _FIELDS:
         name = env_var(field)
         text = environ.get(name, "")
         if not text.strip():
             continue
         try:
-            values[field] = parse(text)
+            values[field] = structure_setting(field, text)
         except ValueError as exc:
             raise SettingsError(f"invalid {name}: {exc}") from None
     return values
@@ -284,12 +320,11 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"bad TOML in {path}: {exc}") from None
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        parse = FIELDS.get(key)
-        if parse is None:
-            known = ", ".join(FIELDS)
+        if key not in _FIELDS:
+            known = ", ".join(_FIELDS)
             raise SettingsError(f"{path}: unknown key {key!r} (known keys: {known})")
         try:
-            values[key] = parse(raw)
+            values[key] = structure_setting(key, raw)
         except ValueError as exc:
             raise SettingsError(f"{path}: invalid {key}: {exc}") from None
     return values
@@ -300,11 +335,11 @@ def build_settings(
     env: Mapping[str, Any] | None = None,
     config_file: Mapping[str, Any] | None = None,
 ) -> CliSettings:
-    """Merge already-validated values; None in any source means "not given there"."""
+    """Merge already-structured values; None in any source means "not given there"."""
     merged: dict[str, Any] = {}
     for source in (config_file or {}, env or {}, cli):
         for key, value in source.items():
-            if key not in FIELDS:
+            if key not in _FIELDS:
                 raise SettingsError(f"unknown setting {key!r}")
             if value is not None:
                 merged[key] = value
@@ -324,40 +359,27 @@ def resolve_settings(
 
 # --------------------------------------------------------------------------- to the node
 
+# Settings that are the command line's alone, or that NodeConfig takes in another shape.
+_NOT_NODE_FIELDS = frozenset(
+    {"headless", "no_http", "interval_ms", "secret_keys", "secret_key_file"} | _DETECTOR_FIELDS
+)
+
 
 def to_node_config(settings: CliSettings) -> NodeConfig:
     """The runtime's :class:`gossip_tui.node.NodeConfig` for these settings.
 
-    Unset grace periods, threshold and pause keep the runtime's defaults. The node package is
-    imported here, not at the top, so the command line starts without Trio.
+    The settings are unstructured and structured again onto ``NodeConfig`` by the same
+    converter; what is unset (None) is left out, so ``NodeConfig``'s defaults apply.
     """
-    from gossip_tui.core.failure_detector import FailureDetectorConfig
     from gossip_tui.node import NodeConfig, read_key_file
 
-    detector: dict[str, Any] = {}
-    if settings.phi_threshold is not None:
-        detector["phi_threshold"] = settings.phi_threshold
-    if settings.acceptable_pause is not None:
-        detector["acceptable_pause"] = settings.acceptable_pause
-    if settings.dead_node_grace_period is not None:
-        detector["dead_node_grace_period"] = settings.dead_node_grace_period
-    options: dict[str, Any] = {
-        "listen_addr": settings.listen_addr,
-        "public_addr": settings.public_addr,
-        "node_id": settings.node_id,
-        "cluster_id": settings.cluster_id,
-        "seeds": settings.seeds,
-        "gossip_interval": settings.interval_ms / 1000,
-        "failure_detector": attrs.evolve(FailureDetectorConfig(), **detector),
-        "protocol_version": settings.protocol_version,
-    }
-    if settings.marked_for_deletion_grace_period is not None:
-        options["marked_for_deletion_grace_period"] = settings.marked_for_deletion_grace_period
-    if settings.state_dir is not None:
-        options["state_dir"] = settings.state_dir
+    given = {k: v for k, v in _converter.unstructure(settings).items() if v is not None}
+    raw: dict[str, Any] = {k: v for k, v in given.items() if k not in _NOT_NODE_FIELDS}
+    raw["gossip_interval"] = settings.interval_ms / 1000
+    raw["failure_detector"] = {k: v for k, v in given.items() if k in _DETECTOR_FIELDS}
     keys = [parse_key(text) for text in settings.secret_keys]
     if settings.secret_key_file is not None:
         keys += read_key_file(settings.secret_key_file)
-    if keys:
-        options["secret_keys"] = tuple(keys)
-    return NodeConfig(**options)
+    raw["secret_keys"] = keys
+    config: NodeConfig = _converter.structure(raw, NodeConfig)
+    return config

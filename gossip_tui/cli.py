@@ -6,18 +6,19 @@ argument errors answer at once.
 
 Every usage error (bad option, bad value, bad environment variable, missing or broken
 config file, busy port) is reported as one line on stderr with exit status 2.
+
+One concern, though over 400 lines (most of them the options' declarations): the command
+line itself. Settings live in gossip_tui._config_file, the headless runtime in
+gossip_tui._headless, the dashboard in gossip_tui.ui.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
-import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -26,28 +27,37 @@ import typer
 
 from gossip_tui._config_file import (
     CONFIG_ENV,
-    DEFAULT_LISTEN_ADDR,
-    FIELDS,
     CliSettings,
     SettingsError,
     env_var,
-    parse_secret_key,
-    parse_seed,
+    item_parser,
     resolve_settings,
+    setting_parser,
     to_node_config,
 )
+from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
 if TYPE_CHECKING:
-    from gossip_tui.node import Node, NodeConfig
+    from gossip_tui._headless import OpenNode
 
-__all__ = ["CliError", "app", "main", "run_headless", "serve_headless"]
+__all__ = ["CliError", "app", "main", "run_headless"]
 
 PROG = "gossip-tui"
 USAGE_ERROR = 2
-_log = logging.getLogger("gossip_tui.cli")
 _T = TypeVar("_T")
+
+# NodeConfig's defaults as --help shows them. Written out because reading NodeConfig would
+# import the runtime (and Trio) for --help; tests/cli check them against NodeConfig.
+HELP_DEFAULTS: dict[str, str] = {
+    "listen_addr": "127.0.0.1:10000",
+    "interval_ms": "500",
+    "cluster_id": "testing",
+    "marked_for_deletion_grace_period": "3600",
+    "protocol_version": "0",
+}
+_DETECTOR_DEFAULTS = FailureDetectorConfig()
 
 # The errors of binding a socket that are the operator's to fix, not a crash.
 _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
@@ -71,7 +81,6 @@ def _option_parser(parse: Callable[[object], _T]) -> Callable[[str], _T]:
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
 
-    parser.__name__ = parse.__name__
     return parser
 
 
@@ -86,7 +95,7 @@ def _setting(*flags: str, metavar: str, text: str, default: str | None = None) -
     field = flags[0].removeprefix("--").replace("-", "_")
     return typer.Option(
         *flags,
-        parser=_option_parser(FIELDS[field]),
+        parser=_option_parser(setting_parser(field)),
         metavar=metavar,
         help=_env_help(text, field, default),
     )
@@ -123,7 +132,7 @@ def run(
             "--listen_addr",
             metavar="IP:PORT",
             text="Gossip (UDP) and HTTP (TCP) address to bind.",
-            default=str(DEFAULT_LISTEN_ADDR),
+            default=HELP_DEFAULTS["listen_addr"],
         ),
     ] = None,
     public_addr: Annotated[
@@ -150,7 +159,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--seed",
-            parser=_option_parser(parse_seed),
+            parser=_option_parser(item_parser("seeds")),
             metavar="HOST:PORT",
             help="Peer to join through; repeat for several. "
             f"[env: {env_var('seeds')}, comma-separated]",
@@ -163,7 +172,7 @@ def run(
             "--interval_ms",
             metavar="MS",
             text="Gossip interval in milliseconds.",
-            default="500",
+            default=HELP_DEFAULTS["interval_ms"],
         ),
     ] = None,
     cluster_id: Annotated[
@@ -173,7 +182,7 @@ def run(
             "--cluster_id",
             metavar="NAME",
             text="Cluster to join; peers of another cluster are refused.",
-            default="testing",
+            default=HELP_DEFAULTS["cluster_id"],
         ),
     ] = None,
     headless: Annotated[
@@ -193,7 +202,7 @@ def run(
             "--dead-node-grace-period",
             metavar="SECONDS",
             text="How long a dead node is kept before being forgotten.",
-            default="86400",
+            default=f"{_DETECTOR_DEFAULTS.dead_node_grace_period:g}",
         ),
     ] = None,
     marked_for_deletion_grace_period: Annotated[
@@ -202,7 +211,7 @@ def run(
             "--marked-for-deletion-grace-period",
             metavar="SECONDS",
             text="How long a deleted key's tombstone is kept.",
-            default="3600",
+            default=HELP_DEFAULTS["marked_for_deletion_grace_period"],
         ),
     ] = None,
     phi_threshold: Annotated[
@@ -211,7 +220,7 @@ def run(
             "--phi-threshold",
             metavar="PHI",
             text="Failure detector threshold: above it a node is dead.",
-            default="8.0",
+            default=f"{_DETECTOR_DEFAULTS.phi_threshold:g}",
         ),
     ] = None,
     acceptable_pause: Annotated[
@@ -221,7 +230,7 @@ def run(
             metavar="SECONDS",
             text="Silence tolerated on top of the phi threshold (a GC pause, a stopped VM); "
             "0 judges liveness exactly as chitchat does.",
-            default="3",
+            default=f"{_DETECTOR_DEFAULTS.acceptable_pause:g}",
         ),
     ] = None,
     state_dir: Annotated[
@@ -237,7 +246,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--secret-key",
-            parser=_option_parser(parse_secret_key),
+            parser=_option_parser(item_parser("secret_keys")),
             metavar="BASE64",
             help="Seal every datagram with this key (from `gossip-tui keygen`); repeat to "
             "accept old keys during a rotation, the first one seals. Prefer --secret-key-file: "
@@ -261,7 +270,7 @@ def run(
             text="chitchat protocol version of the gossip this node starts: 1 compresses the "
             "digest (chitchat after 0.10.1), 0.10.1 peers only read 0. Every Syn is answered "
             "in its own version.",
-            default="0",
+            default=HELP_DEFAULTS["protocol_version"],
         ),
     ] = None,
     config: Annotated[
@@ -409,91 +418,34 @@ def run_demo(settings: CliSettings, nodes: int) -> int:
 
 # --------------------------------------------------------------------------- headless
 
-OpenNode = Callable[["NodeConfig"], AbstractAsyncContextManager["Node"]]
-
-
-def _describe_members(node: Node) -> str:
-    live = sorted(node.live_nodes())
-    members = ", ".join(f"{n.node_id} bind={node.get('bind', node=n) or '?'}" for n in live)
-    return f"{node.self_id.node_id} sees {len(live)} live node(s): {members}"
-
-
-async def _report_members(node: Node, interval: float) -> None:
-    import trio
-
-    while True:
-        _log.info("%s", _describe_members(node))
-        await trio.sleep(interval)
-
-
-async def serve_headless(
-    settings: CliSettings,
-    config: NodeConfig,
-    open_node: OpenNode,
-    *,
-    report_interval: float = 1.0,
-    on_ready: Callable[[Node], Awaitable[None]] | None = None,
-) -> None:
-    """Run the node until SIGINT or SIGTERM, then close it and return.
-
-    With HTTP on, the API is served over TCP on the address gossip is bound to, as a
-    service of the node (cancelled when the node closes), and ``node.http_addr`` tells
-    where. Every ``report_interval`` seconds the live nodes and their "bind" keys are
-    logged.
-    """
-    import trio
-
-    from gossip_tui.api import serve_http
-
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_node(config) as node:
-            if settings.http:
-                node.http_addr = await node.start_service(serve_http, node, node.gossip_addr)
-            _log.info(
-                "node %s gossiping on %s (udp); HTTP API %s",
-                node.self_id,
-                node.gossip_addr,
-                f"on http://{node.http_addr}/" if node.http_addr else "off",
-            )
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_report_members, node, report_interval)
-                if on_ready is not None:
-                    await on_ready(node)
-                async for signum in signals:
-                    _log.info("%s received: shutting down", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
 
 def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) -> int:
-    """``--headless``: the node and its HTTP API in Trio, no dashboard; exit status."""
-    import trio
+    """``--headless``: the node and its HTTP API in Trio, no dashboard; exit status.
 
-    if open_node is None:
-        from gossip_tui.node import open_node as runtime_open_node
+    The runtime is gossip_tui._headless; what is left here is the command line's part: the
+    node's config from the settings, and a busy address as a one-line usage error.
+    """
+    from gossip_tui._headless import run_headless as run_runtime
 
-        opener: OpenNode = runtime_open_node
-    else:
-        opener = open_node
-
-    _configure_logging()
     config = to_node_config(settings)
     try:
-        trio.run(serve_headless, settings, config, opener)
+        run_runtime(settings, config, open_node)
     except (OSError, BaseExceptionGroup) as exc:
         error = _bind_error(exc)
         if error is None:
             raise
         raise _bind_failure(settings.listen_addr, error) from None
     return 0
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime's coroutine, for callers that drive it in their own Trio run (the tests),
+    # without this module importing Trio before a node is asked for.
+    if name == "serve_headless":
+        from gossip_tui._headless import serve_headless
+
+        return serve_headless
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- entry point

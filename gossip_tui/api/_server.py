@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -14,7 +15,7 @@ from gossip_tui.core.models import SocketAddress
 from ._app import make_app
 from ._types import ApiNode
 
-__all__ = ["serve_http"]
+__all__ = ["ServedNode", "serve_http", "serve_node_http"]
 
 _log = logging.getLogger("gossip_tui.api.http")
 _BACKLOG = 100
@@ -89,3 +90,28 @@ async def serve_http(
                 partial(worker_serve, wrap_app(app, 0, "asgi"), config, sockets=sockets)
             )
             task_status.started(actual)
+
+
+class ServedNode(Protocol):
+    """What :func:`serve_node_http` needs of a running node, besides what the API reads."""
+
+    @property
+    def gossip_addr(self) -> SocketAddress: ...
+
+    # Where the API answers, once served; None while it is not.
+    http_addr: SocketAddress | None
+
+    async def start_service(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``nursery.start(async_fn, *args)`` in the node's nursery."""
+
+
+async def serve_node_http(node: ServedNode) -> SocketAddress:
+    """Serve ``node``'s HTTP API over TCP on its gossip address, as a service of the node.
+
+    The server ends when the node closes. The address bound is recorded in
+    ``node.http_addr`` and returned. The headless runtime and the dashboard both serve
+    the API through here, so the two cannot drift apart.
+    """
+    addr: SocketAddress = await node.start_service(serve_http, node, node.gossip_addr)
+    node.http_addr = addr
+    return addr

@@ -5,8 +5,8 @@ route reads like chitchat-test's:
 
 * ``SocketAddress`` is the text ``"ip:port"`` (``"[v6]:port"`` for IPv6);
 * ``NodeId`` is ``{"node_id", "generation_id", "gossip_advertise_addr"}``;
-* ``KeyStatus`` is the name of the wire mutation: ``"Set"``, ``"Delete"``,
-  ``"DeleteAfterTtl"`` (not :attr:`KeyStatus.label`, which says ``"Deleted"``);
+* ``KeyStatus`` is the name of the wire mutation, :attr:`KeyStatus.label`: ``"Set"``,
+  ``"Delete"``, ``"DeleteAfterTtl"``;
 * ``VersionedValue`` is ``{"value", "version", "status"}``;
 * ``NodeSnapshot`` is a chitchat ``NodeState``: ``{"chitchat_id", "heartbeat",
   "key_values", "max_version", "last_gc_version"}`` with keys in byte order;
@@ -34,15 +34,9 @@ from gossip_tui.core.models import (
     VersionedValue,
 )
 
-__all__ = ["STATUS_NAMES", "converter"]
+__all__ = ["converter"]
 
-# serde's names for chitchat's DeletionStatusMutation variants.
-STATUS_NAMES: Mapping[KeyStatus, str] = {
-    KeyStatus.SET: "Set",
-    KeyStatus.DELETED: "Delete",
-    KeyStatus.DELETE_AFTER_TTL: "DeleteAfterTtl",
-}
-_STATUS_BY_NAME = {name: status for status, name in STATUS_NAMES.items()}
+_STATUS_BY_NAME = {status.label: status for status in KeyStatus}
 
 
 def _expect(value: Any, kind: type, what: str) -> None:
@@ -101,7 +95,7 @@ def _structure_node_id(value: Any, _type: Any) -> NodeId:
 
 
 def _unstructure_status(status: KeyStatus) -> str:
-    return STATUS_NAMES[status]
+    return status.label
 
 
 def _structure_status(value: Any, _type: Any) -> KeyStatus:
@@ -116,7 +110,7 @@ def _unstructure_versioned(value: VersionedValue) -> dict[str, Any]:
     return {
         "value": value.value,
         "version": value.version,
-        "status": STATUS_NAMES[value.status],
+        "status": value.status.label,
     }
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 import attrs
 
 from .models import NodeId
+from .validators import non_negative
 
 _PRIOR_WEIGHT = 5.0
 
@@ -41,8 +42,8 @@ class FailureDetectorConfig:
     sampling_window_size: int = 1_000
     max_interval: float = 10.0
     initial_interval: float = 5.0
-    dead_node_grace_period: float = 24 * 60 * 60.0
-    acceptable_pause: float = attrs.field(default=3.0, validator=attrs.validators.ge(0))
+    dead_node_grace_period: float = attrs.field(default=24 * 60 * 60.0, validator=non_negative)
+    acceptable_pause: float = attrs.field(default=3.0, validator=non_negative)
 
 
 class SamplingWindow:

@@ -97,6 +97,28 @@ class NodeId:
         return f"{self.node_id}:{self.generation}:{self.gossip_addr}"
 
 
+def parse_seed(text: str) -> SocketAddress | tuple[str, int]:
+    """A seed as an operator writes it: ``ip:port`` (a :class:`SocketAddress`), or
+    ``host:port`` (the host for the node to resolve, and the port). Raise
+    :class:`AddressError` for anything else. The one parser of seeds: the command line
+    checks them with it, the node splits them with it."""
+    try:
+        return SocketAddress.parse(text)
+    except AddressError:
+        pass
+    host, sep, port = text.strip().rpartition(":")
+    if (
+        not sep
+        or not host
+        or not port.isdigit()
+        or int(port) > 0xFFFF
+        or host.startswith("[") != host.endswith("]")
+        or any(c.isspace() for c in host)
+    ):
+        raise AddressError(f"{text!r} is not a host:port address")
+    return host, int(port)
+
+
 class KeyStatus(enum.IntEnum):
     """Deletion state of a key; the integer is the wire code."""
 
@@ -106,17 +128,25 @@ class KeyStatus(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return _STATUS_LABELS[self]
+        """chitchat's name of the status (its serde name of the wire mutation): the HTTP
+        API's JSON and the dashboard both show this one."""
+        return _STATUS_LABELS[self][0]
+
+    @property
+    def short_label(self) -> str:
+        """Three letters, for a narrow column."""
+        return _STATUS_LABELS[self][1]
 
     @property
     def scheduled_for_deletion(self) -> bool:
         return self is not KeyStatus.SET
 
 
+# The one label table of KeyStatus: (label, short label).
 _STATUS_LABELS = {
-    KeyStatus.SET: "Set",
-    KeyStatus.DELETED: "Deleted",
-    KeyStatus.DELETE_AFTER_TTL: "DeleteAfterTtl",
+    KeyStatus.SET: ("Set", "set"),
+    KeyStatus.DELETED: ("Delete", "del"),
+    KeyStatus.DELETE_AFTER_TTL: ("DeleteAfterTtl", "ttl"),
 }
 
 

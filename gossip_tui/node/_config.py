@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_VERSIONS
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.models import SocketAddress
+from gossip_tui.core.validators import non_negative
 
 DEFAULT_LISTEN_ADDR = SocketAddress.parse("127.0.0.1:10000")
 
@@ -34,6 +36,11 @@ def random_words(rng: random.Random | None = None) -> str:
 def default_node_id(public_addr: SocketAddress, rng: random.Random | None = None) -> str:
     """chitchat-test's convention: ``server:<public_addr>-<random words>``."""
     return f"server:{public_addr}-{random_words(rng)}"
+
+
+def _known_protocol_version(_instance: Any, attribute: Any, value: int) -> None:
+    if value not in PROTOCOL_VERSIONS:
+        raise ValueError(f"{attribute.name}: expected protocol version 0 or 1, got {value!r}")
 
 
 def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -61,9 +68,9 @@ class NodeConfig:
     cluster_id: str = "testing"
     # "ip:port" or "host:port"; host names are resolved again every 60 s.
     seeds: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    gossip_interval: float = 0.5
+    gossip_interval: float = attrs.field(default=0.5, validator=attrs.validators.gt(0))
     failure_detector: FailureDetectorConfig = attrs.field(factory=FailureDetectorConfig)
-    marked_for_deletion_grace_period: float = 3_600.0
+    marked_for_deletion_grace_period: float = attrs.field(default=3_600.0, validator=non_negative)
     initial_key_values: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
     # Set a "bind" key holding the public address at start, as chitchat-test's users expect.
     publish_bind_key: bool = True
@@ -80,12 +87,4 @@ class NodeConfig:
     # The chitchat protocol version of the Syns we send: 0 is what every chitchat reads; 1
     # (chitchat after 0.10.1) compresses the digest, but 0.10.1 peers drop it. We answer
     # every Syn in its own version whatever this says.
-    protocol_version: int = PROTOCOL_V0
-
-    def __attrs_post_init__(self) -> None:
-        if self.gossip_interval <= 0:
-            raise ValueError("gossip_interval must be positive")
-        if self.marked_for_deletion_grace_period < 0:
-            raise ValueError("marked_for_deletion_grace_period must not be negative")
-        if self.protocol_version not in PROTOCOL_VERSIONS:
-            raise ValueError(f"protocol_version must be 0 or 1, got {self.protocol_version!r}")
+    protocol_version: int = attrs.field(default=PROTOCOL_V0, validator=_known_protocol_version)

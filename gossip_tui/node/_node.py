@@ -30,6 +30,7 @@ from gossip_tui.core.models import (
     NodeId,
     NodeSnapshot,
     SocketAddress,
+    parse_seed,
 )
 from gossip_tui.core.state import KeyChange, StateChange, VersionChange
 
@@ -614,13 +615,14 @@ def _split_seeds(seeds: tuple[str, ...]) -> tuple[list[SocketAddress], list[tupl
     hosts: list[tuple[str, int]] = []
     for seed in seeds:
         try:
-            literal.append(SocketAddress.parse(seed))
+            parsed = parse_seed(seed)
         except AddressError:
-            host, sep, port = seed.rpartition(":")
-            if not sep or not host or not port.isdigit() or int(port) > 0xFFFF:
-                log.warning("ignoring seed %r: not host:port", seed)
-                continue
-            hosts.append((host, int(port)))
+            log.warning("ignoring seed %r: not host:port", seed)
+            continue
+        if isinstance(parsed, SocketAddress):
+            literal.append(parsed)
+        else:
+            hosts.append(parsed)
     return literal, hosts
 
 

@@ -50,8 +50,8 @@ class NodeHandle(Protocol):
     @property
     def gossip_addr(self) -> SocketAddress: ...
 
-    @property
-    def http_addr(self) -> SocketAddress | None: ...
+    # Settable: the HTTP API's serving helper records where it answers.
+    http_addr: SocketAddress | None
 
     def set(self, key: str, value: str) -> None: ...
 

@@ -425,10 +425,9 @@ def run_app(app: GossipApp, *, headless: bool = False) -> int:
 
 async def serve_node_http(node: NodeHandle) -> SocketAddress | None:
     """The HTTP API over TCP on the node's gossip address, as a service of the node."""
-    from gossip_tui.api import serve_http
+    from gossip_tui.api import serve_node_http as serve
 
-    addr: SocketAddress = await node.start_service(serve_http, node, node.gossip_addr)
-    return addr
+    return await serve(node)
 
 
 def run_dashboard(

@@ -21,7 +21,6 @@ _COLUMNS = (
     ("version", "Ver", 4),
     ("status", "Status", 6),
 )
-_STATUS_SHORT = {KeyStatus.SET: "set", KeyStatus.DELETED: "del", KeyStatus.DELETE_AFTER_TTL: "ttl"}
 
 _Row = tuple[tuple[str, str], ...]
 
@@ -31,7 +30,7 @@ def _row(value: VersionedValue, key: str) -> _Row:
         (key, "bold"),
         (one_line(value.value, 200), ""),
         (str(value.version), ""),
-        (_STATUS_SHORT[value.status], _STATUS_STYLES[value.status]),
+        (value.status.short_label, _STATUS_STYLES[value.status]),
     )
 
 

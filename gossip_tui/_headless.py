@@ -1,0 +1,102 @@
+"""The headless runtime: a node and its HTTP API in Trio, no dashboard, membership on stderr.
+
+It sits above gossip_tui.node and gossip_tui.api (it runs the one and serves the other)
+and below the command line, which imports it only for ``--headless``: importing it loads
+Trio. Turning settings into a ``NodeConfig`` and operator errors into one-line messages
+stay in gossip_tui.cli.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+
+import trio
+
+from gossip_tui.api import serve_node_http
+
+if TYPE_CHECKING:
+    from gossip_tui._config_file import CliSettings
+    from gossip_tui.node import Node, NodeConfig
+
+__all__ = ["OpenNode", "run_headless", "serve_headless"]
+
+_log = logging.getLogger("gossip_tui.cli")
+
+OpenNode = Callable[["NodeConfig"], AbstractAsyncContextManager["Node"]]
+
+
+def _describe_members(node: Node) -> str:
+    live = sorted(node.live_nodes())
+    members = ", ".join(f"{n.node_id} bind={node.get('bind', node=n) or '?'}" for n in live)
+    return f"{node.self_id.node_id} sees {len(live)} live node(s): {members}"
+
+
+async def _report_members(node: Node, interval: float) -> None:
+    while True:
+        _log.info("%s", _describe_members(node))
+        await trio.sleep(interval)
+
+
+async def serve_headless(
+    settings: CliSettings,
+    config: NodeConfig,
+    open_node: OpenNode,
+    *,
+    report_interval: float = 1.0,
+    on_ready: Callable[[Node], Awaitable[None]] | None = None,
+) -> None:
+    """Run the node until SIGINT or SIGTERM, then close it and return.
+
+    With HTTP on, the API is served over TCP on the address gossip is bound to, as a
+    service of the node (cancelled when the node closes), and ``node.http_addr`` tells
+    where. Every ``report_interval`` seconds the live nodes and their "bind" keys are
+    logged.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_node(config) as node:
+            if settings.http:
+                await serve_node_http(node)
+            _log.info(
+                "node %s gossiping on %s (udp); HTTP API %s",
+                node.self_id,
+                node.gossip_addr,
+                f"on http://{node.http_addr}/" if node.http_addr else "off",
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_report_members, node, report_interval)
+                if on_ready is not None:
+                    await on_ready(node)
+                async for signum in signals:
+                    _log.info("%s received: shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_headless(
+    settings: CliSettings, config: NodeConfig, open_node: OpenNode | None = None
+) -> None:
+    """Log to stderr and run :func:`serve_headless` in Trio until a signal stops it.
+
+    ``open_node`` defaults to the runtime's; errors (a busy port among them) propagate.
+    """
+    _configure_logging()
+    if open_node is None:
+        from gossip_tui.node import open_node as runtime_open_node
+
+        opener: OpenNode = runtime_open_node
+    else:
+        opener = open_node
+    trio.run(serve_headless, settings, config, opener)
