@@ -272,11 +272,16 @@ class Node:
         while True:
             started = self._now()
             targets = self.engine.start_round(started).all()
-            # One Syn for all of this round's targets, encoded once.
-            syn = self._encode(self.engine.create_syn(started)) if targets else None
-            if syn is not None:
-                for addr in targets:
-                    await self._send_bytes(syn, addr)
+            # Each distinct Syn of the round encoded once: all targets share the full one,
+            # except peers that take partial digests when the full one does not fit.
+            encoded: dict[int, tuple[Message, bytes | None]] = {}
+            for addr in targets:
+                syn = self.engine.create_syn(started, addr)
+                entry = encoded.get(id(syn))
+                if entry is None:
+                    entry = encoded[id(syn)] = (syn, self._encode(syn))
+                if entry[1] is not None:
+                    await self._send_bytes(entry[1], addr)
             self.stats.rounds += 1
             self.stats.last_round_duration = self._now() - started
             if self.engine.state.changes:  # tombstones collected; else the watcher sleeps on
