@@ -459,6 +459,8 @@ class GossipEngine:
                 self.left.discard(node)
                 self._behind.pop(node, None)
                 self._changed_at.pop(node, None)
+                if self._caps_peers.get(node.gossip_addr) == node:
+                    del self._caps_peers[node.gossip_addr]
                 removed.append(node)
         return LivenessChanges(
             joined=tuple(sorted(is_live - was_live)),
