@@ -14,7 +14,27 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
-from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, U64_MAX, DeltaWriter, EncodeError, digest_size
+from .codec import (
+    MAX_DATAGRAM_SIZE,
+    PROTOCOL_V0,
+    U64_MAX,
+    DeltaWriter,
+    EncodeError,
+    digest_size,
+    node_id_size,
+)
+from .digest_window import (
+    CAPS_KEY,
+    PARTIAL_DIGEST,
+    RECENT_ROUNDS,
+    WindowPlanner,
+    advertises_partial_digests,
+    fits,
+    full_digest_capacity,
+    strip_marker,
+    syn_digest_budget,
+    synack_window_budget,
+)
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
@@ -175,10 +195,17 @@ class GossipEngine:
         limits: StateLimits | None = None,
         max_datagram_size: int = MAX_DATAGRAM_SIZE,
         protocol_version: int = PROTOCOL_V0,
+        partial_digests: bool = False,
     ) -> None:
         self.self_id = self_id
         self.cluster_id = cluster_id
-        self.state = ClusterState(limits, max_digest_bytes(cluster_id, max_datagram_size))
+        # A node that only sends full digests never learns more nodes than one digest
+        # carries (a flood of made-up ids would otherwise push every Syn past the datagram
+        # limit). With the partial-digest extension (gossip-tui clusters only) peers that
+        # publish the capability take windows of it, and only the node-count bound holds.
+        self.state = ClusterState(
+            limits, None if partial_digests else max_digest_bytes(cluster_id, max_datagram_size)
+        )
         # Smaller than the UDP limit when the transport wraps datagrams (encryption).
         self.max_datagram_size = max_datagram_size
         # The version of the Syns we send; replies always go in the version of the Syn.
@@ -198,6 +225,19 @@ class GossipEngine:
         self.former_ids: set[NodeId] = set()
         # Live peers as of the last sweep: a node can also die between sweeps (by leaving).
         self._live_at_last_sweep: set[NodeId] = set()
+        # The partial-digest extension (see digest_window): whether this node takes part,
+        # the peers that published the capability (by address, as targets are picked),
+        # nodes a peer showed us to be behind on (-> the version seen), nodes whose state
+        # we saw change (-> the round), and the rotation of our windows.
+        self.partial_digests = partial_digests
+        self._caps_peers: dict[SocketAddress, NodeId] = {}
+        self._behind: dict[NodeId, int] = {}
+        self._changed_at: dict[NodeId, int] = {}
+        self._rounds = 0
+        self._windows: WindowPlanner | None = None
+        self._round_syns: tuple[float, Syn, Syn | None] | None = None
+        # SynAcks not sent because our own digest left no room in a datagram.
+        self.oversize_digests = 0
         me = self.self_state
         # Live from the start, so a peer's first Syn gets an answer with our state.
         me.heartbeat = 1
@@ -259,12 +299,107 @@ class GossipEngine:
     def _excluded(self, now: float) -> set[NodeId]:
         return self.detector.scheduled_for_deletion_nodes(now)
 
-    def create_syn(self, now: float) -> Syn:
+    def create_syn(self, now: float, target: SocketAddress | None = None) -> Syn:
+        """The Syn to send (to ``target``, when given): a full digest, unless it does not
+        fit in a datagram and ``target`` takes partial digests. Per target, the Syns of
+        one round (same ``now``) are built once."""
+        if target is None:
+            return self._full_syn(now)
+        cached = self._round_syns
+        if cached is None or cached[0] != now:
+            full = self._full_syn(now)
+            budget = syn_digest_budget(self.max_datagram_size, self.cluster_id)
+            partial = None
+            if self.partial_digests and not fits(full.digest, self.protocol_version, budget):
+                window = self._partial_digest(full.digest, self.protocol_version, budget)
+                partial = Syn(self.cluster_id, window, protocol_version=self.protocol_version)
+            cached = self._round_syns = (now, full, partial)
+        _, full, partial = cached
+        if partial is not None and self._takes_partial_digests(target):
+            return partial
+        # A chitchat peer only ever gets what it can decode: the full digest, even when
+        # it is too large to send (then the transport refuses it, as it always did).
+        return full
+
+    def _full_syn(self, now: float) -> Syn:
         return Syn(
             self.cluster_id,
             self.state.compute_digest(self._excluded(now)),
             protocol_version=self.protocol_version,
         )
+
+    # ------------------------------------------------------------------ partial digests
+
+    def _takes_partial_digests(self, target: SocketAddress) -> bool:
+        node = self._caps_peers.get(target)
+        state = None if node is None else self.state.node_state(node)
+        return state is not None and advertises_partial_digests(state.get(CAPS_KEY))
+
+    def _partial_digest(self, full: Digest, protocol_version: int, budget: int) -> Digest:
+        if self._windows is None:
+            # Drawn only now, so that clusters that never need windows keep their random
+            # sequence; a random start keeps the windows of different nodes apart.
+            self._windows = WindowPlanner(self.rng.randrange(2**31))
+        states = self.state.node_states
+        for node, seen in list(self._behind.items()):
+            state = states.get(node)
+            if state is None or state.max_version >= seen:
+                del self._behind[node]
+        oldest = self._rounds - RECENT_ROUNDS
+        for node, changed in list(self._changed_at.items()):
+            if changed < oldest or node not in states:
+                del self._changed_at[node]
+        recent = sorted(self._changed_at, key=self._changed_at.__getitem__, reverse=True)
+        priority = [self.self_id, *self._behind, *recent]
+        return self._windows.build(full, priority, protocol_version, budget)
+
+    def _note_behind(self, digest: Digest) -> None:
+        """A partial digest names nodes its sender thinks worth naming: those where it is
+        ahead of us we name in turn, which is how we ask for them."""
+        states = self.state.node_states
+        for node, node_digest in digest.nodes.items():
+            state = states.get(node)
+            if (
+                state is not None
+                and node != self.self_id
+                and node_digest.max_version > state.max_version
+            ):
+                self._behind[node] = node_digest.max_version
+
+    def _note_changes(self, delta: Delta, before: Mapping[NodeId, int]) -> None:
+        states = self.state.node_states
+        for node_delta in delta.node_deltas:
+            state = states.get(node_delta.node)
+            if state is None:
+                continue
+            if state.max_version > before.get(node_delta.node, 0):
+                self._changed_at[node_delta.node] = self._rounds
+            if advertises_partial_digests(state.get(CAPS_KEY)):
+                self._caps_peers[node_delta.node.gossip_addr] = node_delta.node
+
+    def publish_capabilities(self) -> None:
+        """Publish the partial-digest capability once our digest passes half a datagram
+        (sized from our own entry): it then reaches every peer long before a full digest
+        stops fitting, and small clusters never see the key."""
+        if not self.partial_digests or self.self_state.get(CAPS_KEY) is not None:
+            return
+        entry = node_id_size(self.self_id) + 24
+        if len(self.state) * entry > self.max_datagram_size // 2:
+            self.self_state.set(CAPS_KEY, PARTIAL_DIGEST)
+
+    def digest_capacity(
+        self, target: SocketAddress | None = None, protocol_version: int | None = None
+    ) -> int | None:
+        """How many nodes our digest can carry to ``target`` in one Syn: None when there
+        is no limit (the peer takes partial digests), else what a full digest holds in
+        ``protocol_version`` (ours by default) -- exact in version 0, an estimate from
+        the present compression ratio in version 1. A bound on how many nodes to learn
+        should ask this. Costs an encoding of the digest in version 1."""
+        if target is not None and self.partial_digests and self._takes_partial_digests(target):
+            return None
+        version = self.protocol_version if protocol_version is None else protocol_version
+        budget = syn_digest_budget(self.max_datagram_size, self.cluster_id)
+        return full_digest_capacity(self.state.compute_digest(), version, budget)
 
     def _report_heartbeats(self, digest: Digest, now: float) -> None:
         # Every message carries a digest of every node: this loop is the hot path of an idle
@@ -342,20 +477,40 @@ class GossipEngine:
         if isinstance(message, Syn):
             if message.cluster_id != self.cluster_id:
                 return BadCluster(protocol_version=version)
-            self._report_heartbeats(message.digest, now)
+            digest, partial = self._read_digest(message.digest)
+            self._report_heartbeats(digest, now)
             excluded = self._excluded(now)
             own_digest = self.state.compute_digest(excluded)
+            if partial:
+                # The peer takes partial digests (it sent one): keep half the datagram for
+                # the delta.
+                window = synack_window_budget(self.max_datagram_size)
+                if not fits(own_digest, version, window):
+                    own_digest = self._partial_digest(own_digest, version, window)
+            room = self.max_datagram_size - _HEADER_LEN - digest_size(own_digest, version)
+            if room < 1:
+                # Our digest leaves no room even for an empty delta (its one end byte): no
+                # SynAck can be built (nor sent). Short of that, the delta is empty.
+                self.oversize_digests += 1
+                return None
             if limit < self.max_datagram_size:
                 own_digest = self._digest_within(own_digest, (limit - _HEADER_LEN) // 2)
             budget = limit - _HEADER_LEN - digest_size(own_digest, version)
-            delta = self.state.compute_delta(message.digest, budget, excluded, self.rng)
+            delta = self.state.compute_delta(
+                digest, budget, excluded, self.rng, only_listed=partial
+            )
             return SynAck(own_digest, delta, protocol_version=version)
         if isinstance(message, SynAck):
-            self._report_heartbeats(message.digest, now)
+            digest, partial = self._read_digest(message.digest)
+            self._report_heartbeats(digest, now)
             self._apply_delta(message.delta, now)
             excluded = self._excluded(now)
             delta = self.state.compute_delta(
-                message.digest, limit - _HEADER_LEN, excluded, self.rng
+                digest,
+                limit - _HEADER_LEN,
+                excluded,
+                self.rng,
+                only_listed=partial,
             )
             return Ack(delta, protocol_version=version)
         if isinstance(message, Ack):
@@ -379,13 +534,31 @@ class GossipEngine:
             kept[node] = node_digest
         return Digest(kept)
 
+    def _read_digest(self, digest: Digest) -> tuple[Digest, bool]:
+        """A received digest without the partial marker, and whether it was partial."""
+        # The marker is never a node (port 0), whether or not we take part.
+        digest, partial = strip_marker(digest)
+        if not self.partial_digests:
+            return digest, False
+        if partial:
+            self._note_behind(digest)
+        return digest, partial
+
     def _apply_delta(self, delta: Delta, now: float) -> None:
         if any(nd.node == self.self_id for nd in delta.node_deltas):
             # Only we write our own state. chitchat would apply a "newer" version of it from
             # a peer (a corrupted datagram, a forged one, a stale incarnation); we refuse.
             self.state.rejected["self_delta"] += 1
             delta = Delta(tuple(nd for nd in delta.node_deltas if nd.node != self.self_id))
+        states = self.state.node_states
+        before = {
+            nd.node: state.max_version
+            for nd in delta.node_deltas
+            if self.partial_digests and (state := states.get(nd.node)) is not None
+        }
         self.state.apply_delta(delta, now)
+        if self.partial_digests:
+            self._note_changes(delta, before)
         for node_delta in delta.node_deltas:
             node = node_delta.node
             state = self.state.node_state(node)
@@ -427,6 +600,8 @@ class GossipEngine:
                 reason = REPAIR_HEARTBEAT_AT_EDGE
             self._take_new_generation(reason, now)
         self._tick_heartbeat(now)
+        self._rounds += 1
+        self.publish_capabilities()
         self.state.gc_keys_marked_for_deletion(self.marked_for_deletion_grace_period, now)
         return targets
 
@@ -443,6 +618,10 @@ class GossipEngine:
             if node != self.self_id:
                 self.state.remove_node(node)
                 self.left.discard(node)
+                self._behind.pop(node, None)
+                self._changed_at.pop(node, None)
+                if self._caps_peers.get(node.gossip_addr) == node:
+                    del self._caps_peers[node.gossip_addr]
                 removed.append(node)
         return LivenessChanges(
             joined=tuple(sorted(is_live - was_live)),

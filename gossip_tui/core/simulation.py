@@ -3,19 +3,29 @@
 Every message goes through the real codec, so the simulation exercises exactly what
 would cross the wire. Delivery is instantaneous and in order; a node can be silenced
 (it neither sends nor receives) to watch the others declare it dead.
+
+A datagram larger than the cluster's ``max_datagram_size`` is not delivered, as the kernel
+refuses to send it (EMSGSIZE); a message an engine cannot handle is dropped, as the
+runtime drops it. Both are counted in :class:`Traffic` instead of stopping the run.
+
+Large clusters can start formed (``preformed=True``): every node already knows every
+other, as after a long quiet spell, so what is measured is steady-state gossip rather than
+the joining of thousands of nodes one digest at a time.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
-from collections import deque
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 
-from .codec import decode, encode
+from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DecodeError, decode, encode
 from .engine import GossipEngine, LivenessChanges
 from .failure_detector import FailureDetectorConfig
+from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeDigest, Syn, SynAck
 from .models import NodeId, SocketAddress
+from .state import NodeState
 
 
 class ManualClock:
@@ -32,6 +42,64 @@ def sim_address(index: int) -> SocketAddress:
     return SocketAddress(ipaddress.IPv4Address("127.0.0.1"), 20_000 + index)
 
 
+def short_name(index: int) -> str:
+    return f"node-{index}"
+
+
+_ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind")
+_COLOURS = ("amber", "azure", "coral", "ivory", "olive", "ruby", "teal", "umber")
+_ANIMALS = ("badger", "falcon", "gecko", "heron", "lynx", "otter", "panda", "walrus")
+
+
+def chitchat_test_name(index: int) -> str:
+    """A node id as chitchat-test makes one: ``server:<addr>-<three random words>``."""
+    rng = random.Random(index)
+    words = (rng.choice(_ADJECTIVES), rng.choice(_COLOURS), rng.choice(_ANIMALS))
+    return f"server:{sim_address(index)}-{'-'.join(words)}"
+
+
+def quickwit_name(index: int) -> str:
+    """A node id as Quickwit makes one by default, the host name: here a Kubernetes pod's."""
+    return f"quickwit-searcher-{index}.quickwit-headless.default.svc.cluster.local"
+
+
+NAMINGS: dict[str, Callable[[int], str]] = {
+    "short": short_name,
+    "chitchat-test": chitchat_test_name,
+    "quickwit": quickwit_name,
+}
+
+
+def _kind(message: Message) -> str:
+    return type(message).__name__
+
+
+class Traffic:
+    """What crossed (or failed to cross) the simulated wire."""
+
+    def __init__(self) -> None:
+        self.datagrams = 0
+        self.bytes = 0
+        self.largest = 0
+        # Datagrams by message type; those over the size limit (not delivered); messages
+        # an engine raised on, or could not answer because its own digest was too large.
+        self.by_kind: Counter[str] = Counter()
+        self.oversize: Counter[str] = Counter()
+        self.largest_oversize = 0
+        self.errors: Counter[str] = Counter()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "datagrams": self.datagrams,
+            "bytes": self.bytes,
+            "largest": self.largest,
+            "by_kind": dict(self.by_kind),
+            "oversize": dict(self.oversize),
+            "largest_oversize": self.largest_oversize,
+            "errors": dict(self.errors),
+        }
+
+
 class Simulation:
     def __init__(
         self,
@@ -43,19 +111,25 @@ class Simulation:
         failure_detector: FailureDetectorConfig | None = None,
         marked_for_deletion_grace_period: float = 3600.0,
         seeds: Iterable[int] = (0,),
+        protocol_version: int = PROTOCOL_V0,
+        max_datagram_size: int = MAX_DATAGRAM_SIZE,
+        naming: Callable[[int], str] = short_name,
+        partial_digests: bool | Callable[[int], bool] = True,
+        preformed: bool = False,
     ) -> None:
         self.clock = ManualClock()
         self.gossip_interval = gossip_interval
+        self.max_datagram_size = max_datagram_size
         self.rng = random.Random(seed)
         seed_addrs = [sim_address(i) for i in seeds]
         self.engines: dict[SocketAddress, GossipEngine] = {}
         self.silenced: set[SocketAddress] = set()
-        self.datagrams = 0
-        self.bytes = 0
+        self.traffic = Traffic()
         self.liveness_log: list[tuple[float, SocketAddress, LivenessChanges]] = []
         for index in range(size):
             addr = sim_address(index)
-            node = NodeId(f"node-{index}", 1, addr)
+            node = _interned(NodeId(naming(index), 1, addr))
+            takes_part = partial_digests(index) if callable(partial_digests) else partial_digests
             self.engines[addr] = GossipEngine(
                 node,
                 cluster_id,
@@ -65,7 +139,12 @@ class Simulation:
                 initial_key_values={"bind": str(addr)},
                 seed_addrs=seed_addrs,
                 rng=random.Random(self.rng.getrandbits(64)),
+                max_datagram_size=max_datagram_size,
+                protocol_version=protocol_version,
+                partial_digests=takes_part,
             )
+        if preformed:
+            self.preform()
 
     def engine(self, index: int) -> GossipEngine:
         return self.engines[sim_address(index)]
@@ -73,20 +152,100 @@ class Simulation:
     def silence(self, index: int) -> None:
         self.silenced.add(sim_address(index))
 
-    def _deliver(self, sender: SocketAddress, target: SocketAddress, datagram: bytes) -> None:
-        queue: deque[tuple[SocketAddress, SocketAddress, bytes]] = deque(
-            [(sender, target, datagram)]
+    def preform(self) -> None:
+        """Make every node know every other node's state, and count it live, as after a
+        quiet spell: each engine takes three SynAcks (an interval apart) holding everyone's
+        digest and state, through its ordinary handler. The clock is not moved."""
+        now = self.clock.now
+        engines = list(self.engines.values())
+        owners = [(e.self_id, e.self_state) for e in engines]
+        # Three rising heartbeats: the first is never news, the next two make the one
+        # interval a node needs to count as live. State goes with the first two: once
+        # every node knows the cluster's size it may publish its capabilities, which the
+        # second delta then carries.
+        for beat in range(3):
+            at = now - (2 - beat) * self.gossip_interval
+            if beat == 1:
+                for engine in engines:
+                    engine.publish_capabilities()
+            digest = Digest(
+                {
+                    node: NodeDigest(
+                        state.heartbeat + beat, state.last_gc_version, state.max_version
+                    )
+                    for node, state in owners
+                }
+            )
+            delta = Delta(
+                tuple(
+                    NodeDelta(
+                        node, 0, state.last_gc_version, tuple(_mutations(state)), state.max_version
+                    )
+                    for node, state in owners
+                )
+                if beat < 2
+                else ()
+            )
+            for engine in engines:
+                engine.handle_message(SynAck(digest, delta), at)
+        for engine in engines:
+            engine.update_liveness(now)
+            # Each was handed its own state too, which it refuses (and counts); and the
+            # change records of a whole cluster are nobody's events.
+            engine.state.rejected.clear()
+            engine.drain_changes()
+
+    def _send(self, datagram: bytes, kind: str) -> bool:
+        """Count a datagram; False when it is too large to be sent at all."""
+        traffic = self.traffic
+        if len(datagram) > self.max_datagram_size:
+            traffic.oversize[kind] += 1
+            traffic.largest_oversize = max(traffic.largest_oversize, len(datagram))
+            return False
+        traffic.datagrams += 1
+        traffic.bytes += len(datagram)
+        traffic.largest = max(traffic.largest, len(datagram))
+        return True
+
+    def _deliver(
+        self,
+        sender: SocketAddress,
+        target: SocketAddress,
+        datagram: bytes,
+        decoded: dict[bytes, Message] | None = None,
+    ) -> None:
+        queue: deque[tuple[SocketAddress, SocketAddress, bytes, str]] = deque(
+            [(sender, target, datagram, "Syn")]
         )
         while queue:
-            src, dst, data = queue.popleft()
-            self.datagrams += 1
-            self.bytes += len(data)
+            src, dst, data, kind = queue.popleft()
+            if not self._send(data, kind):
+                continue
             engine = self.engines.get(dst)
             if engine is None or dst in self.silenced or src in self.silenced:
                 continue
-            reply = engine.handle_message(decode(data), self.clock.now)
+            # A Syn goes to several targets as the same bytes: decode it once (decoding
+            # is a pure function of the bytes and messages are immutable).
+            message = decoded.get(data) if decoded is not None else None
+            if message is None:
+                try:
+                    message = decode(data)
+                except DecodeError:
+                    self.traffic.errors["undecodable"] += 1
+                    continue
+                if decoded is not None and isinstance(message, Syn):
+                    decoded[data] = message
+            self.traffic.by_kind[kind] += 1
+            oversize_before = engine.oversize_digests
+            try:
+                reply = engine.handle_message(message, self.clock.now)
+            except Exception as exc:  # as the runtime: drop it, count it, carry on
+                self.traffic.errors[f"{_kind(message)}: {type(exc).__name__}"] += 1
+                continue
+            if engine.oversize_digests != oversize_before:
+                self.traffic.errors["no SynAck: own digest fills a datagram"] += 1
             if reply is not None:
-                queue.append((dst, src, encode(reply)))
+                queue.append((dst, src, encode(reply), _kind(reply)))
 
     def round(self) -> None:
         """One gossip interval: every node that is not silenced gossips once."""
@@ -98,8 +257,15 @@ class Simulation:
             if addr in self.silenced:
                 continue
             engine = self.engines[addr]
+            # One encoding per distinct Syn of the round, as the runtime sends it.
+            encoded: dict[int, tuple[Syn, bytes]] = {}
+            decoded: dict[bytes, Message] = {}
             for target in engine.start_round(now).all():
-                self._deliver(addr, target, encode(engine.create_syn(now)))
+                syn = engine.create_syn(now, target)
+                entry = encoded.get(id(syn))
+                if entry is None:
+                    entry = encoded[id(syn)] = (syn, encode(syn))
+                self._deliver(addr, target, entry[1], decoded)
             changes = engine.update_liveness(now)
             if changes:
                 self.liveness_log.append((now, addr, changes))
@@ -134,3 +300,19 @@ class Simulation:
                 return count
             self.round()
         return None
+
+
+def _interned(node: NodeId) -> NodeId:
+    """The node id object the codec hands out when it decodes ``node``: with the engines
+    holding that very object, their dict lookups of decoded ids stop at the identity check
+    instead of comparing two equal ids field by field (a third of a round's time)."""
+    syn = decode(encode(Syn("", Digest({node: NodeDigest(0, 0, 0)}))))
+    assert isinstance(syn, Syn)
+    return next(iter(syn.digest.nodes))
+
+
+def _mutations(state: NodeState) -> list[KeyValueMutation]:
+    return [
+        KeyValueMutation(key, value.value, value.version, value.status)
+        for key, value in sorted(state.key_values.items(), key=lambda item: item[1].version)
+    ]

@@ -511,16 +511,24 @@ class ClusterState:
         mtu: int,
         excluded: Iterable[NodeId] = (),
         rng: random.Random | None = None,
+        *,
+        only_listed: bool = False,
     ) -> Delta:
         """What the digest's sender lacks, most useful first, within ``mtu`` encoded bytes.
         A budget too small for anything useful gives an empty delta (one end-of-blocks byte).
+        With ``only_listed`` (a partial digest) a node the digest does not name is not in
+        the window, rather than unknown to the sender: only the nodes named are answered.
         """
         if mtu < MIN_DELTA_BUDGET:
             return Delta()
         skip = set(excluded)
         buckets: dict[_Staleness, list[tuple[NodeState, int]]] = {}
         peer_digests: Mapping[NodeId, NodeDigest] = digest.nodes
-        for node, state in self.node_states.items():
+        states: Iterable[tuple[NodeId, NodeState]] = self.node_states.items()
+        if only_listed:
+            known = self.node_states
+            states = [(node, known[node]) for node in peer_digests if node in known]
+        for node, state in states:
             if node in skip:
                 continue
             peer = peer_digests.get(node)

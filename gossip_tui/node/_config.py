@@ -88,3 +88,8 @@ class NodeConfig:
     # (chitchat after 0.10.1) compresses the digest, but 0.10.1 peers drop it. We answer
     # every Syn in its own version whatever this says.
     protocol_version: int = attrs.field(default=PROTOCOL_V0, validator=_known_protocol_version)
+    # The partial-digest extension (see gossip_tui.core.digest_window), for clusters of
+    # gossip-tui nodes past what one digest carries. Off by default: with it on, the node
+    # learns nodes past the digest bound, and a chitchat peer then gets Syns too large to
+    # send once the cluster outgrows one datagram.
+    partial_digests: bool = False

@@ -372,12 +372,17 @@ class Node:
             started, answering=lambda addr: budgets.is_trusted(addr, started)
         ).all()
         self._note_repairs(repairs_before, "a gossip round")
-        # One Syn for all of this round's targets, encoded once.
-        syn = self._encode(self.engine.create_syn(started)) if targets else None
-        if syn is not None:
-            for addr in targets:
-                self._reply_budgets.sent_syn(addr, started)
-                await self._send_bytes(syn, addr)
+        # Each distinct Syn of the round encoded once: all targets share the full one,
+        # except peers that take partial digests when the full one does not fit.
+        encoded: dict[int, tuple[Message, bytes | None]] = {}
+        for addr in targets:
+            syn = self.engine.create_syn(started, addr)
+            entry = encoded.get(id(syn))
+            if entry is None:
+                entry = encoded[id(syn)] = (syn, self._encode(syn))
+            if entry[1] is not None:
+                budgets.sent_syn(addr, started)
+                await self._send_bytes(entry[1], addr)
         self.stats.rounds += 1
         self.stats.last_round_duration = self._now() - started
         if self.engine.state.changes:  # tombstones collected; else the watcher sleeps on
@@ -709,6 +714,7 @@ async def open_node(
             initial_key_values=initial,
             max_datagram_size=max_datagram_size,
             protocol_version=config.protocol_version,
+            partial_digests=config.partial_digests,
         )
         resave = False
         if config.state_dir is not None:

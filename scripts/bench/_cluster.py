@@ -76,6 +76,9 @@ def child_env() -> dict[str, str]:
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    # The one setting a run may pass on: the protocol version its nodes initiate with.
+    if "BENCH_PROTOCOL_VERSION" in os.environ:
+        env["GOSSIP_TUI_PROTOCOL_VERSION"] = os.environ["BENCH_PROTOCOL_VERSION"]
     return env
 
 

@@ -67,13 +67,24 @@ async def _gossip_tui(args: argparse.Namespace) -> dict[str, Any]:
     any_port = SocketAddress.parse(f"{bench.HOST}:0")
     async with contextlib.AsyncExitStack() as stack:
         first = await stack.enter_async_context(
-            open_node(NodeConfig(listen_addr=any_port, node_id="node-0", gossip_interval=interval))
+            open_node(
+                NodeConfig(
+                    listen_addr=any_port,
+                    node_id="node-0",
+                    gossip_interval=interval,
+                    protocol_version=args.protocol_version,
+                )
+            )
         )
         seed = str(first.gossip_addr)
         nodes: list[Node] = [first]
         for i in range(1, args.nodes):
             config = NodeConfig(
-                listen_addr=any_port, node_id=f"node-{i}", seeds=(seed,), gossip_interval=interval
+                listen_addr=any_port,
+                node_id=f"node-{i}",
+                seeds=(seed,),
+                gossip_interval=interval,
+                protocol_version=args.protocol_version,
             )
             nodes.append(await stack.enter_async_context(open_node(config)))
         with trio.fail_after(args.timeout):
@@ -105,9 +116,22 @@ async def _gossip_tui(args: argparse.Namespace) -> dict[str, Any]:
                 len(nodes), interval, elapsed, sent, datagrams, rounds / len(nodes), cpu, count
             )
 
+        async def spread(run: int) -> float | None:
+            """Rounds (seconds / interval) until a key set on one node is on every node."""
+            writer = nodes[(run * 7919) % len(nodes)]
+            value = f"spread-{run}"
+            writer.set("bench-spread", value)
+            started = trio.current_time()
+            with trio.move_on_after(args.timeout):
+                while any(n.get("bench-spread", writer.self_id) != value for n in nodes):
+                    await trio.sleep(interval / 20)
+                return (trio.current_time() - started) / interval
+            return None
+
         idle = await window(0)
         updating = await window(args.updates_per_second)
-        return {"idle": idle, "updates": updating}
+        spreads = [await spread(run) for run in range(args.spread_runs)]
+        return {"idle": idle, "updates": updating, "spread_rounds": spreads}
 
 
 # --------------------------------------------------------------------------- swim
@@ -188,6 +212,10 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0, help="seconds per window")
     parser.add_argument("--updates-per-second", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=120.0, help="to form the cluster")
+    parser.add_argument("--protocol-version", type=int, default=0, help="gossip-tui only")
+    parser.add_argument(
+        "--spread-runs", type=int, default=0, help="gossip-tui: keys to time to every node"
+    )
     args = parser.parse_args()
     if args.impl == bench.GOSSIP_TUI:
         import trio
@@ -195,7 +223,12 @@ def main() -> int:
         result = trio.run(_gossip_tui, args)
     else:
         result = asyncio.run(_swim(args))
-    result |= {"impl": args.impl, "nodes": args.nodes, "interval_ms": args.interval_ms}
+    result |= {
+        "impl": args.impl,
+        "nodes": args.nodes,
+        "interval_ms": args.interval_ms,
+        "protocol_version": args.protocol_version,
+    }
     json.dump(result, sys.stdout)
     print()
     return 0

@@ -1,0 +1,203 @@
+"""Partial digests: gossip-tui's way past the size of a single datagram.
+
+chitchat puts a digest of every node it knows into each Syn and SynAck. In version 0 that
+is about 45-80 bytes per node, so past roughly a thousand nodes a Syn no longer fits in
+one UDP datagram; version 1 compresses the digest and pushes the limit out by the
+compression ratio, but not away. Past it nothing can be sent at all.
+
+Between gossip-tui peers a digest can be *partial*: a window of the full digest, with a
+marker entry that tells the receiver so. A receiver of a partial digest reads an absent
+node as "not in this window", never as "unknown to the sender", so it only answers for
+the nodes listed. What a window holds, most useful first:
+
+* the sender itself, so its own changes spread as fast as with a full digest;
+* nodes the sender is behind on (a peer's partial digest showed a newer version): naming
+  them is how it asks for them;
+* nodes whose state the sender saw change in the last few rounds: naming them tells
+  peers that are behind to ask;
+* then a rotating slice of every other node, so that over a few rounds the whole digest
+  goes around and nothing is left behind for good.
+
+Only peers that published the capability key (``CAPS_KEY`` holding ``PARTIAL_DIGEST``)
+ever receive a partial digest; chitchat carries that key as any other and never sees a
+partial digest. A node publishes the key once its own digest passes half a datagram, so
+small clusters (and every existing deployment) see no new key, and the capability is
+known everywhere well before the first full digest stops fitting.
+
+The marker is an ordinary digest entry, so the wire format is chitchat's, version 0 or 1,
+unchanged: a node id no real node can have (port 0), whose heartbeat field carries the
+number of nodes the sender knows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+
+from .codec import (
+    MAX_DATAGRAM_SIZE,
+    MAX_STR_LEN,
+    PROTOCOL_V0,
+    PROTOCOL_V1,
+    digest_size,
+    node_id_size,
+)
+from .messages import Digest, NodeDigest
+from .models import NodeId, SocketAddress
+
+CAPS_KEY = "__gossip_tui.caps"
+PARTIAL_DIGEST = "partial-digest"
+
+# Port 0 on the network address of loopback: nothing listens there, and nothing is sent
+# there even by a peer that would take it for a node.
+PARTIAL_MARKER = NodeId(
+    "__gossip_tui.partial_digest", 0, SocketAddress(ipaddress.IPv4Address("127.0.0.0"), 0)
+)
+
+# How long (in the sender's rounds) a node that changed is named in every window.
+RECENT_ROUNDS = 8
+# Named nodes (self, behind, recent) take at most this share of a window: the rotation
+# must keep moving even while a whole cluster changes at once.
+PRIORITY_SHARE = 0.5
+
+# Magic, version, type.
+HEADER_LEN = 4
+
+
+def advertises_partial_digests(caps: str | None) -> bool:
+    return caps is not None and PARTIAL_DIGEST in caps.split(",")
+
+
+def syn_digest_budget(max_datagram_size: int, cluster_id: str) -> int:
+    """Bytes a Syn's digest may take: the datagram less the header and the cluster id."""
+    return max_datagram_size - HEADER_LEN - 2 - min(len(cluster_id.encode()), MAX_STR_LEN)
+
+
+def synack_window_budget(max_datagram_size: int) -> int:
+    """Bytes a partial SynAck digest may take: half the datagram, the rest is the delta."""
+    return (max_datagram_size - HEADER_LEN) // 2
+
+
+def strip_marker(digest: Digest) -> tuple[Digest, bool]:
+    """The digest without its marker, and whether it had one (it is partial)."""
+    if PARTIAL_MARKER not in digest.nodes:
+        return digest, False
+    nodes = dict(digest.nodes)
+    del nodes[PARTIAL_MARKER]
+    return Digest(nodes), True
+
+
+def fits(digest: Digest, protocol_version: int, budget: int) -> bool:
+    """Whether ``digest`` encodes within ``budget`` bytes in ``protocol_version``."""
+    if protocol_version == PROTOCOL_V1:
+        # The V0 size is a cheap sum; a V1 digest is at most a few bytes larger than it
+        # (block headers of incompressible data), so only compress when it is close.
+        v0 = digest_size(digest, PROTOCOL_V0)
+        if v0 + 3 * (v0 // 16_384 + 1) + 1 <= budget:
+            return True
+    return digest_size(digest, protocol_version) <= budget
+
+
+def v0_syn_capacity(
+    node_ids: Sequence[NodeId], cluster_id: str, max_datagram_size: int = MAX_DATAGRAM_SIZE
+) -> int:
+    """How many of ``node_ids`` (the first ones) a version-0 Syn can carry within one
+    datagram: every entry is the node id (name, generation, address) and three u64s."""
+    room = syn_digest_budget(max_datagram_size, cluster_id) - 2
+    for count, node in enumerate(node_ids):
+        room -= node_id_size(node) + 24
+        if room < 0:
+            return count
+    return len(node_ids)
+
+
+def full_digest_capacity(digest: Digest, protocol_version: int, budget: int) -> int:
+    """How many nodes a full digest like ``digest`` (same kind of ids, same compression)
+    can carry within ``budget`` bytes. Exact for version 0 with ids of the average size;
+    for version 1 it scales the compressed size of ``digest`` linearly, an estimate."""
+    count = len(digest.nodes)
+    if count == 0:
+        return budget // 64  # nothing to measure: a generous placeholder
+    size = digest_size(digest, protocol_version)
+    overhead = 2 if protocol_version == PROTOCOL_V0 else 1
+    per_node = max(size - overhead, 1) / count
+    return max(int((budget - overhead) // per_node), 0)
+
+
+class WindowPlanner:
+    """Builds partial digests for one node: what to name first, and where the rotation is."""
+
+    def __init__(self, start: int = 0) -> None:
+        self._cursor = start
+        self._pending = start
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    def build(
+        self,
+        full: Digest,
+        priority: Iterable[NodeId],
+        protocol_version: int,
+        budget: int,
+    ) -> Digest:
+        """A partial digest of ``full`` within ``budget`` bytes: the marker, then the
+        ``priority`` nodes (in that order, at most ``PRIORITY_SHARE`` of the window), then
+        nodes from the rotation cursor on; the cursor moves past those."""
+        nodes = full.nodes
+        order = sorted(nodes, key=NodeId.sort_key)
+        marker = NodeDigest(len(nodes), 0, 0)
+        count = self._capacity(full, order, protocol_version, budget)
+        while True:
+            window = self._window(nodes, order, priority, marker, count)
+            if count <= 1 or fits(window, protocol_version, budget):
+                break
+            count = max(1, int(count * 0.9))
+        # The window is final: the next one goes on after it.
+        self._cursor = self._pending
+        return window
+
+    def _capacity(
+        self, full: Digest, order: Sequence[NodeId], protocol_version: int, budget: int
+    ) -> int:
+        """Entries a window should hold: exact for version 0, from the compression ratio
+        of the full digest for version 1 (then checked, and shrunk until it fits)."""
+        room = budget - 2 - node_id_size(PARTIAL_MARKER) - 24
+        if protocol_version == PROTOCOL_V0:
+            count = 0
+            for node in order:
+                room -= node_id_size(node) + 24
+                if room < 0:
+                    break
+                count += 1
+            return count + 1
+        return full_digest_capacity(full, protocol_version, int(room * 0.97)) + 1
+
+    def _window(
+        self,
+        nodes: Mapping[NodeId, NodeDigest],
+        order: Sequence[NodeId],
+        priority: Iterable[NodeId],
+        marker: NodeDigest,
+        count: int,
+    ) -> Digest:
+        window: dict[NodeId, NodeDigest] = {PARTIAL_MARKER: marker}
+        named = max(1, int(count * PRIORITY_SHARE))
+        for node in priority:
+            if len(window) > named:
+                break
+            entry = nodes.get(node)
+            if entry is not None:
+                window[node] = entry
+        total = len(order)
+        start = self._cursor % total if total else 0
+        step = 0
+        while len(window) < count and step < total:
+            node = order[(start + step) % total]
+            window.setdefault(node, nodes[node])
+            step += 1
+        # A window that does not fit is rebuilt smaller from the same start, so the
+        # cursor only moves (in build) once the window is final.
+        self._pending = start + step
+        return Digest(window)
