@@ -182,6 +182,9 @@ class Node:
         # While leaving: the peers that still have to fetch our last state from us.
         self._leave_pending: set[SocketAddress] = set()
         self._leave_done = trio.Event()
+        # The node's regular tasks, stopped on close before the leave runs its own receiver.
+        self._tasks = trio.CancelScope()
+        self._tasks_ended = trio.Event()
         self._fanout = EventFanout()
         self._reply_budgets = ReplyBudgets()
 
@@ -571,15 +574,39 @@ class Node:
                 log.error("could not save the local keys to %s: %s", state_dir, exc)
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self._seed_resolver)
-            nursery.start_soon(self._watcher)
-            nursery.start_soon(self._receive_loop)
-            nursery.start_soon(self._gossip_loop)
-            nursery.start_soon(self._failure_detector_loop)
-            if self.config.state_dir is not None:
-                nursery.start_soon(self._save_keys, self.config.state_dir)
-            task_status.started()
+        try:
+            with self._tasks:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self._seed_resolver)
+                    nursery.start_soon(self._watcher)
+                    nursery.start_soon(self._receive_loop)
+                    nursery.start_soon(self._gossip_loop)
+                    nursery.start_soon(self._failure_detector_loop)
+                    if self.config.state_dir is not None:
+                        nursery.start_soon(self._save_keys, self.config.state_dir)
+                    task_status.started()
+        finally:
+            self._tasks_ended.set()
+
+    async def _close(self) -> None:
+        """Stop the regular tasks, say goodbye, keep the last change. Run shielded.
+
+        The leave needs a receiver for the SynAcks it waits for; the regular receive loop
+        may already be cancelled (the node closed by an outer cancel scope) or about to be,
+        so it is stopped for good here and the leave runs its own, however the node stops.
+        """
+        self._tasks.cancel()
+        await self._tasks_ended.wait()
+        if self.config.announce_leave:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receive_loop)
+                await self.leave()
+                nursery.cancel_scope.cancel()
+        if self.config.state_dir is not None:
+            try:
+                await self.save_keys(self.config.state_dir)
+            except OSError as exc:
+                log.error("could not save the local keys to %s: %s", self.config.state_dir, exc)
 
 
 def _split_seeds(seeds: tuple[str, ...]) -> tuple[list[SocketAddress], list[tuple[str, int]]]:
@@ -695,18 +722,10 @@ async def open_node(
             try:
                 yield node
             finally:
-                # Shielded: a node cancelled by Ctrl-C or SIGTERM still says goodbye and
-                # keeps its last change.
+                # Shielded: a node cancelled by Ctrl-C, SIGTERM or an outer cancel scope
+                # still says goodbye and keeps its last change.
                 with trio.CancelScope(shield=True):
-                    if config.announce_leave:
-                        await node.leave()
-                    if config.state_dir is not None:
-                        try:
-                            await node.save_keys(config.state_dir)
-                        except OSError as exc:
-                            log.error(
-                                "could not save the local keys to %s: %s", config.state_dir, exc
-                            )
+                    await node._close()
                 nursery.cancel_scope.cancel()
                 node._fanout.close()
     finally:
