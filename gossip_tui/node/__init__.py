@@ -1,5 +1,7 @@
 """The Trio runtime of a gossip node: transports, tasks, events and the library API."""
 
+from gossip_tui.core.engine import NodeIsLive
+from gossip_tui.core.generations import Restart
 from gossip_tui.core.keys import SecretKeyError, generate_key, parse_key
 
 from ._config import NodeConfig, default_node_id
@@ -12,8 +14,18 @@ from ._events import (
     NodeLeft,
     NodeRemoved,
     NodeUpdated,
+    SeedAnswered,
+    SeedUnreachable,
 )
-from ._node import MAX_KEY_VALUE_BYTES, KeysNotSaved, KeyValueTooLarge, Node, NodeStats, open_node
+from ._node import (
+    MAX_KEY_VALUE_BYTES,
+    KeysNotSaved,
+    KeyValueTooLarge,
+    Node,
+    NodeStats,
+    SeedStatus,
+    open_node,
+)
 from ._records import (
     RecordEvent,
     RecordJoined,
@@ -47,6 +59,7 @@ __all__ = [
     "Node",
     "NodeConfig",
     "NodeEvent",
+    "NodeIsLive",
     "NodeJoined",
     "NodeLeft",
     "NodeRemoved",
@@ -57,8 +70,12 @@ __all__ = [
     "RecordLeft",
     "RecordPool",
     "RecordUpdated",
+    "Restart",
     "SealedTransport",
     "SecretKeyError",
+    "SeedAnswered",
+    "SeedStatus",
+    "SeedUnreachable",
     "Transport",
     "UdpTransport",
     "collect",

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from gossip_tui.core.engine import (
     LivenessChanges,
     fits_in_one_delta,
 )
+from gossip_tui.core.generations import Restart, restarts_in
 from gossip_tui.core.messages import Ack, Message, SynAck
 from gossip_tui.core.models import (
     AddressError,
@@ -42,8 +44,11 @@ from ._events import (
     NodeLeft,
     NodeRemoved,
     NodeUpdated,
+    SeedAnswered,
+    SeedUnreachable,
 )
 from ._fanout import EventFanout
+from ._identity import load_or_create_node_id
 from ._local_store import keep_refused_keys, recover_local_keys, save_local_keys
 from ._reflection import ReplyBudgets
 from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
@@ -55,6 +60,8 @@ log = logging.getLogger("gossip_tui.node")
 # checks the exact fit, which only a very long node name can make the tighter bound.
 MAX_KEY_VALUE_BYTES = 60_000
 _SEED_RETRY_INTERVAL = 5.0
+# Syns a seed may leave unanswered in a row before it is reported unreachable.
+SEED_UNREACHABLE_AFTER = 3
 
 
 def _generation_now() -> int:
@@ -104,6 +111,18 @@ class NodeStats:
     self_repairs: Counter[str] = attrs.field(factory=Counter)
     # Exceptions a task of the node caught and survived, by task: each one is a bug.
     internal_errors: Counter[str] = attrs.field(factory=Counter)
+
+
+@attrs.frozen
+class SeedStatus:
+    """What the node knows of one (resolved) seed address."""
+
+    addr: SocketAddress
+    # Syns sent to it since it last sent us anything.
+    unanswered: int
+    # Local time (the node's clock) of the last datagram from it; None: never.
+    last_answer: float | None
+    reachable: bool
 
 
 class _BurstLog:
@@ -187,6 +206,9 @@ class Node:
         self._tasks_ended = trio.Event()
         self._fanout = EventFanout()
         self._reply_budgets = ReplyBudgets()
+        self._seed_unanswered: Counter[SocketAddress] = Counter()
+        self._seed_last_answer: dict[SocketAddress, float] = {}
+        self._seeds_unreachable: set[SocketAddress] = set()
 
     # ------------------------------------------------------------------ identity
 
@@ -253,6 +275,49 @@ class Node:
 
     def snapshot(self) -> ClusterSnapshot:
         return self.engine.snapshot(self._now())
+
+    def restarts(self) -> dict[NodeId, Restart]:
+        """Live nodes known under an older generation too (they restarted), by live id."""
+        return restarts_in(self.snapshot().nodes)
+
+    def forget(self, node: NodeId) -> bool:
+        """Drop a dead or left node from this node's view now (local only), rather than
+        after the dead-node grace period. False when the node is unknown; raises
+        ``NodeIsLive`` (a ValueError) for a live node or this one."""
+        if not self.engine.forget(node):
+            return False
+        self._publish(NodeRemoved(node))
+        self._touch()
+        return True
+
+    def seed_status(self) -> list[SeedStatus]:
+        """Each resolved seed address (but our own): whether it answers."""
+        return [
+            SeedStatus(
+                addr,
+                self._seed_unanswered[addr],
+                self._seed_last_answer.get(addr),
+                addr not in self._seeds_unreachable,
+            )
+            for addr in sorted(self.engine.seed_addrs)
+            if addr != self.self_id.gossip_addr
+        ]
+
+    def _seed_asked(self, addr: SocketAddress) -> None:
+        self._seed_unanswered[addr] += 1
+        unanswered = self._seed_unanswered[addr]
+        if unanswered >= SEED_UNREACHABLE_AFTER and addr not in self._seeds_unreachable:
+            self._seeds_unreachable.add(addr)
+            log.warning("seed %s has not answered %d Syns in a row", addr, unanswered)
+            self._publish(SeedUnreachable(addr, unanswered))
+
+    def _seed_heard(self, addr: SocketAddress) -> None:
+        self._seed_unanswered.pop(addr, None)
+        self._seed_last_answer[addr] = self._now()
+        if addr in self._seeds_unreachable:
+            self._seeds_unreachable.discard(addr)
+            log.info("seed %s answers again", addr)
+            self._publish(SeedAnswered(addr))
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1_000
@@ -350,8 +415,11 @@ class Node:
         # One Syn for all of this round's targets, encoded once.
         syn = self._encode(self.engine.create_syn(started)) if targets else None
         if syn is not None:
+            seeds = self.engine.seed_addrs
             for addr in targets:
                 self._reply_budgets.sent_syn(addr, started)
+                if addr in seeds:
+                    self._seed_asked(addr)
                 await self._send_bytes(syn, addr)
         self.stats.rounds += 1
         self.stats.last_round_duration = self._now() - started
@@ -424,6 +492,8 @@ class Node:
             self.stats.dropped["malformed"] += 1
             log.debug("dropped a malformed datagram from %s: %s", source, exc)
             return
+        if source in self.engine.seed_addrs:
+            self._seed_heard(source)
         refused_before = self.engine.state.rejected.total()
         outrun_before = self.engine.outrun_heartbeats
         repairs_before = self.engine.self_repairs.total()
@@ -690,8 +760,17 @@ async def open_node(
         public = config.public_addr or socket.local_address
         if public.port == 0 or public.ip.is_unspecified:
             public = socket.local_address
+        if config.node_id:
+            name = config.node_id
+        elif config.state_dir is not None:
+            # Created once, then the same on every restart (with a new generation each).
+            name = await trio.to_thread.run_sync(
+                load_or_create_node_id, config.state_dir, partial(default_node_id, public)
+            )
+        else:
+            name = default_node_id(public)
         node_id = NodeId(
-            config.node_id or default_node_id(public),
+            name,
             config.generation if config.generation is not None else _generation_now(),
             public,
         )
