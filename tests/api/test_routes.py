@@ -241,6 +241,7 @@ def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
             "last_gc_version": 0,
             "key_count": 1,
             "seconds_since_update": None,
+            "restarted": None,
         },
         {
             "chitchat_id": _id("node-1", 1, "127.0.0.1:10001"),
@@ -252,6 +253,7 @@ def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
             "last_gc_version": 0,
             "key_count": 1,
             "seconds_since_update": 50.0,  # taken at 100.0, updated at 50.0
+            "restarted": None,
         },
         {
             "chitchat_id": _id("node-2", 1, "127.0.0.1:10002"),
@@ -263,6 +265,7 @@ def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
             "last_gc_version": 0,
             "key_count": 0,
             "seconds_since_update": 50.0,
+            "restarted": None,
         },
     ]
 
@@ -484,6 +487,7 @@ def test_health(node: FakeNode) -> None:
         "chitchat_id": SELF,
         "live_nodes": 2,
         "dead_nodes": 1,
+        "left_nodes": 0,
     }
 
 
