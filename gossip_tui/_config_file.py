@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from gossip_tui._logging import parse_log_format, parse_log_level
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
 from gossip_tui.core.models import AddressError, SocketAddress
 
@@ -71,6 +72,8 @@ class CliSettings:
     secret_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     secret_key_file: Path | None = None
     protocol_version: int = 0
+    log_level: str = "info"
+    log_format: str = "text"
 
     @property
     def http(self) -> bool:
@@ -244,6 +247,8 @@ FIELDS: Mapping[str, Callable[[object], Any]] = {
     "secret_keys": parse_secret_keys,
     "secret_key_file": parse_key_file,
     "protocol_version": parse_protocol_version,
+    "log_level": parse_log_level,
+    "log_format": parse_log_format,
 }
 
 

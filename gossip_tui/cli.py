@@ -36,6 +36,7 @@ from gossip_tui._config_file import (
     resolve_settings,
     to_node_config,
 )
+from gossip_tui._logging import configure_logging
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
@@ -264,6 +265,24 @@ def run(
             default="0",
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        _setting(
+            "--log-level",
+            metavar="LEVEL",
+            text="Least severe log records written: debug, info, warning, error or critical.",
+            default="info",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        _setting(
+            "--log-format",
+            metavar="text|json",
+            text="Log lines as text, or as one JSON object each.",
+            default="text",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -296,6 +315,8 @@ def run(
         "secret_keys": tuple(secret_key) if secret_key else None,
         "secret_key_file": secret_key_file,
         "protocol_version": protocol_version,
+        "log_level": log_level,
+        "log_format": log_format,
     }
     invocation = _Invocation(cli, config)
     ctx.obj = invocation
@@ -412,20 +433,6 @@ def run_demo(settings: CliSettings, nodes: int) -> int:
 OpenNode = Callable[["NodeConfig"], AbstractAsyncContextManager["Node"]]
 
 
-def _describe_members(node: Node) -> str:
-    live = sorted(node.live_nodes())
-    members = ", ".join(f"{n.node_id} bind={node.get('bind', node=n) or '?'}" for n in live)
-    return f"{node.self_id.node_id} sees {len(live)} live node(s): {members}"
-
-
-async def _report_members(node: Node, interval: float) -> None:
-    import trio
-
-    while True:
-        _log.info("%s", _describe_members(node))
-        await trio.sleep(interval)
-
-
 async def serve_headless(
     settings: CliSettings,
     config: NodeConfig,
@@ -438,12 +445,13 @@ async def serve_headless(
 
     With HTTP on, the API is served over TCP on the address gossip is bound to, as a
     service of the node (cancelled when the node closes), and ``node.http_addr`` tells
-    where. Every ``report_interval`` seconds the live nodes and their "bind" keys are
-    logged.
+    where. The live nodes and their "bind" keys are logged at start, then each change
+    of membership as it happens (``report_interval`` is no longer used).
     """
     import trio
 
     from gossip_tui.api import serve_http
+    from gossip_tui.node import log_lifecycle
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config) as node:
@@ -456,21 +464,13 @@ async def serve_headless(
                 f"on http://{node.http_addr}/" if node.http_addr else "off",
             )
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_report_members, node, report_interval)
+                nursery.start_soon(log_lifecycle, node)
                 if on_ready is not None:
                     await on_ready(node)
                 async for signum in signals:
                     _log.info("%s received: shutting down", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) -> int:
@@ -484,7 +484,7 @@ def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) ->
     else:
         opener = open_node
 
-    _configure_logging()
+    configure_logging(settings.log_level, settings.log_format)
     config = to_node_config(settings)
     try:
         trio.run(serve_headless, settings, config, opener)

@@ -17,6 +17,7 @@ from ._events import (
     SeedAnswered,
     SeedUnreachable,
 )
+from ._lifecycle_log import log_lifecycle
 from ._node import (
     MAX_KEY_VALUE_BYTES,
     KeysNotSaved,
@@ -81,6 +82,7 @@ __all__ = [
     "collect",
     "default_node_id",
     "generate_key",
+    "log_lifecycle",
     "open_node",
     "parse_key",
     "publish",
