@@ -551,11 +551,18 @@ class Node:
         literal, hosts = _split_seeds(self.config.seeds)
         self.engine.seed_addrs = set(literal)
         started = False
+        # Host names that did not resolve last time: reported once, not at every retry.
+        unresolved: set[tuple[str, int]] = set()
         while True:
             resolved = set(literal)
             failed = False
             for host, port in hosts:
-                found = await _resolve(host, port)
+                found = await _resolve(host, port, report=(host, port) not in unresolved)
+                if found and (host, port) in unresolved:
+                    log.info("seed %s:%d resolves again", host, port)
+                    unresolved.discard((host, port))
+                elif not found:
+                    unresolved.add((host, port))
                 failed |= not found
                 resolved |= found
             self.engine.seed_addrs = resolved
@@ -694,11 +701,14 @@ def _split_seeds(seeds: tuple[str, ...]) -> tuple[list[SocketAddress], list[tupl
     return literal, hosts
 
 
-async def _resolve(host: str, port: int) -> set[SocketAddress]:
+async def _resolve(host: str, port: int, *, report: bool = True) -> set[SocketAddress]:
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
     except OSError as exc:
-        log.warning("could not resolve seed %s:%d (%s); will retry", host, port, exc)
+        if report:
+            log.warning("could not resolve seed %s:%d (%s); will retry", host, port, exc)
+        else:
+            log.debug("could not resolve seed %s:%d (%s); will retry", host, port, exc)
         return set()
     found = set()
     for _family, _type, _proto, _name, sockaddr in infos:

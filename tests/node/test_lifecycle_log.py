@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -15,7 +17,8 @@ import trio
 from gossip_tui import cli
 from gossip_tui._config_file import CliSettings
 from gossip_tui._logging import configure_logging
-from gossip_tui.node import log_lifecycle, open_node
+from gossip_tui.core.models import SocketAddress
+from gossip_tui.node import MemoryNetwork, log_lifecycle, open_node
 
 from .helpers import all_see_each_other, fast_config, wait_until
 
@@ -99,3 +102,39 @@ def test_the_log_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> 
     assert cli.main(["--headless", "--log-level", "loud"]) == 2
 
     assert [(s.log_level, s.log_format) for s in captured] == [("debug", "json")]
+
+
+class _FlakyResolver(trio.abc.HostnameResolver):
+    """Fails the first ``failures`` look-ups, then answers 127.0.0.1: no real DNS."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        await trio.lowlevel.checkpoint()
+        if self.calls <= self.failures:
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", int(port)))]
+
+    async def getnameinfo(self, sockaddr: Any, flags: int) -> Any:
+        raise NotImplementedError
+
+
+@pytest.mark.trio
+async def test_a_seed_host_that_does_not_resolve_is_logged_once(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gossip_tui")
+    resolver = _FlakyResolver(failures=4)
+    trio.socket.set_custom_hostname_resolver(resolver)
+    config = fast_config("127.0.0.1:7100", seeds=("seed.example:7101",), node_id="n")
+    async with open_node(config, transport=MemoryNetwork(seed=5).transport()) as node:
+        await wait_until(lambda: resolver.calls > resolver.failures, 60, "the name resolving")
+        assert node.engine.seed_addrs == {SocketAddress.parse("127.0.0.1:7101")}
+    warnings = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "resolve seed" in r.message
+    ]
+    assert len(warnings) == 1
+    assert sum("resolves again" in r.message for r in caplog.records) == 1
