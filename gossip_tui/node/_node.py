@@ -415,11 +415,12 @@ class Node:
         # One Syn for all of this round's targets, encoded once.
         syn = self._encode(self.engine.create_syn(started)) if targets else None
         if syn is not None:
-            seeds = self.engine.seed_addrs
+            # Once per round however often a seed is among the targets (a peer pick and a
+            # seed pick may both name it): a seed is unreachable after rounds unanswered.
+            for addr in self.engine.seed_addrs.intersection(targets):
+                self._seed_asked(addr)
             for addr in targets:
                 self._reply_budgets.sent_syn(addr, started)
-                if addr in seeds:
-                    self._seed_asked(addr)
                 await self._send_bytes(syn, addr)
         self.stats.rounds += 1
         self.stats.last_round_duration = self._now() - started

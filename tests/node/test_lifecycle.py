@@ -194,3 +194,20 @@ async def test_an_unusable_state_dir_does_not_stop_the_node(tmp_path: Path) -> N
     async with open_node(config) as node:
         assert node.self_id.node_id.startswith("server:")
     assert not_a_dir.read_text() == "x"
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("attempt", range(5))
+async def test_a_seed_that_answers_is_never_reported_unreachable(
+    caplog: pytest.LogCaptureFixture, attempt: int
+) -> None:
+    # While a node knows nobody, a round can pick its seed twice or more (as a peer and as
+    # the seed): one round, one question.
+    async with open_node(fast_config(node_id="seed")) as seed:
+        config = fast_config(node_id=f"joiner-{attempt}", seeds=(str(seed.gossip_addr),))
+        async with open_node(config) as joiner:
+            await wait_until(lambda: all_see_each_other([seed, joiner]), 20, "a pair")
+            rounds = joiner.stats.rounds + 5
+            await wait_until(lambda: joiner.stats.rounds >= rounds, 10, "five more rounds")
+            assert all(status.reachable for status in joiner.seed_status())
+    assert "has not answered" not in caplog.text
