@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import cattrs
 
+from gossip_tui._logging import parse_log_format, parse_log_level
 from gossip_tui.core.converter import converter
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
@@ -119,6 +120,15 @@ def _seeds(_instance: Any, _attribute: Any, value: tuple[str, ...]) -> None:
         parse_seed(seed)
 
 
+def _checked_by(parse: Callable[[object], object]) -> Callable[[Any, Any, object], None]:
+    """An attrs validator from a parser that raises ValueError for what it refuses."""
+
+    def check(_instance: Any, _attribute: Any, value: object) -> None:
+        parse(value)
+
+    return check
+
+
 def _directory(_instance: Any, _attribute: Any, value: Path | None) -> None:
     if value is not None and value.exists() and not value.is_dir():
         raise ValueError(f"{str(value)!r} exists and is not a directory")
@@ -170,6 +180,13 @@ class CliSettings:
     protocol_version: int = attrs.field(
         default=_node_default("protocol_version"),
         validator=_checked_by_node_config("protocol_version"),
+    )
+    # Checked as given, and kept in the one spelling the logging set-up takes ("JSON" -> "json").
+    log_level: str = attrs.field(
+        default="info", converter=parse_log_level, validator=_checked_by(parse_log_level)
+    )
+    log_format: str = attrs.field(
+        default="text", converter=parse_log_format, validator=_checked_by(parse_log_format)
     )
 
     @property
@@ -361,7 +378,16 @@ def resolve_settings(
 
 # Settings that are the command line's alone, or that NodeConfig takes in another shape.
 _NOT_NODE_FIELDS = frozenset(
-    {"headless", "no_http", "interval_ms", "secret_keys", "secret_key_file"} | _DETECTOR_FIELDS
+    {
+        "headless",
+        "no_http",
+        "interval_ms",
+        "secret_keys",
+        "secret_key_file",
+        "log_level",
+        "log_format",
+    }
+    | _DETECTOR_FIELDS
 )
 
 

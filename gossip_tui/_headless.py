@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import trio
 
+from gossip_tui._logging import configure_logging
 from gossip_tui.api import serve_node_http
+from gossip_tui.node import log_lifecycle
 
 if TYPE_CHECKING:
     from gossip_tui._config_file import CliSettings
@@ -28,18 +29,6 @@ __all__ = ["OpenNode", "run_headless", "serve_headless"]
 _log = logging.getLogger("gossip_tui.cli")
 
 OpenNode = Callable[["NodeConfig"], AbstractAsyncContextManager["Node"]]
-
-
-def _describe_members(node: Node) -> str:
-    live = sorted(node.live_nodes())
-    members = ", ".join(f"{n.node_id} bind={node.get('bind', node=n) or '?'}" for n in live)
-    return f"{node.self_id.node_id} sees {len(live)} live node(s): {members}"
-
-
-async def _report_members(node: Node, interval: float) -> None:
-    while True:
-        _log.info("%s", _describe_members(node))
-        await trio.sleep(interval)
 
 
 async def serve_headless(
@@ -54,8 +43,8 @@ async def serve_headless(
 
     With HTTP on, the API is served over TCP on the address gossip is bound to, as a
     service of the node (cancelled when the node closes), and ``node.http_addr`` tells
-    where. Every ``report_interval`` seconds the live nodes and their "bind" keys are
-    logged.
+    where. The live nodes and their "bind" keys are logged at start, then each change of
+    membership as it happens (``report_interval`` is no longer used; kept for callers).
     """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config) as node:
@@ -68,21 +57,13 @@ async def serve_headless(
                 f"on http://{node.http_addr}/" if node.http_addr else "off",
             )
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_report_members, node, report_interval)
+                nursery.start_soon(log_lifecycle, node)
                 if on_ready is not None:
                     await on_ready(node)
                 async for signum in signals:
                     _log.info("%s received: shutting down", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def run_headless(
@@ -92,7 +73,7 @@ def run_headless(
 
     ``open_node`` defaults to the runtime's; errors (a busy port among them) propagate.
     """
-    _configure_logging()
+    configure_logging(settings.log_level, settings.log_format)
     if open_node is None:
         from gossip_tui.node import open_node as runtime_open_node
 

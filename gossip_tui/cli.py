@@ -273,6 +273,24 @@ def run(
             default=HELP_DEFAULTS["protocol_version"],
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        _setting(
+            "--log-level",
+            metavar="LEVEL",
+            text="Least severe log records written: debug, info, warning, error or critical.",
+            default="info",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        _setting(
+            "--log-format",
+            metavar="text|json",
+            text="Log lines as text, or as one JSON object each.",
+            default="text",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -305,6 +323,8 @@ def run(
         "secret_keys": tuple(secret_key) if secret_key else None,
         "secret_key_file": secret_key_file,
         "protocol_version": protocol_version,
+        "log_level": log_level,
+        "log_format": log_format,
     }
     invocation = _Invocation(cli, config)
     ctx.obj = invocation

@@ -30,8 +30,9 @@ import attrs
 import cattrs
 
 from gossip_tui.core.converter import converter
-from gossip_tui.core.models import Liveness, NodeSnapshot, VersionedValue
-from gossip_tui.node import KeysNotSaved, KeyValueTooLarge
+from gossip_tui.core.generations import restarts_in, superseded_in
+from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeSnapshot, VersionedValue
+from gossip_tui.node import KeysNotSaved, KeyValueTooLarge, NodeIsLive
 
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import render_metrics
@@ -39,11 +40,13 @@ from ._openapi import openapi_document
 from ._records import (
     ClusterStateView,
     ErrorView,
+    ForgottenView,
     HealthView,
     KeyDeletedView,
     KeyListView,
     KeyView,
     KeyWrittenView,
+    NodeCounts,
     NodeDetailView,
     NodeListView,
     NodeSummary,
@@ -231,11 +234,20 @@ def _mark_for_deletion(node: ApiNode, request: Request) -> Response:
 
 def _list_nodes(node: ApiNode, _request: Request) -> Response:
     snapshot = node.snapshot()
-    nodes = sorted(snapshot.nodes, key=lambda n: n.node.sort_key())
+    # One row per node: a restarted node's older generations fold into its live one, which
+    # says it restarted. GET / still lists every generation, as chitchat-test does.
+    folded = superseded_in(snapshot.nodes)
+    restarts = restarts_in(snapshot.nodes)
+    nodes = sorted(
+        (n for n in snapshot.nodes if n.node not in folded), key=lambda n: n.node.sort_key()
+    )
     view = NodeListView(
         cluster_id=snapshot.cluster_id,
         self_node=snapshot.self_node,
-        nodes=tuple(NodeSummary.of(n, snapshot.self_node, snapshot.taken_at) for n in nodes),
+        nodes=tuple(
+            NodeSummary.of(n, snapshot.self_node, snapshot.taken_at, restarts.get(n.node))
+            for n in nodes
+        ),
     )
     return json_response(view)
 
@@ -245,21 +257,50 @@ def _preference(node: NodeSnapshot) -> tuple[bool, float, tuple[str, int, tuple[
     return (node.liveness in (Liveness.SELF, Liveness.LIVE), heard, node.node.sort_key())
 
 
+def _matching_nodes(snapshot: ClusterSnapshot, wanted: str) -> list[NodeSnapshot]:
+    """The nodes ``wanted`` names: every generation of a bare name, or one full id."""
+    matches = [n for n in snapshot.nodes if wanted in (n.node.node_id, str(n.node))]
+    if not matches:
+        raise HttpError(404, f"no node {wanted!r}")
+    return matches
+
+
 def _get_node(node: ApiNode, request: Request) -> Response:
-    wanted = request.params["node_id"]
     snapshot = node.snapshot()
     # A bare name may match several generations of a restarted node: show the live one,
     # else the one heard from last. Not simply the highest generation: anyone can gossip a
     # made-up generation (2^64-1) of a real name, a ghost with no keys.
-    matches = [n for n in snapshot.nodes if wanted in (n.node.node_id, str(n.node))]
-    if not matches:
-        raise HttpError(404, f"no node {wanted!r}")
-    found = max(matches, key=_preference)
+    found = max(_matching_nodes(snapshot, request.params["node_id"]), key=_preference)
     view = NodeDetailView(
-        node=NodeSummary.of(found, snapshot.self_node, snapshot.taken_at),
+        node=NodeSummary.of(
+            found,
+            snapshot.self_node,
+            snapshot.taken_at,
+            restarts_in(snapshot.nodes).get(found.node),
+        ),
         key_values={k: found.key_values[k] for k in sorted(found.key_values)},
     )
     return json_response(view)
+
+
+def _forget_node(node: ApiNode, request: Request) -> Response:
+    """Forget the dead and left generations the id names (a bare name: all of them),
+    here only; 409 when it names only live nodes."""
+    wanted = request.params["node_id"]
+    matches = _matching_nodes(node.snapshot(), wanted)
+    gone = [n.node for n in matches if n.liveness not in (Liveness.SELF, Liveness.LIVE)]
+    if not gone:
+        raise HttpError(409, f"{wanted!r} is live: only a dead or left node can be forgotten")
+    forgotten = []
+    for candidate in sorted(gone):
+        try:
+            if node.forget(candidate):
+                forgotten.append(candidate)
+        except NodeIsLive:  # came back to life since the snapshot
+            continue
+    if not forgotten:
+        raise HttpError(409, f"{wanted!r} is live: only a dead or left node can be forgotten")
+    return json_response(ForgottenView(tuple(forgotten)))
 
 
 def _list_keys(node: ApiNode, _request: Request) -> Response:
@@ -330,12 +371,14 @@ def _metrics(node: ApiNode, _request: Request) -> Response:
 
 def _health(node: ApiNode, _request: Request) -> Response:
     snapshot = node.snapshot()
+    counts = NodeCounts.of(snapshot)
     view = HealthView(
         status="ok",
         cluster_id=snapshot.cluster_id,
         chitchat_id=snapshot.self_node,
-        live_nodes=len(snapshot.live_nodes),
-        dead_nodes=len(snapshot.dead_nodes),
+        live_nodes=counts.live,
+        dead_nodes=counts.dead,
+        left_nodes=counts.left,
     )
     return json_response(view)
 
@@ -357,7 +400,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/mark_for_deletion/", {"GET": _mark_for_deletion}, get_is_safe=False),
     Route("/mark_for_deletion", {"GET": _mark_for_deletion}, documented=False, get_is_safe=False),
     Route("/nodes", {"GET": _list_nodes}),
-    Route("/nodes/{node_id}", {"GET": _get_node}),
+    Route("/nodes/{node_id}", {"GET": _get_node, "DELETE": _forget_node}),
     Route("/keys", {"GET": _list_keys}),
     Route("/keys/{key}", {"GET": _get_key, "PUT": _put_key, "DELETE": _delete_key}),
     Route("/health", {"GET": _health}),

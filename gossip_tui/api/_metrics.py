@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
+from gossip_tui.core.generations import superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot
 from gossip_tui.node import NodeStats
+
+from ._records import NodeCounts
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
@@ -21,13 +24,25 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 def _node_labels(node: NodeId) -> str:
-    return _labels(
-        (
-            ("node_id", node.node_id),
-            ("generation", str(node.generation)),
-            ("gossip_addr", str(node.gossip_addr)),
-        )
-    )
+    # The node id only: a label per generation (or per address) would add series at every
+    # restart of a peer, without bound.
+    return _labels((("node_id", node.node_id),))
+
+
+def _one_per_node_id(snapshot: ClusterSnapshot) -> list[NodeSnapshot]:
+    """One generation per node id, so that each series has one sample: the live one, else
+    the one heard from last (not the highest: anyone can gossip a made-up generation)."""
+    chosen: dict[str, NodeSnapshot] = {}
+
+    def rank(node: NodeSnapshot) -> tuple[bool, float, int]:
+        heard = node.last_update if node.last_update is not None else float("-inf")
+        return (node.liveness in (Liveness.SELF, Liveness.LIVE), heard, node.node.generation)
+
+    for node in snapshot.nodes:
+        known = chosen.get(node.node.node_id)
+        if known is None or rank(known) < rank(node):
+            chosen[node.node.node_id] = node
+    return [chosen[name] for name in sorted(chosen)]
 
 
 def _number(value: float) -> str:
@@ -113,20 +128,28 @@ def render_metrics(snapshot: ClusterSnapshot, stats: NodeStats) -> str:
         "How long the last gossip round took.",
         stats.last_round_duration,
     )
+    # Older generations of a node live again are the same node: not counted apart.
+    folded = superseded_in(snapshot.nodes)
     by_liveness = {liveness: 0 for liveness in Liveness}
     for node in snapshot.nodes:
-        by_liveness[node.liveness] += 1
-    out.metric(
-        prefix + "live_nodes", "gauge", "Live nodes, this one included.", len(snapshot.live_nodes)
-    )
+        if node.node not in folded:
+            by_liveness[node.liveness] += 1
+    counts = NodeCounts.of(snapshot)
+    out.metric(prefix + "live_nodes", "gauge", "Live nodes, this one included.", counts.live)
     out.metric(
         prefix + "dead_nodes",
         "gauge",
-        "Dead nodes, scheduled for deletion included.",
-        len(snapshot.dead_nodes),
+        "Dead nodes (not left ones), scheduled for deletion included; restarts folded.",
+        counts.dead,
     )
-    out.metric(prefix + "known_nodes", "gauge", "Nodes in the cluster state.", len(snapshot.nodes))
-    out.family(prefix + "nodes", "gauge", "Known nodes by liveness.")
+    out.metric(prefix + "left_nodes", "gauge", "Nodes that announced their departure.", counts.left)
+    out.metric(
+        prefix + "known_nodes",
+        "gauge",
+        "Nodes in the cluster state, every generation.",
+        len(snapshot.nodes),
+    )
+    out.family(prefix + "nodes", "gauge", "Known nodes by liveness; restarts folded.")
     for liveness, count in by_liveness.items():
         out.sample(prefix + "nodes", count, _labels([("liveness", liveness.value)]))
 
@@ -137,7 +160,7 @@ def render_metrics(snapshot: ClusterSnapshot, stats: NodeStats) -> str:
     )
     for name, help_text, read in per_node:
         out.family(prefix + name, "gauge", help_text)
-        for node in snapshot.nodes:
+        for node in _one_per_node_id(snapshot):
             reading = read(node)
             if reading is not None:
                 out.sample(prefix + name, reading, _node_labels(node.node))

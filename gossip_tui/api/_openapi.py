@@ -118,8 +118,24 @@ _SCHEMAS: dict[str, Any] = {
             "key_count": {"type": "integer", "description": "keys not deleted"},
             "seconds_since_update": {
                 "type": ["number", "null"],
-                "description": "seconds since the last heartbeat or change seen",
+                "description": "seconds since its heartbeat last rose (null: never heard)",
             },
+            "restarted": {
+                "oneOf": [_ref("Restarted"), {"type": "null"}],
+                "description": "an older generation of this node id is still known",
+            },
+        }
+    ),
+    "Restarted": _object(
+        {
+            "previous_generation": _U64,
+            "seconds_since_restart": {"type": ["number", "null"]},
+        }
+    ),
+    "Forgotten": _object(
+        {
+            "forgotten": {"type": "array", "items": _ref("ChitchatId")},
+            "status": {"type": "boolean", "const": True},
         }
     ),
     "NodeList": _object(
@@ -171,7 +187,8 @@ _SCHEMAS: dict[str, Any] = {
             "cluster_id": {"type": "string"},
             "chitchat_id": _ref("ChitchatId"),
             "live_nodes": {"type": "integer"},
-            "dead_nodes": {"type": "integer"},
+            "dead_nodes": {"type": "integer", "description": "dead, not left; restarts folded"},
+            "left_nodes": {"type": "integer", "description": "announced their departure"},
         }
     ),
 }
@@ -233,7 +250,17 @@ _PATHS: dict[str, Any] = {
                 "200": _json(_ref("NodeDetail"), "the node and its key-values"),
                 "404": _error("no such node"),
             },
-        }
+        },
+        "delete": {
+            "operationId": "forgetNode",
+            "summary": "Forget a dead or left node here now (every such generation of a name)",
+            "parameters": [_path("node_id", "the node's name, or name:generation:address")],
+            "responses": {
+                "200": _json(_ref("Forgotten"), "the generations forgotten"),
+                "404": _error("no such node"),
+                "409": _error("the node is live"),
+            },
+        },
     },
     "/keys": {
         "get": {

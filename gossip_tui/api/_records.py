@@ -5,10 +5,12 @@ They are turned into JSON by :data:`gossip_tui.core.converter.converter` only.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 import attrs
 
+from gossip_tui.core.generations import Restart, superseded_in
 from gossip_tui.core.models import (
     ClusterSnapshot,
     KeyStatus,
@@ -51,6 +53,20 @@ class ErrorView:
 
 
 @attrs.frozen
+class RestartView:
+    """The live generation of a node id replaced an older one that is still known."""
+
+    previous_generation: int
+    # Seconds since the new generation was first heard of (None: unknown).
+    seconds_since_restart: float | None
+
+    @classmethod
+    def of(cls, restart: Restart, taken_at: float) -> RestartView:
+        since = None if restart.at is None else max(0.0, taken_at - restart.at)
+        return cls(previous_generation=restart.previous.generation, seconds_since_restart=since)
+
+
+@attrs.frozen
 class NodeSummary:
     chitchat_id: NodeId
     is_self: bool
@@ -60,11 +76,19 @@ class NodeSummary:
     max_version: int
     last_gc_version: int
     key_count: int  # keys that are not deleted
-    # Seconds since the last heartbeat or version change seen (None: never, or self).
+    # Seconds since its heartbeat last rose: since we last heard from the node itself
+    # (None: never since we learnt of it).
     seconds_since_update: float | None
+    restarted: RestartView | None = None
 
     @classmethod
-    def of(cls, node: NodeSnapshot, self_node: NodeId, taken_at: float) -> NodeSummary:
+    def of(
+        cls,
+        node: NodeSnapshot,
+        self_node: NodeId,
+        taken_at: float,
+        restart: Restart | None = None,
+    ) -> NodeSummary:
         since = None if node.last_update is None else max(0.0, taken_at - node.last_update)
         return cls(
             chitchat_id=node.node,
@@ -76,6 +100,7 @@ class NodeSummary:
             last_gc_version=node.last_gc_version,
             key_count=sum(1 for v in node.key_values.values() if not v.is_deleted),
             seconds_since_update=since,
+            restarted=None if restart is None else RestartView.of(restart, taken_at),
         )
 
 
@@ -149,4 +174,36 @@ class HealthView:
     cluster_id: str
     chitchat_id: NodeId
     live_nodes: int
+    # Gone without a word (the failure detector's verdict); older generations of a node
+    # live again are not counted.
     dead_nodes: int
+    # Announced their departure.
+    left_nodes: int
+
+
+@attrs.frozen
+class ForgottenView:
+    """Answer to ``DELETE /nodes/{node_id}``."""
+
+    forgotten: tuple[NodeId, ...]
+    status: bool = True
+
+
+@attrs.frozen
+class NodeCounts:
+    """Nodes by what an operator calls them: older generations of a restarted node, live
+    again, are the same node and not counted apart."""
+
+    live: int
+    dead: int
+    left: int
+
+    @classmethod
+    def of(cls, snapshot: ClusterSnapshot) -> NodeCounts:
+        folded = superseded_in(snapshot.nodes)
+        by_liveness = Counter(n.liveness for n in snapshot.nodes if n.node not in folded)
+        return cls(
+            live=by_liveness[Liveness.SELF] + by_liveness[Liveness.LIVE],
+            dead=by_liveness[Liveness.DEAD] + by_liveness[Liveness.SCHEDULED_FOR_DELETION],
+            left=by_liveness[Liveness.LEFT],
+        )

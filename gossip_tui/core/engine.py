@@ -36,6 +36,7 @@ from .digest_window import (
     synack_window_budget,
 )
 from .failure_detector import FailureDetector, FailureDetectorConfig
+from .generations import superseded
 from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
 from .state import ClusterState, NodeState, StateChange, StateLimits
@@ -89,6 +90,10 @@ def fits_in_one_delta(
         )
     except EncodeError:  # a key or value longer than the wire's length fields
         return False
+
+
+class NodeIsLive(ValueError):
+    """Only a dead or left node can be forgotten: a live one would be learnt again at once."""
 
 
 @attrs.frozen
@@ -447,6 +452,8 @@ class GossipEngine:
                     self.state.rejected[refusal] += 1
                     return
             state = self.state.node_state_or_init(node)
+            if state.discovered_at is None:
+                state.discovered_at = now
         else:
             # A node we garbage-collected, still echoed by a peer with an old heartbeat:
             # do not bring it back.
@@ -635,7 +642,29 @@ class GossipEngine:
         return [self.self_id, *sorted(n for n in self.detector.live_nodes() if n != self.self_id)]
 
     def dead_nodes(self) -> list[NodeId]:
-        return sorted(self.detector.dead_nodes())
+        """Dead and left nodes, but for older generations of a node live again (restarted):
+        those are the same node to an operator."""
+        folded = self.superseded_generations()
+        return sorted(n for n in self.detector.dead_nodes() if n not in folded)
+
+    def superseded_generations(self) -> dict[NodeId, NodeId]:
+        """Each known generation older than a live one of the same node id -> that one."""
+        me = self.self_id
+        return superseded(self.state.nodes(), lambda n: n == me or self.detector.is_live(n))
+
+    def forget(self, node: NodeId) -> bool:
+        """Drop a dead or left node from our view now, as the dead-node grace period would
+        later. Local only. The state's memory of removed nodes keeps a peer's echo of it
+        (an old heartbeat) from bringing it back; a heartbeat that rises again does. False
+        when the node is unknown; raises :class:`NodeIsLive` for a live node (or us)."""
+        if node == self.self_id or self.detector.is_live(node):
+            raise NodeIsLive(f"{node} is live")
+        if self.state.node_state(node) is None:
+            return False
+        self.state.remove_node(node)
+        self.detector.forget(node)
+        self.left.discard(node)
+        return True
 
     def liveness(self, node: NodeId, now: float) -> Liveness:
         if node == self.self_id:
@@ -669,6 +698,7 @@ class GossipEngine:
             liveness=self.liveness(node, now),
             phi=self._phi(node, now),
             last_update=state.last_update,
+            discovered_at=state.discovered_at,
         )
 
     def liveness_readings(self, now: float) -> LivenessReadings:

@@ -189,8 +189,11 @@ class NodeSnapshot:
     key_values: Mapping[str, VersionedValue]
     liveness: Liveness
     phi: float | None = None
-    # Local time (the node's clock) of the last heartbeat or version change seen.
+    # Local time (the node's clock) we last saw its heartbeat rise: when we last heard
+    # from the node itself (None: never since we learnt of it).
     last_update: float | None = None
+    # Local time this node (this generation) was first learnt.
+    discovered_at: float | None = None
 
     def visible_items(self) -> dict[str, str]:
         """Keys that are not deleted, with their values."""

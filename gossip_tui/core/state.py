@@ -120,6 +120,7 @@ class NodeState:
     __slots__ = (
         "_changes",
         "_usage",
+        "discovered_at",
         "heartbeat",
         "key_values",
         "last_gc_version",
@@ -145,7 +146,12 @@ class NodeState:
         # tombstone newer than last_gc_version. After a reset last_gc_version may exceed
         # max_version while the state is being refilled.
         self.last_gc_version = 0
+        # Local time of the last heartbeat rise seen: when we last heard from the node
+        # itself. Not set by the first heartbeat we learn (a peer may report a node dead
+        # for minutes), nor by deltas (peers relay old news).
         self.last_update: float | None = None
+        # Local time this state was first learnt (a new generation of a restarted node).
+        self.discovered_at: float | None = None
         self._changes = changes if changes is not None else []
 
     # ------------------------------------------------------------------ reading
@@ -264,7 +270,6 @@ class NodeState:
         """Record a peer's heartbeat; True when it is news (the first one never is)."""
         if self.heartbeat == 0:
             self.heartbeat = heartbeat
-            self.last_update = now
             return False
         if heartbeat > self.heartbeat:
             self.heartbeat = heartbeat
@@ -367,7 +372,6 @@ class NodeState:
                 kv.key, VersionedValue(kv.value, kv.version, kv.status, since)
             )
         self.max_version = delta.max_version
-        self.last_update = now
         self._changes.append(VersionChange(self.node, self.max_version))
         return status
 

@@ -1,5 +1,7 @@
 """The Trio runtime of a gossip node: transports, tasks, events and the library API."""
 
+from gossip_tui.core.engine import NodeIsLive
+from gossip_tui.core.generations import Restart
 from gossip_tui.core.keys import SecretKeyError, generate_key, parse_key
 
 from ._config import NodeConfig, default_node_id
@@ -12,7 +14,10 @@ from ._events import (
     NodeLeft,
     NodeRemoved,
     NodeUpdated,
+    SeedAnswered,
+    SeedUnreachable,
 )
+from ._lifecycle_log import log_lifecycle
 from ._node import (
     MAX_KEY_VALUE_BYTES,
     KeysNotSaved,
@@ -20,6 +25,7 @@ from ._node import (
     Node,
     NodeStateFull,
     NodeStats,
+    SeedStatus,
     open_node,
 )
 from ._records import (
@@ -49,6 +55,7 @@ __all__ = [
     "Node",
     "NodeConfig",
     "NodeEvent",
+    "NodeIsLive",
     "NodeJoined",
     "NodeLeft",
     "NodeRemoved",
@@ -60,13 +67,18 @@ __all__ = [
     "RecordLeft",
     "RecordPool",
     "RecordUpdated",
+    "Restart",
     "SealedTransport",
     "SecretKeyError",
+    "SeedAnswered",
+    "SeedStatus",
+    "SeedUnreachable",
     "Transport",
     "UdpTransport",
     "collect",
     "default_node_id",
     "generate_key",
+    "log_lifecycle",
     "open_node",
     "parse_key",
     "publish",

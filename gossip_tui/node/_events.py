@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from gossip_tui.core.models import NodeId
+from gossip_tui.core.models import NodeId, SocketAddress
 
 
 @attrs.frozen
@@ -55,4 +55,28 @@ class KeyDeleted:
     version: int
 
 
-NodeEvent = NodeJoined | NodeLeft | NodeRemoved | NodeUpdated | KeyChanged | KeyDeleted
+@attrs.frozen
+class SeedUnreachable:
+    """A seed has not answered the last few Syns we sent it (or is not reachable at all)."""
+
+    addr: SocketAddress
+    unanswered: int
+
+
+@attrs.frozen
+class SeedAnswered:
+    """A seed reported unreachable answered again."""
+
+    addr: SocketAddress
+
+
+NodeEvent = (
+    NodeJoined
+    | NodeLeft
+    | NodeRemoved
+    | NodeUpdated
+    | KeyChanged
+    | KeyDeleted
+    | SeedUnreachable
+    | SeedAnswered
+)

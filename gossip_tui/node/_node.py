@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from gossip_tui.core.engine import (
     LivenessReadings,
     fits_in_one_delta,
 )
+from gossip_tui.core.generations import Restart, restarts_in
 from gossip_tui.core.messages import Ack, Message, SynAck
 from gossip_tui.core.models import (
     AddressError,
@@ -45,8 +47,11 @@ from ._events import (
     NodeLeft,
     NodeRemoved,
     NodeUpdated,
+    SeedAnswered,
+    SeedUnreachable,
 )
 from ._fanout import EventFanout
+from ._identity import load_or_create_node_id
 from ._local_store import keep_refused_keys, recover_local_keys, save_local_keys
 from ._reflection import ReplyBudgets
 from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
@@ -58,6 +63,8 @@ log = logging.getLogger("gossip_tui.node")
 # checks the exact fit, which only a very long node name can make the tighter bound.
 MAX_KEY_VALUE_BYTES = 60_000
 _SEED_RETRY_INTERVAL = 5.0
+# Syns a seed may leave unanswered in a row before it is reported unreachable.
+SEED_UNREACHABLE_AFTER = 3
 
 
 def _generation_now() -> int:
@@ -112,6 +119,18 @@ class NodeStats:
     self_repairs: Counter[str] = attrs.field(factory=Counter)
     # Exceptions a task of the node caught and survived, by task: each one is a bug.
     internal_errors: Counter[str] = attrs.field(factory=Counter)
+
+
+@attrs.frozen
+class SeedStatus:
+    """What the node knows of one (resolved) seed address."""
+
+    addr: SocketAddress
+    # Syns sent to it since it last sent us anything.
+    unanswered: int
+    # Local time (the node's clock) of the last datagram from it; None: never.
+    last_answer: float | None
+    reachable: bool
 
 
 class _BurstLog:
@@ -199,8 +218,14 @@ class Node:
         # While leaving: the peers that still have to fetch our last state from us.
         self._leave_pending: set[SocketAddress] = set()
         self._leave_done = trio.Event()
+        # The node's regular tasks, stopped on close before the leave runs its own receiver.
+        self._tasks = trio.CancelScope()
+        self._tasks_ended = trio.Event()
         self._fanout = EventFanout()
         self._reply_budgets = ReplyBudgets()
+        self._seed_unanswered: Counter[SocketAddress] = Counter()
+        self._seed_last_answer: dict[SocketAddress, float] = {}
+        self._seeds_unreachable: set[SocketAddress] = set()
 
     # ------------------------------------------------------------------ identity
 
@@ -275,6 +300,49 @@ class Node:
     def liveness_readings(self) -> LivenessReadings:
         """Every node's liveness, heartbeat and phi, without copying any key."""
         return self.engine.liveness_readings(self._now())
+
+    def restarts(self) -> dict[NodeId, Restart]:
+        """Live nodes known under an older generation too (they restarted), by live id."""
+        return restarts_in(self.snapshot().nodes)
+
+    def forget(self, node: NodeId) -> bool:
+        """Drop a dead or left node from this node's view now (local only), rather than
+        after the dead-node grace period. False when the node is unknown; raises
+        ``NodeIsLive`` (a ValueError) for a live node or this one."""
+        if not self.engine.forget(node):
+            return False
+        self._publish(NodeRemoved(node))
+        self._touch()
+        return True
+
+    def seed_status(self) -> list[SeedStatus]:
+        """Each resolved seed address (but our own): whether it answers."""
+        return [
+            SeedStatus(
+                addr,
+                self._seed_unanswered[addr],
+                self._seed_last_answer.get(addr),
+                addr not in self._seeds_unreachable,
+            )
+            for addr in sorted(self.engine.seed_addrs)
+            if addr != self.self_id.gossip_addr
+        ]
+
+    def _seed_asked(self, addr: SocketAddress) -> None:
+        self._seed_unanswered[addr] += 1
+        unanswered = self._seed_unanswered[addr]
+        if unanswered >= SEED_UNREACHABLE_AFTER and addr not in self._seeds_unreachable:
+            self._seeds_unreachable.add(addr)
+            log.warning("seed %s has not answered %d Syns in a row", addr, unanswered)
+            self._publish(SeedUnreachable(addr, unanswered))
+
+    def _seed_heard(self, addr: SocketAddress) -> None:
+        self._seed_unanswered.pop(addr, None)
+        self._seed_last_answer[addr] = self._now()
+        if addr in self._seeds_unreachable:
+            self._seeds_unreachable.discard(addr)
+            log.info("seed %s answers again", addr)
+            self._publish(SeedAnswered(addr))
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1_000
@@ -372,6 +440,10 @@ class Node:
             started, answering=lambda addr: budgets.is_trusted(addr, started)
         ).all()
         self._note_repairs(repairs_before, "a gossip round")
+        # Once per round however often a seed is among the targets (a peer pick and a
+        # seed pick may both name it): a seed is unreachable after rounds unanswered.
+        for addr in self.engine.seed_addrs.intersection(targets):
+            self._seed_asked(addr)
         # Each distinct Syn of the round encoded once: all targets share the full one,
         # except peers that take partial digests when the full one does not fit.
         encoded: dict[int, tuple[Message, bytes | None]] = {}
@@ -454,6 +526,8 @@ class Node:
             self.stats.dropped[exc.reason] += 1
             log.debug("dropped a malformed datagram from %s: %s", source, exc)
             return
+        if source in self.engine.seed_addrs:
+            self._seed_heard(source)
         refused_before = self.engine.state.rejected.total()
         outrun_before = self.engine.outrun_heartbeats
         repairs_before = self.engine.self_repairs.total()
@@ -511,11 +585,18 @@ class Node:
         literal, hosts = _split_seeds(self.config.seeds)
         self.engine.seed_addrs = set(literal)
         started = False
+        # Host names that did not resolve last time: reported once, not at every retry.
+        unresolved: set[tuple[str, int]] = set()
         while True:
             resolved = set(literal)
             failed = False
             for host, port in hosts:
-                found = await _resolve(host, port)
+                found = await _resolve(host, port, report=(host, port) not in unresolved)
+                if found and (host, port) in unresolved:
+                    log.info("seed %s:%d resolves again", host, port)
+                    unresolved.discard((host, port))
+                elif not found:
+                    unresolved.add((host, port))
                 failed |= not found
                 resolved |= found
             self.engine.seed_addrs = resolved
@@ -604,15 +685,39 @@ class Node:
                 log.error("could not save the local keys to %s: %s", state_dir, exc)
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self._seed_resolver)
-            nursery.start_soon(self._watcher)
-            nursery.start_soon(self._receive_loop)
-            nursery.start_soon(self._gossip_loop)
-            nursery.start_soon(self._failure_detector_loop)
-            if self.config.state_dir is not None:
-                nursery.start_soon(self._save_keys, self.config.state_dir)
-            task_status.started()
+        try:
+            with self._tasks:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self._seed_resolver)
+                    nursery.start_soon(self._watcher)
+                    nursery.start_soon(self._receive_loop)
+                    nursery.start_soon(self._gossip_loop)
+                    nursery.start_soon(self._failure_detector_loop)
+                    if self.config.state_dir is not None:
+                        nursery.start_soon(self._save_keys, self.config.state_dir)
+                    task_status.started()
+        finally:
+            self._tasks_ended.set()
+
+    async def _close(self) -> None:
+        """Stop the regular tasks, say goodbye, keep the last change. Run shielded.
+
+        The leave needs a receiver for the SynAcks it waits for; the regular receive loop
+        may already be cancelled (the node closed by an outer cancel scope) or about to be,
+        so it is stopped for good here and the leave runs its own, however the node stops.
+        """
+        self._tasks.cancel()
+        await self._tasks_ended.wait()
+        if self.config.announce_leave:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receive_loop)
+                await self.leave()
+                nursery.cancel_scope.cancel()
+        if self.config.state_dir is not None:
+            try:
+                await self.save_keys(self.config.state_dir)
+            except OSError as exc:
+                log.error("could not save the local keys to %s: %s", self.config.state_dir, exc)
 
 
 def _split_seeds(seeds: tuple[str, ...]) -> tuple[list[SocketAddress], list[tuple[str, int]]]:
@@ -631,11 +736,14 @@ def _split_seeds(seeds: tuple[str, ...]) -> tuple[list[SocketAddress], list[tupl
     return literal, hosts
 
 
-async def _resolve(host: str, port: int) -> set[SocketAddress]:
+async def _resolve(host: str, port: int, *, report: bool = True) -> set[SocketAddress]:
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
     except OSError as exc:
-        log.warning("could not resolve seed %s:%d (%s); will retry", host, port, exc)
+        if report:
+            log.warning("could not resolve seed %s:%d (%s); will retry", host, port, exc)
+        else:
+            log.debug("could not resolve seed %s:%d (%s); will retry", host, port, exc)
         return set()
     found = set()
     for _family, _type, _proto, _name, sockaddr in infos:
@@ -697,8 +805,17 @@ async def open_node(
         public = config.public_addr or socket.local_address
         if public.port == 0 or public.ip.is_unspecified:
             public = socket.local_address
+        if config.node_id:
+            name = config.node_id
+        elif config.state_dir is not None:
+            # Created once, then the same on every restart (with a new generation each).
+            name = await trio.to_thread.run_sync(
+                load_or_create_node_id, config.state_dir, partial(default_node_id, public)
+            )
+        else:
+            name = default_node_id(public)
         node_id = NodeId(
-            config.node_id or default_node_id(public),
+            name,
             config.generation if config.generation is not None else _generation_now(),
             public,
         )
@@ -730,18 +847,10 @@ async def open_node(
             try:
                 yield node
             finally:
-                # Shielded: a node cancelled by Ctrl-C or SIGTERM still says goodbye and
-                # keeps its last change.
+                # Shielded: a node cancelled by Ctrl-C, SIGTERM or an outer cancel scope
+                # still says goodbye and keeps its last change.
                 with trio.CancelScope(shield=True):
-                    if config.announce_leave:
-                        await node.leave()
-                    if config.state_dir is not None:
-                        try:
-                            await node.save_keys(config.state_dir)
-                        except OSError as exc:
-                            log.error(
-                                "could not save the local keys to %s: %s", config.state_dir, exc
-                            )
+                    await node._close()
                 nursery.cancel_scope.cancel()
                 node._fanout.close()
     finally:

@@ -23,6 +23,8 @@ from gossip_tui.node import (
     NodeLeft,
     NodeRemoved,
     NodeUpdated,
+    SeedAnswered,
+    SeedUnreachable,
 )
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "NodeLeft",
     "NodeRemoved",
     "NodeUpdated",
+    "SeedAnswered",
+    "SeedUnreachable",
 ]
 
 

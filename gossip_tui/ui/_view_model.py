@@ -29,6 +29,8 @@ from gossip_tui.ui._node_api import (
     NodeLeft,
     NodeRemoved,
     NodeUpdated,
+    SeedAnswered,
+    SeedUnreachable,
 )
 
 # Reads one node's full state from the node (None for a node it does not know).
@@ -283,6 +285,8 @@ class ClusterViewModel:
         # Nodes shown in full whose keys moved on: read once each, after the batch.
         reread: set[NodeId] = set()
         for event in events:
+            if isinstance(event, SeedUnreachable | SeedAnswered):
+                continue  # seeds are not rows (the header will show them)
             node = event.node
             if isinstance(event, NodeRemoved):
                 self._forget(node, push)

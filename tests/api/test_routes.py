@@ -243,6 +243,7 @@ def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
             "last_gc_version": 0,
             "key_count": 1,
             "seconds_since_update": None,
+            "restarted": None,
         },
         {
             "chitchat_id": _id("node-1", 1, "127.0.0.1:10001"),
@@ -254,6 +255,7 @@ def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
             "last_gc_version": 0,
             "key_count": 1,
             "seconds_since_update": 50.0,  # taken at 100.0, updated at 50.0
+            "restarted": None,
         },
         {
             "chitchat_id": _id("node-2", 1, "127.0.0.1:10002"),
@@ -265,6 +267,7 @@ def test_nodes_lists_every_node_with_its_liveness(node: FakeNode) -> None:
             "last_gc_version": 0,
             "key_count": 0,
             "seconds_since_update": 50.0,
+            "restarted": None,
         },
     ]
 
@@ -487,6 +490,7 @@ def test_health(node: FakeNode) -> None:
         "chitchat_id": SELF,
         "live_nodes": 2,
         "dead_nodes": 1,
+        "left_nodes": 0,
     }
 
 

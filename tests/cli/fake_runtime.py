@@ -31,6 +31,7 @@ class FakeRuntimeNode:
         self.peer = NodeId("fake-1", 1, SocketAddress.parse("127.0.0.1:1"))
         self.keys: dict[str, str] = {"bind": str(gossip_addr)}
         self.services: list[Any] = []
+        self._event_senders: list[Any] = []
 
     def live_nodes(self) -> list[NodeId]:
         return [self.peer, self.self_id]
@@ -62,6 +63,12 @@ class FakeRuntimeNode:
             liveness=Liveness.SELF,
         )
         return ClusterSnapshot("testing", self.self_id, (own,))
+
+    def subscribe(self, prefix: str = "", max_buffer: int = 1_000) -> Any:
+        # No event ever comes: the fake's membership never changes.
+        _send, receive = trio.open_memory_channel[Any](max_buffer)
+        self._event_senders.append(_send)
+        return receive
 
     async def start_service(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         self.services.append(async_fn)

@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from gossip_tui.node import open_node
+from gossip_tui.node._identity import NODE_ID_FILE
 from gossip_tui.node._local_store import STATE_FILE, load_local_keys
 from gossip_tui.testing import MemoryNetwork
 
@@ -55,7 +56,8 @@ async def test_the_last_change_is_kept_on_close(tmp_path: Path) -> None:
     assert load_local_keys(tmp_path) == {"a": "1", "b": "2"}
     saved = json.loads((tmp_path / STATE_FILE).read_text())
     assert saved == {"format": 1, "keys": {"a": "1", "b": "2"}}
-    assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]  # no temporary left over
+    # No temporary left over (beside the node id the node keeps there too).
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([STATE_FILE, NODE_ID_FILE])
 
 
 @pytest.mark.trio

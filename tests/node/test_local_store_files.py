@@ -16,6 +16,7 @@ import attrs
 import pytest
 
 from gossip_tui.node import MAX_KEY_VALUE_BYTES, open_node
+from gossip_tui.node._identity import NODE_ID_FILE
 from gossip_tui.node._local_store import (
     STATE_FILE,
     load_local_keys,
@@ -111,7 +112,7 @@ async def test_a_stale_temporary_file_is_removed_at_start(tmp_path: Path) -> Non
     config = attrs.evolve(fast_config(), state_dir=tmp_path)
     async with open_node(config, transport=MemoryNetwork(seed=34).transport()) as node:
         assert node.get("a") == "1"
-        assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([STATE_FILE, NODE_ID_FILE])
     assert recover_local_keys(tmp_path) == {"a": "1"}
 
 
