@@ -44,7 +44,8 @@ async def test_counts_and_phi_stay_on_screen(cluster: FakeCluster, size: tuple[i
         first_line = str(header.render()).splitlines()[0]
         assert "live" in first_line and "dead" in first_line
         table = app.nodes_table
-        assert _right_edge_of(app, "age") <= table.scrollable_content_region.width
+        for column in ("phi", "age"):
+            assert _right_edge_of(app, column) <= table.scrollable_content_region.width
         # The names are whole wherever the window leaves room for them.
         node_width = table.columns[ColumnKey("node")].width
         if size[0] >= 160:
