@@ -46,6 +46,11 @@ async def test_counts_and_phi_stay_on_screen(cluster: FakeCluster, size: tuple[i
         table = app.nodes_table
         for column in ("phi", "age"):
             assert _right_edge_of(app, column) <= table.scrollable_content_region.width
+        # Scrolled sideways to the last columns, name, status, phi and age stay put.
+        await pilot.press(*["right"] * 60)
+        assert table.scroll_x == table.max_scroll_x
+        keys = list(table.columns)
+        assert keys.index(ColumnKey("age")) < table.fixed_columns
         # The names are whole wherever the window leaves room for them.
         node_width = table.columns[ColumnKey("node")].width
         if size[0] >= 160:

@@ -222,6 +222,9 @@ class NodesTable(DataTable[Text]):
         classes: str | None = None,
     ) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
+        # The name, status, phi and age stay put when the table scrolls sideways to the
+        # columns past the right edge of a narrow window.
+        self.fixed_columns = 1 + len(_ALWAYS_SHOWN)
         self.phi_threshold = phi_threshold
         self.sort_column = "node"
         self.sort_reverse = False
