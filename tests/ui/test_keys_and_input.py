@@ -97,7 +97,9 @@ async def test_a_paste_into_the_form_is_taken_whole(cluster: FakeCluster) -> Non
 @pytest.mark.asyncio
 async def test_typing_right_after_slash_reaches_the_filter(cluster: FakeCluster) -> None:
     populate(cluster)
-    app = make_app(cluster)
+    for index in range(200):  # the issue lost these keys with 200 nodes
+        cluster.add_peer(f"peer-{index:03}", port=20000 + index)
+    app = make_app(cluster, refresh_interval=0.05)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
         # "delta" holds a `d` and an `e`: delete and edit, were they to reach the table.
