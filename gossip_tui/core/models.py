@@ -134,7 +134,7 @@ class KeyStatus(enum.IntEnum):
 
     @property
     def short_label(self) -> str:
-        """Three letters, for a narrow column."""
+        """The dashboard's spelling: lower case, short enough for a narrow column."""
         return _STATUS_LABELS[self][1]
 
     @property
@@ -145,7 +145,7 @@ class KeyStatus(enum.IntEnum):
 # The one label table of KeyStatus: (label, short label).
 _STATUS_LABELS = {
     KeyStatus.SET: ("Set", "set"),
-    KeyStatus.DELETED: ("Delete", "del"),
+    KeyStatus.DELETED: ("Delete", "deleted"),
     KeyStatus.DELETE_AFTER_TTL: ("DeleteAfterTtl", "ttl"),
 }
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from gossip_tui.core.models import Liveness
+from gossip_tui.core.models import KeyStatus, Liveness
 
 #: chitchat's default phi threshold, above which a node is declared dead.
 DEFAULT_PHI_THRESHOLD = 8.0
@@ -132,3 +132,12 @@ def one_line(value: str, limit: int = 60) -> str:
 
 def _printable(char: str) -> str:
     return char if char.isprintable() else repr(char)[1:-1]
+
+
+# One colour per key status, in every pane; the spelling is KeyStatus.short_label
+# ("set", "deleted", "ttl"; KeyStatus.label is chitchat's, for JSON).
+KEY_STATUS_STYLES: dict[KeyStatus, str] = {
+    KeyStatus.SET: "green",
+    KeyStatus.DELETED: "red",
+    KeyStatus.DELETE_AFTER_TTL: "yellow",
+}

@@ -9,18 +9,20 @@ compares snapshots.
 
 Key-values are read from the node one node at a time, and only where the screen shows them
 in full: this node's own (the local keys pane) and the selected node's (the detail pane).
-For every other node the model only keeps the names of its visible keys, to count them.
+For every other node the model keeps its visible keys and values (references, no copy), to count
+them and to match a key=value filter.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
 from gossip_tui.core.engine import LEAVING_KEY, LivenessReadings
 from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, VersionedValue
+from gossip_tui.ui._keys import is_internal
 from gossip_tui.ui._node_api import (
     KeyChanged,
     KeyDeleted,
@@ -111,25 +113,51 @@ class ClusterView:
 
 
 def log_worthy(events: Sequence[NodeEvent]) -> tuple[NodeEvent, ...]:
-    """``events`` minus the NodeUpdated of a node whose key changed in the same batch:
-    the key change already says that its node moved on."""
+    """``events`` minus the NodeUpdated of a node whose key changed in the same batch (the
+    key change already says that its node moved on), and minus changes of internal keys."""
     keyed = {event.node for event in events if isinstance(event, KeyChanged | KeyDeleted)}
     return tuple(
-        event for event in events if not (isinstance(event, NodeUpdated) and event.node in keyed)
+        event
+        for event in events
+        if not (isinstance(event, NodeUpdated) and event.node in keyed)
+        and not (isinstance(event, KeyChanged | KeyDeleted) and is_internal(event.key))
     )
 
 
 @attrs.define
 class _KnownKeys:
-    """A node's visible key names, complete up to ``version`` (its max version)."""
+    """A node's visible keys and their values, complete up to ``version`` (its max
+    version); internal keys (gossip_tui.ui._keys) apart, as the panes never count them.
 
-    visible: set[str]
+    The values are the node's own strings, referenced, not copied: they serve the table's
+    key=value filter."""
+
+    visible: dict[str, str]
+    internal: set[str]
     version: int
 
     @classmethod
     def of(cls, snapshot: NodeSnapshot) -> _KnownKeys:
-        visible = {key for key, value in snapshot.key_values.items() if not value.is_deleted}
-        return cls(visible, snapshot.max_version)
+        visible: dict[str, str] = {}
+        internal: set[str] = set()
+        for key, value in snapshot.key_values.items():
+            if value.is_deleted:
+                continue
+            if is_internal(key):
+                internal.add(key)
+            else:
+                visible[key] = value.value
+        return cls(visible, internal, snapshot.max_version)
+
+    def add(self, key: str, value: str) -> None:
+        if is_internal(key):
+            self.internal.add(key)
+        else:
+            self.visible[key] = value
+
+    def discard(self, key: str) -> None:
+        self.visible.pop(key, None)
+        self.internal.discard(key)
 
 
 class _Push:
@@ -226,6 +254,12 @@ class ClusterViewModel:
             last_update=row.last_update,
         )
 
+    def key_values_of(self, node: NodeId) -> Mapping[str, str]:
+        """``node``'s visible keys and values, as far as the model knows them (internal
+        keys left out): what a key=value filter is matched against."""
+        known = self._keys.get(node)
+        return known.visible if known is not None else {}
+
     def view(self) -> ClusterView:
         nodes = tuple(self._rows[node] for node in sorted(self._rows))
         return ClusterView(self.self_id, self._taken_at, nodes)
@@ -301,18 +335,18 @@ class ClusterViewModel:
                     self._set_liveness(node, Liveness.LIVE, push)
                 case NodeLeft():
                     # A node that announced its departure set the leaving key first.
-                    said_goodbye = LEAVING_KEY in known.visible
+                    said_goodbye = LEAVING_KEY in known.internal
                     self._set_liveness(node, Liveness.LEFT if said_goodbye else Liveness.DEAD, push)
                 case NodeUpdated(max_version=version) if version > known.version:
                     known.version = version
                     reread |= self._shown_in_full(node)
-                case KeyChanged(key=key, version=version) if version > known.version:
-                    known.visible.add(key)
+                case KeyChanged(key=key, value=value, version=version) if version > known.version:
+                    known.add(key, value)
                     reread |= self._shown_in_full(node)
                 case KeyDeleted(key=key, version=version) if (
                     version == _FORGOTTEN or version > known.version
                 ):
-                    known.visible.discard(key)
+                    known.discard(key)
                     reread |= self._shown_in_full(node)
             if isinstance(event, KeyChanged | KeyDeleted) and node == self.self_id:
                 push.local_keys.add(event.key)
@@ -424,3 +458,41 @@ def _changed_keys(
 ) -> set[str]:
     """Keys whose value differs between two reads of the same node."""
     return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+
+
+class HeldChanges:
+    """The changes of pushes held back while the view is paused, given back as one.
+
+    Widgets apply changes as differences, so none may be dropped: on release, every node
+    touched meanwhile is handed over as it is now (or as removed), the flags are or-ed, and
+    the log keeps its last ``max_log`` events (the event log's own bound)."""
+
+    def __init__(self, max_log: int = 2000) -> None:
+        self._nodes: dict[NodeId, None] = {}  # insertion-ordered set
+        self._local_keys: set[str] = set()
+        self._ticked = False
+        self._selection = False
+        self._log: deque[NodeEvent] = deque(maxlen=max_log)
+        self.pushes = 0
+
+    def hold(self, changes: ViewChanges) -> None:
+        self.pushes += 1
+        for row in (*changes.added, *changes.updated):
+            self._nodes[row.node] = None
+        for node in changes.removed:
+            self._nodes[node] = None
+        self._local_keys |= changes.local_keys
+        self._ticked |= changes.ticked
+        self._selection |= changes.selection
+        self._log.extend(changes.log)
+
+    def release(self, rows: Mapping[NodeId, NodeRow]) -> ViewChanges:
+        """One ViewChanges that brings widgets from before the pause to ``rows``."""
+        return ViewChanges(
+            updated=tuple(rows[node] for node in self._nodes if node in rows),
+            removed=tuple(node for node in self._nodes if node not in rows),
+            ticked=self._ticked,
+            local_keys=frozenset(self._local_keys),
+            selection=self._selection,
+            log=tuple(self._log),
+        )

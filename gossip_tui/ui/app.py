@@ -7,18 +7,21 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
+import attrs
 import outcome
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import DataTable, Footer, Input
 
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD
+from gossip_tui.ui._keys import protection_of
 from gossip_tui.ui._node_api import NodeFactory, NodeHandle, default_node_factory
 from gossip_tui.ui._trio_bridge import (
     HttpService,
@@ -28,29 +31,48 @@ from gossip_tui.ui._trio_bridge import (
     TrioBridge,
     TrioFinished,
 )
-from gossip_tui.ui._view_model import ClusterView, ClusterViewModel, ViewChanges
+from gossip_tui.ui._view_model import ClusterView, ClusterViewModel, HeldChanges, ViewChanges
 from gossip_tui.ui.commands import GossipCommands
 from gossip_tui.ui.demo import DemoCluster, DemoNotice
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.key_forms import (
     ConfirmDeleteScreen,
+    ConfirmProtectedScreen,
+    ConfirmScreen,
     KeyFormMode,
     KeyFormResult,
     KeyFormScreen,
 )
+from gossip_tui.ui.screens.node_screen import NodeScreen
 from gossip_tui.ui.widgets.cluster_header import ClusterHeader
 from gossip_tui.ui.widgets.event_log import EventLog, LiveHistory
 from gossip_tui.ui.widgets.local_keys import LocalKeys
 from gossip_tui.ui.widgets.node_detail import NodeDetail
-from gossip_tui.ui.widgets.nodes_table import NodeFilter, NodesTable
+from gossip_tui.ui.widgets.nodes_table import COLUMNS, NodeFilter, NodesTable
 
 Clock = Callable[[], datetime]
 
-# Actions that act on the main screen: disabled while a modal screen is up.
+# Actions that act on the main screen: disabled while another screen is up.
 _MAIN_SCREEN_ACTIONS = frozenset(
     {"set_key", "edit_key", "delete_key", "set_key_ttl", "kill_peer", "help"}
-    | {"filter", "clear_filter", "cycle_sort", "reverse_sort"}
+    | {"filter", "clear_filter", "cycle_sort", "reverse_sort", "sort_column", "copy"}
+    | {"toggle_pause", "next_theme"}
 )
+# One key per sort column, in the table's order (htop's F6 and k9s's shift-letter, as
+# digits: they are free everywhere and read left to right like the columns).
+_SORT_BINDINGS: list[BindingType] = [
+    Binding(
+        str(index),
+        f"sort_column('{column.key}')",
+        f"Sort by {column.label.lower()}",
+        show=False,
+        tooltip=f"Sort by {column.label.lower()} (again: reverse)",
+    )
+    for index, column in enumerate(COLUMNS, start=1)
+]
+_SORT_HELP = "Sort by column; again flips"
+# Below this width the panes stack in two columns; from it on, three.
+_WIDE = 150
 
 
 def _threshold_of(config: Any) -> float:
@@ -78,19 +100,34 @@ class GossipApp(App[None]):
     CSS_PATH = "styles/app.tcss"
     TITLE = "gossip-tui"
     COMMANDS = App.COMMANDS | {GossipCommands}
+    # The keys that open a form or move focus are priority bindings: they run as the app
+    # routes the key, before the keys typed after it are routed (a binding found by
+    # bubbling up from the focused widget runs only after those, which then go astray).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "set_key", "Set key", tooltip="Set a key-value on this node"),
-        Binding("e", "edit_key", "Edit", tooltip="Edit the selected key of this node"),
-        Binding("d", "delete_key", "Delete", tooltip="Delete the selected key of this node"),
-        Binding("t", "set_key_ttl", "Set TTL", tooltip="Set a key that expires (delete after TTL)"),
-        Binding("slash", "filter", "Filter", tooltip="Filter nodes by id, address or status"),
-        Binding("o", "cycle_sort", "Sort", tooltip="Sort the nodes table by the next column"),
+        Binding("s", "set_key", "Set", priority=True, tooltip="Set a key on this node"),
+        Binding("e", "edit_key", "Edit", priority=True, tooltip="Edit the local key"),
+        Binding("d", "delete_key", "Del", priority=True, tooltip="Delete the local key"),
+        Binding("t", "set_key_ttl", "TTL", show=False, priority=True, tooltip="Set a key with TTL"),
+        Binding("slash", "filter", "Filter", priority=True, tooltip="Filter: text, key=value"),
+        Binding("o", "cycle_sort", "Sort", tooltip="Sort by the next column"),
         Binding("O", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
-        Binding("k", "kill_peer", "Kill peer", tooltip="Demo: stop a random peer, restart it"),
+        *_SORT_BINDINGS,
+        Binding(
+            "c",
+            "copy",
+            "Copy",
+            show=False,
+            tooltip="Copy id or value",
+        ),
+        Binding("p", "toggle_pause", "Pause", tooltip="Pause / resume the view"),
+        Binding("T", "next_theme", "Theme", show=False, tooltip="Next theme"),
+        Binding("x", "kill_peer", "Kill peer", tooltip="Demo: stop a random peer"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
-        Binding("question_mark", "help", "Help", tooltip="Show every key binding"),
-        Binding("q", "quit", "Quit", tooltip="Stop the node and leave"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, tooltip="Quit"),
+        Binding("question_mark", "help", "Help", priority=True, tooltip="This help"),
+        Binding("q", "quit", "Quit", tooltip="Stop the node and quit"),
+        Binding(
+            "ctrl+c", "quit", "Quit", show=False, priority=True, tooltip="Stop the node and quit"
+        ),
     ]
 
     def __init__(
@@ -122,42 +159,60 @@ class GossipApp(App[None]):
         self.view_model: ClusterViewModel | None = None
         self.trio_outcome: outcome.Outcome[None] | None = None
         self.trio_traceback: str | None = None
+        # While the view is paused: the changes held back (see HeldChanges).
+        self.held: HeldChanges | None = None
+        # Keys that arrived while a screen was being put up, before it had a focused widget
+        # to take them: replayed in order once it has one (see hold_keys).
+        self._held_keys: list[events.Key] | None = None
 
     # -- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # A grid whose shape follows the width (on_resize, app.tcss): the panes keep this
+        # order and the grid places them, two columns below _WIDE, three from it on.
         with Horizontal(id="top"):
             yield ClusterHeader(id="cluster-header")
             yield LiveHistory(id="live-history")
         with Vertical(id="nodes-pane"):
             yield NodeFilter(id="node-filter", cursor_blink=self._cursor_blink)
             yield NodesTable(id="nodes-table", phi_threshold=self._phi_threshold)
-        with Horizontal(id="bottom"):
-            yield NodeDetail(id="node-detail", phi_threshold=self._phi_threshold)
-            with Vertical(id="side"):
-                yield LocalKeys(id="local-keys")
-                yield EventLog(id="event-log")
+        yield EventLog(id="event-log")
+        yield NodeDetail(id="node-detail", phi_threshold=self._phi_threshold)
+        yield LocalKeys(id="local-keys")
         yield Footer()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._main_screen.set_class(event.size.width >= _WIDE, "-wide")
+
+    @property
+    def _main_screen(self) -> Screen[Any]:
+        # The dashboard's panes live on the first screen, under any form or drill-down.
+        return self.screen_stack[0]
 
     @property
     def nodes_table(self) -> NodesTable:
-        return self.query_one("#nodes-table", NodesTable)
+        return self._main_screen.query_one("#nodes-table", NodesTable)
 
     @property
     def local_keys(self) -> LocalKeys:
-        return self.query_one("#local-keys", LocalKeys)
+        return self._main_screen.query_one("#local-keys", LocalKeys)
 
     @property
     def event_log(self) -> EventLog:
-        return self.query_one("#event-log", EventLog)
+        return self._main_screen.query_one("#event-log", EventLog)
+
+    @property
+    def node_detail(self) -> NodeDetail:
+        return self._main_screen.query_one("#node-detail", NodeDetail)
 
     # -- Trio lifecycle --------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.query_one("#node-detail", NodeDetail).border_title = "Node"
+        self.node_detail.border_title = "Node"
         self.event_log.border_title = "Events"
-        self.query_one("#live-history", LiveHistory).border_title = "Live nodes"
-        self.nodes_table.focus()
+        self._main_screen.add_class("-dashboard")
+        self._main_screen.set_class(self.size.width >= _WIDE, "-wide")
+        self.screen.set_focus(self.nodes_table)
         self._note("starting node…")
         factory = self._node_factory if self._node_factory is not None else default_node_factory()
         self._bridge = TrioBridge(
@@ -201,8 +256,9 @@ class GossipApp(App[None]):
         self.view_model = ClusterViewModel(node.self_id, node.node_snapshot)
         if not self.is_running:
             return
+        self.nodes_table.key_values_of = self.view_model.key_values_of
         http = message.http_addr
-        self.query_one(ClusterHeader).set_identity(node.cluster_id, node.self_id, http)
+        self._main_screen.query_one(ClusterHeader).set_identity(node.cluster_id, node.self_id, http)
         self._note(
             f"node {node.self_id} is up: gossip on {node.gossip_addr} (udp)"
             + (f", HTTP API on http://{http}/" if http else "")
@@ -230,22 +286,34 @@ class GossipApp(App[None]):
         return self.view_model.view() if self.view_model is not None else None
 
     def _show(self, changes: ViewChanges) -> None:
-        """Hand each widget its part of ``changes``; a widget with no part is left alone."""
+        """Hand each widget its part of ``changes``; a widget with no part is left alone.
+        While the view is paused the changes are held back, and handed over on resume."""
         model = self.view_model
         assert model is not None
+        if self.held is not None:
+            self.held.hold(changes)
+            return
+        main = self._main_screen
         with self.batch_update():
             if changes.rows_changed:
-                self.query_one(ClusterHeader).set_counts(model.counts)
+                main.query_one(ClusterHeader).set_counts(model.counts)
             if changes.rows_changed or changes.ticked:
                 self.nodes_table.apply(changes, model.taken_at)
             if changes.local_keys:
                 self.local_keys.apply(changes.local_keys, model.local_key_values)
             if changes.selection:
-                self.query_one(NodeDetail).show(model.selected, model.taken_at)
+                self.node_detail.show(model.selected, model.taken_at)
+                if isinstance(self.screen, NodeScreen):
+                    self.screen.show(model.selected, model.taken_at)
             if changes.log:
                 self.event_log.add_events(changes.log, self._clock())
+                # A key's new value can move its node in or out of a key=value filter
+                # without changing anything its row shows.
+                self.nodes_table.refilter()
 
     def _sample_live(self) -> None:
+        if self.held is not None:
+            return  # a paused view stands still, its sparkline too
         # The main screen holds the sparkline, even while a form is on top of it; the timer
         # can also fire while that screen is being built or torn down: skip such a tick.
         if not self.screen_stack:
@@ -262,7 +330,13 @@ class GossipApp(App[None]):
 
     def on_nodes_table_node_highlighted(self, message: NodesTable.NodeHighlighted) -> None:
         if self.view_model is not None:
-            self._show(self.view_model.select(message.node))
+            changes = self.view_model.select(message.node)
+            # The user's own move shows at once, paused or not; the rest waits for resume.
+            self.node_detail.show(self.view_model.selected, self.view_model.taken_at)
+            if self.held is not None:
+                self.held.hold(attrs.evolve(changes, selection=False))
+            else:
+                self._show(attrs.evolve(changes, selection=False))
 
     @on(Input.Changed, "#node-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -270,21 +344,88 @@ class GossipApp(App[None]):
 
     @on(Input.Submitted, "#node-filter")
     def _filter_submitted(self) -> None:
-        self.nodes_table.focus()
+        self.screen.set_focus(self.nodes_table)
 
     def on_node_filter_dismissed(self, _message: NodeFilter.Dismissed) -> None:
         self.action_clear_filter()
-        self.nodes_table.focus()
+        self.screen.set_focus(self.nodes_table)
+
+    @on(DataTable.RowSelected)
+    def _drill_down(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row: that node full-screen (on a local key: this node)."""
+        model = self.view_model
+        if model is None or not isinstance(self.screen, type(self._main_screen)):
+            return
+        if event.data_table is self.nodes_table:
+            row = self.nodes_table.selected_row
+            node = row.node if row is not None else None
+        else:
+            node = model.self_id
+        if node is None:
+            return
+        selected = model.selected
+        if selected is None or selected.node != node:
+            selected = self.node.node_snapshot(node) if self.node is not None else None
+        self.push_screen(NodeScreen(selected, model.taken_at, phi_threshold=self._phi_threshold))
+        self.hold_keys()
+
+    # -- type-ahead ------------------------------------------------------------------------
+
+    def hold_keys(self) -> None:
+        """Hold the keys that arrive until the screen just pushed has focused its widget
+        (it calls release_keys): a key typed right after `s` belongs to the form."""
+        if self._held_keys is None:
+            self._held_keys = []
+
+    def release_keys(self) -> None:
+        """Replay the held keys, in order, to the screen now on top. Called through the
+        message queue, behind every key that arrived before it: those are held too."""
+
+        async def replay() -> None:
+            held, self._held_keys = self._held_keys or [], None
+            for key in held:
+                await self._dispatch_key_now(key)
+
+        self.call_later(replay)
+
+    async def _dispatch_key_now(self, event: events.Key) -> None:
+        # What App.on_event does with a key: priority bindings first, then the focused
+        # widget (or the screen) and, from there, the usual binding chain.
+        if not await self._check_bindings(event.key, priority=True):
+            target = self.focused or self.screen
+            target._forward_event(events.Key(event.key, event.character))
+
+    async def on_event(self, event: events.Event) -> None:
+        if (
+            self._held_keys is not None
+            and isinstance(event, events.Key)
+            and not event.is_forwarded
+            and event.key != "ctrl+c"
+        ):
+            self._held_keys.append(event)
+            return
+        await super().on_event(event)
 
     # -- actions ---------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While an input has focus its keys are text, not commands (the app's bindings for
+        # letters include priority ones, which come before the input's own handling).
+        typing = isinstance(self.focused, Input)
+        return self.action_available(action) and not (action in _MAIN_SCREEN_ACTIONS and typing)
+
+    def action_available(self, action: str) -> bool:
+        """Whether ``action`` can run now, keys aside (what the command palette lists)."""
         if action == "kill_peer" and self._demo is None:
             return False
-        # Modal screens own the keyboard: no new form on top of a form. The command palette
+        # Other screens own the keyboard: no new form on top of a form. The command palette
         # is the exception: it closes before it runs the action it lists.
         modal = len(self.screen_stack) > 1 and not isinstance(self.screen, CommandPalette)
         return not (action in _MAIN_SCREEN_ACTIONS and modal)
+
+    def _push_form(self, screen: Screen[Any], callback: Callable[[Any], None]) -> None:
+        self.push_screen(screen, callback)
+        self.hold_keys()
 
     def _require_node(self) -> NodeHandle | None:
         if self.node is None:
@@ -293,28 +434,40 @@ class GossipApp(App[None]):
 
     def action_set_key(self) -> None:
         if self._require_node() is not None:
-            self.push_screen(
+            self._push_form(
                 KeyFormScreen(KeyFormMode.SET, cursor_blink=self._cursor_blink),
                 self._apply_key_form,
             )
 
     def action_set_key_ttl(self) -> None:
         if self._require_node() is not None:
-            self.push_screen(
+            self._push_form(
                 KeyFormScreen(KeyFormMode.SET_WITH_TTL, cursor_blink=self._cursor_blink),
                 self._apply_key_form,
             )
 
+    def _focused_local_key(self, verb: str) -> str | None:
+        """The local key `e` or `d` acts on: the one under the Local keys cursor, and only
+        while that pane has focus (from another pane they would act on a row out of sight)."""
+        keys = self.local_keys
+        if self.focused is not keys:
+            self.screen.set_focus(keys)
+            self.notify(f"Pick the key in Local keys, then press {verb[0]} again.")
+            return None
+        key = keys.selected_key
+        if key is None:
+            self.notify(f"This node has no key to {verb}: set one with s.", severity="warning")
+        return key
+
     def action_edit_key(self) -> None:
         if self._require_node() is None:
             return
-        key = self.local_keys.selected_key
+        key = self._focused_local_key("edit")
         if key is None:
-            self.notify("This node has no key to edit: set one with s.", severity="warning")
             return
         current = self.local_keys.value_of(key)
         value = current.value if current is not None and not current.is_deleted else ""
-        self.push_screen(
+        self._push_form(
             KeyFormScreen(KeyFormMode.EDIT, key=key, value=value, cursor_blink=self._cursor_blink),
             self._apply_key_form,
         )
@@ -322,22 +475,35 @@ class GossipApp(App[None]):
     def action_delete_key(self) -> None:
         if self._require_node() is None:
             return
-        key = self.local_keys.selected_key
+        key = self._focused_local_key("delete")
         if key is None:
-            self.notify("This node has no key to delete.", severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._change_key("delete", key, None)
 
-        self.push_screen(ConfirmDeleteScreen(key), confirmed)
+        screen: ConfirmScreen = ConfirmDeleteScreen(key)
+        if (why := protection_of(key)) is not None:
+            screen = ConfirmProtectedScreen(key, "delete", why)
+        self._push_form(screen, confirmed)
 
     def _apply_key_form(self, result: KeyFormResult | None) -> None:
         if result is None:
             return
         verb = "set_with_ttl" if result.mode is KeyFormMode.SET_WITH_TTL else "set"
-        self._change_key(verb, result.key, result.value)
+        why = protection_of(result.key)
+        if why is None:
+            self._change_key(verb, result.key, result.value)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._change_key(verb, result.key, result.value)
+            else:
+                self._note(f"left {result.key!r} as it was", style="italic")
+
+        self._push_form(ConfirmProtectedScreen(result.key, "change", why), confirmed)
 
     def _change_key(self, verb: str, key: str, value: str | None) -> None:
         node = self._require_node()
@@ -360,12 +526,14 @@ class GossipApp(App[None]):
         self._note(f"local {verb.replace('_', ' ')} {key!r}", style="bold italic")
 
     def action_filter(self) -> None:
-        field = self.query_one(NodeFilter)
+        field = self._main_screen.query_one(NodeFilter)
         field.add_class("visible")
-        field.focus()
+        # At once, not with focus(): keys typed right after `/` are routed as they arrive,
+        # and focus() would move only after them (to the table, or to bindings like `d`).
+        self.screen.set_focus(field)
 
     def action_clear_filter(self) -> None:
-        field = self.query_one(NodeFilter)
+        field = self._main_screen.query_one(NodeFilter)
         field.value = ""
         field.remove_class("visible")
         self.nodes_table.set_filter("")
@@ -376,44 +544,97 @@ class GossipApp(App[None]):
     def action_reverse_sort(self) -> None:
         self.nodes_table.action_reverse_sort()
 
+    def action_sort_column(self, column: str) -> None:
+        self.nodes_table.sort_by_key(column)
+
+    def action_copy(self) -> None:
+        """Copy what is under the cursor of the focused pane (OSC 52: works over ssh)."""
+        text: str | None = None
+        if self.focused is self.local_keys:
+            key = self.local_keys.selected_key
+            value = self.local_keys.value_of(key) if key is not None else None
+            text = value.value if value is not None else None
+            what = f"the value of {key!r}"
+        else:
+            row = self.nodes_table.selected_row
+            text = row.node.node_id if row is not None else None
+            what = f"node id {text!r}"
+        if text is None:
+            self.notify("Nothing to copy here.", severity="warning")
+            return
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied {what}.", timeout=2)
+
+    @property
+    def paused(self) -> bool:
+        return self.held is not None
+
+    def action_toggle_pause(self) -> None:
+        main = self._main_screen
+        if self.held is None:
+            self.held = HeldChanges()
+            main.add_class("-paused")
+            self.nodes_table.border_subtitle = "PAUSED · p resumes"
+            return
+        held, self.held = self.held, None
+        main.remove_class("-paused")
+        self.nodes_table.border_subtitle = ""
+        if self.view_model is not None and held.pushes:
+            changes = held.release(self.view_model.rows)
+            self._show(changes)
+            if changes.rows_changed:
+                self.nodes_table.refilter()
+
+    def action_next_theme(self) -> None:
+        names = sorted(self.available_themes)
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        self.notify(f"Theme: {self.theme}", timeout=2)
+
     def action_kill_peer(self) -> None:
         if self._demo is not None and not self._demo.request_kill():
             self.notify("The demo is busy; try again.", severity="warning")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_sections()))
+        self.hold_keys()
 
     def help_sections(self) -> list[tuple[str, Iterable[BindingType]]]:
-        dashboard = [
-            binding
-            for binding in self.BINDINGS
-            if not (isinstance(binding, Binding) and binding.action == "kill_peer")
-            or self._demo is not None
-        ]
+        dashboard: list[BindingType] = []
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.action == "kill_peer" and self._demo is None:
+                continue
+            if binding.action.startswith("sort_column"):
+                if binding.key == "1":  # the nine sort keys, as one line
+                    dashboard.append(
+                        Binding("1", "sort_column", key_display="1…9", tooltip=_SORT_HELP)
+                    )
+                continue
+            dashboard.append(binding)
         dashboard.append(Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Commands"))
-        dashboard.append(Binding("tab,shift+tab", "focus", "Move between panes"))
+        dashboard.append(Binding("tab", "focus", "Move between panes", key_display="tab/⇧tab"))
         return [
             ("Dashboard", dashboard),
             ("Tables", _TABLE_BINDINGS),
             ("Filter", [*NodeFilter.BINDINGS, *_FILTER_BINDINGS]),
-            ("Key forms", [*KeyFormScreen.BINDINGS, *_FORM_BINDINGS]),
-            ("Delete confirmation", ConfirmDeleteScreen.BINDINGS),
-            ("Help", HelpScreen.BINDINGS),
+            ("Forms", [*_FORM_BINDINGS, *ConfirmScreen.BINDINGS]),
+            ("Screens", [*NodeScreen.BINDINGS, *HelpScreen.BINDINGS]),
         ]
 
 
 _TABLE_BINDINGS: list[BindingType] = [
-    Binding("up,down", "move", "Select the previous / next row"),
-    Binding("pageup,pagedown", "page", "Page up / down"),
-    Binding("home,end", "ends", "First / last row"),
-    Binding("click", "click", "Select a row; click a header to sort by it"),
+    Binding("j,k", "move", "Next/previous row (↓/↑)"),
+    Binding("g,G", "ends", "First / last row"),
+    Binding("enter", "drill", "The node, full-screen"),
+    Binding("click", "click", "On a header: sort"),
 ]
 _FILTER_BINDINGS: list[BindingType] = [
-    Binding("enter", "done", "Keep the filter and go back to the table"),
+    Binding("enter", "done", "Keep the filter"),
 ]
 _FORM_BINDINGS: list[BindingType] = [
-    Binding("enter", "submit", "In the key: next field; in the value: submit"),
-    Binding("tab", "next", "Next field"),
+    Binding("enter", "submit", "Next field, then submit"),
+    Binding("escape", "cancel", "Cancel"),
 ]
 
 
@@ -457,7 +678,7 @@ def run_demo(
 ) -> int:
     """The dashboard on node 0 (``base_config``) with ``nodes - 1`` peers on 127.0.0.1.
 
-    Peers take ephemeral ports and node 0's address as seed. Press `k` to stop a random
+    Peers take ephemeral ports and node 0's address as seed. Press `x` to stop a random
     peer; it restarts ``restart_delay`` seconds later with a new generation. Returns the exit
     code, as :func:`run_dashboard` does.
     """

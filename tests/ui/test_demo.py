@@ -18,7 +18,7 @@ def _statuses(app: GossipApp) -> dict[str, str]:
 
 
 @pytest.mark.asyncio
-async def test_demo_starts_peers_and_k_restarts_one_with_a_new_generation(
+async def test_demo_starts_peers_and_x_restarts_one_with_a_new_generation(
     cluster: FakeCluster,
 ) -> None:
     demo = DemoCluster(3, restart_delay=0.3, rng=random.Random(7))
@@ -40,7 +40,7 @@ async def test_demo_starts_peers_and_k_restarts_one_with_a_new_generation(
             "node-0-peer3",
         ]
 
-        await pilot.press("k")
+        await pilot.press("x")
         # The stopped generation stays dead in the cluster, however soon it is restarted.
         await wait_until(pilot, lambda: any(p.closed for p in peers), what="a peer to stop")
         (stopped,) = [p.self_id for p in peers if p.closed]
@@ -72,6 +72,6 @@ async def test_kill_peer_is_demo_only(cluster: FakeCluster) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
         assert app.check_action("kill_peer", ()) is False
-        await pilot.press("k")  # nothing happens, nothing breaks
+        await pilot.press("x")  # nothing happens, nothing breaks
         await pilot.pause()
         assert app.trio_outcome is None

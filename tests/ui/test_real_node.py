@@ -71,7 +71,7 @@ async def test_demo_with_real_nodes_a_stopped_peer_goes_dead_and_comes_back() ->
             timeout=15,
             what="both peers live",
         )
-        await pilot.press("k")
+        await pilot.press("x")
         await wait_until(pilot, lambda: len(demo.running) == 1, what="a peer to stop")
         snapshot = app.last_snapshot
         assert snapshot is not None

@@ -11,10 +11,27 @@ from typing import Any
 from textual.pilot import Pilot
 
 from gossip_tui.ui import GossipApp
-from tests.ui.conftest import make_app, populate, wait_ready, wait_until
+from tests.ui.conftest import FIXED_CLOCK, make_app, populate, wait_ready, wait_until
 from tests.ui.fake_node import FakeCluster
 
 SIZE = (120, 36)
+SMALL = (80, 24)
+LARGE = (200, 60)
+
+
+def _crowded(cluster: FakeCluster) -> Any:
+    """The small cluster plus 40 peers named as the demo names them (long, alike but for
+    their ends), as a 200x60 window shows them."""
+    for index in range(40):
+        cluster.add_peer(
+            f"server:127.0.0.1:{34000 + index}-peer{index}",
+            port=20000 + index,
+            keys={"role": "worker"},
+            heartbeat=100 + index,
+            phi=1.0,
+            last_update=FIXED_CLOCK - 1.0,
+        )
+    return _app(cluster)
 
 
 def _app(cluster: FakeCluster) -> Any:
@@ -67,3 +84,29 @@ def test_set_key_form_with_a_validation_error(snap_compare: Any, cluster: FakeCl
         await pilot.press("enter", "enter")
 
     assert snap_compare(_app(cluster), terminal_size=SIZE, run_before=bad_key)
+
+
+def test_main_screen_80x24(snap_compare: Any, cluster: FakeCluster) -> None:
+    assert snap_compare(_app(cluster), terminal_size=SMALL, run_before=_ready_on_bravo)
+
+
+def test_help_screen_80x24(snap_compare: Any, cluster: FakeCluster) -> None:
+    async def open_help(pilot: Pilot[Any]) -> None:
+        await wait_ready(pilot)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: pilot.app.screen.id != "_default", what="help")
+
+    assert snap_compare(_app(cluster), terminal_size=SMALL, run_before=open_help)
+
+
+def test_main_screen_200x60(snap_compare: Any, cluster: FakeCluster) -> None:
+    assert snap_compare(_crowded(cluster), terminal_size=LARGE, run_before=_ready_on_bravo)
+
+
+def test_node_screen_200x60(snap_compare: Any, cluster: FakeCluster) -> None:
+    async def drill_down(pilot: Pilot[Any]) -> None:
+        await _ready_on_bravo(pilot)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: pilot.app.screen.id != "_default", what="the node")
+
+    assert snap_compare(_crowded(cluster), terminal_size=LARGE, run_before=drill_down)

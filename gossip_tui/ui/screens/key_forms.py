@@ -7,7 +7,7 @@ import unicodedata
 from typing import ClassVar
 
 import attrs
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -15,6 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
 from gossip_tui.node import MAX_KEY_VALUE_BYTES
+from gossip_tui.ui._keys import INTERNAL_PREFIX, is_internal
+from gossip_tui.ui.screens._type_ahead import focus_now
 
 # chitchat ships each key-value whole inside one datagram; the node refuses any that cannot
 # fit (MAX_KEY_VALUE_BYTES). A value near that size would crowd out every other update of
@@ -22,6 +24,17 @@ from gossip_tui.node import MAX_KEY_VALUE_BYTES
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 8192
 _ALLOWED_VALUE_CONTROLS = frozenset("\t\n")
+
+
+class _FormInput(Input):
+    """An Input that hands a paste of several lines to its form (KeyFormScreen.take_paste)."""
+
+    def _on_paste(self, event: events.Paste) -> None:
+        screen = self.screen
+        if isinstance(screen, KeyFormScreen) and ("\n" in event.text or "\r" in event.text):
+            event.prevent_default()  # not Input's handler, which keeps the first line
+            event.stop()
+            screen.take_paste(self, event.text)
 
 
 class KeyFormMode(enum.Enum):
@@ -51,26 +64,37 @@ def _control_characters(text: str, allowed: frozenset[str] = frozenset()) -> lis
 
 def validate_entry(key: str, value: str) -> str | None:
     """Why ``key``/``value`` cannot be set, or None when they can."""
+    problem = validate_fields(key, value)
+    return problem[1] if problem is not None else None
+
+
+def validate_fields(key: str, value: str) -> tuple[str, str] | None:
+    """(id of the field at fault, why) when ``key``/``value`` cannot be set, else None."""
     if not key:
-        return "The key must not be empty."
+        return "key-input", "The key must not be empty."
     if key.strip() != key:
-        return "The key must not start or end with spaces."
+        return "key-input", "The key must not start or end with spaces."
     if bad := _control_characters(key):
-        return f"The key contains a control character ({bad[0]!r})."
+        return "key-input", f"The key contains a control character ({bad[0]!r})."
+    if is_internal(key):
+        return "key-input", f"Keys starting with {INTERNAL_PREFIX!r} belong to the node itself."
     if bad := _control_characters(value, _ALLOWED_VALUE_CONTROLS):
-        return f"The value contains a control character ({bad[0]!r})."
+        return "value-input", f"The value contains a control character ({bad[0]!r})."
     key_size = len(key.encode("utf-8"))
     if key_size > MAX_KEY_BYTES:
-        return f"The key is {key_size:,} bytes; keys are limited to {MAX_KEY_BYTES:,} bytes."
+        return (
+            "key-input",
+            f"The key is {key_size:,} bytes; keys are limited to {MAX_KEY_BYTES:,} bytes.",
+        )
     value_size = len(value.encode("utf-8"))
     if key_size + value_size > MAX_KEY_VALUE_BYTES:
-        return (
+        return "value-input", (
             f"The value is {value_size:,} bytes: it cannot fit in a gossip datagram "
             f"(a key-value gets at most {MAX_KEY_VALUE_BYTES:,} bytes), "
             "so no other node would ever see it."
         )
     if value_size > MAX_VALUE_BYTES:
-        return (
+        return "value-input", (
             f"The value is {value_size:,} bytes; values are limited to {MAX_VALUE_BYTES:,} "
             "bytes so that they fit in a gossip datagram."
         )
@@ -78,10 +102,17 @@ def validate_entry(key: str, value: str) -> str | None:
 
 
 class KeyFormScreen(ModalScreen[KeyFormResult | None]):
-    """Key and value inputs; Enter in the key moves on, Enter in the value submits."""
+    """Key and value inputs; Enter in the key moves on, Enter in the value submits.
+
+    Enter is a priority binding and focus moves with Screen.set_focus, at once: keys typed
+    fast (a paste through tmux, type-ahead) are routed as they arrive, so the characters
+    after an Enter land in the next field. Widget.focus() would move focus only after the
+    keys already queued, which went to the old field.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "enter", "Next field / submit", show=False, priority=True),
     ]
 
     def __init__(
@@ -102,14 +133,14 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
         with Vertical(id="key-form", classes="modal-dialog"):
             yield Label(self.mode.title, classes="modal-title")
             yield Label("Key")
-            yield Input(
+            yield _FormInput(
                 self._key,
                 placeholder="key",
                 id="key-input",
                 disabled=self.mode is KeyFormMode.EDIT,
             )
             yield Label("Value")
-            yield Input(self._value, placeholder="value", id="value-input")
+            yield _FormInput(self._value, placeholder="value", id="value-input")
             yield Label("", id="key-form-error", classes="form-error", markup=False)
             with Horizontal(classes="modal-buttons"):
                 yield Button(
@@ -122,8 +153,11 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
     def on_mount(self) -> None:
         for field in self.query(Input):
             field.cursor_blink = self._cursor_blink
-        target = "#value-input" if self.mode is KeyFormMode.EDIT else "#key-input"
-        self.query_one(target, Input).focus()
+        target = "value-input" if self.mode is KeyFormMode.EDIT else "key-input"
+        focus_now(self.app, self._field(target))
+
+    def _field(self, field_id: str) -> Input:
+        return self.query_one(f"#{field_id}", Input)
 
     @property
     def error(self) -> str:
@@ -135,20 +169,49 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
         error.update(message)
         error.set_class(bool(message), "visible")
 
-    @on(Input.Submitted, "#key-input")
-    def _key_submitted(self) -> None:
-        self.query_one("#value-input", Input).focus()
+    def action_enter(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input) and focused.id == "key-input":
+            self.set_focus(self._field("value-input"))
+        elif isinstance(focused, Button):
+            focused.press()
+        else:
+            # The fields may still hold typed keys in their queues (this binding runs as the
+            # Enter is routed): submit once the key field, then the value field, drained.
+            key_field, value_field = self._field("key-input"), self._field("value-input")
+            key_field.call_later(value_field.call_later, self.action_submit)
 
     @on(Input.Submitted, "#value-input")
     @on(Button.Pressed, "#key-form-ok")
     def action_submit(self) -> None:
-        key = self.query_one("#key-input", Input).value
-        value = self.query_one("#value-input", Input).value
-        problem = validate_entry(key, value)
+        key = self._field("key-input").value
+        value = self._field("value-input").value
+        problem = validate_fields(key, value)
         if problem is not None:
-            self.show_error(problem)
+            field_id, message = problem
+            self.show_error(message)
+            # Focus goes where the fix is to be typed (never to the disabled key of an edit).
+            field = self._field(field_id)
+            if field.focusable:
+                self.set_focus(field)
             return
         self.dismiss(KeyFormResult(self.mode, key, value))
+
+    def take_paste(self, field: Input, text: str) -> None:
+        """A paste of several lines is taken whole (Input keeps only a paste's first line).
+        Pasted into the key, the first line is the key and the rest the value; pasted into
+        the value, every line is the value (a value may hold line breaks). A final line
+        break is dropped."""
+        focused = field
+        text = text.replace("\r\n", "\n").replace("\r", "\n").removesuffix("\n")
+        if focused.id == "key-input":
+            key, _newline, value = text.partition("\n")
+            focused.insert_text_at_cursor(key)
+            value_field = self._field("value-input")
+            value_field.insert_text_at_cursor(value)
+            self.set_focus(value_field)
+        else:
+            focused.insert_text_at_cursor(text)
 
     @on(Input.Changed)
     def _clear_error(self) -> None:
@@ -159,36 +222,59 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
         self.dismiss(None)
 
 
-class ConfirmDeleteScreen(ModalScreen[bool]):
-    """Asks before deleting a local key; `y` confirms, `n` or Escape cancels."""
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; `y` confirms, `n` or Escape cancels (the default)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "confirm", "Delete"),
+        Binding("y", "confirm", "Confirm"),
         Binding("n,escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, title: str, question: str, yes_label: str) -> None:
         super().__init__()
-        self.key = key
+        self._title = title
+        self._question = question
+        self._yes_label = yes_label
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-delete", classes="modal-dialog"):
-            yield Label("Delete a key of this node", classes="modal-title")
-            yield Label(
-                f"Delete {self.key!r}? Other nodes see it deleted within a few rounds.",
-                markup=False,
-            )
+        with Vertical(id="confirm", classes="modal-dialog"):
+            yield Label(self._title, classes="modal-title", markup=False)
+            yield Label(self._question, markup=False)
             with Horizontal(classes="modal-buttons"):
-                yield Button("Delete (y)", variant="error", id="confirm-delete-yes")
-                yield Button("Cancel (n)", id="confirm-delete-no")
+                yield Button(f"{self._yes_label} (y)", variant="error", id="confirm-yes")
+                yield Button("Cancel (n)", id="confirm-no")
 
     def on_mount(self) -> None:
-        self.query_one("#confirm-delete-no", Button).focus()
+        focus_now(self.app, self.query_one("#confirm-no", Button))
 
-    @on(Button.Pressed, "#confirm-delete-yes")
+    @on(Button.Pressed, "#confirm-yes")
     def action_confirm(self) -> None:
         self.dismiss(True)
 
-    @on(Button.Pressed, "#confirm-delete-no")
+    @on(Button.Pressed, "#confirm-no")
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+class ConfirmDeleteScreen(ConfirmScreen):
+    """Asks before deleting a local key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "Delete a key of this node",
+            f"Delete {key!r}? Other nodes see it deleted within a few rounds.",
+            "Delete",
+        )
+        self.key = key
+
+
+class ConfirmProtectedScreen(ConfirmScreen):
+    """Asks before changing a key the node manages itself (see gossip_tui.ui._keys)."""
+
+    def __init__(self, key: str, verb: str, why: str) -> None:
+        super().__init__(
+            f"{verb.capitalize()} {key!r}, a key the node manages?",
+            f"{why} {verb.capitalize()} it anyway? Every node gossips the change.",
+            verb.capitalize(),
+        )
+        self.key = key

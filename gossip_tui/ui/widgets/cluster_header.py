@@ -37,27 +37,35 @@ class ClusterHeader(Static):
             self._render_header()
 
     def _render_header(self) -> None:
+        # Two lines, never wrapped: the counts lead the first, so that however narrow the
+        # window, what is live and dead stays on screen; identity is cut before they are.
         text = Text(no_wrap=True, overflow="ellipsis")
-        node = self._self_id
-        if node is None:
-            text.append("starting node…", style="italic")
-        else:
-            self._field(text, "cluster", self._cluster_id or "?")
-            self._field(text, "node", node.node_id, separator=True)
-            self._field(text, "generation", str(node.generation), separator=True)
-            text.append("\n")
-            self._field(text, "gossip", f"{node.gossip_addr} (udp)")
-            http = f"http://{self._http_addr}/" if self._http_addr else "off"
-            self._field(text, "http", http, separator=True)
-        text.append("\n")
         if self._counts is not None:
             live, dead, known = self._counts.live, self._counts.dead, self._counts.known
             text.append("● ", style="green")
             text.append(f"{live} live", style="bold green")
-            text.append("   ")
+            text.append("  ")
             text.append("✖ ", style="red")
             text.append(f"{dead} dead", style="bold red" if dead else "dim")
-            text.append(f"   {known} known", style="dim")
+            text.append(f"  {known} known", style="dim")
+        node = self._self_id
+        if node is None:
+            if self._counts is not None:
+                text.append("  │  ", style="dim")
+            text.append("starting node…", style="italic")
+            self._show_text(text)
+            return
+        self._field(text, "cluster", self._cluster_id or "?", separator=self._counts is not None)
+        self._field(
+            text, "http", f"http://{self._http_addr}/" if self._http_addr else "off", separator=True
+        )
+        text.append("\n")
+        self._field(text, "node", node.node_id)
+        self._field(text, "gen", str(node.generation), separator=True)
+        self._field(text, "gossip", f"{node.gossip_addr} (udp)", separator=True)
+        self._show_text(text)
+
+    def _show_text(self, text: Text) -> None:
         if text != self._rendered:
             self._rendered = text
             self.update(text)

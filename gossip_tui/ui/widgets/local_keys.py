@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import BindingType
 from textual.widgets import DataTable
 
-from gossip_tui.core.models import KeyStatus, VersionedValue
-from gossip_tui.ui._format import one_line
+from gossip_tui.core.models import VersionedValue
+from gossip_tui.ui._format import KEY_STATUS_STYLES, one_line
+from gossip_tui.ui._keys import is_internal
+from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
 
-_STATUS_STYLES = {
-    KeyStatus.SET: "green",
-    KeyStatus.DELETED: "red",
-    KeyStatus.DELETE_AFTER_TTL: "yellow",
-}
 _COLUMNS = (
-    ("key", "Key", 16),
-    ("value", "Value", 24),
-    ("version", "Ver", 4),
-    ("status", "Status", 6),
+    ("key", "Key", None),
+    ("value", "Value", None),
+    ("version", "Ver", None),
+    ("status", "Status", None),
 )
 
 _Row = tuple[tuple[str, str], ...]
@@ -30,12 +29,14 @@ def _row(value: VersionedValue, key: str) -> _Row:
         (key, "bold"),
         (one_line(value.value, 200), ""),
         (str(value.version), ""),
-        (value.status.short_label, _STATUS_STYLES[value.status]),
+        (value.status.short_label, KEY_STATUS_STYLES[value.status]),
     )
 
 
 class LocalKeys(DataTable[Text]):
-    """The local node's key-values, keyed by key name, in key order."""
+    """The local node's key-values (internal ones hidden), keyed by key name, in key order."""
+
+    BINDINGS: ClassVar[list[BindingType]] = VIM_KEYS
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
@@ -63,7 +64,7 @@ class LocalKeys(DataTable[Text]):
         keep = self.selected_key
         added = False
         for key in changed:
-            value = key_values.get(key)
+            value = None if is_internal(key) else key_values.get(key)
             old = self._rows.get(key)
             if value is None:
                 if old is not None:
@@ -94,5 +95,7 @@ class LocalKeys(DataTable[Text]):
         self._update_title()
 
     def _update_title(self) -> None:
-        live = sum(1 for value in self._values.values() if not value.is_deleted)
-        self.border_title = f"Local keys ({live})"
+        # The count is the rows shown; deleted keys stay listed until they are collected.
+        deleted = sum(1 for key in self._rows if self._values[key].is_deleted)
+        title = f"Local keys ({len(self._rows)})"
+        self.border_title = title + (f" · {deleted} deleted" if deleted else "")

@@ -6,13 +6,15 @@ from rich.console import Group, RenderableType
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from gossip_tui.core.models import KeyStatus, NodeSnapshot
+from gossip_tui.core.models import NodeSnapshot
 from gossip_tui.ui._format import (
     DEFAULT_PHI_THRESHOLD,
+    KEY_STATUS_STYLES,
     STATUS_LABELS,
     STATUS_STYLES,
     decode_value,
@@ -22,12 +24,11 @@ from gossip_tui.ui._format import (
     phi_style,
     pretty_json,
 )
+from gossip_tui.ui._keys import user_keys
 
-_KEY_STATUS_STYLES = {
-    KeyStatus.SET: "green",
-    KeyStatus.DELETED: "red",
-    KeyStatus.DELETE_AFTER_TTL: "yellow",
-}
+# Below this many columns the facts go one per line: label and value pairs side by side
+# ("max version 12  gc version 0", a 13-digit generation, an address) need about 56.
+_TWO_PAIRS_WIDTH = 56
 
 
 def render_value(value: str) -> RenderableType:
@@ -42,37 +43,53 @@ def render_value(value: str) -> RenderableType:
 
 
 def render_node(
-    node: NodeSnapshot, taken_at: float, phi_threshold: float = DEFAULT_PHI_THRESHOLD
+    node: NodeSnapshot,
+    taken_at: float,
+    phi_threshold: float = DEFAULT_PHI_THRESHOLD,
+    width: int = 80,
 ) -> RenderableType:
+    """``node`` in full for a pane ``width`` columns wide (internal keys left out)."""
     ident = node.node
-    facts = Table.grid(padding=(0, 1))
-    for style in ("dim", "", "dim", ""):
-        facts.add_column(style=style, no_wrap=True)
-    facts.add_row(
-        "status",
-        Text(STATUS_LABELS[node.liveness], style=STATUS_STYLES[node.liveness]),
-        "phi",
-        Text(format_phi(node.phi), style=phi_style(node.phi, phi_threshold)),
-    )
-    facts.add_row("address", str(ident.gossip_addr), "generation", str(ident.generation))
-    facts.add_row("heartbeat", str(node.heartbeat), "updated", format_age(node_age(node, taken_at)))
-    facts.add_row("max version", str(node.max_version), "gc version", str(node.last_gc_version))
+    pairs: list[tuple[str, Text | str]] = [
+        ("status", Text(STATUS_LABELS[node.liveness], style=STATUS_STYLES[node.liveness])),
+        ("phi", Text(format_phi(node.phi), style=phi_style(node.phi, phi_threshold))),
+        ("address", str(ident.gossip_addr)),
+        ("generation", str(ident.generation)),
+        ("heartbeat", str(node.heartbeat)),
+        ("updated", format_age(node_age(node, taken_at))),
+        ("max version", str(node.max_version)),
+        ("gc version", str(node.last_gc_version)),
+    ]
     title = Text(ident.node_id, style="bold", overflow="fold")
+    per_row = 2 if width >= _TWO_PAIRS_WIDTH else 1
+    if per_row == 1:
+        # Narrow: status and phi join the name's line, the rest go one per line.
+        title.append("  ")
+        title.append_text(pairs[0][1] if isinstance(pairs[0][1], Text) else Text(pairs[0][1]))
+        title.append("  phi ", style="dim")
+        title.append_text(pairs[1][1] if isinstance(pairs[1][1], Text) else Text(pairs[1][1]))
+        pairs = pairs[2:]
+    facts = Table.grid(padding=(0, 1))
+    for style in ("dim", "") * per_row:
+        facts.add_column(style=style, no_wrap=True)
+    for start in range(0, len(pairs), per_row):
+        facts.add_row(*(cell for pair in pairs[start : start + per_row] for cell in pair))
 
-    if not node.key_values:
+    key_values = user_keys(node.key_values)
+    if not key_values:
         return Group(title, facts, Text("no keys", style="dim italic"))
     keys = Table(expand=True, show_edge=False, pad_edge=False, box=None, header_style="bold")
     keys.add_column("key", ratio=1, overflow="fold")
     keys.add_column("value", ratio=3, overflow="fold")
     keys.add_column("ver", justify="right", no_wrap=True)
     keys.add_column("status", no_wrap=True)
-    for key in sorted(node.key_values):
-        versioned = node.key_values[key]
+    for key in sorted(key_values):
+        versioned = key_values[key]
         keys.add_row(
             Text(key, style="bold"),
             render_value(versioned.value),
             str(versioned.version),
-            Text(versioned.status.label, style=_KEY_STATUS_STYLES[versioned.status]),
+            Text(versioned.status.short_label, style=KEY_STATUS_STYLES[versioned.status]),
         )
     return Group(title, facts, Text(""), keys)
 
@@ -85,7 +102,8 @@ class NodeDetail(VerticalScroll):
     ) -> None:
         super().__init__(id=id)
         self.phi_threshold = phi_threshold
-        self._shown: tuple[NodeSnapshot, str] | None = None
+        self._shown: tuple[NodeSnapshot, str, int] | None = None
+        self._taken_at = 0.0
         self._empty = True
 
     def compose(self) -> ComposeResult:
@@ -106,11 +124,17 @@ class NodeDetail(VerticalScroll):
                 body.update(Text("no node selected", style="dim italic"))
             return
         age = format_age(node_age(node, taken_at))
-        if self._shown == (node, age):
+        width = self.content_size.width or 80
+        if self._shown == (node, age, width):
             return
         if self._shown is None or self._shown[0].node != node.node:
             self.scroll_home(animate=False)
-        self._shown = (node, age)
+        self._shown = (node, age, width)
+        self._taken_at = taken_at
         self._empty = False
         self.border_subtitle = str(node.node)
-        body.update(render_node(node, taken_at, self.phi_threshold))
+        body.update(render_node(node, taken_at, self.phi_threshold, width))
+
+    def on_resize(self, _event: events.Resize) -> None:
+        if self._shown is not None:
+            self.show(self._shown[0], self._taken_at)

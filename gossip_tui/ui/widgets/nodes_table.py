@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
+import attrs
+from rich.cells import cell_len
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.binding import Binding, BindingType
 from textual.geometry import Region
 from textual.message import Message
@@ -26,6 +28,7 @@ from gossip_tui.ui._format import (
     phi_style,
 )
 from gossip_tui.ui._view_model import NodeRow, ViewChanges
+from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
 
 # A cell as the table shows it: text and style. A changed row only touches the cells whose
 # rendering actually changed.
@@ -36,26 +39,31 @@ _INFINITY = float("inf")
 
 
 class Column:
-    """One column: its key and label, fixed width, how a node renders in it and sorts by it."""
+    """One column: its key, label and sort key (the digit that sorts by it), how a node
+    renders in it and sorts by it. Widths follow the content (see NodesTable._fit_columns)."""
 
-    def __init__(self, key: str, label: str, width: int, sort_key: SortKey) -> None:
+    def __init__(self, key: str, label: str, sort_key: SortKey) -> None:
         self.key = key
         self.label = label
-        self.width = width
         self.sort_key = sort_key
 
 
+# In the order of what tells nodes apart and healthy from failing: on a narrow screen the
+# last columns are the ones past the right edge, never phi.
 COLUMNS: tuple[Column, ...] = (
-    Column("node", "Node", 24, lambda n, _t: n.node.node_id),
-    Column("status", "Status", 8, lambda n, _t: STATUS_ORDER[n.liveness]),
-    Column("address", "Address", 21, lambda n, _t: n.node.gossip_addr.sort_key()),
-    Column("generation", "Generation", 13, lambda n, _t: n.node.generation),
-    Column("heartbeat", "Heartbeat", 9, lambda n, _t: n.heartbeat),
-    Column("phi", "Phi", 5, lambda n, _t: -1.0 if n.phi is None else n.phi),
-    Column("max_version", "Max ver", 7, lambda n, _t: n.max_version),
-    Column("keys", "Keys", 4, lambda n, _t: n.key_count),
-    Column("age", "Updated", 7, lambda n, t: _age_sort(n, t)),
+    Column("node", "Node", lambda n, _t: n.node.node_id),
+    Column("status", "Status", lambda n, _t: STATUS_ORDER[n.liveness]),
+    Column("phi", "Phi", lambda n, _t: -1.0 if n.phi is None else n.phi),
+    Column("age", "Updated", lambda n, t: _age_sort(n, t)),
+    Column("heartbeat", "Heartbeat", lambda n, _t: n.heartbeat),
+    Column("keys", "Keys", lambda n, _t: n.key_count),
+    Column("max_version", "Max ver", lambda n, _t: n.max_version),
+    Column("generation", "Generation", lambda n, _t: n.node.generation),
+    Column("address", "Address", lambda n, _t: n.node.gossip_addr.sort_key()),
 )
+# The columns that must stay on screen beside the node's name, whatever the width.
+_ALWAYS_SHOWN = ("status", "phi", "age")
+_MIN_NODE_WIDTH = 12
 COLUMN_KEYS: tuple[str, ...] = tuple(column.key for column in COLUMNS)
 _COLUMNS_BY_KEY = {column.key: column for column in COLUMNS}
 _AGE_INDEX = COLUMN_KEYS.index("age")
@@ -103,14 +111,53 @@ def cell_specs(
     return (
         (name, _NAME_STYLES[liveness]),
         _STATUS_SPECS[liveness],
-        (addr, ""),
-        (generation, ""),
-        (str(row.heartbeat), ""),
         (format_phi(phi), phi_style(phi, phi_threshold)),
-        (str(row.max_version), ""),
-        (str(row.key_count), ""),
         _age_spec(row, taken_at),
+        (str(row.heartbeat), ""),
+        (str(row.key_count), ""),
+        (str(row.max_version), ""),
+        (generation, ""),
+        (addr, ""),
     )
+
+
+@attrs.frozen
+class NodeQuery:
+    """A parsed filter: words matched in a node's id, address and status, and k9s-style
+    label selectors (``key=value``, ``key!=value``, ``key`` alone for "has the key" is a
+    word) matched against its keys. Every part must match."""
+
+    words: tuple[str, ...] = ()
+    equal: tuple[tuple[str, str], ...] = ()
+    not_equal: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> NodeQuery:
+        words: list[str] = []
+        equal: list[tuple[str, str]] = []
+        not_equal: list[tuple[str, str]] = []
+        for term in text.replace(",", " ").split():
+            if "!=" in term:
+                key, _op, value = term.partition("!=")
+                not_equal.append((key, value))
+            elif "=" in term:
+                key, _op, value = term.partition("=")
+                equal.append((key, value.removeprefix("=")))  # "==" reads as "="
+            else:
+                words.append(term.lower())
+        return cls(tuple(words), tuple(equal), tuple(not_equal))
+
+    @property
+    def needs_keys(self) -> bool:
+        return bool(self.equal or self.not_equal)
+
+    def matches(self, haystack: str, key_values: Mapping[str, str]) -> bool:
+        """``haystack``: the node's id, address and status, lower case."""
+        return (
+            all(word in haystack for word in self.words)
+            and all(key_values.get(key) == value for key, value in self.equal)
+            and all(key_values.get(key) != value for key, value in self.not_equal)
+        )
 
 
 class _TextCache:
@@ -157,6 +204,8 @@ class NodesTable(DataTable[Text]):
             self.node_key = node_key
             self.node = node
 
+    BINDINGS: ClassVar[list[BindingType]] = VIM_KEYS
+
     class SortChanged(Message):
         """The sort column or direction changed (by key, header click or code)."""
 
@@ -173,10 +222,16 @@ class NodesTable(DataTable[Text]):
         classes: str | None = None,
     ) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
+        # The name, status, phi and age stay put when the table scrolls sideways to the
+        # columns past the right edge of a narrow window.
+        self.fixed_columns = 1 + len(_ALWAYS_SHOWN)
         self.phi_threshold = phi_threshold
         self.sort_column = "node"
         self.sort_reverse = False
         self._filter = ""
+        self._query = NodeQuery()
+        # A node's keys and values, for key=value filters (the app hands the view model's).
+        self.key_values_of: Callable[[NodeId], Mapping[str, str]] = lambda _node: {}
         self._taken_at = 0.0
         # Every row the view model has, by row key; those passing the filter are shown.
         self._rows: dict[str, NodeRow] = {}
@@ -191,10 +246,33 @@ class NodesTable(DataTable[Text]):
         self._texts = _TextCache()
 
     def on_mount(self) -> None:
-        self._column_keys = [
-            self.add_column(column.label, width=column.width, key=column.key) for column in COLUMNS
-        ]
+        self._column_keys = [self.add_column(column.label, key=column.key) for column in COLUMNS]
         self._update_title()
+
+    def on_resize(self, _event: events.Resize) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Every column as wide as its content, but the node column no wider than what
+        leaves status, phi and age on screen: names tell nodes apart by their ends too, so
+        they get all the room there is, and an ellipsis only when there is none."""
+        columns = self.columns
+        if not columns or not self.size.width:
+            return
+        node = columns[self._column_keys[0]]
+        pad = 2 * self.cell_padding
+        others = sum(columns[ColumnKey(key)].get_render_width(self) for key in _ALWAYS_SHOWN)
+        room = self.scrollable_content_region.width - others - pad
+        # DataTable measures new rows only when it next renders: measure the names here.
+        longest = max(
+            (cell_len(self._identities[row.node][1]) for row in self._shown.values()), default=0
+        )
+        width = max(_MIN_NODE_WIDTH, min(max(longest, len("Node")), room))
+        if node.auto_width or node.width != width:
+            node.auto_width = False
+            node.width = width
+            self._require_update_dimensions = True
+            self.refresh(layout=True)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -293,6 +371,8 @@ class NodesTable(DataTable[Text]):
                         self.update_cell(row_keys[key], age_column, cell(spec))
                         cells[key] = (*old[:_AGE_INDEX], spec, *old[_AGE_INDEX + 1 :])
                         order_may_change |= sort_index == _AGE_INDEX
+            if structure_changed:
+                self._fit_columns()
             if structure_changed or order_may_change:
                 self._sort_rows()
             self._restore_cursor(keep_cursor_on)
@@ -329,12 +409,19 @@ class NodesTable(DataTable[Text]):
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def set_filter(self, text: str) -> None:
-        """Show only nodes whose id, address or status contains ``text`` (case-insensitive)."""
-        text = text.strip().lower()
+        """Show only the nodes ``text`` matches (see NodeQuery): words found in the id,
+        address or status (case-insensitive), and key=value / key!=value on their keys."""
+        text = " ".join(text.split())
         if text == self._filter:
             return
         self._filter = text
+        self._query = NodeQuery.parse(text)
         self._sync(list(self._rows), ages=False)
+
+    def refilter(self) -> None:
+        """Match the filter again (a key=value filter, after keys changed)."""
+        if self._query.needs_keys:
+            self._sync(list(self._rows), ages=False)
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         if column not in _COLUMNS_BY_KEY:
@@ -350,6 +437,10 @@ class NodesTable(DataTable[Text]):
         self._restore_cursor(keep_cursor_on)
         self.post_message(self.SortChanged(self.sort_column, self.sort_reverse))
 
+    def sort_by_key(self, column: str) -> None:
+        """A column's own sort key: sorts by it, and reverses when it already sorts."""
+        self.sort_by(column, reverse=not self.sort_reverse if column == self.sort_column else False)
+
     def action_cycle_sort(self) -> None:
         index = COLUMN_KEYS.index(self.sort_column)
         self.sort_by(COLUMN_KEYS[(index + 1) % len(COLUMN_KEYS)], reverse=False)
@@ -360,10 +451,12 @@ class NodesTable(DataTable[Text]):
     # -- internals -------------------------------------------------------------------------
 
     def _matches(self, row: NodeRow, row_key: str) -> bool:
+        query = self._query
         if not self._filter:
             return True
         haystack = f"{row_key} {STATUS_LABELS[row.liveness]}".lower()
-        return self._filter in haystack
+        key_values = self.key_values_of(row.node) if query.needs_keys else {}
+        return query.matches(haystack, key_values)
 
     def _desired_order(self) -> list[str]:
         column = _COLUMNS_BY_KEY[self.sort_column]
@@ -429,7 +522,7 @@ class NodeFilter(Input):
     """The `/` filter over the nodes table. Escape clears it and hands focus back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Clear filter", tooltip="Clear the filter and close it"),
+        Binding("escape", "dismiss", "Clear filter", tooltip="Clear and close the filter"),
     ]
 
     class Dismissed(Message):
@@ -437,7 +530,7 @@ class NodeFilter(Input):
 
     def __init__(self, *, id: str | None = None, cursor_blink: bool = True) -> None:
         super().__init__(
-            placeholder="filter by id, address or status (Esc clears)",
+            placeholder="id, address or status words; key=value, key!=value (Esc clears)",
             id=id,
         )
         self.cursor_blink = cursor_blink
