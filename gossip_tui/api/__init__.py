@@ -9,6 +9,7 @@ from __future__ import annotations
 from gossip_tui.core.converter import converter
 
 from ._app import MAX_BODY_SIZE, ROUTES, GossipApi, HttpError, Route, make_app
+from ._security import ApiSecurity, default_host_names
 from ._server import serve_http
 from ._types import ApiNode
 
@@ -16,10 +17,12 @@ __all__ = [
     "MAX_BODY_SIZE",
     "ROUTES",
     "ApiNode",
+    "ApiSecurity",
     "GossipApi",
     "HttpError",
     "Route",
     "converter",
+    "default_host_names",
     "make_app",
     "serve_http",
 ]

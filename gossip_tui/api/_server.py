@@ -12,6 +12,7 @@ import trio
 from gossip_tui.core.models import SocketAddress
 
 from ._app import make_app
+from ._security import ApiSecurity
 from ._types import ApiNode
 
 __all__ = ["serve_http"]
@@ -59,13 +60,16 @@ async def serve_http(
     node: ApiNode,
     bind: SocketAddress,
     *,
+    security: ApiSecurity | None = None,
     task_status: trio.TaskStatus[SocketAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the HTTP API of ``node`` on ``bind`` (TCP) until cancelled.
 
     Meant for ``nursery.start``: it reports the address actually bound (the port resolved
     when ``bind`` asks for port 0) once the server accepts connections. A busy address
-    raises :class:`OSError` (``EADDRINUSE``) before anything starts.
+    raises :class:`OSError` (``EADDRINUSE``) before anything starts. ``security`` is the
+    token and the Host and Origin checks (see :class:`ApiSecurity`; the default has no
+    token).
     """
     from hypercorn.config import Config, Sockets
     from hypercorn.trio.run import worker_serve
@@ -81,7 +85,9 @@ async def serve_http(
         config.errorlog = _log
         config.accesslog = None
         config.graceful_timeout = 1.0
-        app: Any = make_app(node)  # hypercorn types apps as a union of TypedDict signatures
+        app: Any = make_app(
+            node, security
+        )  # hypercorn types apps as a union of TypedDict signatures
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
         async with trio.open_nursery() as nursery:
             # No shutdown trigger: the server runs until the surrounding scope is cancelled.

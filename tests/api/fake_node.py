@@ -20,7 +20,8 @@ from gossip_tui.core.models import (
     SocketAddress,
     VersionedValue,
 )
-from gossip_tui.node import MAX_KEY_VALUE_BYTES, KeyValueTooLarge, NodeStats
+from gossip_tui.node import MAX_KEY_VALUE_BYTES, KeyValueTooLarge, NodeEvent, NodeStats
+from gossip_tui.node._fanout import EventFanout
 
 SELF_ADDR = SocketAddress.parse("127.0.0.1:10000")
 
@@ -52,6 +53,7 @@ class FakeNode:
         # What the last flush() made durable, and an error for flush() to raise instead.
         self.saved: dict[str, VersionedValue] = {}
         self.flush_error: OSError | None = None
+        self.events = EventFanout()  # publish() to it; close() ends every subscription
 
     # --- the Node API used by the HTTP layer
 
@@ -122,6 +124,11 @@ class FakeNode:
             seed_addrs=self.seed_addrs,
             taken_at=100.0,
         )
+
+    def subscribe(
+        self, prefix: str = "", max_buffer: int = 1_000
+    ) -> trio.MemoryReceiveChannel[NodeEvent]:
+        return self.events.subscribe(prefix, max_buffer)
 
     # --- test helpers
 
