@@ -550,26 +550,27 @@ async def _send_stream(
             pass
         cancel_scope.cancel()
 
-    ended = False
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(until_disconnect, nursery.cancel_scope)
+    last: bytes | None = None  # the final chunk, or None when there is nobody to tell
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(until_disconnect, nursery.cancel_scope)
+        try:
             async for chunk in stream():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            ended = True
-            nursery.cancel_scope.cancel()
-    except trio.Cancelled:
-        # The server (with the node) is shutting down: end the stream cleanly, as far as
-        # the connection still lets us, rather than cut it mid-line.
-        with trio.CancelScope(shield=True), trio.move_on_after(0.5):
-            await _end_stream(send, end_line("node closed"))
-        raise
-    except Exception:
-        _log.exception("the event stream failed")
-        await _end_stream(send, end_line("internal error"))
-        return
-    if ended:
-        await _end_stream(send, b"")
+            last = b""
+        except trio.Cancelled:
+            if not nursery.cancel_scope.cancel_called:
+                # Not the client gone: the server (with the node) is shutting down. End
+                # the stream cleanly, as far as the connection still lets us, rather than
+                # cut it mid-line.
+                with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                    await _end_stream(send, end_line("node closed"))
+            raise
+        except Exception:
+            _log.exception("the event stream failed")
+            last = end_line("internal error")
+        nursery.cancel_scope.cancel()
+    if last is not None:
+        await _end_stream(send, last)
 
 
 async def _end_stream(send: Send, last: bytes) -> None:

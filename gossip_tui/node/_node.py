@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DecodeError, EncodeError, decode, encode
 from gossip_tui.core.engine import (
@@ -55,6 +56,10 @@ log = logging.getLogger("gossip_tui.node")
 # checks the exact fit, which only a very long node name can make the tighter bound.
 MAX_KEY_VALUE_BYTES = 60_000
 _SEED_RETRY_INTERVAL = 5.0
+
+
+# How long a closing node lets its subscribers act on the end of their events, at most.
+_SUBSCRIBERS_GRACE = 0.1
 
 
 def _generation_now() -> int:
@@ -707,7 +712,11 @@ async def open_node(
                             log.error(
                                 "could not save the local keys to %s: %s", config.state_dir, exc
                             )
+                    # Subscribers see their stream end while the node's services (the
+                    # HTTP API's /events) can still pass that on to their clients.
+                    node._fanout.close()
+                    with trio.move_on_after(_SUBSCRIBERS_GRACE):
+                        await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
-                node._fanout.close()
     finally:
         socket.close()
