@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from gossip_tui.core.http_access import ApiTokenError, parse_api_token
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
 from gossip_tui.core.models import AddressError, SocketAddress
 
@@ -71,6 +72,12 @@ class CliSettings:
     secret_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     secret_key_file: Path | None = None
     protocol_version: int = 0
+    # The HTTP API (gossip_tui.core.http_access has the defaults and the exposure rule).
+    http_addr: SocketAddress | None = None
+    api_token_file: Path | None = None
+    api_token_protects_reads: bool = False
+    insecure_http: bool = False
+    http_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def http(self) -> bool:
@@ -219,6 +226,35 @@ def parse_protocol_version(value: object) -> int:
     return value
 
 
+def parse_token_file(value: object) -> Path:
+    """A file holding the API token, read now so that a bad one stops the start."""
+    if isinstance(value, Path):
+        path = value
+    elif isinstance(value, str) and value.strip():
+        path = Path(value).expanduser()
+    else:
+        raise ValueError(f"expected a file path, got {value!r}")
+    try:
+        parse_api_token(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read API token file {path}: {exc}") from None
+    except ApiTokenError as exc:
+        raise ValueError(str(exc)) from None
+    return path
+
+
+def parse_host_names(value: object) -> tuple[str, ...]:
+    """Host names, as a list or one comma-separated text; "*" allows any."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"expected host names, got {value!r}")
+    names = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    for name in names:
+        if name != "*" and (":" in name or any(c.isspace() or c == "/" for c in name)):
+            raise ValueError(f"{name!r} is not a host name (no port, no scheme)")
+    return names
+
+
 def parse_flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -244,6 +280,11 @@ FIELDS: Mapping[str, Callable[[object], Any]] = {
     "secret_keys": parse_secret_keys,
     "secret_key_file": parse_key_file,
     "protocol_version": parse_protocol_version,
+    "http_addr": parse_address,
+    "api_token_file": parse_token_file,
+    "api_token_protects_reads": parse_flag,
+    "insecure_http": parse_flag,
+    "http_allowed_hosts": parse_host_names,
 }
 
 

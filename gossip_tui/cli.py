@@ -36,6 +36,7 @@ from gossip_tui._config_file import (
     resolve_settings,
     to_node_config,
 )
+from gossip_tui.client._settings import check_http_exposure, http_addr
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
@@ -264,6 +265,52 @@ def run(
             default="0",
         ),
     ] = None,
+    http_addr: Annotated[
+        SocketAddress | None,
+        _setting(
+            "--http-addr",
+            metavar="IP:PORT",
+            text="HTTP API (TCP) address.",
+            default="the listen address if loopback, else 127.0.0.1 on its port",
+        ),
+    ] = None,
+    api_token_file: Annotated[
+        Path | None,
+        _setting(
+            "--api-token-file",
+            metavar="PATH",
+            text="File holding the API token: writes need Authorization: Bearer <token>; "
+            "the client commands send it.",
+            default="none",
+        ),
+    ] = None,
+    api_token_protects_reads: Annotated[
+        bool | None,
+        typer.Option(
+            "--api-token-protects-reads",
+            help=_env_help("Reads need the token too.", "api_token_protects_reads"),
+        ),
+    ] = None,
+    insecure_http: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure-http",
+            help=_env_help(
+                "Serve the API off the loopback without a token (anyone reaching it can write).",
+                "insecure_http",
+            ),
+        ),
+    ] = None,
+    http_allowed_hosts: Annotated[
+        str | None,
+        _setting(
+            "--http-allowed-hosts",
+            metavar="NAMES",
+            text="Comma-separated extra host names the API answers to (against DNS "
+            "rebinding; IP addresses, localhost and this host's name always); * for any.",
+            default="none",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -296,6 +343,11 @@ def run(
         "secret_keys": tuple(secret_key) if secret_key else None,
         "secret_key_file": secret_key_file,
         "protocol_version": protocol_version,
+        "http_addr": http_addr,
+        "api_token_file": api_token_file,
+        "api_token_protects_reads": api_token_protects_reads,
+        "insecure_http": insecure_http,
+        "http_allowed_hosts": http_allowed_hosts,
     }
     invocation = _Invocation(cli, config)
     ctx.obj = invocation
@@ -320,6 +372,127 @@ def demo(
     """
     invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
     raise typer.Exit(run_demo(invocation.settings(), nodes))
+
+
+# --------------------------------------------------------------------------- client commands
+# Thin: gossip_tui.client does the work (stdlib only, no Trio). Each ends with its status.
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise typer.BadParameter(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+_NODE_OPTION = typer.Option(
+    "--node",
+    metavar="IP:PORT",
+    envvar="GOSSIP_TUI_NODE",
+    help="The node's HTTP API. [default: this host's node, as the settings place its API]",
+)
+
+
+def _client_command(ctx: typer.Context, node: str | None, command: Any, **kwargs: Any) -> None:
+    from gossip_tui import client
+
+    invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
+    try:
+        node_client = client.client_for(invocation.settings(), node)
+    except client.ClientError as exc:
+        raise CliError(exc.message, exc.code) from None
+    raise typer.Exit(client.run(command, node_client, **kwargs))
+
+
+@app.command()
+def members(
+    ctx: typer.Context,
+    output_format: Annotated[
+        str, typer.Option("--format", parser=_choice("table", "json"), metavar="table|json")
+    ] = "table",
+    status: Annotated[
+        str | None,
+        typer.Option("--status", parser=_choice("live", "dead", "left"), metavar="live|dead|left"),
+    ] = None,
+    node: Annotated[str | None, _NODE_OPTION] = None,
+) -> None:
+    """List the cluster's nodes as the node sees them."""
+    from gossip_tui import client
+
+    _client_command(
+        ctx, node, client.members, output_format=output_format, status=status, out=sys.stdout
+    )
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    node_id: Annotated[
+        str | None,
+        typer.Option("--node-id", metavar="ID", help="Read the key of this node (its name)."),
+    ] = None,
+    node: Annotated[str | None, _NODE_OPTION] = None,
+) -> None:
+    """Print the value of a key of the node (or of --node-id, as the node sees it)."""
+    from gossip_tui import client
+
+    _client_command(ctx, node, client.get_key, key=key, node_id=node_id, out=sys.stdout)
+
+
+@app.command(name="set")
+def set_command(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    value: Annotated[str, typer.Argument(metavar="VALUE")],
+    ttl: Annotated[
+        bool,
+        typer.Option(
+            "--ttl",
+            help="Delete the key after the node's marked-for-deletion grace period "
+            "(the node has no per-key duration).",
+        ),
+    ] = False,
+    node: Annotated[str | None, _NODE_OPTION] = None,
+) -> None:
+    """Set a key of the node."""
+    from gossip_tui import client
+
+    _client_command(ctx, node, client.set_key, key=key, value=value, ttl=ttl)
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    node: Annotated[str | None, _NODE_OPTION] = None,
+) -> None:
+    """Delete a key of the node."""
+    from gossip_tui import client
+
+    _client_command(ctx, node, client.delete_key, key=key)
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    prefix: Annotated[
+        str, typer.Option("--prefix", metavar="P", help="Key events under P only.")
+    ] = "",
+    output_format: Annotated[
+        str, typer.Option("--format", parser=_choice("text", "json"), metavar="text|json")
+    ] = "text",
+    node: Annotated[str | None, _NODE_OPTION] = None,
+) -> None:
+    """Print the node's events as they happen (one JSON object a line with --format json),
+    until the node leaves."""
+    from gossip_tui import client
+
+    _client_command(
+        ctx, node, client.watch, prefix=prefix, output_format=output_format, out=sys.stdout
+    )
 
 
 @app.command()
@@ -365,14 +538,14 @@ def _bind_failure(addr: SocketAddress, error: OSError) -> CliError:
     return CliError(f"cannot listen on {addr}: {error.strerror or error}")
 
 
-def check_bindable(addr: SocketAddress, *, tcp: bool) -> None:
+def check_bindable(addr: SocketAddress, *, tcp: bool, udp: bool = True) -> None:
     """Fail early, with a one-line error, when ``addr`` cannot be bound (UDP, and TCP).
 
     The dashboard opens its node inside Textual, where a busy port would only show as a
     crash; probing first catches the usual case (another node on the port) cleanly.
     """
     family = socket.AF_INET6 if addr.ip.version == 6 else socket.AF_INET
-    kinds = [socket.SOCK_DGRAM, socket.SOCK_STREAM] if tcp else [socket.SOCK_DGRAM]
+    kinds = ([socket.SOCK_DGRAM] if udp else []) + ([socket.SOCK_STREAM] if tcp else [])
     for kind in kinds:
         with socket.socket(family, kind) as probe:
             if kind == socket.SOCK_STREAM:
@@ -391,11 +564,15 @@ def check_bindable(addr: SocketAddress, *, tcp: bool) -> None:
 
 def run_dashboard(settings: CliSettings) -> int:
     """The Textual dashboard over a node; it serves the HTTP API unless --no-http."""
+    from gossip_tui.client import http_service
     from gossip_tui.ui import run_dashboard as ui_run_dashboard
 
+    check_http_exposure(settings)
     config = to_node_config(settings)
-    check_bindable(settings.listen_addr, tcp=settings.http)
-    return ui_run_dashboard(config, http=settings.http)
+    check_bindable(settings.listen_addr, tcp=False)
+    if settings.http:
+        check_bindable(http_addr(settings), tcp=True, udp=False)
+    return ui_run_dashboard(config, http=http_service(settings) if settings.http else False)
 
 
 def run_demo(settings: CliSettings, nodes: int) -> int:
@@ -443,12 +620,12 @@ async def serve_headless(
     """
     import trio
 
-    from gossip_tui.api import serve_http
+    from gossip_tui.client import http_service
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config) as node:
             if settings.http:
-                node.http_addr = await node.start_service(serve_http, node, node.gossip_addr)
+                node.http_addr = await http_service(settings)(node)
             _log.info(
                 "node %s gossiping on %s (udp); HTTP API %s",
                 node.self_id,
@@ -484,6 +661,7 @@ def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) ->
     else:
         opener = open_node
 
+    check_http_exposure(settings)
     _configure_logging()
     config = to_node_config(settings)
     try:
