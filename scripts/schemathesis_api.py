@@ -111,7 +111,8 @@ def main() -> int:
                     *extra,
                 ]
                 print("+", " ".join(st_command), flush=True)
-                code = subprocess.call(st_command)
+                # From the temporary directory: st leaves a .schemathesis/ folder behind.
+                code = subprocess.call(st_command, cwd=tmp)
                 alive = node.poll() is None
             finally:
                 node.terminate()

@@ -714,9 +714,9 @@ async def open_node(
                             )
                     # Subscribers see their stream end while the node's services (the
                     # HTTP API's /events) can still pass that on to their clients.
-                    node._fanout.close()
-                    with trio.move_on_after(_SUBSCRIBERS_GRACE):
-                        await trio.testing.wait_all_tasks_blocked()
+                    if node._fanout.close():
+                        with trio.move_on_after(_SUBSCRIBERS_GRACE):
+                            await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
     finally:
         socket.close()
