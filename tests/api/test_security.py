@@ -3,11 +3,16 @@ cross-site GET writes, and the rule that keeps a public API from starting withou
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+from functools import partial
 from typing import Any
 
 import pytest
+import trio
 
-from gossip_tui.api import ROUTES, ApiSecurity, make_app
+from gossip_tui.api import ROUTES, ApiSecurity, make_app, serve_http
 from gossip_tui.api import _security as security_module
 from gossip_tui.core.http_access import (
     ApiTokenError,
@@ -203,3 +208,50 @@ def test_bad_token_files_are_refused(text: str, fragment: str) -> None:
     with pytest.raises(ApiTokenError, match=fragment):
         parse_api_token(text, "token")
     assert parse_api_token(f"\n {TOKEN} \n", "token") == TOKEN
+
+
+# --------------------------------------------------------------------------- over real TCP
+
+
+def _over_tcp(
+    url: str, method: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data=body or None, method=method, headers=headers)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+@pytest.mark.trio
+async def test_over_tcp_every_write_needs_the_token_and_cross_site_gets_are_refused() -> None:
+    node = _node()
+    results: dict[tuple[str, str], list[int]] = {}
+    async with trio.open_nursery() as nursery:
+        addr = await nursery.start(
+            partial(serve_http, security=ApiSecurity(token=TOKEN)),
+            node,
+            SocketAddress.parse("127.0.0.1:0"),
+        )
+        for key, (path, query, body) in sorted(_WRITES.items()):
+            url = f"http://{addr}{path}" + (f"?{query}" if query else "")
+            statuses = []
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong-token-0123456789"},
+                {"Authorization": f"Bearer {TOKEN}", "Host": "evil.example"},
+                {"Authorization": f"Bearer {TOKEN}", "Sec-Fetch-Site": "cross-site"},
+                {"Authorization": f"Bearer {TOKEN}"},
+            ):
+                reply = await trio.to_thread.run_sync(_over_tcp, url, key[1], body, headers)
+                statuses.append(reply[0])
+            results[key] = statuses
+        read = await trio.to_thread.run_sync(_over_tcp, f"http://{addr}/keys", "GET", b"", {})
+        nursery.cancel_scope.cancel()
+
+    for key, statuses in results.items():
+        assert statuses == [401, 401, 403, 403, 200], key
+    assert read[0] == 200
