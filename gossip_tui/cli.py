@@ -662,6 +662,8 @@ def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) ->
         opener = open_node
 
     check_http_exposure(settings)
+    if settings.http:  # a busy HTTP port, named as such (the gossip one is reported below)
+        check_bindable(http_addr(settings), tcp=True, udp=False)
     _configure_logging()
     config = to_node_config(settings)
     try:

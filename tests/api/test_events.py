@@ -138,10 +138,12 @@ def _reader(client: NodeClient, prefix: str, lines: list[dict[str, Any]]) -> thr
     return thread
 
 
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    with trio.fail_after(timeout):
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    with trio.move_on_after(timeout):
         while not condition():
-            await trio.sleep(0.02)  # polling a worker thread's list, with a deadline
+            await trio.sleep(0.02)  # polling, with a deadline
+        return
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.trio
@@ -163,8 +165,16 @@ async def test_sees_a_key_set_on_another_node_and_its_leave() -> None:
                 )
 
             await _until(b_key_seen, "b's key on a's stream")
-            # Only a node a has judged live can be seen leaving.
-            await _until(lambda: b.self_id in a.live_nodes(), "b live at a")
+            # Only a node a has announced live can be announced gone.
+            await _until(
+                lambda: any(
+                    line["type"] == "node_joined" and line["node"]["node_id"] == "b"
+                    for line in lines
+                ),
+                "b joined on a's stream",
+            )
+            # b announces its leave to the peers it judges live: a must be one.
+            await _until(lambda: a.self_id in b.live_nodes(), "a live at b")
         # b has left (announced on close): a declares it gone at once.
         await _until(
             lambda: any(

@@ -74,8 +74,11 @@ def _config(name: str, seeds: tuple[str, ...] = ()) -> NodeConfig:
 async def _served_node(
     token_file: Path, name: str, seeds: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[Node, SocketAddress]]:
+    # The API on a port of its own: the gossip port's number may be taken over TCP.
     settings = CliSettings(
-        listen_addr=SocketAddress.parse("127.0.0.1:0"), api_token_file=token_file
+        listen_addr=SocketAddress.parse("127.0.0.1:0"),
+        http_addr=SocketAddress.parse("127.0.0.1:0"),
+        api_token_file=token_file,
     )
     async with open_node(_config(name, seeds)) as node:
         addr = await http_service(settings)(node)
@@ -83,9 +86,11 @@ async def _served_node(
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    with trio.fail_after(timeout):
+    with trio.move_on_after(timeout):
         while not condition():
             await trio.sleep(0.02)  # polling, with a deadline
+        return
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
@@ -191,7 +196,15 @@ async def test_watch_sees_another_nodes_key_and_leave_then_ends(token_file: Path
                 b.set("app/color", "blue")
                 b.set("other", "x")
                 await _until(lambda: any(ln.get("key") == "app/color" for ln in lines), "b's key")
-                await _until(lambda: b.self_id in a.live_nodes(), "b live at a")
+                # Only a node a has announced live can be announced gone.
+                await _until(
+                    lambda: any(
+                        ln["type"] == "node_joined" and ln["node"]["node_id"] == "b" for ln in lines
+                    ),
+                    "b joined on a's stream",
+                )
+                # b announces its leave to the peers it judges live: a must be one.
+                await _until(lambda: a.self_id in b.live_nodes(), "a live at b")
             await _until(
                 lambda: any(
                     ln["type"] == "node_left" and ln["node"]["node_id"] == "b" for ln in lines
