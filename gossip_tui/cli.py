@@ -36,6 +36,7 @@ from gossip_tui._config_file import (
     resolve_settings,
     to_node_config,
 )
+from gossip_tui.client._commands import register as register_client_commands
 from gossip_tui.client._settings import check_http_exposure, http_addr
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
@@ -374,125 +375,13 @@ def demo(
     raise typer.Exit(run_demo(invocation.settings(), nodes))
 
 
-# --------------------------------------------------------------------------- client commands
-# Thin: gossip_tui.client does the work (stdlib only, no Trio). Each ends with its status.
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise typer.BadParameter(f"{text!r} is not one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-_NODE_OPTION = typer.Option(
-    "--node",
-    metavar="IP:PORT",
-    envvar="GOSSIP_TUI_NODE",
-    help="The node's HTTP API. [default: this host's node, as the settings place its API]",
-)
-
-
-def _client_command(ctx: typer.Context, node: str | None, command: Any, **kwargs: Any) -> None:
-    from gossip_tui import client
-
+def _settings_of(ctx: typer.Context) -> CliSettings:
     invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
-    try:
-        node_client = client.client_for(invocation.settings(), node)
-    except client.ClientError as exc:
-        raise CliError(exc.message, exc.code) from None
-    raise typer.Exit(client.run(command, node_client, **kwargs))
+    return invocation.settings()
 
 
-@app.command()
-def members(
-    ctx: typer.Context,
-    output_format: Annotated[
-        str, typer.Option("--format", parser=_choice("table", "json"), metavar="table|json")
-    ] = "table",
-    status: Annotated[
-        str | None,
-        typer.Option("--status", parser=_choice("live", "dead", "left"), metavar="live|dead|left"),
-    ] = None,
-    node: Annotated[str | None, _NODE_OPTION] = None,
-) -> None:
-    """List the cluster's nodes as the node sees them."""
-    from gossip_tui import client
-
-    _client_command(
-        ctx, node, client.members, output_format=output_format, status=status, out=sys.stdout
-    )
-
-
-@app.command()
-def get(
-    ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="KEY")],
-    node_id: Annotated[
-        str | None,
-        typer.Option("--node-id", metavar="ID", help="Read the key of this node (its name)."),
-    ] = None,
-    node: Annotated[str | None, _NODE_OPTION] = None,
-) -> None:
-    """Print the value of a key of the node (or of --node-id, as the node sees it)."""
-    from gossip_tui import client
-
-    _client_command(ctx, node, client.get_key, key=key, node_id=node_id, out=sys.stdout)
-
-
-@app.command(name="set")
-def set_command(
-    ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="KEY")],
-    value: Annotated[str, typer.Argument(metavar="VALUE")],
-    ttl: Annotated[
-        bool,
-        typer.Option(
-            "--ttl",
-            help="Delete the key after the node's marked-for-deletion grace period "
-            "(the node has no per-key duration).",
-        ),
-    ] = False,
-    node: Annotated[str | None, _NODE_OPTION] = None,
-) -> None:
-    """Set a key of the node."""
-    from gossip_tui import client
-
-    _client_command(ctx, node, client.set_key, key=key, value=value, ttl=ttl)
-
-
-@app.command()
-def delete(
-    ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="KEY")],
-    node: Annotated[str | None, _NODE_OPTION] = None,
-) -> None:
-    """Delete a key of the node."""
-    from gossip_tui import client
-
-    _client_command(ctx, node, client.delete_key, key=key)
-
-
-@app.command()
-def watch(
-    ctx: typer.Context,
-    prefix: Annotated[
-        str, typer.Option("--prefix", metavar="P", help="Key events under P only.")
-    ] = "",
-    output_format: Annotated[
-        str, typer.Option("--format", parser=_choice("text", "json"), metavar="text|json")
-    ] = "text",
-    node: Annotated[str | None, _NODE_OPTION] = None,
-) -> None:
-    """Print the node's events as they happen (one JSON object a line with --format json),
-    until the node leaves."""
-    from gossip_tui import client
-
-    _client_command(
-        ctx, node, client.watch, prefix=prefix, output_format=output_format, out=sys.stdout
-    )
+# The client commands (members, get, set, delete, watch) live in gossip_tui.client.
+register_client_commands(app, _settings_of)
 
 
 @app.command()
