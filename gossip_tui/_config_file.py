@@ -30,6 +30,7 @@ import cattrs
 from gossip_tui._logging import parse_log_format, parse_log_level
 from gossip_tui.core.converter import converter
 from gossip_tui.core.failure_detector import FailureDetectorConfig
+from gossip_tui.core.http_access import ApiTokenError, parse_api_token
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
 from gossip_tui.core.models import AddressError, SocketAddress, parse_seed
 
@@ -66,7 +67,7 @@ class SettingsError(ValueError):
 
 
 def _node_config_field(name: str) -> attrs.Attribute[Any]:
-    from gossip_tui.node import NodeConfig
+    from gossip_tui.core.node_config import NodeConfig
 
     field: attrs.Attribute[Any] = getattr(attrs.fields(NodeConfig), name)
     return field
@@ -129,6 +130,40 @@ def _checked_by(parse: Callable[[object], object]) -> Callable[[Any, Any, object
     return check
 
 
+def _token_file(value: object) -> Path:
+    """A file holding the API token, read now so that a bad one stops the start."""
+    if isinstance(value, Path):
+        path = value
+    elif isinstance(value, str) and value.strip():
+        path = Path(value).expanduser()
+    else:
+        raise ValueError(f"expected a file path, got {value!r}")
+    try:
+        parse_api_token(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read API token file {path}: {exc}") from None
+    except ApiTokenError as exc:
+        raise ValueError(str(exc)) from None
+    return path
+
+
+def _token_file_given(_instance: Any, _attribute: Any, value: Path | None) -> None:
+    if value is not None:
+        _token_file(value)
+
+
+def _host_names(value: object) -> tuple[str, ...]:
+    """Host names, as a list or one comma-separated text; "*" allows any."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"expected host names, got {value!r}")
+    names = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    for name in names:
+        if name != "*" and (":" in name or any(c.isspace() or c == "/" for c in name)):
+            raise ValueError(f"{name!r} is not a host name (no port, no scheme)")
+    return names
+
+
 def _directory(_instance: Any, _attribute: Any, value: Path | None) -> None:
     if value is not None and value.exists() and not value.is_dir():
         raise ValueError(f"{str(value)!r} exists and is not a directory")
@@ -187,6 +222,14 @@ class CliSettings:
     )
     log_format: str = attrs.field(
         default="text", converter=parse_log_format, validator=_checked_by(parse_log_format)
+    )
+    # The HTTP API (gossip_tui.core.http_access has the defaults and the exposure rule).
+    http_addr: SocketAddress | None = None
+    api_token_file: Path | None = attrs.field(default=None, validator=_token_file_given)
+    api_token_protects_reads: bool = False
+    insecure_http: bool = False
+    http_allowed_hosts: tuple[str, ...] = attrs.field(
+        default=(), converter=_host_names, validator=_checked_by(_host_names)
     )
 
     @property
@@ -386,6 +429,11 @@ _NOT_NODE_FIELDS = frozenset(
         "secret_key_file",
         "log_level",
         "log_format",
+        "http_addr",
+        "api_token_file",
+        "api_token_protects_reads",
+        "insecure_http",
+        "http_allowed_hosts",
     }
     | _DETECTOR_FIELDS
 )

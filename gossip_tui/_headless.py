@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from gossip_tui._logging import configure_logging
-from gossip_tui.api import serve_node_http
+from gossip_tui.client import http_service
 from gossip_tui.node import log_lifecycle
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ async def serve_headless(
 ) -> None:
     """Run the node until SIGINT or SIGTERM, then close it and return.
 
-    With HTTP on, the API is served over TCP on the address gossip is bound to, as a
+    With HTTP on, the API is served over TCP where the settings say (``--http-addr``), as a
     service of the node (cancelled when the node closes), and ``node.http_addr`` tells
     where. The live nodes and their "bind" keys are logged at start, then each change of
     membership as it happens (``report_interval`` is no longer used; kept for callers).
@@ -49,7 +49,7 @@ async def serve_headless(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config) as node:
             if settings.http:
-                await serve_node_http(node)
+                await http_service(settings)(node)
             _log.info(
                 "node %s gossiping on %s (udp); HTTP API %s",
                 node.self_id,

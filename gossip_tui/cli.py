@@ -35,6 +35,8 @@ from gossip_tui._config_file import (
     setting_parser,
     to_node_config,
 )
+from gossip_tui.client._commands import register as register_client_commands
+from gossip_tui.client._settings import check_http_exposure, http_addr
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
@@ -291,6 +293,52 @@ def run(
             default="text",
         ),
     ] = None,
+    http_addr: Annotated[
+        SocketAddress | None,
+        _setting(
+            "--http-addr",
+            metavar="IP:PORT",
+            text="HTTP API (TCP) address.",
+            default="the listen address if loopback, else 127.0.0.1 on its port",
+        ),
+    ] = None,
+    api_token_file: Annotated[
+        Path | None,
+        _setting(
+            "--api-token-file",
+            metavar="PATH",
+            text="File holding the API token: writes need Authorization: Bearer <token>; "
+            "the client commands send it.",
+            default="none",
+        ),
+    ] = None,
+    api_token_protects_reads: Annotated[
+        bool | None,
+        typer.Option(
+            "--api-token-protects-reads",
+            help=_env_help("Reads need the token too.", "api_token_protects_reads"),
+        ),
+    ] = None,
+    insecure_http: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure-http",
+            help=_env_help(
+                "Serve the API off the loopback without a token (anyone reaching it can write).",
+                "insecure_http",
+            ),
+        ),
+    ] = None,
+    http_allowed_hosts: Annotated[
+        str | None,
+        _setting(
+            "--http-allowed-hosts",
+            metavar="NAMES",
+            text="Comma-separated extra host names the API answers to (against DNS "
+            "rebinding; IP addresses, localhost and this host's name always); * for any.",
+            default="none",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -325,6 +373,11 @@ def run(
         "protocol_version": protocol_version,
         "log_level": log_level,
         "log_format": log_format,
+        "http_addr": http_addr,
+        "api_token_file": api_token_file,
+        "api_token_protects_reads": api_token_protects_reads,
+        "insecure_http": insecure_http,
+        "http_allowed_hosts": http_allowed_hosts,
     }
     invocation = _Invocation(cli, config)
     ctx.obj = invocation
@@ -349,6 +402,15 @@ def demo(
     """
     invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
     raise typer.Exit(run_demo(invocation.settings(), nodes))
+
+
+def _settings_of(ctx: typer.Context) -> CliSettings:
+    invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
+    return invocation.settings()
+
+
+# The client commands (members, get, set, delete, watch) live in gossip_tui.client.
+register_client_commands(app, _settings_of)
 
 
 @app.command()
@@ -394,14 +456,14 @@ def _bind_failure(addr: SocketAddress, error: OSError) -> CliError:
     return CliError(f"cannot listen on {addr}: {error.strerror or error}")
 
 
-def check_bindable(addr: SocketAddress, *, tcp: bool) -> None:
+def check_bindable(addr: SocketAddress, *, tcp: bool, udp: bool = True) -> None:
     """Fail early, with a one-line error, when ``addr`` cannot be bound (UDP, and TCP).
 
     The dashboard opens its node inside Textual, where a busy port would only show as a
     crash; probing first catches the usual case (another node on the port) cleanly.
     """
     family = socket.AF_INET6 if addr.ip.version == 6 else socket.AF_INET
-    kinds = [socket.SOCK_DGRAM, socket.SOCK_STREAM] if tcp else [socket.SOCK_DGRAM]
+    kinds = ([socket.SOCK_DGRAM] if udp else []) + ([socket.SOCK_STREAM] if tcp else [])
     for kind in kinds:
         with socket.socket(family, kind) as probe:
             if kind == socket.SOCK_STREAM:
@@ -420,11 +482,15 @@ def check_bindable(addr: SocketAddress, *, tcp: bool) -> None:
 
 def run_dashboard(settings: CliSettings) -> int:
     """The Textual dashboard over a node; it serves the HTTP API unless --no-http."""
+    from gossip_tui.client import http_service
     from gossip_tui.ui import run_dashboard as ui_run_dashboard
 
+    check_http_exposure(settings)
     config = to_node_config(settings)
-    check_bindable(settings.listen_addr, tcp=settings.http)
-    return ui_run_dashboard(config, http=settings.http)
+    check_bindable(settings.listen_addr, tcp=False)
+    if settings.http:
+        check_bindable(http_addr(settings), tcp=True, udp=False)
+    return ui_run_dashboard(config, http=http_service(settings) if settings.http else False)
 
 
 def run_demo(settings: CliSettings, nodes: int) -> int:
@@ -447,6 +513,9 @@ def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) ->
     """
     from gossip_tui._headless import run_headless as run_runtime
 
+    check_http_exposure(settings)
+    if settings.http:  # a busy HTTP port, named as such (the gossip one is reported below)
+        check_bindable(http_addr(settings), tcp=True, udp=False)
     config = to_node_config(settings)
     try:
         run_runtime(settings, config, open_node)

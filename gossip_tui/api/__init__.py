@@ -11,6 +11,7 @@ from __future__ import annotations
 from gossip_tui.core.converter import converter
 
 from ._app import MAX_BODY_SIZE, ROUTES, GossipApi, HttpError, Route, make_app
+from ._security import ApiSecurity, default_host_names
 from ._server import ServedNode, serve_http, serve_node_http
 from ._types import ApiNode
 
@@ -18,11 +19,13 @@ __all__ = [
     "MAX_BODY_SIZE",
     "ROUTES",
     "ApiNode",
+    "ApiSecurity",
     "GossipApi",
     "HttpError",
     "Route",
     "ServedNode",
     "converter",
+    "default_host_names",
     "make_app",
     "serve_http",
     "serve_node_http",

@@ -22,18 +22,21 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 import attrs
 import cattrs
+import trio
 
 from gossip_tui.core.converter import converter
 from gossip_tui.core.generations import restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeysNotSaved, KeyValueTooLarge, NodeIsLive
 
+from ._events import MEDIA_TYPE as EVENTS_MEDIA_TYPE
+from ._events import end_line, event_lines
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import render_metrics
 from ._openapi import openapi_document
@@ -53,6 +56,7 @@ from ._records import (
     PutKeyBody,
     StatusView,
 )
+from ._security import ApiSecurity
 from ._types import ApiNode, Message, Receive, Scope, Send
 
 __all__ = ["MAX_BODY_SIZE", "ROUTES", "GossipApi", "HttpError", "Route", "make_app"]
@@ -113,6 +117,8 @@ class Response:
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = "application/json"
+    # A streamed body: chunks sent as they come (chunked encoding), ``body`` unused.
+    stream: Callable[[], AsyncIterator[bytes]] | None = None
 
 
 Handler = Callable[[ApiNode, Request], Response]
@@ -364,6 +370,14 @@ def _delete_key(node: ApiNode, request: Request) -> Response:
     return json_response(KeyDeletedView(key=key, after_ttl=after_ttl))
 
 
+def _events(node: ApiNode, request: Request) -> Response:
+    values = request.query.get("prefix")
+    prefix = values[-1] if values else ""
+    return Response(
+        200, b"", content_type=EVENTS_MEDIA_TYPE, stream=lambda: event_lines(node, prefix)
+    )
+
+
 def _metrics(node: ApiNode, _request: Request) -> Response:
     text = render_metrics(node.snapshot(), node.stats)
     return Response(200, text.encode(), content_type=METRICS_CONTENT_TYPE)
@@ -403,6 +417,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/nodes/{node_id}", {"GET": _get_node, "DELETE": _forget_node}),
     Route("/keys", {"GET": _list_keys}),
     Route("/keys/{key}", {"GET": _get_key, "PUT": _put_key, "DELETE": _delete_key}),
+    Route("/events", {"GET": _events}),
     Route("/health", {"GET": _health}),
     Route("/metrics", {"GET": _metrics}),
     Route("/openapi.json", {"GET": _openapi}),
@@ -465,9 +480,15 @@ async def _read_body(headers: Mapping[str, str], receive: Receive) -> bytes | No
 class GossipApi:
     """The ASGI application; build it with :func:`make_app`."""
 
-    def __init__(self, node: ApiNode, routes: Iterable[Route] = ROUTES) -> None:
+    def __init__(
+        self,
+        node: ApiNode,
+        routes: Iterable[Route] = ROUTES,
+        security: ApiSecurity | None = None,
+    ) -> None:
         self.node = node
         self.routes = tuple(routes)
+        self.security = ApiSecurity() if security is None else security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -499,6 +520,9 @@ class GossipApi:
             response = _error_response(HttpError(500, "internal server error"))
         if response is None:
             return
+        if response.stream is not None and method != "HEAD":
+            await _send_stream(send, receive, response, response.stream)
+            return
         await _send_response(send, response, head=method == "HEAD")
 
     async def _respond(self, method: str, scope: Scope, receive: Receive) -> Response | None:
@@ -517,6 +541,11 @@ class GossipApi:
             allowed = ", ".join(route.allowed())
             raise HttpError(405, f"method {method} not allowed for {path!r}", [("allow", allowed)])
         headers = _headers(scope)
+        refusal = self.security.refusal(headers, writes=route.writes(method))
+        if refusal is not None:
+            status, message = refusal
+            extra = [("www-authenticate", 'Bearer realm="gossip-tui"')] if status == 401 else []
+            raise HttpError(status, message, extra)
         query = _query(scope)
         body = await _read_body(headers, receive)
         if body is None:
@@ -543,6 +572,60 @@ async def _send_response(send: Send, response: Response, *, head: bool) -> None:
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
-def make_app(node: ApiNode) -> GossipApi:
-    """The ASGI application serving ``node``'s state and key-values."""
-    return GossipApi(node)
+async def _send_stream(
+    send: Send,
+    receive: Receive,
+    response: Response,
+    stream: Callable[[], AsyncIterator[bytes]],
+) -> None:
+    headers = [
+        (b"content-type", f"{response.content_type}; charset=utf-8".encode()),
+        (b"cache-control", b"no-store"),
+        # Tell proxies not to hold the lines back.
+        (b"x-accel-buffering", b"no"),
+    ]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+
+    async def until_disconnect(cancel_scope: trio.CancelScope) -> None:
+        # A client that went away must free its subscription: the server gives no error
+        # on a send to a closed connection.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        cancel_scope.cancel()
+
+    last: bytes | None = None  # the final chunk, or None when there is nobody to tell
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(until_disconnect, nursery.cancel_scope)
+        try:
+            async for chunk in stream():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            last = b""
+        except trio.Cancelled:
+            if not nursery.cancel_scope.cancel_called:
+                # Not the client gone: the server (with the node) is shutting down. End
+                # the stream cleanly, as far as the connection still lets us, rather than
+                # cut it mid-line.
+                with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                    await _end_stream(send, end_line("node closed"))
+            raise
+        except Exception:
+            _log.exception("the event stream failed")
+            last = end_line("internal error")
+        nursery.cancel_scope.cancel()
+    if last is not None:
+        await _end_stream(send, last)
+
+
+async def _end_stream(send: Send, last: bytes) -> None:
+    try:
+        await send({"type": "http.response.body", "body": last, "more_body": False})
+    except Exception:  # the connection is already gone: nothing left to tell
+        _log.debug("could not end the event stream", exc_info=True)
+
+
+def make_app(node: ApiNode, security: ApiSecurity | None = None) -> GossipApi:
+    """The ASGI application serving ``node``'s state and key-values.
+
+    ``security`` defaults to no token and the checks of Host and Origin on.
+    """
+    return GossipApi(node, security=security)

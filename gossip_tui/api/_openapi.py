@@ -181,6 +181,56 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "boolean", "const": True},
         }
     ),
+    "Subscribed": _object(
+        {
+            "type": {"const": "subscribed"},
+            "chitchat_id": _ref("ChitchatId"),
+            "prefix": {"type": "string"},
+        }
+    ),
+    "Event": {
+        "description": (
+            "node_joined: became live; node_left: declared dead, or announced its leave; "
+            "node_removed: forgotten after the dead-node grace period; node_updated: its "
+            "max_version moved; key_changed: set (or marked delete-after-TTL); "
+            "key_deleted: a tombstone arrived"
+        ),
+        "oneOf": [
+            _object(
+                {
+                    "type": {"enum": ["node_joined", "node_left", "node_removed"]},
+                    "node": _ref("ChitchatId"),
+                }
+            ),
+            _object(
+                {"type": {"const": "node_updated"}, "node": _ref("ChitchatId"), "max_version": _U64}
+            ),
+            _object(
+                {
+                    "type": {"const": "key_changed"},
+                    "node": _ref("ChitchatId"),
+                    "key": {"type": "string"},
+                    "value": {"type": "string"},
+                    "version": _U64,
+                }
+            ),
+            _object(
+                {
+                    "type": {"const": "key_deleted"},
+                    "node": _ref("ChitchatId"),
+                    "key": {"type": "string"},
+                    "version": _U64,
+                }
+            ),
+        ],
+    },
+    "End": _object(
+        {
+            "type": {"const": "end"},
+            "reason": {"enum": ["node leaving", "node closed", "internal error"]},
+        }
+    ),
+    "StreamLine": {"oneOf": [_ref("Subscribed"), _ref("Event"), _ref("End")]},
     "Health": _object(
         {
             "status": {"type": "string", "const": "ok"},
@@ -332,6 +382,33 @@ _PATHS: dict[str, Any] = {
             },
         },
     },
+    "/events": {
+        "get": {
+            "operationId": "events",
+            "summary": "The node's events as they happen, one JSON object a line (NDJSON)",
+            "description": (
+                "A stream that stays open: first a Subscribed line, then one Event line per "
+                "membership change (every one) and key change (of keys under prefix), with "
+                "empty lines as keep-alives every 15 s. It ends with an End line when the "
+                "node leaves or closes. A reader more than 10,000 events behind loses events "
+                "(counted in the metrics) instead of slowing the node down."
+            ),
+            "parameters": [_query("prefix", "key events under this prefix only", required=False)],
+            "responses": {
+                "200": {
+                    "description": "NDJSON: Subscribed, then Event lines, then End",
+                    "content": {
+                        "application/x-ndjson": {
+                            "schema": {"type": "string"},
+                            # Each line; OpenAPI 3.2 names this itemSchema, 3.1 has no word for it.
+                            "x-item-schema": _ref("StreamLine"),
+                        }
+                    },
+                },
+                "400": _BAD_REQUEST,
+            },
+        }
+    },
     "/health": {
         "get": {
             "operationId": "health",
@@ -361,6 +438,29 @@ _PATHS: dict[str, Any] = {
 }
 
 
+_UNAUTHORIZED = _error(
+    "with --api-token-file: no or a wrong Authorization: Bearer token (for reads too with "
+    "--api-token-protects-reads)"
+)
+_FORBIDDEN = _error(
+    "a Host that is not one of the node's names (DNS rebinding), or a write a browser "
+    "labels cross-site (Origin, Sec-Fetch-Site)"
+)
+_WRITE_OPERATIONS = {("/set_kv/", "get"), ("/mark_for_deletion/", "get")}
+
+
+def _with_access_rules(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation answers 401 and 403 (see :mod:`gossip_tui.api._security`); writes
+    need the token when the node has one, reads may send it."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            writes = method in ("put", "delete") or (path, method) in _WRITE_OPERATIONS
+            operation["security"] = [{"bearerToken": []}] if writes else [{}, {"bearerToken": []}]
+            operation["responses"].setdefault("401", _UNAUTHORIZED)
+            operation["responses"].setdefault("403", _FORBIDDEN)
+    return paths
+
+
 def openapi_document() -> dict[str, Any]:
     """A fresh copy of the OpenAPI 3.1 document."""
     return {
@@ -372,9 +472,20 @@ def openapi_document() -> dict[str, Any]:
                 "chitchat-test's routes (/, /set_kv/, /mark_for_deletion/) and a REST API "
                 'over one gossip node. Errors are {"error": "..."}: 404 unknown path, '
                 "405 wrong method, 400 malformed request, 413 too large, 500 server fault, "
-                "503 a write not saved. With --state-dir a 2xx to a write means it is on disk."
+                "503 a write not saved, 401 no or a wrong token, 403 a foreign Host or a "
+                "cross-site write. With --state-dir a 2xx to a write means it is on disk. "
+                "With --api-token-file, writes need Authorization: Bearer <token>."
             ),
         },
-        "paths": copy.deepcopy(_PATHS),
-        "components": {"schemas": copy.deepcopy(_SCHEMAS)},
+        "paths": _with_access_rules(copy.deepcopy(_PATHS)),
+        "components": {
+            "schemas": copy.deepcopy(_SCHEMAS),
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the one line of the node's --api-token-file",
+                }
+            },
+        },
     }

@@ -13,6 +13,7 @@ import trio
 from gossip_tui.core.models import SocketAddress
 
 from ._app import make_app
+from ._security import ApiSecurity
 from ._types import ApiNode
 
 __all__ = ["ServedNode", "serve_http", "serve_node_http"]
@@ -60,13 +61,16 @@ async def serve_http(
     node: ApiNode,
     bind: SocketAddress,
     *,
+    security: ApiSecurity | None = None,
     task_status: trio.TaskStatus[SocketAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the HTTP API of ``node`` on ``bind`` (TCP) until cancelled.
 
     Meant for ``nursery.start``: it reports the address actually bound (the port resolved
     when ``bind`` asks for port 0) once the server accepts connections. A busy address
-    raises :class:`OSError` (``EADDRINUSE``) before anything starts.
+    raises :class:`OSError` (``EADDRINUSE``) before anything starts. ``security`` is the
+    token and the Host and Origin checks (see :class:`ApiSecurity`; the default has no
+    token).
     """
     from hypercorn.config import Config, Sockets
     from hypercorn.trio.run import worker_serve
@@ -82,7 +86,9 @@ async def serve_http(
         config.errorlog = _log
         config.accesslog = None
         config.graceful_timeout = 1.0
-        app: Any = make_app(node)  # hypercorn types apps as a union of TypedDict signatures
+        app: Any = make_app(
+            node, security
+        )  # hypercorn types apps as a union of TypedDict signatures
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
         async with trio.open_nursery() as nursery:
             # No shutdown trigger: the server runs until the surrounding scope is cancelled.
@@ -105,13 +111,21 @@ class ServedNode(Protocol):
         """``nursery.start(async_fn, *args)`` in the node's nursery."""
 
 
-async def serve_node_http(node: ServedNode) -> SocketAddress:
-    """Serve ``node``'s HTTP API over TCP on its gossip address, as a service of the node.
+async def serve_node_http(
+    node: ServedNode,
+    bind: SocketAddress | None = None,
+    *,
+    security: ApiSecurity | None = None,
+) -> SocketAddress:
+    """Serve ``node``'s HTTP API over TCP on ``bind`` (default: its gossip address), as a
+    service of the node, with ``security``'s checks.
 
     The server ends when the node closes. The address bound is recorded in
     ``node.http_addr`` and returned. The headless runtime and the dashboard both serve
     the API through here, so the two cannot drift apart.
     """
-    addr: SocketAddress = await node.start_service(serve_http, node, node.gossip_addr)
+    addr: SocketAddress = await node.start_service(
+        partial(serve_http, security=security), node, bind or node.gossip_addr
+    )
     node.http_addr = addr
     return addr

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import trio
 
 from gossip_tui.core.models import ClusterSnapshot, NodeId
-from gossip_tui.node import NodeStats
+from gossip_tui.node import NodeEvent, NodeStats
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,5 +48,9 @@ class ApiNode(Protocol):
     # Drops a dead or left node from the node's view; False when unknown; raises
     # ValueError (``gossip_tui.node.NodeIsLive``) for a live one.
     def forget(self, node: NodeId) -> bool: ...
+
+    def subscribe(
+        self, prefix: str = "", max_buffer: int = 1_000
+    ) -> trio.MemoryReceiveChannel[NodeEvent]: ...
 
     async def flush(self) -> None: ...

@@ -39,8 +39,10 @@ class EventFanout:
             alive.append((prefix, channel))
         self._subscribers = alive
 
-    def close(self) -> None:
-        """End every subscription: their ``async for`` loops finish."""
+    def close(self) -> int:
+        """End every subscription: their ``async for`` loops finish. Returns how many."""
+        ended = len(self._subscribers)
         for _prefix, channel in self._subscribers:
             channel.close()
         self._subscribers = []
+        return ended

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DecodeError, EncodeError, decode, encode
 from gossip_tui.core.engine import (
@@ -65,6 +66,10 @@ MAX_KEY_VALUE_BYTES = 60_000
 _SEED_RETRY_INTERVAL = 5.0
 # Syns a seed may leave unanswered in a row before it is reported unreachable.
 SEED_UNREACHABLE_AFTER = 3
+
+
+# How long a closing node lets its subscribers act on the end of their events, at most.
+_SUBSCRIBERS_GRACE = 0.1
 
 
 def _generation_now() -> int:
@@ -851,7 +856,11 @@ async def open_node(
                 # still says goodbye and keeps its last change.
                 with trio.CancelScope(shield=True):
                     await node._close()
+                    # Subscribers see their stream end while the node's services (the
+                    # HTTP API's /events) can still pass that on to their clients.
+                    if node._fanout.close():
+                        with trio.move_on_after(_SUBSCRIBERS_GRACE):
+                            await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
-                node._fanout.close()
     finally:
         socket.close()

@@ -191,6 +191,20 @@ class FakeNode:
             raise self.flush_error
         self.saved = dict(self.member.key_values)
 
+    def forget(self, node: NodeId) -> bool:
+        """Like the node's: drop a dead or left member from the cluster (False when it is
+        unknown); a live one raises :class:`~gossip_tui.node.NodeIsLive`."""
+        from gossip_tui.node import NodeIsLive
+
+        member = self.cluster.members.get(node)
+        if member is None:
+            return False
+        if node == self.self_id or member.liveness is Liveness.LIVE:
+            raise NodeIsLive(f"{node} is live")
+        self.calls.append(("forget", str(node)))
+        del self.cluster.members[node]
+        return True
+
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, key: str, node: NodeId | None = None) -> str | None:
@@ -231,6 +245,12 @@ class FakeNode:
         return await self._nursery.start(async_fn, *args)
 
     # -- the cluster's side ----------------------------------------------------------------
+
+    @property
+    def events(self) -> EventFanout:
+        """The fan-out behind :meth:`subscribe`: ``publish()`` to it, ``close()`` ends
+        every subscription."""
+        return self._fanout
 
     def publish(self, event: NodeEvent) -> None:
         self._fanout.publish(event)

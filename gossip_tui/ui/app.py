@@ -655,7 +655,7 @@ def run_dashboard(
     config: Any,
     node_factory: NodeFactory | None = None,
     *,
-    http: bool = False,
+    http: bool | HttpService = False,
     headless: bool = False,
 ) -> int:
     """Open the node described by ``config`` and show the dashboard until the user quits.
@@ -664,7 +664,9 @@ def run_dashboard(
     exit code: 0 after a normal quit, 1 when the node's Trio run crashed (its traceback is
     printed on stderr once the screen is restored).
     """
-    app = GossipApp(config, node_factory, http=serve_node_http if http else None)
+    # True: the API on the gossip address; a service: the caller's (address and checks).
+    service = http if callable(http) else (serve_node_http if http else None)
+    app = GossipApp(config, node_factory, http=service)
     return run_app(app, headless=headless)
 
 

@@ -52,6 +52,7 @@ def test_lists_every_route_and_method(document: dict[str, Any]) -> None:
         "/nodes/{node_id}",
         "/keys",
         "/keys/{key}",
+        "/events",
         "/health",
         "/metrics",
         "/openapi.json",
@@ -105,3 +106,26 @@ def test_error_responses_use_the_error_schema(document: dict[str, Any]) -> None:
 def test_liveness_lists_every_state_a_node_can_report(document: dict[str, Any]) -> None:
     enum = document["components"]["schemas"]["Liveness"]["enum"]
     assert set(enum) == {"self", "live", "dead", "left", "scheduled_for_deletion", "unknown"}
+
+
+def test_the_document_validates(document: dict[str, Any]) -> None:
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(document)
+
+
+def test_every_operation_documents_the_access_checks(document: dict[str, Any]) -> None:
+    writes = {
+        (route.template, method.lower())
+        for route in ROUTES
+        if route.documented
+        for method in route.methods
+        if route.writes(method)
+    }
+    assert "bearerToken" in document["components"]["securitySchemes"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert {"401", "403"} <= set(operation["responses"]), (path, method)
+            if (path, method) in writes:
+                assert operation["security"] == [{"bearerToken": []}], (path, method)
+            else:
+                assert {} in operation["security"], (path, method)
