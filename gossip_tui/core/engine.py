@@ -1,9 +1,14 @@
 """A gossip node's brain, with no I/O: messages in, messages out, time passed in.
 
 The runtime (gossip_tui.node) drives it: it calls :meth:`GossipEngine.start_round` every
-gossip interval and sends a Syn to each returned address, hands every decoded datagram
-to :meth:`GossipEngine.handle_message` and sends back whatever it returns, then calls
-:meth:`GossipEngine.update_liveness` after each round.
+gossip interval and sends a Syn to each address of the returned :class:`RoundStep`, hands
+every datagram to :func:`gossip_tui.core.receive.receive_datagram` (which decodes it and
+calls :meth:`GossipEngine.handle_message`) and sends back the reply of the
+:class:`ReceiveStep`, then calls :meth:`GossipEngine.update_liveness` after each round.
+
+Each of the three returns a frozen step that says what happened in it: the state changes,
+the input refused and why, the repairs of our own state, the liveness changes. The runtime
+acts on those (events, counters, logs) and never compares the engine before and after.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -122,6 +128,47 @@ class GossipTargets:
         return targets
 
 
+@attrs.frozen
+class Step:
+    """What one engine step did, beside its result: what the runtime turns into events,
+    counters and log lines."""
+
+    # The state's change records, in order (local writes made before the step included).
+    changes: tuple[StateChange, ...] = ()
+    # One reason per refused piece of input ("over_limit", "self_delta", "node_limit"...).
+    refusals: tuple[str, ...] = ()
+    # Times a peer reported our heartbeat ahead of ours and we jumped past it.
+    heartbeat_outruns: int = 0
+    # One reason per repair of our own state (REPAIR_*).
+    self_repairs: tuple[str, ...] = ()
+    # Peers whose leaving marker arrived in this step: they left gracefully.
+    departures: tuple[NodeId, ...] = ()
+
+
+@attrs.frozen
+class ReceiveStep(Step):
+    """:meth:`GossipEngine.handle_message`: the reply to send back, if any."""
+
+    reply: Message | None = None
+
+
+@attrs.frozen
+class RoundStep(Step):
+    """:meth:`GossipEngine.start_round`: whom to send a Syn."""
+
+    targets: GossipTargets = GossipTargets((), None, None)
+
+
+@attrs.frozen
+class SweepStep(Step):
+    """:meth:`GossipEngine.update_liveness`: who became live, dead, or was forgotten."""
+
+    liveness: LivenessChanges = LivenessChanges()
+
+
+_S = TypeVar("_S", bound=Step)
+
+
 def select_gossip_targets(
     rng: random.Random,
     peers: set[SocketAddress],
@@ -186,6 +233,10 @@ class GossipEngine:
         self.former_ids: set[NodeId] = set()
         # Live peers as of the last sweep: a node can also die between sweeps (by leaving).
         self._live_at_last_sweep: set[NodeId] = set()
+        # What the step under way did, beside the state's own records (see _finish).
+        self._step_outruns = 0
+        self._step_repairs: list[str] = []
+        self._step_departures: list[NodeId] = []
         me = self.self_state
         # Live from the start, so a peer's first Syn gets an answer with our state.
         me.heartbeat = 1
@@ -211,7 +262,7 @@ class GossipEngine:
         let the old one die; nothing they hold about the old one binds the new one."""
         old_id = self.self_id
         if old_id.generation >= U64_MAX:
-            self.self_repairs[REPAIR_GENERATIONS_EXHAUSTED] += 1
+            self._repaired(REPAIR_GENERATIONS_EXHAUSTED)
             return
         items = self.self_state.stale_key_values(0)  # all of them, oldest first
         self.state.remove_node(old_id)
@@ -221,7 +272,7 @@ class GossipEngine:
         me.republish(items, 0, announce=True)
         me.heartbeat = 1
         me.last_update = now
-        self.self_repairs[reason] += 1
+        self._repaired(reason)
 
     def _repair_own_view(self, seen: NodeDigest, now: float) -> None:
         """A peer's digest showed our own state. Only we write it, so versions or a
@@ -238,7 +289,7 @@ class GossipEngine:
                 self._take_new_generation(REPAIR_VERSIONS_AT_EDGE, now)
                 return
             me.republish(me.stale_key_values(0), floor, announce=False)
-            self.self_repairs[REPAIR_STATE_AHEAD] += 1
+            self._repaired(REPAIR_STATE_AHEAD)
         if seen.heartbeat > me.heartbeat:
             self._outrun_heartbeat(seen.heartbeat, now)
 
@@ -286,6 +337,7 @@ class GossipEngine:
             return
         self.self_state.heartbeat = reported + 1
         self.outrun_heartbeats += 1
+        self._step_outruns += 1
 
     def _report_heartbeat(self, node: NodeId, heartbeat: int, now: float) -> None:
         if node == self.self_id or node in self.former_ids:
@@ -297,7 +349,7 @@ class GossipEngine:
                 # memory without end nor push our digest out of its datagram.
                 refusal = self.state.admission_refusal(node)
                 if refusal is not None:
-                    self.state.rejected[refusal] += 1
+                    self.state.refuse(refusal)
                     return
             state = self.state.node_state_or_init(node)
         else:
@@ -310,10 +362,29 @@ class GossipEngine:
         if state.try_set_heartbeat(heartbeat, now):
             self.detector.report_heartbeat(node, now)
 
+    def _repaired(self, reason: str) -> None:
+        self.self_repairs[reason] += 1
+        self._step_repairs.append(reason)
+
+    def _finish(self, kind: type[_S], **result: Any) -> _S:
+        """The step just done, as ``kind`` with ``result``; the records start over."""
+        step = kind(
+            changes=tuple(self.state.drain_changes()),
+            refusals=self.state.drain_refusals(),
+            heartbeat_outruns=self._step_outruns,
+            self_repairs=tuple(self._step_repairs),
+            departures=tuple(self._step_departures),
+            **result,
+        )
+        self._step_outruns = 0
+        self._step_repairs.clear()
+        self._step_departures.clear()
+        return step
+
     def handle_message(
         self, message: Message, now: float, *, reply_budget: int | None = None
-    ) -> Message | None:
-        """Process one message from a peer; return the reply to send back, if any.
+    ) -> ReceiveStep:
+        """Process one message from a peer: the step holds the reply to send back, if any.
 
         ``reply_budget`` caps the encoded reply (the runtime passes one while it does not
         know that the sender's address receives what we send: a spoofed datagram must not
@@ -321,6 +392,9 @@ class GossipEngine:
         delta are cut to it: our own node first, so the peer learns us. A chitchat peer
         answers with an Ack holding what the cut digest seems to lack, which we hold
         already and ignore; the next exchange is whole."""
+        return self._finish(ReceiveStep, reply=self._reply_to(message, now, reply_budget))
+
+    def _reply_to(self, message: Message, now: float, reply_budget: int | None) -> Message | None:
         limit = self.max_datagram_size
         if reply_budget is not None:
             limit = min(limit, reply_budget)
@@ -371,7 +445,7 @@ class GossipEngine:
         if any(nd.node == self.self_id for nd in delta.node_deltas):
             # Only we write our own state. chitchat would apply a "newer" version of it from
             # a peer (a corrupted datagram, a forged one, a stale incarnation); we refuse.
-            self.state.rejected["self_delta"] += 1
+            self.state.refuse("self_delta")
             delta = Delta(tuple(nd for nd in delta.node_deltas if nd.node != self.self_id))
         self.state.apply_delta(delta, now)
         for node_delta in delta.node_deltas:
@@ -383,6 +457,7 @@ class GossipEngine:
                 if node not in self.left:
                     self.left.add(node)
                     self.detector.declare_dead(node, now)
+                    self._step_departures.append(node)
             elif node in self.left:
                 # A marker its owner never set (forged) is gone once the owner republished
                 # its state: judge the node by its heartbeats again.
@@ -394,7 +469,7 @@ class GossipEngine:
 
     # ------------------------------------------------------------------ rounds
 
-    def start_round(self, now: float) -> GossipTargets:
+    def start_round(self, now: float) -> RoundStep:
         """Begin a gossip round: pick targets, beat, collect old tombstones."""
         me = self.self_id
         peers = {n.gossip_addr for n in self.state.nodes() if n != me}
@@ -411,9 +486,9 @@ class GossipEngine:
             self._take_new_generation(reason, now)
         self._tick_heartbeat(now)
         self.state.gc_keys_marked_for_deletion(self.marked_for_deletion_grace_period, now)
-        return targets
+        return self._finish(RoundStep, targets=targets)
 
-    def update_liveness(self, now: float) -> LivenessChanges:
+    def update_liveness(self, now: float) -> SweepStep:
         """Judge every peer, then forget those dead for longer than the grace period."""
         was_live = self._live_at_last_sweep
         for node in list(self.state.nodes()):
@@ -427,11 +502,12 @@ class GossipEngine:
                 self.state.remove_node(node)
                 self.left.discard(node)
                 removed.append(node)
-        return LivenessChanges(
+        liveness = LivenessChanges(
             joined=tuple(sorted(is_live - was_live)),
             left=tuple(sorted(was_live - is_live)),
             removed=tuple(sorted(removed)),
         )
+        return self._finish(SweepStep, liveness=liveness)
 
     # ------------------------------------------------------------------ views
 

@@ -12,10 +12,11 @@ import random
 from collections import deque
 from collections.abc import Iterable
 
-from .codec import decode, encode
+from .codec import encode
 from .engine import GossipEngine, LivenessChanges
 from .failure_detector import FailureDetectorConfig
 from .models import NodeId, SocketAddress
+from .receive import receive_datagram
 
 
 class ManualClock:
@@ -84,7 +85,7 @@ class Simulation:
             engine = self.engines.get(dst)
             if engine is None or dst in self.silenced or src in self.silenced:
                 continue
-            reply = engine.handle_message(decode(data), self.clock.now)
+            reply = receive_datagram(engine, data, self.clock.now).reply
             if reply is not None:
                 queue.append((dst, src, encode(reply)))
 
@@ -98,9 +99,9 @@ class Simulation:
             if addr in self.silenced:
                 continue
             engine = self.engines[addr]
-            for target in engine.start_round(now).all():
+            for target in engine.start_round(now).targets.all():
                 self._deliver(addr, target, encode(engine.create_syn(now)))
-            changes = engine.update_liveness(now)
+            changes = engine.update_liveness(now).liveness
             if changes:
                 self.liveness_log.append((now, addr, changes))
 

@@ -14,14 +14,15 @@ from typing import Any
 import attrs
 import trio
 
-from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DecodeError, EncodeError, decode, encode
+from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, EncodeError, encode
 from gossip_tui.core.engine import (
     LEAVING_KEY,
     GossipEngine,
-    LivenessChanges,
     LivenessReadings,
+    Step,
     fits_in_one_delta,
 )
+from gossip_tui.core.events import change_events, step_events
 from gossip_tui.core.messages import Ack, Message, SynAck
 from gossip_tui.core.models import (
     AddressError,
@@ -31,20 +32,12 @@ from gossip_tui.core.models import (
     NodeSnapshot,
     SocketAddress,
 )
-from gossip_tui.core.state import KeyChange, StateChange, VersionChange
+from gossip_tui.core.receive import Received, receive_datagram
 
 from ._config import NodeConfig, default_node_id
 from ._crypto import OVERHEAD as SEAL_OVERHEAD
 from ._crypto import SealedTransport
-from ._events import (
-    KeyChanged,
-    KeyDeleted,
-    NodeEvent,
-    NodeJoined,
-    NodeLeft,
-    NodeRemoved,
-    NodeUpdated,
-)
+from ._events import NodeEvent
 from ._fanout import EventFanout
 from ._local_store import keep_refused_keys, recover_local_keys, save_local_keys
 from ._reflection import ReplyBudgets
@@ -105,12 +98,27 @@ class NodeStats:
     # Replies held small: their address had not yet shown it receives (see _reflection).
     small_replies: int = 0
     last_round_duration: float = 0.0
+    # Input dropped or refused, by reason: the transport's, the decoder's and the engine's
+    # (fed from each step's refusals).
     dropped: Counter[str] = attrs.field(factory=Counter)
     # Times our own state, as a peer showed it, was not ours and we republished it, by
-    # reason (the engine's counter).
+    # reason (fed from each step's repairs).
     self_repairs: Counter[str] = attrs.field(factory=Counter)
     # Exceptions a task of the node caught and survived, by task: each one is a bug.
     internal_errors: Counter[str] = attrs.field(factory=Counter)
+
+    def count_step(self, step: Step) -> None:
+        """Add what an engine step refused and repaired."""
+        self.dropped.update(step.refusals)
+        self.heartbeat_outruns += step.heartbeat_outruns
+        self.self_repairs.update(step.self_repairs)
+
+    def count_received(self, received: Received) -> None:
+        """Add what one received datagram did: its drop, or its step."""
+        if received.step is None:
+            self.dropped.update(received.drops())
+        else:
+            self.count_step(received.step)
 
 
 class _BurstLog:
@@ -177,15 +185,13 @@ class Node:
     ) -> None:
         self.config = config
         self.engine = engine
-        # One counter of drops by reason: the receive path's and the engine's limits.
-        self.stats = NodeStats(dropped=engine.state.rejected, self_repairs=engine.self_repairs)
+        self.stats = NodeStats()
         self._outrun_log = _BurstLog()
         self._repair_log = _BurstLog()
         self._error_logs: dict[str, _BurstLog] = {}  # one per task
         self.http_addr: SocketAddress | None = None
         self._socket = socket
         self._nursery = nursery
-        self._changed = trio.Event()
         self._local_dirty = trio.Event()
         self._save_lock = trio.Lock()
         # Local changes are numbered; a save records the number it holds. flush() waits
@@ -221,11 +227,9 @@ class Node:
     def _now(self) -> float:
         return trio.current_time()
 
-    def _touch(self) -> None:
-        self._changed.set()
-
     def _local_changed(self) -> None:
-        self._touch()
+        # A local write is no engine step: its changes are news at once.
+        self._publish_all(change_events(self.engine.drain_changes()))
         self._local_version += 1
         self._local_dirty.set()
 
@@ -293,28 +297,48 @@ class Node:
         self._fanout.publish(event)
         self.stats.events_dropped = self._fanout.dropped
 
-    def _publish_changes(self, changes: list[StateChange]) -> None:
-        latest_version: dict[NodeId, int] = {}
-        for change in changes:
-            if isinstance(change, VersionChange):
-                latest_version[change.node] = change.max_version
-            elif isinstance(change, KeyChange):
-                value = change.value
-                if value is None or value.is_deleted:
-                    version = 0 if value is None else value.version
-                    self._publish(KeyDeleted(change.node, change.key, version))
-                else:
-                    self._publish(KeyChanged(change.node, change.key, value.value, value.version))
-        for node, version in latest_version.items():
-            self._publish(NodeUpdated(node, version))
+    def _publish_all(self, events: list[NodeEvent] | tuple[NodeEvent, ...]) -> None:
+        try:
+            for event in events:
+                self._publish(event)
+        except Exception:
+            # A local write is applied already: its caller must not see our bug.
+            self._internal_error("publish", "the events of this step")
 
-    def _publish_liveness(self, changes: LivenessChanges) -> None:
-        for node in changes.joined:
-            self._publish(NodeJoined(node))
-        for node in changes.left:
-            self._publish(NodeLeft(node))
-        for node in changes.removed:
-            self._publish(NodeRemoved(node))
+    def _record(self, step: Step, source: object) -> None:
+        """Act on what a round or a sweep did: count it, log it, publish its events."""
+        self.stats.count_step(step)
+        self._report(step, source)
+        self._publish_all(step_events(step))
+
+    def _report(self, step: Step, source: object) -> None:
+        """Log what an operator should know of a step (counted already)."""
+        stats = self.stats
+        if step.refusals:
+            log.warning(
+                "refused input from %s (%s; totals by reason: %s)",
+                source,
+                ", ".join(step.refusals),
+                dict(stats.dropped),
+            )
+        if step.heartbeat_outruns and self._outrun_log.allow(self._now()):
+            log.warning(
+                "%s reported our heartbeat ahead of ours (a corrupted datagram, or an "
+                "incarnation of ours with the same generation): jumped past it "
+                "(%d more since the last report)",
+                source,
+                self._outrun_log.take_suppressed(),
+            )
+        if step.self_repairs and self._repair_log.allow(self._now()):
+            log.warning(
+                "%s showed our own state with values we never wrote (forged, or an "
+                "incarnation of ours with the same generation): republished it as %s "
+                "(repairs by reason: %s; %d more since the last report)",
+                source,
+                self.self_id,
+                dict(stats.self_repairs),
+                self._repair_log.take_suppressed(),
+            )
 
     # ------------------------------------------------------------------ tasks
 
@@ -365,9 +389,9 @@ class Node:
         await self._send(self.engine.create_syn(self._now()), addr)
 
     async def _gossip_round(self, started: float) -> None:
-        repairs_before = self.engine.self_repairs.total()
-        targets = self.engine.start_round(started).all()
-        self._note_repairs(repairs_before, "a gossip round")
+        step = self.engine.start_round(started)
+        self._record(step, "a gossip round")
+        targets = step.targets.all()
         # One Syn for all of this round's targets, encoded once.
         syn = self._encode(self.engine.create_syn(started)) if targets else None
         if syn is not None:
@@ -376,8 +400,6 @@ class Node:
                 await self._send_bytes(syn, addr)
         self.stats.rounds += 1
         self.stats.last_round_duration = self._now() - started
-        if self.engine.state.changes:  # tombstones collected; else the watcher sleeps on
-            self._touch()
 
     async def _gossip_loop(self) -> None:
         interval = self.config.gossip_interval
@@ -391,11 +413,7 @@ class Node:
             await trio.sleep_until(next_round)
 
     def _judge_liveness(self) -> None:
-        changes = self.engine.update_liveness(self._now())
-        if changes:
-            self._publish_liveness(changes)
-        if self.engine.state.changes:  # dead nodes forgotten
-            self._touch()
+        self._record(self.engine.update_liveness(self._now()), "a liveness sweep")
 
     async def _failure_detector_loop(self) -> None:
         # Judges liveness once per interval, half an interval after each round, when that
@@ -408,20 +426,6 @@ class Node:
             except Exception:
                 self._internal_error("failure_detector_loop")
             await trio.sleep(interval)
-
-    def _note_repairs(self, before: int, source: object) -> None:
-        if self.engine.self_repairs.total() == before:
-            return
-        if self._repair_log.allow(self._now()):
-            log.warning(
-                "%s showed our own state with values we never wrote (forged, or an "
-                "incarnation of ours with the same generation): republished it as %s "
-                "(repairs by reason: %s; %d more since the last report)",
-                source,
-                self.self_id,
-                dict(self.engine.self_repairs),
-                self._repair_log.take_suppressed(),
-            )
 
     async def _receive_loop(self) -> None:
         while True:
@@ -439,64 +443,35 @@ class Node:
                 self._internal_error("receive_loop")
 
     async def _handle_datagram(self, data: bytes, source: SocketAddress) -> None:
-        try:
-            message = decode(data)
-        except DecodeError as exc:
-            self.stats.dropped[exc.reason] += 1
-            log.debug("dropped a malformed datagram from %s: %s", source, exc)
-            return
-        refused_before = self.engine.state.rejected.total()
-        outrun_before = self.engine.outrun_heartbeats
-        repairs_before = self.engine.self_repairs.total()
         now = self._now()
-        # A source not yet shown to receive what we send may be forged: answer it small.
-        budget = self._reply_budgets.budget(message, source, len(data), now)
+
+        def reply_budget(message: Message) -> int | None:
+            # A source not yet shown to receive what we send may be forged: answer it small.
+            return self._reply_budgets.budget(message, source, len(data), now)
+
         try:
-            reply = self.engine.handle_message(message, now, reply_budget=budget)
+            received = receive_datagram(self.engine, data, now, reply_budget)
         except Exception:
             # A message our engine cannot digest must never take the node down.
             self.stats.dropped["rejected"] += 1
             self._internal_error("handle_message", f"a message from {source}")
             return
-        self._note_repairs(repairs_before, source)
-        if self.engine.state.rejected.total() != refused_before:
-            log.warning(
-                "refused input from %s (totals by reason: %s)",
-                source,
-                dict(self.engine.state.rejected),
-            )
-        if self.engine.outrun_heartbeats != outrun_before:
-            self.stats.heartbeat_outruns = self.engine.outrun_heartbeats
-            if self._outrun_log.allow(self._now()):
-                log.warning(
-                    "%s reported our heartbeat ahead of ours (a corrupted datagram, or an "
-                    "incarnation of ours with the same generation): jumped past it "
-                    "(%d more since the last report)",
-                    source,
-                    self._outrun_log.take_suppressed(),
-                )
-        if self.engine.state.changes:
-            # Most messages only move heartbeats: no need to wake the watcher for those.
-            self._touch()
+        self.stats.count_received(received)
+        if received.step is None:
+            log.debug("dropped a malformed datagram from %s: %s", source, received.decode_error)
+            return
+        self._report(received.step, source)
+        reply = received.reply
         if reply is not None:
-            if budget is not None and isinstance(reply, (SynAck, Ack)):
+            if received.reply_budget is not None and isinstance(reply, (SynAck, Ack)):
                 self.stats.small_replies += 1
             await self._send(reply, source)
-            if isinstance(message, SynAck) and source in self._leave_pending:
+            if isinstance(received.message, SynAck) and source in self._leave_pending:
                 self._leave_pending.discard(source)
                 if not self._leave_pending:
                     self._leave_done.set()
-
-    async def _watcher(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed = trio.Event()
-            try:
-                changes = self.engine.drain_changes()
-                if changes:
-                    self._publish_changes(changes)
-            except Exception:
-                self._internal_error("watcher")
+        # After the reply: a subscriber woken by an event sees the exchange done.
+        self._publish_all(received.events)
 
     async def _seed_resolver(self, task_status: trio.TaskStatus[None]) -> None:
         literal, hosts = _split_seeds(self.config.seeds)
@@ -523,6 +498,8 @@ class Node:
         """Announce our departure to the live peers and wait (bounded) until each has
         fetched it: a Syn to each, whose SynAck we answer with an Ack holding the marker."""
         self.engine.announce_leave()
+        # Our own marker is for peers, no news for our subscribers (the node is closing).
+        self.engine.drain_changes()
         peers = {node.gossip_addr for node in self.live_nodes() if node != self.self_id}
         if not peers:
             return
@@ -597,7 +574,6 @@ class Node:
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._seed_resolver)
-            nursery.start_soon(self._watcher)
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._gossip_loop)
             nursery.start_soon(self._failure_detector_loop)

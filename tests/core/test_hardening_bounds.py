@@ -64,7 +64,9 @@ def flood(count: int, heartbeat: int = 1) -> Digest:
 
 
 def syn_from_peer(engine: GossipEngine, peer: NodeId) -> SynAck:
-    reply = engine.handle_message(Syn(engine.cluster_id, Digest({peer: NodeDigest(5, 0, 0)})), 2.0)
+    reply = engine.handle_message(
+        Syn(engine.cluster_id, Digest({peer: NodeDigest(5, 0, 0)})), 2.0
+    ).reply
     assert isinstance(reply, SynAck)
     return reply
 
@@ -143,7 +145,7 @@ class _UdpSimulation(Simulation):
         engine = self.engines.get(target)
         if engine is None or target in self.silenced or sender in self.silenced:
             return
-        reply = engine.handle_message(decode(datagram), self.clock.now)
+        reply = engine.handle_message(decode(datagram), self.clock.now).reply
         if reply is not None:
             self._deliver(target, sender, encode(reply))
 
