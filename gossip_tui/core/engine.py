@@ -9,6 +9,9 @@ calls :meth:`GossipEngine.handle_message`) and sends back the reply of the
 Each of the three returns a frozen step that says what happened in it: the state changes,
 the input refused and why, the repairs of our own state, the liveness changes. The runtime
 acts on those (events, counters, logs) and never compares the engine before and after.
+
+One concern over ~600 lines: the protocol state machine of a node (messages, rounds,
+sweeps, and the repairs of our own state), with the small pure helpers it needs.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ from ._events import (
 )
 from ._node import (
     MAX_KEY_VALUE_BYTES,
-    KeysNotSaved,
     KeyValueTooLarge,
     Node,
     NodeStateFull,
-    NodeStats,
     open_node,
 )
+from ._node_base import NodeStats
+from ._persistence import KeysNotSaved
 from ._records import (
     RecordEvent,
     RecordJoined,

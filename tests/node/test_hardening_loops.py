@@ -14,7 +14,7 @@ import pytest
 import trio
 
 import gossip_tui.core.receive as receive_module
-import gossip_tui.node._node as node_module
+import gossip_tui.node._node_base as node_module
 from gossip_tui.api import GossipApi
 from gossip_tui.api._metrics import render_metrics
 from gossip_tui.core.codec import U64_MAX, DeltaWriter, decode, encode
