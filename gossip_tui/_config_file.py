@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
 from gossip_tui.core.models import AddressError, SocketAddress
 
@@ -47,7 +48,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-class SettingsError(ValueError):
+class SettingsError(GossipTuiError, ValueError):
     """A setting that cannot be used; the message is one line and names its origin."""
 
 

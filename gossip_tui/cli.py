@@ -36,6 +36,7 @@ from gossip_tui._config_file import (
     resolve_settings,
     to_node_config,
 )
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
@@ -53,7 +54,7 @@ _T = TypeVar("_T")
 _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
-class CliError(Exception):
+class CliError(GossipTuiError):
     """Ends the command with a one-line message and an exit status."""
 
     def __init__(self, message: str, code: int = USAGE_ERROR) -> None:

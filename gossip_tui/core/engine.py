@@ -85,11 +85,11 @@ class LivenessChanges:
     """What one liveness sweep changed."""
 
     joined: tuple[NodeId, ...] = ()
-    left: tuple[NodeId, ...] = ()
+    died: tuple[NodeId, ...] = ()
     removed: tuple[NodeId, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.joined or self.left or self.removed)
+        return bool(self.joined or self.died or self.removed)
 
 
 @attrs.frozen
@@ -507,7 +507,7 @@ class GossipEngine:
                 removed.append(node)
         liveness = LivenessChanges(
             joined=tuple(sorted(is_live - was_live)),
-            left=tuple(sorted(was_live - is_live)),
+            died=tuple(sorted(was_live - is_live)),
             removed=tuple(sorted(removed)),
         )
         return self._finish(SweepStep, liveness=liveness)

@@ -18,8 +18,16 @@ class NodeJoined:
 
 
 @attrs.frozen
+class NodeDead:
+    """A live node was declared dead: the failure detector gave up on it, or it left."""
+
+    node: NodeId
+
+
+@attrs.frozen
 class NodeLeft:
-    """A live node was declared dead by the failure detector."""
+    """A node announced its departure (its leaving marker arrived): it left gracefully.
+    A NodeDead follows at the next liveness sweep, as for any node no longer live."""
 
     node: NodeId
 
@@ -58,7 +66,7 @@ class KeyDeleted:
     version: int
 
 
-NodeEvent = NodeJoined | NodeLeft | NodeRemoved | NodeUpdated | KeyChanged | KeyDeleted
+NodeEvent = NodeJoined | NodeLeft | NodeDead | NodeRemoved | NodeUpdated | KeyChanged | KeyDeleted
 
 
 def change_events(changes: tuple[StateChange, ...] | list[StateChange]) -> list[NodeEvent]:
@@ -81,11 +89,13 @@ def change_events(changes: tuple[StateChange, ...] | list[StateChange]) -> list[
 
 
 def step_events(step: Step) -> list[NodeEvent]:
-    """The events of one engine step: liveness first (a sweep), then the state's changes."""
+    """The events of one engine step: liveness first (a sweep), then the state's changes,
+    then the departures the step saw (after the marker's own key event)."""
     events: list[NodeEvent] = []
     if isinstance(step, SweepStep):
         events.extend(NodeJoined(node) for node in step.liveness.joined)
-        events.extend(NodeLeft(node) for node in step.liveness.left)
+        events.extend(NodeDead(node) for node in step.liveness.died)
         events.extend(NodeRemoved(node) for node in step.liveness.removed)
     events.extend(change_events(step.changes))
+    events.extend(NodeLeft(node) for node in step.departures)
     return events

@@ -7,6 +7,7 @@ from ._crypto import SealedTransport, read_key_file
 from ._events import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -54,6 +55,7 @@ __all__ = [
     "MemoryTransport",
     "Node",
     "NodeConfig",
+    "NodeDead",
     "NodeEvent",
     "NodeJoined",
     "NodeLeft",

@@ -4,6 +4,7 @@ rule that turns an engine step into them: :mod:`gossip_tui.core.events`)."""
 from gossip_tui.core.events import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -14,6 +15,7 @@ from gossip_tui.core.events import (
 __all__ = [
     "KeyChanged",
     "KeyDeleted",
+    "NodeDead",
     "NodeEvent",
     "NodeJoined",
     "NodeLeft",

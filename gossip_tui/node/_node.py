@@ -17,6 +17,7 @@ import trio
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE
 from gossip_tui.core.engine import GossipEngine, LivenessReadings, fits_in_one_delta
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.events import change_events
 from gossip_tui.core.models import ClusterSnapshot, NodeId, NodeSnapshot, SocketAddress
 
@@ -46,7 +47,7 @@ def _generation_now() -> int:
     return time.time_ns() // 1_000_000
 
 
-class KeyValueTooLarge(ValueError):
+class KeyValueTooLarge(GossipTuiError, ValueError):
     """A key or value that could never be gossiped in a single datagram."""
 
 

@@ -10,6 +10,7 @@ import attrs
 import trio
 
 from gossip_tui.core.engine import LEAVING_KEY
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.models import KeyStatus
 
 from ._local_store import save_local_keys
@@ -18,7 +19,7 @@ from ._node_base import NodeBase
 log = logging.getLogger("gossip_tui.node")
 
 
-class KeysNotSaved(OSError):
+class KeysNotSaved(GossipTuiError, OSError):
     """The local keys could not be written to the state directory: a change is applied
     (and gossiped) but would not survive a restart."""
 

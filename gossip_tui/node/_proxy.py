@@ -34,6 +34,7 @@ import attrs
 import trio
 
 from gossip_tui.core.codec import DecodeError, decode
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.messages import Ack, Message, Syn, SynAck
 from gossip_tui.core.models import AddressError, SocketAddress
 
@@ -44,7 +45,7 @@ LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 PROXY_HOST_BASE = 10
 
 
-class NotLoopback(ValueError):
+class NotLoopback(GossipTuiError, ValueError):
     """An address outside 127.0.0.0/8: the fault layer never binds or sends there."""
 
 
@@ -561,7 +562,7 @@ _FAULT_KEYS = {
 }
 
 
-class CommandError(ValueError):
+class CommandError(GossipTuiError, ValueError):
     """A fault command that cannot be carried out; the message says why."""
 
 

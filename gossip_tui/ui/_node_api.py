@@ -18,6 +18,7 @@ from gossip_tui.core.models import NodeId, NodeSnapshot, SocketAddress
 from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -28,6 +29,7 @@ from gossip_tui.node import (
 __all__ = [
     "KeyChanged",
     "KeyDeleted",
+    "NodeDead",
     "NodeEvent",
     "NodeFactory",
     "NodeHandle",

@@ -81,7 +81,7 @@ def test_dead_node_lifecycle_and_no_resurrection_by_old_heartbeat() -> None:
     engine.update_liveness(4.0)
     assert engine.liveness(node(1), 4.0) is Liveness.LIVE
     changes = engine.update_liveness(200.0).liveness
-    assert changes.left == (node(1),)
+    assert changes.died == (node(1),)
     assert engine.liveness(node(1), 200.0) is Liveness.DEAD
     # Past half the grace period it is no longer gossiped about.
     assert engine.liveness(node(1), 251.0) is Liveness.SCHEDULED_FOR_DELETION

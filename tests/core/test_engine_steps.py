@@ -10,7 +10,7 @@ from gossip_tui.core.engine import (
     REPAIR_HEARTBEAT_AT_EDGE,
     GossipEngine,
 )
-from gossip_tui.core.events import KeyChanged, NodeUpdated, step_events
+from gossip_tui.core.events import KeyChanged, NodeLeft, NodeUpdated, step_events
 from gossip_tui.core.messages import (
     Ack,
     Delta,
@@ -67,8 +67,11 @@ def test_a_leaving_marker_is_a_departure_once() -> None:
     engine = GossipEngine(_node(0), "c", now=0.0)
     _known(engine, _node(1), 0.5)
     marker = NodeDelta(_node(1), 0, 0, (KeyValueMutation(LEAVING_KEY, "1", 1),), 1)
-    assert engine.handle_message(Ack(Delta((marker,))), 1.0).departures == (_node(1),)
-    assert engine.handle_message(Ack(Delta((marker,))), 1.1).departures == ()
+    step = engine.handle_message(Ack(Delta((marker,))), 1.0)
+    assert step.departures == (_node(1),)
+    assert step_events(step)[-1] == NodeLeft(_node(1))
+    again = engine.handle_message(Ack(Delta((marker,))), 1.1)
+    assert again.departures == () and NodeLeft(_node(1)) not in step_events(again)
 
 
 def test_a_sweep_and_a_round_are_steps() -> None:

@@ -16,8 +16,8 @@ from gossip_tui.node import (
     KeyDeleted,
     KeyValueTooLarge,
     MemoryNetwork,
+    NodeDead,
     NodeJoined,
-    NodeLeft,
     open_node,
 )
 
@@ -68,7 +68,7 @@ async def test_events_follow_membership_and_keys(autojump_clock: trio.abc.Clock)
         # The peer announced its departure: it is gone at once, without waiting for phi.
         left_at = trio.current_time()
         with trio.fail_after(60):
-            while await events.receive() != NodeLeft(peer_id):
+            while await events.receive() != NodeDead(peer_id):
                 pass
         assert trio.current_time() - left_at <= 2 * observer.config.gossip_interval
         snapshot = observer.snapshot()

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from gossip_tui.core.engine import LEAVING_KEY
-from gossip_tui.node import MemoryNetwork, NodeEvent, NodeUpdated, open_node
+from gossip_tui.node import MemoryNetwork, NodeDead, NodeEvent, NodeLeft, NodeUpdated, open_node
 
 from .helpers import all_see_each_other, fast_config, open_cluster, wait_until
 
@@ -75,3 +75,23 @@ async def test_leave_returns_once_the_peer_has_the_marker_well_before_its_timeou
             await wait_until(
                 lambda: observer.get(LEAVING_KEY, leaver.self_id) is not None, 1, "the marker"
             )
+
+
+@pytest.mark.trio
+async def test_a_graceful_leave_is_node_left_then_node_dead(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork(seed=34)
+    async with open_cluster(1, transport=network.transport()) as (observer,):
+        config = fast_config(seeds=(str(observer.gossip_addr),), node_id="leaver")
+        async with open_node(config, transport=network.transport()) as leaver:
+            await wait_until(lambda: all_see_each_other([observer, leaver]), 30, "the pair")
+            events = observer.subscribe()
+            gone = leaver.self_id
+        membership: list[NodeEvent] = []
+        with trio.fail_after(10):
+            while NodeDead(gone) not in membership:
+                event = await events.receive()
+                if isinstance(event, (NodeLeft, NodeDead)):
+                    membership.append(event)
+        assert membership == [NodeLeft(gone), NodeDead(gone)]
