@@ -371,14 +371,17 @@ class GossipEngine:
 
     def _finish(self, kind: type[_S], **result: Any) -> _S:
         """The step just done, as ``kind`` with ``result``; the records start over."""
+        # Most steps (an idle cluster's) record nothing: no copies for them.
+        changes = self.state.changes
         step = kind(
-            changes=tuple(self.state.drain_changes()),
+            changes=tuple(changes) if changes else (),
             refusals=self.state.drain_refusals(),
             heartbeat_outruns=self._step_outruns,
-            self_repairs=tuple(self._step_repairs),
-            departures=tuple(self._step_departures),
+            self_repairs=tuple(self._step_repairs) if self._step_repairs else (),
+            departures=tuple(self._step_departures) if self._step_departures else (),
             **result,
         )
+        changes.clear()
         self._step_outruns = 0
         self._step_repairs.clear()
         self._step_departures.clear()

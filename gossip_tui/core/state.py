@@ -484,6 +484,8 @@ class ClusterState:
         self._refusals.append(reason)
 
     def drain_refusals(self) -> tuple[str, ...]:
+        if not self._refusals:
+            return ()
         refusals = tuple(self._refusals)
         self._refusals.clear()
         return refusals
