@@ -35,6 +35,7 @@ from gossip_tui._config_file import (
     setting_parser,
     to_node_config,
 )
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
@@ -63,7 +64,7 @@ _DETECTOR_DEFAULTS = FailureDetectorConfig()
 _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
-class CliError(Exception):
+class CliError(GossipTuiError):
     """Ends the command with a one-line message and an exit status."""
 
     def __init__(self, message: str, code: int = USAGE_ERROR) -> None:
