@@ -19,6 +19,7 @@ _EXPORTS = {
     "NodeStats": "gossip_tui.node",
     "NodeEvent": "gossip_tui.node",
     "NodeJoined": "gossip_tui.node",
+    "NodeDead": "gossip_tui.node",
     "NodeLeft": "gossip_tui.node",
     "NodeRemoved": "gossip_tui.node",
     "NodeUpdated": "gossip_tui.node",
@@ -26,6 +27,7 @@ _EXPORTS = {
     "KeyDeleted": "gossip_tui.node",
     "KeyValueTooLarge": "gossip_tui.node",
     "FailureDetectorConfig": "gossip_tui.core.failure_detector",
+    "GossipTuiError": "gossip_tui.core.errors",
     "NodeId": "gossip_tui.core.models",
     "SocketAddress": "gossip_tui.core.models",
     "KeyStatus": "gossip_tui.core.models",
@@ -38,6 +40,7 @@ _EXPORTS = {
 __all__ = [
     "ClusterSnapshot",
     "FailureDetectorConfig",
+    "GossipTuiError",
     "KeyChanged",
     "KeyDeleted",
     "KeyStatus",
@@ -45,6 +48,7 @@ __all__ = [
     "Liveness",
     "Node",
     "NodeConfig",
+    "NodeDead",
     "NodeEvent",
     "NodeId",
     "NodeJoined",
@@ -59,6 +63,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from gossip_tui.core.errors import GossipTuiError
     from gossip_tui.core.failure_detector import FailureDetectorConfig
     from gossip_tui.core.models import (
         ClusterSnapshot,
@@ -75,6 +80,7 @@ if TYPE_CHECKING:
         KeyValueTooLarge,
         Node,
         NodeConfig,
+        NodeDead,
         NodeEvent,
         NodeJoined,
         NodeLeft,

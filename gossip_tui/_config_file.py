@@ -29,6 +29,7 @@ import cattrs
 
 from gossip_tui._logging import parse_log_format, parse_log_level
 from gossip_tui.core.converter import converter
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.http_access import ApiTokenError, parse_api_token
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
@@ -59,7 +60,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-class SettingsError(ValueError):
+class SettingsError(GossipTuiError, ValueError):
     """A setting that cannot be used; the message is one line and names its origin."""
 
 

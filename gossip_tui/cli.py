@@ -37,6 +37,7 @@ from gossip_tui._config_file import (
 )
 from gossip_tui.client._commands import register as register_client_commands
 from gossip_tui.client._settings import check_http_exposure, http_addr
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
@@ -65,7 +66,7 @@ _DETECTOR_DEFAULTS = FailureDetectorConfig()
 _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
-class CliError(Exception):
+class CliError(GossipTuiError):
     """Ends the command with a one-line message and an exit status."""
 
     def __init__(self, message: str, code: int = USAGE_ERROR) -> None:

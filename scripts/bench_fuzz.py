@@ -5,8 +5,9 @@ Usage::
 
     python scripts/bench_fuzz.py [--count N] [--seed S] [--vectors DIR] [--json PATH]
 
-Feeds ``--count`` datagrams (default 1,000,000) through exactly what ``Node._receive_loop``
-does with each one: ``decode``; a ``DecodeError`` is dropped and counted in the node's
+Feeds ``--count`` datagrams (default 1,000,000) through the node's own receive path,
+``gossip_tui.core.receive.receive_datagram`` and ``NodeStats.count_received``, as
+``Node._receive_loop`` calls them: a datagram the decoder refuses is dropped and counted in
 ``stats.dropped["malformed"]``; anything else goes to ``GossipEngine.handle_message`` on an
 engine that already holds a cluster (about 20 nodes with keys and tombstones, live and dead
 ones; set back to that state every 100 accepted datagrams, so that junk nodes do not pile
@@ -58,6 +59,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from gossip_tui.core import codec  # noqa: E402
+from gossip_tui.core import receive as receive_path  # noqa: E402
 from gossip_tui.core.codec import (  # noqa: E402
     BLOCK_COMPRESSED,
     BLOCK_RAW,
@@ -65,7 +67,6 @@ from gossip_tui.core.codec import (  # noqa: E402
     MAX_DATAGRAM_SIZE,
     DecodeError,
     EncodeError,
-    decode,
     encode,
     encode_digest,
 )
@@ -84,6 +85,7 @@ from gossip_tui.core.messages import (  # noqa: E402
     SynAck,
 )
 from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress  # noqa: E402
+from gossip_tui.core.receive import receive_datagram  # noqa: E402
 from gossip_tui.node import NodeStats  # noqa: E402
 
 DEFAULT_VECTORS = REPO.parent / "shared" / "chitchat-vectors"
@@ -494,22 +496,22 @@ class FuzzReport:
 
 
 def receive(engine: GossipEngine, stats: NodeStats, data: bytes, now: float) -> Message | None:
-    """``Node._receive_loop`` for one datagram, without the socket: decode (a DecodeError
-    is dropped and counted, and re-raised for the caller), handle, encode the reply."""
+    """The node's receive path for one datagram, without the socket: the product's own
+    ``receive_datagram`` and ``NodeStats.count_received`` (a dropped datagram's
+    DecodeError is re-raised for the caller), then the reply's encoding."""
     stats.datagrams_in += 1
     stats.bytes_in += len(data)
-    try:
-        message = decode(data)
-    except DecodeError:
-        stats.dropped["malformed"] += 1
-        raise
-    reply = engine.handle_message(message, now)
+    received = receive_datagram(engine, data, now)
+    stats.count_received(received)
+    if received.decode_error is not None:
+        raise received.decode_error
+    reply = received.reply
     if reply is not None:
         encoded = encode(reply)
         if len(encoded) > MAX_DATAGRAM_SIZE:
             raise EncodeError(f"a reply of {len(encoded)} bytes does not fit a datagram")
         stats.datagrams_out += 1
-    return message
+    return received.message
 
 
 def run_fuzz(
@@ -562,7 +564,7 @@ def run_fuzz(
             # decode raising anything else, or the engine failing (the node would count
             # it as "rejected" and log a traceback): a bug either way.
             try:
-                decode(data)
+                receive_path.decode(data)  # the decoder the receive path calls
             except DecodeError:
                 pass
             except Exception:

@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from gossip_tui.core.errors import GossipTuiError  # noqa: E402
 from gossip_tui.core.models import AddressError, SocketAddress  # noqa: E402
 from gossip_tui.testing import (  # noqa: E402
     PROXY_HOST_BASE,
@@ -287,7 +288,7 @@ _FAULT_KEYS = {
 }
 
 
-class CommandError(ValueError):
+class CommandError(GossipTuiError, ValueError):
     """A fault command that cannot be carried out; the message says why."""
 
 

@@ -31,6 +31,7 @@ import cattrs
 import trio
 
 from gossip_tui.core.converter import converter
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.generations import restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeysNotSaved, KeyValueTooLarge, NodeIsLive
@@ -70,7 +71,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-class HttpError(Exception):
+class HttpError(GossipTuiError):
     """Ends a request with ``status`` and the JSON body ``{"error": message}``."""
 
     def __init__(self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:

@@ -21,6 +21,7 @@ from gossip_tui.core.engine import LEAVING_KEY
 from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -43,6 +44,7 @@ KEEPALIVE_INTERVAL = 15.0
 _TYPES: dict[type[Any], str] = {
     NodeJoined: "node_joined",
     NodeLeft: "node_left",
+    NodeDead: "node_dead",
     NodeRemoved: "node_removed",
     NodeUpdated: "node_updated",
     KeyChanged: "key_changed",

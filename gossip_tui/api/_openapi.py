@@ -190,7 +190,7 @@ _SCHEMAS: dict[str, Any] = {
     ),
     "Event": {
         "description": (
-            "node_joined: became live; node_left: declared dead, or announced its leave; "
+            "node_joined: became live; node_left: announced its leave; node_dead: declared dead; "
             "node_removed: forgotten after the dead-node grace period; node_updated: its "
             "max_version moved; key_changed: set (or marked delete-after-TTL); "
             "key_deleted: a tombstone arrived"
@@ -198,7 +198,7 @@ _SCHEMAS: dict[str, Any] = {
         "oneOf": [
             _object(
                 {
-                    "type": {"enum": ["node_joined", "node_left", "node_removed"]},
+                    "type": {"enum": ["node_joined", "node_left", "node_dead", "node_removed"]},
                     "node": _ref("ChitchatId"),
                 }
             ),

@@ -44,6 +44,7 @@ from typing import Any
 import attrs
 import zstandard
 
+from .errors import GossipTuiError
 from .messages import (
     Ack,
     BadCluster,
@@ -118,7 +119,7 @@ _NODES_BY_WIRE: dict[bytes, NodeId] = {}
 _WIRE_BY_NODE: dict[int, tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, int]]]] = {}
 
 
-class DecodeError(ValueError):
+class DecodeError(GossipTuiError, ValueError):
     """A datagram that is not a valid chitchat message."""
 
     # The drop reason a node counts it under.
@@ -131,7 +132,7 @@ class DecompressionBomb(DecodeError):
     reason = "decompression_bomb"
 
 
-class EncodeError(ValueError):
+class EncodeError(GossipTuiError, ValueError):
     """A value that the wire format cannot carry (a string over 65,535 bytes)."""
 
 

@@ -1,9 +1,17 @@
 """A gossip node's brain, with no I/O: messages in, messages out, time passed in.
 
 The runtime (gossip_tui.node) drives it: it calls :meth:`GossipEngine.start_round` every
-gossip interval and sends a Syn to each returned address, hands every decoded datagram
-to :meth:`GossipEngine.handle_message` and sends back whatever it returns, then calls
-:meth:`GossipEngine.update_liveness` after each round.
+gossip interval and sends a Syn to each address of the returned :class:`RoundStep`, hands
+every datagram to :func:`gossip_tui.core.receive.receive_datagram` (which decodes it and
+calls :meth:`GossipEngine.handle_message`) and sends back the reply of the
+:class:`ReceiveStep`, then calls :meth:`GossipEngine.update_liveness` after each round.
+
+Each of the three returns a frozen step that says what happened in it: the state changes,
+the input refused and why, the repairs of our own state, the liveness changes. The runtime
+acts on those (events, counters, logs) and never compares the engine before and after.
+
+One concern over ~600 lines: the protocol state machine of a node (messages, rounds,
+sweeps, and the repairs of our own state), with the small pure helpers it needs.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -35,6 +44,7 @@ from .digest_window import (
     syn_digest_budget,
     synack_window_budget,
 )
+from .errors import GossipTuiError
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .generations import superseded
 from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
@@ -92,7 +102,7 @@ def fits_in_one_delta(
         return False
 
 
-class NodeIsLive(ValueError):
+class NodeIsLive(GossipTuiError, ValueError):
     """Only a dead or left node can be forgotten: a live one would be learnt again at once."""
 
 
@@ -101,11 +111,11 @@ class LivenessChanges:
     """What one liveness sweep changed."""
 
     joined: tuple[NodeId, ...] = ()
-    left: tuple[NodeId, ...] = ()
+    died: tuple[NodeId, ...] = ()
     removed: tuple[NodeId, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.joined or self.left or self.removed)
+        return bool(self.joined or self.died or self.removed)
 
 
 @attrs.frozen
@@ -145,6 +155,47 @@ class GossipTargets:
         if self.seed is not None:
             targets.append(self.seed)
         return targets
+
+
+@attrs.frozen
+class Step:
+    """What one engine step did, beside its result: what the runtime turns into events,
+    counters and log lines."""
+
+    # The state's change records, in order (local writes made before the step included).
+    changes: tuple[StateChange, ...] = ()
+    # One reason per refused piece of input ("over_limit", "self_delta", "node_limit"...).
+    refusals: tuple[str, ...] = ()
+    # Times a peer reported our heartbeat ahead of ours and we jumped past it.
+    heartbeat_outruns: int = 0
+    # One reason per repair of our own state (REPAIR_*).
+    self_repairs: tuple[str, ...] = ()
+    # Peers whose leaving marker arrived in this step: they left gracefully.
+    departures: tuple[NodeId, ...] = ()
+
+
+@attrs.frozen
+class ReceiveStep(Step):
+    """:meth:`GossipEngine.handle_message`: the reply to send back, if any."""
+
+    reply: Message | None = None
+
+
+@attrs.frozen
+class RoundStep(Step):
+    """:meth:`GossipEngine.start_round`: whom to send a Syn."""
+
+    targets: GossipTargets = GossipTargets((), None, None)
+
+
+@attrs.frozen
+class SweepStep(Step):
+    """:meth:`GossipEngine.update_liveness`: who became live, dead, or was forgotten."""
+
+    liveness: LivenessChanges = LivenessChanges()
+
+
+_S = TypeVar("_S", bound=Step)
 
 
 def select_gossip_targets(
@@ -243,6 +294,10 @@ class GossipEngine:
         self._round_syns: tuple[float, Syn, Syn | None] | None = None
         # SynAcks not sent because our own digest left no room in a datagram.
         self.oversize_digests = 0
+        # What the step under way did, beside the state's own records (see _finish).
+        self._step_outruns = 0
+        self._step_repairs: list[str] = []
+        self._step_departures: list[NodeId] = []
         me = self.self_state
         # Live from the start, so a peer's first Syn gets an answer with our state.
         me.heartbeat = 1
@@ -268,7 +323,7 @@ class GossipEngine:
         let the old one die; nothing they hold about the old one binds the new one."""
         old_id = self.self_id
         if old_id.generation >= U64_MAX:
-            self.self_repairs[REPAIR_GENERATIONS_EXHAUSTED] += 1
+            self._repaired(REPAIR_GENERATIONS_EXHAUSTED)
             return
         items = self.self_state.stale_key_values(0)  # all of them, oldest first
         self.state.remove_node(old_id)
@@ -278,7 +333,7 @@ class GossipEngine:
         me.republish(items, 0, announce=True)
         me.heartbeat = 1
         me.last_update = now
-        self.self_repairs[reason] += 1
+        self._repaired(reason)
 
     def _repair_own_view(self, seen: NodeDigest, now: float) -> None:
         """A peer's digest showed our own state. Only we write it, so versions or a
@@ -295,7 +350,7 @@ class GossipEngine:
                 self._take_new_generation(REPAIR_VERSIONS_AT_EDGE, now)
                 return
             me.republish(me.stale_key_values(0), floor, announce=False)
-            self.self_repairs[REPAIR_STATE_AHEAD] += 1
+            self._repaired(REPAIR_STATE_AHEAD)
         if seen.heartbeat > me.heartbeat:
             self._outrun_heartbeat(seen.heartbeat, now)
 
@@ -438,6 +493,7 @@ class GossipEngine:
             return
         self.self_state.heartbeat = reported + 1
         self.outrun_heartbeats += 1
+        self._step_outruns += 1
 
     def _report_heartbeat(self, node: NodeId, heartbeat: int, now: float) -> None:
         if node == self.self_id or node in self.former_ids:
@@ -449,7 +505,7 @@ class GossipEngine:
                 # memory without end nor push our digest out of its datagram.
                 refusal = self.state.admission_refusal(node)
                 if refusal is not None:
-                    self.state.rejected[refusal] += 1
+                    self.state.refuse(refusal)
                     return
             state = self.state.node_state_or_init(node)
             if state.discovered_at is None:
@@ -464,10 +520,32 @@ class GossipEngine:
         if state.try_set_heartbeat(heartbeat, now):
             self.detector.report_heartbeat(node, now)
 
+    def _repaired(self, reason: str) -> None:
+        self.self_repairs[reason] += 1
+        self._step_repairs.append(reason)
+
+    def _finish(self, kind: type[_S], **result: Any) -> _S:
+        """The step just done, as ``kind`` with ``result``; the records start over."""
+        # Most steps (an idle cluster's) record nothing: no copies for them.
+        changes = self.state.changes
+        step = kind(
+            changes=tuple(changes) if changes else (),
+            refusals=self.state.drain_refusals(),
+            heartbeat_outruns=self._step_outruns,
+            self_repairs=tuple(self._step_repairs) if self._step_repairs else (),
+            departures=tuple(self._step_departures) if self._step_departures else (),
+            **result,
+        )
+        changes.clear()
+        self._step_outruns = 0
+        self._step_repairs.clear()
+        self._step_departures.clear()
+        return step
+
     def handle_message(
         self, message: Message, now: float, *, reply_budget: int | None = None
-    ) -> Message | None:
-        """Process one message from a peer; return the reply to send back, if any.
+    ) -> ReceiveStep:
+        """Process one message from a peer: the step holds the reply to send back, if any.
 
         ``reply_budget`` caps the encoded reply (the runtime passes one while it does not
         know that the sender's address receives what we send: a spoofed datagram must not
@@ -475,6 +553,9 @@ class GossipEngine:
         delta are cut to it: our own node first, so the peer learns us. A chitchat peer
         answers with an Ack holding what the cut digest seems to lack, which we hold
         already and ignore; the next exchange is whole."""
+        return self._finish(ReceiveStep, reply=self._reply_to(message, now, reply_budget))
+
+    def _reply_to(self, message: Message, now: float, reply_budget: int | None) -> Message | None:
         limit = self.max_datagram_size
         if reply_budget is not None:
             limit = min(limit, reply_budget)
@@ -555,7 +636,7 @@ class GossipEngine:
         if any(nd.node == self.self_id for nd in delta.node_deltas):
             # Only we write our own state. chitchat would apply a "newer" version of it from
             # a peer (a corrupted datagram, a forged one, a stale incarnation); we refuse.
-            self.state.rejected["self_delta"] += 1
+            self.state.refuse("self_delta")
             delta = Delta(tuple(nd for nd in delta.node_deltas if nd.node != self.self_id))
         states = self.state.node_states
         before = {
@@ -575,6 +656,7 @@ class GossipEngine:
                 if node not in self.left:
                     self.left.add(node)
                     self.detector.declare_dead(node, now)
+                    self._step_departures.append(node)
             elif node in self.left:
                 # A marker its owner never set (forged) is gone once the owner republished
                 # its state: judge the node by its heartbeats again.
@@ -588,7 +670,7 @@ class GossipEngine:
 
     def start_round(
         self, now: float, *, answering: Callable[[SocketAddress], bool] | None = None
-    ) -> GossipTargets:
+    ) -> RoundStep:
         """Begin a gossip round: pick targets, beat, collect old tombstones.
 
         ``answering`` (the runtime's knowledge of which addresses answered us) guards the
@@ -610,9 +692,9 @@ class GossipEngine:
         self._rounds += 1
         self.publish_capabilities()
         self.state.gc_keys_marked_for_deletion(self.marked_for_deletion_grace_period, now)
-        return targets
+        return self._finish(RoundStep, targets=targets)
 
-    def update_liveness(self, now: float) -> LivenessChanges:
+    def update_liveness(self, now: float) -> SweepStep:
         """Judge every peer, then forget those dead for longer than the grace period."""
         was_live = self._live_at_last_sweep
         for node in list(self.state.nodes()):
@@ -630,11 +712,12 @@ class GossipEngine:
                 if self._caps_peers.get(node.gossip_addr) == node:
                     del self._caps_peers[node.gossip_addr]
                 removed.append(node)
-        return LivenessChanges(
+        liveness = LivenessChanges(
             joined=tuple(sorted(is_live - was_live)),
-            left=tuple(sorted(was_live - is_live)),
+            died=tuple(sorted(was_live - is_live)),
             removed=tuple(sorted(removed)),
         )
+        return self._finish(SweepStep, liveness=liveness)
 
     # ------------------------------------------------------------------ views
 

@@ -6,10 +6,12 @@ import base64
 import binascii
 import os
 
+from .errors import GossipTuiError
+
 KEY_LEN = 32
 
 
-class SecretKeyError(ValueError):
+class SecretKeyError(GossipTuiError, ValueError):
     """A secret key that is not 32 bytes of base64."""
 
 

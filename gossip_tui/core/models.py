@@ -13,10 +13,12 @@ from typing import Any
 
 import attrs
 
+from .errors import GossipTuiError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class AddressError(ValueError):
+class AddressError(GossipTuiError, ValueError):
     """A text that is not an ``ip:port`` socket address."""
 
 

@@ -25,6 +25,7 @@ from .engine import GossipEngine, LivenessChanges
 from .failure_detector import FailureDetectorConfig
 from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeDigest, Syn, SynAck
 from .models import NodeId, SocketAddress
+from .receive import receive_message
 from .state import NodeState
 
 
@@ -238,7 +239,7 @@ class Simulation:
             self.traffic.by_kind[kind] += 1
             oversize_before = engine.oversize_digests
             try:
-                reply = engine.handle_message(message, self.clock.now)
+                reply = receive_message(engine, message, self.clock.now).reply
             except Exception as exc:  # as the runtime: drop it, count it, carry on
                 self.traffic.errors[f"{_kind(message)}: {type(exc).__name__}"] += 1
                 continue
@@ -260,13 +261,13 @@ class Simulation:
             # One encoding per distinct Syn of the round, as the runtime sends it.
             encoded: dict[int, tuple[Syn, bytes]] = {}
             decoded: dict[bytes, Message] = {}
-            for target in engine.start_round(now).all():
+            for target in engine.start_round(now).targets.all():
                 syn = engine.create_syn(now, target)
                 entry = encoded.get(id(syn))
                 if entry is None:
                     entry = encoded[id(syn)] = (syn, encode(syn))
                 self._deliver(addr, target, entry[1], decoded)
-            changes = engine.update_liveness(now)
+            changes = engine.update_liveness(now).liveness
             if changes:
                 self.liveness_log.append((now, addr, changes))
 

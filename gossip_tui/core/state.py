@@ -422,6 +422,8 @@ class ClusterState:
         # "node_id_too_long"), for the operator. Stale or duplicate deltas are normal in
         # gossip and not counted.
         self.rejected: Counter[str] = Counter()
+        # The same refusals one by one, since the engine's last step took them.
+        self._refusals: list[str] = []
         self._usage = _Usage()
         self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
@@ -480,6 +482,18 @@ class ClusterState:
     def last_heartbeat_if_deleted(self, node: NodeId) -> int | None:
         return self._gc_nodes.get(node)
 
+    def refuse(self, reason: str) -> None:
+        """Count a piece of input refused for ``reason``."""
+        self.rejected[reason] += 1
+        self._refusals.append(reason)
+
+    def drain_refusals(self) -> tuple[str, ...]:
+        if not self._refusals:
+            return ()
+        refusals = tuple(self._refusals)
+        self._refusals.clear()
+        return refusals
+
     def drain_changes(self) -> list[StateChange]:
         changes = self.changes[:]
         self.changes.clear()
@@ -501,7 +515,7 @@ class ClusterState:
                 continue
             status = state.apply_delta(node_delta, now, self.limits)
             if status is DeltaStatus.OVER_LIMIT:
-                self.rejected[status.value] += 1
+                self.refuse(status.value)
             reset |= status is DeltaStatus.APPLY_AFTER_RESET
         return reset
 

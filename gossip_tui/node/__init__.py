@@ -9,6 +9,7 @@ from ._crypto import SealedTransport, read_key_file
 from ._events import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -20,14 +21,13 @@ from ._events import (
 from ._lifecycle_log import log_lifecycle
 from ._node import (
     MAX_KEY_VALUE_BYTES,
-    KeysNotSaved,
     KeyValueTooLarge,
     Node,
     NodeStateFull,
-    NodeStats,
-    SeedStatus,
     open_node,
 )
+from ._node_base import NodeStats
+from ._persistence import KeysNotSaved
 from ._records import (
     RecordEvent,
     RecordJoined,
@@ -37,6 +37,7 @@ from ._records import (
     collect,
     publish,
 )
+from ._seeds import SeedStatus
 from ._transport import (
     DatagramRejected,
     DatagramSocket,
@@ -54,6 +55,7 @@ __all__ = [
     "KeysNotSaved",
     "Node",
     "NodeConfig",
+    "NodeDead",
     "NodeEvent",
     "NodeIsLive",
     "NodeJoined",

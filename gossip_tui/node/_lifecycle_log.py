@@ -14,7 +14,7 @@ import trio
 from gossip_tui.core.generations import restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeId
 
-from ._events import NodeEvent, NodeJoined, NodeLeft, NodeRemoved
+from ._events import NodeDead, NodeEvent, NodeJoined, NodeRemoved
 
 __all__ = ["describe_members", "log_lifecycle"]
 
@@ -60,7 +60,10 @@ def _describe(node: LoggedNode, event: NodeEvent) -> tuple[int, str] | None:
                 f"-> {event.node.generation})"
             )
         return logging.INFO, f"{event.node.node_id} joined ({event.node})"
-    if isinstance(event, NodeLeft):
+    # One line per node gone, when the failure detector stops counting it (NodeDead, as
+    # before NodeLeft existed): a graceful leave (NodeLeft, when its marker arrives) is
+    # told apart there by its liveness, so it is not logged twice.
+    if isinstance(event, NodeDead):
         snapshot = node.snapshot()
         if event.node in superseded_in(snapshot.nodes):
             return None  # an old generation of a node back already: its restart was logged

@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from gossip_tui.core.errors import GossipTuiError
+
 log = logging.getLogger("gossip_tui.node")
 
 STATE_FILE = "local-keys.json"
@@ -26,7 +28,7 @@ _FORMAT = 1
 _TEMPORARY_PREFIX = f".{STATE_FILE}."
 
 
-class CorruptStateFile(ValueError):
+class CorruptStateFile(GossipTuiError, ValueError):
     """The state file exists but does not hold what we wrote."""
 
 

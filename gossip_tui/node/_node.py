@@ -1,61 +1,40 @@
-"""The running node: the engine driven by Trio tasks over a datagram transport."""
+"""The running node: the engine driven by Trio tasks over a datagram transport.
+
+This module is the facade (the public methods of :class:`Node`, its errors, and
+:func:`open_node`); the node's parts live beside it as mixins: _node_base (shared state
+and plumbing), _loops, _seeds, _persistence, _leave."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
 import trio.testing
 
-from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DecodeError, EncodeError, decode, encode
-from gossip_tui.core.engine import (
-    LEAVING_KEY,
-    GossipEngine,
-    LivenessChanges,
-    LivenessReadings,
-    fits_in_one_delta,
-)
+from gossip_tui.core.codec import MAX_DATAGRAM_SIZE
+from gossip_tui.core.engine import GossipEngine, LivenessReadings, fits_in_one_delta
+from gossip_tui.core.errors import GossipTuiError
+from gossip_tui.core.events import NodeRemoved, change_events
 from gossip_tui.core.generations import Restart, restarts_in
-from gossip_tui.core.messages import Ack, Message, SynAck
-from gossip_tui.core.models import (
-    AddressError,
-    ClusterSnapshot,
-    KeyStatus,
-    NodeId,
-    NodeSnapshot,
-    SocketAddress,
-    parse_seed,
-)
-from gossip_tui.core.state import KeyChange, StateChange, VersionChange
+from gossip_tui.core.models import ClusterSnapshot, NodeId, NodeSnapshot, SocketAddress
 
 from ._config import NodeConfig, default_node_id
 from ._crypto import OVERHEAD as SEAL_OVERHEAD
 from ._crypto import SealedTransport
-from ._events import (
-    KeyChanged,
-    KeyDeleted,
-    NodeEvent,
-    NodeJoined,
-    NodeLeft,
-    NodeRemoved,
-    NodeUpdated,
-    SeedAnswered,
-    SeedUnreachable,
-)
-from ._fanout import EventFanout
+from ._events import NodeEvent
 from ._identity import load_or_create_node_id
-from ._local_store import keep_refused_keys, recover_local_keys, save_local_keys
-from ._reflection import ReplyBudgets
-from ._transport import DatagramRejected, DatagramSocket, Transport, UdpTransport
+from ._leave import NodeLeave
+from ._local_store import keep_refused_keys, recover_local_keys
+from ._loops import NodeLoops
+from ._persistence import _MANAGED_KEYS, NodePersistence
+from ._seeds import SeedResolver
+from ._transport import Transport, UdpTransport
 
 log = logging.getLogger("gossip_tui.node")
 
@@ -63,9 +42,6 @@ log = logging.getLogger("gossip_tui.node")
 # one datagram (sealed or not), the node's own name, and some margin. Node.set also
 # checks the exact fit, which only a very long node name can make the tighter bound.
 MAX_KEY_VALUE_BYTES = 60_000
-_SEED_RETRY_INTERVAL = 5.0
-# Syns a seed may leave unanswered in a row before it is reported unreachable.
-SEED_UNREACHABLE_AFTER = 3
 
 
 # How long a closing node lets its subscribers act on the end of their events, at most.
@@ -79,84 +55,13 @@ def _generation_now() -> int:
     return time.time_ns() // 1_000_000
 
 
-class KeyValueTooLarge(ValueError):
+class KeyValueTooLarge(GossipTuiError, ValueError):
     """A key or value that could never be gossiped in a single datagram."""
-
-
-class KeysNotSaved(OSError):
-    """The local keys could not be written to the state directory: a change is applied
-    (and gossiped) but would not survive a restart."""
-
-
-# The keys the node sets itself: never saved, never loaded.
-_MANAGED_KEYS = frozenset({"bind", LEAVING_KEY})
-
-
-@attrs.frozen
-class _SaveFailure:
-    local_version: int  # the last local change the failed save was meant to hold
-    error: OSError
 
 
 class NodeStateFull(KeyValueTooLarge):
     """A write that would take this node's keys past the memory bound every gossip-tui
     peer keeps for one node: the peers would refuse it, so it is refused here."""
-
-
-@attrs.define
-class NodeStats:
-    """Counters an operator (or /metrics) reads."""
-
-    datagrams_in: int = 0
-    datagrams_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    send_errors: int = 0
-    rounds: int = 0
-    events_dropped: int = 0
-    heartbeat_outruns: int = 0
-    # Replies held small: their address had not yet shown it receives (see _reflection).
-    small_replies: int = 0
-    last_round_duration: float = 0.0
-    dropped: Counter[str] = attrs.field(factory=Counter)
-    # Times our own state, as a peer showed it, was not ours and we republished it, by
-    # reason (the engine's counter).
-    self_repairs: Counter[str] = attrs.field(factory=Counter)
-    # Exceptions a task of the node caught and survived, by task: each one is a bug.
-    internal_errors: Counter[str] = attrs.field(factory=Counter)
-
-
-@attrs.frozen
-class SeedStatus:
-    """What the node knows of one (resolved) seed address."""
-
-    addr: SocketAddress
-    # Syns sent to it since it last sent us anything.
-    unanswered: int
-    # Local time (the node's clock) of the last datagram from it; None: never.
-    last_answer: float | None
-    reachable: bool
-
-
-class _BurstLog:
-    """Lets a message through at the start of a burst, then at most once per ``quiet``
-    seconds: a flood of forged datagrams must not become a flood of log lines."""
-
-    def __init__(self, quiet: float = 10.0) -> None:
-        self._quiet = quiet
-        self._last: float | None = None
-        self.suppressed = 0
-
-    def allow(self, now: float) -> bool:
-        if self._last is not None and now - self._last < self._quiet:
-            self.suppressed += 1
-            return False
-        self._last = now
-        return True
-
-    def take_suppressed(self) -> int:
-        count, self.suppressed = self.suppressed, 0
-        return count
 
 
 def _check_size(engine: GossipEngine, key: str, value: str) -> None:
@@ -185,52 +90,13 @@ def _check_size(engine: GossipEngine, key: str, value: str) -> None:
         )
 
 
-class Node:
+class Node(NodeLoops, SeedResolver, NodePersistence, NodeLeave):
     """A live gossip node. Get one from :func:`open_node`.
 
     The write methods are synchronous: call them from Trio tasks, or from the thread
     that hosts Trio in guest mode (Textual's). From any other thread, go through
     ``trio.from_thread`` with the run's token.
     """
-
-    def __init__(
-        self,
-        config: NodeConfig,
-        engine: GossipEngine,
-        socket: DatagramSocket,
-        nursery: trio.Nursery,
-    ) -> None:
-        self.config = config
-        self.engine = engine
-        # One counter of drops by reason: the receive path's and the engine's limits.
-        self.stats = NodeStats(dropped=engine.state.rejected, self_repairs=engine.self_repairs)
-        self._outrun_log = _BurstLog()
-        self._repair_log = _BurstLog()
-        self._error_logs: dict[str, _BurstLog] = {}  # one per task
-        self.http_addr: SocketAddress | None = None
-        self._socket = socket
-        self._nursery = nursery
-        self._changed = trio.Event()
-        self._local_dirty = trio.Event()
-        self._save_lock = trio.Lock()
-        # Local changes are numbered; a save records the number it holds. flush() waits
-        # until the saved number reaches the current one, or a save that should have
-        # held it failed.
-        self._local_version = 0
-        self._saved_version = 0
-        self._save_failure: _SaveFailure | None = None
-        self._save_ended = trio.Event()
-        # While leaving: the peers that still have to fetch our last state from us.
-        self._leave_pending: set[SocketAddress] = set()
-        self._leave_done = trio.Event()
-        # The node's regular tasks, stopped on close before the leave runs its own receiver.
-        self._tasks = trio.CancelScope()
-        self._tasks_ended = trio.Event()
-        self._fanout = EventFanout()
-        self._reply_budgets = ReplyBudgets()
-        self._seed_unanswered: Counter[SocketAddress] = Counter()
-        self._seed_last_answer: dict[SocketAddress, float] = {}
-        self._seeds_unreachable: set[SocketAddress] = set()
 
     # ------------------------------------------------------------------ identity
 
@@ -249,14 +115,9 @@ class Node:
 
     # ------------------------------------------------------------------ local keys
 
-    def _now(self) -> float:
-        return trio.current_time()
-
-    def _touch(self) -> None:
-        self._changed.set()
-
     def _local_changed(self) -> None:
-        self._touch()
+        # A local write is no engine step: its changes are news at once.
+        self._publish_all(change_events(self.engine.drain_changes()))
         self._local_version += 1
         self._local_dirty.set()
 
@@ -316,38 +177,9 @@ class Node:
         ``NodeIsLive`` (a ValueError) for a live node or this one."""
         if not self.engine.forget(node):
             return False
-        self._publish(NodeRemoved(node))
-        self._touch()
+        # Not an engine step: the removal's records are news at once, as a local write's.
+        self._publish_all([NodeRemoved(node), *change_events(self.engine.drain_changes())])
         return True
-
-    def seed_status(self) -> list[SeedStatus]:
-        """Each resolved seed address (but our own): whether it answers."""
-        return [
-            SeedStatus(
-                addr,
-                self._seed_unanswered[addr],
-                self._seed_last_answer.get(addr),
-                addr not in self._seeds_unreachable,
-            )
-            for addr in sorted(self.engine.seed_addrs)
-            if addr != self.self_id.gossip_addr
-        ]
-
-    def _seed_asked(self, addr: SocketAddress) -> None:
-        self._seed_unanswered[addr] += 1
-        unanswered = self._seed_unanswered[addr]
-        if unanswered >= SEED_UNREACHABLE_AFTER and addr not in self._seeds_unreachable:
-            self._seeds_unreachable.add(addr)
-            log.warning("seed %s has not answered %d Syns in a row", addr, unanswered)
-            self._publish(SeedUnreachable(addr, unanswered))
-
-    def _seed_heard(self, addr: SocketAddress) -> None:
-        self._seed_unanswered.pop(addr, None)
-        self._seed_last_answer[addr] = self._now()
-        if addr in self._seeds_unreachable:
-            self._seeds_unreachable.discard(addr)
-            log.info("seed %s answers again", addr)
-            self._publish(SeedAnswered(addr))
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1_000
@@ -361,340 +193,13 @@ class Node:
         """Run a task in the node's nursery (``nursery.start``); it ends with the node."""
         return await self._nursery.start(async_fn, *args)
 
-    # ------------------------------------------------------------------ events
-
-    def _publish(self, event: NodeEvent) -> None:
-        self._fanout.publish(event)
-        self.stats.events_dropped = self._fanout.dropped
-
-    def _publish_changes(self, changes: list[StateChange]) -> None:
-        latest_version: dict[NodeId, int] = {}
-        for change in changes:
-            if isinstance(change, VersionChange):
-                latest_version[change.node] = change.max_version
-            elif isinstance(change, KeyChange):
-                value = change.value
-                if value is None or value.is_deleted:
-                    version = 0 if value is None else value.version
-                    self._publish(KeyDeleted(change.node, change.key, version))
-                else:
-                    self._publish(KeyChanged(change.node, change.key, value.value, value.version))
-        for node, version in latest_version.items():
-            self._publish(NodeUpdated(node, version))
-
-    def _publish_liveness(self, changes: LivenessChanges) -> None:
-        for node in changes.joined:
-            self._publish(NodeJoined(node))
-        for node in changes.left:
-            self._publish(NodeLeft(node))
-        for node in changes.removed:
-            self._publish(NodeRemoved(node))
-
     # ------------------------------------------------------------------ tasks
-
-    def _internal_error(self, task: str, lost: str = "this step") -> None:
-        """Count and log (once per burst) the exception being handled, which ``task``
-        survives: a bug must cost one message or one round, never the node."""
-        self.stats.internal_errors[task] += 1
-        burst = self._error_logs.setdefault(task, _BurstLog())
-        if burst.allow(self._now()):
-            log.exception(
-                "internal error in %s, dropped %s and carrying on (%d more since the last report)",
-                task,
-                lost,
-                burst.take_suppressed(),
-            )
-
-    def _encode(self, message: Message) -> bytes | None:
-        try:
-            return encode(message)
-        except EncodeError:
-            log.exception("could not encode %s", type(message).__name__)
-            self.stats.send_errors += 1
-            return None
-        except Exception:
-            self.stats.send_errors += 1
-            self._internal_error("encode")
-            return None
-
-    async def _send(self, message: Message, addr: SocketAddress) -> None:
-        data = self._encode(message)
-        if data is not None:
-            self._reply_budgets.sent(message, addr, self._now())
-            await self._send_bytes(data, addr)
-
-    async def _send_bytes(self, data: bytes, addr: SocketAddress) -> None:
-        try:
-            await self._socket.send(data, addr)
-        except OSError as exc:
-            # An unreachable or vanished peer is the failure detector's business.
-            self.stats.send_errors += 1
-            log.debug("send to %s failed: %s", addr, exc)
-            return
-        self.stats.datagrams_out += 1
-        self.stats.bytes_out += len(data)
-
-    async def gossip_to(self, addr: SocketAddress) -> None:
-        """Start a handshake with ``addr`` right now, outside the regular rounds."""
-        await self._send(self.engine.create_syn(self._now()), addr)
-
-    async def _gossip_round(self, started: float) -> None:
-        repairs_before = self.engine.self_repairs.total()
-        budgets = self._reply_budgets
-        targets = self.engine.start_round(
-            started, answering=lambda addr: budgets.is_trusted(addr, started)
-        ).all()
-        self._note_repairs(repairs_before, "a gossip round")
-        # Once per round however often a seed is among the targets (a peer pick and a
-        # seed pick may both name it): a seed is unreachable after rounds unanswered.
-        for addr in self.engine.seed_addrs.intersection(targets):
-            self._seed_asked(addr)
-        # Each distinct Syn of the round encoded once: all targets share the full one,
-        # except peers that take partial digests when the full one does not fit.
-        encoded: dict[int, tuple[Message, bytes | None]] = {}
-        for addr in targets:
-            syn = self.engine.create_syn(started, addr)
-            entry = encoded.get(id(syn))
-            if entry is None:
-                entry = encoded[id(syn)] = (syn, self._encode(syn))
-            if entry[1] is not None:
-                budgets.sent_syn(addr, started)
-                await self._send_bytes(entry[1], addr)
-        self.stats.rounds += 1
-        self.stats.last_round_duration = self._now() - started
-        if self.engine.state.changes:  # tombstones collected; else the watcher sleeps on
-            self._touch()
-
-    async def _gossip_loop(self) -> None:
-        interval = self.config.gossip_interval
-        next_round = self._now()
-        while True:
-            try:
-                await self._gossip_round(self._now())
-            except Exception:
-                self._internal_error("gossip_loop")
-            next_round = max(next_round + interval, self._now())
-            await trio.sleep_until(next_round)
-
-    def _judge_liveness(self) -> None:
-        changes = self.engine.update_liveness(self._now())
-        if changes:
-            self._publish_liveness(changes)
-        if self.engine.state.changes:  # dead nodes forgotten
-            self._touch()
-
-    async def _failure_detector_loop(self) -> None:
-        # Judges liveness once per interval, half an interval after each round, when that
-        # round's replies are in.
-        interval = self.config.gossip_interval
-        await trio.sleep(interval / 2)
-        while True:
-            try:
-                self._judge_liveness()
-            except Exception:
-                self._internal_error("failure_detector_loop")
-            await trio.sleep(interval)
-
-    def _note_repairs(self, before: int, source: object) -> None:
-        if self.engine.self_repairs.total() == before:
-            return
-        if self._repair_log.allow(self._now()):
-            log.warning(
-                "%s showed our own state with values we never wrote (forged, or an "
-                "incarnation of ours with the same generation): republished it as %s "
-                "(repairs by reason: %s; %d more since the last report)",
-                source,
-                self.self_id,
-                dict(self.engine.self_repairs),
-                self._repair_log.take_suppressed(),
-            )
-
-    async def _receive_loop(self) -> None:
-        while True:
-            try:
-                data, source = await self._socket.recv()
-            except DatagramRejected as rejected:
-                self.stats.datagrams_in += 1
-                self.stats.dropped[rejected.reason] += 1
-                continue
-            self.stats.datagrams_in += 1
-            self.stats.bytes_in += len(data)
-            try:
-                await self._handle_datagram(data, source)
-            except Exception:
-                self._internal_error("receive_loop")
-
-    async def _handle_datagram(self, data: bytes, source: SocketAddress) -> None:
-        try:
-            message = decode(data)
-        except DecodeError as exc:
-            self.stats.dropped[exc.reason] += 1
-            log.debug("dropped a malformed datagram from %s: %s", source, exc)
-            return
-        if source in self.engine.seed_addrs:
-            self._seed_heard(source)
-        refused_before = self.engine.state.rejected.total()
-        outrun_before = self.engine.outrun_heartbeats
-        repairs_before = self.engine.self_repairs.total()
-        now = self._now()
-        # A source not yet shown to receive what we send may be forged: answer it small.
-        budget = self._reply_budgets.budget(message, source, len(data), now)
-        try:
-            reply = self.engine.handle_message(message, now, reply_budget=budget)
-        except Exception:
-            # A message our engine cannot digest must never take the node down.
-            self.stats.dropped["rejected"] += 1
-            self._internal_error("handle_message", f"a message from {source}")
-            return
-        self._note_repairs(repairs_before, source)
-        if self.engine.state.rejected.total() != refused_before:
-            log.warning(
-                "refused input from %s (totals by reason: %s)",
-                source,
-                dict(self.engine.state.rejected),
-            )
-        if self.engine.outrun_heartbeats != outrun_before:
-            self.stats.heartbeat_outruns = self.engine.outrun_heartbeats
-            if self._outrun_log.allow(self._now()):
-                log.warning(
-                    "%s reported our heartbeat ahead of ours (a corrupted datagram, or an "
-                    "incarnation of ours with the same generation): jumped past it "
-                    "(%d more since the last report)",
-                    source,
-                    self._outrun_log.take_suppressed(),
-                )
-        if self.engine.state.changes:
-            # Most messages only move heartbeats: no need to wake the watcher for those.
-            self._touch()
-        if reply is not None:
-            if budget is not None and isinstance(reply, (SynAck, Ack)):
-                self.stats.small_replies += 1
-            await self._send(reply, source)
-            if isinstance(message, SynAck) and source in self._leave_pending:
-                self._leave_pending.discard(source)
-                if not self._leave_pending:
-                    self._leave_done.set()
-
-    async def _watcher(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed = trio.Event()
-            try:
-                changes = self.engine.drain_changes()
-                if changes:
-                    self._publish_changes(changes)
-            except Exception:
-                self._internal_error("watcher")
-
-    async def _seed_resolver(self, task_status: trio.TaskStatus[None]) -> None:
-        literal, hosts = _split_seeds(self.config.seeds)
-        self.engine.seed_addrs = set(literal)
-        started = False
-        # Host names that did not resolve last time: reported once, not at every retry.
-        unresolved: set[tuple[str, int]] = set()
-        while True:
-            resolved = set(literal)
-            failed = False
-            for host, port in hosts:
-                found = await _resolve(host, port, report=(host, port) not in unresolved)
-                if found and (host, port) in unresolved:
-                    log.info("seed %s:%d resolves again", host, port)
-                    unresolved.discard((host, port))
-                elif not found:
-                    unresolved.add((host, port))
-                failed |= not found
-                resolved |= found
-            self.engine.seed_addrs = resolved
-            if not started:
-                task_status.started()
-                started = True
-            if not hosts:
-                return
-            # A seed that did not resolve is tried again soon; the others once a minute.
-            refresh = self.config.seed_refresh_interval
-            await trio.sleep(min(refresh, _SEED_RETRY_INTERVAL) if failed else refresh)
-
-    async def leave(self) -> None:
-        """Announce our departure to the live peers and wait (bounded) until each has
-        fetched it: a Syn to each, whose SynAck we answer with an Ack holding the marker."""
-        self.engine.announce_leave()
-        peers = {node.gossip_addr for node in self.live_nodes() if node != self.self_id}
-        if not peers:
-            return
-        self._leave_pending = set(peers)
-        self._leave_done = trio.Event()
-        with trio.move_on_after(self.config.leave_timeout):
-            syn = self.engine.create_syn(self._now())
-            for addr in peers:
-                await self._send(syn, addr)
-            await self._leave_done.wait()
-
-    def durable_keys(self) -> dict[str, str]:
-        """The local keys worth keeping across a restart: set by the operator, not
-        deleted, not temporary, not managed by the node itself."""
-        return {
-            key: value.value
-            for key, value in self.engine.self_state.key_values.items()
-            if value.status is KeyStatus.SET and key not in _MANAGED_KEYS
-        }
-
-    async def flush(self) -> None:
-        """Wait until every local change made so far is on disk (at once without a state
-        directory). Raises :class:`KeysNotSaved` when the save that should hold them
-        failed. Concurrent callers share one save: a burst of writes waits for the save
-        in progress and then for one more that holds them all."""
-        if self.config.state_dir is None:
-            return
-        wanted = self._local_version
-        while self._saved_version < wanted:
-            failure = self._save_failure
-            if failure is not None and failure.local_version >= wanted:
-                raise KeysNotSaved(
-                    failure.error.errno,
-                    f"could not save the local keys to {self.config.state_dir}: "
-                    f"{failure.error.strerror or failure.error}",
-                ) from failure.error
-            await self._save_ended.wait()
-
-    async def save_keys(self, state_dir: Path) -> None:
-        """Write the durable keys to ``state_dir``; raises OSError when that fails.
-
-        The keys are taken once the previous save is done (one save at a time: the
-        saver task and the final save on close may overlap), so that a save never
-        replaces a newer one."""
-        async with self._save_lock:
-            version = self._local_version
-            keys = self.durable_keys()
-            try:
-                await trio.to_thread.run_sync(save_local_keys, state_dir, keys)
-            except OSError as exc:
-                self._save_failure = _SaveFailure(version, exc)
-                raise
-            else:
-                self._saved_version = max(self._saved_version, version)
-            finally:
-                self._save_ended.set()
-                self._save_ended = trio.Event()
-
-    async def _save_keys(self, state_dir: Path) -> None:
-        # Group commit: while one save runs in its thread, the changes made meanwhile
-        # pile up behind a single dirty flag, and the next save holds them all.
-        while True:
-            await self._local_dirty.wait()
-            self._local_dirty = trio.Event()
-            try:
-                await self.save_keys(state_dir)
-            except OSError as exc:
-                # Keep gossiping; the writers waiting in flush() get the error, and the
-                # next change tries again.
-                log.error("could not save the local keys to %s: %s", state_dir, exc)
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         try:
             with self._tasks:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._seed_resolver)
-                    nursery.start_soon(self._watcher)
                     nursery.start_soon(self._receive_loop)
                     nursery.start_soon(self._gossip_loop)
                     nursery.start_soon(self._failure_detector_loop)
@@ -723,37 +228,6 @@ class Node:
                 await self.save_keys(self.config.state_dir)
             except OSError as exc:
                 log.error("could not save the local keys to %s: %s", self.config.state_dir, exc)
-
-
-def _split_seeds(seeds: tuple[str, ...]) -> tuple[list[SocketAddress], list[tuple[str, int]]]:
-    literal: list[SocketAddress] = []
-    hosts: list[tuple[str, int]] = []
-    for seed in seeds:
-        try:
-            parsed = parse_seed(seed)
-        except AddressError:
-            log.warning("ignoring seed %r: not host:port", seed)
-            continue
-        if isinstance(parsed, SocketAddress):
-            literal.append(parsed)
-        else:
-            hosts.append(parsed)
-    return literal, hosts
-
-
-async def _resolve(host: str, port: int, *, report: bool = True) -> set[SocketAddress]:
-    try:
-        infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
-    except OSError as exc:
-        if report:
-            log.warning("could not resolve seed %s:%d (%s); will retry", host, port, exc)
-        else:
-            log.debug("could not resolve seed %s:%d (%s); will retry", host, port, exc)
-        return set()
-    found = set()
-    for _family, _type, _proto, _name, sockaddr in infos:
-        found.add(SocketAddress(ipaddress.ip_address(sockaddr[0]), int(sockaddr[1])))
-    return found
 
 
 async def _restore_saved_keys(

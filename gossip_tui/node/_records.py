@@ -19,7 +19,7 @@ import trio
 from gossip_tui.core.converter import converter as default_converter
 from gossip_tui.core.models import NodeId
 
-from ._events import KeyChanged, KeyDeleted, NodeEvent, NodeJoined, NodeLeft, NodeRemoved
+from ._events import KeyChanged, KeyDeleted, NodeDead, NodeEvent, NodeJoined, NodeLeft, NodeRemoved
 from ._node import Node
 
 log = logging.getLogger("gossip_tui.records")
@@ -128,7 +128,7 @@ class RecordPool(Generic[T]):
             out.append(self._set(event.node, event.key, event.value))
         elif isinstance(event, KeyDeleted):
             out.append(self._drop(event.node, event.key))
-        elif isinstance(event, (NodeLeft, NodeRemoved)):
+        elif isinstance(event, (NodeLeft, NodeDead, NodeRemoved)):
             for node, key in [k for k in self.current if k[0] == event.node]:
                 out.append(self._drop(node, key))
         elif isinstance(event, NodeJoined):

@@ -15,10 +15,11 @@ from typing import Protocol
 import trio
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.models import SocketAddress
 
 
-class DatagramRejected(Exception):
+class DatagramRejected(GossipTuiError):
     """A datagram a wrapping socket refused (bad seal, replay...); ``reason`` is counted."""
 
     def __init__(self, reason: str) -> None:

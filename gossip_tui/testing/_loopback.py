@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 
+from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import DatagramSocket, Transport, UdpTransport
 
@@ -13,7 +14,7 @@ LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 PROXY_HOST_BASE = 10
 
 
-class NotLoopback(ValueError):
+class NotLoopback(GossipTuiError, ValueError):
     """An address outside 127.0.0.0/8: the fault layer never binds or sends there."""
 
 

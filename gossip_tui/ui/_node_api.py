@@ -18,6 +18,7 @@ from gossip_tui.core.models import NodeId, NodeSnapshot, SocketAddress
 from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -30,6 +31,7 @@ from gossip_tui.node import (
 __all__ = [
     "KeyChanged",
     "KeyDeleted",
+    "NodeDead",
     "NodeEvent",
     "NodeFactory",
     "NodeHandle",

@@ -26,6 +26,7 @@ from gossip_tui.ui._keys import is_internal
 from gossip_tui.ui._node_api import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -334,6 +335,8 @@ class ClusterViewModel:
                 case NodeJoined():
                     self._set_liveness(node, Liveness.LIVE, push)
                 case NodeLeft():
+                    self._set_liveness(node, Liveness.LEFT, push)
+                case NodeDead():
                     # A node that announced its departure set the leaving key first.
                     said_goodbye = LEAVING_KEY in known.internal
                     self._set_liveness(node, Liveness.LEFT if said_goodbye else Liveness.DEAD, push)

@@ -270,17 +270,17 @@ def run_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     # ---------------------------------------------------------------- engine
     a, b = engine_pair(nodes, rng)
     syn_ab = a.create_syn(2_000.0)
-    synack_ba = b.handle_message(syn_ab, 2_000.0)
+    synack_ba = b.handle_message(syn_ab, 2_000.0).reply
     assert isinstance(synack_ba, SynAck)
-    ack_ab = a.handle_message(synack_ba, 2_000.0)
+    ack_ab = a.handle_message(synack_ba, 2_000.0).reply
     assert isinstance(ack_ab, Ack)
     syn_wire, synack_wire, ack_wire = encode(syn_ab), encode(synack_ba), encode(ack_ab)
 
     def handle_syn() -> bytes:
-        return encode(b.handle_message(decode(syn_wire), 2_001.0))  # type: ignore[arg-type]
+        return encode(b.handle_message(decode(syn_wire), 2_001.0).reply)  # type: ignore[arg-type]
 
     def handle_synack() -> bytes:
-        return encode(a.handle_message(decode(synack_wire), 2_001.0))  # type: ignore[arg-type]
+        return encode(a.handle_message(decode(synack_wire), 2_001.0).reply)  # type: ignore[arg-type]
 
     in_sync = f"{args.nodes} nodes, in sync"
     case("engine", f"handle Syn ({in_sync}) + encode SynAck", len(syn_wire), handle_syn)
@@ -317,9 +317,9 @@ def engine_pair(nodes: list[NodeId], rng: random.Random) -> tuple[GossipEngine, 
     a, b = engines
     # Each learns the other, then both run the handshake until nothing is left to send.
     for _ in range(3):
-        reply = b.handle_message(a.create_syn(1_002.0), 1_002.0)
+        reply = b.handle_message(a.create_syn(1_002.0), 1_002.0).reply
         assert reply is not None
-        ack = a.handle_message(reply, 1_002.0)
+        ack = a.handle_message(reply, 1_002.0).reply
         assert ack is not None
         b.handle_message(ack, 1_002.0)
     for engine in engines:

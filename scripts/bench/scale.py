@@ -172,7 +172,7 @@ def measure_wire(size: int, mode: str, naming: str, max_datagram: int) -> dict[s
     if len(syn_bytes) > max_datagram:
         row["outcome"] = "Syn over the limit: the kernel refuses it (EMSGSIZE), nothing gossips"
         return row
-    synack = b.handle_message(syn, 1.0)
+    synack = b.handle_message(syn, 1.0).reply
     if synack is None:
         row["outcome"] = "no SynAck: the responder's own digest fills the datagram"
         return row
@@ -180,7 +180,7 @@ def measure_wire(size: int, mode: str, naming: str, max_datagram: int) -> dict[s
     synack_bytes = encode(synack)
     row |= {"synack": len(synack_bytes), "synack_entries": _entries(synack)}
     row["synack_carries_key"] = any(nd.node == ids[1] for nd in synack.delta.node_deltas)
-    ack = a.handle_message(synack, 1.0)
+    ack = a.handle_message(synack, 1.0).reply
     assert ack is not None
     row["ack"] = len(encode(ack))
     if len(synack_bytes) > max_datagram:

@@ -13,7 +13,7 @@ from gossip_tui._config_file import CliSettings, structure_setting, to_node_conf
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import NodeConfig
-from gossip_tui.node._node import _split_seeds
+from gossip_tui.node._seeds import _split_seeds
 from tests.processes import get_json
 
 from .fake_runtime import fake_open_node

@@ -518,7 +518,7 @@ def _versions(digest: Digest) -> list[tuple[NodeId, int, int]]:
 
 
 def _reply(engine: GossipEngine, message: Message) -> bytes:
-    reply = engine.handle_message(decode(encode(message)), 1.0)
+    reply = engine.handle_message(decode(encode(message)), 1.0).reply
     assert reply is not None
     return encode(reply)
 
@@ -583,7 +583,7 @@ def test_engine_initiates_in_its_configured_version() -> None:
 
 def test_bad_cluster_goes_back_in_the_syns_version() -> None:
     engine = GossipEngine(N0, "testing", now=0.0)
-    reply = engine.handle_message(Syn("elsewhere", Digest(), protocol_version=1), 1.0)
+    reply = engine.handle_message(Syn("elsewhere", Digest(), protocol_version=1), 1.0).reply
     assert reply == BadCluster(protocol_version=1)
 
 
@@ -603,7 +603,7 @@ def test_synack_budget_counts_the_digest_as_sent(version: int) -> None:
         engine.self_state.set(f"key-{i:03d}", hashlib.sha256(str(i).encode()).hexdigest())
     syn = Syn("testing", Digest(), protocol_version=version)
 
-    reply = engine.handle_message(syn, 1.0)
+    reply = engine.handle_message(syn, 1.0).reply
     assert isinstance(reply, SynAck) and reply.protocol_version == version
     data = encode(reply)
     assert data[2] == version

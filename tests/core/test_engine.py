@@ -69,7 +69,7 @@ def test_three_rising_heartbeats_make_a_node_live() -> None:
     engine.update_liveness(2.0)
     assert engine.liveness(node(1), 2.0) is Liveness.DEAD
     _beat(engine, node(1), 3, 3.0)
-    changes = engine.update_liveness(3.0)
+    changes = engine.update_liveness(3.0).liveness
     assert changes.joined == (node(1),)
     assert engine.live_nodes() == [node(0), node(1)]
 
@@ -81,13 +81,13 @@ def test_dead_node_lifecycle_and_no_resurrection_by_old_heartbeat() -> None:
         _beat(engine, node(1), hb, float(hb))
     engine.update_liveness(4.0)
     assert engine.liveness(node(1), 4.0) is Liveness.LIVE
-    changes = engine.update_liveness(200.0)
-    assert changes.left == (node(1),)
+    changes = engine.update_liveness(200.0).liveness
+    assert changes.died == (node(1),)
     assert engine.liveness(node(1), 200.0) is Liveness.DEAD
     # Past half the grace period it is no longer gossiped about.
     assert engine.liveness(node(1), 251.0) is Liveness.SCHEDULED_FOR_DELETION
     assert node(1) not in engine.create_syn(251.0).digest.nodes
-    changes = engine.update_liveness(300.0)
+    changes = engine.update_liveness(300.0).liveness
     assert changes.removed == (node(1),)
     assert engine.state.node_state(node(1)) is None
     # A peer echoing the old heartbeat does not bring it back; a newer one does.
@@ -104,7 +104,7 @@ def test_synack_budget_leaves_room_for_header_and_digest() -> None:
     alphabet = [chr(c) for c in range(0x21, 0x7F)]
     for i in range(700):
         me.set(f"k{i}", "".join(rnd.choice(alphabet) for _ in range(120)))
-    reply = engine.handle_message(Syn("c", Digest()), 1.0)
+    reply = engine.handle_message(Syn("c", Digest()), 1.0).reply
     assert isinstance(reply, SynAck)
     assert len(encode(reply)) <= 65_507
     assert 0 < len(reply.delta.node_deltas[0].key_values) < 700

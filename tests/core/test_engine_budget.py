@@ -36,9 +36,9 @@ def _rich_engine(peers: int = 40) -> GossipEngine:
 
 def introduce(engine: GossipEngine, peer: GossipEngine) -> None:
     """A full, unbudgeted handshake from ``peer`` to ``engine``."""
-    synack = engine.handle_message(peer.create_syn(0.0), 0.0)
+    synack = engine.handle_message(peer.create_syn(0.0), 0.0).reply
     assert isinstance(synack, SynAck)
-    ack = peer.handle_message(synack, 0.0)
+    ack = peer.handle_message(synack, 0.0).reply
     assert ack is not None
     engine.handle_message(ack, 0.0)
 
@@ -46,8 +46,8 @@ def introduce(engine: GossipEngine, peer: GossipEngine) -> None:
 def test_a_syn_under_a_budget_draws_a_small_synack_with_our_node_first() -> None:
     engine = _rich_engine()
     syn = Syn("c", Digest())
-    full = engine.handle_message(syn, 1.0)
-    small = engine.handle_message(syn, 1.0, reply_budget=BUDGET)
+    full = engine.handle_message(syn, 1.0).reply
+    small = engine.handle_message(syn, 1.0, reply_budget=BUDGET).reply
     assert isinstance(full, SynAck) and isinstance(small, SynAck)
     assert len(encode(full)) > 30_000
     assert len(encode(small)) <= BUDGET
@@ -59,8 +59,8 @@ def test_a_syn_under_a_budget_draws_a_small_synack_with_our_node_first() -> None
 def test_an_ack_under_a_budget_is_cut_too() -> None:
     engine = _rich_engine(peers=0)
     bare = SynAck(Digest(), Delta())  # "I know nothing": the whole state would answer it
-    full = engine.handle_message(bare, 1.0)
-    small = engine.handle_message(bare, 1.0, reply_budget=BUDGET)
+    full = engine.handle_message(bare, 1.0).reply
+    small = engine.handle_message(bare, 1.0, reply_budget=BUDGET).reply
     assert isinstance(full, Ack) and isinstance(small, Ack)
     assert len(encode(full)) > 30_000
     assert len(encode(small)) <= BUDGET
@@ -68,8 +68,8 @@ def test_an_ack_under_a_budget_is_cut_too() -> None:
 
 def test_without_a_budget_the_reply_is_unchanged() -> None:
     syn = Syn("c", Digest())
-    default = _rich_engine().handle_message(syn, 1.0)
-    unbudgeted = _rich_engine().handle_message(syn, 1.0, reply_budget=None)
+    default = _rich_engine().handle_message(syn, 1.0).reply
+    unbudgeted = _rich_engine().handle_message(syn, 1.0, reply_budget=None).reply
     assert default is not None and unbudgeted is not None
     assert encode(default) == encode(unbudgeted)
 
@@ -82,17 +82,17 @@ def test_the_ack_to_a_cut_digest_is_harmless_and_the_next_exchange_is_whole() ->
     for i in range(1, 41):  # the peer knows the same nodes
         introduce(peer, GossipEngine(_node(i), "c", now=0.0, initial_key_values={"k": "v" * 100}))
     before = {node: state.max_version for node, state in rich.state.node_states.items()}
-    small = rich.handle_message(peer.create_syn(1.0), 1.0, reply_budget=BUDGET)
+    small = rich.handle_message(peer.create_syn(1.0), 1.0, reply_budget=BUDGET).reply
     assert isinstance(small, SynAck) and len(encode(small)) <= BUDGET
-    ack = peer.handle_message(decode(encode(small)), 1.0)
+    ack = peer.handle_message(decode(encode(small)), 1.0).reply
     assert isinstance(ack, Ack) and len(ack.delta.node_deltas) > 20  # "you lack these"
     rejected = rich.state.rejected.total()
-    assert rich.handle_message(decode(encode(ack)), 1.0) is None
+    assert rich.handle_message(decode(encode(ack)), 1.0).reply is None
     assert rich.state.rejected.total() == rejected
     after = {node: rich.state.node_states[node].max_version for node in before}
     assert after == before
     # Shown to receive: the next exchange is whole.
-    synack = rich.handle_message(peer.create_syn(2.0), 2.0)
+    synack = rich.handle_message(peer.create_syn(2.0), 2.0).reply
     assert synack is not None
     peer.handle_message(decode(encode(synack)), 2.0)
     mine = peer.state.node_state(rich.self_id)

@@ -35,15 +35,15 @@ def test_handshake_is_byte_identical(vectors_dir: Path) -> None:
     syn = a.create_syn(1.0)
     assert encode(syn) == (vectors_dir / "handshake_1_syn_a_to_b.bin").read_bytes()
 
-    synack = b.handle_message(decode(encode(syn)), 1.0)
+    synack = b.handle_message(decode(encode(syn)), 1.0).reply
     assert synack is not None
     assert encode(synack) == (vectors_dir / "handshake_2_synack_b_to_a.bin").read_bytes()
 
-    ack = a.handle_message(decode(encode(synack)), 1.0)
+    ack = a.handle_message(decode(encode(synack)), 1.0).reply
     assert ack is not None
     assert encode(ack) == (vectors_dir / "handshake_3_ack_a_to_b.bin").read_bytes()
 
-    assert b.handle_message(decode(encode(ack)), 1.0) is None
+    assert b.handle_message(decode(encode(ack)), 1.0).reply is None
     assert (
         encode(b.create_syn(1.0)) == (vectors_dir / "handshake_4_syn_b_to_a_after.bin").read_bytes()
     )
@@ -63,7 +63,7 @@ def test_wrong_cluster_gets_bad_cluster(vectors_dir: Path) -> None:
     b = _node_2()
     wrong = decode((vectors_dir / "handshake_5_syn_wrong_cluster.bin").read_bytes())
     assert isinstance(wrong, Syn) and wrong.cluster_id != "testing"
-    reply = b.handle_message(wrong, 1.0)
+    reply = b.handle_message(wrong, 1.0).reply
     assert reply is not None
     assert encode(reply) == (vectors_dir / "handshake_6_badcluster_reply.bin").read_bytes()
     # The foreign node was not learnt.

@@ -64,7 +64,9 @@ def flood(count: int, heartbeat: int = 1) -> Digest:
 
 
 def syn_from_peer(engine: GossipEngine, peer: NodeId) -> SynAck:
-    reply = engine.handle_message(Syn(engine.cluster_id, Digest({peer: NodeDigest(5, 0, 0)})), 2.0)
+    reply = engine.handle_message(
+        Syn(engine.cluster_id, Digest({peer: NodeDigest(5, 0, 0)})), 2.0
+    ).reply
     assert isinstance(reply, SynAck)
     return reply
 

@@ -36,9 +36,9 @@ def _wire(message: Message) -> Message:
 
 def _handshake(initiator: GossipEngine, responder: GossipEngine, now: float) -> None:
     """One Syn / SynAck / Ack exchange, every message through the codec."""
-    syn_ack = responder.handle_message(_wire(initiator.create_syn(now)), now)
+    syn_ack = responder.handle_message(_wire(initiator.create_syn(now)), now).reply
     assert isinstance(syn_ack, SynAck)
-    ack = initiator.handle_message(_wire(syn_ack), now)
+    ack = initiator.handle_message(_wire(syn_ack), now).reply
     assert isinstance(ack, Ack)
     responder.handle_message(_wire(ack), now)
 
@@ -197,7 +197,7 @@ def test_the_repair_delta_takes_chitchats_reset_path() -> None:
     owner, peer = _pair()
     _forge(peer, owner.self_id, [("role", "pwned", 10)])
     # The reply to the very Syn that shows the forged view already carries the truth.
-    syn_ack = owner.handle_message(_wire(peer.create_syn(2.0)), 2.0)
+    syn_ack = owner.handle_message(_wire(peer.create_syn(2.0)), 2.0).reply
     assert isinstance(syn_ack, SynAck)
     (node_delta,) = [nd for nd in syn_ack.delta.node_deltas if nd.node == owner.self_id]
     assert node_delta.from_version_excluded == 0

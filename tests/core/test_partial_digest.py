@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1, decode, encode
 from gossip_tui.core.digest_window import CAPS_KEY, PARTIAL_MARKER, v0_syn_capacity
-from gossip_tui.core.engine import GossipEngine
+from gossip_tui.core.engine import GossipEngine, ReceiveStep
 from gossip_tui.core.messages import Message, Syn, SynAck
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.simulation import Simulation, sim_address
@@ -105,10 +105,15 @@ def test_a_chitchat_like_peer_never_receives_a_partial_digest() -> None:
         handle = engine.handle_message
 
         def recording(
-            message: Message, now: float, _log: list[Message] = received[addr], _h=handle
-        ) -> Message | None:
+            message: Message,
+            now: float,
+            *,
+            reply_budget: int | None = None,
+            _log: list[Message] = received[addr],
+            _h=handle,
+        ) -> ReceiveStep:
             _log.append(message)
-            return _h(message, now)
+            return _h(message, now, reply_budget=reply_budget)
 
         engine.handle_message = recording  # type: ignore[method-assign]
     sim.run(6)
@@ -157,7 +162,7 @@ def test_a_forged_marker_from_a_stranger_does_not_break_the_engine() -> None:
     nodes = dict(syn.digest.nodes)
     nodes[PARTIAL_MARKER] = nodes[other.self_id]
     forged = decode(encode(Syn("sim", type(syn.digest)(nodes))))
-    reply = engine.handle_message(forged, 1.0)
+    reply = engine.handle_message(forged, 1.0).reply
     assert isinstance(reply, SynAck)
     assert engine.state.node_state(PARTIAL_MARKER) is None  # never learnt as a node
 

@@ -108,5 +108,5 @@ def test_an_oversize_own_digest_is_counted_not_raised() -> None:
     for node in ids[1:]:
         responder.state.node_state_or_init(node)
     asker = GossipEngine(ids[1], "sim", now=0.0, max_datagram_size=limit)
-    assert responder.handle_message(asker.create_syn(1.0), 1.0) is None
+    assert responder.handle_message(asker.create_syn(1.0), 1.0).reply is None
     assert responder.oversize_digests == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gossip_tui.node import NodeLeft
+from gossip_tui.node import NodeDead
 from gossip_tui.testing import MemoryNetwork
 from tests.node.helpers import wait_until
 
@@ -71,8 +71,8 @@ async def test_a_key_reaches_all_nodes_and_nobody_is_declared_dead_under_20_perc
         left = [
             f"{log.node.self_id.node_id} saw {event.node.node_id} die at {at - started:.1f} s"
             for log in logs
-            for at, event in log.of_type(NodeLeft)
-            if isinstance(event, NodeLeft)
+            for at, event in log.of_type(NodeDead)
+            if isinstance(event, NodeDead)
         ]
         assert left == [], f"live nodes declared dead under {LOSS:.0%} loss: {left}"
         assert all(exactly_live(n, ids) for n in nodes)
@@ -85,6 +85,6 @@ async def test_a_key_reaches_all_nodes_and_nobody_is_declared_dead_under_20_perc
             f"\n20% loss, {NODES} nodes, {INTERVAL} s interval: converged in {converged:.1f} s, "
             f"key everywhere {spread:.1f} s ({spread / INTERVAL:.1f} rounds) after the write, "
             f"largest phi {max_phi:.2f} (threshold {threshold}), "
-            f"{network.dropped}/{sent} datagrams lost, no NodeLeft in {DURATION:.0f} s"
+            f"{network.dropped}/{sent} datagrams lost, no NodeDead in {DURATION:.0f} s"
         )
         nursery.cancel_scope.cancel()

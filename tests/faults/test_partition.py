@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gossip_tui.node import NodeJoined, NodeLeft
+from gossip_tui.node import NodeDead, NodeJoined
 from gossip_tui.testing import MemoryNetwork
 from tests.node.helpers import wait_until
 
@@ -74,7 +74,7 @@ async def test_split_5_5_each_side_sees_the_other_dead_then_heals_within_10_roun
         for log, own, other in [(log, ids_a, ids_b) for log in logs[:5]] + [
             (log, ids_b, ids_a) for log in logs[5:]
         ]:
-            gone = {e.node for _, e in log.of_type(NodeLeft) if isinstance(e, NodeLeft)}
+            gone = {e.node for _, e in log.of_type(NodeDead) if isinstance(e, NodeDead)}
             assert gone == other, f"{log.node.self_id.node_id} lost {gone & own or gone}"
 
         await trio.sleep_until(split_at + PARTITION_FOR)

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from gossip_tui.core.failure_detector import FailureDetectorConfig
-from gossip_tui.node import NodeLeft, NodeRemoved
+from gossip_tui.node import NodeDead, NodeRemoved
 from gossip_tui.testing import MemoryNetwork
 from tests.node.helpers import wait_until
 
@@ -85,7 +85,7 @@ async def test_a_restart_with_a_new_generation_replaces_the_old_one_everywhere(
         # Each observer declared the old generation dead once, and removed it one grace
         # period later (liveness is judged once per interval, hence the slack).
         for log in logs:
-            (died,) = log.times_of(NodeLeft(old_id))
+            (died,) = log.times_of(NodeDead(old_id))
             (removed,) = log.times_of(NodeRemoved(old_id))
             assert GRACE <= removed - died <= GRACE + 2 * INTERVAL, (removed - died, log.node)
         restarted_view = restarted.node.engine
@@ -95,7 +95,7 @@ async def test_a_restart_with_a_new_generation_replaces_the_old_one_everywhere(
         await trio.sleep(GRACE)
         assert forgotten()
         assert all(exactly_live(n, everyone) for n in nodes)
-        deaths = [log.times_of(NodeLeft(old_id))[0] - killed_at for log in logs]
+        deaths = [log.times_of(NodeDead(old_id))[0] - killed_at for log in logs]
         removals = [log.times_of(NodeRemoved(old_id))[0] - killed_at for log in logs]
         print(
             f"\nkill + restart (generation {new_id.generation}): old generation declared dead "

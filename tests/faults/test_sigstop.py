@@ -29,7 +29,7 @@ import pytest
 import trio
 
 from gossip_tui.core.failure_detector import FailureDetectorConfig
-from gossip_tui.node import NodeJoined, NodeLeft
+from gossip_tui.node import NodeDead, NodeJoined
 from gossip_tui.testing import MemoryNetwork
 from tests.node.helpers import wait_until
 from tests.processes import answers, free_port, get_json, running_node, wait_for
@@ -172,7 +172,7 @@ async def _freeze_at_steady_state(
         while trio.current_time() - thawed_at < 10 * interval:
             watch_phi()
             await trio.sleep(0.05)
-        declared_dead = [log for log in logs if log.times_of(NodeLeft(victim))]
+        declared_dead = [log for log in logs if log.times_of(NodeDead(victim))]
         # Whoever declared it dead saw it join again.
         assert all(log.times_of(NodeJoined(victim)) for log in declared_dead)
         left = len(declared_dead)

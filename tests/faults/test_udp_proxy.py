@@ -21,7 +21,7 @@ from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.messages import Digest, Syn, SynAck
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import Node, NodeConfig, NodeLeft, UdpTransport, open_node
+from gossip_tui.node import Node, NodeConfig, NodeDead, UdpTransport, open_node
 from gossip_tui.testing import (
     FaultController,
     FaultProxy,
@@ -104,7 +104,7 @@ async def test_loss_isolates_a_node_one_way_then_both_ways_and_clearing_brings_i
                 "node 2 seeing the others dead",
             )
             assert all(victim in n.live_nodes() for n in nodes[:2])
-            assert not any(log.times_of(NodeLeft(victim)) for log in logs)
+            assert not any(log.times_of(NodeDead(victim)) for log in logs)
 
             # And from node 2 as well: now the others declare it dead.
             controller.set_faults(c, a, LinkFaults(loss=1.0))

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import trio
 
-import gossip_tui.node._node as node_module
+import gossip_tui.core.receive as receive_module
+import gossip_tui.node._node_base as node_module
 from gossip_tui.api import GossipApi
 from gossip_tui.api._metrics import render_metrics
 from gossip_tui.core.codec import U64_MAX, DeltaWriter, decode, encode
@@ -243,7 +244,9 @@ async def test_the_receive_loop_and_the_encoder_survive_a_bug(
 ) -> None:
     network = MemoryNetwork(seed=22)
     async with open_cluster(2, transport=network.transport()) as (node, peer):
-        monkeypatch.setattr(node_module, "decode", _failing(2, decode))
+        # The decoder of the receive path: its bug costs the datagram, counted as an
+        # engine step's would be.
+        monkeypatch.setattr(receive_module, "decode", _failing(2, decode))
         # A struct.error escaping the codec is what killed the node in finding 1.
         monkeypatch.setattr(node_module, "encode", _failing(2, encode, struct.error))
 
@@ -252,7 +255,7 @@ async def test_the_receive_loop_and_the_encoder_survive_a_bug(
             return node.stats.internal_errors[task] + peer.stats.internal_errors[task]
 
         await wait_until(
-            lambda: errors("receive_loop") == 2 and errors("encode") == 2,
+            lambda: errors("handle_message") == 2 and errors("encode") == 2,
             10,
             "the injected errors to be counted",
         )
@@ -263,14 +266,17 @@ async def test_the_receive_loop_and_the_encoder_survive_a_bug(
 
 
 @pytest.mark.trio
-async def test_the_watcher_survives_a_bug(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_bug_in_publishing_costs_its_events_never_a_write(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     network = MemoryNetwork(seed=23)
     async with open_cluster(1, transport=network.transport()) as (node,):
         events = node.subscribe()
-        engine = node.engine
-        engine.drain_changes = _failing(1, engine.drain_changes)  # type: ignore[method-assign]
-        node.set("lost", "1")  # the watcher's first drain raises: these events are lost
-        await wait_until(lambda: node.stats.internal_errors["watcher"] == 1, 10, "the error")
+        fanout = node._fanout
+        fanout.publish = _failing(1, fanout.publish)  # type: ignore[method-assign]
+        node.set("lost", "1")  # its publication raises: these events are lost, not the write
+        assert node.get("lost") == "1"
+        assert node.stats.internal_errors["publish"] == 1
         node.set("later", "2")
         with trio.fail_after(5):
             async for event in events:

@@ -22,7 +22,7 @@ from gossip_tui.node import (
     SeedUnreachable,
     open_node,
 )
-from gossip_tui.node._node import SEED_UNREACHABLE_AFTER
+from gossip_tui.node._node_base import SEED_UNREACHABLE_AFTER
 
 from .helpers import all_see_each_other, fast_config, wait_until
 

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from gossip_tui.node import KeysNotSaved, open_node
-from gossip_tui.node import _node as node_module
+from gossip_tui.node import _persistence as node_module
 from gossip_tui.node._local_store import load_local_keys, save_local_keys
 from gossip_tui.testing import MemoryNetwork
 

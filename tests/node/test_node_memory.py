@@ -15,8 +15,8 @@ from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
     KeyValueTooLarge,
+    NodeDead,
     NodeJoined,
-    NodeLeft,
     open_node,
 )
 from gossip_tui.testing import MemoryNetwork
@@ -68,7 +68,7 @@ async def test_events_follow_membership_and_keys(autojump_clock: trio.abc.Clock)
         # The peer announced its departure: it is gone at once, without waiting for phi.
         left_at = trio.current_time()
         with trio.fail_after(60):
-            while await events.receive() != NodeLeft(peer_id):
+            while await events.receive() != NodeDead(peer_id):
                 pass
         assert trio.current_time() - left_at <= 2 * observer.config.gossip_interval
         snapshot = observer.snapshot()
@@ -224,12 +224,13 @@ async def test_subscriptions_end_with_the_node_and_laggards_lose_events(
 ) -> None:
     network = MemoryNetwork(seed=10)
     async with open_cluster(1, transport=network.transport()) as (node,):
-        laggard = node.subscribe(max_buffer=2)
+        # Each local write is published at once: its KeyChanged, then our NodeUpdated.
+        laggard = node.subscribe(max_buffer=4)
         follower = node.subscribe()
         for i in range(5):
             node.set(f"k{i}", "v")
         await wait_until(lambda: node.stats.events_dropped > 0, 5, "the laggard overflows")
-        received = [laggard.receive_nowait(), laggard.receive_nowait()]
+        received = [laggard.receive_nowait() for _ in range(4)]
         assert [e.key for e in received if isinstance(e, KeyChanged)] == ["k0", "k1"]
     # The node closed: the follower's loop ends instead of hanging.
     with trio.fail_after(1):

@@ -34,9 +34,9 @@ from gossip_tui.core.models import (
 from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
-    NodeLeft,
     NodeRemoved,
     NodeUpdated,
 )
@@ -238,7 +238,7 @@ class FakeCluster:
         member = self.members[handle.self_id]
         member.liveness = Liveness.LEFT if handle.config.announce_leave else Liveness.DEAD
         member.phi = 12.0
-        self.emit(NodeLeft(handle.self_id))
+        self.emit(NodeDead(handle.self_id))
 
     @asynccontextmanager
     async def open_node(self, config: FakeNodeConfig | None = None) -> AsyncIterator[FakeNode]:
@@ -297,7 +297,7 @@ class FakeCluster:
         member = self.members[node]
         member.liveness = Liveness.DEAD
         member.phi = phi
-        self.emit(NodeLeft(node))
+        self.emit(NodeDead(node))
 
     def revive(self, node: NodeId) -> None:
         member = self.members[node]

@@ -119,7 +119,7 @@ async def test_delete_asks_first_and_set_with_ttl(cluster: FakeCluster) -> None:
 @pytest.mark.asyncio
 async def test_a_peer_death_shows_in_the_table(cluster: FakeCluster) -> None:
     peer = cluster.add_peer("peer-1", port=10001)
-    # Only the NodeLeft event can refresh the table; the sparkline samples often.
+    # Only the NodeDead event can refresh the table; the sparkline samples often.
     app = make_app(cluster, refresh_interval=60.0, live_sample_interval=0.05)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)

@@ -7,9 +7,9 @@ from gossip_tui.core.models import KeyStatus, Liveness, NodeId
 from gossip_tui.node import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
-    NodeLeft,
     NodeRemoved,
     NodeUpdated,
 )
@@ -76,7 +76,7 @@ def test_join_dead_and_removed_come_from_events() -> None:
     assert model.rows[charlie].liveness is Liveness.LIVE and _key_count(model, charlie) == 1
     assert model.counts == ClusterCounts(live=4, dead=0, known=4)
 
-    dead = model.apply_events([NodeLeft(charlie)])
+    dead = model.apply_events([NodeDead(charlie)])
     assert [row.liveness for row in dead.updated] == [Liveness.DEAD]
     assert model.counts == ClusterCounts(live=3, dead=1, known=4)
     assert charlie in model.view().dead_nodes
@@ -85,7 +85,7 @@ def test_join_dead_and_removed_come_from_events() -> None:
     assert [row.liveness for row in back.updated] == [Liveness.LIVE]
 
     # A node that says goodbye (the leaving key, then declared dead) has left.
-    goodbye = [KeyChanged(charlie, LEAVING_KEY, "1", 2), NodeUpdated(charlie, 2), NodeLeft(charlie)]
+    goodbye = [KeyChanged(charlie, LEAVING_KEY, "1", 2), NodeUpdated(charlie, 2), NodeDead(charlie)]
     assert [row.liveness for row in model.apply_events(goodbye).updated] == [Liveness.LEFT]
     assert charlie in model.view().dead_nodes
 
@@ -95,7 +95,7 @@ def test_join_dead_and_removed_come_from_events() -> None:
     assert model.counts == ClusterCounts(live=3, dead=0, known=3)
     # Stale news about a forgotten node brings nothing back.
     cluster.remove(charlie)
-    assert not model.apply_events([NodeLeft(charlie)]).rows_changed
+    assert not model.apply_events([NodeDead(charlie)]).rows_changed
     assert charlie not in model.rows
 
 
@@ -205,7 +205,7 @@ def test_the_log_drops_the_node_update_that_a_key_change_already_says() -> None:
         NodeUpdated(bravo, 5),  # no key of bravo's in this batch: worth its line
         KeyDeleted(me.self_id, "color", 2),
         NodeUpdated(me.self_id, 2),
-        NodeLeft(bravo),
+        NodeDead(bravo),
     ]
     expected = (events[0], events[2], events[3], events[5])
     assert log_worthy(events) == expected

@@ -15,6 +15,7 @@ from gossip_tui.ui._format import one_line
 from gossip_tui.ui._node_api import (
     KeyChanged,
     KeyDeleted,
+    NodeDead,
     NodeEvent,
     NodeJoined,
     NodeLeft,
@@ -33,6 +34,9 @@ def describe(event: NodeEvent) -> Text:
             # A restarted node comes back under a new generation: worth seeing.
             text.append(f" gen {node.generation}", style="dim")
         case NodeLeft(node=node):
+            text.append("◁ left    ", style="bold yellow")
+            text.append(node.node_id)
+        case NodeDead(node=node):
             text.append("▼ dead    ", style="bold red")
             text.append(node.node_id)
         case NodeRemoved(node=node):

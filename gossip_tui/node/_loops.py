@@ -1,0 +1,162 @@
+"""A running node's loops: a gossip round every interval, a liveness sweep half an interval
+after each, and the receive loop, each turning the engine's steps into counters, log lines
+and events."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from gossip_tui.core.engine import Step
+from gossip_tui.core.events import step_events
+from gossip_tui.core.messages import Ack, Message, SynAck
+from gossip_tui.core.models import SocketAddress
+from gossip_tui.core.receive import receive_datagram
+
+from ._node_base import NodeBase
+from ._transport import DatagramRejected
+
+log = logging.getLogger("gossip_tui.node")
+
+
+class NodeLoops(NodeBase):
+    """The gossip, failure-detector and receive loops (run by ``Node._run``)."""
+
+    async def gossip_to(self, addr: SocketAddress) -> None:
+        """Start a handshake with ``addr`` right now, outside the regular rounds."""
+        await self._send(self.engine.create_syn(self._now()), addr)
+
+    async def _gossip_round(self, started: float) -> None:
+        budgets = self._reply_budgets
+        step = self.engine.start_round(
+            started, answering=lambda addr: budgets.is_trusted(addr, started)
+        )
+        self._record(step, "a gossip round")
+        targets = step.targets.all()
+        # Once per round however often a seed is among the targets (a peer pick and a
+        # seed pick may both name it): a seed is unreachable after rounds unanswered.
+        for addr in self.engine.seed_addrs.intersection(targets):
+            self._seed_asked(addr)
+        # Each distinct Syn of the round encoded once: all targets share the full one,
+        # except peers that take partial digests when the full one does not fit.
+        encoded: dict[int, tuple[Message, bytes | None]] = {}
+        for addr in targets:
+            syn = self.engine.create_syn(started, addr)
+            entry = encoded.get(id(syn))
+            if entry is None:
+                entry = encoded[id(syn)] = (syn, self._encode(syn))
+            if entry[1] is not None:
+                budgets.sent_syn(addr, started)
+                await self._send_bytes(entry[1], addr)
+        self.stats.rounds += 1
+        self.stats.last_round_duration = self._now() - started
+
+    async def _gossip_loop(self) -> None:
+        interval = self.config.gossip_interval
+        next_round = self._now()
+        while True:
+            try:
+                await self._gossip_round(self._now())
+            except Exception:
+                self._internal_error("gossip_loop")
+            next_round = max(next_round + interval, self._now())
+            await trio.sleep_until(next_round)
+
+    def _judge_liveness(self) -> None:
+        self._record(self.engine.update_liveness(self._now()), "a liveness sweep")
+
+    async def _failure_detector_loop(self) -> None:
+        # Judges liveness once per interval, half an interval after each round, when that
+        # round's replies are in.
+        interval = self.config.gossip_interval
+        await trio.sleep(interval / 2)
+        while True:
+            try:
+                self._judge_liveness()
+            except Exception:
+                self._internal_error("failure_detector_loop")
+            await trio.sleep(interval)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                data, source = await self._socket.recv()
+            except DatagramRejected as rejected:
+                self.stats.datagrams_in += 1
+                self.stats.dropped[rejected.reason] += 1
+                continue
+            self.stats.datagrams_in += 1
+            self.stats.bytes_in += len(data)
+            try:
+                await self._handle_datagram(data, source)
+            except Exception:
+                self._internal_error("receive_loop")
+
+    async def _handle_datagram(self, data: bytes, source: SocketAddress) -> None:
+        now = self._now()
+
+        def reply_budget(message: Message) -> int | None:
+            # A source not yet shown to receive what we send may be forged: answer it small.
+            return self._reply_budgets.budget(message, source, len(data), now)
+
+        try:
+            received = receive_datagram(self.engine, data, now, reply_budget)
+        except Exception:
+            # A message our engine cannot digest must never take the node down.
+            self.stats.dropped["rejected"] += 1
+            self._internal_error("handle_message", f"a message from {source}")
+            return
+        self.stats.count_received(received)
+        if received.step is None:
+            log.debug("dropped a malformed datagram from %s: %s", source, received.decode_error)
+            return
+        if source in self.engine.seed_addrs:
+            self._seed_heard(source)
+        self._report(received.step, source)
+        reply = received.reply
+        if reply is not None:
+            if received.reply_budget is not None and isinstance(reply, (SynAck, Ack)):
+                self.stats.small_replies += 1
+            await self._send(reply, source)
+            if isinstance(received.message, SynAck) and source in self._leave_pending:
+                self._leave_pending.discard(source)
+                if not self._leave_pending:
+                    self._leave_done.set()
+        # After the reply: a subscriber woken by an event sees the exchange done.
+        self._publish_all(received.events)
+
+    def _record(self, step: Step, source: object) -> None:
+        """Act on what a round or a sweep did: count it, log it, publish its events."""
+        self.stats.count_step(step)
+        self._report(step, source)
+        self._publish_all(step_events(step))
+
+    def _report(self, step: Step, source: object) -> None:
+        """Log what an operator should know of a step (counted already)."""
+        stats = self.stats
+        if step.refusals:
+            log.warning(
+                "refused input from %s (%s; totals by reason: %s)",
+                source,
+                ", ".join(step.refusals),
+                dict(stats.dropped),
+            )
+        if step.heartbeat_outruns and self._outrun_log.allow(self._now()):
+            log.warning(
+                "%s reported our heartbeat ahead of ours (a corrupted datagram, or an "
+                "incarnation of ours with the same generation): jumped past it "
+                "(%d more since the last report)",
+                source,
+                self._outrun_log.take_suppressed(),
+            )
+        if step.self_repairs and self._repair_log.allow(self._now()):
+            log.warning(
+                "%s showed our own state with values we never wrote (forged, or an "
+                "incarnation of ours with the same generation): republished it as %s "
+                "(repairs by reason: %s; %d more since the last report)",
+                source,
+                self.engine.self_id,
+                dict(stats.self_repairs),
+                self._repair_log.take_suppressed(),
+            )

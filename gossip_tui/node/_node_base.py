@@ -1,0 +1,208 @@
+"""What every part of a running node shares: its state (set up here), its counters, and
+the plumbing each part uses (the clock, events, sending, surviving a bug). The parts are
+mixins of :class:`gossip_tui.node._node.Node`: _loops (gossip, failure detector,
+receive), _seeds (the resolver), _persistence (saver, flush) and _leave."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from gossip_tui.core.codec import EncodeError, encode
+from gossip_tui.core.engine import GossipEngine, Step
+from gossip_tui.core.messages import Message
+from gossip_tui.core.models import SocketAddress
+from gossip_tui.core.receive import Received
+
+from ._config import NodeConfig
+from ._events import NodeEvent, SeedAnswered, SeedUnreachable
+from ._fanout import EventFanout
+from ._reflection import ReplyBudgets
+from ._transport import DatagramSocket
+
+if TYPE_CHECKING:
+    from ._persistence import _SaveFailure
+
+log = logging.getLogger("gossip_tui.node")
+
+# Syns a seed may leave unanswered in a row before it is reported unreachable.
+SEED_UNREACHABLE_AFTER = 3
+
+
+@attrs.define
+class NodeStats:
+    """Counters an operator (or /metrics) reads."""
+
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    send_errors: int = 0
+    rounds: int = 0
+    events_dropped: int = 0
+    heartbeat_outruns: int = 0
+    # Replies held small: their address had not yet shown it receives (see _reflection).
+    small_replies: int = 0
+    last_round_duration: float = 0.0
+    # Input dropped or refused, by reason: the transport's, the decoder's and the engine's
+    # (fed from each step's refusals).
+    dropped: Counter[str] = attrs.field(factory=Counter)
+    # Times our own state, as a peer showed it, was not ours and we republished it, by
+    # reason (fed from each step's repairs).
+    self_repairs: Counter[str] = attrs.field(factory=Counter)
+    # Exceptions a task of the node caught and survived, by task: each one is a bug.
+    internal_errors: Counter[str] = attrs.field(factory=Counter)
+
+    def count_step(self, step: Step) -> None:
+        """Add what an engine step refused and repaired."""
+        self.dropped.update(step.refusals)
+        self.heartbeat_outruns += step.heartbeat_outruns
+        self.self_repairs.update(step.self_repairs)
+
+    def count_received(self, received: Received) -> None:
+        """Add what one received datagram did: its drop, or its step."""
+        if received.step is None:
+            self.dropped.update(received.drops())
+        else:
+            self.count_step(received.step)
+
+
+class _BurstLog:
+    """Lets a message through at the start of a burst, then at most once per ``quiet``
+    seconds: a flood of forged datagrams must not become a flood of log lines."""
+
+    def __init__(self, quiet: float = 10.0) -> None:
+        self._quiet = quiet
+        self._last: float | None = None
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        if self._last is not None and now - self._last < self._quiet:
+            self.suppressed += 1
+            return False
+        self._last = now
+        return True
+
+    def take_suppressed(self) -> int:
+        count, self.suppressed = self.suppressed, 0
+        return count
+
+
+class NodeBase:
+    """The state of a running node and its shared plumbing."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        engine: GossipEngine,
+        socket: DatagramSocket,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.stats = NodeStats()
+        self._outrun_log = _BurstLog()
+        self._repair_log = _BurstLog()
+        self._error_logs: dict[str, _BurstLog] = {}  # one per task
+        self.http_addr: SocketAddress | None = None
+        self._socket = socket
+        self._nursery = nursery
+        self._local_dirty = trio.Event()
+        self._save_lock = trio.Lock()
+        # Local changes are numbered; a save records the number it holds. flush() waits
+        # until the saved number reaches the current one, or a save that should have
+        # held it failed.
+        self._local_version = 0
+        self._saved_version = 0
+        self._save_failure: _SaveFailure | None = None
+        self._save_ended = trio.Event()
+        # While leaving: the peers that still have to fetch our last state from us.
+        self._leave_pending: set[SocketAddress] = set()
+        self._leave_done = trio.Event()
+        # The node's regular tasks, stopped on close before the leave runs its own receiver.
+        self._tasks = trio.CancelScope()
+        self._tasks_ended = trio.Event()
+        self._fanout = EventFanout()
+        self._reply_budgets = ReplyBudgets()
+        # Whether each seed answers (see Node.seed_status): kept here because the gossip
+        # round asks seeds and the receive loop hears them.
+        self._seed_unanswered: Counter[SocketAddress] = Counter()
+        self._seed_last_answer: dict[SocketAddress, float] = {}
+        self._seeds_unreachable: set[SocketAddress] = set()
+
+    def _now(self) -> float:
+        return trio.current_time()
+
+    def _seed_asked(self, addr: SocketAddress) -> None:
+        self._seed_unanswered[addr] += 1
+        unanswered = self._seed_unanswered[addr]
+        if unanswered >= SEED_UNREACHABLE_AFTER and addr not in self._seeds_unreachable:
+            self._seeds_unreachable.add(addr)
+            log.warning("seed %s has not answered %d Syns in a row", addr, unanswered)
+            self._publish(SeedUnreachable(addr, unanswered))
+
+    def _seed_heard(self, addr: SocketAddress) -> None:
+        self._seed_unanswered.pop(addr, None)
+        self._seed_last_answer[addr] = self._now()
+        if addr in self._seeds_unreachable:
+            self._seeds_unreachable.discard(addr)
+            log.info("seed %s answers again", addr)
+            self._publish(SeedAnswered(addr))
+
+    def _publish(self, event: NodeEvent) -> None:
+        self._fanout.publish(event)
+        self.stats.events_dropped = self._fanout.dropped
+
+    def _publish_all(self, events: list[NodeEvent] | tuple[NodeEvent, ...]) -> None:
+        try:
+            for event in events:
+                self._publish(event)
+        except Exception:
+            # A local write is applied already: its caller must not see our bug.
+            self._internal_error("publish", "the events of this step")
+
+    def _internal_error(self, task: str, lost: str = "this step") -> None:
+        """Count and log (once per burst) the exception being handled, which ``task``
+        survives: a bug must cost one message or one round, never the node."""
+        self.stats.internal_errors[task] += 1
+        burst = self._error_logs.setdefault(task, _BurstLog())
+        if burst.allow(self._now()):
+            log.exception(
+                "internal error in %s, dropped %s and carrying on (%d more since the last report)",
+                task,
+                lost,
+                burst.take_suppressed(),
+            )
+
+    def _encode(self, message: Message) -> bytes | None:
+        try:
+            return encode(message)
+        except EncodeError:
+            log.exception("could not encode %s", type(message).__name__)
+            self.stats.send_errors += 1
+            return None
+        except Exception:
+            self.stats.send_errors += 1
+            self._internal_error("encode")
+            return None
+
+    async def _send(self, message: Message, addr: SocketAddress) -> None:
+        data = self._encode(message)
+        if data is not None:
+            self._reply_budgets.sent(message, addr, self._now())
+            await self._send_bytes(data, addr)
+
+    async def _send_bytes(self, data: bytes, addr: SocketAddress) -> None:
+        try:
+            await self._socket.send(data, addr)
+        except OSError as exc:
+            # An unreachable or vanished peer is the failure detector's business.
+            self.stats.send_errors += 1
+            log.debug("send to %s failed: %s", addr, exc)
+            return
+        self.stats.datagrams_out += 1
+        self.stats.bytes_out += len(data)
