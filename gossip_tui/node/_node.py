@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trio.testing
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE
 from gossip_tui.core.engine import GossipEngine, LivenessReadings, fits_in_one_delta
@@ -334,7 +333,11 @@ async def open_node(
                     # HTTP API's /events) can still pass that on to their clients.
                     if node._fanout.close():
                         with trio.move_on_after(_SUBSCRIBERS_GRACE):
-                            await trio.testing.wait_all_tasks_blocked()
+                            # Imported here, not at the top: trio.testing pulls in pytest
+                            # where it is installed (10 MiB of RSS for every node).
+                            from trio.testing import wait_all_tasks_blocked
+
+                            await wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
     finally:
         socket.close()
