@@ -11,8 +11,8 @@ import pytest
 from textual.pilot import Pilot
 
 from gossip_tui.core.models import Liveness
+from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
-from tests.ui.fake_node import FakeCluster, FakeNodeConfig
 
 FIXED_NOW = datetime(2024, 5, 17, 12, 34, 56, tzinfo=UTC)
 FIXED_CLOCK = 1_000.0

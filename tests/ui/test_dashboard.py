@@ -11,12 +11,12 @@ from textual.widgets.data_table import ColumnKey
 
 from gossip_tui.core.models import Liveness, SocketAddress
 from gossip_tui.node import KeyChanged
+from gossip_tui.testing import FakeCluster, FakeNode, FakeNodeConfig, crashing_open_node
 from gossip_tui.ui import GossipApp, run_dashboard
 from gossip_tui.ui.screens import ConfirmDeleteScreen, HelpScreen, KeyFormScreen
 from gossip_tui.ui.widgets import LiveHistory, NodeFilter
 from gossip_tui.ui.widgets.nodes_table import COLUMN_KEYS
 from tests.ui.conftest import SELF_CONFIG, make_app, populate, wait_ready, wait_until
-from tests.ui.fake_node import FakeCluster, FakeNode, FakeNodeConfig, crashing_open_node
 
 
 def _status(app: GossipApp, row_key: str) -> str:

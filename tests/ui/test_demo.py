@@ -7,9 +7,9 @@ import random
 import pytest
 
 from gossip_tui.core.models import Liveness
+from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import DemoCluster, GossipApp
 from tests.ui.conftest import make_app, wait_ready, wait_until
-from tests.ui.fake_node import FakeCluster, FakeNodeConfig
 
 
 def _statuses(app: GossipApp) -> dict[str, str]:

@@ -14,13 +14,13 @@ from textual.widgets import Input
 
 from gossip_tui.core.models import KeyStatus
 from gossip_tui.node import KeyChanged
+from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.screens import ConfirmDeleteScreen, HelpScreen, KeyFormScreen
 from gossip_tui.ui.screens.key_forms import ConfirmProtectedScreen
 from gossip_tui.ui.screens.node_screen import NodeScreen
 from gossip_tui.ui.widgets import NodeDetail, NodeFilter
 from tests.ui.conftest import SELF_CONFIG, make_app, populate, wait_ready, wait_until
-from tests.ui.fake_node import FakeCluster
 
 LEAVING = "__gossip_tui.leaving"
 

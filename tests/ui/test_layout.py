@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from textual.widgets.data_table import ColumnKey
 
+from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.widgets import ClusterHeader
 from tests.ui.conftest import FIXED_CLOCK, make_app, populate, wait_ready
-from tests.ui.fake_node import FakeCluster
 
 LONG = "server:127.0.0.1:34965-peer"
 

@@ -10,10 +10,10 @@ import pytest
 
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.node import Node, NodeConfig, NodeUpdated, open_node
+from gossip_tui.testing import FakeCluster, FakeNode
 from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.widgets import NodeDetail
 from tests.ui.conftest import make_app, populate, wait_ready, wait_until
-from tests.ui.fake_node import FakeCluster, FakeNode
 
 # Longer than any test: after the first reading, only events can change the screen.
 NO_POLL = 3600.0

@@ -10,9 +10,9 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import GossipApp
 from tests.ui.conftest import FIXED_CLOCK, make_app, populate, wait_ready, wait_until
-from tests.ui.fake_node import FakeCluster
 
 SIZE = (120, 36)
 SMALL = (80, 24)

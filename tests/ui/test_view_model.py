@@ -13,8 +13,8 @@ from gossip_tui.node import (
     NodeRemoved,
     NodeUpdated,
 )
+from gossip_tui.testing import FakeCluster, FakeNode, FakeNodeConfig
 from gossip_tui.ui._view_model import ClusterCounts, ClusterViewModel, ViewChanges, log_worthy
-from tests.ui.fake_node import FakeCluster, FakeNode, FakeNodeConfig
 
 CLOCK = 500.0
 
