@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from gossip_tui.core.agreement import PeerViews
 from gossip_tui.core.codec import EncodeError, encode
 from gossip_tui.core.engine import GossipEngine, Step
 from gossip_tui.core.messages import Message
@@ -133,6 +134,8 @@ class NodeBase:
         self._seed_unanswered: Counter[SocketAddress] = Counter()
         self._seed_last_answer: dict[SocketAddress, float] = {}
         self._seeds_unreachable: set[SocketAddress] = set()
+        # What each peer's last digest said of us and of the nodes it knows (_views).
+        self._peer_views = PeerViews()
 
     def _now(self) -> float:
         return trio.current_time()
