@@ -201,6 +201,7 @@ def test_the_table_forgets_and_prunes_peers_gone() -> None:
     for i in (1, 2, 3):
         views.note(SeenDigest(Digest({node(i): NodeDigest(1, 0, 0)})), addr(i), me, 1.0)
     views.forget(node(1))
+    assert node(1) not in views.reports and node(1) not in views.digest_views
     views.keep({me, node(2)})
     assert set(views.reports) == set(views.digest_views) == {node(2)}
 
