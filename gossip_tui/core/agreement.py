@@ -17,9 +17,8 @@ Pure: time is a parameter.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import attrs
 
@@ -43,12 +42,22 @@ MAX_PEER_VIEWS = 10_000
 _MASK = 2**64 - 1
 
 
-@functools.lru_cache(maxsize=16_384)
+# Each node's token, computed once: a digest of hundreds of nodes arrives several times a
+# second, and a dict lookup is what a summary can afford per node. Cleared when it grows
+# past the bound (made-up node ids must not grow it without end).
+_TOKENS: dict[NodeId, int] = {}
+_MAX_TOKENS = 65_536
+
+
 def _token(node: NodeId) -> int:
     # The same on every machine and run (Python's hash() is salted per process), so that
     # summaries published by different nodes can be compared.
     text = f"{node.node_id}\x00{node.generation}\x00{node.gossip_addr}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+    token = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+    if len(_TOKENS) >= _MAX_TOKENS:
+        _TOKENS.clear()
+    _TOKENS[node] = token
+    return token
 
 
 @attrs.frozen
@@ -82,7 +91,12 @@ class ViewSummary:
 def summarize(nodes: Collection[NodeId]) -> ViewSummary:
     """The summary of a set of nodes: a sum of per-node hashes, so it costs one pass and
     no sort (a digest of hundreds of nodes arrives several times a second)."""
-    total = sum(map(_token, nodes)) & _MASK
+    tokens = _TOKENS
+    try:
+        total = sum(map(tokens.__getitem__, nodes))
+    except KeyError:  # some node seen for the first time
+        total = sum(tokens[node] if node in tokens else _token(node) for node in nodes)
+    total &= _MASK
     return ViewSummary(f"{(total >> 32) ^ (total & 0xFFFFFFFF):08x}", len(nodes))
 
 
@@ -151,8 +165,11 @@ def sender_of(digest: Digest, source: SocketAddress, self_id: NodeId) -> NodeId 
     sender advertises another. The newest generation wins (a restarted peer is listed with
     its old generations at the same address). None when no listed node is at ``source``."""
     found: NodeId | None = None
+    port = source.port
     for node in digest.nodes:
-        at_source = node.gossip_addr == source and node != self_id
+        addr = node.gossip_addr
+        # The port first: an int comparison rules out nearly every node cheaply.
+        at_source = addr.port == port and addr == source and node != self_id
         if at_source and (found is None or node.generation > found.generation):
             found = node
     return found
@@ -168,9 +185,18 @@ class PeerViews:
         self.digest_views: dict[NodeId, ViewSummary] = {}
 
     def note(
-        self, seen: SeenDigest, source: SocketAddress, self_id: NodeId, now: float
+        self,
+        seen: SeenDigest,
+        source: SocketAddress,
+        self_id: NodeId,
+        now: float,
+        publishes_view: Callable[[NodeId], bool] | None = None,
     ) -> NodeId | None:
-        """Take what ``seen`` says; the sender it was attributed to, or None."""
+        """Take what ``seen`` says; the sender it was attributed to, or None.
+
+        ``publishes_view`` tells the senders whose view is read from their VIEW_KEY: the
+        nodes their digest lists are then not summarized (it costs a pass over the digest,
+        for every message)."""
         sender = sender_of(seen.digest, source, self_id)
         if sender is None:
             return None
@@ -182,7 +208,9 @@ class PeerViews:
         elif not seen.partial:
             # A full digest without us: the sender holds nothing of ours (yet).
             self.reports[sender] = PeerReport(self_id, 0, 0, now)
-        if not seen.partial:
+        if publishes_view is not None and publishes_view(sender):
+            self.digest_views.pop(sender, None)
+        elif not seen.partial:
             self.digest_views[sender] = summarize(seen.digest.nodes.keys())
         return sender
 

@@ -119,7 +119,7 @@ class NodeLoops(NodeBase):
             self._seed_heard(source)
         self._report(received.step, source)
         if received.step.seen_digest is not None:
-            self._peer_views.note(received.step.seen_digest, source, self.engine.self_id, now)
+            self._note_digest(received.step.seen_digest, source, now)
         reply = received.reply
         if reply is not None:
             if received.reply_budget is not None and isinstance(reply, (SynAck, Ack)):

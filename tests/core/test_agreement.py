@@ -195,6 +195,17 @@ def test_the_table_keeps_each_peers_last_report_about_us() -> None:
     assert set(views.reports) == {node(1), node(2)}
 
 
+def test_the_nodes_of_a_peer_that_publishes_its_view_are_not_summarized() -> None:
+    # That pass over the digest is for chitchat peers; a gossip-tui peer says its view.
+    views = PeerViews()
+    me, digest = node(0), Digest({node(0): NodeDigest(1, 0, 4), node(1): NodeDigest(1, 0, 0)})
+    views.note(SeenDigest(digest), addr(1), me, 1.0)
+    assert node(1) in views.digest_views
+    views.note(SeenDigest(digest), addr(1), me, 2.0, publishes_view=lambda n: n == node(1))
+    assert node(1) not in views.digest_views  # its published view counts, not a stale one
+    assert views.reports[node(1)] == PeerReport(me, 4, 0, 2.0)
+
+
 def test_the_table_forgets_and_prunes_peers_gone() -> None:
     views = PeerViews()
     me = node(0)
