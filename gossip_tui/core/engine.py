@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from .agreement import VIEW_KEY, SeenDigest, ViewPublisher
 from .codec import (
     MAX_DATAGRAM_SIZE,
     PROTOCOL_V0,
@@ -179,6 +180,9 @@ class ReceiveStep(Step):
     """:meth:`GossipEngine.handle_message`: the reply to send back, if any."""
 
     reply: Message | None = None
+    # The digest the message carried (a Syn's or SynAck's): what its sender holds of each
+    # node, us included (see gossip_tui.core.agreement).
+    seen_digest: SeenDigest | None = None
 
 
 @attrs.frozen
@@ -298,6 +302,9 @@ class GossipEngine:
         self._step_outruns = 0
         self._step_repairs: list[str] = []
         self._step_departures: list[NodeId] = []
+        self._step_digest: SeenDigest | None = None
+        # When to publish the summary of our live set (VIEW_KEY).
+        self._view = ViewPublisher()
         me = self.self_state
         # Live from the start, so a peer's first Syn gets an answer with our state.
         me.heartbeat = 1
@@ -447,6 +454,12 @@ class GossipEngine:
         if len(self.state) * entry > self.max_datagram_size // 2:
             self.self_state.set(CAPS_KEY, PARTIAL_DIGEST)
 
+    def _publish_view(self) -> None:
+        live = {self.self_id, *self.detector.live_nodes()}
+        value = self._view.next_value(live, self._rounds)
+        if value is not None:
+            self.self_state.set(VIEW_KEY, value)
+
     def digest_capacity(
         self, target: SocketAddress | None = None, protocol_version: int | None = None
     ) -> int | None:
@@ -553,7 +566,9 @@ class GossipEngine:
         delta are cut to it: our own node first, so the peer learns us. A chitchat peer
         answers with an Ack holding what the cut digest seems to lack, which we hold
         already and ignore; the next exchange is whole."""
-        return self._finish(ReceiveStep, reply=self._reply_to(message, now, reply_budget))
+        reply = self._reply_to(message, now, reply_budget)
+        seen, self._step_digest = self._step_digest, None
+        return self._finish(ReceiveStep, reply=reply, seen_digest=seen)
 
     def _reply_to(self, message: Message, now: float, reply_budget: int | None) -> Message | None:
         limit = self.max_datagram_size
@@ -626,6 +641,7 @@ class GossipEngine:
         """A received digest without the partial marker, and whether it was partial."""
         # The marker is never a node (port 0), whether or not we take part.
         digest, partial = strip_marker(digest)
+        self._step_digest = SeenDigest(digest, partial)
         if not self.partial_digests:
             return digest, False
         if partial:
@@ -691,6 +707,7 @@ class GossipEngine:
         self._tick_heartbeat(now)
         self._rounds += 1
         self.publish_capabilities()
+        self._publish_view()
         self.state.gc_keys_marked_for_deletion(self.marked_for_deletion_grace_period, now)
         return self._finish(RoundStep, targets=targets)
 

@@ -64,7 +64,11 @@ class NodeLoops(NodeBase):
             await trio.sleep_until(next_round)
 
     def _judge_liveness(self) -> None:
-        self._record(self.engine.update_liveness(self._now()), "a liveness sweep")
+        step = self.engine.update_liveness(self._now())
+        self._record(step, "a liveness sweep")
+        if step.liveness.removed or len(self._peer_views) > len(self.engine.state):
+            # Removed peers leave the readings; so do senders the engine never admitted.
+            self._peer_views.keep(set(self.engine.live_nodes()) | set(self.engine.dead_nodes()))
 
     async def _failure_detector_loop(self) -> None:
         # Judges liveness once per interval, half an interval after each round, when that
@@ -114,6 +118,8 @@ class NodeLoops(NodeBase):
         if source in self.engine.seed_addrs:
             self._seed_heard(source)
         self._report(received.step, source)
+        if received.step.seen_digest is not None:
+            self._note_digest(received.step.seen_digest, source, now)
         reply = received.reply
         if reply is not None:
             if received.reply_budget is not None and isinstance(reply, (SynAck, Ack)):

@@ -34,6 +34,7 @@ from ._loops import NodeLoops
 from ._persistence import _MANAGED_KEYS, NodePersistence
 from ._seeds import SeedResolver
 from ._transport import Transport, UdpTransport
+from ._views import NodeViews
 
 log = logging.getLogger("gossip_tui.node")
 
@@ -89,7 +90,7 @@ def _check_size(engine: GossipEngine, key: str, value: str) -> None:
         )
 
 
-class Node(NodeLoops, SeedResolver, NodePersistence, NodeLeave):
+class Node(NodeLoops, SeedResolver, NodePersistence, NodeLeave, NodeViews):
     """A live gossip node. Get one from :func:`open_node`.
 
     The write methods are synchronous: call them from Trio tasks, or from the thread
@@ -176,6 +177,7 @@ class Node(NodeLoops, SeedResolver, NodePersistence, NodeLeave):
         ``NodeIsLive`` (a ValueError) for a live node or this one."""
         if not self.engine.forget(node):
             return False
+        self._peer_views.forget(node)
         # Not an engine step: the removal's records are news at once, as a local write's.
         self._publish_all([NodeRemoved(node), *change_events(self.engine.drain_changes())])
         return True

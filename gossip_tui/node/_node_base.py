@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from gossip_tui.core.agreement import VIEW_KEY, PeerViews, SeenDigest, ViewSummary
 from gossip_tui.core.codec import EncodeError, encode
 from gossip_tui.core.engine import GossipEngine, Step
 from gossip_tui.core.messages import Message
-from gossip_tui.core.models import SocketAddress
+from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.receive import Received
 
 from ._config import NodeConfig
@@ -133,6 +134,8 @@ class NodeBase:
         self._seed_unanswered: Counter[SocketAddress] = Counter()
         self._seed_last_answer: dict[SocketAddress, float] = {}
         self._seeds_unreachable: set[SocketAddress] = set()
+        # What each peer's last digest said of us and of the nodes it knows (_views).
+        self._peer_views = PeerViews()
 
     def _now(self) -> float:
         return trio.current_time()
@@ -152,6 +155,17 @@ class NodeBase:
             self._seeds_unreachable.discard(addr)
             log.info("seed %s answers again", addr)
             self._publish(SeedAnswered(addr))
+
+    def _note_digest(self, seen: SeenDigest, source: SocketAddress, now: float) -> None:
+        """What a peer's digest said of us and of the nodes it knows (read by _views)."""
+        states = self.engine.state.node_states
+
+        def publishes_view(node: NodeId) -> bool:
+            state = states.get(node)
+            # A value that is no summary (forged, garbled) leaves the digest to judge by.
+            return state is not None and ViewSummary.parse(state.get(VIEW_KEY)) is not None
+
+        self._peer_views.note(seen, source, self.engine.self_id, now, publishes_view)
 
     def _publish(self, event: NodeEvent) -> None:
         self._fanout.publish(event)

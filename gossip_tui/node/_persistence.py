@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from gossip_tui.core.agreement import VIEW_KEY
 from gossip_tui.core.engine import LEAVING_KEY
 from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.models import KeyStatus
@@ -25,7 +26,7 @@ class KeysNotSaved(GossipTuiError, OSError):
 
 
 # The keys the node sets itself: never saved, never loaded.
-_MANAGED_KEYS = frozenset({"bind", LEAVING_KEY})
+_MANAGED_KEYS = frozenset({"bind", LEAVING_KEY, VIEW_KEY})
 
 
 @attrs.frozen

@@ -20,13 +20,22 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
+from gossip_tui.core.agreement import (
+    VIEW_KEY,
+    AgreementReading,
+    PeerReport,
+    PropagationReading,
+    read_agreement,
+    read_propagation,
+    summarize,
+)
 from gossip_tui.core.engine import LivenessReading, LivenessReadings
 from gossip_tui.core.models import (
     ClusterSnapshot,
@@ -252,6 +261,32 @@ class FakeNode:
             return None
         return member.snapshot(self.cluster.liveness_seen_by(self.self_id, node))
 
+    def propagation(self) -> PropagationReading:
+        """Like the node's, from what the cluster says each peer holds (see
+        :meth:`FakeCluster.set_held`; by default every peer holds everything)."""
+        cluster, me = self.cluster, self.self_id
+        live = [m.node for m in cluster.members.values() if m.liveness is Liveness.LIVE]
+        reports = {
+            peer: PeerReport(me, cluster.held_of(peer, me), 0, cluster.clock()) for peer in live
+        }
+        return read_propagation(me, self.member.key_values, live, reports, cluster.clock())
+
+    def agreement(self) -> AgreementReading:
+        """Like the node's: members by their published view (their VIEW_KEY), peers set
+        with :meth:`FakeCluster.set_digest_nodes` by those nodes, this node by the live
+        members."""
+        cluster, me = self.cluster, self.self_id
+        shown = {Liveness.SELF: True, Liveness.LIVE: True, Liveness.DEAD: False}
+        nodes = []
+        for ident in sorted(cluster.members):
+            liveness = cluster.liveness_seen_by(me, ident)
+            if liveness in shown:
+                nodes.append((ident, shown[liveness]))
+        published = {ident: self.get(VIEW_KEY, ident) for ident, _live in nodes}
+        digests = {peer: summarize(listed) for peer, listed in cluster.digest_nodes.items()}
+        own = summarize([ident for ident, live in nodes if live])
+        return read_agreement(me, nodes, published, digests, own, cluster.clock())
+
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1000
     ) -> trio.MemoryReceiveChannel[NodeEvent]:
@@ -290,6 +325,11 @@ class FakeCluster:
         self.members: dict[NodeId, Member] = {}
         self.handles: dict[NodeId, FakeNode] = {}
         self.opened: list[FakeNode] = []
+        # (holder, owner) -> the max version of owner's keys holder holds, where a test
+        # made it lag (see set_held); everyone else holds everything.
+        self.held: dict[tuple[NodeId, NodeId], int] = {}
+        # A peer -> the nodes its last digest listed (a chitchat peer, for agreement).
+        self.digest_nodes: dict[NodeId, frozenset[NodeId]] = {}
         self._ports = itertools.count(41000)
 
     # -- nodes with a handle ---------------------------------------------------------------
@@ -441,6 +481,22 @@ class FakeCluster:
 
     def set_peer_key(self, node: NodeId, key: str, value: str) -> None:
         self.write(node, key, value, KeyStatus.SET)
+
+    def set_held(self, holder: NodeId, owner: NodeId, max_version: int) -> None:
+        """``holder`` holds ``owner``'s keys only up to ``max_version`` (what its digests
+        would report)."""
+        self.held[(holder, owner)] = max_version
+
+    def held_of(self, holder: NodeId, owner: NodeId) -> int:
+        return self.held.get((holder, owner), self.members[owner].max_version)
+
+    def set_digest_nodes(self, peer: NodeId, nodes: Iterable[NodeId]) -> None:
+        """``peer``'s last digest listed ``nodes`` (how a chitchat peer's view is read)."""
+        self.digest_nodes[peer] = frozenset(nodes)
+
+    def publish_view(self, node: NodeId, live: Iterable[NodeId]) -> None:
+        """``node`` publishes the summary of ``live`` as its view, as a gossip-tui node."""
+        self.write(node, VIEW_KEY, summarize(frozenset(live)).encode(), KeyStatus.SET)
 
     # -- views -----------------------------------------------------------------------------
 

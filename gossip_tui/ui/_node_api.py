@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeAlias
 
 import trio
 
+from gossip_tui.core.agreement import AgreementReading, PropagationReading
 from gossip_tui.core.engine import LivenessReadings
 from gossip_tui.core.models import NodeId, NodeSnapshot, SocketAddress
 from gossip_tui.node import (
@@ -70,6 +71,12 @@ class NodeHandle(Protocol):
 
     def node_snapshot(self, node: NodeId) -> NodeSnapshot | None:
         """One node's full state, key-values included: read when it is shown in full."""
+
+    def propagation(self) -> PropagationReading:
+        """Each local key with the live peers holding its version (from their digests)."""
+
+    def agreement(self) -> AgreementReading:
+        """The nodes grouped by the membership view they hold."""
 
     def subscribe(
         self, prefix: str = "", max_buffer: int = 1000

@@ -34,6 +34,7 @@ from gossip_tui.ui._trio_bridge import (
 from gossip_tui.ui._view_model import ClusterView, ClusterViewModel, HeldChanges, ViewChanges
 from gossip_tui.ui.commands import GossipCommands
 from gossip_tui.ui.demo import DemoCluster, DemoNotice
+from gossip_tui.ui.screens.agreement import AgreementScreen
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.key_forms import (
     ConfirmDeleteScreen,
@@ -44,6 +45,7 @@ from gossip_tui.ui.screens.key_forms import (
     KeyFormScreen,
 )
 from gossip_tui.ui.screens.node_screen import NodeScreen
+from gossip_tui.ui.screens.propagation import PropagationScreen
 from gossip_tui.ui.widgets.cluster_header import ClusterHeader
 from gossip_tui.ui.widgets.event_log import EventLog, LiveHistory
 from gossip_tui.ui.widgets.local_keys import LocalKeys
@@ -57,6 +59,7 @@ _MAIN_SCREEN_ACTIONS = frozenset(
     {"set_key", "edit_key", "delete_key", "set_key_ttl", "kill_peer", "help"}
     | {"filter", "clear_filter", "cycle_sort", "reverse_sort", "sort_column", "copy"}
     | {"toggle_pause", "next_theme"}
+    | {"propagation", "agreement"}
 )
 # One key per sort column, in the table's order (htop's F6 and k9s's shift-letter, as
 # digits: they are free everywhere and read left to right like the columns).
@@ -121,6 +124,8 @@ class GossipApp(App[None]):
         ),
         Binding("p", "toggle_pause", "Pause", tooltip="Pause / resume the view"),
         Binding("T", "next_theme", "Theme", show=False, tooltip="Next theme"),
+        Binding("P", "propagation", "Propagation", show=False, tooltip="My keys: held by peers"),
+        Binding("A", "agreement", "Agreement", show=False, tooltip="Nodes grouped by view"),
         Binding("x", "kill_peer", "Kill peer", tooltip="Demo: stop a random peer"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
         Binding("question_mark", "help", "Help", priority=True, tooltip="This help"),
@@ -594,6 +599,16 @@ class GossipApp(App[None]):
     def action_kill_peer(self) -> None:
         if self._demo is not None and not self._demo.request_kill():
             self.notify("The demo is busy; try again.", severity="warning")
+
+    def action_propagation(self) -> None:
+        if (node := self._require_node()) is not None:
+            self.push_screen(PropagationScreen(node.propagation, self._refresh_interval))
+            self.hold_keys()
+
+    def action_agreement(self) -> None:
+        if (node := self._require_node()) is not None:
+            self.push_screen(AgreementScreen(node.agreement, self._refresh_interval))
+            self.hold_keys()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_sections()))

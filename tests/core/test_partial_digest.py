@@ -45,8 +45,9 @@ def test_partial_digests_spread_a_key_where_full_ones_do_not_fit() -> None:
         assert rounds is not None, version
         assert not sim.traffic.oversize and not sim.traffic.errors
         assert sim.traffic.largest <= TINY
-        sim.run(5)
-        assert sim.converged()
+        # Every node also publishes its view key (core.agreement) a few rounds in: 80 new
+        # versions that take some rounds of their own through windows this small.
+        assert sim.rounds_until(sim.converged, 15) is not None, version
 
 
 def test_without_the_extension_nothing_gets_through() -> None:

@@ -1,0 +1,375 @@
+"""Cluster-wide readings taken from what peers already send: how far our own keys have
+travelled, and which nodes agree on the membership.
+
+No new traffic: every Syn and SynAck carries its sender's digest, which lists the max
+version the sender holds of every node, ours included, and which nodes it knows. The
+engine says which digest a message carried (:class:`SeenDigest` on the receive step); a
+:class:`PeerViews` table, fed by the runtime with the address the message came from,
+keeps the last of them per peer.
+
+Agreement follows ringpop's checksums: each gossip-tui node publishes a summary of the
+live set it sees (:data:`VIEW_KEY`, a short hash and a count), which chitchat peers carry
+like any other key. Nodes without it (chitchat peers) are judged from the node ids their
+last digest listed. :class:`ViewPublisher` decides when the summary is worth a new version.
+
+Pure: time is a parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Mapping
+
+import attrs
+
+from .messages import Digest
+from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
+
+# The summary of the live set a gossip-tui node sees, as "<8 hex digits>:<count>".
+VIEW_KEY = "__gossip_tui.view"
+
+# The publishing rule: a new summary is published once the live set has held still for
+# VIEW_SETTLE_ROUNDS rounds (a converging cluster changes it every round: no key churn
+# then), or once it has differed from the published one for VIEW_MAX_DELAY_ROUNDS rounds
+# (a cluster that never settles still shows its drift).
+VIEW_SETTLE_ROUNDS = 3
+VIEW_MAX_DELAY_ROUNDS = 20
+
+# The most peers the table keeps between two prunes: a flood of digests from made-up
+# senders must not grow memory without end (the state bounds the nodes it learns).
+MAX_PEER_VIEWS = 10_000
+
+_MASK = 2**64 - 1
+
+
+# Each node's token, computed once: a digest of hundreds of nodes arrives several times a
+# second, and a dict lookup is what a summary can afford per node. Cleared when it grows
+# past the bound (made-up node ids must not grow it without end).
+_TOKENS: dict[NodeId, int] = {}
+_MAX_TOKENS = 65_536
+
+
+def _token(node: NodeId) -> int:
+    # The same on every machine and run (Python's hash() is salted per process), so that
+    # summaries published by different nodes can be compared.
+    text = f"{node.node_id}\x00{node.generation}\x00{node.gossip_addr}".encode()
+    token = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+    if len(_TOKENS) >= _MAX_TOKENS:
+        _TOKENS.clear()
+    _TOKENS[node] = token
+    return token
+
+
+@attrs.frozen
+class ViewSummary:
+    """A set of nodes in a few bytes: a hash that does not depend on order, and its size."""
+
+    hash: str
+    count: int
+
+    def encode(self) -> str:
+        return f"{self.hash}:{self.count}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> ViewSummary | None:
+        """The summary in a published value; None for anything else (the value is a peer's
+        and may be anything)."""
+        if text is None:
+            return None
+        digest, sep, count = text.partition(":")
+        if (
+            not sep
+            or len(digest) != 8
+            or any(c not in "0123456789abcdef" for c in digest)
+            or not count.isdigit()
+            or len(count) > 9
+        ):
+            return None
+        return cls(digest, int(count))
+
+
+def summarize(nodes: Collection[NodeId]) -> ViewSummary:
+    """The summary of a set of nodes: a sum of per-node hashes, so it costs one pass and
+    no sort (a digest of hundreds of nodes arrives several times a second)."""
+    tokens = _TOKENS
+    try:
+        total = sum(map(tokens.__getitem__, nodes))
+    except KeyError:  # some node seen for the first time
+        total = sum(tokens[node] if node in tokens else _token(node) for node in nodes)
+    total &= _MASK
+    return ViewSummary(f"{(total >> 32) ^ (total & 0xFFFFFFFF):08x}", len(nodes))
+
+
+class ViewPublisher:
+    """Decides, once per round, whether to publish a new summary of our live set (see
+    VIEW_SETTLE_ROUNDS for the rule)."""
+
+    def __init__(self) -> None:
+        self.published: str | None = None
+        self._live: frozenset[NodeId] | None = None
+        self._candidate: str | None = None
+        self._candidate_since = 0
+        self._differs_since: int | None = None
+
+    def next_value(self, live: Collection[NodeId], round_number: int) -> str | None:
+        """The value to publish this round (then counted as published), or None."""
+        if self._live is None or len(live) != len(self._live) or self._live != live:
+            # Summarized only when the set changed: an idle cluster pays a set comparison.
+            self._live = frozenset(live)
+            candidate = summarize(self._live).encode()
+            if candidate != self._candidate:
+                self._candidate, self._candidate_since = candidate, round_number
+        if self._candidate == self.published:
+            self._differs_since = None
+            return None
+        if self._differs_since is None:
+            self._differs_since = round_number
+        settled = round_number - self._candidate_since >= VIEW_SETTLE_ROUNDS
+        overdue = round_number - self._differs_since >= VIEW_MAX_DELAY_ROUNDS
+        if not (settled or overdue):
+            return None
+        self.published, self._differs_since = self._candidate, None
+        return self.published
+
+
+# ---------------------------------------------------------------------- what peers report
+
+
+@attrs.frozen
+class SeenDigest:
+    """The digest a received message carried (partial marker removed)."""
+
+    digest: Digest
+    # A window of the sender's digest (partial-digest extension): nodes it leaves out
+    # say nothing, so it tells neither the sender's view nor, when we are left out, ours.
+    partial: bool = False
+
+
+@attrs.frozen
+class PeerReport:
+    """What a peer's last digest said of us."""
+
+    # Our identity it reported on: after a new generation of ours, older reports are
+    # about someone else.
+    about: NodeId
+    # The highest version of our keys it holds (0: it holds none).
+    max_version: int
+    last_gc_version: int
+    at: float
+
+
+def sender_of(digest: Digest, source: SocketAddress, self_id: NodeId) -> NodeId | None:
+    """The node that sent ``digest`` from ``source``: a digest lists its sender too, at its
+    gossip address. A SynAck comes from the address we sent the Syn to (its gossip address
+    even behind a proxy); a Syn from the sender's socket, which is that address unless the
+    sender advertises another. The newest generation wins (a restarted peer is listed with
+    its old generations at the same address). None when no listed node is at ``source``."""
+    found: NodeId | None = None
+    port = source.port
+    for node in digest.nodes:
+        addr = node.gossip_addr
+        # The port first: an int comparison rules out nearly every node cheaply.
+        at_source = addr.port == port and addr == source and node != self_id
+        if at_source and (found is None or node.generation > found.generation):
+            found = node
+    return found
+
+
+class PeerViews:
+    """The last report of each peer about us, and the summary of the nodes its last full
+    digest listed. Fed by the runtime; entries of nodes gone are pruned with :meth:`keep`."""
+
+    def __init__(self, max_peers: int = MAX_PEER_VIEWS) -> None:
+        self._max_peers = max_peers
+        self.reports: dict[NodeId, PeerReport] = {}
+        self.digest_views: dict[NodeId, ViewSummary] = {}
+
+    def note(
+        self,
+        seen: SeenDigest,
+        source: SocketAddress,
+        self_id: NodeId,
+        now: float,
+        publishes_view: Callable[[NodeId], bool] | None = None,
+    ) -> NodeId | None:
+        """Take what ``seen`` says; the sender it was attributed to, or None.
+
+        ``publishes_view`` tells the senders whose view is read from their VIEW_KEY: the
+        nodes their digest lists are then not summarized (it costs a pass over the digest,
+        for every message)."""
+        sender = sender_of(seen.digest, source, self_id)
+        if sender is None:
+            return None
+        if sender not in self.reports and len(self.reports) >= self._max_peers:
+            return None
+        own = seen.digest.nodes.get(self_id)
+        if own is not None:
+            self.reports[sender] = PeerReport(self_id, own.max_version, own.last_gc_version, now)
+        elif not seen.partial:
+            # A full digest without us: the sender holds nothing of ours (yet).
+            self.reports[sender] = PeerReport(self_id, 0, 0, now)
+        if publishes_view is not None and publishes_view(sender):
+            self.digest_views.pop(sender, None)
+        elif not seen.partial:
+            self.digest_views[sender] = summarize(seen.digest.nodes.keys())
+        return sender
+
+    def __len__(self) -> int:
+        """How many peers the table holds something of (at most)."""
+        return max(len(self.reports), len(self.digest_views))
+
+    def forget(self, node: NodeId) -> None:
+        self.reports.pop(node, None)
+        self.digest_views.pop(node, None)
+
+    def keep(self, known: Collection[NodeId]) -> None:
+        """Drop every peer not in ``known`` (removed, forgotten, or never admitted)."""
+        for table in (self.reports, self.digest_views):
+            for node in [node for node in table if node not in known]:
+                del table[node]
+
+
+# ---------------------------------------------------------------------- propagation
+
+
+@attrs.frozen
+class KeyPropagation:
+    """How far one of our keys has travelled among the live peers."""
+
+    key: str
+    version: int
+    status: KeyStatus
+    # Live peers that hold this version (or a later one).
+    holders: tuple[NodeId, ...]
+    # Live peers that do not, with the max version of ours they reported (None: no report
+    # from them yet).
+    laggards: tuple[tuple[NodeId, int | None], ...]
+
+    @property
+    def held_by(self) -> int:
+        return len(self.holders)
+
+    @property
+    def live_peers(self) -> int:
+        return len(self.holders) + len(self.laggards)
+
+
+@attrs.frozen
+class PropagationReading:
+    self_node: NodeId
+    taken_at: float
+    live_peers: tuple[NodeId, ...]
+    keys: tuple[KeyPropagation, ...]
+
+
+def read_propagation(
+    self_id: NodeId,
+    key_values: Mapping[str, VersionedValue],
+    live_peers: Iterable[NodeId],
+    reports: Mapping[NodeId, PeerReport],
+    now: float,
+) -> PropagationReading:
+    """Each of our keys with the live peers holding its version: a peer holds it when the
+    max version of ours its last digest reported, for our current identity, reaches it
+    (versions arrive in order, so it holds every one below too)."""
+    peers = tuple(sorted(node for node in live_peers if node != self_id))
+    held: dict[NodeId, int | None] = {}
+    for peer in peers:
+        report = reports.get(peer)
+        if report is None:
+            held[peer] = None
+        else:
+            held[peer] = report.max_version if report.about == self_id else 0
+    keys = []
+    for key in sorted(key_values):
+        value = key_values[key]
+        holders = tuple(p for p in peers if (held[p] or 0) >= value.version)
+        laggards = tuple((p, held[p]) for p in peers if (held[p] or 0) < value.version)
+        keys.append(KeyPropagation(key, value.version, value.status, holders, laggards))
+    return PropagationReading(self_id, now, peers, tuple(keys))
+
+
+# ---------------------------------------------------------------------- agreement
+
+
+class ViewSource:
+    """Where a node's view was read from."""
+
+    PUBLISHED = "published"  # its VIEW_KEY (a gossip-tui node)
+    DIGEST = "digest"  # the nodes its last digest listed (a chitchat peer)
+    UNKNOWN = "unknown"  # neither yet
+
+
+@attrs.frozen
+class ViewMember:
+    node: NodeId
+    # False for a node we hold dead: its view is the last we heard of.
+    live: bool
+    source: str
+
+
+@attrs.frozen
+class ViewGroup:
+    """Nodes that hold the same view; ``summary`` None for those whose view is unknown."""
+
+    summary: ViewSummary | None
+    members: tuple[ViewMember, ...]
+    includes_self: bool
+
+    @property
+    def live_members(self) -> int:
+        return sum(1 for member in self.members if member.live)
+
+
+@attrs.frozen
+class AgreementReading:
+    self_node: NodeId
+    taken_at: float
+    # This node's group first, then the larger groups.
+    groups: tuple[ViewGroup, ...]
+
+    @property
+    def agreed(self) -> bool:
+        """Whether every node with a known view holds the same one."""
+        return sum(1 for group in self.groups if group.summary is not None) <= 1
+
+
+def read_agreement(
+    self_id: NodeId,
+    nodes: Iterable[tuple[NodeId, bool]],
+    published: Mapping[NodeId, str | None],
+    digest_views: Mapping[NodeId, ViewSummary],
+    own_view: ViewSummary,
+    now: float,
+) -> AgreementReading:
+    """Group ``nodes`` (each with whether it is live) by the view they hold: the summary
+    a node published, else (a chitchat peer) the one of its last digest. This node counts
+    with what it published, as its peers see it, or its present view before that."""
+    by_view: dict[ViewSummary | None, list[ViewMember]] = {}
+    for node, live in nodes:
+        summary = ViewSummary.parse(published.get(node))
+        source = ViewSource.PUBLISHED
+        if summary is None and node == self_id:
+            summary = own_view
+        if summary is None:
+            summary = digest_views.get(node)
+            source = ViewSource.DIGEST if summary is not None else ViewSource.UNKNOWN
+        by_view.setdefault(summary, []).append(ViewMember(node, live, source))
+    groups = [
+        ViewGroup(
+            summary,
+            tuple(sorted(members, key=lambda m: m.node)),
+            any(m.node == self_id for m in members),
+        )
+        for summary, members in by_view.items()
+    ]
+    groups.sort(
+        key=lambda g: (
+            not g.includes_self,
+            g.summary is None,
+            -g.live_members,
+            -len(g.members),
+            g.summary.hash if g.summary is not None else "",
+        )
+    )
+    return AgreementReading(self_id, now, tuple(groups))
