@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import trio
 
+from gossip_tui.core.engine import LivenessReading, LivenessReadings
 from gossip_tui.core.events import DeleteReason
 from gossip_tui.core.expiry import KeyExpiries, check_ttl
 from gossip_tui.core.models import (
@@ -253,6 +254,24 @@ class FakeNode:
             raise self.fail_snapshot
         self.snapshots_taken += 1
         return self.cluster.snapshot_for(self)
+
+    def liveness_readings(self) -> LivenessReadings:
+        """Every member's liveness, heartbeat and phi, as the dashboard reads each tick."""
+        cluster = self.cluster
+        return LivenessReadings(
+            cluster.clock(),
+            tuple(
+                LivenessReading(
+                    ident,
+                    liveness := cluster.liveness_seen_by(self.self_id, ident),
+                    member.heartbeat,
+                    member.max_version,
+                    None if liveness is Liveness.SELF else member.phi,
+                    member.last_update,
+                )
+                for ident, member in cluster.members.items()
+            ),
+        )
 
     def node_snapshot(self, node: NodeId) -> NodeSnapshot | None:
         """One node's full state, key-values included (None if unknown)."""

@@ -125,6 +125,9 @@ class FakeNode:
             raise ValueError("a key must not be empty")
         self.cluster.write(self.self_id, key, value, KeyStatus.SET)
 
+    def key_expiries(self) -> Mapping[str, float]:
+        return {}  # no ttl here: the TTL tests use gossip_tui.testing's fake
+
     def set_with_ttl(self, key: str, value: str) -> None:
         self.calls.append(("set_with_ttl", key, value))
         self.cluster.write(self.self_id, key, value, KeyStatus.DELETE_AFTER_TTL)
