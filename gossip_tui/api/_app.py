@@ -34,6 +34,7 @@ import trio
 
 from gossip_tui.core.converter import converter
 from gossip_tui.core.errors import GossipTuiError
+from gossip_tui.core.expiry import InvalidTtl, check_ttl
 from gossip_tui.core.generations import restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeysNotSaved, KeyValueTooLarge, NodeIsLive
@@ -115,11 +116,17 @@ class Request:
         if text in _FALSE_WORDS:
             return False
         try:
-            return float(text)
+            seconds = float(text)
         except ValueError:
             raise HttpError(
                 400, f"query parameter {name!r} must be a number of seconds or true, not {text!r}"
             ) from None
+        # Checked here, not only by the node: a JSON body's ttl wins over this one, and a
+        # bad parameter is a bad request even then.
+        try:
+            return check_ttl(seconds)
+        except InvalidTtl as exc:
+            raise HttpError(400, f"query parameter {name!r}: {exc}") from None
 
     def query_bound(self, name: str, maximum: float, *, integer: bool) -> float | None:
         """An optional positive number at most ``maximum``; None when absent."""

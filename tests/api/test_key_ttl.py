@@ -174,3 +174,17 @@ async def test_events_end_after_the_timeout(node: FakeNode, autojump_clock: trio
     assert [line["type"] for line in lines] == ["subscribed", "end"]
     assert lines[-1]["reason"] == "timeout"
     assert trio.current_time() - started == pytest.approx(3, abs=0.1)
+
+
+def test_a_bad_query_ttl_is_refused_even_beside_a_json_body(node: FakeNode) -> None:
+    # Found by schemathesis: the JSON body's ttl wins, yet the query's must be valid too.
+    reply = call(
+        make_app(node),
+        "PUT",
+        "/keys/k",
+        body=b'{"value": "v"}',
+        headers=JSON,
+        query="ttl=315360001.0",
+    )
+    assert reply.status == 400, reply.body
+    assert node.calls == []
