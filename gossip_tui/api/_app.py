@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
@@ -32,18 +34,20 @@ import trio
 
 from gossip_tui.core.converter import converter
 from gossip_tui.core.errors import GossipTuiError
+from gossip_tui.core.expiry import InvalidTtl, check_ttl
 from gossip_tui.core.generations import restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeysNotSaved, KeyValueTooLarge, NodeIsLive
 
+from ._events import MAX_EVENTS_LIMIT, MAX_EVENTS_TIMEOUT, end_line, event_lines
 from ._events import MEDIA_TYPE as EVENTS_MEDIA_TYPE
-from ._events import end_line, event_lines
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._metrics import render_metrics
 from ._openapi import openapi_document
 from ._records import (
     ClusterStateView,
     ErrorView,
+    ExpiryView,
     ForgottenView,
     HealthView,
     KeyDeletedView,
@@ -69,6 +73,9 @@ MAX_BODY_SIZE = 64 * 1024
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+# A ttl's flag words: its digits are seconds.
+_TRUE_WORDS = _TRUE - {"1"}
+_FALSE_WORDS = _FALSE - {"0"}
 
 
 class HttpError(GossipTuiError):
@@ -95,6 +102,48 @@ class Request:
         if not values:
             raise HttpError(400, f"missing query parameter {name!r}")
         return values[-1]
+
+    def query_ttl(self, name: str) -> bool | float:
+        """A TTL in the query: a number of seconds, or a flag word (true: chitchat's
+        delete-after-grace-period mark; false: none). Absent: False. Digits are seconds,
+        so ``ttl=1`` is one second and ``ttl=0`` is refused (by the node's check)."""
+        values = self.query.get(name)
+        if values is None:
+            return False
+        text = values[-1].strip().lower()
+        if text in _TRUE_WORDS:
+            return True
+        if text in _FALSE_WORDS:
+            return False
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise HttpError(
+                400, f"query parameter {name!r} must be a number of seconds or true, not {text!r}"
+            ) from None
+        # Checked here, not only by the node: a JSON body's ttl wins over this one, and a
+        # bad parameter is a bad request even then.
+        try:
+            return check_ttl(seconds)
+        except InvalidTtl as exc:
+            raise HttpError(400, f"query parameter {name!r}: {exc}") from None
+
+    def query_bound(self, name: str, maximum: float, *, integer: bool) -> float | None:
+        """An optional positive number at most ``maximum``; None when absent."""
+        values = self.query.get(name)
+        if values is None:
+            return None
+        text = values[-1].strip()
+        try:
+            number = int(text) if integer else float(text)
+        except ValueError:
+            number = math.nan
+        if not 0 < number <= maximum:  # NaN fails too
+            kind = "an integer" if integer else "a number"
+            raise HttpError(
+                400, f"query parameter {name!r} must be {kind} above 0, at most {maximum:g}"
+            )
+        return number
 
     def query_flag(self, name: str) -> bool:
         values = self.query.get(name)
@@ -182,30 +231,46 @@ def _error_response(error: HttpError) -> Response:
 # --------------------------------------------------------------------------- helpers
 
 
-def _self_state(node: ApiNode) -> NodeSnapshot:
-    snapshot = node.snapshot()
+def _self_state(snapshot: ClusterSnapshot) -> NodeSnapshot:
     own = snapshot.node(snapshot.self_node)
     if own is None:  # a node always knows itself; guard against a broken runtime anyway
         raise RuntimeError("the node's snapshot does not hold the node itself")
     return own
 
 
-def _live_value(node: ApiNode, key: str) -> VersionedValue | None:
-    value = _self_state(node).key_values.get(key)
+def _live_value(snapshot: ClusterSnapshot, key: str) -> VersionedValue | None:
+    value = _self_state(snapshot).key_values.get(key)
     if value is None or value.is_deleted:
         return None
     return value
 
 
-def _write(node: ApiNode, key: str, value: str, *, ttl: bool) -> None:
+def _expiry(node: ApiNode, key: str, taken_at: float) -> ExpiryView | None:
+    deadline = node.key_expiries().get(key)
+    return None if deadline is None else ExpiryView.of(deadline, taken_at, time.time())
+
+
+def _expiries(node: ApiNode, keys: Iterable[str], taken_at: float) -> dict[str, ExpiryView]:
+    deadlines = node.key_expiries()
+    wall_now = time.time()
+    return {
+        key: ExpiryView.of(deadlines[key], taken_at, wall_now)
+        for key in sorted(set(keys) & set(deadlines))
+    }
+
+
+def _write(node: ApiNode, key: str, value: str, *, ttl: bool | float) -> None:
+    """``ttl``: True for chitchat's mark (set_with_ttl), a number for seconds to live."""
     try:
-        if ttl:
+        if ttl is True:
             node.set_with_ttl(key, value)
-        else:
+        elif ttl is False:
             node.set(key, value)
+        else:
+            node.set(key, value, ttl=ttl)
     except KeyValueTooLarge as exc:
         raise HttpError(413, str(exc)) from None
-    except ValueError as exc:  # e.g. an empty key
+    except ValueError as exc:  # e.g. an empty key, a ttl of 0 (InvalidTtl)
         raise HttpError(400, str(exc)) from None
 
 
@@ -225,7 +290,7 @@ def _index(node: ApiNode, _request: Request) -> Response:
 def _set_kv(node: ApiNode, request: Request) -> Response:
     key = request.query_param("key")
     value = request.query_param("value")
-    _write(node, key, value, ttl=False)
+    _write(node, key, value, ttl=request.query_ttl("ttl"))
     return json_response(StatusView())
 
 
@@ -234,7 +299,7 @@ def _mark_for_deletion(node: ApiNode, request: Request) -> Response:
     if not key:
         raise HttpError(400, "a key must not be empty")
     # Like chitchat, marking a key that is absent (or already deleted) is not an error.
-    if _live_value(node, key) is not None:
+    if _live_value(node.snapshot(), key) is not None:
         node.delete(key)
     return json_response(StatusView())
 
@@ -286,6 +351,12 @@ def _get_node(node: ApiNode, request: Request) -> Response:
             restarts_in(snapshot.nodes).get(found.node),
         ),
         key_values={k: found.key_values[k] for k in sorted(found.key_values)},
+        # Deadlines are this node's own: a peer's keys show none.
+        expiries=(
+            _expiries(node, found.key_values, snapshot.taken_at)
+            if found.node == snapshot.self_node
+            else {}
+        ),
     )
     return json_response(view)
 
@@ -311,26 +382,38 @@ def _forget_node(node: ApiNode, request: Request) -> Response:
 
 
 def _list_keys(node: ApiNode, _request: Request) -> Response:
-    own = _self_state(node)
+    snapshot = node.snapshot()
+    own = _self_state(snapshot)
     keys = {k: own.key_values[k] for k in sorted(own.key_values)}
+    live = {k: v for k, v in keys.items() if not v.is_deleted}
     view = KeyListView(
-        chitchat_id=own.node,
-        keys={k: v for k, v in keys.items() if not v.is_deleted},
+        chitchat_id=own.node, keys=live, expiries=_expiries(node, live, snapshot.taken_at)
     )
     return json_response(view)
 
 
 def _get_key(node: ApiNode, request: Request) -> Response:
     key = request.params["key"]
-    value = _live_value(node, key)
+    snapshot = node.snapshot()
+    value = _live_value(snapshot, key)
     if value is None:
         raise HttpError(404, f"no key {key!r}")
-    return json_response(KeyView(key, value.value, value.version, value.status))
+    expiry = _expiry(node, key, snapshot.taken_at)
+    return json_response(
+        KeyView(
+            key,
+            value.value,
+            value.version,
+            value.status,
+            expires_at=None if expiry is None else expiry.expires_at,
+            expires_in=None if expiry is None else expiry.expires_in,
+        )
+    )
 
 
 def _put_body(request: Request) -> PutKeyBody:
-    # Checked whatever the body: a malformed flag is a bad request, not one to ignore.
-    ttl = request.query_flag("ttl")
+    # Checked whatever the body: a malformed ttl is a bad request, not one to ignore.
+    ttl = request.query_ttl("ttl")
     media = request.media_type
     if media == "application/json" or media.endswith("+json"):
         try:
@@ -356,13 +439,21 @@ def _put_key(node: ApiNode, request: Request) -> Response:
     key = request.params["key"]
     body = _put_body(request)
     _write(node, key, body.value, ttl=body.ttl)
-    return json_response(KeyWrittenView(key=key, value=body.value, ttl=body.ttl))
+    expiry = _expiry(node, key, node.snapshot().taken_at)
+    view = KeyWrittenView(
+        key=key,
+        value=body.value,
+        ttl=body.ttl,
+        expires_at=None if expiry is None else expiry.expires_at,
+        expires_in=None if expiry is None else expiry.expires_in,
+    )
+    return json_response(view)
 
 
 def _delete_key(node: ApiNode, request: Request) -> Response:
     key = request.params["key"]
     after_ttl = request.query_flag("after_ttl")
-    if _live_value(node, key) is None:
+    if _live_value(node.snapshot(), key) is None:
         raise HttpError(404, f"no key {key!r}")
     if after_ttl:
         node.delete_after_ttl(key)
@@ -374,8 +465,17 @@ def _delete_key(node: ApiNode, request: Request) -> Response:
 def _events(node: ApiNode, request: Request) -> Response:
     values = request.query.get("prefix")
     prefix = values[-1] if values else ""
+    # Optional bounds that end the stream (for scripts, and for testing it as a request
+    # that answers): after ``limit`` events, or ``timeout`` seconds.
+    limit = request.query_bound("limit", MAX_EVENTS_LIMIT, integer=True)
+    timeout = request.query_bound("timeout", MAX_EVENTS_TIMEOUT, integer=False)
     return Response(
-        200, b"", content_type=EVENTS_MEDIA_TYPE, stream=lambda: event_lines(node, prefix)
+        200,
+        b"",
+        content_type=EVENTS_MEDIA_TYPE,
+        stream=lambda: event_lines(
+            node, prefix, limit=None if limit is None else int(limit), timeout=timeout
+        ),
     )
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gossip_tui.core.expiry import MAX_TTL_SECONDS
 from gossip_tui.core.models import Liveness
+
+from ._events import MAX_EVENTS_LIMIT, MAX_EVENTS_TIMEOUT
 
 __all__ = ["openapi_document"]
 
@@ -57,6 +60,25 @@ def _path(name: str, description: str) -> dict[str, Any]:
 
 
 _U64 = {"type": "integer", "minimum": 0}
+_SECONDS = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": MAX_TTL_SECONDS,
+    "description": "seconds the key lives, then the node deletes it (at most ten years)",
+}
+# A ttl: seconds, or chitchat's flag (true: marked delete-after-TTL, gone after the
+# grace period; false: none).
+_TTL = {"oneOf": [{"type": "boolean"}, _SECONDS]}
+_EXPIRES_AT = {
+    "type": ["string", "null"],
+    "format": "date-time",
+    "description": "when the key expires (UTC); null: it does not",
+}
+_EXPIRES_IN = {
+    "type": ["number", "null"],
+    "minimum": 0,
+    "description": "seconds until it expires (0: due, deleted at the next round); null: never",
+}
 _ADDRESS = {
     "type": "string",
     "description": "ip:port, [ipv6]:port for IPv6",
@@ -145,23 +167,55 @@ _SCHEMAS: dict[str, Any] = {
             "nodes": {"type": "array", "items": _ref("NodeSummary")},
         }
     ),
-    "NodeDetail": _object({"node": _ref("NodeSummary"), "key_values": _ref("KeyValues")}),
-    "KeyList": _object({"chitchat_id": _ref("ChitchatId"), "keys": _ref("KeyValues")}),
+    "Expiry": _object(
+        {
+            "expires_at": {"type": "string", "format": "date-time"},
+            "expires_in": {"type": "number", "minimum": 0},
+        }
+    ),
+    "Expiries": {
+        "type": "object",
+        "description": "key -> when it expires, for this node's keys set with a ttl in seconds",
+        "additionalProperties": _ref("Expiry"),
+    },
+    "NodeDetail": _object(
+        {
+            "node": _ref("NodeSummary"),
+            "key_values": _ref("KeyValues"),
+            "expiries": {
+                **_ref("Expiries"),
+                "description": "this node's own expiring keys; always empty for a peer",
+            },
+        }
+    ),
+    "KeyList": _object(
+        {
+            "chitchat_id": _ref("ChitchatId"),
+            "keys": _ref("KeyValues"),
+            "expiries": _ref("Expiries"),
+        }
+    ),
     "Key": _object(
         {
             "key": {"type": "string"},
             "value": {"type": "string"},
             "version": _U64,
             "status": _ref("DeletionStatus"),
+            "expires_at": _EXPIRES_AT,
+            "expires_in": _EXPIRES_IN,
         }
     ),
     "PutKey": _object(
         {
             "value": {"type": "string"},
             "ttl": {
-                "type": "boolean",
+                **_TTL,
                 "default": False,
-                "description": "set the value and schedule its deletion after the grace period",
+                "description": (
+                    "seconds the key lives (then it is deleted; setting the key again "
+                    "replaces or clears that), or true: chitchat's TTL, deleted after the "
+                    "node's grace period"
+                ),
             },
         },
         optional=("ttl",),
@@ -170,8 +224,10 @@ _SCHEMAS: dict[str, Any] = {
         {
             "key": {"type": "string"},
             "value": {"type": "string"},
-            "ttl": {"type": "boolean"},
+            "ttl": {**_TTL, "description": "as asked"},
             "status": {"type": "boolean", "const": True},
+            "expires_at": _EXPIRES_AT,
+            "expires_in": _EXPIRES_IN,
         }
     ),
     "KeyDeleted": _object(
@@ -193,7 +249,8 @@ _SCHEMAS: dict[str, Any] = {
             "node_joined: became live; node_left: announced its leave; node_dead: declared dead; "
             "node_removed: forgotten after the dead-node grace period; node_updated: its "
             "max_version moved; key_changed: set (or marked delete-after-TTL); "
-            "key_deleted: a tombstone arrived"
+            "key_deleted: a tombstone arrived (reason expired: a key of this node set "
+            "with a ttl in seconds reached its deadline)"
         ),
         "oneOf": [
             _object(
@@ -220,6 +277,7 @@ _SCHEMAS: dict[str, Any] = {
                     "node": _ref("ChitchatId"),
                     "key": {"type": "string"},
                     "version": _U64,
+                    "reason": {"enum": ["deleted", "expired"]},
                 }
             ),
         ],
@@ -227,7 +285,15 @@ _SCHEMAS: dict[str, Any] = {
     "End": _object(
         {
             "type": {"const": "end"},
-            "reason": {"enum": ["node leaving", "node closed", "internal error"]},
+            "reason": {
+                "enum": [
+                    "node leaving",
+                    "node closed",
+                    "internal error",
+                    "limit reached",
+                    "timeout",
+                ]
+            },
         }
     ),
     "StreamLine": {"oneOf": [_ref("Subscribed"), _ref("Event"), _ref("End")]},
@@ -247,6 +313,16 @@ _BAD_REQUEST = _error("malformed request")
 _TOO_LARGE = _error("body over 64 KiB, or key and value too large for a gossip datagram")
 _NOT_SAVED = _error("with --state-dir: the change is applied but could not be saved")
 _KEY = _path("key", "the key; may hold slashes")
+_TTL_QUERY: dict[str, Any] = {
+    "name": "ttl",
+    "in": "query",
+    "required": False,
+    "description": (
+        "seconds the key lives (ttl=30), or true for chitchat's TTL (deleted after the "
+        "node's grace period); 0, negative, NaN or over ten years is a 400"
+    ),
+    "schema": {**_TTL, "default": False},
+}
 
 _PATHS: dict[str, Any] = {
     "/": {
@@ -263,6 +339,7 @@ _PATHS: dict[str, Any] = {
             "parameters": [
                 _query("key", "the key", required=True, min_length=1),
                 _query("value", "the value", required=True),
+                _TTL_QUERY,
             ],
             "responses": {
                 "200": _json(_ref("Status"), "the key is set"),
@@ -339,13 +416,7 @@ _PATHS: dict[str, Any] = {
             ),
             "parameters": [
                 _KEY,
-                {
-                    "name": "ttl",
-                    "in": "query",
-                    "required": False,
-                    "description": "for a text body: set with TTL",
-                    "schema": {"type": "boolean", "default": False},
-                },
+                {**_TTL_QUERY, "description": "for a text body: " + _TTL_QUERY["description"]},
             ],
             "requestBody": {
                 "required": False,
@@ -391,9 +462,30 @@ _PATHS: dict[str, Any] = {
                 "membership change (every one) and key change (of keys under prefix), with "
                 "empty lines as keep-alives every 15 s. It ends with an End line when the "
                 "node leaves or closes. A reader more than 10,000 events behind loses events "
-                "(counted in the metrics) instead of slowing the node down."
+                "(counted in the metrics) instead of slowing the node down. With limit or "
+                "timeout the stream ends (End line) after that many events or seconds."
             ),
-            "parameters": [_query("prefix", "key events under this prefix only", required=False)],
+            "parameters": [
+                _query("prefix", "key events under this prefix only", required=False),
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "end the stream after this many events",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_LIMIT},
+                },
+                {
+                    "name": "timeout",
+                    "in": "query",
+                    "required": False,
+                    "description": "end the stream after this many seconds",
+                    "schema": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": MAX_EVENTS_TIMEOUT,
+                    },
+                },
+            ],
             "responses": {
                 "200": {
                     "description": "NDJSON: Subscribed, then Event lines, then End",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import attrs
 
@@ -114,47 +115,77 @@ class NodeListView:
 
 
 @attrs.frozen
+class ExpiryView:
+    """When a local key set with a duration expires: ``expires_at`` in UTC (ISO 8601,
+    milliseconds) and ``expires_in`` seconds from the answer (0 once due: the node
+    deletes it at its next round)."""
+
+    expires_at: str
+    expires_in: float
+
+    @classmethod
+    def of(cls, deadline: float, taken_at: float, wall_now: float) -> ExpiryView:
+        left = max(0.0, deadline - taken_at)
+        moment = datetime.fromtimestamp(wall_now + left, UTC)
+        return cls(
+            expires_at=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            expires_in=round(left, 3),
+        )
+
+
+@attrs.frozen
 class NodeDetailView:
-    """``GET /nodes/{node_id}``: a summary and every key-value, tombstones included."""
+    """``GET /nodes/{node_id}``: a summary and every key-value, tombstones included;
+    ``expiries`` for the keys of this node that expire (empty for peers: no deadline
+    travels on the wire)."""
 
     node: NodeSummary
     key_values: Mapping[str, VersionedValue]
+    expiries: Mapping[str, ExpiryView] = attrs.field(factory=dict)
 
 
 @attrs.frozen
 class KeyListView:
-    """``GET /keys``: the local node's keys that are not deleted."""
+    """``GET /keys``: the local node's keys that are not deleted, and the expiries of
+    those set with a duration."""
 
     chitchat_id: NodeId
     keys: Mapping[str, VersionedValue]
+    expiries: Mapping[str, ExpiryView] = attrs.field(factory=dict)
 
 
 @attrs.frozen
 class KeyView:
-    """``GET /keys/{key}``."""
+    """``GET /keys/{key}``; ``expires_at``/``expires_in`` are None for a key that does
+    not expire."""
 
     key: str
     value: str
     version: int
     status: KeyStatus
+    expires_at: str | None = None
+    expires_in: float | None = None
 
 
 @attrs.frozen
 class PutKeyBody:
-    """``PUT /keys/{key}`` with a JSON body."""
+    """``PUT /keys/{key}`` with a JSON body. ``ttl``: a number of seconds the key lives,
+    or true for chitchat's delete-after-grace-period mark (false: none)."""
 
     value: str
-    ttl: bool = False
+    ttl: bool | float = False
 
 
 @attrs.frozen
 class KeyWrittenView:
-    """Answer to ``PUT /keys/{key}``."""
+    """Answer to ``PUT /keys/{key}``: ``ttl`` as asked, and when the key expires."""
 
     key: str
     value: str
-    ttl: bool
+    ttl: bool | float
     status: bool = True
+    expires_at: str | None = None
+    expires_in: float | None = None
 
 
 @attrs.frozen

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -34,7 +34,11 @@ class ApiNode(Protocol):
     @property
     def stats(self) -> NodeStats: ...
 
-    def set(self, key: str, value: str) -> None: ...
+    # ``ttl``: seconds the key lives (ValueError, ``InvalidTtl``, for a bad one).
+    def set(self, key: str, value: str, *, ttl: float | None = None) -> None: ...
+
+    # Key -> deadline, in the clock snapshots are taken at, of the keys that expire.
+    def key_expiries(self) -> Mapping[str, float]: ...
 
     def set_with_ttl(self, key: str, value: str) -> None: ...
 

@@ -235,10 +235,35 @@ def _key_path(key: str) -> str:
     return "/keys/" + quote(key, safe="")
 
 
-def get_key(client: NodeClient, key: str, *, node_id: str | None = None, out: TextIO) -> None:
-    """Print the value of ``key`` (of this node, or of ``node_id`` as this node sees it)."""
+def _expiry_line(answer: dict[str, Any]) -> str | None:
+    """``expires in 29.5 s (at 2026-12-01T13:05:03.123Z)`` for a key that expires."""
+    seconds, at = answer.get("expires_in"), answer.get("expires_at")
+    if not isinstance(seconds, int | float) or not isinstance(at, str):
+        return None
+    return f"expires in {seconds:g} s (at {at})"
+
+
+def get_key(
+    client: NodeClient,
+    key: str,
+    *,
+    node_id: str | None = None,
+    output_format: str = "text",
+    out: TextIO,
+    err: TextIO | None = None,
+) -> None:
+    """Print the value of ``key`` (of this node, or of ``node_id`` as this node sees it).
+    A key of this node that expires says when on ``err`` (stdout stays the bare value, for
+    scripts); ``output_format="json"`` prints the whole answer as one JSON object."""
     if node_id is None:
-        value = client.request("GET", _key_path(key))["value"]
+        answer = client.request("GET", _key_path(key))
+        if output_format == "json":
+            out.write(json.dumps(answer, ensure_ascii=False) + "\n")
+            return
+        value = answer["value"]
+        expiry = _expiry_line(answer)
+        if expiry is not None and err is not None:
+            err.write(expiry + "\n")
     else:
         detail = client.request("GET", "/nodes/" + quote(node_id, safe=""))
         found = detail["key_values"].get(key)
@@ -248,8 +273,24 @@ def get_key(client: NodeClient, key: str, *, node_id: str | None = None, out: Te
     out.write(f"{value}\n")
 
 
-def set_key(client: NodeClient, key: str, value: str, *, ttl: bool = False) -> None:
-    client.request("PUT", _key_path(key), body={"value": value, "ttl": ttl})
+def set_key(
+    client: NodeClient,
+    key: str,
+    value: str,
+    *,
+    ttl: float | None = None,
+    chitchat_ttl: bool = False,
+) -> None:
+    """Set ``key``; ``ttl``: seconds it lives; ``chitchat_ttl``: chitchat's mark (deleted
+    after the node's grace period) instead."""
+    if ttl is not None and chitchat_ttl:
+        raise ClientError("--ttl and --chitchat-ttl do not go together", BAD_USAGE)
+    body: dict[str, Any] = {"value": value}
+    if ttl is not None:
+        body["ttl"] = ttl
+    elif chitchat_ttl:
+        body["ttl"] = True
+    client.request("PUT", _key_path(key), body=body)
 
 
 def delete_key(client: NodeClient, key: str) -> None:
@@ -263,7 +304,8 @@ def _describe(event: dict[str, Any]) -> str:
     if kind == "key_changed":
         return f"{kind} {name} {event['key']}={event['value']} (v{event['version']})"
     if kind == "key_deleted":
-        return f"{kind} {name} {event['key']} (v{event['version']})"
+        why = " expired" if event.get("reason") == "expired" else ""
+        return f"{kind} {name} {event['key']} (v{event['version']}){why}"
     if kind == "node_updated":
         return f"{kind} {name} max_version={event['max_version']}"
     if kind == "end":

@@ -28,6 +28,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _duration(text: str) -> float:
+    from gossip_tui.core.expiry import InvalidTtl, parse_duration
+
+    try:
+        return parse_duration(text)
+    except InvalidTtl as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 _NODE_OPTION = typer.Option(
     "--node",
     metavar="IP:PORT",
@@ -77,12 +86,25 @@ def register(app: typer.Typer, settings_of: SettingsOf) -> None:
             str | None,
             typer.Option("--node-id", metavar="ID", help="Read the key of this node (its name)."),
         ] = None,
+        output_format: Annotated[
+            str, typer.Option("--format", parser=_choice("text", "json"), metavar="text|json")
+        ] = "text",
         node: Annotated[str | None, _NODE_OPTION] = None,
     ) -> None:
-        """Print the value of a key of the node (or of --node-id, as the node sees it)."""
+        """Print the value of a key of the node (or of --node-id, as the node sees it). A
+        key that expires says when on stderr; --format json prints the whole answer."""
         from gossip_tui import client
 
-        call(ctx, node, client.get_key, key=key, node_id=node_id, out=sys.stdout)
+        call(
+            ctx,
+            node,
+            client.get_key,
+            key=key,
+            node_id=node_id,
+            output_format=output_format,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
 
     @app.command(name="set")
     def set_command(
@@ -90,11 +112,21 @@ def register(app: typer.Typer, settings_of: SettingsOf) -> None:
         key: Annotated[str, typer.Argument(metavar="KEY")],
         value: Annotated[str, typer.Argument(metavar="VALUE")],
         ttl: Annotated[
-            bool,
+            float | None,
             typer.Option(
                 "--ttl",
-                help="Delete the key after the node's marked-for-deletion grace period "
-                "(the node has no per-key duration).",
+                metavar="SECONDS",
+                parser=_duration,
+                help="The key lives this long, then the node deletes it (90, 30s, 5m, 2h, "
+                "1d). Setting the key again without --ttl keeps it.",
+            ),
+        ] = None,
+        chitchat_ttl: Annotated[
+            bool,
+            typer.Option(
+                "--chitchat-ttl",
+                help="chitchat's TTL instead: the key is deleted after the node's "
+                "marked-for-deletion grace period.",
             ),
         ] = False,
         node: Annotated[str | None, _NODE_OPTION] = None,
@@ -102,7 +134,7 @@ def register(app: typer.Typer, settings_of: SettingsOf) -> None:
         """Set a key of the node."""
         from gossip_tui import client
 
-        call(ctx, node, client.set_key, key=key, value=value, ttl=ttl)
+        call(ctx, node, client.set_key, key=key, value=value, ttl=ttl, chitchat_ttl=chitchat_ttl)
 
     @app.command()
     def delete(

@@ -60,6 +60,19 @@ def _structure_int(value: Any, _type: Any) -> int:
     return int(value)
 
 
+def _structure_flag_or_number(value: Any, _type: Any) -> bool | float:
+    # A TTL as the HTTP API takes it: true/false (chitchat's mark), or seconds. The range
+    # is the node's to check (gossip_tui.core.expiry.check_ttl).
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, int | float):
+        raise TypeError(f"value must be a bool or a number, not {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:  # an integer past the float range: as large as it gets
+        return math.inf
+
+
 def _unstructure_float(value: float) -> float | None:
     # JSON has no infinity nor NaN: a phi that overflowed is shown as unknown.
     return value if math.isfinite(value) else None
@@ -152,6 +165,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(int, _structure_int)
     conv.register_unstructure_hook(float, _unstructure_float)
+    conv.register_structure_hook(bool | float, _structure_flag_or_number)
     conv.register_unstructure_hook(SocketAddress, _unstructure_address)
     conv.register_structure_hook(SocketAddress, _structure_address)
     conv.register_unstructure_hook(NodeId, _unstructure_node_id)

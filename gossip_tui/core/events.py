@@ -3,6 +3,8 @@ into them (pure: the runtime publishes them, the simulation may read them)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from .engine import Step, SweepStep
@@ -57,13 +59,19 @@ class KeyChanged:
     version: int
 
 
+# Why a key was deleted: "deleted" (by a delete, or as a peer reports it: the wire says
+# no more) or "expired" (this node's own key reached its deadline, see core.expiry).
+DeleteReason = Literal["deleted", "expired"]
+
+
 @attrs.frozen
 class KeyDeleted:
-    """A key of ``node`` was deleted (a tombstone arrived)."""
+    """A key of ``node`` was deleted (a tombstone arrived, or this node's key expired)."""
 
     node: NodeId
     key: str
     version: int
+    reason: DeleteReason = "deleted"
 
 
 @attrs.frozen

@@ -1,7 +1,9 @@
 """Durable local keys: the operator's keys survive a restart.
 
 The file holds the local node's set keys (not tombstones, not TTL keys, not the keys the
-node manages itself). It is rewritten atomically (temporary file, fsync, rename, fsync of
+node manages itself), and for the keys set with a duration their deadline as wall-clock
+time (Unix seconds, ``expires_at``: the node's own clock does not survive a restart).
+It is rewritten atomically (temporary file, fsync, rename, fsync of
 the directory) after every change, and read back at start, where the keys are published
 again under the new generation. A file that cannot be read, or does not hold what we
 write, is reported in one line and moved aside, never silently dropped or overwritten:
@@ -12,11 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+import attrs
 
 from gossip_tui.core.errors import GossipTuiError
 
@@ -36,7 +41,31 @@ def state_path(state_dir: Path) -> Path:
     return state_dir / STATE_FILE
 
 
-def _parse(raw: bytes) -> dict[str, str]:
+@attrs.frozen
+class SavedKeys:
+    """What the state file holds: the keys, and the deadlines (Unix seconds) of those
+    that expire."""
+
+    keys: Mapping[str, str] = attrs.field(factory=dict)
+    expires_at: Mapping[str, float] = attrs.field(factory=dict)
+
+
+def _parse_expiries(data: dict[str, object], keys: Mapping[str, str]) -> dict[str, float]:
+    # Optional, and still format 1: a gossip-tui without expiries reads the file too (its
+    # keys then no longer expire), rather than move it aside as corrupt.
+    expires_at = data.get("expires_at", {})
+    if not isinstance(expires_at, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        for k, v in expires_at.items()
+    ):
+        raise CorruptStateFile("'expires_at' must map text to a finite number")
+    return {k: float(v) for k, v in expires_at.items() if k in keys}
+
+
+def _parse(raw: bytes) -> SavedKeys:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
@@ -48,7 +77,7 @@ def _parse(raw: bytes) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
     ):
         raise CorruptStateFile("'keys' must map text to text")
-    return dict(keys)
+    return SavedKeys(dict(keys), _parse_expiries(data, keys))
 
 
 def _aside_path(path: Path, why: str) -> Path:
@@ -85,7 +114,12 @@ def _remove_temporaries(state_dir: Path) -> None:
 
 
 def load_local_keys(state_dir: Path) -> dict[str, str]:
-    """The saved keys; {} when there is no file yet.
+    """The saved keys, without their deadlines (see :func:`load_saved_keys`)."""
+    return dict(load_saved_keys(state_dir).keys)
+
+
+def load_saved_keys(state_dir: Path) -> SavedKeys:
+    """The saved keys and deadlines; none when there is no file yet.
 
     Whatever is in the file's place (garbage, JSON of another shape or nested too deep,
     a directory, a file we may not read) is moved aside as ``<file>.corrupt-<time>``,
@@ -95,7 +129,7 @@ def load_local_keys(state_dir: Path) -> dict[str, str]:
     try:
         return _parse(path.read_bytes())
     except FileNotFoundError:
-        return {}
+        return SavedKeys()
     except (OSError, CorruptStateFile) as exc:
         problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     aside = _aside_path(path, "corrupt")
@@ -117,17 +151,30 @@ def load_local_keys(state_dir: Path) -> dict[str, str]:
             problem,
             aside,
         )
-    return {}
+    return SavedKeys()
 
 
 def recover_local_keys(state_dir: Path) -> dict[str, str]:
     """At start, before any save: remove what saves killed midway left, then load."""
+    return dict(recover_saved_keys(state_dir).keys)
+
+
+def recover_saved_keys(state_dir: Path) -> SavedKeys:
+    """:func:`recover_local_keys`, with the deadlines."""
     _remove_temporaries(state_dir)
-    return load_local_keys(state_dir)
+    return load_saved_keys(state_dir)
 
 
-def _write_atomically(state_dir: Path, path: Path, keys: Mapping[str, str]) -> None:
-    payload = json.dumps({"format": _FORMAT, "keys": dict(sorted(keys.items()))}, indent=1)
+def _write_atomically(
+    state_dir: Path,
+    path: Path,
+    keys: Mapping[str, str],
+    expires_at: Mapping[str, float] | None = None,
+) -> None:
+    record: dict[str, object] = {"format": _FORMAT, "keys": dict(sorted(keys.items()))}
+    if expires_at:
+        record["expires_at"] = dict(sorted(expires_at.items()))
+    payload = json.dumps(record, indent=1)
     fd, tmp_name = tempfile.mkstemp(prefix=_TEMPORARY_PREFIX, dir=state_dir)
     tmp = Path(tmp_name)
     try:
@@ -142,13 +189,16 @@ def _write_atomically(state_dir: Path, path: Path, keys: Mapping[str, str]) -> N
     _fsync_dir(state_dir)
 
 
-def save_local_keys(state_dir: Path, keys: Mapping[str, str]) -> None:
-    """Replace the saved keys durably: once this returns they survive a crash or a power
-    cut, and readers see the old file or the new, never half."""
+def save_local_keys(
+    state_dir: Path, keys: Mapping[str, str], expires_at: Mapping[str, float] | None = None
+) -> None:
+    """Replace the saved keys (and the deadlines, Unix seconds, of those that expire)
+    durably: once this returns they survive a crash or a power cut, and readers see the
+    old file or the new, never half."""
     if not state_dir.is_dir():
         state_dir.mkdir(parents=True, exist_ok=True)
         _fsync_dir(state_dir.parent)  # the new directory's own entry
-    _write_atomically(state_dir, state_path(state_dir), keys)
+    _write_atomically(state_dir, state_path(state_dir), keys, expires_at)
 
 
 def keep_refused_keys(state_dir: Path, refused: Mapping[str, str]) -> Path:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import trio
 
 from gossip_tui.core.engine import Step
-from gossip_tui.core.events import step_events
+from gossip_tui.core.events import KeyDeleted, NodeEvent, step_events
+from gossip_tui.core.expiry import expire_due
 from gossip_tui.core.messages import Ack, Message, SynAck
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.core.receive import receive_datagram
@@ -27,7 +29,25 @@ class NodeLoops(NodeBase):
         """Start a handshake with ``addr`` right now, outside the regular rounds."""
         await self._send(self.engine.create_syn(self._now()), addr)
 
+    def _expire_keys(self) -> None:
+        """Delete the local keys whose deadline passed (Node.set with a ttl): run before
+        each round, so the tombstone leaves with it, and at each sweep."""
+        expired = expire_due(self.engine.self_state, self.expiries, self._now())
+        if expired:
+            gone = set(expired)
+
+            def as_expiries(events: list[NodeEvent]) -> list[NodeEvent]:
+                return [
+                    attrs.evolve(event, reason="expired")
+                    if isinstance(event, KeyDeleted) and event.key in gone
+                    else event
+                    for event in events
+                ]
+
+            self._local_changed(as_expiries)
+
     async def _gossip_round(self, started: float) -> None:
+        self._expire_keys()
         budgets = self._reply_budgets
         step = self.engine.start_round(
             started, answering=lambda addr: budgets.is_trusted(addr, started)
@@ -64,6 +84,7 @@ class NodeLoops(NodeBase):
             await trio.sleep_until(next_round)
 
     def _judge_liveness(self) -> None:
+        self._expire_keys()
         step = self.engine.update_liveness(self._now())
         self._record(step, "a liveness sweep")
         if step.liveness.removed or len(self._peer_views) > len(self.engine.state):

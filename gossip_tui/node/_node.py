@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -20,6 +20,7 @@ from gossip_tui.core.codec import MAX_DATAGRAM_SIZE
 from gossip_tui.core.engine import GossipEngine, LivenessReadings, fits_in_one_delta
 from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.events import NodeRemoved, change_events
+from gossip_tui.core.expiry import check_ttl
 from gossip_tui.core.generations import Restart, restarts_in
 from gossip_tui.core.models import ClusterSnapshot, NodeId, NodeSnapshot, SocketAddress
 
@@ -29,7 +30,7 @@ from ._crypto import SealedTransport
 from ._events import NodeEvent
 from ._identity import load_or_create_node_id
 from ._leave import NodeLeave
-from ._local_store import keep_refused_keys, recover_local_keys
+from ._local_store import SavedKeys, keep_refused_keys, recover_saved_keys
 from ._loops import NodeLoops
 from ._persistence import _MANAGED_KEYS, NodePersistence
 from ._seeds import SeedResolver
@@ -115,34 +116,46 @@ class Node(NodeLoops, SeedResolver, NodePersistence, NodeLeave, NodeViews):
 
     # ------------------------------------------------------------------ local keys
 
-    def _local_changed(self) -> None:
-        # A local write is no engine step: its changes are news at once.
-        self._publish_all(change_events(self.engine.drain_changes()))
-        self._local_version += 1
-        self._local_dirty.set()
-
-    def set(self, key: str, value: str) -> None:
+    def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
+        """Set a local key. With ``ttl`` (seconds, > 0) the key lives until then and is
+        deleted (peers see an ordinary delete; see gossip_tui.core.expiry); without it,
+        any expiry the key had is cleared. Raises ValueError (``InvalidTtl``) for a bad
+        ``ttl``, before anything changes."""
+        seconds = None if ttl is None else check_ttl(ttl)
         _check_size(self.engine, key, value)
         self.engine.self_state.set(key, value)
+        if seconds is None:
+            self.expiries.clear(key)
+        else:
+            self.expiries.schedule(key, self._now() + seconds)
         self._local_changed()
 
     def set_with_ttl(self, key: str, value: str) -> None:
-        """Set a value that is removed after the marked-for-deletion grace period."""
+        """Set a value that is removed after the marked-for-deletion grace period
+        (chitchat's DeleteAfterTtl, no duration of its own)."""
         _check_size(self.engine, key, value)
         self.engine.self_state.set_with_ttl(key, value, self._now())
+        self.expiries.clear(key)
         self._local_changed()
 
     def delete(self, key: str) -> bool:
         """Delete a local key; False if there was no such key."""
         deleted = self.engine.self_state.delete(key, self._now())
+        self.expiries.clear(key)
         self._local_changed()
         return deleted
 
     def delete_after_ttl(self, key: str) -> bool:
         """Keep a local key visible for the grace period, then remove it."""
         marked = self.engine.self_state.delete_after_ttl(key, self._now())
+        self.expiries.clear(key)
         self._local_changed()
         return marked
+
+    def key_expiries(self) -> Mapping[str, float]:
+        """The deadlines of the local keys that expire, in the node's clock (the one
+        snapshots and readings are taken at): key -> deadline."""
+        return self.expiries.deadlines
 
     # ------------------------------------------------------------------ reading
 
@@ -232,15 +245,20 @@ class Node(NodeLoops, SeedResolver, NodePersistence, NodeLeave, NodeViews):
 
 
 async def _restore_saved_keys(
-    engine: GossipEngine, state_dir: Path, saved: dict[str, str], *, keep: set[str]
+    node: Node, state_dir: Path, saved: SavedKeys, *, keep: set[str]
 ) -> bool:
     """Set the saved keys that pass the checks a new key passes; the keys in ``keep``
-    (given in the config) win over saved ones. Refused keys are reported in one line,
-    never gossiped, and kept in a file beside the state file; True when there were some,
-    and the state file is to be saved again without them."""
+    (given in the config) win over saved ones. A key whose deadline passed while the node
+    was down is not set again (the file is saved anew without it); the others expire at
+    their deadline. Refused keys are reported in one line, never gossiped, and kept in a
+    file beside the state file. True when the state file is to be saved again."""
+    engine = node.engine
     refused: dict[str, str] = {}
     reasons: list[str] = []
-    for key, value in saved.items():
+    # Deadlines were saved as wall-clock time: turned back into the node's clock here.
+    offset = node._now() - time.time()
+    expired = 0
+    for key, value in saved.keys.items():
         if key in keep:
             continue
         try:
@@ -251,9 +269,17 @@ async def _restore_saved_keys(
             refused[key] = value
             reasons.append(f"{key[:40]!r}: {exc}")
             continue
+        deadline = saved.expires_at.get(key)
+        if deadline is not None and deadline + offset <= node._now():
+            expired += 1
+            continue
         engine.self_state.set(key, value)
+        if deadline is not None:
+            node.expiries.schedule(key, deadline + offset)
+    if expired:
+        log.info("state file: %d saved key(s) expired while the node was down", expired)
     if not refused:
-        return False
+        return expired > 0
     try:
         aside = await trio.to_thread.run_sync(keep_refused_keys, state_dir, refused)
     except OSError as exc:
@@ -313,14 +339,16 @@ async def open_node(
             protocol_version=config.protocol_version,
             partial_digests=config.partial_digests,
         )
-        resave = False
+        saved = SavedKeys()
         if config.state_dir is not None:
-            saved = await trio.to_thread.run_sync(recover_local_keys, config.state_dir)
-            resave = await _restore_saved_keys(engine, config.state_dir, saved, keep=set(initial))
-        # The initial keys are the starting state, not news for later subscribers.
-        engine.drain_changes()
+            saved = await trio.to_thread.run_sync(recover_saved_keys, config.state_dir)
         async with trio.open_nursery() as nursery:
             node = Node(config, engine, socket, nursery)
+            resave = False
+            if config.state_dir is not None:
+                resave = await _restore_saved_keys(node, config.state_dir, saved, keep=set(initial))
+            # The initial keys are the starting state, not news for later subscribers.
+            engine.drain_changes()
             if resave:  # else each start would set the refused keys aside once more
                 node._local_dirty.set()
             await nursery.start(node._run)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -15,6 +16,8 @@ import trio
 from gossip_tui.core.agreement import VIEW_KEY, PeerViews, SeenDigest, ViewSummary
 from gossip_tui.core.codec import EncodeError, encode
 from gossip_tui.core.engine import GossipEngine, Step
+from gossip_tui.core.events import change_events
+from gossip_tui.core.expiry import KeyExpiries
 from gossip_tui.core.messages import Message
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.receive import Received
@@ -128,6 +131,9 @@ class NodeBase:
         self._tasks = trio.CancelScope()
         self._tasks_ended = trio.Event()
         self._fanout = EventFanout()
+        # The deadlines of this node's keys set with a duration (Node.set(ttl=...)), in
+        # the node's clock; the gossip round and the liveness sweep fire them.
+        self.expiries = KeyExpiries()
         self._reply_budgets = ReplyBudgets()
         # Whether each seed answers (see Node.seed_status): kept here because the gossip
         # round asks seeds and the receive loop hears them.
@@ -139,6 +145,16 @@ class NodeBase:
 
     def _now(self) -> float:
         return trio.current_time()
+
+    def _local_changed(
+        self, events: Callable[[list[NodeEvent]], list[NodeEvent]] | None = None
+    ) -> None:
+        # A local write is no engine step: its changes are news at once (``events`` may
+        # reword them, as an expiry does), and the state file is due for a save.
+        news = change_events(self.engine.drain_changes())
+        self._publish_all(news if events is None else events(news))
+        self._local_version += 1
+        self._local_dirty.set()
 
     def _seed_asked(self, addr: SocketAddress) -> None:
         self._seed_unanswered[addr] += 1

@@ -4,6 +4,8 @@ saver task (group commit), and flush() waiting until a write is on disk."""
 from __future__ import annotations
 
 import logging
+import time
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -47,6 +49,16 @@ class NodePersistence(NodeBase):
             if value.status is KeyStatus.SET and key not in _MANAGED_KEYS
         }
 
+    def durable_expiries(self, keys: dict[str, str]) -> dict[str, float]:
+        """The deadlines of ``keys`` (durable ones) as wall-clock Unix seconds: the node's
+        clock starts again at a restart, the wall clock goes on."""
+        offset = time.time() - self._now()
+        return {
+            key: deadline + offset
+            for key, deadline in self.expiries.deadlines.items()
+            if key in keys
+        }
+
     async def flush(self) -> None:
         """Wait until every local change made so far is on disk (at once without a state
         directory). Raises :class:`KeysNotSaved` when the save that should hold them
@@ -74,8 +86,14 @@ class NodePersistence(NodeBase):
         async with self._save_lock:
             version = self._local_version
             keys = self.durable_keys()
+            expires_at = self.durable_expiries(keys)
+            # The deadlines only when there are some: a save stays (state_dir, keys) for
+            # the keys that never expire.
+            save = (
+                partial(save_local_keys, expires_at=expires_at) if expires_at else save_local_keys
+            )
             try:
-                await trio.to_thread.run_sync(save_local_keys, state_dir, keys)
+                await trio.to_thread.run_sync(save, state_dir, keys)
             except OSError as exc:
                 self._save_failure = _SaveFailure(version, exc)
                 raise

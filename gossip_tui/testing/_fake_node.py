@@ -37,6 +37,8 @@ from gossip_tui.core.agreement import (
     summarize,
 )
 from gossip_tui.core.engine import LivenessReading, LivenessReadings
+from gossip_tui.core.events import DeleteReason
+from gossip_tui.core.expiry import KeyExpiries, check_ttl
 from gossip_tui.core.models import (
     ClusterSnapshot,
     KeyStatus,
@@ -159,6 +161,9 @@ class FakeNode:
         self.closed = False
         self._fanout = EventFanout()
         self._nursery: trio.Nursery | None = None
+        # Deadlines of keys set with a ttl, in the cluster's clock; FakeCluster.beat fires
+        # them (the runtime's gossip round and sweep do).
+        self.expiries = KeyExpiries()
 
     @property
     def member(self) -> Member:
@@ -179,27 +184,50 @@ class FakeNode:
         current = self.member.key_values.get(key)
         return current is not None and current.value == value and current.status is status
 
-    def set(self, key: str, value: str) -> None:
+    def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
+        seconds = None if ttl is None else check_ttl(ttl)
         self._check(key, value)
-        self.calls.append(("set", key, value))
+        self.calls.append(("set", key, value) + (() if seconds is None else (f"ttl={seconds:g}",)))
         if not self._unchanged(key, value, KeyStatus.SET):
             self.cluster.write(self.self_id, key, value, KeyStatus.SET)
+        if seconds is None:
+            self.expiries.clear(key)
+        else:
+            self.expiries.schedule(key, self.cluster.clock() + seconds)
 
     def set_with_ttl(self, key: str, value: str) -> None:
         self._check(key, value)
         self.calls.append(("set_with_ttl", key, value))
         if not self._unchanged(key, value, KeyStatus.DELETE_AFTER_TTL):
             self.cluster.write(self.self_id, key, value, KeyStatus.DELETE_AFTER_TTL)
+        self.expiries.clear(key)
 
     def delete(self, key: str) -> bool:
         self.calls.append(("delete", key))
+        self.expiries.clear(key)
         if key not in self.member.key_values:
             return False
         self.cluster.write(self.self_id, key, "", KeyStatus.DELETED)
         return True
 
+    def key_expiries(self) -> Mapping[str, float]:
+        """Key -> deadline (the cluster's clock) of the keys set with a ttl."""
+        return self.expiries.deadlines
+
+    def fire_expiries(self) -> list[str]:
+        """Delete the keys whose deadline passed, as the node's loops do (events say
+        reason="expired"); the keys deleted."""
+        expired = []
+        for key in self.expiries.due(self.cluster.clock()):
+            current = self.member.key_values.get(key)
+            if current is not None and not current.is_deleted:
+                self.cluster.write(self.self_id, key, "", KeyStatus.DELETED, reason="expired")
+                expired.append(key)
+        return expired
+
     def delete_after_ttl(self, key: str) -> bool:
         self.calls.append(("delete_after_ttl", key))
+        self.expiries.clear(key)
         current = self.member.key_values.get(key)
         if current is None:
             return False
@@ -456,14 +484,25 @@ class FakeCluster:
         self.emit(NodeRemoved(node))
 
     def beat(self, by: int = 1) -> None:
-        """Every live member's heartbeat moves on (no event: heartbeats are not events)."""
+        """Every live member's heartbeat moves on (no event: heartbeats are not events),
+        and the open nodes' keys whose deadline passed expire."""
         now = self.clock()
         for member in self.members.values():
             if member.liveness is Liveness.LIVE or member.node in self.handles:
                 member.heartbeat += by
                 member.last_update = now
+        for handle in list(self.handles.values()):
+            handle.fire_expiries()
 
-    def write(self, node: NodeId, key: str, value: str, status: KeyStatus) -> None:
+    def write(
+        self,
+        node: NodeId,
+        key: str,
+        value: str,
+        status: KeyStatus,
+        *,
+        reason: DeleteReason = "deleted",
+    ) -> None:
         """A new version of ``key`` in ``node``'s state, always (no rule checked), and its
         events to every open node."""
         member = self.members[node]
@@ -474,7 +513,7 @@ class FakeCluster:
             # own last_update moves with its heartbeat, see beat), as in the engine.
             member.last_update = self.clock()
         if status is KeyStatus.DELETED:
-            self.emit(KeyDeleted(node, key, member.max_version))
+            self.emit(KeyDeleted(node, key, member.max_version, reason))
         else:
             self.emit(KeyChanged(node, key, value, member.max_version))
         self.emit(NodeUpdated(node, member.max_version))

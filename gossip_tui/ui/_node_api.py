@@ -7,7 +7,7 @@ gossip_tui.ui that names gossip_tui.node.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias
 
@@ -60,7 +60,11 @@ class NodeHandle(Protocol):
     # Settable: the HTTP API's serving helper records where it answers.
     http_addr: SocketAddress | None
 
-    def set(self, key: str, value: str) -> None: ...
+    def set(self, key: str, value: str, *, ttl: float | None = None) -> None: ...
+
+    def key_expiries(self) -> Mapping[str, float]:
+        """Key -> deadline (the clock readings are taken at) of this node's keys set with
+        a ttl in seconds: read every tick, for the countdowns."""
 
     def set_with_ttl(self, key: str, value: str) -> None: ...
 

@@ -15,6 +15,7 @@ them and to match a key=value filter.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 
@@ -38,6 +39,13 @@ from gossip_tui.ui._node_api import (
 
 # Reads one node's full state from the node (None for a node it does not know).
 NodeReader = Callable[[NodeId], NodeSnapshot | None]
+# Reads the deadlines of this node's keys that expire (key -> deadline, the readings' clock).
+ExpiryReader = Callable[[], Mapping[str, float]]
+
+
+def _no_expiries() -> Mapping[str, float]:
+    return {}
+
 
 _LIVE = frozenset({Liveness.SELF, Liveness.LIVE})
 _DEAD = frozenset({Liveness.DEAD, Liveness.LEFT, Liveness.SCHEDULED_FOR_DELETION})
@@ -201,9 +209,17 @@ class ClusterViewModel:
     """The dashboard's picture of the cluster, fed by ``apply_events``, ``apply_readings``
     and ``select``; each returns the :class:`ViewChanges` it made."""
 
-    def __init__(self, self_id: NodeId, read_node: NodeReader) -> None:
+    def __init__(
+        self, self_id: NodeId, read_node: NodeReader, read_expiries: ExpiryReader = _no_expiries
+    ) -> None:
         self.self_id = self_id
         self._read_node = read_node
+        self._read_expiries = read_expiries
+        # Whole seconds left (rounded up) of each local key that expires, as of the last
+        # reading: a key's row changes when its figure does, once a second at most.
+        self._countdowns: dict[str, int] = {}
+        # Local keys whose last change was their expiry (their tombstone is not shown).
+        self._expired: set[str] = set()
         self._rows: dict[NodeId, NodeRow] = {}
         self._keys: dict[NodeId, _KnownKeys] = {}
         self._liveness = Counter[Liveness]()
@@ -254,6 +270,16 @@ class ClusterViewModel:
             phi=row.phi,
             last_update=row.last_update,
         )
+
+    @property
+    def local_countdowns(self) -> Mapping[str, int]:
+        """Seconds left (rounded up; 0: due) of this node's keys that expire."""
+        return self._countdowns
+
+    @property
+    def local_expired(self) -> frozenset[str]:
+        """This node's keys deleted by their expiry (and not set since)."""
+        return frozenset(self._expired)
 
     def key_values_of(self, node: NodeId) -> Mapping[str, str]:
         """``node``'s visible keys and values, as far as the model knows them (internal
@@ -312,6 +338,7 @@ class ClusterViewModel:
                 self._forget(node, push)
         if self._selected_id is not None:
             push.selection = True  # its heartbeat, phi and age come with the reading
+        self._count_down(push)
         return push.finish(self._rows, ())
 
     def apply_events(self, events: Sequence[NodeEvent]) -> ViewChanges:
@@ -353,9 +380,15 @@ class ClusterViewModel:
                     reread |= self._shown_in_full(node)
             if isinstance(event, KeyChanged | KeyDeleted) and node == self.self_id:
                 push.local_keys.add(event.key)
+                if isinstance(event, KeyDeleted) and event.reason == "expired":
+                    self._expired.add(event.key)
+                else:
+                    self._expired.discard(event.key)
             self._refresh_row(node, push)
         for node in reread:
             self._reread(node, push)
+        if push.local_keys:  # a key set with a ttl shows its countdown at once
+            self._count_down(push)
         return push.finish(self._rows, log_worthy(events))
 
     def select(self, node: NodeId | None) -> ViewChanges:
@@ -371,6 +404,19 @@ class ClusterViewModel:
         return push.finish(self._rows, ())
 
     # -- internals -------------------------------------------------------------------------
+
+    def _count_down(self, push: _Push) -> None:
+        """Recompute the local keys' countdowns at the last reading's time; the keys whose
+        figure moved are changed rows of the local keys pane."""
+        deadlines = self._read_expiries()
+        if not deadlines and not self._countdowns:
+            return
+        now = self._taken_at
+        shown = {key: max(0, math.ceil(deadline - now)) for key, deadline in deadlines.items()}
+        for key in shown.keys() | self._countdowns.keys():
+            if shown.get(key) != self._countdowns.get(key):
+                push.local_keys.add(key)
+        self._countdowns = shown
 
     def _shown_in_full(self, node: NodeId) -> set[NodeId]:
         return {node} if node in self._in_full else set()

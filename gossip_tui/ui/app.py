@@ -20,7 +20,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD
+from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD, format_age
 from gossip_tui.ui._keys import protection_of
 from gossip_tui.ui._node_api import NodeFactory, NodeHandle, default_node_factory
 from gossip_tui.ui._trio_bridge import (
@@ -258,7 +258,7 @@ class GossipApp(App[None]):
     def on_node_ready(self, message: NodeReady) -> None:
         node = message.node
         self.node = node
-        self.view_model = ClusterViewModel(node.self_id, node.node_snapshot)
+        self.view_model = ClusterViewModel(node.self_id, node.node_snapshot, node.key_expiries)
         if not self.is_running:
             return
         self.nodes_table.key_values_of = self.view_model.key_values_of
@@ -305,7 +305,12 @@ class GossipApp(App[None]):
             if changes.rows_changed or changes.ticked:
                 self.nodes_table.apply(changes, model.taken_at)
             if changes.local_keys:
-                self.local_keys.apply(changes.local_keys, model.local_key_values)
+                self.local_keys.apply(
+                    changes.local_keys,
+                    model.local_key_values,
+                    model.local_countdowns,
+                    model.local_expired,
+                )
             if changes.selection:
                 self.node_detail.show(model.selected, model.taken_at)
                 if isinstance(self.screen, NodeScreen):
@@ -496,21 +501,23 @@ class GossipApp(App[None]):
     def _apply_key_form(self, result: KeyFormResult | None) -> None:
         if result is None:
             return
-        verb = "set_with_ttl" if result.mode is KeyFormMode.SET_WITH_TTL else "set"
+        # The TTL form without a duration is chitchat's TTL (after the grace period).
+        chitchat_ttl = result.mode is KeyFormMode.SET_WITH_TTL and result.ttl is None
+        verb = "set_with_ttl" if chitchat_ttl else "set"
         why = protection_of(result.key)
         if why is None:
-            self._change_key(verb, result.key, result.value)
+            self._change_key(verb, result.key, result.value, result.ttl)
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._change_key(verb, result.key, result.value)
+                self._change_key(verb, result.key, result.value, result.ttl)
             else:
                 self._note(f"left {result.key!r} as it was", style="italic")
 
         self._push_form(ConfirmProtectedScreen(result.key, "change", why), confirmed)
 
-    def _change_key(self, verb: str, key: str, value: str | None) -> None:
+    def _change_key(self, verb: str, key: str, value: str | None, ttl: float | None = None) -> None:
         node = self._require_node()
         if node is None:
             return
@@ -522,13 +529,17 @@ class GossipApp(App[None]):
                 node.set_with_ttl(key, value)
             else:
                 assert value is not None
-                node.set(key, value)
+                if ttl is None:
+                    node.set(key, value)
+                else:
+                    node.set(key, value, ttl=ttl)
         except ValueError as error:
             what = verb.replace("_", " ")
             self.notify(str(error), title=f"Could not {what} {key!r}", severity="error")
             return
         # The change comes back as the node's events, and reaches the panes with them.
-        self._note(f"local {verb.replace('_', ' ')} {key!r}", style="bold italic")
+        lives = "" if ttl is None else f" for {format_age(ttl)}"
+        self._note(f"local {verb.replace('_', ' ')} {key!r}{lives}", style="bold italic")
 
     def action_filter(self) -> None:
         field = self._main_screen.query_one(NodeFilter)

@@ -11,7 +11,7 @@ PALETTE_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("Set a key", "set_key", "Set a key-value on this node (s)"),
     ("Edit the selected key", "edit_key", "Change the value of the selected local key (e)"),
     ("Delete the selected key", "delete_key", "Delete the selected local key (d)"),
-    ("Set a key with TTL", "set_key_ttl", "Set a key that is deleted after the grace period (t)"),
+    ("Set a key with TTL", "set_key_ttl", "Set a key that is deleted when its TTL runs out (t)"),
     ("Filter nodes", "filter", "Filter the nodes table: words, key=value, key!=value (/)"),
     ("Sort nodes by the next column", "cycle_sort", "Cycle the nodes table's sort column (o)"),
     ("Stop a random peer", "kill_peer", "Demo: stop a peer, restart it with a new generation (x)"),

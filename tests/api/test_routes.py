@@ -325,6 +325,7 @@ def test_keys_lists_the_local_keys_that_are_not_deleted(node: FakeNode) -> None:
             "b": {"value": "2", "version": 1, "status": "Set"},
             "t": {"value": "soon", "version": 5, "status": "DeleteAfterTtl"},
         },
+        "expiries": {},
     }
 
 
@@ -333,7 +334,14 @@ def test_get_key(node: FakeNode) -> None:
 
     reply = call(make_app(node), "GET", "/keys/dir/name")
 
-    assert reply.json() == {"key": "dir/name", "value": "v", "version": 1, "status": "Set"}
+    assert reply.json() == {
+        "key": "dir/name",
+        "value": "v",
+        "version": 1,
+        "status": "Set",
+        "expires_at": None,
+        "expires_in": None,
+    }
 
 
 def test_get_key_absent_or_deleted_is_404(node: FakeNode) -> None:
@@ -350,7 +358,14 @@ def test_put_key_with_a_json_body(node: FakeNode) -> None:
 
     reply = call(app, "PUT", "/keys/color", body=b'{"value": "bl\\u00fce"}', headers=JSON)
 
-    assert reply.json() == {"key": "color", "value": "blüe", "ttl": False, "status": True}
+    assert reply.json() == {
+        "key": "color",
+        "value": "blüe",
+        "ttl": False,
+        "status": True,
+        "expires_at": None,
+        "expires_in": None,
+    }
     assert node.calls == [("set", "color", "blüe")]
     assert call(app, "GET", "/keys/color").json()["value"] == "blüe"
 

@@ -122,8 +122,14 @@ async def test_members_get_set_delete_against_a_running_node(
         stored = a.get("color")
         got = await _run(anonymous, "get", "color")
         of_b = await _run(anonymous, "get", "app/size", "--node-id", "b")
-        ttl = await _run(env, "set", "lease", "x", "--ttl")
+        ttl = await _run(env, "set", "lease", "x", "--chitchat-ttl")
         lease = a.snapshot().node(a.self_id)
+        timed = await _run(env, "set", "timed", "v", "--ttl", "5m")
+        timed_left = a.key_expiries()["timed"] - trio.current_time()
+        got_timed = await _run(anonymous, "get", "timed")
+        got_json = await _run(anonymous, "get", "timed", "--format", "json")
+        bad_ttls = [await _run(env, "set", "k", "v", "--ttl", bad) for bad in ("0", "-5", "x")]
+        both = await _run(env, "set", "k", "v", "--ttl", "5", "--chitchat-ttl")
         table = await _run(anonymous, "members")
         as_json = await _run(anonymous, "members", "--format", "json")
         dead = await _run(anonymous, "members", "--format", "json", "--status", "dead")
@@ -142,6 +148,13 @@ async def test_members_get_set_delete_against_a_running_node(
     assert ttl.code == 0
     assert lease is not None
     assert lease.key_values["lease"].status is KeyStatus.DELETE_AFTER_TTL
+    assert timed.code == 0 and 295 < timed_left <= 300
+    assert (got_timed.code, got_timed.stdout) == (0, "v\n")  # the bare value, for scripts
+    assert got_timed.stderr.startswith("expires in ") and "Z)" in got_timed.stderr
+    assert 295 < json.loads(got_json.stdout)["expires_in"] <= 300
+    assert [bad.code for bad in bad_ttls] == [2, 2, 2]
+    assert both.code == 2
+    assert a.get("k") is None
     assert table.code == 0
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["NODE", "GENERATION", "ADDRESS", "STATUS", "HEARTBEAT", "KEYS"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+from collections.abc import Callable
+from functools import partial
 from typing import ClassVar
 
 import attrs
@@ -14,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from gossip_tui.core.expiry import InvalidTtl, parse_duration
 from gossip_tui.node import MAX_KEY_VALUE_BYTES
 from gossip_tui.ui._keys import INTERNAL_PREFIX, is_internal
 from gossip_tui.ui.screens._type_ahead import focus_now
@@ -47,7 +50,7 @@ class KeyFormMode(enum.Enum):
         return {
             KeyFormMode.SET: "Set a key on this node",
             KeyFormMode.EDIT: "Edit a key of this node",
-            KeyFormMode.SET_WITH_TTL: "Set a key with TTL (deleted after the grace period)",
+            KeyFormMode.SET_WITH_TTL: "Set a key with a TTL (deleted when it runs out)",
         }[self]
 
 
@@ -56,6 +59,17 @@ class KeyFormResult:
     mode: KeyFormMode
     key: str
     value: str
+    # Seconds the key lives (the TTL form); None: no duration (in the TTL form: chitchat's
+    # TTL, deleted after the node's grace period).
+    ttl: float | None = None
+
+
+def parse_ttl_field(text: str) -> float | None:
+    """The TTL field: a duration (``30s``, ``5m``, ``90``) in seconds; None when empty
+    (chitchat's TTL). Raises ValueError (InvalidTtl) with a message for the form."""
+    if not text.strip():
+        return None
+    return parse_duration(text)
 
 
 def _control_characters(text: str, allowed: frozenset[str] = frozenset()) -> list[str]:
@@ -141,6 +155,13 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
             )
             yield Label("Value")
             yield _FormInput(self._value, placeholder="value", id="value-input")
+            if self.mode is KeyFormMode.SET_WITH_TTL:
+                yield Label("TTL")
+                yield _FormInput(
+                    "",
+                    placeholder="30s, 5m, 2h, 90 (empty: after the grace period)",
+                    id="ttl-input",
+                )
             yield Label("", id="key-form-error", classes="form-error", markup=False)
             with Horizontal(classes="modal-buttons"):
                 yield Button(
@@ -169,24 +190,43 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
         error.update(message)
         error.set_class(bool(message), "visible")
 
+    def _field_ids(self) -> list[str]:
+        fields = ["key-input", "value-input"]
+        return [*fields, "ttl-input"] if self.mode is KeyFormMode.SET_WITH_TTL else fields
+
     def action_enter(self) -> None:
         focused = self.focused
-        if isinstance(focused, Input) and focused.id == "key-input":
-            self.set_focus(self._field("value-input"))
+        fields = self._field_ids()
+        if isinstance(focused, Input) and focused.id in fields[:-1]:
+            self.set_focus(self._field(fields[fields.index(focused.id) + 1]))
         elif isinstance(focused, Button):
             focused.press()
         else:
             # The fields may still hold typed keys in their queues (this binding runs as the
-            # Enter is routed): submit once the key field, then the value field, drained.
-            key_field, value_field = self._field("key-input"), self._field("value-input")
-            key_field.call_later(value_field.call_later, self.action_submit)
+            # Enter is routed): submit once each field, in order, is drained.
+            submit: Callable[[], object] = self.action_submit
+            for field_id in reversed(fields):
+                submit = partial(self._field(field_id).call_later, submit)
+            submit()
+
+    def _ttl(self) -> float | None:
+        if self.mode is not KeyFormMode.SET_WITH_TTL:
+            return None
+        return parse_ttl_field(self._field("ttl-input").value)
 
     @on(Input.Submitted, "#value-input")
+    @on(Input.Submitted, "#ttl-input")
     @on(Button.Pressed, "#key-form-ok")
     def action_submit(self) -> None:
         key = self._field("key-input").value
         value = self._field("value-input").value
         problem = validate_fields(key, value)
+        ttl: float | None = None
+        if problem is None:
+            try:
+                ttl = self._ttl()
+            except InvalidTtl as exc:
+                problem = "ttl-input", f"{exc}."
         if problem is not None:
             field_id, message = problem
             self.show_error(message)
@@ -195,7 +235,7 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
             if field.focusable:
                 self.set_focus(field)
             return
-        self.dismiss(KeyFormResult(self.mode, key, value))
+        self.dismiss(KeyFormResult(self.mode, key, value, ttl))
 
     def take_paste(self, field: Input, text: str) -> None:
         """A paste of several lines is taken whole (Input keeps only a paste's first line).

@@ -52,8 +52,8 @@ def describe(event: NodeEvent) -> Text:
             text.append(key, style="bold")
             text.append(f" = {one_line(value)}")
             text.append(f" (v{version})", style="dim")
-        case KeyDeleted(node=node, key=key, version=version):
-            text.append("⌫ deleted ", style="yellow")
+        case KeyDeleted(node=node, key=key, version=version, reason=reason):
+            text.append("⌛ expired " if reason == "expired" else "⌫ deleted ", style="yellow")
             text.append(f"{node.node_id} ")
             text.append(key, style="bold")
             text.append(f" (v{version})", style="dim")

@@ -1,8 +1,10 @@
-"""This node's own keys: the ones `s`, `e`, `d` and `t` act on."""
+"""This node's own keys: the ones `s`, `e`, `d` and `t` act on, with a countdown for the
+keys set with a ttl. The countdowns tick with the view model's readings (one push a tick
+re-renders the rows whose figure moved), not with a timer per row."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import ClassVar
 
 from rich.text import Text
@@ -10,7 +12,7 @@ from textual.binding import BindingType
 from textual.widgets import DataTable
 
 from gossip_tui.core.models import VersionedValue
-from gossip_tui.ui._format import KEY_STATUS_STYLES, one_line
+from gossip_tui.ui._format import KEY_STATUS_STYLES, format_age, one_line
 from gossip_tui.ui._keys import is_internal
 from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
 
@@ -20,16 +22,26 @@ _COLUMNS = (
     ("version", "Ver", None),
     ("status", "Status", None),
 )
+# Shown only while some key expires: a pane of keys without a ttl looks as it always did.
+_EXPIRES = ("expires", "Expires", None)
 
 _Row = tuple[tuple[str, str], ...]
 
 
-def _row(value: VersionedValue, key: str) -> _Row:
+def format_countdown(seconds: int | None) -> str:
+    """``29s``, ``4m59s``, ``due`` (the node deletes it at its next round); "" for none."""
+    if seconds is None:
+        return ""
+    return "due" if seconds <= 0 else f"in {format_age(seconds)}"
+
+
+def _row(value: VersionedValue, key: str, countdown: int | None) -> _Row:
     return (
         (key, "bold"),
         (one_line(value.value, 200), ""),
         (str(value.version), ""),
         (value.status.short_label, KEY_STATUS_STYLES[value.status]),
+        (format_countdown(countdown), "yellow" if countdown is not None and countdown < 10 else ""),
     )
 
 
@@ -43,6 +55,7 @@ class LocalKeys(DataTable[Text]):
         self._values: Mapping[str, VersionedValue] = {}
         self._rows: dict[str, _Row] = {}
         self._order: list[str] = []
+        self._with_expiry = False
 
     def on_mount(self) -> None:
         for key, label, width in _COLUMNS:
@@ -58,30 +71,50 @@ class LocalKeys(DataTable[Text]):
     def value_of(self, key: str) -> VersionedValue | None:
         return self._values.get(key)
 
-    def apply(self, changed: Iterable[str], key_values: Mapping[str, VersionedValue]) -> None:
+    def apply(
+        self,
+        changed: Iterable[str],
+        key_values: Mapping[str, VersionedValue],
+        countdowns: Mapping[str, int] | None = None,
+        expired: Collection[str] = (),
+    ) -> None:
         """Re-render the rows of the keys in ``changed``; ``key_values`` are all of this
-        node's keys, as the view model last read them."""
+        node's keys, as the view model last read them, ``countdowns`` the seconds left of
+        those that expire. A key in ``expired`` is gone from the pane (its tombstone is not
+        listed, as a deleted key's is: nobody deleted it)."""
+        countdowns = countdowns or {}
         keep = self.selected_key
         added = False
+        if countdowns and not self._with_expiry:
+            self.add_column(_EXPIRES[1], key=_EXPIRES[0], default=Text(""))
+            self._with_expiry = True
+        columns = (*_COLUMNS, _EXPIRES) if self._with_expiry else _COLUMNS
+        shown = len(columns)  # rows keep every cell; the ones shown are updated
         for key in changed:
             value = None if is_internal(key) else key_values.get(key)
+            if value is not None and value.is_deleted and key in expired:
+                value = None
             old = self._rows.get(key)
             if value is None:
                 if old is not None:
                     self.remove_row(key)
                     del self._rows[key]
                 continue
-            row = _row(value, key)
+            row = _row(value, key, countdowns.get(key))
             if old is None:
-                self.add_row(*(Text(t, style=s, no_wrap=True) for t, s in row), key=key)
+                cells = (Text(t, style=s, no_wrap=True) for t, s in row[:shown])
+                self.add_row(*cells, key=key)
                 added = True
             elif old != row:
                 for (column, _label, _width), cell, old_cell in zip(
-                    _COLUMNS, row, old, strict=True
+                    columns, row[:shown], old[:shown], strict=True
                 ):
                     if cell != old_cell:
                         self.update_cell(key, column, Text(cell[0], style=cell[1], no_wrap=True))
             self._rows[key] = row
+        if not countdowns and self._with_expiry:
+            self.remove_column(_EXPIRES[0])
+            self._with_expiry = False
         self._values = key_values
         order = sorted(self._rows)
         if added or order != self._order:
