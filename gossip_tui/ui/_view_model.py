@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 
 from gossip_tui.core.engine import LEAVING_KEY, LivenessReadings
-from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, VersionedValue
+from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, SocketAddress, VersionedValue
 from gossip_tui.ui._keys import is_internal
 from gossip_tui.ui._node_api import (
     KeyChanged,
@@ -73,6 +73,15 @@ class ClusterCounts:
 
 
 @attrs.frozen
+class SeedState:
+    """The seeds as the header shows them: how many were given, and those that have not
+    answered for a few rounds (the node's SeedUnreachable, until its SeedAnswered)."""
+
+    configured: int = 0
+    unreachable: frozenset[SocketAddress] = frozenset()
+
+
+@attrs.frozen
 class ViewChanges:
     """What one push changed. Apply ``removed``, then ``added``, then ``updated``."""
 
@@ -87,6 +96,8 @@ class ViewChanges:
     selection: bool = False
     # The events worth a line in the log, oldest first.
     log: tuple[NodeEvent, ...] = ()
+    # Some seed went unreachable or answered again (see ClusterViewModel.seeds).
+    seeds: bool = False
 
     @property
     def rows_changed(self) -> bool:
@@ -169,6 +180,7 @@ class _Push:
         self.local_keys: set[str] = set()
         self.selection = False
         self.ticked = False
+        self.seeds = False
 
     def touch(self, node: NodeId, before: NodeRow | None) -> None:
         self.rows_before.setdefault(node, before)
@@ -194,6 +206,7 @@ class _Push:
             local_keys=frozenset(self.local_keys),
             selection=self.selection,
             log=log,
+            seeds=self.seeds,
         )
 
 
@@ -201,9 +214,10 @@ class ClusterViewModel:
     """The dashboard's picture of the cluster, fed by ``apply_events``, ``apply_readings``
     and ``select``; each returns the :class:`ViewChanges` it made."""
 
-    def __init__(self, self_id: NodeId, read_node: NodeReader) -> None:
+    def __init__(self, self_id: NodeId, read_node: NodeReader, *, seed_count: int = 0) -> None:
         self.self_id = self_id
         self._read_node = read_node
+        self._seeds = SeedState(seed_count)
         self._rows: dict[NodeId, NodeRow] = {}
         self._keys: dict[NodeId, _KnownKeys] = {}
         self._liveness = Counter[Liveness]()
@@ -233,6 +247,10 @@ class ClusterViewModel:
             dead=sum(by[liveness] for liveness in _DEAD),
             known=len(self._rows),
         )
+
+    @property
+    def seeds(self) -> SeedState:
+        return self._seeds
 
     @property
     def local_key_values(self) -> Mapping[str, VersionedValue]:
@@ -321,7 +339,8 @@ class ClusterViewModel:
         reread: set[NodeId] = set()
         for event in events:
             if isinstance(event, SeedUnreachable | SeedAnswered):
-                continue  # seeds are not rows (the header will show them)
+                self._apply_seed_event(event, push)  # seeds are not rows: the header's
+                continue
             node = event.node
             if isinstance(event, NodeRemoved):
                 self._forget(node, push)
@@ -357,6 +376,16 @@ class ClusterViewModel:
         for node in reread:
             self._reread(node, push)
         return push.finish(self._rows, log_worthy(events))
+
+    def _apply_seed_event(self, event: SeedUnreachable | SeedAnswered, push: _Push) -> None:
+        unreachable = set(self._seeds.unreachable)
+        if isinstance(event, SeedUnreachable):
+            unreachable.add(event.addr)
+        else:
+            unreachable.discard(event.addr)
+        if unreachable != self._seeds.unreachable:
+            self._seeds = attrs.evolve(self._seeds, unreachable=frozenset(unreachable))
+            push.seeds = True
 
     def select(self, node: NodeId | None) -> ViewChanges:
         """The user selected ``node`` (None: nothing): its keys are read now."""
@@ -475,6 +504,7 @@ class HeldChanges:
         self._local_keys: set[str] = set()
         self._ticked = False
         self._selection = False
+        self._seeds = False
         self._log: deque[NodeEvent] = deque(maxlen=max_log)
         self.pushes = 0
 
@@ -487,6 +517,7 @@ class HeldChanges:
         self._local_keys |= changes.local_keys
         self._ticked |= changes.ticked
         self._selection |= changes.selection
+        self._seeds |= changes.seeds
         self._log.extend(changes.log)
 
     def release(self, rows: Mapping[NodeId, NodeRow]) -> ViewChanges:
@@ -498,4 +529,5 @@ class HeldChanges:
             local_keys=frozenset(self._local_keys),
             selection=self._selection,
             log=tuple(self._log),
+            seeds=self._seeds,
         )

@@ -315,7 +315,8 @@ class GossipApp(App[None]):
     def on_node_ready(self, message: NodeReady) -> None:
         node = message.node
         self.node = node
-        self.view_model = ClusterViewModel(node.self_id, node.node_snapshot)
+        seeds = getattr(self._config, "seeds", None) or ()
+        self.view_model = ClusterViewModel(node.self_id, node.node_snapshot, seed_count=len(seeds))
         if not self.is_running:
             return
         self.nodes_table.key_values_of = self.view_model.key_values_of
@@ -359,6 +360,8 @@ class GossipApp(App[None]):
         with self.batch_update():
             if changes.rows_changed:
                 main.query_one(ClusterHeader).set_counts(model.counts)
+            if changes.seeds:
+                main.query_one(ClusterHeader).set_seeds(model.seeds)
             if changes.rows_changed or changes.ticked:
                 self.nodes_table.apply(changes, model.taken_at)
             if changes.local_keys:
