@@ -481,11 +481,27 @@ def check_bindable(addr: SocketAddress, *, tcp: bool, udp: bool = True) -> None:
 # --------------------------------------------------------------------------- dashboard
 
 
+def _has_terminal() -> bool:
+    # Keys come from stdin and the screen goes to stdout: without a terminal on both, the
+    # dashboard would read piped text as keys, or write escape codes into a file.
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout))
+
+
+def check_terminal() -> None:
+    """Refuse to start a dashboard without a terminal on stdin and stdout."""
+    if not _has_terminal():
+        raise CliError(
+            "the dashboard needs a terminal on stdin and stdout; "
+            "use --headless to run the node without it"
+        )
+
+
 def run_dashboard(settings: CliSettings) -> int:
     """The Textual dashboard over a node; it serves the HTTP API unless --no-http."""
     from gossip_tui.client import http_service
     from gossip_tui.ui import run_dashboard as ui_run_dashboard
 
+    check_terminal()
     check_http_exposure(settings)
     config = to_node_config(settings)
     check_bindable(settings.listen_addr, tcp=False)
@@ -498,6 +514,7 @@ def run_demo(settings: CliSettings, nodes: int) -> int:
     """``demo``: node 0 as configured and ``nodes - 1`` in-process peers, in the dashboard."""
     from gossip_tui.ui import run_demo as ui_run_demo
 
+    check_terminal()
     config = to_node_config(settings)
     check_bindable(settings.listen_addr, tcp=False)
     return ui_run_demo(nodes, config)

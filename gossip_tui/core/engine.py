@@ -771,12 +771,15 @@ class GossipEngine:
             return Liveness.SELF
         if self.detector.is_live(node):
             return Liveness.LIVE
-        died = self.detector.time_of_death(node)
-        if died is None:
+        if self.detector.time_of_death(node) is None:
             return Liveness.UNKNOWN
-        if died + self.detector.config.dead_node_grace_period / 2 < now:
+        # A node that said goodbye stays left until it is removed: past half the grace
+        # period it is no longer gossiped about, but it did not die.
+        if node in self.left:
+            return Liveness.LEFT
+        if self.detector.is_scheduled_for_deletion(node, now):
             return Liveness.SCHEDULED_FOR_DELETION
-        return Liveness.LEFT if node in self.left else Liveness.DEAD
+        return Liveness.DEAD
 
     def drain_changes(self) -> list[StateChange]:
         return self.state.drain_changes()

@@ -162,8 +162,12 @@ class FailureDetector:
 
     def scheduled_for_deletion_nodes(self, now: float) -> set[NodeId]:
         """Dead nodes past half their grace period: no longer gossiped about."""
-        half = self.config.dead_node_grace_period / 2
-        return {node for node, died in self._dead.items() if died + half < now}
+        return {node for node in self._dead if self.is_scheduled_for_deletion(node, now)}
+
+    def is_scheduled_for_deletion(self, node: NodeId, now: float) -> bool:
+        """Dead for more than half the grace period (and not yet collected)."""
+        died = self._dead.get(node)
+        return died is not None and died + self.config.dead_node_grace_period / 2 < now
 
     def forget(self, node: NodeId) -> None:
         self._samples.pop(node, None)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 
 from gossip_tui.core.engine import LEAVING_KEY, LivenessReadings
-from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, VersionedValue
+from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, SocketAddress, VersionedValue
 from gossip_tui.ui._keys import is_internal
 from gossip_tui.ui._node_api import (
     KeyChanged,
@@ -81,6 +81,15 @@ class ClusterCounts:
 
 
 @attrs.frozen
+class SeedState:
+    """The seeds as the header shows them: how many were given, and those that have not
+    answered for a few rounds (the node's SeedUnreachable, until its SeedAnswered)."""
+
+    configured: int = 0
+    unreachable: frozenset[SocketAddress] = frozenset()
+
+
+@attrs.frozen
 class ViewChanges:
     """What one push changed. Apply ``removed``, then ``added``, then ``updated``."""
 
@@ -95,6 +104,8 @@ class ViewChanges:
     selection: bool = False
     # The events worth a line in the log, oldest first.
     log: tuple[NodeEvent, ...] = ()
+    # Some seed went unreachable or answered again (see ClusterViewModel.seeds).
+    seeds: bool = False
 
     @property
     def rows_changed(self) -> bool:
@@ -177,6 +188,7 @@ class _Push:
         self.local_keys: set[str] = set()
         self.selection = False
         self.ticked = False
+        self.seeds = False
 
     def touch(self, node: NodeId, before: NodeRow | None) -> None:
         self.rows_before.setdefault(node, before)
@@ -202,6 +214,7 @@ class _Push:
             local_keys=frozenset(self.local_keys),
             selection=self.selection,
             log=log,
+            seeds=self.seeds,
         )
 
 
@@ -210,11 +223,17 @@ class ClusterViewModel:
     and ``select``; each returns the :class:`ViewChanges` it made."""
 
     def __init__(
-        self, self_id: NodeId, read_node: NodeReader, read_expiries: ExpiryReader = _no_expiries
+        self,
+        self_id: NodeId,
+        read_node: NodeReader,
+        read_expiries: ExpiryReader = _no_expiries,
+        *,
+        seed_count: int = 0,
     ) -> None:
         self.self_id = self_id
         self._read_node = read_node
         self._read_expiries = read_expiries
+        self._seeds = SeedState(seed_count)
         # Whole seconds left (rounded up) of each local key that expires, as of the last
         # reading: a key's row changes when its figure does, once a second at most.
         self._countdowns: dict[str, int] = {}
@@ -249,6 +268,10 @@ class ClusterViewModel:
             dead=sum(by[liveness] for liveness in _DEAD),
             known=len(self._rows),
         )
+
+    @property
+    def seeds(self) -> SeedState:
+        return self._seeds
 
     @property
     def local_key_values(self) -> Mapping[str, VersionedValue]:
@@ -348,7 +371,8 @@ class ClusterViewModel:
         reread: set[NodeId] = set()
         for event in events:
             if isinstance(event, SeedUnreachable | SeedAnswered):
-                continue  # seeds are not rows (the header will show them)
+                self._apply_seed_event(event, push)  # seeds are not rows: the header's
+                continue
             node = event.node
             if isinstance(event, NodeRemoved):
                 self._forget(node, push)
@@ -390,6 +414,16 @@ class ClusterViewModel:
         if push.local_keys:  # a key set with a ttl shows its countdown at once
             self._count_down(push)
         return push.finish(self._rows, log_worthy(events))
+
+    def _apply_seed_event(self, event: SeedUnreachable | SeedAnswered, push: _Push) -> None:
+        unreachable = set(self._seeds.unreachable)
+        if isinstance(event, SeedUnreachable):
+            unreachable.add(event.addr)
+        else:
+            unreachable.discard(event.addr)
+        if unreachable != self._seeds.unreachable:
+            self._seeds = attrs.evolve(self._seeds, unreachable=frozenset(unreachable))
+            push.seeds = True
 
     def select(self, node: NodeId | None) -> ViewChanges:
         """The user selected ``node`` (None: nothing): its keys are read now."""
@@ -521,6 +555,7 @@ class HeldChanges:
         self._local_keys: set[str] = set()
         self._ticked = False
         self._selection = False
+        self._seeds = False
         self._log: deque[NodeEvent] = deque(maxlen=max_log)
         self.pushes = 0
 
@@ -533,6 +568,7 @@ class HeldChanges:
         self._local_keys |= changes.local_keys
         self._ticked |= changes.ticked
         self._selection |= changes.selection
+        self._seeds |= changes.seeds
         self._log.extend(changes.log)
 
     def release(self, rows: Mapping[NodeId, NodeRow]) -> ViewChanges:
@@ -544,4 +580,5 @@ class HeldChanges:
             local_keys=frozenset(self._local_keys),
             selection=self._selection,
             log=tuple(self._log),
+            seeds=self._seeds,
         )

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
+import signal
+import termios
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -53,6 +59,10 @@ from gossip_tui.ui.widgets.node_detail import NodeDetail
 from gossip_tui.ui.widgets.nodes_table import COLUMNS, NodeFilter, NodesTable
 
 Clock = Callable[[], datetime]
+# Signals that stop the dashboard as `q` does (a terminal closed is SIGHUP): the node says
+# goodbye and the terminal is restored. Python's default for both kills the process on the
+# spot, with the screen in the alternate buffer and no word to the peers.
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 # Actions that act on the main screen: disabled while another screen is up.
 _MAIN_SCREEN_ACTIONS = frozenset(
@@ -76,6 +86,23 @@ _SORT_BINDINGS: list[BindingType] = [
 _SORT_HELP = "Sort by column; again flips"
 # Below this width the panes stack in two columns; from it on, three.
 _WIDE = 150
+
+
+def _detach_from_a_lost_terminal() -> None:
+    """Point the standard streams at /dev/null if their terminal has hung up (closed).
+
+    Writes to a hung-up terminal fail, which ends Textual's writer thread; its queue then
+    fills and the next write blocks the loop for good (and the Trio guest run on it, the
+    node's goodbye with it). With nowhere to draw, drawing into /dev/null is right."""
+    for fd in (0, 1, 2):
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as error:
+            if error.args[0] != errno.EIO:  # not a terminal at all: leave it be
+                continue
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, fd)
+            os.close(devnull)
 
 
 def _threshold_of(config: Any) -> float:
@@ -159,6 +186,7 @@ class GossipApp(App[None]):
         self._clock = clock
         self._cursor_blink = cursor_blink
         self._bridge: TrioBridge | None = None
+        self._previous_signal_handlers: dict[int, Any] = {}
         self._sampler: Timer | None = None
         self.node: NodeHandle | None = None
         self.view_model: ClusterViewModel | None = None
@@ -229,12 +257,46 @@ class GossipApp(App[None]):
             http=self._http,
         )
         self._bridge.start()
+        self._catch_exit_signals()
 
     async def on_unmount(self) -> None:
         # Cancel the node and everything beside it, and wait for Trio to finish: an abandoned
         # guest run would break every later trio.run() in this process.
         if self._bridge is not None:
             self._record_outcome(await self._bridge.stop())
+        self._release_exit_signals()
+
+    async def action_quit(self) -> None:
+        """Stop the node, which says goodbye to its peers (bounded by its leave timeout),
+        then quit. The node is stopped here, before Textual takes the screens down, so
+        the goodbye does not depend on an orderly teardown (a closed terminal has none)."""
+        if self._bridge is not None:
+            self._note("leaving the cluster…")
+            self._record_outcome(await self._bridge.stop())
+        if not isinstance(self.trio_outcome, outcome.Error):  # else it exits with code 1
+            self.exit()
+
+    def _catch_exit_signals(self) -> None:
+        # signal.signal rather than the loop's add_signal_handler: that one takes over the
+        # wakeup fd, which the Trio guest run has set for itself. The handler runs on the
+        # main thread between two bytecodes, so it only schedules the quit on the loop.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if signum == signal.SIGHUP:
+                _detach_from_a_lost_terminal()
+            loop.call_soon_threadsafe(self.call_later, self.action_quit)
+
+        for signum in _EXIT_SIGNALS:
+            self._previous_signal_handlers[signum] = signal.signal(signum, on_signal)
+
+    def _release_exit_signals(self) -> None:
+        for signum, handler in self._previous_signal_handlers.items():
+            # None: a handler set outside Python, which cannot be put back; the default then.
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous_signal_handlers.clear()
 
     def on_trio_finished(self, message: TrioFinished) -> None:
         self._record_outcome(message.result)
@@ -258,7 +320,10 @@ class GossipApp(App[None]):
     def on_node_ready(self, message: NodeReady) -> None:
         node = message.node
         self.node = node
-        self.view_model = ClusterViewModel(node.self_id, node.node_snapshot, node.key_expiries)
+        seeds = getattr(self._config, "seeds", None) or ()
+        self.view_model = ClusterViewModel(
+            node.self_id, node.node_snapshot, node.key_expiries, seed_count=len(seeds)
+        )
         if not self.is_running:
             return
         self.nodes_table.key_values_of = self.view_model.key_values_of
@@ -302,6 +367,8 @@ class GossipApp(App[None]):
         with self.batch_update():
             if changes.rows_changed:
                 main.query_one(ClusterHeader).set_counts(model.counts)
+            if changes.seeds:
+                main.query_one(ClusterHeader).set_seeds(model.seeds)
             if changes.rows_changed or changes.ticked:
                 self.nodes_table.apply(changes, model.taken_at)
             if changes.local_keys:

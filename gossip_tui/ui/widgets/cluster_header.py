@@ -6,11 +6,12 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gossip_tui.core.models import NodeId, SocketAddress
-from gossip_tui.ui._view_model import ClusterCounts
+from gossip_tui.ui._view_model import ClusterCounts, SeedState
 
 
 class ClusterHeader(Static):
-    """Cluster id, this node's identity and addresses, and live/dead counts."""
+    """Cluster id, this node's identity and addresses, live/dead counts, and the seeds
+    that have not answered (only while some have not)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -18,6 +19,7 @@ class ClusterHeader(Static):
         self._self_id: NodeId | None = None
         self._http_addr: SocketAddress | None = None
         self._counts: ClusterCounts | None = None
+        self._seeds = SeedState()
         self._rendered: Text | None = None
 
     def on_mount(self) -> None:
@@ -36,6 +38,11 @@ class ClusterHeader(Static):
             self._counts = counts
             self._render_header()
 
+    def set_seeds(self, seeds: SeedState) -> None:
+        if seeds != self._seeds:
+            self._seeds = seeds
+            self._render_header()
+
     def _render_header(self) -> None:
         # Two lines, never wrapped: the counts lead the first, so that however narrow the
         # window, what is live and dead stays on screen; identity is cut before they are.
@@ -48,6 +55,12 @@ class ClusterHeader(Static):
             text.append("✖ ", style="red")
             text.append(f"{dead} dead", style="bold red" if dead else "dim")
             text.append(f"  {known} known", style="dim")
+        if unreachable := len(self._seeds.unreachable):
+            # Next to the counts, where it is seen: a node whose seeds do not answer may be
+            # alone in a cluster of one.
+            of = max(self._seeds.configured, unreachable)
+            text.append("  │  ", style="dim")
+            text.append(f"⚠ seeds: {unreachable} of {of} unreachable", style="bold yellow")
         node = self._self_id
         if node is None:
             if self._counts is not None:

@@ -1,0 +1,77 @@
+"""The dashboard refuses to start without a terminal on stdin and stdout: one line on stderr
+naming --headless, exit status 2, nothing written to stdout. Real processes; the side that
+is a terminal is a pty."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.processes import REPO
+
+ARGS = ["--listen-addr", "127.0.0.1:0", "--no-http", "--node-id", "no-tty"]
+# Enough for the refusal (an import and a check); a dashboard that started would hang here.
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def pty_end() -> Iterator[int]:
+    """The terminal side of a fresh pty (its other side kept open meanwhile)."""
+    controller, terminal = pty.openpty()
+    try:
+        yield terminal
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+
+def _run(args: list[str], *, stdin: int, stdout: int) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
+    return subprocess.run(
+        [sys.executable, "-m", "gossip_tui", *args],
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def _assert_refused(result: subprocess.CompletedProcess[bytes]) -> None:
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 2, lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("gossip-tui: error: ")
+    assert "--headless" in lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["demo", "-n", "1"]], ids=["dashboard", "demo"])
+def test_piped_stdin_is_refused(pty_end: int, command: list[str]) -> None:
+    # `echo hi | gossip-tui`: the text would land in the filter and `q` could not reach it.
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"hi\n")
+    os.close(write_end)
+    try:
+        result = _run([*ARGS, *command], stdin=read_end, stdout=pty_end)
+    finally:
+        os.close(read_end)
+    _assert_refused(result)
+
+
+@pytest.mark.parametrize("command", [[], ["demo", "-n", "1"]], ids=["dashboard", "demo"])
+def test_stdout_to_a_file_is_refused_and_the_file_stays_empty(
+    pty_end: int, tmp_path: Path, command: list[str]
+) -> None:
+    out = tmp_path / "out.txt"
+    with out.open("wb") as file:
+        result = _run([*ARGS, *command], stdin=pty_end, stdout=file.fileno())
+    _assert_refused(result)
+    assert out.read_bytes() == b""  # no escape codes
