@@ -39,10 +39,9 @@ import ipaddress
 import struct
 import types
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import zstandard
 
 from .errors import GossipTuiError
 from .messages import (
@@ -58,6 +57,23 @@ from .messages import (
     SynAck,
 )
 from .models import KeyStatus, NodeId, SocketAddress
+
+
+class _ImportedOnFirstUse:
+    """zstandard, imported when a block is first compressed or decompressed: an idle V0
+    node (small deltas go raw) never needs it, and its start-up is spared the import."""
+
+    def __getattr__(self, name: str) -> Any:
+        import zstandard as module
+
+        globals()["zstandard"] = module
+        return getattr(module, name)
+
+
+if TYPE_CHECKING:
+    import zstandard
+else:
+    zstandard = _ImportedOnFirstUse()
 
 MAGIC = 45_139
 PROTOCOL_V0 = 0
@@ -597,9 +613,22 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS or (_never,) * 3
     size = len(data)
     parsed = 0
+    known = _NODES_BY_WIRE
     while (pos < size) if count is None else (parsed < count):
         parsed += 1
-        node, _raw, pos = _read_node_id(data, pos)
+        # A node seen before, looked up without a call per entry (the hot path of an idle
+        # cluster: every message holds a digest of every node); the rest, and every
+        # malformed entry, go through _read_node_id.
+        node = None
+        if pos + 2 <= size:
+            version_pos = pos + 10 + (data[pos] | data[pos + 1] << 8)
+            if version_pos < size:
+                end = version_pos + (7 if data[version_pos] == 4 else 19)
+                node = known.get(data[pos:end]) if end <= size else None
+        if node is None:
+            node, _raw, pos = _read_node_id(data, pos)
+        else:
+            pos = end
         if pos + 24 > len(data):
             raise _truncated("node digest")
         heartbeat, last_gc, max_version = unpack(data, pos)

@@ -31,6 +31,7 @@ from .codec import (
     DeltaWriter,
     EncodeError,
     digest_size,
+    encode_digest,
     node_id_size,
 )
 from .digest_window import (
@@ -202,6 +203,20 @@ class SweepStep(Step):
 _S = TypeVar("_S", bound=Step)
 
 
+def _sent_digest_size(digest: Digest, protocol_version: int) -> int:
+    """The size of a digest about to be sent: encoded now (once; the encoding is kept on the
+    digest and sent as is), which costs less than counting it and encoding it later."""
+    if len(digest.nodes) > 0xFFFF:
+        return digest_size(digest, protocol_version)  # never sendable in V0: only counted
+    return len(encode_digest(digest, protocol_version))
+
+
+def _in_order(addrs: Iterable[SocketAddress]) -> list[SocketAddress]:
+    # The order of SocketAddress.__lt__, compared as C tuples: a round sorts every peer, and
+    # a Python __lt__ per comparison cost more than the rest of the round's choice.
+    return sorted(addrs, key=SocketAddress.sort_key)
+
+
 def select_gossip_targets(
     rng: random.Random,
     peers: set[SocketAddress],
@@ -220,21 +235,21 @@ def select_gossip_targets(
     of the three is swapped for a live peer that has. In a healthy cluster every live peer
     answers, and the choice is chitchat's."""
     pool = live if live else peers
-    chosen = tuple(rng.sample(sorted(pool), min(GOSSIP_COUNT, len(pool))))
+    chosen = tuple(rng.sample(_in_order(pool), min(GOSSIP_COUNT, len(pool))))
     if answering is not None and chosen and not any(answering(a) for a in chosen):
-        proven = sorted(a for a in live if answering(a))
+        proven = _in_order(a for a in live if answering(a))
         if proven:
             chosen = (*chosen[:-1], rng.choice(proven))
     dead_pick: SocketAddress | None = None
     if dead and len(dead) / (len(live) + 1) > rng.random():
-        dead_pick = rng.choice(sorted(dead))
+        dead_pick = rng.choice(_in_order(dead))
     seed_pick: SocketAddress | None = None
     has_seed = any(addr in seeds for addr in chosen)
     if seeds and (not has_seed or len(live) < len(seeds)):
         known = len(live) + len(dead)
         probability = len(seeds) / known if known else 1.0
         if not live or rng.random() <= probability:
-            seed_pick = rng.choice(sorted(seeds))
+            seed_pick = rng.choice(_in_order(seeds))
     return GossipTargets(chosen, dead_pick, seed_pick)
 
 
@@ -590,7 +605,8 @@ class GossipEngine:
                 window = synack_window_budget(self.max_datagram_size)
                 if not fits(own_digest, version, window):
                     own_digest = self._partial_digest(own_digest, version, window)
-            room = self.max_datagram_size - _HEADER_LEN - digest_size(own_digest, version)
+            own_size = _sent_digest_size(own_digest, version)
+            room = self.max_datagram_size - _HEADER_LEN - own_size
             if room < 1:
                 # Our digest leaves no room even for an empty delta (its one end byte): no
                 # SynAck can be built (nor sent). Short of that, the delta is empty.
@@ -598,7 +614,8 @@ class GossipEngine:
                 return None
             if limit < self.max_datagram_size:
                 own_digest = self._digest_within(own_digest, (limit - _HEADER_LEN) // 2)
-            budget = limit - _HEADER_LEN - digest_size(own_digest, version)
+                own_size = _sent_digest_size(own_digest, version)
+            budget = limit - _HEADER_LEN - own_size
             delta = self.state.compute_delta(
                 digest, budget, excluded, self.rng, only_listed=partial
             )
@@ -692,8 +709,9 @@ class GossipEngine:
         ``answering`` (the runtime's knowledge of which addresses answered us) guards the
         choice of peers against made-up live nodes; see :func:`select_gossip_targets`."""
         me = self.self_id
-        peers = {n.gossip_addr for n in self.state.nodes() if n != me}
-        live = {n.gossip_addr for n in self.detector.live_nodes() if n != me}
+        # Set differences, not a test per node: NodeId's __ne__ is Python, these are C.
+        peers = {n.gossip_addr for n in self.state.node_states.keys() - {me}}
+        live = {n.gossip_addr for n in set(self.detector.live_nodes()) - {me}}
         dead = {n.gossip_addr for n in self.detector.dead_nodes()}
         seeds = {a for a in self.seed_addrs if a != me.gossip_addr}
         targets = select_gossip_targets(self.rng, peers, live, dead, seeds, answering)
@@ -714,9 +732,11 @@ class GossipEngine:
     def update_liveness(self, now: float) -> SweepStep:
         """Judge every peer, then forget those dead for longer than the grace period."""
         was_live = self._live_at_last_sweep
-        for node in list(self.state.nodes()):
-            if node != self.self_id and node not in self.left:
-                self.detector.update_node_liveness(node, now)
+        # Membership tests, not NodeId's Python __ne__ per node; the order stays the state's.
+        skip = {self.self_id, *self.left}
+        judge = self.detector.update_node_liveness
+        for node in [n for n in self.state.node_states if n not in skip]:
+            judge(node, now)
         is_live = set(self.detector.live_nodes())
         self._live_at_last_sweep = is_live
         removed = []

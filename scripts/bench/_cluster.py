@@ -76,6 +76,9 @@ def child_env() -> dict[str, str]:
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    # Nodes run from cached bytecode, as an installed package does: with this set (some
+    # shells set it) every node start compiles the package again, ~0.07 s of CPU each.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     # The one setting a run may pass on: the protocol version its nodes initiate with.
     if "BENCH_PROTOCOL_VERSION" in os.environ:
         env["GOSSIP_TUI_PROTOCOL_VERSION"] = os.environ["BENCH_PROTOCOL_VERSION"]

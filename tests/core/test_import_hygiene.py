@@ -350,3 +350,70 @@ def test_importing_the_whole_product_never_loads_the_test_kit() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+# --------------------------------------------------------------------------- the headless path
+
+# What a headless node must not load, by mode: each costs start-up CPU and resident memory
+# in every node process of a fleet. Textual is the dashboard's, hypercorn and the API serve
+# HTTP, zstandard only (de)compresses large blocks, cryptography only seals datagrams
+# (--secret-key), and the test kit and pytest are never the runtime's.
+_NEVER_HEADLESS = [
+    "textual",
+    "gossip_tui.ui",
+    "gossip_tui.testing",
+    "zstandard",
+    "cryptography",
+    "pytest",
+    "_pytest",
+    "trio.testing",
+]
+_HTTP_ONLY = ["hypercorn", "h11", "h2", "wsproto", "gossip_tui.api"]
+
+# The real command line, up to the moment the node is ready: then the loaded modules are
+# printed and the node is stopped as an operator would (SIGTERM).
+_HEADLESS_PROBE = """
+import functools, json, os, signal, sys
+import gossip_tui._headless as headless
+from gossip_tui.cli import main
+
+watched = json.loads(sys.argv[1])
+
+async def report(node):
+    loaded = sorted(
+        name for name in sys.modules
+        if any(name == w or name.startswith(w + ".") for w in watched)
+    )
+    print(json.dumps(loaded), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+headless.serve_headless = functools.partial(headless.serve_headless, on_ready=report)
+sys.exit(main(["--headless", "--listen-addr", "127.0.0.1:0", *sys.argv[2:]]))
+"""
+
+
+def _loaded_by_headless_node(watched: list[str], *flags: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", _HEADLESS_PROBE, json.dumps(watched), *flags],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded: list[str] = json.loads(result.stdout.splitlines()[0])
+    return loaded
+
+
+def test_a_headless_node_without_http_loads_neither_dashboard_nor_http_nor_zstd() -> None:
+    assert _loaded_by_headless_node(_NEVER_HEADLESS + _HTTP_ONLY, "--no-http") == []
+
+
+def test_a_headless_node_with_http_loads_no_dashboard_nor_zstd() -> None:
+    loaded = _loaded_by_headless_node(_NEVER_HEADLESS + _HTTP_ONLY, "--http-addr", "127.0.0.1:0")
+    assert "hypercorn" in loaded  # the probe sees what the node serves with
+    assert [name for name in loaded if not name.startswith(tuple(_HTTP_ONLY))] == []

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Start-up cost of one headless node: CPU seconds until it answers, RSS once settled, and
+the modules that cost the most to import.
+
+Each run starts ``gossip-tui --headless`` (``python -m gossip_tui``) on a free 127.0.0.1
+port, with the HTTP API and with ``--no-http``, and measures:
+
+- CPU until ready: user + system CPU of the node process (``/proc/<pid>/stat``) at the
+  moment it first answers a chitchat Syn datagram with a SynAck (and, with HTTP, once
+  ``GET /health`` answers too). Python's own start counts: this is what a node costs to
+  come up, not only what the package costs.
+- RSS after settle: VmRSS (``/proc/<pid>/status``) ``--settle`` seconds after it is ready.
+- Imports: one more run under ``python -X importtime``, the top contributors by cumulative
+  microseconds among the modules imported straight from ``gossip_tui`` (and the top
+  packages overall), so a regression names its culprit.
+
+The code under test is the repository this script sits in, unless ``PYTHONPATH`` is set:
+then it is used as is (``PYTHONPATH=/tmp/perf-before python scripts/bench/startup.py`` to
+measure another tree with the same interpreter).
+
+    python scripts/bench/startup.py                 # 10 runs of each mode
+    python scripts/bench/startup.py --runs 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import _cluster as bench
+
+from gossip_tui.core import codec
+from gossip_tui.core.messages import Digest, Syn, SynAck
+
+CLUSTER_ID = "testing"
+_READY_TIMEOUT = 30.0
+_POLL = 0.005
+
+
+def _tree() -> Path:
+    """The tree whose code is measured."""
+    explicit = os.environ.get("PYTHONPATH")
+    return Path(explicit.split(os.pathsep)[0]) if explicit else bench.REPO
+
+
+def _env() -> dict[str, str]:
+    env = bench.child_env()
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH") or str(bench.REPO)
+    return env
+
+
+def _command(port: int, http: bool, python_flags: Sequence[str] = ()) -> list[str]:
+    command = [sys.executable, *python_flags, "-m", "gossip_tui", "--headless"]
+    command += ["--listen-addr", f"{bench.HOST}:{port}", "--node-id", f"startup-{port}"]
+    return command if http else [*command, "--no-http"]
+
+
+def _answers_syn(probe: socket.socket, port: int, syn: bytes) -> bool:
+    probe.sendto(syn, (bench.HOST, port))
+    try:
+        data, _ = probe.recvfrom(65_535)
+    except (TimeoutError, ConnectionRefusedError):
+        return False
+    try:
+        return isinstance(codec.decode(data), SynAck)
+    except codec.DecodeError:
+        return False
+
+
+def _answers_http(port: int) -> bool:
+    conn = http.client.HTTPConnection(bench.HOST, port, timeout=0.5)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def one_run(http: bool, settle: float) -> dict[str, float]:
+    """Start one node, wait until it answers, read its CPU; settle, read its RSS; stop it."""
+    port = bench.allocate_ports(1)[0]
+    syn = codec.encode(Syn(CLUSTER_ID, Digest({})))
+    with (
+        tempfile.TemporaryFile() as stderr,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe,
+    ):
+        probe.bind((bench.HOST, 0))
+        probe.settimeout(_POLL)
+        started = time.monotonic()
+        process = subprocess.Popen(
+            _command(port, http),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=_tree(),
+            env=_env(),
+        )
+        try:
+            deadline = started + _READY_TIMEOUT
+            while not _answers_syn(probe, port, syn):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    stderr.seek(0)
+                    raise RuntimeError(f"node never answered: {stderr.read()[-2000:]!r}")
+            while http and not _answers_http(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("node never answered HTTP")
+                time.sleep(_POLL)
+            cpu = bench.cpu_seconds(process.pid)
+            wall = time.monotonic() - started
+            time.sleep(settle)
+            rss = bench.rss_mib(process.pid)
+        finally:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return {"cpu_seconds": cpu, "wall_seconds": wall, "rss_mib": rss}
+
+
+_IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def import_profile(http: bool, top: int) -> dict[str, Any]:
+    """One run under ``-X importtime``: the costliest top-level imports and packages."""
+    port = bench.allocate_ports(1)[0]
+    syn = codec.encode(Syn(CLUSTER_ID, Digest({})))
+    with (
+        tempfile.TemporaryFile() as stderr,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe,
+    ):
+        probe.bind((bench.HOST, 0))
+        probe.settimeout(_POLL)
+        process = subprocess.Popen(
+            _command(port, http, ["-X", "importtime"]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=_tree(),
+            env=_env(),
+        )
+        try:
+            deadline = time.monotonic() + _READY_TIMEOUT
+            while not _answers_syn(probe, port, syn) and time.monotonic() < deadline:
+                pass
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        stderr.seek(0)
+        text = stderr.read().decode(errors="replace")
+    # Only what was imported before shutdown began: the close path imports are not start-up.
+    text = text.split("received: shutting down", 1)[0]
+    cumulative: dict[str, int] = {}
+    self_by_package: dict[str, int] = defaultdict(int)
+    for match in _IMPORTTIME.finditer(text):
+        own, total, indent, name = int(match[1]), int(match[2]), len(match[3]), match[4]
+        self_by_package[name.split(".")[0]] += own
+        if indent == 1:
+            cumulative[name] = cumulative.get(name, 0) + total
+    modules = sorted(self_by_package.items(), key=lambda kv: -kv[1])
+    return {
+        "top_level": sorted(cumulative.items(), key=lambda kv: -kv[1])[:top],
+        "packages_by_self_time": modules[:top],
+        "total_import_us": sum(self_by_package.values()),
+        "modules": sum(1 for _ in _IMPORTTIME.finditer(text)),
+    }
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10, help="runs per mode (default 10)")
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="seconds after ready before RSS (default 2)"
+    )
+    parser.add_argument("--top", type=int, default=12, help="import contributors shown")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args(argv)
+    bench.log(f"measuring {_tree()} with {sys.executable}; load {bench.loadavg()}")
+    results: dict[str, Any] = {"tree": str(_tree()), "loadavg_before": bench.loadavg()}
+    rows = []
+    for with_http in (True, False):
+        mode = "http" if with_http else "no-http"
+        runs = [one_run(with_http, args.settle) for _ in range(args.runs)]
+        figures = {k: _summary([r[k] for r in runs]) for k in runs[0]}
+        results[mode] = {
+            "runs": runs,
+            "summary": figures,
+            "imports": import_profile(with_http, args.top),
+        }
+        rows.append(
+            (
+                mode,
+                figures["cpu_seconds"]["median"],
+                figures["cpu_seconds"]["min"],
+                figures["cpu_seconds"]["max"],
+                figures["wall_seconds"]["median"],
+                figures["rss_mib"]["median"],
+                results[mode]["imports"]["modules"],
+            )
+        )
+    results["loadavg_after"] = bench.loadavg()
+    bench.print_table(
+        f"start-up of one headless node, {args.runs} runs per mode (median, min, max)",
+        ["mode", "cpu s", "min", "max", "wall s", "rss MiB", "modules"],
+        rows,
+    )
+    for mode in ("http", "no-http"):
+        imports = results[mode]["imports"]
+        print(f"\n{mode}: imports {imports['total_import_us'] / 1e6:.3f} s (self times summed)")
+        print(
+            "  top-level, cumulative ms: "
+            + ", ".join(f"{name} {us / 1000:.0f}" for name, us in imports["top_level"])
+        )
+        print(
+            "  packages, self ms: "
+            + ", ".join(f"{name} {us / 1000:.0f}" for name, us in imports["packages_by_self_time"])
+        )
+    print(f"\nload average before {results['loadavg_before']}, after {results['loadavg_after']}")
+    if args.json:
+        bench.write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
