@@ -481,17 +481,21 @@ def check_bindable(addr: SocketAddress, *, tcp: bool, udp: bool = True) -> None:
 # --------------------------------------------------------------------------- dashboard
 
 
-def _has_terminal() -> bool:
-    # Keys come from stdin and the screen goes to stdout: without a terminal on both, the
-    # dashboard would read piped text as keys, or write escape codes into a file.
-    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout))
+def _streams_without_terminal() -> list[str]:
+    # Keys come from stdin and Textual draws on stderr; stdout is checked too, as a
+    # redirected stdout means a script, not an operator. Without a terminal on all three
+    # the dashboard would read piped text as keys, or write escape codes into a file.
+    streams = {"stdin": sys.stdin, "stdout": sys.stdout, "stderr": sys.stderr}
+    return [name for name, stream in streams.items() if stream is None or not stream.isatty()]
 
 
 def check_terminal() -> None:
-    """Refuse to start a dashboard without a terminal on stdin and stdout."""
-    if not _has_terminal():
+    """Refuse to start a dashboard without a terminal on stdin, stdout and stderr."""
+    missing = _streams_without_terminal()
+    if missing:
         raise CliError(
-            "the dashboard needs a terminal on stdin and stdout; "
+            f"the dashboard needs a terminal, and {' and '.join(missing)} "
+            f"{'is not one' if len(missing) == 1 else 'are not'}; "
             "use --headless to run the node without it"
         )
 

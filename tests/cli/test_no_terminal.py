@@ -1,6 +1,6 @@
-"""The dashboard refuses to start without a terminal on stdin and stdout: one line on stderr
-naming --headless, exit status 2, nothing written to stdout. Real processes; the side that
-is a terminal is a pty."""
+"""The dashboard refuses to start without a terminal on stdin, stdout and stderr (where
+Textual draws): one line on stderr naming the stream and --headless, exit status 2, nothing
+written to stdout. Real processes; the sides that are a terminal are a pty."""
 
 from __future__ import annotations
 
@@ -31,13 +31,15 @@ def pty_end() -> Iterator[int]:
         os.close(controller)
 
 
-def _run(args: list[str], *, stdin: int, stdout: int) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    args: list[str], *, stdin: int, stdout: int, stderr: int = subprocess.PIPE
+) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
     return subprocess.run(
         [sys.executable, "-m", "gossip_tui", *args],
         stdin=stdin,
         stdout=stdout,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         cwd=REPO,
         env=env,
         timeout=TIMEOUT,
@@ -45,11 +47,14 @@ def _run(args: list[str], *, stdin: int, stdout: int) -> subprocess.CompletedPro
     )
 
 
-def _assert_refused(result: subprocess.CompletedProcess[bytes]) -> None:
-    lines = result.stderr.decode().splitlines()
+def _assert_refused(
+    result: subprocess.CompletedProcess[bytes], streams: str, error: bytes | None = None
+) -> None:
+    lines = (result.stderr if error is None else error).decode().splitlines()
     assert result.returncode == 2, lines
     assert len(lines) == 1, lines
     assert lines[0].startswith("gossip-tui: error: ")
+    assert f"and {streams} " in lines[0]  # the stream(s) that are no terminal, by name
     assert "--headless" in lines[0]
 
 
@@ -63,7 +68,7 @@ def test_piped_stdin_is_refused(pty_end: int, command: list[str]) -> None:
         result = _run([*ARGS, *command], stdin=read_end, stdout=pty_end)
     finally:
         os.close(read_end)
-    _assert_refused(result)
+    _assert_refused(result, "stdin and stderr")
 
 
 @pytest.mark.parametrize("command", [[], ["demo", "-n", "1"]], ids=["dashboard", "demo"])
@@ -73,5 +78,14 @@ def test_stdout_to_a_file_is_refused_and_the_file_stays_empty(
     out = tmp_path / "out.txt"
     with out.open("wb") as file:
         result = _run([*ARGS, *command], stdin=pty_end, stdout=file.fileno())
-    _assert_refused(result)
+    _assert_refused(result, "stdout and stderr")
     assert out.read_bytes() == b""  # no escape codes
+
+
+@pytest.mark.parametrize("command", [[], ["demo", "-n", "1"]], ids=["dashboard", "demo"])
+def test_stderr_to_a_file_is_refused(pty_end: int, tmp_path: Path, command: list[str]) -> None:
+    # Textual draws on stderr: `gossip-tui 2> log` would fill the log with escape codes.
+    err = tmp_path / "err.txt"
+    with err.open("wb") as file:
+        result = _run([*ARGS, *command], stdin=pty_end, stdout=pty_end, stderr=file.fileno())
+    _assert_refused(result, "stderr", err.read_bytes())
