@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import trio
 
+from gossip_tui.core.engine import LivenessReading, LivenessReadings
 from gossip_tui.core.models import (
     ClusterSnapshot,
     KeyStatus,
@@ -99,6 +100,16 @@ class Member:
             last_update=self.last_update,
         )
 
+    def reading(self, liveness: Liveness) -> LivenessReading:
+        return LivenessReading(
+            node=self.node,
+            liveness=liveness,
+            heartbeat=self.heartbeat,
+            max_version=self.max_version,
+            phi=None if liveness is Liveness.SELF else self.phi,
+            last_update=self.last_update,
+        )
+
     def add_keys(self, keys: Mapping[str, str]) -> None:
         """Plain values, each at the member's next version."""
         for key, value in keys.items():
@@ -128,6 +139,7 @@ class FakeNode:
         # What was read through this handle, to tell a read of one node (on selection)
         # from a poll of everything.
         self.snapshots_taken = 0
+        self.readings_taken = 0
         self.nodes_read: list[NodeId] = []
         self.stats = NodeStats()
         self.fail_snapshot: Exception | None = None
@@ -225,6 +237,12 @@ class FakeNode:
             raise self.fail_snapshot
         self.snapshots_taken += 1
         return self.cluster.snapshot_for(self)
+
+    def liveness_readings(self) -> LivenessReadings:
+        """Every member's liveness, heartbeat and phi, as the dashboard reads them each
+        tick (no key-values)."""
+        self.readings_taken += 1
+        return self.cluster.readings_for(self)
 
     def node_snapshot(self, node: NodeId) -> NodeSnapshot | None:
         """One node's full state, key-values included (None if unknown)."""
@@ -428,6 +446,17 @@ class FakeCluster:
 
     def liveness_seen_by(self, self_id: NodeId, node: NodeId) -> Liveness:
         return Liveness.SELF if node == self_id else self.members[node].liveness
+
+    def readings_for(self, handle: FakeNode) -> LivenessReadings:
+        """The members' liveness as ``handle`` sees it, stamped with the cluster's clock."""
+        me = handle.self_id
+        return LivenessReadings(
+            self.clock(),
+            tuple(
+                member.reading(self.liveness_seen_by(me, ident))
+                for ident, member in self.members.items()
+            ),
+        )
 
     def snapshot_for(self, handle: FakeNode) -> ClusterSnapshot:
         """The cluster as ``handle`` sees it, nodes in order as the engine lists them."""
