@@ -260,6 +260,7 @@ class GossipApp(App[None]):
         if not self.is_running:
             return
         self.nodes_table.key_values_of = self.view_model.key_values_of
+        self.node_detail.history_of = self.view_model.history.of
         http = message.http_addr
         self._main_screen.query_one(ClusterHeader).set_identity(node.cluster_id, node.self_id, http)
         self._note(
@@ -372,7 +373,14 @@ class GossipApp(App[None]):
         selected = model.selected
         if selected is None or selected.node != node:
             selected = self.node.node_snapshot(node) if self.node is not None else None
-        self.push_screen(NodeScreen(selected, model.taken_at, phi_threshold=self._phi_threshold))
+        self.push_screen(
+            NodeScreen(
+                selected,
+                model.taken_at,
+                phi_threshold=self._phi_threshold,
+                history_of=model.history.of,
+            )
+        )
         self.hold_keys()
 
     # -- type-ahead ------------------------------------------------------------------------
