@@ -51,9 +51,6 @@ class KeySightings:
         self._by_node: dict[NodeId, dict[str, KeySighting]] = {}
         # Versions seen since the last reading, stamped by the next one.
         self._unstamped: list[tuple[NodeId, str]] = []
-        # Nodes whose sightings moved since the key grid last took them (bounded by the
-        # number of nodes: it is a set).
-        self._changed: set[NodeId] = set()
 
     def of(self, node: NodeId) -> Mapping[str, KeySighting]:
         return self._by_node.get(node, {})
@@ -68,13 +65,12 @@ class KeySightings:
             return
         keys[key] = KeySighting(version, deleted)
         self._unstamped.append((node, key))
-        self._changed.add(node)
 
     def lost(self, node: NodeId, key: str) -> None:
         """``key`` of ``node`` was forgotten (garbage collected)."""
         keys = self._by_node.get(node)
-        if keys is not None and keys.pop(key, None) is not None:
-            self._changed.add(node)
+        if keys is not None:
+            keys.pop(key, None)
 
     def read(self, node: NodeId, key_values: Mapping[str, VersionedValue]) -> None:
         """A full read of ``node``: versions seen before keep the time they were seen."""
@@ -89,13 +85,10 @@ class KeySightings:
             else:
                 after[key] = KeySighting(value.version, value.is_deleted)
                 self._unstamped.append((node, key))
-        if after != before:
-            self._changed.add(node)
         self._by_node[node] = after
 
     def forget(self, node: NodeId) -> None:
-        if self._by_node.pop(node, None) is not None:
-            self._changed.add(node)
+        self._by_node.pop(node, None)
 
     def stamp(self, taken_at: float) -> None:
         """A reading at ``taken_at``: versions seen since the last one were seen now."""
@@ -104,13 +97,7 @@ class KeySightings:
             sighting = keys.get(key) if keys is not None else None
             if keys is not None and sighting is not None and sighting.seen_at is None:
                 keys[key] = attrs.evolve(sighting, seen_at=taken_at)
-                self._changed.add(node)
         self._unstamped.clear()
-
-    def take_changed(self) -> set[NodeId]:
-        """The nodes whose sightings moved since the last call."""
-        changed, self._changed = self._changed, set()
-        return changed
 
 
 @attrs.frozen

@@ -148,10 +148,6 @@ class KeyGridScreen(Screen[None]):
     def _sort_changed(self) -> None:
         self._update_title()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # While the field has focus, letters and digits are the key being typed.
-        return action == "back" or not isinstance(self.focused, Input)
-
     def action_back(self) -> None:
         self.dismiss(None)
 

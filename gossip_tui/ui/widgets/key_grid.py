@@ -237,7 +237,6 @@ class KeyGridTable(DataTable[Text]):
         self._model = model
         self._taken_at = model.taken_at
         self.key_query = query
-        model.key_sightings.take_changed()  # all of them are read now
         columns = tuple(c for c in GRID_COLUMNS if query.is_prefix or not c.prefix_only)
         self.clear(columns=columns != self._columns)
         if columns != self._columns:
@@ -254,13 +253,12 @@ class KeyGridTable(DataTable[Text]):
         self._sync(list(model.rows), ages=False)
 
     def apply(self, changes: ViewChanges) -> None:
-        """The view model moved: re-render the nodes it touched (their rows, or their key
-        sightings), and the ages if the clock moved."""
+        """The view model moved: re-render the nodes it touched (a key change moves its
+        node's max version, hence its row), and the ages if the clock moved."""
         model = self._model
         if model is None:
             return
-        touched = set(model.key_sightings.take_changed())
-        touched.update(row.node for row in changes.added)
+        touched = {row.node for row in changes.added}
         touched.update(row.node for row in changes.updated)
         touched.update(changes.removed)
         ticked = changes.ticked and model.taken_at != self._taken_at
