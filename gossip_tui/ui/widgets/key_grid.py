@@ -28,6 +28,7 @@ from gossip_tui.ui._format import (
     one_line,
 )
 from gossip_tui.ui._view_model import ClusterViewModel, ViewChanges
+from gossip_tui.ui.widgets._one_refresh import OneRefresh
 from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
 from gossip_tui.ui.widgets.nodes_table import CellSpec, _TextCache
 
@@ -152,7 +153,7 @@ def _cell_specs(row: GridRow, taken_at: float, columns: tuple[GridColumn, ...]) 
             case "version":
                 specs.append(("" if row.version is None else str(row.version), ""))
             case "age":
-                specs.append((format_age(row.age(taken_at)) if not row.absent else "", "dim"))
+                specs.append((_age_text(row, taken_at), "dim"))
             case "key":
                 specs.append((row.key or "", "bold"))
             case "value":
@@ -165,12 +166,16 @@ def _cell_specs(row: GridRow, taken_at: float, columns: tuple[GridColumn, ...]) 
     return specs
 
 
+def _age_text(row: GridRow, taken_at: float) -> str:
+    return "" if row.absent else format_age(row.age(taken_at))
+
+
 def _row_key(row: GridRow) -> str:
     node = row.node
     return f"{node.node_id}:{node.generation}:{node.gossip_addr}\x00{row.key or ''}"
 
 
-class KeyGridTable(DataTable[Text]):
+class KeyGridTable(OneRefresh, DataTable[Text]):
     """The grid: rows keyed by node and key, updated in place, sorted by any column
     (`o` next column, `O` reverse, a header click), absent nodes dimmed or hidden."""
 
@@ -203,6 +208,8 @@ class KeyGridTable(DataTable[Text]):
         self._order: list[str] = []
         self._texts = _TextCache()
         self._node_width = _NODE_WIDTH_NARROW
+        # Each node's liveness and max version as its rows were last built.
+        self._shown_as: dict[NodeId, tuple[Liveness, int]] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -247,6 +254,7 @@ class KeyGridTable(DataTable[Text]):
         self._cells.clear()
         self._row_keys.clear()
         self._node_cells.clear()
+        self._shown_as.clear()
         self._order = []
         if self.sort_column not in self.columns_shown:
             self.sort_column, self.sort_reverse = "node", False
@@ -258,8 +266,15 @@ class KeyGridTable(DataTable[Text]):
         model = self._model
         if model is None:
             return
+        # A tick updates every node whose heartbeat moved; only its liveness and its keys
+        # (its max version) change what the grid shows, and ages are done below.
+        shown = self._shown_as
         touched = {row.node for row in changes.added}
-        touched.update(row.node for row in changes.updated)
+        touched.update(
+            row.node
+            for row in changes.updated
+            if shown.get(row.node) != (row.liveness, row.max_version)
+        )
         touched.update(changes.removed)
         ticked = changes.ticked and model.taken_at != self._taken_at
         self._taken_at = model.taken_at
@@ -315,10 +330,15 @@ class KeyGridTable(DataTable[Text]):
         sort_index = self.columns_shown.index(self.sort_column)
         structure = False
         order_moved = False
-        with self.app.batch_update():
+        with self.app.batch_update(), self._one_refresh():
             done: set[str] = set()
             for node in nodes:
                 rows = grid_rows_of(model, node, self.key_query)
+                node_row = model.rows.get(node)
+                if node_row is None:
+                    self._shown_as.pop(node, None)
+                else:
+                    self._shown_as[node] = (node_row.liveness, node_row.max_version)
                 new_keys = [_row_key(row) for row in rows]
                 for key in self._by_node.pop(node, []):
                     if key not in new_keys:
@@ -342,12 +362,18 @@ class KeyGridTable(DataTable[Text]):
                         order_moved |= specs[sort_index] != old[sort_index]
             if ages and "age" in self.columns_shown:
                 age_index = self.columns_shown.index("age")
+                sightings = model.key_sightings
                 for key, old in self._cells.items():
                     if key in done:
                         continue
-                    specs = _cell_specs(self._rows[key], taken_at, columns)
-                    if specs[age_index] != old[age_index]:
-                        self._update(key, specs, old)
+                    row = self._rows[key]
+                    if row.key is not None and row.seen_at is None:
+                        # Seen by an event, stamped by this reading.
+                        sighting = sightings.of(row.node).get(row.key)
+                        if sighting is not None and sighting.seen_at is not None:
+                            row = self._rows[key] = attrs.evolve(row, seen_at=sighting.seen_at)
+                    if _age_text(row, taken_at) != old[age_index][0]:
+                        self._update(key, _cell_specs(row, taken_at, columns), old)
                         order_moved |= sort_index == age_index
             if structure:
                 self._fit_columns()
