@@ -23,6 +23,7 @@ import attrs
 
 from gossip_tui.core.engine import LEAVING_KEY, LivenessReadings
 from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, SocketAddress, VersionedValue
+from gossip_tui.ui._history import KeySightings, LivenessHistory
 from gossip_tui.ui._keys import is_internal
 from gossip_tui.ui._node_api import (
     KeyChanged,
@@ -248,6 +249,9 @@ class ClusterViewModel:
         # The nodes whose keys are on screen: this one and the selected one (a set, for
         # a membership test by cached hash in the per-node loops).
         self._in_full: set[NodeId] = {self_id}
+        # Versions and ages per key (the key grid), phi and heartbeat rings (the sparklines).
+        self.key_sightings = KeySightings()
+        self.history = LivenessHistory()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -323,6 +327,7 @@ class ClusterViewModel:
         push = _Push()
         push.ticked = True
         self._taken_at = readings.taken_at
+        self.history.record(readings)
         rows_read = 0
         for reading in readings.nodes:
             node = reading.node
@@ -362,6 +367,8 @@ class ClusterViewModel:
         if self._selected_id is not None:
             push.selection = True  # its heartbeat, phi and age come with the reading
         self._count_down(push)
+        # Versions seen since the last reading, this one's reads included, were seen now.
+        self.key_sightings.stamp(readings.taken_at)
         return push.finish(self._rows, ())
 
     def apply_events(self, events: Sequence[NodeEvent]) -> ViewChanges:
@@ -396,11 +403,16 @@ class ClusterViewModel:
                     reread |= self._shown_in_full(node)
                 case KeyChanged(key=key, value=value, version=version) if version > known.version:
                     known.add(key, value)
+                    self.key_sightings.saw(node, key, version, deleted=False)
                     reread |= self._shown_in_full(node)
                 case KeyDeleted(key=key, version=version) if (
                     version == _FORGOTTEN or version > known.version
                 ):
                     known.discard(key)
+                    if version == _FORGOTTEN:
+                        self.key_sightings.lost(node, key)
+                    else:
+                        self.key_sightings.saw(node, key, version, deleted=True)
                     reread |= self._shown_in_full(node)
             if isinstance(event, KeyChanged | KeyDeleted) and node == self.self_id:
                 push.local_keys.add(event.key)
@@ -463,6 +475,7 @@ class ClusterViewModel:
             return None
         known = _KnownKeys.of(snapshot)
         self._keys[node] = known
+        self.key_sightings.read(node, snapshot.key_values)
         old = self._rows.get(node)
         key_values = None
         if node == self.self_id:
@@ -527,6 +540,8 @@ class ClusterViewModel:
     def _forget(self, node: NodeId, push: _Push) -> None:
         old = self._rows.pop(node, None)
         self._keys.pop(node, None)
+        self.key_sightings.forget(node)
+        self.history.forget((node,))
         if old is None:
             return
         push.touch(node, old)

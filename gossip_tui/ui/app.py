@@ -50,6 +50,7 @@ from gossip_tui.ui.screens.key_forms import (
     KeyFormResult,
     KeyFormScreen,
 )
+from gossip_tui.ui.screens.key_grid import KeyGridScreen
 from gossip_tui.ui.screens.node_screen import NodeScreen
 from gossip_tui.ui.screens.propagation import PropagationScreen
 from gossip_tui.ui.widgets.cluster_header import ClusterHeader
@@ -69,7 +70,7 @@ _MAIN_SCREEN_ACTIONS = frozenset(
     {"set_key", "edit_key", "delete_key", "set_key_ttl", "kill_peer", "help"}
     | {"filter", "clear_filter", "cycle_sort", "reverse_sort", "sort_column", "copy"}
     | {"toggle_pause", "next_theme"}
-    | {"propagation", "agreement"}
+    | {"propagation", "agreement", "key_grid"}
 )
 # One key per sort column, in the table's order (htop's F6 and k9s's shift-letter, as
 # digits: they are free everywhere and read left to right like the columns).
@@ -150,6 +151,9 @@ class GossipApp(App[None]):
             tooltip="Copy id or value",
         ),
         Binding("p", "toggle_pause", "Pause", tooltip="Pause / resume the view"),
+        Binding(
+            "K", "key_grid", "Grid", show=False, priority=True, tooltip="One key on every node"
+        ),
         Binding("T", "next_theme", "Theme", show=False, tooltip="Next theme"),
         Binding("P", "propagation", "Propagation", show=False, tooltip="My keys: held by peers"),
         Binding("A", "agreement", "Agreement", show=False, tooltip="Nodes grouped by view"),
@@ -327,6 +331,7 @@ class GossipApp(App[None]):
         if not self.is_running:
             return
         self.nodes_table.key_values_of = self.view_model.key_values_of
+        self.node_detail.history_of = self.view_model.history.of
         http = message.http_addr
         self._main_screen.query_one(ClusterHeader).set_identity(node.cluster_id, node.self_id, http)
         self._note(
@@ -382,6 +387,9 @@ class GossipApp(App[None]):
                 self.node_detail.show(model.selected, model.taken_at)
                 if isinstance(self.screen, NodeScreen):
                     self.screen.show(model.selected, model.taken_at)
+            for screen in self.screen_stack:
+                if isinstance(screen, KeyGridScreen):
+                    screen.apply(changes)
             if changes.log:
                 self.event_log.add_events(changes.log, self._clock())
                 # A key's new value can move its node in or out of a key=value filter
@@ -443,7 +451,14 @@ class GossipApp(App[None]):
         selected = model.selected
         if selected is None or selected.node != node:
             selected = self.node.node_snapshot(node) if self.node is not None else None
-        self.push_screen(NodeScreen(selected, model.taken_at, phi_threshold=self._phi_threshold))
+        self.push_screen(
+            NodeScreen(
+                selected,
+                model.taken_at,
+                phi_threshold=self._phi_threshold,
+                history_of=model.history.of,
+            )
+        )
         self.hold_keys()
 
     # -- type-ahead ------------------------------------------------------------------------
@@ -674,6 +689,26 @@ class GossipApp(App[None]):
         self.theme = names[(index + 1) % len(names)]
         self.notify(f"Theme: {self.theme}", timeout=2)
 
+    def action_key_grid(self) -> None:
+        """The key grid: for the key under the Local keys cursor when that pane has focus,
+        else for the key typed next; the picker offers the selected node's keys."""
+        model = self.view_model
+        if self._require_node() is None or model is None:
+            return
+        key = self.local_keys.selected_key if self.focused is self.local_keys else None
+        row = self.nodes_table.selected_row
+        node = row.node if row is not None else model.self_id
+        self.push_screen(
+            KeyGridScreen(
+                model,
+                key or "",
+                picks=sorted(model.key_values_of(node)),
+                picks_of=node.node_id,
+                cursor_blink=self._cursor_blink,
+            )
+        )
+        self.hold_keys()
+
     def action_kill_peer(self) -> None:
         if self._demo is not None and not self._demo.request_kill():
             self.notify("The demo is busy; try again.", severity="warning")
@@ -713,6 +748,7 @@ class GossipApp(App[None]):
             ("Filter", [*NodeFilter.BINDINGS, *_FILTER_BINDINGS]),
             ("Forms", [*_FORM_BINDINGS, *ConfirmScreen.BINDINGS]),
             ("Screens", [*NodeScreen.BINDINGS, *HelpScreen.BINDINGS]),
+            ("Key grid", _KEY_GRID_HELP),
         ]
 
 
@@ -721,6 +757,11 @@ _TABLE_BINDINGS: list[BindingType] = [
     Binding("g,G", "ends", "First / last row"),
     Binding("enter", "drill", "The node, full-screen"),
     Binding("click", "click", "On a header: sort"),
+]
+_KEY_GRID_HELP: list[BindingType] = [
+    Binding("slash", "edit_query", "Type a key, or prefix. / *"),
+    Binding("a", "toggle_absent", "Show/hide absent nodes"),
+    Binding("o,O", "sort", "Sort next / reverse; 1…6"),
 ]
 _FILTER_BINDINGS: list[BindingType] = [
     Binding("enter", "done", "Keep the filter"),

@@ -12,7 +12,7 @@ from textual.widgets import Footer
 from gossip_tui.core.models import NodeSnapshot
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD
 from gossip_tui.ui.screens._type_ahead import focus_now
-from gossip_tui.ui.widgets.node_detail import NodeDetail
+from gossip_tui.ui.widgets.node_detail import HistoryOf, NodeDetail, no_history
 
 
 class NodeScreen(Screen[None]):
@@ -37,14 +37,20 @@ class NodeScreen(Screen[None]):
         taken_at: float,
         *,
         phi_threshold: float = DEFAULT_PHI_THRESHOLD,
+        history_of: HistoryOf = no_history,
     ) -> None:
         super().__init__()
         self._node = node
         self._taken_at = taken_at
         self._phi_threshold = phi_threshold
+        self._history_of = history_of
 
     def compose(self) -> ComposeResult:
-        yield NodeDetail(id="node-screen-detail", phi_threshold=self._phi_threshold)
+        yield NodeDetail(
+            id="node-screen-detail",
+            phi_threshold=self._phi_threshold,
+            history_of=self._history_of,
+        )
         yield Footer()
 
     def on_mount(self) -> None:

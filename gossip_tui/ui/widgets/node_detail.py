@@ -1,6 +1,9 @@
-"""The selected node, in full: identity, counters, and every key with its version and status."""
+"""The selected node, in full: identity, counters, phi and heartbeat sparklines, and every key
+with its version and status."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -8,10 +11,10 @@ from rich.table import Table
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Label, Sparkline, Static
 
-from gossip_tui.core.models import NodeSnapshot
+from gossip_tui.core.models import NodeId, NodeSnapshot
 from gossip_tui.ui._format import (
     DEFAULT_PHI_THRESHOLD,
     KEY_STATUS_STYLES,
@@ -24,6 +27,7 @@ from gossip_tui.ui._format import (
     phi_style,
     pretty_json,
 )
+from gossip_tui.ui._history import NodeHistory
 from gossip_tui.ui._keys import user_keys
 
 # Below this many columns the facts go one per line: label and value pairs side by side
@@ -94,20 +98,86 @@ def render_node(
     return Group(title, facts, Text(""), keys)
 
 
+HistoryOf = Callable[[NodeId], NodeHistory | None]
+
+
+def no_history(_node: NodeId) -> NodeHistory | None:
+    return None
+
+
+def history_summaries(history: NodeHistory | None) -> tuple[str, str]:
+    """The figures beside the two sparklines: the last phi and its peak, the last
+    heartbeat increase per reading and its mean."""
+    if history is None:
+        return ("-", "-")
+    phi, rate = history.phi, history.heartbeat_rate
+    phi_text = f"{format_phi(phi[-1])} max {format_phi(max(phi))}" if phi else "-"
+    rate_text = f"{rate[-1]:.0f} avg {sum(rate) / len(rate):.1f}" if rate else "-"
+    return (phi_text, rate_text)
+
+
+class LivenessSparks(Vertical):
+    """One node's last phi readings and heartbeat increases per reading, as sparklines."""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="spark-row"):
+            yield Label("phi", classes="spark-label")
+            yield Sparkline([], id="phi-sparkline")
+            yield Label("-", id="phi-summary", classes="spark-summary")
+        with Horizontal(classes="spark-row"):
+            yield Label("beats", classes="spark-label")
+            yield Sparkline([], id="heartbeat-sparkline")
+            yield Label("-", id="heartbeat-summary", classes="spark-summary")
+
+    def show(self, history: NodeHistory | None) -> None:
+        phi_text, rate_text = history_summaries(history)
+        self.query_one("#phi-sparkline", Sparkline).data = list(history.phi) if history else []
+        self.query_one("#heartbeat-sparkline", Sparkline).data = (
+            list(history.heartbeat_rate) if history else []
+        )
+        self.query_one("#phi-summary", Label).update(phi_text)
+        self.query_one("#heartbeat-summary", Label).update(rate_text)
+
+
 class NodeDetail(VerticalScroll):
-    """Shows one node; re-renders only when that node's state or the selection changed."""
+    """Shows one node; re-renders only when that node's state or the selection changed.
+
+    ``history_of`` gives a node's recent readings for the sparklines (the app hands the
+    view model's; without it they stay empty)."""
 
     def __init__(
-        self, *, phi_threshold: float = DEFAULT_PHI_THRESHOLD, id: str | None = None
+        self,
+        *,
+        phi_threshold: float = DEFAULT_PHI_THRESHOLD,
+        history_of: HistoryOf = no_history,
+        id: str | None = None,
     ) -> None:
         super().__init__(id=id)
         self.phi_threshold = phi_threshold
+        self.history_of = history_of
         self._shown: tuple[NodeSnapshot, str, int] | None = None
         self._taken_at = 0.0
         self._empty = True
+        # (node, readings recorded) last drawn in the sparklines.
+        self._sparks_shown: tuple[NodeId, int] | None = None
 
     def compose(self) -> ComposeResult:
+        yield LivenessSparks(id="node-sparks")
         yield Static(Text("no node selected", style="dim italic"), id="node-detail-body")
+
+    @property
+    def history_shown(self) -> NodeHistory | None:
+        """The readings the sparklines show now (None: no node, or none recorded)."""
+        node = self.shown_node
+        return self.history_of(node.node) if node is not None else None
+
+    def _show_history(self, node: NodeId | None) -> None:
+        history = self.history_of(node) if node is not None else None
+        drawn = (node, history.recorded) if node is not None and history is not None else None
+        if drawn == self._sparks_shown:
+            return
+        self._sparks_shown = drawn
+        self.query_one(LivenessSparks).show(history)
 
     @property
     def shown_node(self) -> NodeSnapshot | None:
@@ -116,6 +186,7 @@ class NodeDetail(VerticalScroll):
 
     def show(self, node: NodeSnapshot | None, taken_at: float) -> None:
         body = self.query_one("#node-detail-body", Static)
+        self._show_history(node.node if node is not None else None)
         if node is None:
             if not self._empty:
                 self._empty = True

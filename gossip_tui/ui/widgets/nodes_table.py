@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, ClassVar, Self
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 import attrs
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on
 from textual.binding import Binding, BindingType
-from textual.geometry import Region
 from textual.message import Message
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import ColumnKey, RowKey
@@ -28,6 +26,7 @@ from gossip_tui.ui._format import (
     phi_style,
 )
 from gossip_tui.ui._view_model import NodeRow, ViewChanges
+from gossip_tui.ui.widgets._one_refresh import OneRefresh
 from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
 
 # A cell as the table shows it: text and style. A changed row only touches the cells whose
@@ -181,7 +180,7 @@ class _TextCache:
         return text
 
 
-class NodesTable(DataTable[Text]):
+class NodesTable(OneRefresh, DataTable[Text]):
     """The cluster's nodes, one row per NodeId, keyed by ``str(NodeId)``.
 
     ``apply`` takes the view model's changes: rows are added and removed as nodes come and
@@ -189,11 +188,6 @@ class NodesTable(DataTable[Text]):
     ages follow the clock, the order is re-established only when it moved, and the cursor
     stays on the node it was on.
     """
-
-    # While apply() runs, refresh requests are collected (class-level: DataTable's own
-    # __init__ already refreshes). _deferred is None (none asked) or whether layout is needed.
-    _deferring: bool = False
-    _deferred: bool | None = None
 
     class NodeHighlighted(Message):
         """The cursor moved to another node (``node_key`` is ``str(node)``; both None when
@@ -377,36 +371,6 @@ class NodesTable(DataTable[Text]):
                 self._sort_rows()
             self._restore_cursor(keep_cursor_on)
             self._update_title()
-
-    @contextmanager
-    def _one_refresh(self) -> Iterator[None]:
-        """Coalesce the refresh every update_cell/add_row/remove_row asks for into one.
-
-        Each of those calls refresh(), which marks the widget dirty and recomputes its
-        regions: 1,500 of them per round of a 500-node cluster would cost more than the
-        whole update. One full refresh at the end repaints the same.
-        """
-        self._deferring = True
-        try:
-            yield
-        finally:
-            self._deferring = False
-            if self._deferred is not None:
-                layout = self._deferred
-                self._deferred = None
-                super().refresh(layout=layout)
-
-    def refresh(
-        self,
-        *regions: Region,
-        repaint: bool = True,
-        layout: bool = False,
-        recompose: bool = False,
-    ) -> Self:
-        if self._deferring and not recompose:
-            self._deferred = bool(self._deferred) or layout
-            return self
-        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def set_filter(self, text: str) -> None:
         """Show only the nodes ``text`` matches (see NodeQuery): words found in the id,
