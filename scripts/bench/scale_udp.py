@@ -48,9 +48,11 @@ def as_processes(
     rng = random.Random(size)
     load_before = bench.loadavg()
     started = time.monotonic()
-    with bench.cluster(
+    with bench.Cluster(
         bench.GOSSIP_TUI, size, interval_ms, rng=rng, extra_args=MODES[mode], pool_size=16
     ) as c:
+        # A hundred interpreters starting on a busy machine take minutes to answer.
+        c.start(timeout=120 + 8 * size)
         formed = time.monotonic() - started
         time.sleep(3 * c.interval)
         before = c.map(c.traffic, c.nodes)
