@@ -55,15 +55,31 @@ def as_processes(
         c.start(timeout=120 + 8 * size)
         formed = time.monotonic() - started
         time.sleep(3 * c.interval)
-        before = c.map(c.traffic, c.nodes)
+
+        def traffic(node: bench.NodeProcess) -> tuple[int, int, int | None] | None:
+            # A node too busy to answer within the harness's timeout is left out of the
+            # sums (and counted), rather than ending the run.
+            try:
+                return c.traffic(node)
+            except (OSError, RuntimeError, ValueError):
+                return None
+
+        before = c.map(traffic, c.nodes)
         began = time.monotonic()
         time.sleep(window)
-        after = c.map(c.traffic, c.nodes)
+        after = c.map(traffic, c.nodes)
         elapsed = time.monotonic() - began
-        sent = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-        datagrams = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-        rounds = sum((a[2] or 0) - (b[2] or 0) for a, b in zip(after, before, strict=True))
-        spreads = [one_run(c, run, rng, max(30.0, 60 * c.interval)) for run in range(keys)]
+        read = [(a, b) for a, b in zip(after, before, strict=True) if a and b]
+        sent = sum(a[0] - b[0] for a, b in read)
+        datagrams = sum(a[1] - b[1] for a, b in read)
+        rounds = sum((a[2] or 0) - (b[2] or 0) for a, b in read)
+        spreads = []
+        for run in range(keys):
+            try:
+                spreads.append(one_run(c, run, rng, max(30.0, 60 * c.interval)))
+            except (OSError, RuntimeError, ValueError) as exc:
+                bench.log(f"key {run}: {exc!r}")
+                spreads.append({"converged": False, "rounds": None})
         rss = sum(c.rss().values())
     return {
         "nodes": size,
@@ -73,7 +89,8 @@ def as_processes(
         "median_rounds": _median([r["rounds"] if r["converged"] else None for r in spreads]),
         "bytes_per_node_per_round": sent / max(rounds, 1),
         "datagrams_per_node_per_round": datagrams / max(rounds, 1),
-        "rounds_per_node_per_interval": rounds / size / (elapsed / c.interval),
+        "rounds_per_node_per_interval": rounds / max(len(read), 1) / (elapsed / c.interval),
+        "nodes_read": len(read),
         "formed_seconds": formed,
         "rss_mib_total": rss,
         "loadavg": [load_before, bench.loadavg()],
