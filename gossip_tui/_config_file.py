@@ -217,6 +217,7 @@ class CliSettings:
         default=_node_default("protocol_version"),
         validator=_checked_by_node_config("protocol_version"),
     )
+    partial_digests: bool = attrs.field(default=_node_default("partial_digests"))
     # Checked as given, and kept in the one spelling the logging set-up takes ("JSON" -> "json").
     log_level: str = attrs.field(
         default="info", converter=parse_log_level, validator=_checked_by(parse_log_level)

@@ -276,6 +276,18 @@ def run(
             default=HELP_DEFAULTS["protocol_version"],
         ),
     ] = None,
+    partial_digests: Annotated[
+        bool | None,
+        typer.Option(
+            "--partial-digests",
+            help=_env_help(
+                "Past what one digest carries, send gossip-tui peers a partial digest, a "
+                "window that moves each round (clusters of gossip-tui nodes only: a chitchat "
+                "peer then gets Syns too large to send).",
+                "partial_digests",
+            ),
+        ),
+    ] = None,
     log_level: Annotated[
         str | None,
         _setting(
@@ -372,6 +384,7 @@ def run(
         "secret_keys": tuple(secret_key) if secret_key else None,
         "secret_key_file": secret_key_file,
         "protocol_version": protocol_version,
+        "partial_digests": partial_digests,
         "log_level": log_level,
         "log_format": log_format,
         "http_addr": http_addr,

@@ -26,6 +26,7 @@ import attrs
 from .agreement import VIEW_KEY, SeenDigest, ViewPublisher
 from .codec import (
     MAX_DATAGRAM_SIZE,
+    MAX_DELTA_STREAM,
     PROTOCOL_V0,
     U64_MAX,
     DeltaWriter,
@@ -87,6 +88,17 @@ def max_digest_bytes(cluster_id: str, max_datagram_size: int = MAX_DATAGRAM_SIZE
     a Syn (beside the cluster id) and a SynAck (beside a delta of at least the reserve)."""
     syn_tail = 2 + len(cluster_id.encode())
     return max_datagram_size - _HEADER_LEN - max(syn_tail, SYNACK_DELTA_RESERVE)
+
+
+def _digest_bound(cluster_id: str, max_datagram_size: int, protocol_version: int) -> int:
+    """The uncompressed digest size past which a node learns no more nodes. In version 1
+    the digest is compressed (4.7-6.6x on the ids measured, scripts/bench/compression.py),
+    so the version-0 bound would stop a node at a sixth of what its Syn carries (759
+    chitchat-test ids instead of ~5,000); the bound is then what a gossip-tui peer decodes
+    of one stream, and a digest that compresses too poorly shows as a Syn too large."""
+    if protocol_version == PROTOCOL_V0:
+        return max_digest_bytes(cluster_id, max_datagram_size)
+    return MAX_DELTA_STREAM
 
 
 def fits_in_one_delta(
@@ -279,7 +291,10 @@ class GossipEngine:
         # limit). With the partial-digest extension (gossip-tui clusters only) peers that
         # publish the capability take windows of it, and only the node-count bound holds.
         self.state = ClusterState(
-            limits, None if partial_digests else max_digest_bytes(cluster_id, max_datagram_size)
+            limits,
+            None
+            if partial_digests
+            else _digest_bound(cluster_id, max_datagram_size, protocol_version),
         )
         # Smaller than the UDP limit when the transport wraps datagrams (encryption).
         self.max_datagram_size = max_datagram_size

@@ -73,6 +73,7 @@ async def _gossip_tui(args: argparse.Namespace) -> dict[str, Any]:
                     node_id="node-0",
                     gossip_interval=interval,
                     protocol_version=args.protocol_version,
+                    partial_digests=args.partial_digests,
                 )
             )
         )
@@ -85,6 +86,7 @@ async def _gossip_tui(args: argparse.Namespace) -> dict[str, Any]:
                 seeds=(seed,),
                 gossip_interval=interval,
                 protocol_version=args.protocol_version,
+                partial_digests=args.partial_digests,
             )
             nodes.append(await stack.enter_async_context(open_node(config)))
         with trio.fail_after(args.timeout):
@@ -131,7 +133,14 @@ async def _gossip_tui(args: argparse.Namespace) -> dict[str, Any]:
         idle = await window(0)
         updating = await window(args.updates_per_second)
         spreads = [await spread(run) for run in range(args.spread_runs)]
-        return {"idle": idle, "updates": updating, "spread_rounds": spreads}
+        # EMSGSIZE among them: a datagram over the limit is not sent.
+        send_errors = sum(n.stats.send_errors for n in nodes)
+        return {
+            "idle": idle,
+            "updates": updating,
+            "spread_rounds": spreads,
+            "send_errors": send_errors,
+        }
 
 
 # --------------------------------------------------------------------------- swim
@@ -213,6 +222,7 @@ def main() -> int:
     parser.add_argument("--updates-per-second", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=120.0, help="to form the cluster")
     parser.add_argument("--protocol-version", type=int, default=0, help="gossip-tui only")
+    parser.add_argument("--partial-digests", action="store_true", help="gossip-tui only")
     parser.add_argument(
         "--spread-runs", type=int, default=0, help="gossip-tui: keys to time to every node"
     )

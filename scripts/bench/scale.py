@@ -15,8 +15,10 @@ Four measurements, all with the real engine and codec and no sockets:
   message through the codec: rounds until a key set on a random node is on every node
   (over ``--keys`` keys / seeds), bytes and datagrams per node per round, the largest
   datagram, and every datagram over the limit. Every message of every node is encoded and
-  decoded, so a round costs ~N^2 digest entries: up to ``--sim-max`` nodes (1,000 takes
-  ~2 minutes a round on this machine);
+  decoded (replies are encoded and handed over, see Simulation.decode_replies), so a round
+  costs ~N^2 digest entries and the cluster ~1,500 bytes per node per node: up to
+  ``--sim-max`` nodes (1,000 take ~1.5 GB and 25-40 s of CPU a round on this machine;
+  5,000 would need ~37 GB);
 * model: the same key's spread past ``--sim-max``, on a model that replays the engine's
   rules for one key (the same target choice, push-pull through Syn / SynAck / Ack, a
   message lost when it does not fit, and the partial-digest windows sized from the wire
