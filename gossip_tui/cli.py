@@ -31,8 +31,10 @@ from gossip_tui._config_file import (
     SettingsError,
     env_var,
     item_parser,
+    load_config_file,
     resolve_settings,
     setting_parser,
+    settings_from_env,
     to_node_config,
 )
 from gossip_tui.client._commands import register as register_client_commands
@@ -123,6 +125,21 @@ class _Invocation:
 
     def settings(self) -> CliSettings:
         return resolve_settings(self.cli, os.environ, self.config)
+
+    def given(self) -> frozenset[str]:
+        """The settings the operator set: on the command line, in the environment or in
+        the config file (the same sources, found the same way, as :meth:`settings`)."""
+        path = self.config
+        if path is None and os.environ.get(CONFIG_ENV, "").strip():
+            path = Path(os.environ[CONFIG_ENV])
+        sources = (
+            self.cli,
+            settings_from_env(os.environ),
+            load_config_file(path) if path is not None else {},
+        )
+        return frozenset(
+            key for source in sources for key, value in source.items() if value is not None
+        )
 
 
 @app.callback(invoke_without_command=True)
@@ -399,10 +416,15 @@ def demo(
     """Run a local cluster of N nodes in the dashboard.
 
     The top-level options (given before "demo") configure node 0; the others take
-    ephemeral ports on 127.0.0.1 and node 0 as seed.
+    ephemeral ports on 127.0.0.1 and node 0 as seed. Unless --listen-addr or --cluster-id
+    is given, node 0 too takes an ephemeral port, and the cluster an id of its own
+    ("demo-<hex>"), so that the demo never mixes with nodes left at the defaults.
     """
+    from gossip_tui.ui.demo import demo_overrides
+
     invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
-    raise typer.Exit(run_demo(invocation.settings(), nodes))
+    settings = attrs.evolve(invocation.settings(), **demo_overrides(invocation.given()))
+    raise typer.Exit(run_demo(settings, nodes))
 
 
 def _settings_of(ctx: typer.Context) -> CliSettings:
