@@ -31,10 +31,13 @@ from gossip_tui._config_file import (
     SettingsError,
     env_var,
     item_parser,
+    load_config_file,
     resolve_settings,
     setting_parser,
+    settings_from_env,
     to_node_config,
 )
+from gossip_tui._serve import DEFAULT_WEB_ADDR
 from gossip_tui.client._commands import register as register_client_commands
 from gossip_tui.client._settings import check_http_exposure, http_addr
 from gossip_tui.core.errors import GossipTuiError
@@ -123,6 +126,21 @@ class _Invocation:
 
     def settings(self) -> CliSettings:
         return resolve_settings(self.cli, os.environ, self.config)
+
+    def given(self) -> frozenset[str]:
+        """The settings the operator set: on the command line, in the environment or in
+        the config file (the same sources, found the same way, as :meth:`settings`)."""
+        path = self.config
+        if path is None and os.environ.get(CONFIG_ENV, "").strip():
+            path = Path(os.environ[CONFIG_ENV])
+        sources = (
+            self.cli,
+            settings_from_env(os.environ),
+            load_config_file(path) if path is not None else {},
+        )
+        return frozenset(
+            key for source in sources for key, value in source.items() if value is not None
+        )
 
 
 @app.callback(invoke_without_command=True)
@@ -412,10 +430,59 @@ def demo(
     """Run a local cluster of N nodes in the dashboard.
 
     The top-level options (given before "demo") configure node 0; the others take
-    ephemeral ports on 127.0.0.1 and node 0 as seed.
+    ephemeral ports on 127.0.0.1 and node 0 as seed. Unless --listen-addr or --cluster-id
+    is given, node 0 too takes an ephemeral port, and the cluster an id of its own
+    ("demo-<hex>"), so that the demo never mixes with nodes left at the defaults.
     """
+    from gossip_tui.ui.demo import demo_overrides
+
     invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
-    raise typer.Exit(run_demo(invocation.settings(), nodes))
+    settings = attrs.evolve(invocation.settings(), **demo_overrides(invocation.given()))
+    raise typer.Exit(run_demo(settings, nodes))
+
+
+@app.command()
+def serve(
+    web_addr: Annotated[
+        SocketAddress | None,
+        typer.Option(
+            "--web-addr",
+            parser=_option_parser(SocketAddress.parse),
+            metavar="IP:PORT",
+            help="Where the browser finds the dashboard (loopback unless --insecure-web)"
+            f" [default: {DEFAULT_WEB_ADDR}]",
+        ),
+    ] = None,
+    insecure_web: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-web",
+            help="Serve the dashboard off the loopback: whoever reaches it drives the node.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the dashboard in a browser (textual-serve; the extra "serve").
+
+    Each browser session runs the dashboard with the top-level options given before
+    "serve", as "gossip-tui" alone would in a terminal.
+    """
+    from gossip_tui._serve import ServeError, serve_dashboard
+
+    try:
+        code = serve_dashboard(_node_args(), web_addr or DEFAULT_WEB_ADDR, insecure=insecure_web)
+    except ServeError as exc:
+        raise CliError(str(exc)) from None
+    raise typer.Exit(code)
+
+
+def _node_args() -> list[str]:
+    """The top-level options of this invocation: its arguments before the subcommand."""
+    args = list(_invoked_args or sys.argv[1:])
+    with typer.main.get_command(app).make_context(
+        PROG, list(args), resilient_parsing=True
+    ) as probe:
+        rest = [*getattr(probe, "_protected_args", ()), *probe.args]
+    return args[: len(args) - len(rest)]
 
 
 def _settings_of(ctx: typer.Context) -> CliSettings:
@@ -586,10 +653,15 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+_invoked_args: list[str] = []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (the console script exits with it)."""
+    global _invoked_args
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
+    _invoked_args = args  # for `serve`, which runs the dashboard with the same options
     try:
         result = command.main(args, prog_name=PROG, standalone_mode=False)
     except SettingsError as exc:

@@ -3,12 +3,19 @@
 All peers run in the dashboard's own Trio run, each in its own cancel scope, so one can be
 stopped (and later restarted with a new generation, as a real restart would) without
 touching the others.
+
+A demo is a cluster of its own: unless the operator names them, node 0 takes an ephemeral
+port and a cluster id drawn for this run (:func:`demo_overrides`), so a demo started beside
+a real local cluster (127.0.0.1:10000, cluster ``testing``) can neither merge into it nor
+be joined by its nodes.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import time
+from collections.abc import Collection
 from typing import Any
 
 import attrs
@@ -20,6 +27,35 @@ from gossip_tui.ui._node_api import NodeFactory, NodeHandle
 from gossip_tui.ui._trio_bridge import Post
 
 _EPHEMERAL = SocketAddress.parse("127.0.0.1:0")
+DEMO_CLUSTER_PREFIX = "demo-"
+# No node answers the first Syns of more than this many newcomers: with all peers seeded by
+# node 0, 199 of them asked it at once, its receive buffer overflowed (a Syn of 200 nodes is
+# about 9 KB) and the cluster took 30 s to form.
+SEED_FANOUT = 8
+# Heartbeat intervals each peer keeps per node for phi's mean (a node's default is 1,000):
+# in one process N peers keep N * N windows, and at 1,000 floats each 200 peers grew by
+# 1.2 MB/s towards 1.3 GB. The mean of the last 32 intervals of a steady rhythm is the same.
+PEER_SAMPLING_WINDOW = 32
+
+
+def demo_cluster_id() -> str:
+    """A cluster id for one demo run: no other run, and no node left at its default, has it."""
+    return f"{DEMO_CLUSTER_PREFIX}{secrets.token_hex(4)}"
+
+
+def demo_overrides(given: Collection[str]) -> dict[str, Any]:
+    """Node 0's ``listen_addr`` and ``cluster_id`` for a demo, where the operator gave none.
+
+    ``given`` names the settings the operator set (command line, environment or config
+    file); those are kept. The result applies to the CLI's settings and to ``NodeConfig``
+    alike (``attrs.evolve``): both name the fields the same.
+    """
+    overrides: dict[str, Any] = {}
+    if "listen_addr" not in given:
+        overrides["listen_addr"] = _EPHEMERAL
+    if "cluster_id" not in given:
+        overrides["cluster_id"] = demo_cluster_id()
+    return overrides
 
 
 class DemoNotice(Message):
@@ -82,22 +118,35 @@ class DemoCluster:
     async def run(self, node: NodeHandle, factory: NodeFactory, config: Any, post: Post) -> None:
         self._factory = factory
         self._post = post
-        seeds = (str(node.gossip_addr),)
         base_id: str | None = config.node_id
+        peer_base = _for_peers(config)
+        seed_of: dict[int, str] = {0: str(node.gossip_addr)}
         async with trio.open_nursery() as nursery:
-            for index in range(1, self.peers + 1):
-                peer_config = attrs.evolve(
-                    config,
-                    listen_addr=_EPHEMERAL,
-                    public_addr=None,
-                    node_id=f"{base_id}-peer{index}" if base_id else None,
-                    generation=None,
-                    seeds=seeds,
+            for wave in _waves(self.peers, SEED_FANOUT):
+                # A wave starts at once (a start is mostly waiting on the scheduler, one at a
+                # time 200 of them took 12 s); its seeds are all up by then.
+                async with trio.open_nursery() as starting:
+                    for index in wave:
+                        peer_config = attrs.evolve(
+                            peer_base,
+                            listen_addr=_EPHEMERAL,
+                            public_addr=None,
+                            node_id=f"{base_id}-peer{index}" if base_id else None,
+                            generation=None,
+                            seeds=(seed_of[_seed_index(index, SEED_FANOUT)],),
+                        )
+                        peer = _Peer(index, peer_config)
+                        self._slots.append(peer)
+                        starting.start_soon(nursery.start, self._run_peer, peer)
+                for peer in self._slots[-len(wave) :]:
+                    if peer.node_id is not None:
+                        seed_of[peer.index] = str(peer.node_id.gossip_addr)
+            post(
+                DemoNotice(
+                    f"demo: {self.peers} peers up, seeded through node 0 ({seed_of[0]}), "
+                    f"at most {SEED_FANOUT} per seed"
                 )
-                peer = _Peer(index, _without_goodbye(peer_config))
-                self._slots.append(peer)
-                await nursery.start(self._run_peer, peer)
-            post(DemoNotice(f"demo: {self.peers} peers up, seeded with {seeds[0]}"))
+            )
             async for _ in self._incoming:
                 self._kill_random(nursery)
 
@@ -158,8 +207,37 @@ class DemoCluster:
                 peer.scope = None
 
 
-def _without_goodbye(config: Any) -> Any:
-    """``config`` with the leave announcement off, where the config class has one."""
-    if attrs.has(type(config)) and "announce_leave" in attrs.fields_dict(type(config)):
-        return attrs.evolve(config, announce_leave=False)
-    return config
+def _waves(peers: int, fanout: int) -> list[range]:
+    """Peer indexes 1..peers in start order, by level of the seed tree: 1..fanout first
+    (seeded with node 0), then the peers those seed, and so on."""
+    waves: list[range] = []
+    first = 1
+    size = fanout
+    while first <= peers:
+        last = min(peers, first + size - 1)
+        waves.append(range(first, last + 1))
+        first, size = last + 1, size * fanout
+    return waves
+
+
+def _seed_index(index: int, fanout: int) -> int:
+    """The peer that seeds peer ``index`` (0 is node 0): a tree of ``fanout`` children per
+    node, so that no node answers the first Syns of more than ``fanout`` newcomers."""
+    return (index - 1) // fanout
+
+
+def _for_peers(config: Any) -> Any:
+    """``config`` as every peer takes it: without the leave announcement (a stopped peer
+    goes as a crash would) and with a short sampling window, where the config class has
+    them (the dashboard's tests hand a fake config without)."""
+    fields = attrs.fields_dict(type(config)) if attrs.has(type(config)) else {}
+    changes: dict[str, Any] = {}
+    if "announce_leave" in fields:
+        changes["announce_leave"] = False
+    detector: Any = getattr(config, "failure_detector", None)
+    if "failure_detector" in fields and attrs.has(type(detector)):
+        changes["failure_detector"] = attrs.evolve(
+            detector,
+            sampling_window_size=min(detector.sampling_window_size, PEER_SAMPLING_WINDOW),
+        )
+    return attrs.evolve(config, **changes) if changes else config

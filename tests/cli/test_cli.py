@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from gossip_tui import cli
@@ -343,7 +344,11 @@ def test_demo_runs_the_ui_demo_with_the_top_level_options(
     code = cli.main(["--interval-ms", "200", "demo", "--nodes", "4"])
 
     assert code == 0
-    assert calls == [(CliSettings(interval_ms=200), 4)]
+    ((settings, nodes),) = calls
+    # Node 0 on a port and a cluster of the demo's own (tests/ui/test_demo_isolation.py).
+    expected = CliSettings(interval_ms=200, listen_addr=settings.listen_addr)
+    assert (settings, nodes) == (attrs.evolve(expected, cluster_id=settings.cluster_id), 4)
+    assert settings.listen_addr.port == 0
 
 
 def test_dashboard_and_demo_call_the_ui_with_a_node_config(

@@ -75,3 +75,37 @@ async def test_kill_peer_is_demo_only(cluster: FakeCluster) -> None:
         await pilot.press("x")  # nothing happens, nothing breaks
         await pilot.pause()
         assert app.trio_outcome is None
+
+
+@pytest.mark.asyncio
+async def test_a_large_demo_spreads_its_seeds_and_keeps_short_windows(
+    cluster: FakeCluster,
+) -> None:
+    """No node answers the first Syns of more than SEED_FANOUT newcomers (all seeded with
+    node 0, 199 peers overflowed its receive buffer), and every peer reaches node 0 through
+    its chain of seeds."""
+    from collections import Counter
+
+    from gossip_tui.node import NodeConfig
+    from gossip_tui.ui.demo import PEER_SAMPLING_WINDOW, SEED_FANOUT, _for_peers
+
+    demo = DemoCluster(60, rng=random.Random(3))
+    app = make_app(cluster, config=FakeNodeConfig(node_id="node-0"), demo=demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_ready(pilot)
+        await wait_until(pilot, lambda: len(demo.running) == 60, what="sixty peers")
+        peers = [cluster.handles[ident] for ident in demo.running]
+        seeds = Counter(seed for p in peers for seed in p.config.seeds)
+        assert all(len(p.config.seeds) == 1 for p in peers)
+        assert max(seeds.values()) <= SEED_FANOUT
+        by_addr = {str(p.self_id.gossip_addr): p for p in peers}
+        node0 = "127.0.0.1:10000"
+        for peer in peers:  # each chain of seeds ends at node 0
+            hops, addr = 0, peer.config.seeds[0]
+            while addr != node0:
+                addr, hops = by_addr[addr].config.seeds[0], hops + 1
+                assert hops < 60
+    # The runtime's config: a short window for phi's mean, and no goodbye.
+    peer_config = _for_peers(NodeConfig())
+    assert peer_config.failure_detector.sampling_window_size == PEER_SAMPLING_WINDOW
+    assert not peer_config.announce_leave

@@ -3,6 +3,7 @@ out, the node column sized to the names, panes rebalanced by width)."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from textual.widgets.data_table import ColumnKey
 
@@ -73,3 +74,36 @@ async def test_panes_rebalance_by_width(cluster: FakeCluster) -> None:
         await pilot.pause()
         assert table.size.width >= 78  # the nodes across the screen
         assert log.size.width >= 38
+
+
+@pytest.mark.asyncio
+async def test_a_60_character_node_id_never_pushes_phi_off_an_80_column_screen(
+    cluster: FakeCluster,
+) -> None:
+    """The Node column caps and ellipsizes a name over 44 characters (issue 15): status,
+    phi and age keep their place on screen, and the name still starts as it does."""
+    from tests.ui.conftest import SELF_CONFIG
+
+    long_self = "dashboard-" + "x" * 40 + "-0123456789"
+    long_peer = "server:127.0.0.1:34965-" + "very-long-peer-name-" * 2 + "ab"
+    assert len(long_self) == 61 and len(long_peer) == 65
+    cluster.add_peer(long_peer, port=20001, phi=0.5, last_update=FIXED_CLOCK)
+    config = attrs.evolve(SELF_CONFIG, node_id=long_self)
+    app = make_app(cluster, config=config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_ready(pilot)
+        await pilot.pause()
+        table = app.nodes_table
+        assert table.row_count == 2
+        width = table.scrollable_content_region.width
+        for column in ("status", "phi", "age"):
+            assert _right_edge_of(app, column) <= width, column
+        node_width = table.columns[ColumnKey("node")].width
+        assert 12 <= node_width < len(long_self)
+        # What the screen shows: the Phi heading, and the names cut with an ellipsis.
+        lines = [table.render_line(y).text for y in range(table.size.height)]
+        heading = next(line for line in lines if "Node" in line)
+        assert "Phi" in heading and "Status" in heading
+        shown = "\n".join(lines)
+        assert long_self[: node_width - 2] in shown and long_self not in shown
+        assert "…" in shown

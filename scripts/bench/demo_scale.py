@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""The demo's cluster without the dashboard: ``gossip-tui demo --nodes N`` as it runs, headless.
+
+Node 0 and its N - 1 peers run in ONE Trio run exactly as the demo starts them
+(:class:`gossip_tui.ui.DemoCluster` with the real ``open_node``, real UDP on 127.0.0.1), and
+node 0's event stream is drained as the dashboard's bridge would. Prints, as it goes:
+
+* the seconds until every node lists all N nodes live (``converged``);
+* every ``--sample`` seconds: CPU seconds per second of the process, its RSS, and how many
+  nodes already see everyone, for ``--duration`` seconds in all.
+
+Ends with one JSON object on stdout (``--json``) for before/after comparisons.
+
+    python scripts/bench/demo_scale.py --nodes 200 --duration 180
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from gossip_tui.core.models import SocketAddress
+from gossip_tui.node import Node, NodeConfig, open_node
+from gossip_tui.ui.demo import DemoCluster, demo_overrides
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_mib() -> float:
+    """The process's resident set now (not the peak), from /proc."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * _PAGE / 2**20
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    nodes: list[Node] = []
+
+    @contextlib.asynccontextmanager
+    async def recording_open_node(config: NodeConfig) -> AsyncIterator[Node]:
+        async with open_node(config) as node:
+            nodes.append(node)
+            try:
+                yield node
+            finally:
+                nodes.remove(node)
+
+    config = attrs.evolve(NodeConfig(gossip_interval=args.interval_ms / 1000), **demo_overrides(()))
+    assert config.listen_addr == SocketAddress.parse("127.0.0.1:0")
+    demo = DemoCluster(args.nodes - 1)
+    started = time.monotonic()
+    cpu_start = cpu_seconds()
+    samples: list[dict[str, float]] = []
+    converged: float | None = None
+    events = 0
+
+    def everyone_sees_all() -> int:
+        return sum(1 for node in nodes if len(node.live_nodes()) == args.nodes)
+
+    async with recording_open_node(config) as first, trio.open_nursery() as nursery:
+        feed = first.subscribe()
+
+        async def drain() -> None:  # the dashboard's bridge reads node 0's events
+            nonlocal events
+            async for _event in feed:
+                events += 1
+
+        nursery.start_soon(drain)
+        nursery.start_soon(demo.run, first, recording_open_node, config, lambda _m: True)
+        up = time.monotonic() - started
+        deadline = started + args.duration
+        next_sample = started + args.sample
+        last_cpu, last_time = cpu_seconds(), time.monotonic()
+        while (now := time.monotonic()) < deadline:
+            if converged is None and everyone_sees_all() == args.nodes:
+                converged = now - started
+                print(
+                    f"converged: every node lists all {args.nodes} live after {converged:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if args.stop_when_converged:
+                    deadline = min(deadline, now + args.after_convergence)
+            if now >= next_sample:
+                cpu = cpu_seconds()
+                sample = {
+                    "t": round(now - started, 1),
+                    "cpu_per_s": round((cpu - last_cpu) / (now - last_time), 3),
+                    "rss_mib": round(rss_mib(), 1),
+                    "nodes_up": len(nodes),
+                    "nodes_seeing_all": everyone_sees_all(),
+                    "events": events,
+                }
+                last_cpu, last_time = cpu, now
+                samples.append(sample)
+                print(json.dumps(sample), file=sys.stderr, flush=True)
+                next_sample += args.sample
+            # Checked twice a round: often enough for the figure, cheap beside 200 nodes.
+            await trio.sleep(args.interval_ms / 2000)
+        nursery.cancel_scope.cancel()
+    return {
+        "nodes": args.nodes,
+        "interval_ms": args.interval_ms,
+        "node0_up_s": round(up, 2),
+        "converged_s": None if converged is None else round(converged, 1),
+        "cpu_s_total": round(cpu_seconds() - cpu_start, 1),
+        "samples": samples,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--interval-ms", type=int, default=500, help="the demo's default")
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds in all")
+    parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument(
+        "--stop-when-converged",
+        action="store_true",
+        help="end --after-convergence seconds after every node sees everyone",
+    )
+    parser.add_argument("--after-convergence", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+    result = trio.run(run, args)
+    if args.json:
+        json.dump(result, sys.stdout)
+        print()
+    else:
+        print(
+            f"{args.nodes} nodes: converged after {result['converged_s']} s; "
+            f"{result['cpu_s_total']} CPU-seconds in {args.duration:g} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
