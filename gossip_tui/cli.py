@@ -571,6 +571,10 @@ def _streams_without_terminal() -> list[str]:
 
 def check_terminal() -> None:
     """Refuse to start a dashboard without a terminal on stdin, stdout and stderr."""
+    if os.environ.get("TEXTUAL_DRIVER"):
+        # Textual draws through another driver: textual-serve (``gossip-tui serve``) runs
+        # the dashboard on pipes with its web driver, and the browser is the terminal.
+        return
     missing = _streams_without_terminal()
     if missing:
         raise CliError(

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 # have yet: the dashboard tests' fake and sample cluster stand in until it does.
 sys.path.insert(0, str(REPO))
 
+from gossip_tui.testing import FakeCluster  # noqa: E402
 from tests.ui.conftest import FIXED_CLOCK, SELF_CONFIG, make_app, populate  # noqa: E402
-from tests.ui.fake_node import FakeCluster  # noqa: E402
 
 OUTPUT = REPO / "docs" / "dashboard.svg"
 SIZE = (120, 32)

@@ -26,19 +26,14 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
 from textual.widgets import Input
 
 from gossip_tui.core.models import KeyStatus
+from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
-
-# The dashboard reads liveness_readings(), which gossip_tui.testing's FakeNode does not
-# have yet: the dashboard tests' fake (tests/ui/fake_node.py) stands in until it does.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.ui.fake_node import FakeCluster, FakeNodeConfig
 
 
 def _percentile(values: list[float], q: float) -> float:

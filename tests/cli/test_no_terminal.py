@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from gossip_tui import cli
+from gossip_tui.cli import CliError
 from tests.processes import REPO
 
 ARGS = ["--listen-addr", "127.0.0.1:0", "--no-http", "--node-id", "no-tty"]
@@ -89,3 +91,16 @@ def test_stderr_to_a_file_is_refused(pty_end: int, tmp_path: Path, command: list
     with err.open("wb") as file:
         result = _run([*ARGS, *command], stdin=pty_end, stdout=pty_end, stderr=file.fileno())
     _assert_refused(result, "stderr", err.read_bytes())
+
+
+def test_a_dashboard_drawn_by_textual_serve_needs_no_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `gossip-tui serve` runs the dashboard on pipes, with textual-serve's web driver named
+    # in TEXTUAL_DRIVER: the check must let it through, and refuse the same streams without.
+    monkeypatch.setattr(cli, "_streams_without_terminal", lambda: ["stdin", "stdout", "stderr"])
+    monkeypatch.delenv("TEXTUAL_DRIVER", raising=False)
+    with pytest.raises(CliError):
+        cli.check_terminal()
+    monkeypatch.setenv("TEXTUAL_DRIVER", "textual.drivers.web_driver:WebDriver")
+    cli.check_terminal()
