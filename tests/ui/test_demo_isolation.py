@@ -31,6 +31,9 @@ def _demo_config(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 
     ui = pytest.importorskip("gossip_tui.ui")
     monkeypatch.setattr(ui, "run_demo", run_demo)
+    # In-process, with the streams captured: as if on a terminal (tests/cli/test_no_terminal.py
+    # runs the real check).
+    monkeypatch.setattr(cli, "_streams_without_terminal", list)
     assert cli.main([*args, "demo", "-n", "2"]) == 0
     (config,) = seen
     return config
