@@ -13,6 +13,9 @@ command line's own settings (``interval_ms``, ``headless``, ``no_http``, the key
 file, the state directory's existence) are checked here. :func:`to_node_config` structures
 the result onto the runtime's ``NodeConfig``. ``gossip_tui.node`` (and so Trio) is imported
 only when a default or one of its validators is needed, never by ``--help``.
+
+One concern, though over 400 lines: turning the three sources into one CliSettings
+(the fields' declarations take most of it).
 """
 
 from __future__ import annotations

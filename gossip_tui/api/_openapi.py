@@ -1,4 +1,8 @@
-"""The hand-written OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``."""
+"""The hand-written OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``.
+
+One concern, though over 400 lines (most of it the document's data): the description of
+every route and body.
+"""
 
 from __future__ import annotations
 

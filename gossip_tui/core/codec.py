@@ -31,6 +31,9 @@ The decoder is the hot path of a node (every datagram of every peer goes through
 parses with index arithmetic over one ``bytes`` object rather than a cursor object, and it
 remembers the node ids it has parsed (keyed by their wire bytes): the same few hundred
 nodes come back in every digest and delta.
+
+One concern, though over 400 lines: the wire format, both versions, with its bounds
+(sizes, the decompression cap) and V1's compaction.
 """
 
 from __future__ import annotations

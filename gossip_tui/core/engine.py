@@ -12,6 +12,10 @@ acts on those (events, counters, logs) and never compares the engine before and 
 
 One concern over ~600 lines: the protocol state machine of a node (messages, rounds,
 sweeps, and the repairs of our own state), with the small pure helpers it needs.
+
+One concern, though over 400 lines: the protocol's decisions (what to send, what to
+accept, what to repair); the codec, state, failure detector and digest windows are their
+own modules.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ last_gc_version, max_version) and answer with deltas holding what the other lack
 
 State changes are recorded as :class:`KeyChange` / :class:`VersionChange` records in
 ``ClusterState.changes`` so the runtime can turn them into events without diffing.
+
+One concern, though over 400 lines: the replicated state and its reconciliation, with
+the byte bounds that keep it from growing without end.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ refused with :class:`~gossip_tui.node.KeyValueTooLarge` (not recorded in ``calls
 
 Everything is synchronous and runs in the caller's thread, as the real node's write methods
 do; only ``open_node`` and ``start_service`` need Trio.
+
+One concern, though over 400 lines: the fake node and the cluster it shares.
 """
 
 from __future__ import annotations

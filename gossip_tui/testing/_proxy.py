@@ -17,6 +17,9 @@ can be changed at any time; the next datagram sees the change.
 Only 127.0.0.0/8 is ever bound or addressed. A corrupted datagram that would still decode
 and name a node outside 127.0.0.0/8 is dropped (counted as ``unsafe``): a node would gossip
 to a dead node at that address, sending traffic off this machine.
+
+One concern, though over 400 lines: the proxy (its links, its per-client upstream sockets
+and its statistics); the fault decision itself is gossip_tui.testing._faults's.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Key-values are read from the node one node at a time, and only where the screen 
 in full: this node's own (the local keys pane) and the selected node's (the detail pane).
 For every other node the model keeps its visible keys and values (references, no copy), to count
 them and to match a key=value filter.
+
+One concern, though over 400 lines: the dashboard's picture of the cluster (key history
+and liveness history live in gossip_tui.ui._history).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The dashboard app: layout, bindings, and the glue between Trio's messages and the widgets."""
+"""The dashboard app: layout, bindings, and the glue between Trio's messages and the widgets.
+
+One concern, though over 400 lines: the App itself (its layout, bindings and actions, and
+the way out: quit, signals and a closed terminal all leave first). The widgets, screens and
+the view model live in their own modules.
+"""
 
 from __future__ import annotations
 

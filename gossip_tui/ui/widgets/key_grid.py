@@ -4,6 +4,9 @@ The rows come from the view model (gossip_tui.ui._view_model): each node's row f
 liveness, its visible keys and values, and its key sightings (gossip_tui.ui._history) for
 versions and the time each version was seen here. ``apply`` re-renders only the nodes a
 push touched, and the ages on a tick; nothing here reads the node.
+
+One concern, though over 400 lines: the key grid's table (its rows, columns, sort and
+fit to the window).
 """
 
 from __future__ import annotations

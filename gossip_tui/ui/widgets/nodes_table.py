@@ -1,4 +1,8 @@
-"""Every node this node knows of, updated in place, sortable and filterable."""
+"""Every node this node knows of, updated in place, sortable and filterable.
+
+One concern, though over 400 lines: the nodes table (its columns, their fit to the
+window, sort, filter and in-place updates).
+"""
 
 from __future__ import annotations
 
