@@ -332,6 +332,7 @@ class GossipApp(App[None]):
             return
         self.nodes_table.key_values_of = self.view_model.key_values_of
         self.node_detail.history_of = self.view_model.history.of
+        self.node_detail.restart_of = self.view_model.restart_of
         http = message.http_addr
         self._main_screen.query_one(ClusterHeader).set_identity(node.cluster_id, node.self_id, http)
         self._note(
