@@ -100,6 +100,8 @@ class Member:
     liveness: Liveness = Liveness.LIVE
     phi: float | None = 0.5
     last_update: float | None = None
+    # When the nodes first saw it (the cluster's clock), as the engine records it.
+    discovered_at: float | None = None
 
     def snapshot(self, liveness: Liveness) -> NodeSnapshot:
         return NodeSnapshot(
@@ -111,6 +113,7 @@ class Member:
             liveness=liveness,
             phi=None if liveness is Liveness.SELF else self.phi,
             last_update=self.last_update,
+            discovered_at=self.discovered_at,
         )
 
     def reading(self, liveness: Liveness) -> LivenessReading:
@@ -375,7 +378,8 @@ class FakeCluster:
             config.generation if config.generation is not None else FIXED_GENERATION,
             addr,
         )
-        member = Member(self_id, heartbeat=config.heartbeat, last_update=self.clock())
+        now = self.clock()
+        member = Member(self_id, heartbeat=config.heartbeat, last_update=now, discovered_at=now)
         member.add_keys(config.initial_key_values)
         self.members[self_id] = member
         handle = FakeNode(self, config, self_id)
@@ -440,6 +444,7 @@ class FakeCluster:
             liveness=liveness,
             phi=phi,
             last_update=self.clock() if last_update is None else last_update,
+            discovered_at=self.clock(),
         )
         member.add_keys(keys or {})
         self.members[ident] = member

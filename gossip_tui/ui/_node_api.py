@@ -21,6 +21,7 @@ from gossip_tui.node import (
     KeyDeleted,
     NodeDead,
     NodeEvent,
+    NodeIsLive,
     NodeJoined,
     NodeLeft,
     NodeRemoved,
@@ -36,6 +37,7 @@ __all__ = [
     "NodeEvent",
     "NodeFactory",
     "NodeHandle",
+    "NodeIsLive",
     "NodeJoined",
     "NodeLeft",
     "NodeRemoved",
@@ -69,6 +71,10 @@ class NodeHandle(Protocol):
     def set_with_ttl(self, key: str, value: str) -> None: ...
 
     def delete(self, key: str) -> object: ...
+
+    def forget(self, node: NodeId) -> bool:
+        """Drop a dead or left node from this node's view now; False when it is unknown.
+        Raises NodeIsLive (a ValueError) for a live node or this one."""
 
     def liveness_readings(self) -> LivenessReadings:
         """Every node's liveness, heartbeat and phi (no key-values): taken every tick."""

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import attrs
 
 from gossip_tui.core.engine import LEAVING_KEY, LivenessReadings
+from gossip_tui.core.generations import Restart, superseded
 from gossip_tui.core.models import Liveness, NodeId, NodeSnapshot, SocketAddress, VersionedValue
 from gossip_tui.ui._history import KeySightings, LivenessHistory
 from gossip_tui.ui._keys import is_internal
@@ -73,6 +74,10 @@ class NodeRow:
     # None for peers, whose keys are read when they are selected. Left out of equality:
     # the table does not show them, and ViewChanges.local_keys says when they changed.
     key_values: Mapping[str, VersionedValue] | None = attrs.field(default=None, eq=False)
+    # On a generation that older ones of its node id fold into (it restarted): when this
+    # node first saw it (the node's clock), None when unknown or when it did not restart.
+    restarted_at: float | None = None
+    restarted: bool = False
 
 
 @attrs.frozen
@@ -193,11 +198,15 @@ class _Push:
         self.selection = False
         self.ticked = False
         self.seeds = False
+        # A row came, went or changed liveness: which generations fold may have changed.
+        self.generations = False
 
     def touch(self, node: NodeId, before: NodeRow | None) -> None:
         self.rows_before.setdefault(node, before)
 
     def finish(self, rows: Mapping[NodeId, NodeRow], log: tuple[NodeEvent, ...]) -> ViewChanges:
+        """``rows``: the rows shown after the push (``rows_before`` holds them as shown
+        before it: None for a row that was not)."""
         added: list[NodeRow] = []
         updated: list[NodeRow] = []
         removed: list[NodeId] = []
@@ -243,7 +252,16 @@ class ClusterViewModel:
         self._countdowns: dict[str, int] = {}
         # Local keys whose last change was their expiry (their tombstone is not shown).
         self._expired: set[str] = set()
+        # Every generation known, folded ones included (see _fold); _shown leaves those out.
         self._rows: dict[NodeId, NodeRow] = {}
+        # Older generation -> the newer one of its node id that stands for it.
+        self._folded: dict[NodeId, NodeId] = {}
+        # Generations that folded an older one while live: they keep it folded if they die,
+        # so a restarted node that dies again is one dead row, its newest.
+        self._restarted: set[NodeId] = set()
+        # When this node first saw each generation (from its snapshot), for "restarted ...".
+        self._discovered: dict[NodeId, float | None] = {}
+        self._shown: Mapping[NodeId, NodeRow] = _ShownRows(self._rows, self._folded)
         self._keys: dict[NodeId, _KnownKeys] = {}
         self._liveness = Counter[Liveness]()
         self._taken_at = 0.0
@@ -260,7 +278,20 @@ class ClusterViewModel:
 
     @property
     def rows(self) -> Mapping[NodeId, NodeRow]:
-        return self._rows
+        """The rows shown: every node known, older generations of a restarted one aside."""
+        return self._shown
+
+    def restart_of(self, node: NodeId) -> Restart | None:
+        """The restart ``node``'s row stands for: the newest generation folded into it."""
+        older = self.folded_into(node)
+        if not older:
+            return None
+        previous = max(older, key=lambda ident: ident.generation)
+        return Restart(previous, node, self._discovered.get(node))
+
+    def folded_into(self, node: NodeId) -> tuple[NodeId, ...]:
+        """The older generations of ``node``'s node id that its row stands for."""
+        return tuple(sorted(old for old, into in self._folded.items() if into == node))
 
     @property
     def taken_at(self) -> float:
@@ -269,11 +300,12 @@ class ClusterViewModel:
 
     @property
     def counts(self) -> ClusterCounts:
-        by = self._liveness
+        # A folded generation is its node's older self, not a node of its own.
+        by = self._liveness - Counter(self._rows[node].liveness for node in self._folded)
         return ClusterCounts(
             live=sum(by[liveness] for liveness in _LIVE),
             dead=sum(by[liveness] for liveness in _DEAD),
-            known=len(self._rows),
+            known=len(self._rows) - len(self._folded),
         )
 
     @property
@@ -318,7 +350,7 @@ class ClusterViewModel:
         return known.visible if known is not None else {}
 
     def view(self) -> ClusterView:
-        nodes = tuple(self._rows[node] for node in sorted(self._rows))
+        nodes = tuple(self._rows[node] for node in sorted(self._shown))
         return ClusterView(self.self_id, self._taken_at, nodes)
 
     # -- feeding ---------------------------------------------------------------------------
@@ -361,6 +393,8 @@ class ClusterViewModel:
                     reading.phi,
                     reading.last_update,
                     old.key_values if old is not None else None,
+                    old.restarted_at if old is not None else None,
+                    old is not None and old.restarted,
                 )
                 self._set_row(node, row, push)
         if len(self._rows) != rows_read:  # some node is no more (a set only in that case)
@@ -372,7 +406,7 @@ class ClusterViewModel:
         self._count_down(push)
         # Versions seen since the last reading, this one's reads included, were seen now.
         self.key_sightings.stamp(readings.taken_at)
-        return push.finish(self._rows, ())
+        return self._finish(push, ())
 
     def apply_events(self, events: Sequence[NodeEvent]) -> ViewChanges:
         """A batch of the node's events, oldest first."""
@@ -428,7 +462,7 @@ class ClusterViewModel:
             self._reread(node, push)
         if push.local_keys:  # a key set with a ttl shows its countdown at once
             self._count_down(push)
-        return push.finish(self._rows, log_worthy(events))
+        return self._finish(push, log_worthy(events))
 
     def _apply_seed_event(self, event: SeedUnreachable | SeedAnswered, push: _Push) -> None:
         unreachable = set(self._seeds.unreachable)
@@ -450,9 +484,47 @@ class ClusterViewModel:
             push.selection = True
             if node is not None:
                 self._reread(node, push)
-        return push.finish(self._rows, ())
+        return self._finish(push, ())
+
+    def forget(self, nodes: Sequence[NodeId]) -> ViewChanges:
+        """The node forgot ``nodes`` (see NodeHandle.forget): their rows go now, rather
+        than with the next reading."""
+        push = _Push()
+        for node in nodes:
+            self._forget(node, push)
+        return self._finish(push, ())
 
     # -- internals -------------------------------------------------------------------------
+
+    def _finish(self, push: _Push, log: tuple[NodeEvent, ...]) -> ViewChanges:
+        if push.generations:
+            self._fold(push)
+        return push.finish(self._shown, log)
+
+    def _fold(self, push: _Push) -> None:
+        """Work out again which generations fold into which (core.generations' rule), and
+        mark the rows that now stand for a restart."""
+        rows = self._rows
+
+        def stands(node: NodeId) -> bool:
+            return rows[node].liveness in _LIVE or node in self._restarted
+
+        folded = superseded(rows, stands)
+        if folded == self._folded:
+            return
+        for node in folded.keys() ^ self._folded.keys():
+            # Shown before the push unless it was folded then.
+            push.touch(node, None if node in self._folded else rows[node])
+        self._folded.clear()
+        self._folded.update(folded)
+        standing = set(folded.values())
+        self._restarted = standing
+        for node in standing | {node for node, row in rows.items() if row.restarted}:
+            row = rows[node]
+            restarted = node in standing
+            at = self._discovered.get(node) if restarted else None
+            if (row.restarted, row.restarted_at) != (restarted, at):
+                self._set_row(node, attrs.evolve(row, restarted=restarted, restarted_at=at), push)
 
     def _count_down(self, push: _Push) -> None:
         """Recompute the local keys' countdowns at the last reading's time; the keys whose
@@ -478,6 +550,7 @@ class ClusterViewModel:
             return None
         known = _KnownKeys.of(snapshot)
         self._keys[node] = known
+        self._discovered[node] = snapshot.discovered_at
         self.key_sightings.read(node, snapshot.key_values)
         old = self._rows.get(node)
         key_values = None
@@ -531,8 +604,9 @@ class ClusterViewModel:
     def _set_row(self, node: NodeId, row: NodeRow, push: _Push) -> None:
         """Replace ``node``'s row by ``row``, which differs from it."""
         old = self._rows.get(node)
-        push.touch(node, old)
+        push.touch(node, None if node in self._folded else old)
         if old is None or old.liveness is not row.liveness:
+            push.generations = True
             if old is not None:
                 self._liveness[old.liveness] -= 1
             self._liveness[row.liveness] += 1
@@ -543,11 +617,19 @@ class ClusterViewModel:
     def _forget(self, node: NodeId, push: _Push) -> None:
         old = self._rows.pop(node, None)
         self._keys.pop(node, None)
+        self._discovered.pop(node, None)
         self.key_sightings.forget(node)
         self.history.forget((node,))
         if old is None:
             return
-        push.touch(node, old)
+        push.touch(node, None if node in self._folded else old)
+        # Until the fold is worked out again (this push's end), no folding names it.
+        self._folded.pop(node, None)
+        for older in [older for older, into in self._folded.items() if into == node]:
+            del self._folded[older]
+            push.touch(older, None)
+        self._restarted.discard(node)
+        push.generations = True
         self._liveness[old.liveness] -= 1
         if node == self._selected_id:
             self._selected = None
@@ -559,6 +641,29 @@ def _changed_keys(
 ) -> set[str]:
     """Keys whose value differs between two reads of the same node."""
     return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+
+
+class _ShownRows(Mapping[NodeId, NodeRow]):
+    """The model's rows minus the folded generations, without a copy."""
+
+    def __init__(self, rows: Mapping[NodeId, NodeRow], folded: Mapping[NodeId, NodeId]) -> None:
+        self._rows = rows
+        self._folded = folded
+
+    def __getitem__(self, node: NodeId) -> NodeRow:
+        if node in self._folded:
+            raise KeyError(node)
+        return self._rows[node]
+
+    def __iter__(self) -> Iterator[NodeId]:
+        folded = self._folded
+        return (node for node in self._rows if node not in folded)
+
+    def __len__(self) -> int:
+        return len(self._rows) - len(self._folded)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._rows and node not in self._folded
 
 
 class HeldChanges:

@@ -30,10 +30,10 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
-from gossip_tui.core.models import SocketAddress
+from gossip_tui.core.models import Liveness, SocketAddress
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD, format_age
 from gossip_tui.ui._keys import protection_of
-from gossip_tui.ui._node_api import NodeFactory, NodeHandle, default_node_factory
+from gossip_tui.ui._node_api import NodeFactory, NodeHandle, NodeIsLive, default_node_factory
 from gossip_tui.ui._trio_bridge import (
     HttpService,
     LivenessRead,
@@ -49,6 +49,7 @@ from gossip_tui.ui.screens.agreement import AgreementScreen
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.key_forms import (
     ConfirmDeleteScreen,
+    ConfirmForgetScreen,
     ConfirmProtectedScreen,
     ConfirmScreen,
     KeyFormMode,
@@ -74,7 +75,7 @@ _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _MAIN_SCREEN_ACTIONS = frozenset(
     {"set_key", "edit_key", "delete_key", "set_key_ttl", "kill_peer", "help"}
     | {"filter", "clear_filter", "cycle_sort", "reverse_sort", "sort_column", "copy"}
-    | {"toggle_pause", "next_theme"}
+    | {"toggle_pause", "next_theme", "forget_node"}
     | {"propagation", "agreement", "key_grid"}
 )
 # One key per sort column, in the table's order (htop's F6 and k9s's shift-letter, as
@@ -90,6 +91,7 @@ _SORT_BINDINGS: list[BindingType] = [
     for index, column in enumerate(COLUMNS, start=1)
 ]
 _SORT_HELP = "Sort by column; again flips"
+_CYCLE_SORT_HELP = "Sort next / reverse"
 # Below this width the panes stack in two columns; from it on, three.
 _WIDE = 150
 
@@ -163,6 +165,7 @@ class GossipApp(App[None]):
         Binding("P", "propagation", "Propagation", show=False, tooltip="My keys: held by peers"),
         Binding("A", "agreement", "Agreement", show=False, tooltip="Nodes grouped by view"),
         Binding("x", "kill_peer", "Kill peer", tooltip="Demo: stop a random peer"),
+        Binding("F", "forget_node", "Forget", show=False, tooltip="Forget the dead node here"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
         Binding("question_mark", "help", "Help", priority=True, tooltip="This help"),
         Binding("q", "quit", "Quit", tooltip="Stop the node and quit"),
@@ -337,6 +340,7 @@ class GossipApp(App[None]):
             return
         self.nodes_table.key_values_of = self.view_model.key_values_of
         self.node_detail.history_of = self.view_model.history.of
+        self.node_detail.restart_of = self.view_model.restart_of
         http = message.http_addr
         self._main_screen.query_one(ClusterHeader).set_identity(node.cluster_id, node.self_id, http)
         self._note(
@@ -585,6 +589,38 @@ class GossipApp(App[None]):
             screen = ConfirmProtectedScreen(key, "delete", why)
         self._push_form(screen, confirmed)
 
+    def action_forget_node(self) -> None:
+        """Forget the Nodes table's dead or left node (and the older generations its row
+        stands for) in this node's view, after a confirmation."""
+        node, model = self._require_node(), self.view_model
+        row = self.nodes_table.selected_row
+        if node is None or model is None:
+            return
+        if row is None:
+            self.notify("Pick a dead or left node in Nodes, then press F.", severity="warning")
+            return
+        if row.liveness in (Liveness.SELF, Liveness.LIVE):
+            self.notify(f"{row.node.node_id} is live: only a dead or left node can be forgotten.")
+            return
+        generations = (row.node, *model.folded_into(row.node))
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes or self.view_model is None:
+                return
+            forgotten = []
+            for generation in generations:
+                try:
+                    if node.forget(generation):
+                        forgotten.append(generation)
+                except NodeIsLive:  # it came back while the question was up
+                    self.notify(f"{generation} is live again: kept.", severity="warning")
+            # The row goes now, not with the node's event or the next reading.
+            self._show(self.view_model.forget(forgotten))
+            if forgotten:
+                self._note(f"forgot {row.node} here", style="bold italic")
+
+        self._push_form(ConfirmForgetScreen(str(row.node)), confirmed)
+
     def _apply_key_form(self, result: KeyFormResult | None) -> None:
         if result is None:
             return
@@ -738,6 +774,10 @@ class GossipApp(App[None]):
             assert isinstance(binding, Binding)
             if binding.action == "kill_peer" and self._demo is None:
                 continue
+            if binding.action == "reverse_sort":
+                continue  # on o's line: the help fits 80x24
+            if binding.action == "cycle_sort":
+                binding = Binding("o", "cycle_sort", key_display="o/O", tooltip=_CYCLE_SORT_HELP)
             if binding.action.startswith("sort_column"):
                 if binding.key == "1":  # the nine sort keys, as one line
                     dashboard.append(

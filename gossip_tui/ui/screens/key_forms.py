@@ -308,6 +308,19 @@ class ConfirmDeleteScreen(ConfirmScreen):
         self.key = key
 
 
+class ConfirmForgetScreen(ConfirmScreen):
+    """Asks before forgetting a dead or left node (this node's view only)."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(
+            "Forget a node here",
+            f"Forget {node}? It leaves this node's view now; other nodes keep it until their"
+            " dead-node grace period ends.",
+            "Forget",
+        )
+        self.node = node
+
+
 class ConfirmProtectedScreen(ConfirmScreen):
     """Asks before changing a key the node manages itself (see gossip_tui.ui._keys)."""
 

@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, Sparkline, Static
 
+from gossip_tui.core.generations import Restart
 from gossip_tui.core.models import NodeId, NodeSnapshot
 from gossip_tui.ui._format import (
     DEFAULT_PHI_THRESHOLD,
@@ -51,8 +52,10 @@ def render_node(
     taken_at: float,
     phi_threshold: float = DEFAULT_PHI_THRESHOLD,
     width: int = 80,
+    restarted: str | None = None,
 ) -> RenderableType:
-    """``node`` in full for a pane ``width`` columns wide (internal keys left out)."""
+    """``node`` in full for a pane ``width`` columns wide (internal keys left out);
+    ``restarted`` says when it restarted, if it did."""
     ident = node.node
     pairs: list[tuple[str, Text | str]] = [
         ("status", Text(STATUS_LABELS[node.liveness], style=STATUS_STYLES[node.liveness])),
@@ -63,6 +66,7 @@ def render_node(
         ("updated", format_age(node_age(node, taken_at))),
         ("max version", str(node.max_version)),
         ("gc version", str(node.last_gc_version)),
+        *([("restarted", restarted)] if restarted is not None else []),
     ]
     title = Text(ident.node_id, style="bold", overflow="fold")
     per_row = 2 if width >= _TWO_PAIRS_WIDTH else 1
@@ -155,7 +159,9 @@ class NodeDetail(VerticalScroll):
         super().__init__(id=id)
         self.phi_threshold = phi_threshold
         self.history_of = history_of
-        self._shown: tuple[NodeSnapshot, str, int] | None = None
+        # The restart a node's row stands for (the app hands the view model's).
+        self.restart_of: Callable[[NodeId], Restart | None] = lambda _node: None
+        self._shown: tuple[NodeSnapshot, str, str | None, int] | None = None
         self._taken_at = 0.0
         self._empty = True
         # (node, readings recorded) last drawn in the sparklines.
@@ -195,16 +201,21 @@ class NodeDetail(VerticalScroll):
                 body.update(Text("no node selected", style="dim italic"))
             return
         age = format_age(node_age(node, taken_at))
+        restart = self.restart_of(node.node)
+        restarted = None
+        if restart is not None:
+            since = None if restart.at is None else f"{format_age(taken_at - restart.at)} ago"
+            restarted = f"{since or 'yes'} (was generation {restart.previous.generation})"
         width = self.content_size.width or 80
-        if self._shown == (node, age, width):
+        if self._shown == (node, age, restarted, width):
             return
         if self._shown is None or self._shown[0].node != node.node:
             self.scroll_home(animate=False)
-        self._shown = (node, age, width)
+        self._shown = (node, age, restarted, width)
         self._taken_at = taken_at
         self._empty = False
         self.border_subtitle = str(node.node)
-        body.update(render_node(node, taken_at, self.phi_threshold, width))
+        body.update(render_node(node, taken_at, self.phi_threshold, width, restarted))
 
     def on_resize(self, _event: events.Resize) -> None:
         if self._shown is not None:

@@ -70,6 +70,8 @@ _MIN_NODE_WIDTH = 12
 COLUMN_KEYS: tuple[str, ...] = tuple(column.key for column in COLUMNS)
 _COLUMNS_BY_KEY = {column.key: column for column in COLUMNS}
 _AGE_INDEX = COLUMN_KEYS.index("age")
+_STATUS_INDEX = COLUMN_KEYS.index("status")
+_RESTART_SHOWN = frozenset({Liveness.SELF, Liveness.LIVE})
 # The node, generation and address cells together spell the row key (see _identity):
 # DataTable.sort hands its key function cells, not row keys.
 _IDENTITY = ("node", "generation", "address")
@@ -101,6 +103,17 @@ def _age_spec(row: NodeRow, taken_at: float) -> CellSpec:
     return (format_age(node_age(row, taken_at)), "dim")
 
 
+def _status_spec(row: NodeRow, taken_at: float) -> CellSpec:
+    """The liveness; on a live generation that older ones fold into, "↻" and how long ago
+    it restarted (as first seen here)."""
+    label, style = _STATUS_SPECS[row.liveness]
+    if not row.restarted or row.liveness not in _RESTART_SHOWN:
+        return (label, style)
+    if row.restarted_at is None:
+        return (f"{label} ↻", style)
+    return (f"{label} ↻{format_age(max(0.0, taken_at - row.restarted_at))}", style)
+
+
 def cell_specs(
     row: NodeRow,
     taken_at: float,
@@ -113,7 +126,7 @@ def cell_specs(
     phi = row.phi
     return (
         (name, _NAME_STYLES[liveness]),
-        _STATUS_SPECS[liveness],
+        _status_spec(row, taken_at),
         (format_phi(phi), phi_style(phi, phi_threshold)),
         _age_spec(row, taken_at),
         (str(row.heartbeat), ""),
@@ -367,8 +380,13 @@ class NodesTable(OneRefresh, DataTable[Text]):
                     spec = _age_spec(row, taken_at)
                     if spec != old[_AGE_INDEX]:
                         self.update_cell(row_keys[key], age_column, cell(spec))
-                        cells[key] = (*old[:_AGE_INDEX], spec, *old[_AGE_INDEX + 1 :])
+                        cells[key] = old = (*old[:_AGE_INDEX], spec, *old[_AGE_INDEX + 1 :])
                         order_may_change |= sort_index == _AGE_INDEX
+                    if row.restarted:  # "↻2m05s" ages too
+                        spec = _status_spec(row, taken_at)
+                        if spec != old[_STATUS_INDEX]:
+                            self.update_cell(row_keys[key], column_keys[_STATUS_INDEX], cell(spec))
+                            cells[key] = (*old[:_STATUS_INDEX], spec, *old[_STATUS_INDEX + 1 :])
             if structure_changed:
                 self._fit_columns()
             if structure_changed or order_may_change:
