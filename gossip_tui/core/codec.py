@@ -148,6 +148,17 @@ _STATUSES = tuple(_STATUS_BY_CODE[code] for code in range(len(_STATUS_BY_CODE)))
 _NODE_CACHE_MAX = 4_096
 _NODES_BY_WIRE: dict[bytes, NodeId] = {}
 _WIRE_BY_NODE: dict[int, tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, int]]]] = {}
+# Whole digest entries (node id and its three versions): decoded ones by their wire bytes,
+# and encoded ones by the identity of their NodeDigest (with its node, the sort key and the
+# bytes). In an idle cluster most entries of a digest are the same as in the last one
+# (only heartbeats move, about once a second per node, while digests come several times
+# a second): those cost one lookup instead of a parse or a pack. Bounded like the above;
+# frozen values, so sharing them between digests is safe.
+_ENTRY_CACHE_MAX = 4_096
+_ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
+_WIRE_BY_ENTRY: dict[
+    int, tuple[NodeDigest, NodeId, tuple[tuple[str, int, tuple[int, bytes, int]], bytes]]
+] = {}
 
 
 class DecodeError(GossipTuiError, ValueError):
@@ -318,14 +329,24 @@ def node_id_bytes(node: NodeId) -> bytes:
 
 def _digest_entries(digest: Digest) -> list[bytes]:
     """The wire entries of a digest in chitchat's order (its BTreeMap of node ids)."""
-    entries = sorted(
-        [(_node_entry(node), nd) for node, nd in digest.nodes.items()],
-        key=lambda item: item[0][2],
-    )
-    pack = _U64X3.pack
-    return [
-        entry[1] + pack(nd.heartbeat, nd.last_gc_version, nd.max_version) for entry, nd in entries
-    ]
+    cache = _WIRE_BY_ENTRY
+    keyed = []
+    for node, nd in digest.nodes.items():
+        entry = cache.get(id(nd))
+        # The entry holds the NodeDigest itself, so its id cannot be reused while cached;
+        # one NodeDigest may stand for two nodes in a hand-built digest: check the node.
+        if entry is None or entry[0] is not nd or entry[1] is not node:
+            _node, raw, sort_key = _node_entry(node)
+            wire = raw + _U64X3.pack(nd.heartbeat, nd.last_gc_version, nd.max_version)
+            entry = (nd, node, (sort_key, wire))
+            if len(cache) >= _ENTRY_CACHE_MAX:
+                cache.clear()
+            cache[id(nd)] = entry
+        keyed.append(entry[2])
+    # Sort keys are distinct within a digest (they cover a node id's whole identity), so
+    # the tuples sort by key alone, with no key function called per entry.
+    keyed.sort()
+    return [wire for _key, wire in keyed]
 
 
 def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
@@ -670,33 +691,39 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS or (_never,) * 3
     size = len(data)
     parsed = 0
-    known = _NODES_BY_WIRE
+    seen = _ENTRIES_BY_WIRE
     while (pos < size) if count is None else (parsed < count):
         parsed += 1
-        # A node seen before, looked up without a call per entry (the hot path of an idle
-        # cluster: every message holds a digest of every node); the rest, and every
-        # malformed entry, go through _read_node_id.
-        node = None
+        # An entry seen before, looked up without a call (the hot path of an idle cluster:
+        # every message holds a digest of every node, mostly unchanged). The rest, and
+        # every malformed entry, go through _read_node_id. Only well-formed entries are
+        # ever stored, so a hit is one.
+        hit = None
         if pos + 2 <= size:
             version_pos = pos + 10 + (data[pos] | data[pos + 1] << 8)
             if version_pos < size:
-                end = version_pos + (7 if data[version_pos] == 4 else 19)
-                node = known.get(data[pos:end]) if end <= size else None
-        if node is None:
-            node, _raw, pos = _read_node_id(data, pos)
-        else:
+                end = version_pos + (31 if data[version_pos] == 4 else 43)
+                hit = seen.get(data[pos:end]) if end <= size else None
+        if hit is not None:
+            node, nd = hit
             pos = end
-        if pos + 24 > len(data):
-            raise _truncated("node digest")
-        heartbeat, last_gc, max_version = unpack(data, pos)
-        pos += 24
-        if fast:
-            nd = new(NodeDigest)
-            set_heartbeat(nd, heartbeat)
-            set_last_gc(nd, last_gc)
-            set_max_version(nd, max_version)
         else:
-            nd = NodeDigest(heartbeat, last_gc, max_version)
+            start = pos
+            node, _raw, pos = _read_node_id(data, pos)
+            if pos + 24 > size:
+                raise _truncated("node digest")
+            heartbeat, last_gc, max_version = unpack(data, pos)
+            pos += 24
+            if fast:
+                nd = new(NodeDigest)
+                set_heartbeat(nd, heartbeat)
+                set_last_gc(nd, last_gc)
+                set_max_version(nd, max_version)
+            else:
+                nd = NodeDigest(heartbeat, last_gc, max_version)
+            if len(seen) >= _ENTRY_CACHE_MAX:
+                seen.clear()
+            seen[data[start:pos]] = (node, nd)
         # A repeated node overwrites the earlier entry, as inserting into chitchat's map does.
         nodes[node] = nd
     return Digest(nodes), pos

@@ -520,7 +520,12 @@ class GossipEngine:
             if state is None:
                 self._report_heartbeat(node, node_digest.heartbeat, now)
             elif state is not me:
-                if state.try_set_heartbeat(node_digest.heartbeat, now):
+                # try_set_heartbeat's no-op case (neither news nor a first heartbeat),
+                # the usual one, decided without a call.
+                heartbeat = node_digest.heartbeat
+                if (heartbeat > state.heartbeat or not state.heartbeat) and (
+                    state.try_set_heartbeat(heartbeat, now)
+                ):
                     report(node, now)
             else:
                 own_view = node_digest

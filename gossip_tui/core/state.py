@@ -122,6 +122,7 @@ class NodeState:
 
     __slots__ = (
         "_changes",
+        "_digest",
         "_usage",
         "discovered_at",
         "heartbeat",
@@ -156,6 +157,10 @@ class NodeState:
         # Local time this state was first learnt (a new generation of a restarted node).
         self.discovered_at: float | None = None
         self._changes = changes if changes is not None else []
+        # The last digest entry handed out: given again while the three versions are the
+        # same, so that an unchanged node costs no new object and the codec finds its
+        # encoded entry by identity (see ClusterState.compute_digest).
+        self._digest = NodeDigest(0, 0, 0)
 
     # ------------------------------------------------------------------ reading
 
@@ -172,7 +177,16 @@ class NodeState:
         return sum(1 for v in self.key_values.values() if not v.is_deleted)
 
     def digest(self) -> NodeDigest:
-        return NodeDigest(self.heartbeat, self.last_gc_version, self.max_version)
+        digest = self._digest
+        if (
+            digest.heartbeat != self.heartbeat
+            or digest.max_version != self.max_version
+            or digest.last_gc_version != self.last_gc_version
+        ):
+            digest = self._digest = NodeDigest(
+                self.heartbeat, self.last_gc_version, self.max_version
+            )
+        return digest
 
     def stale_key_values(self, floor_version: int) -> list[tuple[str, VersionedValue]]:
         """Key-values (tombstones included) newer than ``floor_version``, oldest first."""
@@ -504,11 +518,23 @@ class ClusterState:
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
-        if not skip:  # the usual case: no membership test per node
-            return Digest({node: state.digest() for node, state in self.node_states.items()})
-        return Digest(
-            {node: state.digest() for node, state in self.node_states.items() if node not in skip}
-        )
+        nodes: dict[NodeId, NodeDigest] = {}
+        # NodeState.digest inlined: this runs for every node on every message. Only
+        # entries whose versions moved (our own heartbeat, mostly) get a new NodeDigest.
+        for node, state in self.node_states.items():
+            if skip and node in skip:
+                continue
+            digest = state._digest
+            if (
+                digest.heartbeat != state.heartbeat
+                or digest.max_version != state.max_version
+                or digest.last_gc_version != state.last_gc_version
+            ):
+                digest = state._digest = NodeDigest(
+                    state.heartbeat, state.last_gc_version, state.max_version
+                )
+            nodes[node] = digest
+        return Digest(nodes)
 
     def apply_delta(self, delta: Delta, now: float) -> bool:
         """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:
@@ -552,12 +578,14 @@ class ClusterState:
             known = self.node_states
             states = [(node, known[node]) for node in peer_digests if node in known]
         for node, state in states:
-            if node in skip:
+            if skip and node in skip:  # an empty set still hashes the node
                 continue
             peer = peer_digests.get(node)
-            peer_gc, peer_max = (peer.last_gc_version, peer.max_version) if peer else (0, 0)
+            # The usual case, a peer as far as we are, leaves after one comparison.
+            peer_max = peer.max_version if peer is not None else 0
             if state.max_version <= peer_max:
                 continue
+            peer_gc = peer.last_gc_version if peer is not None else 0
             # We collected tombstones the peer never saw: it must start over from scratch.
             must_reset = peer_gc < state.last_gc_version and peer_max < state.last_gc_version
             from_version = 0 if must_reset else peer_max
