@@ -423,7 +423,8 @@ class GossipApp(App[None]):
     # -- widgets' messages -----------------------------------------------------------------
 
     def on_nodes_table_node_highlighted(self, message: NodesTable.NodeHighlighted) -> None:
-        if self.view_model is not None:
+        # screen_stack: a highlight still queued when the app exits finds no panes.
+        if self.view_model is not None and self.screen_stack:
             changes = self.view_model.select(message.node)
             # The user's own move shows at once, paused or not; the rest waits for resume.
             self.node_detail.show(self.view_model.selected, self.view_model.taken_at)

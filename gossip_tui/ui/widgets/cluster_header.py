@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.ui._view_model import ClusterCounts, SeedState
+from gossip_tui.ui.widgets._in_place import update_in_place
 
 
 class ClusterHeader(Static):
@@ -81,7 +82,8 @@ class ClusterHeader(Static):
     def _show_text(self, text: Text) -> None:
         if text != self._rendered:
             self._rendered = text
-            self.update(text)
+            # Two lines by the full width (app.tcss): new counts are a repaint, not a layout.
+            update_in_place(self, text, fixed_size=True)
 
     @staticmethod
     def _field(text: Text, label: str, value: str, *, separator: bool = False) -> None:

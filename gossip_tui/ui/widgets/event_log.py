@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Self
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.geometry import Region
 from textual.widgets import Label, RichLog, Sparkline
 
 from gossip_tui.ui._format import one_line
@@ -22,6 +24,7 @@ from gossip_tui.ui._node_api import (
     NodeRemoved,
     NodeUpdated,
 )
+from gossip_tui.ui.widgets._in_place import update_in_place
 
 
 def describe(event: NodeEvent) -> Text:
@@ -67,20 +70,51 @@ class EventLog(RichLog):
         super().__init__(
             max_lines=max_lines, min_width=20, wrap=True, markup=False, highlight=False, id=id
         )
+        # True while a write only adds lines (see refresh).
+        self._appending = False
 
     def add_events(self, events: Iterable[NodeEvent], at: datetime) -> None:
-        """One line per event: the view model's ViewChanges.log, already de-duplicated."""
-        for event in events:
-            self._write(describe(event), at)
+        """One line per event: the view model's ViewChanges.log, already de-duplicated.
+        A tick's events are one write: each write measures and renders on its own."""
+        lines = [_stamped(describe(event), at) for event in events]
+        if lines:
+            self._append(Text("\n").join(lines))
 
     def note(self, message: str, at: datetime, style: str = "italic") -> None:
         """A line that is not a node event: the app's own actions and notices."""
-        self._write(Text(message, style=style), at)
+        self._append(_stamped(Text(message, style=style), at))
 
-    def _write(self, line: Text, at: datetime) -> None:
-        stamped = Text(at.strftime("%H:%M:%S "), style="dim")
-        stamped.append_text(line)
-        self.write(stamped, scroll_end=None)
+    def _append(self, lines: Text) -> None:
+        self._appending = True
+        try:
+            self.write(lines, scroll_end=None)
+        finally:
+            self._appending = False
+        if self._size_known:
+            # What the skipped layout would have done for a log of the same size: the
+            # scrollbar follows the new length (and a scrollbar that appears asks for a
+            # layout itself).
+            self._scroll_update(self.virtual_size)
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        # New lines change the log's virtual size, which asks for a layout of the whole
+        # screen; the log keeps its size on screen, so a repaint shows them (with 500
+        # nodes, a layout a tick kept key presses from showing within 100 ms).
+        if self._appending:
+            layout = False
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+
+def _stamped(line: Text, at: datetime) -> Text:
+    stamped = Text(at.strftime("%H:%M:%S "), style="dim")
+    stamped.append_text(line)
+    return stamped
 
 
 class LiveHistory(Vertical):
@@ -108,7 +142,8 @@ class LiveHistory(Vertical):
             # The first sample can beat our children to the screen: on_mount shows it.
             return
         live, low, high = self._samples[-1], min(self._samples), max(self._samples)
-        label.update(f"now {live} · min {low} · max {high}")
+        # Fixed in size (app.tcss): a new figure is a repaint, not a layout.
+        update_in_place(label, f"now {live} · min {low} · max {high}", fixed_size=True)
         self.query_one("#live-sparkline", Sparkline).data = list(self._samples)
 
     @property

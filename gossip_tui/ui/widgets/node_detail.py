@@ -30,6 +30,7 @@ from gossip_tui.ui._format import (
 )
 from gossip_tui.ui._history import NodeHistory
 from gossip_tui.ui._keys import user_keys
+from gossip_tui.ui.widgets._in_place import update_in_place
 
 # Below this many columns the facts go one per line: label and value pairs side by side
 # ("max version 12  gc version 0", a 13-digit generation, an address) need about 56.
@@ -139,8 +140,9 @@ class LivenessSparks(Vertical):
         self.query_one("#heartbeat-sparkline", Sparkline).data = (
             list(history.heartbeat_rate) if history else []
         )
-        self.query_one("#phi-summary", Label).update(phi_text)
-        self.query_one("#heartbeat-summary", Label).update(rate_text)
+        # Fixed in size (app.tcss): a new figure is a repaint, not a layout.
+        update_in_place(self.query_one("#phi-summary", Label), phi_text, fixed_size=True)
+        update_in_place(self.query_one("#heartbeat-summary", Label), rate_text, fixed_size=True)
 
 
 class NodeDetail(VerticalScroll):
@@ -198,7 +200,7 @@ class NodeDetail(VerticalScroll):
                 self._empty = True
                 self._shown = None
                 self.border_subtitle = ""
-                body.update(Text("no node selected", style="dim italic"))
+                update_in_place(body, Text("no node selected", style="dim italic"))
             return
         age = format_age(node_age(node, taken_at))
         restart = self.restart_of(node.node)
@@ -215,7 +217,7 @@ class NodeDetail(VerticalScroll):
         self._taken_at = taken_at
         self._empty = False
         self.border_subtitle = str(node.node)
-        body.update(render_node(node, taken_at, self.phi_threshold, width, restarted))
+        update_in_place(body, render_node(node, taken_at, self.phi_threshold, width, restarted))
 
     def on_resize(self, _event: events.Resize) -> None:
         if self._shown is not None:
