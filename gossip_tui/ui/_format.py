@@ -15,12 +15,15 @@ DEFAULT_PHI_THRESHOLD = 8.0
 
 # Keyed by the enum's values so that a Liveness added to the core later still renders (with
 # its own name) instead of breaking the table.
+LEFT_STYLE = "blue"
+
 _LOOKS: dict[str, tuple[str, str]] = {
     "self": ("self", "bold cyan"),
     "live": ("live", "green"),
     "unknown": ("joining", "yellow"),
     "dead": ("dead", "bold red"),
-    "left": ("left", "red"),
+    # Not red: a node that said goodbye is not an alarm, and must not read as dead.
+    "left": ("left", LEFT_STYLE),
     "scheduled_for_deletion": ("deleting", "magenta"),
 }
 _ORDER = ("self", "live", "unknown", "dead", "left", "scheduled_for_deletion")

@@ -87,6 +87,8 @@ class ClusterCounts:
     live: int = 0
     dead: int = 0
     known: int = 0
+    # Left gracefully: not dead, and counted apart (a leave is news, a death an alarm).
+    left: int = 0
 
 
 @attrs.frozen
@@ -304,8 +306,9 @@ class ClusterViewModel:
         by = self._liveness - Counter(self._rows[node].liveness for node in self._folded)
         return ClusterCounts(
             live=sum(by[liveness] for liveness in _LIVE),
-            dead=sum(by[liveness] for liveness in _DEAD),
+            dead=sum(by[liveness] for liveness in _DEAD - {Liveness.LEFT}),
             known=len(self._rows) - len(self._folded),
+            left=by[Liveness.LEFT],
         )
 
     @property

@@ -6,9 +6,6 @@ import pytest
 
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import NodeConfig, SeedAnswered, SeedUnreachable, open_node
-
-# The old fake, until gossip_tui.testing's FakeNode has liveness_readings (the dashboard's
-# poll): the shared one does not yet.
 from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.widgets.cluster_header import ClusterHeader

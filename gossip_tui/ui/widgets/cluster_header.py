@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.ui._format import LEFT_STYLE
 from gossip_tui.ui._view_model import ClusterCounts, SeedState
 from gossip_tui.ui.widgets._in_place import update_in_place
 
@@ -55,6 +56,11 @@ class ClusterHeader(Static):
             text.append("  ")
             text.append("✖ ", style="red")
             text.append(f"{dead} dead", style="bold red" if dead else "dim")
+            if left := self._counts.left:
+                # Only when there are any: at 80 columns every cell of this line counts.
+                text.append("  ")
+                text.append("↩ ", style=LEFT_STYLE)
+                text.append(f"{left} left", style=f"bold {LEFT_STYLE}")
             text.append(f"  {known} known", style="dim")
         if unreachable := len(self._seeds.unreachable):
             # Next to the counts, where it is seen: a node whose seeds do not answer may be
