@@ -188,28 +188,24 @@ _STRONG_COMPRESSORS: list[zstandard.ZstdCompressor] = []
 _DECOMPRESSORS: list[zstandard.ZstdDecompressor] = []
 
 
-def _compress(chunk: bytes) -> bytes:
+def _pooled_compress(pool: list[zstandard.ZstdCompressor], level: int, chunk: bytes) -> bytes:
     try:
-        cctx = _COMPRESSORS.pop()
+        cctx = pool.pop()
     except IndexError:
-        cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        cctx = zstandard.ZstdCompressor(level=level)
     try:
         compressed: bytes = cctx.compress(chunk)
     finally:
-        _COMPRESSORS.append(cctx)
+        pool.append(cctx)
     return compressed
+
+
+def _compress(chunk: bytes) -> bytes:
+    return _pooled_compress(_COMPRESSORS, _ZSTD_LEVEL, chunk)
 
 
 def _compress_strong(chunk: bytes) -> bytes:
-    try:
-        cctx = _STRONG_COMPRESSORS.pop()
-    except IndexError:
-        cctx = zstandard.ZstdCompressor(level=COMPACT_DIGEST_LEVEL)
-    try:
-        compressed: bytes = cctx.compress(chunk)
-    finally:
-        _STRONG_COMPRESSORS.append(cctx)
-    return compressed
+    return _pooled_compress(_STRONG_COMPRESSORS, COMPACT_DIGEST_LEVEL, chunk)
 
 
 def _compressed_block(chunk: bytes, compress: Callable[[bytes], bytes] = _compress) -> bytes:
