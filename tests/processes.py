@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -28,7 +29,11 @@ def get_json(url: str) -> Any:
 def answers(url: str) -> bool:
     try:
         get_json(url)
-    except (OSError, urllib.error.URLError):
+    except (OSError, urllib.error.URLError, http.client.HTTPException):
+        # HTTPException: the ports come from the ephemeral range, so a poll made before the
+        # node listens can connect the client to itself (TCP simultaneous open) and read
+        # its own request back as the answer ("BadStatusLine: GET / HTTP/1.1", seen once
+        # in CI under load). That is "not up yet", like a refused connection.
         return False
     return True
 
