@@ -1,0 +1,312 @@
+"""gossip-tui beside live chitchat nodes that speak protocol V1 (issue 16).
+
+These run only where CHITCHAT_V1_TEST_BIN names a chitchat-test binary built from a
+chitchat that speaks V1 (after 0.10.1, e.g. commit 2601fa8; it is not part of this
+project and CI does not build it), and skip otherwise. Such a chitchat-test initiates V1
+and answers each Syn in the Syn's version. Every node gossips on 127.0.0.1, on ports
+free at the time, and serves chitchat-test's HTTP routes (``GET /``, ``/set_kv/``) on the
+same port, so both kinds are read alike.
+
+What is checked against the live peer:
+
+* a mixed cluster (two chitchat nodes, a gossip-tui node initiating V1 and one initiating
+  V0) converges, and keys cross both ways;
+* each node answers a Syn of each version in that version;
+* ``kill -9`` of a chitchat node: gossip-tui declares it dead, then forgets it, and a
+  digest that still lists it at its last heartbeat does not bring it back (the forgotten-
+  node cache, which chitchat enlarged after 0.10.1), one with a higher heartbeat does:
+  the same on chitchat's side and ours;
+* gossip-tui's graceful leave reaches chitchat nodes (chitchat-test itself offers none: it
+  has no leave route, and SIGTERM ends it without a word, like ``kill -9``);
+* the reply to an empty digest (a Syn from a node that knows nothing) fits one datagram
+  in both versions, on a node whose own digest and keys nearly fill one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1
+from gossip_tui.core.messages import Digest, NodeDigest, Syn
+from gossip_tui.core.models import NodeId, SocketAddress
+
+from .processes import free_port, get_json, running_chitchat_test, running_node, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from interop_chitchat import CHITCHAT_TEST_CLUSTER_ID, answers_in, ask
+
+CHITCHAT_V1_TEST_BIN = os.environ.get("CHITCHAT_V1_TEST_BIN", "")
+INTERVAL_MS = "200"
+# chitchat-test's fixed dead-node grace period, given to the gossip-tui nodes too.
+DEAD_NODE_GRACE_PERIOD = 10
+# chitchat forgets a dead node once the grace period has passed since it was declared
+# dead, checked once a round; the observers do not declare it at the same moment.
+DEADNODE_FORGET_TIMEOUT = DEAD_NODE_GRACE_PERIOD + 30
+DATAGRAM_LIMIT = 65_507
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHITCHAT_V1_TEST_BIN).is_file(),
+        reason="no V1 chitchat-test binary: set CHITCHAT_V1_TEST_BIN to a chitchat-test "
+        "built from quickwit-oss/chitchat after 0.10.1 (e.g. commit 2601fa8) to run "
+        "gossip-tui beside live V1 chitchat nodes",
+    ),
+]
+
+
+class Cluster:
+    """Nodes of both kinds on 127.0.0.1, started in order, each seeded by an earlier one."""
+
+    def __init__(self, stack: ExitStack, tmp_path: Path) -> None:
+        self.stack = stack
+        self.tmp_path = tmp_path
+        self.ports: dict[str, int] = {}
+        self.processes: dict[str, Any] = {}
+
+    def chitchat(self, name: str, seed: str | None = None) -> int:
+        port = free_port()
+        seed_args = () if seed is None else ("--seed", f"127.0.0.1:{self.ports[seed]}")
+        self.processes[name] = self.stack.enter_context(
+            running_chitchat_test(
+                CHITCHAT_V1_TEST_BIN,
+                self.tmp_path,
+                name,
+                port,
+                *("--interval_ms", INTERVAL_MS, *seed_args),
+            )
+        )
+        self.ports[name] = port
+        wait_for(lambda: answers_in(port, PROTOCOL_V0) is not None, 20, f"{name} to answer")
+        return port
+
+    def gossip_tui(self, name: str, seed: str, protocol_version: int) -> int:
+        port = free_port()
+        process, _log = self.stack.enter_context(
+            running_node(
+                self.tmp_path,
+                name,
+                *("--listen-addr", f"127.0.0.1:{port}", "--interval-ms", INTERVAL_MS),
+                *("--seed", f"127.0.0.1:{self.ports[seed]}"),
+                *("--cluster-id", CHITCHAT_TEST_CLUSTER_ID),
+                *("--protocol-version", str(protocol_version)),
+                *("--dead-node-grace-period", str(DEAD_NODE_GRACE_PERIOD)),
+                *("--marked-for-deletion-grace-period", "60"),
+            )
+        )
+        self.processes[name] = process
+        self.ports[name] = port
+        return port
+
+    def view(self, name: str) -> dict[str, Any]:
+        body = get_json(f"http://127.0.0.1:{self.ports[name]}/")
+        assert isinstance(body, dict)
+        return body
+
+    def running(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is None]
+
+    def views(self) -> dict[str, dict[str, Any]]:
+        return {name: self.view(name) for name in self.running()}
+
+    def set_kv(self, name: str, key: str, value: str) -> None:
+        get_json(f"http://127.0.0.1:{self.ports[name]}/set_kv/?key={key}&value={quote(value)}")
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+        self.processes[name].wait(timeout=10)
+
+    def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        """Like ``wait_for``, with a node not answering yet counted as "not yet"."""
+
+        def holds() -> bool:
+            try:
+                return condition()
+            except OSError:
+                return False
+
+        wait_for(holds, timeout, what)
+
+
+def _names(nodes: list[dict[str, Any]]) -> set[str]:
+    return {node["node_id"] for node in nodes}
+
+
+def _state(view: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for state in view["cluster_state"]["node_states"]:
+        if state["chitchat_id"]["node_id"] == name:
+            return dict(state)
+    return None
+
+
+def _value(view: dict[str, Any], name: str, key: str) -> str | None:
+    state = _state(view, name)
+    entry = None if state is None else state["key_values"].get(key)
+    return None if entry is None else str(entry["value"])
+
+
+def _node_id(state: dict[str, Any]) -> NodeId:
+    chitchat_id = state["chitchat_id"]
+    return NodeId(
+        chitchat_id["node_id"],
+        int(chitchat_id["generation_id"]),
+        SocketAddress.parse(chitchat_id["gossip_advertise_addr"]),
+    )
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """c0 and c1 (chitchat, V1), g0 (gossip-tui initiating V1), g1 (initiating V0), all
+    live everywhere. Tests that use it leave every node running."""
+    with ExitStack() as stack:
+        cluster = Cluster(stack, tmp_path_factory.mktemp("mixed-v1"))
+        cluster.chitchat("c0")
+        if answers_in(cluster.ports["c0"], PROTOCOL_V1) is None:
+            pytest.skip(f"{CHITCHAT_V1_TEST_BIN} does not answer a V1 Syn: not a V1 build")
+        cluster.chitchat("c1", seed="c0")
+        cluster.gossip_tui("g0", seed="c1", protocol_version=PROTOCOL_V1)
+        cluster.gossip_tui("g1", seed="c0", protocol_version=PROTOCOL_V0)
+        everyone = {"c0", "c1", "g0", "g1"}
+        cluster.wait(
+            lambda: all(_names(v["live_nodes"]) == everyone for v in cluster.views().values()),
+            60,
+            "every node to list every node live",
+        )
+        yield cluster
+
+
+def test_a_mixed_v0_v1_cluster_converges_and_keys_cross_both_ways(mixed: Cluster) -> None:
+    mixed.set_kv("g0", "from_v1_tui", "blue & green")
+    mixed.set_kv("g1", "from_v0_tui", "plain")
+    mixed.set_kv("c1", "from_chitchat", "rust")
+    mixed.wait(
+        lambda: all(
+            _value(v, "g0", "from_v1_tui") == "blue & green"
+            and _value(v, "g1", "from_v0_tui") == "plain"
+            and _value(v, "c1", "from_chitchat") == "rust"
+            for v in mixed.views().values()
+        ),
+        30,
+        "each key to reach every node",
+    )
+
+
+@pytest.mark.parametrize("protocol_version", [PROTOCOL_V0, PROTOCOL_V1])
+def test_every_node_answers_a_syn_in_its_version(mixed: Cluster, protocol_version: int) -> None:
+    everyone = {"c0", "c1", "g0", "g1"}
+    for name in ("c0", "c1", "g0", "g1"):
+        reply = answers_in(mixed.ports[name], protocol_version)
+        assert reply is not None, f"{name} did not answer a V{protocol_version} Syn in kind"
+        listed = {node.node_id for node in reply.digest.nodes}
+        if name.startswith("c"):
+            assert listed == everyone
+        else:
+            # A reply to an address that has not shown it receives is held to a few times
+            # the Syn that drew it, plus the node's own digest entry.
+            assert name in listed
+
+
+def test_kill_9_of_a_chitchat_node_then_a_stale_digest_does_not_bring_it_back(
+    tmp_path: Path,
+) -> None:
+    with ExitStack() as stack:
+        cluster = Cluster(stack, tmp_path)
+        cluster.chitchat("c0")
+        cluster.chitchat("c1", seed="c0")
+        cluster.gossip_tui("g0", seed="c0", protocol_version=PROTOCOL_V1)
+        cluster.gossip_tui("g1", seed="c1", protocol_version=PROTOCOL_V0)
+        everyone = {"c0", "c1", "g0", "g1"}
+        cluster.wait(
+            lambda: all(_names(v["live_nodes"]) == everyone for v in cluster.views().values()),
+            60,
+            "every node to list every node live",
+        )
+        cluster.kill("c1")
+        killed_at = time.monotonic()
+        # The observers do not declare c1 dead at the same moment, and chitchat forgets it
+        # 10 s after its own verdict: note each one's verdict, and c1's heartbeat then.
+        last_heartbeats: dict[str, int] = {}
+        c1_id: list[NodeId] = []
+
+        def all_saw_c1_dead() -> bool:
+            for name, view in cluster.views().items():
+                state = _state(view, "c1")
+                if state is not None and "c1" in _names(view["dead_nodes"]):
+                    last_heartbeats.setdefault(name, int(state["heartbeat"]))
+                    c1_id[:] = [_node_id(state)]
+            return set(last_heartbeats) == {"c0", "g0", "g1"}
+
+        cluster.wait(all_saw_c1_dead, 60, "every survivor to list c1 dead")
+        dead_after = time.monotonic() - killed_at
+        cluster.wait(
+            lambda: all(_state(v, "c1") is None for v in cluster.views().values()),
+            DEADNODE_FORGET_TIMEOUT,
+            f"every survivor to forget c1 after the {DEAD_NODE_GRACE_PERIOD} s grace period",
+        )
+        # Heartbeats only grow: the lowest one noted is at most what each survivor
+        # remembers of c1; c1 beat at most 5 times a second, so far above the highest
+        # noted is above what any of them heard since.
+        stale = min(last_heartbeats.values())
+        fresh = max(last_heartbeats.values()) + 10_000
+        for name in ("c0", "g0", "g1"):
+            # A digest listing c1 at a heartbeat already seen, and a node never seen
+            # (whose arrival shows the digest was read): the newcomer is learnt, c1 not.
+            marker = NodeId(f"marker-{name}", 1, SocketAddress.parse(f"127.0.0.1:{free_port()}"))
+            _send_digest(cluster.ports[name], {c1_id[0]: stale, marker: 1})
+            cluster.wait(
+                lambda name=name, marker=marker: (
+                    _state(cluster.view(name), marker.node_id) is not None
+                ),
+                10,
+                f"{name} to learn {marker.node_id}",
+            )
+            assert _state(cluster.view(name), "c1") is None, (
+                f"{name} learnt c1 again from a digest at heartbeat {stale}, "
+                f"after it had forgotten it (dead after {dead_after:.1f} s)"
+            )
+        for name in ("c0", "g0", "g1"):
+            _send_digest(cluster.ports[name], {c1_id[0]: fresh})
+            cluster.wait(
+                lambda name=name: _state(cluster.view(name), "c1") is not None,
+                10,
+                f"{name} to learn c1 again from a digest at a higher heartbeat",
+            )
+
+
+def _send_digest(port: int, heartbeats: dict[NodeId, int]) -> None:
+    """A V1 Syn whose digest lists ``heartbeats`` (no keys), from a throwaway socket; the
+    reply, if any, is not needed."""
+    digest = Digest({node: NodeDigest(hb, 0, 0) for node, hb in heartbeats.items()})
+    ask(port, Syn(CHITCHAT_TEST_CLUSTER_ID, digest, protocol_version=PROTOCOL_V1), 0.2)
+
+
+def test_a_graceful_leave_of_a_gossip_tui_node_reaches_the_chitchat_nodes(
+    tmp_path: Path,
+) -> None:
+    with ExitStack() as stack:
+        cluster = Cluster(stack, tmp_path)
+        cluster.chitchat("c0")
+        cluster.chitchat("c1", seed="c0")
+        cluster.gossip_tui("g0", seed="c1", protocol_version=PROTOCOL_V1)
+        everyone = {"c0", "c1", "g0"}
+        cluster.wait(
+            lambda: all(_names(v["live_nodes"]) == everyone for v in cluster.views().values()),
+            60,
+            "every node to list every node live",
+        )
+        cluster.processes["g0"].terminate()
+        assert cluster.processes["g0"].wait(timeout=30) == 0
+        for name in ("c0", "c1"):
+            view = cluster.view(name)
+            assert _value(view, "g0", "__gossip_tui.leaving") == "1", (
+                f"{name} did not get g0's leave marker before g0 went away"
+            )
