@@ -71,24 +71,37 @@ BULK_KEYS = 300
 CHITCHAT_TEST_CLUSTER_ID = "testing"
 
 
-def ask(port: int, message: Message, timeout: float = 2.0) -> Message | None:
-    """Send ``message`` to the node on 127.0.0.1:``port`` from a fresh UDP socket and
-    return the first reply that decodes, or None if none came within ``timeout``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((bench.HOST, 0))
-        sock.sendto(encode(message), (bench.HOST, port))
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                data = sock.recv(65_535)
-            except TimeoutError:
-                return None
-            try:
-                return decode(data)
-            except DecodeError:
-                continue
+def exchange(
+    sock: socket.socket, port: int, message: Message, timeout: float = 2.0
+) -> tuple[Message, int] | None:
+    """Send ``message`` from ``sock`` to the node on 127.0.0.1:``port``; return the first
+    reply that decodes and its size in bytes, or None if none came within ``timeout``."""
+    sock.sendto(encode(message), (bench.HOST, port))
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65_535)
+        except TimeoutError:
+            return None
+        try:
+            return decode(data), len(data)
+        except DecodeError:
+            continue
     return None
+
+
+def probe_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((bench.HOST, 0))
+    return sock
+
+
+def ask(port: int, message: Message, timeout: float = 2.0) -> Message | None:
+    """:func:`exchange` from a fresh socket, the reply only."""
+    with probe_socket() as sock:
+        reply = exchange(sock, port, message, timeout)
+    return None if reply is None else reply[0]
 
 
 def empty_syn(protocol_version: int, cluster_id: str = CHITCHAT_TEST_CLUSTER_ID) -> Syn:

@@ -24,6 +24,7 @@ What is checked against the live peer:
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import time
@@ -35,14 +36,21 @@ from urllib.parse import quote
 
 import pytest
 
-from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1
-from gossip_tui.core.messages import Digest, NodeDigest, Syn
+from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1, encode
+from gossip_tui.core.messages import Ack, Delta, Digest, NodeDigest, Syn, SynAck
 from gossip_tui.core.models import NodeId, SocketAddress
 
 from .processes import free_port, get_json, running_chitchat_test, running_node, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from interop_chitchat import CHITCHAT_TEST_CLUSTER_ID, answers_in, ask
+from interop_chitchat import (
+    CHITCHAT_TEST_CLUSTER_ID,
+    answers_in,
+    ask,
+    empty_syn,
+    exchange,
+    probe_socket,
+)
 
 CHITCHAT_V1_TEST_BIN = os.environ.get("CHITCHAT_V1_TEST_BIN", "")
 INTERVAL_MS = "200"
@@ -309,4 +317,66 @@ def test_a_graceful_leave_of_a_gossip_tui_node_reaches_the_chitchat_nodes(
             view = cluster.view(name)
             assert _value(view, "g0", "__gossip_tui.leaving") == "1", (
                 f"{name} did not get g0's leave marker before g0 went away"
+            )
+
+
+# Fake nodes put in the digest of the node under test: 55 bytes each in a V0 digest, so
+# 700 of them take 38.6 KB of the datagram, their V1 digest 2.2 KB. The keys, 60 random
+# values of 1,000 characters, take ~45 KB compressed: more than a V0 reply has left.
+FAKE_NODES = 700
+BIG_KEYS = 60
+
+
+def test_the_reply_to_an_empty_digest_fits_one_datagram_in_each_version(
+    tmp_path: Path,
+) -> None:
+    """chitchat after 0.10.1 sizes the delta of a SynAck with its own digest, not the
+    Syn's (which is empty from a node that knows nothing), but with the digest in its
+    configured version while it replies in the Syn's: a V1-configured node answering a V0
+    Syn can overshoot. Here our V1-configured node, its digest and keys near a datagram,
+    answers an empty Syn of each version with one datagram holding its keys."""
+    with ExitStack() as stack:
+        cluster = Cluster(stack, tmp_path)
+        cluster.chitchat("c0")
+        cluster.gossip_tui("g0", seed="c0", protocol_version=PROTOCOL_V1)
+        cluster.wait(
+            lambda: all(_names(v["live_nodes"]) == {"c0", "g0"} for v in cluster.views().values()),
+            60,
+            "both nodes to list both live",
+        )
+        # Random values: zstd must not shrink the delta below what the digest leaves.
+        for i in range(BIG_KEYS):
+            cluster.set_kv("g0", f"big{i:02d}", base64.b64encode(os.urandom(750)).decode())
+        cluster.wait(
+            lambda: _value(cluster.view("c0"), "g0", f"big{BIG_KEYS - 1:02d}") is not None,
+            30,
+            "c0 to get g0's keys",
+        )
+        sock = stack.enter_context(probe_socket())
+        port = cluster.ports["g0"]
+        # Our node holds replies to an address that has not answered it to a few times
+        # the datagram that drew them: answer its SynAck with an Ack, as a peer does.
+        first = exchange(sock, port, empty_syn(PROTOCOL_V0))
+        assert first is not None and isinstance(first[0], SynAck)
+        sock.sendto(encode(Ack(Delta())), ("127.0.0.1", port))
+        fakes = {
+            NodeId(f"fake-node-{i:04d}", 1, SocketAddress.parse(f"127.0.0.1:{40_000 + i}")): 1
+            for i in range(FAKE_NODES)
+        }
+        _send_digest(port, fakes)
+        cluster.wait(
+            lambda: len(cluster.view("g0")["cluster_state"]["node_states"]) >= FAKE_NODES,
+            10,
+            "g0 to learn the fake nodes",
+        )
+        for version in (PROTOCOL_V0, PROTOCOL_V1):
+            reply = exchange(sock, port, empty_syn(version))
+            assert reply is not None, f"no reply to an empty V{version} Syn"
+            message, size = reply
+            assert isinstance(message, SynAck) and message.protocol_version == version
+            assert size <= DATAGRAM_LIMIT
+            # Our own node first, so the peer learns us and our keys.
+            assert len(message.digest.nodes) > FAKE_NODES
+            assert any(
+                nd.node.node_id == "g0" and nd.key_values for nd in message.delta.node_deltas
             )
