@@ -36,10 +36,15 @@ from urllib.parse import quote
 
 import pytest
 
+from gossip_tui.core.agreement import AgreementReading, ViewSource
 from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1, encode
+from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.messages import Ack, Delta, Digest, NodeDigest, Syn, SynAck
 from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.core.node_config import NodeConfig
+from gossip_tui.node import open_node
 
+from .node.helpers import wait_until
 from .processes import free_port, get_json, running_chitchat_test, running_node, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -379,4 +384,59 @@ def test_the_reply_to_an_empty_digest_fits_one_datagram_in_each_version(
             assert len(message.digest.nodes) > FAKE_NODES
             assert any(
                 nd.node.node_id == "g0" and nd.key_values for nd in message.delta.node_deltas
+            )
+
+
+def _groups(reading: AgreementReading) -> list[tuple[set[str], set[str]]]:
+    """Each group's live members' names and where their views were read from."""
+    return [
+        ({m.node.node_id for m in g.members if m.live}, {m.source for m in g.members})
+        for g in reading.groups
+    ]
+
+
+@pytest.mark.trio
+async def test_the_agreement_view_reads_chitchat_peers_from_their_digests(
+    tmp_path: Path,
+) -> None:
+    """The ``A`` view judges a chitchat peer (which publishes no view) by the nodes its
+    last digest listed: in a settled mixed cluster it agrees with the gossip-tui nodes'
+    published views. After a ``kill -9`` a chitchat digest still lists the dead node for
+    half the dead-node grace period, so the chitchat peers form their own group until
+    then; once the dead node is forgotten, everyone agrees again."""
+    with ExitStack() as stack:
+        cluster = Cluster(stack, tmp_path)
+        cluster.chitchat("c0")
+        cluster.chitchat("c1", seed="c0")
+        cluster.gossip_tui("g1", seed="c1", protocol_version=PROTOCOL_V0)
+        config = NodeConfig(
+            listen_addr=SocketAddress.parse("127.0.0.1:0"),
+            node_id="g0",
+            cluster_id=CHITCHAT_TEST_CLUSTER_ID,
+            seeds=(f"127.0.0.1:{cluster.ports['c0']}",),
+            gossip_interval=int(INTERVAL_MS) / 1000,
+            failure_detector=FailureDetectorConfig(dead_node_grace_period=DEAD_NODE_GRACE_PERIOD),
+            protocol_version=PROTOCOL_V1,
+        )
+        async with open_node(config) as g0:
+            everyone = {"c0", "c1", "g0", "g1"}
+            await wait_until(
+                lambda: [group for group, _ in _groups(g0.agreement())] == [everyone],
+                60,
+                "one group of all four",
+            )
+            ((_, sources),) = _groups(g0.agreement())
+            assert sources == {ViewSource.PUBLISHED, ViewSource.DIGEST}
+            cluster.kill("c1")
+            await wait_until(
+                lambda: all(
+                    m.node.node_id != "c1" for g in g0.agreement().groups for m in g.members
+                ),
+                DEADNODE_FORGET_TIMEOUT,
+                "c1 to be forgotten",
+            )
+            await wait_until(
+                lambda: [group for group, _ in _groups(g0.agreement())] == [everyone - {"c1"}],
+                30,
+                "one group of the three left",
             )
