@@ -273,7 +273,7 @@ def test_kill_9_of_a_chitchat_node_then_a_stale_digest_does_not_bring_it_back(
         for name in ("c0", "g0", "g1"):
             # A digest listing c1 at a heartbeat already seen, and a node never seen
             # (whose arrival shows the digest was read): the newcomer is learnt, c1 not.
-            marker = NodeId(f"marker-{name}", 1, SocketAddress.parse(f"127.0.0.1:{free_port()}"))
+            marker = _fake_node(10_000, f"marker-{name}")
             _send_digest(cluster.ports[name], {c1_id[0]: stale, marker: 1})
             cluster.wait(
                 lambda name=name, marker=marker: (
@@ -293,6 +293,13 @@ def test_kill_9_of_a_chitchat_node_then_a_stale_digest_does_not_bring_it_back(
                 10,
                 f"{name} to learn c1 again from a digest at a higher heartbeat",
             )
+
+
+def _fake_node(i: int, name: str = "") -> NodeId:
+    """A node that never runs, at an address where nothing listens (127.77.0.0/16: still
+    loopback, and never the port of a node of some other test)."""
+    addr = SocketAddress.parse(f"127.77.{i // 250}.{i % 250 + 1}:7")
+    return NodeId(name or f"fake-node-{i:04d}", 1, addr)
 
 
 def _send_digest(port: int, heartbeats: dict[NodeId, int]) -> None:
@@ -364,10 +371,7 @@ def test_the_reply_to_an_empty_digest_fits_one_datagram_in_each_version(
         first = exchange(sock, port, empty_syn(PROTOCOL_V0))
         assert first is not None and isinstance(first[0], SynAck)
         sock.sendto(encode(Ack(Delta())), ("127.0.0.1", port))
-        fakes = {
-            NodeId(f"fake-node-{i:04d}", 1, SocketAddress.parse(f"127.0.0.1:{40_000 + i}")): 1
-            for i in range(FAKE_NODES)
-        }
+        fakes = {_fake_node(i): 1 for i in range(FAKE_NODES)}
         _send_digest(port, fakes)
         cluster.wait(
             lambda: len(cluster.view("g0")["cluster_state"]["node_states"]) >= FAKE_NODES,
@@ -440,3 +444,53 @@ async def test_the_agreement_view_reads_chitchat_peers_from_their_digests(
                 30,
                 "one group of the three left",
             )
+
+
+# More nodes than gossip-tui remembered when it followed chitchat 0.10.1 (500).
+FORGOTTEN_NODES = 600
+
+
+def test_nodes_forgotten_by_the_hundred_are_not_learnt_again_from_a_stale_digest(
+    tmp_path: Path,
+) -> None:
+    """chitchat after 0.10.1 remembers the last 5,000 nodes it forgot (0.10.1: 500), so a
+    peer still listing one at an old heartbeat cannot bring it back. 600 dead nodes are
+    forgotten at once, then offered again at the same heartbeat: the live chitchat node
+    learns none of them back, and nor may ours."""
+    with ExitStack() as stack:
+        cluster = Cluster(stack, tmp_path)
+        cluster.chitchat("c0")
+        cluster.gossip_tui("g0", seed="c0", protocol_version=PROTOCOL_V1)
+        cluster.wait(
+            lambda: all(_names(v["live_nodes"]) == {"c0", "g0"} for v in cluster.views().values()),
+            60,
+            "both nodes to list both live",
+        )
+        fakes = {_fake_node(i): 1 for i in range(FORGOTTEN_NODES)}
+        for name in ("c0", "g0"):
+            _send_digest(cluster.ports[name], fakes)
+        cluster.wait(
+            lambda: all(
+                len(cluster.view(n)["dead_nodes"]) == FORGOTTEN_NODES for n in ("c0", "g0")
+            ),
+            10,
+            "both nodes to hold the fake nodes dead",
+        )
+        cluster.wait(
+            lambda: all(
+                len(cluster.view(n)["cluster_state"]["node_states"]) == 2 for n in ("c0", "g0")
+            ),
+            DEADNODE_FORGET_TIMEOUT,
+            "both nodes to forget them",
+        )
+        marker = _fake_node(10_000, "marker")
+        for name in ("c0", "g0"):
+            _send_digest(cluster.ports[name], {**fakes, marker: 1})
+            cluster.wait(
+                lambda name=name: _state(cluster.view(name), "marker") is not None,
+                10,
+                f"{name} to learn the marker (the digest was read)",
+            )
+            states = cluster.view(name)["cluster_state"]["node_states"]
+            back = [s for s in states if s["chitchat_id"]["node_id"].startswith("fake-node-")]
+            assert back == [], f"{name} learnt {len(back)} forgotten nodes back"
