@@ -37,11 +37,18 @@ from urllib.parse import quote
 import pytest
 
 from gossip_tui.core.agreement import AgreementReading, ViewSource
-from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1, encode
+from gossip_tui.core.codec import (
+    PROTOCOL_V0,
+    PROTOCOL_V1,
+    _block_stream,
+    _digest_entries,
+    encode,
+)
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.messages import Ack, Delta, Digest, NodeDigest, Syn, SynAck
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.node_config import NodeConfig
+from gossip_tui.core.simulation import chitchat_test_name
 from gossip_tui.node import open_node
 
 from .node.helpers import wait_until
@@ -494,3 +501,37 @@ def test_nodes_forgotten_by_the_hundred_are_not_learnt_again_from_a_stale_digest
             states = cluster.view(name)["cluster_state"]["node_states"]
             back = [s for s in states if s["chitchat_id"]["node_id"].startswith("fake-node-")]
             assert back == [], f"{name} learnt {len(back)} forgotten nodes back"
+
+
+# chitchat-test ids: at this count chitchat's own V1 encoding of the digest is over a
+# datagram, ours (entries by reversed id, zstd level 19) still fits one.
+COMPACTED_NODES = 5_000
+
+
+def test_a_compacted_v1_digest_is_read_whole_by_a_live_chitchat_node(tmp_path: Path) -> None:
+    """gossip-tui sends a V1 digest too large in chitchat's encoding in another entry
+    order and at a stronger level: the live chitchat decoder learns every node of it."""
+    digest = Digest(
+        {
+            _fake_node(i, chitchat_test_name(i)): NodeDigest(1_000 + i, 0, i % 500)
+            for i in range(COMPACTED_NODES)
+        }
+    )
+    syn = Syn(CHITCHAT_TEST_CLUSTER_ID, digest, protocol_version=PROTOCOL_V1)
+    wire = encode(syn)
+    assert len(wire) <= DATAGRAM_LIMIT
+    assert len(_block_stream(b"".join(_digest_entries(digest)))) > DATAGRAM_LIMIT
+    with ExitStack() as stack:
+        cluster = Cluster(stack, tmp_path)
+        port = cluster.chitchat("c0")
+        ask(port, syn, 0.2)
+        cluster.wait(
+            lambda: len(cluster.view("c0")["cluster_state"]["node_states"]) == COMPACTED_NODES + 1,
+            20,
+            f"c0 to learn all {COMPACTED_NODES} nodes",
+        )
+        learnt = {
+            state["chitchat_id"]["node_id"]: int(state["heartbeat"])
+            for state in cluster.view("c0")["cluster_state"]["node_states"]
+        }
+        assert all(learnt.get(node.node_id) == nd.heartbeat for node, nd in digest.nodes.items())
