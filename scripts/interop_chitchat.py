@@ -27,6 +27,14 @@ Checks, each with a deadline, in order:
 9. with ``--soak MINUTES``, first (right after the cluster formed), no node ever lists
    another as not live while the cluster idles.
 
+Protocol versions: the first chitchat node is asked, before any other node starts, with a
+Syn of each version (an empty digest, from a socket of this script): a chitchat that
+answers a V1 Syn in V1 (after 0.10.1; chitchat-test then initiates V1 itself) gets
+gossip-tui nodes that initiate V1 and V0 in turn (g0 V1, g1 V0, ...), and one more check:
+every chitchat node answers a Syn in the Syn's version, its digest listing every node.
+chitchat 0.10.1 drops V1 datagrams, so beside it every gossip-tui node initiates V0.
+``--gossip-tui-protocol-version 0|1`` forces one version on every gossip-tui node.
+
     python scripts/interop_chitchat.py --chitchat-test PATH/TO/chitchat-test
     python scripts/interop_chitchat.py --chitchat-test PATH --chitchat 5 --gossip-tui 5 --gc
 
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import time
 import urllib.error
@@ -49,12 +58,63 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
 import _cluster as bench
 
+from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1, DecodeError, decode, encode
+from gossip_tui.core.messages import Digest, Message, Syn, SynAck
+
 CHITCHAT = "chitchat"
 GOSSIP_TUI = "gossip-tui"
 # chitchat-test's fixed settings, given to the gossip-tui nodes too.
 DEAD_NODE_GRACE_PERIOD = 10
 MARKED_FOR_DELETION_GRACE_PERIOD = 60
 BULK_KEYS = 300
+# chitchat-test's cluster id, fixed in its source.
+CHITCHAT_TEST_CLUSTER_ID = "testing"
+
+
+def exchange(
+    sock: socket.socket, port: int, message: Message, timeout: float = 2.0
+) -> tuple[Message, int] | None:
+    """Send ``message`` from ``sock`` to the node on 127.0.0.1:``port``; return the first
+    reply that decodes and its size in bytes, or None if none came within ``timeout``."""
+    sock.sendto(encode(message), (bench.HOST, port))
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65_535)
+        except TimeoutError:
+            return None
+        try:
+            return decode(data), len(data)
+        except DecodeError:
+            continue
+    return None
+
+
+def probe_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((bench.HOST, 0))
+    return sock
+
+
+def ask(port: int, message: Message, timeout: float = 2.0) -> Message | None:
+    """:func:`exchange` from a fresh socket, the reply only."""
+    with probe_socket() as sock:
+        reply = exchange(sock, port, message, timeout)
+    return None if reply is None else reply[0]
+
+
+def empty_syn(protocol_version: int, cluster_id: str = CHITCHAT_TEST_CLUSTER_ID) -> Syn:
+    return Syn(cluster_id, Digest(), protocol_version=protocol_version)
+
+
+def answers_in(port: int, protocol_version: int) -> SynAck | None:
+    """The node's SynAck to an empty Syn of ``protocol_version``, if it answered in that
+    version (a chitchat that does not speak it drops the Syn)."""
+    reply = ask(port, empty_syn(protocol_version))
+    if isinstance(reply, SynAck) and reply.protocol_version == protocol_version:
+        return reply
+    return None
 
 
 class Member:
@@ -126,6 +186,9 @@ class Interop:
         self.members: list[Member] = []
         self.results: list[dict[str, Any]] = []
         self._ports = iter(bench.allocate_ports(args.chitchat + args.gossip_tui + 4))
+        # Whether the chitchat build speaks V1: found out from the first chitchat node.
+        self.chitchat_speaks_v1 = False
+        self._gossip_tui_started = 0
 
     # ---------------------------------------------------------------- nodes
 
@@ -145,7 +208,46 @@ class Interop:
             *seed_args,
             *("--dead-node-grace-period", str(DEAD_NODE_GRACE_PERIOD)),
             *("--marked-for-deletion-grace-period", str(MARKED_FOR_DELETION_GRACE_PERIOD)),
+            *("--protocol-version", str(self.gossip_tui_protocol_version())),
         ]
+
+    def gossip_tui_protocol_version(self) -> int:
+        """The version the next gossip-tui node initiates with: forced, or V1 and V0 in
+        turn beside a chitchat that speaks V1, else V0."""
+        forced = self.args.gossip_tui_protocol_version
+        if forced is not None:
+            return int(forced)
+        if not self.chitchat_speaks_v1:
+            return PROTOCOL_V0
+        self._gossip_tui_started += 1
+        return PROTOCOL_V1 if self._gossip_tui_started % 2 else PROTOCOL_V0
+
+    def probe_versions(self, member: Member) -> bool:
+        """Find out whether ``member`` (the first chitchat node) speaks V1; False if it
+        does not even answer a V0 Syn."""
+        up = self.check(
+            f"{member.name} answers a V0 Syn in V0",
+            20,
+            lambda: answers_in(member.port, PROTOCOL_V0) is not None,
+        )
+        if not up:
+            return False
+        self.chitchat_speaks_v1 = answers_in(member.port, PROTOCOL_V1) is not None
+        spoken = "V0 and V1" if self.chitchat_speaks_v1 else "V0 only (drops V1 Syns)"
+        bench.log(f"        chitchat-test speaks {spoken}")
+        return True
+
+    def answers_each_version(self, names: set[str]) -> bool:
+        """Every chitchat node answers a Syn of each version in that version, and lists
+        every node in its digest."""
+        for member in self.of_kind(CHITCHAT):
+            for version in (PROTOCOL_V0, PROTOCOL_V1):
+                reply = answers_in(member.port, version)
+                if reply is None:
+                    return False
+                if {node.node_id for node in reply.digest.nodes} != names:
+                    return False
+        return True
 
     def member(self, kind: str, name: str, seed: Member | None) -> Member:
         port = next(self._ports)
@@ -219,7 +321,10 @@ class Interop:
             name = f"{'c' if kind == CHITCHAT else 'g'}{counts[kind]}"
             counts[kind] += 1
             previous = self.member(kind, name, previous)
-            first = first or previous
+            if first is None:
+                first = previous
+                if not self.probe_versions(first):
+                    return False
         names = {m.name for m in self.members}
         ok = self.check(
             f"{len(names)} nodes ({args.chitchat} chitchat, {args.gossip_tui} gossip-tui) "
@@ -229,6 +334,13 @@ class Interop:
         )
         if not ok:
             return False
+        if self.chitchat_speaks_v1:
+            self.check(
+                "every chitchat node answers a V0 Syn in V0 and a V1 Syn in V1, "
+                "its digest listing every node",
+                10,
+                lambda: self.answers_each_version(names),
+            )
         if args.soak:
             self.check(
                 f"idle for {args.soak:g} min: no node ever listed another dead",
@@ -453,6 +565,12 @@ def main() -> int:
         "--soak", type=float, default=0, help="minutes to idle first, watching for false deaths"
     )
     parser.add_argument("--json", type=Path, help="where to write the results")
+    parser.add_argument(
+        "--gossip-tui-protocol-version",
+        choices=("0", "1"),
+        help="the version every gossip-tui node initiates with (default: V1 and V0 in turn "
+        "when chitchat-test speaks V1, else V0)",
+    )
     args = parser.parse_args()
     if args.chitchat < 1 or args.gossip_tui < 1:
         parser.error("at least one node of each kind")

@@ -89,3 +89,28 @@ def running_node(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextmanager
+def running_chitchat_test(
+    binary: str, tmp_path: Path, name: str, port: int, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A chitchat-test process (chitchat's own test server, built outside this project)
+    gossiping on 127.0.0.1:``port`` and answering its HTTP routes on the same port; killed
+    on exit if it is still running."""
+    log = tmp_path / f"{name}.log"
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [binary, "--listen_addr", f"127.0.0.1:{port}", "--node_id", name, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

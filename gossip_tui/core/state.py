@@ -26,8 +26,9 @@ from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, VersionedValue
 
 # How many garbage-collected nodes are remembered, so that a peer still gossiping about
-# one cannot bring it back with an old heartbeat.
-GC_NODE_MEMORY = 500
+# one cannot bring it back with an old heartbeat. chitchat after 0.10.1 remembers 5,000
+# (0.10.1: 500): with fewer, a chitchat peer refuses a stale node that we learn back.
+GC_NODE_MEMORY = 5_000
 
 # What one stored key-value costs in memory besides its characters. Measured with
 # tracemalloc on CPython 3.11 over 100,000 replicated keys (scripts/measure_state_memory.py):
