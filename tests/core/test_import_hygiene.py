@@ -357,8 +357,14 @@ def test_importing_the_whole_product_never_loads_the_test_kit() -> None:
 # What a headless node must not load, by mode: each costs start-up CPU and resident memory
 # in every node process of a fleet. Textual is the dashboard's, hypercorn and the API serve
 # HTTP, zstandard only (de)compresses large blocks, cryptography only seals datagrams
-# (--secret-key), and the test kit and pytest are never the runtime's.
+# (--secret-key), and the test kit and pytest are never the runtime's. typer (and the
+# pydantic it builds an adapter per option with) is for --help, subcommands and usage errors.
 _NEVER_HEADLESS = [
+    "typer",
+    "click",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
     "textual",
     "gossip_tui.ui",
     "gossip_tui.testing",
