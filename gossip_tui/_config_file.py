@@ -21,7 +21,6 @@ One concern, though over 400 lines: turning the three sources into one CliSettin
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -373,6 +372,8 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """The settings a TOML file gives, with the same snake_case keys as the options."""
+    import tomllib  # only for a config file: most nodes start without one
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

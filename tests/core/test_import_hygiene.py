@@ -374,7 +374,20 @@ _NEVER_HEADLESS = [
     "_pytest",
     "trio.testing",
 ]
-_HTTP_ONLY = ["hypercorn", "h11", "h2", "wsproto", "gossip_tui.api"]
+# The API's settings and client (gossip_tui.client) bring http.client and so email.
+_HTTP_ONLY = [
+    "hypercorn",
+    "h11",
+    "h2",
+    "wsproto",
+    "gossip_tui.api",
+    "gossip_tui.client",
+    "http.client",
+    "email",
+]
+# A config file's reader, and what JSON log lines alone need: not for a node started
+# with options only, logging text.
+_ON_DEMAND = ["tomllib", "datetime"]
 
 # The real command line, up to the moment the node is ready: then the loaded modules are
 # printed and the node is stopped as an operator would (SIGTERM).
@@ -416,7 +429,8 @@ def _loaded_by_headless_node(watched: list[str], *flags: str) -> list[str]:
 
 
 def test_a_headless_node_without_http_loads_neither_dashboard_nor_http_nor_zstd() -> None:
-    assert _loaded_by_headless_node(_NEVER_HEADLESS + _HTTP_ONLY, "--no-http") == []
+    watched = _NEVER_HEADLESS + _HTTP_ONLY + _ON_DEMAND
+    assert _loaded_by_headless_node(watched, "--no-http") == []
 
 
 def test_a_headless_node_with_http_loads_no_dashboard_nor_zstd() -> None:
