@@ -385,9 +385,9 @@ _HTTP_ONLY = [
     "http.client",
     "email",
 ]
-# A config file's reader, and what JSON log lines alone need: not for a node started
-# with options only, logging text.
-_ON_DEMAND = ["tomllib", "datetime"]
+# A config file's reader, what JSON log lines alone need, and cattrs (the API's JSON and
+# typed records): not for a node started with options only, logging text, without HTTP.
+_ON_DEMAND = ["tomllib", "datetime", "cattrs"]
 
 # The real command line, up to the moment the node is ready: then the loaded modules are
 # printed and the node is stopped as an operator would (SIGTERM).
