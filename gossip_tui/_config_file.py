@@ -2,17 +2,18 @@
 
 Precedence, highest first: command-line option, ``GOSSIP_TUI_*`` environment variable,
 the TOML file (``--config`` or ``GOSSIP_TUI_CONFIG``), then the default. Every value, as
-text (an option, a variable) or as TOML gives it, is structured by one converter (the
-project's, taught to read text) onto the type :class:`CliSettings` declares and checked by
-that field's validator; a bad value therefore reads the same wherever it came from, and is
-reported as one line naming its origin.
+text (an option, a variable) or as TOML gives it, is structured onto the type
+:class:`CliSettings` declares (by the project converter's hooks, and hooks of ours that
+also read text) and checked by that field's validator; a bad value therefore reads the
+same wherever it came from, and is reported as one line naming its origin.
 
 The node's settings have no rules of their own here: their defaults are ``NodeConfig``'s
 and their validators are those of ``NodeConfig`` and ``FailureDetectorConfig``. Only the
 command line's own settings (``interval_ms``, ``headless``, ``no_http``, the key texts and
-file, the state directory's existence) are checked here. :func:`to_node_config` structures
-the result onto the runtime's ``NodeConfig``. ``gossip_tui.node`` (and so Trio) is imported
-only when a default or one of its validators is needed, never by ``--help``.
+file, the state directory's existence) are checked here. :func:`to_node_config` makes the
+runtime's ``NodeConfig`` of the result (whose validators check it again).
+``gossip_tui.node`` (and so Trio) is imported only when a default or one of its validators
+is needed, never by ``--help``.
 
 One concern, though over 400 lines: turning the three sources into one CliSettings
 (the fields' declarations take most of it).
@@ -21,17 +22,17 @@ One concern, though over 400 lines: turning the three sources into one CliSettin
 from __future__ import annotations
 
 import math
-import tomllib
+import types
+import typing
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
 
 from gossip_tui._logging import parse_log_format, parse_log_level
-from gossip_tui.core.converter import converter
+from gossip_tui.core.converter import structure_address, structure_str
 from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.http_access import ApiTokenError, parse_api_token
@@ -248,10 +249,11 @@ _FIELDS: Mapping[str, attrs.Attribute[Any]] = {f.name: f for f in attrs.fields(C
 _DETECTOR_FIELDS = frozenset(f.name for f in attrs.fields(FailureDetectorConfig)) & set(_FIELDS)
 
 
-# --------------------------------------------------------------------------- the converter
-# The project's converter, which also reads what operators write: numbers and flags as
-# text, lists as comma-separated text, paths. It stays strict where text is not expected:
-# a TOML number is no address, a TOML bool no interval.
+# --------------------------------------------------------------------------- the reader
+# What operators write, read onto each field's type: numbers and flags as text, lists as
+# comma-separated text, paths; texts and addresses by the project converter's own strict
+# hooks. Strict where text is not expected: a TOML number is no address, a TOML bool no
+# interval. No cattrs: a headless node would import it for this alone.
 
 
 def _structure_int(value: Any, _type: Any) -> int:
@@ -301,24 +303,24 @@ def _structure_texts(value: Any, _type: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in value)
 
 
-def _make_settings_converter() -> cattrs.Converter:
-    conv = converter.copy()
-    conv.register_structure_hook(int, _structure_int)
-    conv.register_structure_hook(float, _structure_float)
-    conv.register_structure_hook(bool, _structure_bool)
-    conv.register_structure_hook(Path, _structure_path)
-    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_texts)
-    return conv
+_HOOKS: Mapping[Any, Callable[[Any, Any], Any]] = {
+    int: _structure_int,
+    float: _structure_float,
+    bool: _structure_bool,
+    Path: _structure_path,
+    tuple[str, ...]: _structure_texts,
+    str: structure_str,
+    SocketAddress: structure_address,
+}
 
 
-_converter = _make_settings_converter()
-
-
-def _leaf_message(exc: BaseException) -> str:
-    # cattrs wraps a nested failure in groups; the innermost error says what was wrong.
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return str(exc)
+def _structure(raw: object, kind: Any) -> Any:
+    """``raw`` as a ``kind``; ``X | None`` takes None as None, anything else as an X."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
+        if raw is None:
+            return None
+    return _HOOKS[kind](raw, kind)
 
 
 def structure_setting(name: str, raw: object) -> Any:
@@ -326,11 +328,11 @@ def structure_setting(name: str, raw: object) -> Any:
     field = _FIELDS[name]
     assert field.type is not None  # resolved above, for every field
     try:
-        value = _converter.structure(raw, field.type)
+        value = _structure(raw, field.type)
         if field.validator is not None:
             field.validator(None, field, value)
-    except (ValueError, TypeError, AddressError, SecretKeyError, cattrs.BaseValidationError) as exc:
-        raise ValueError(_leaf_message(exc)) from None
+    except (ValueError, TypeError, AddressError, SecretKeyError) as exc:
+        raise ValueError(str(exc)) from None
     return value
 
 
@@ -373,6 +375,8 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """The settings a TOML file gives, with the same snake_case keys as the options."""
+    import tomllib  # only for a config file: most nodes start without one
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -447,18 +451,20 @@ _NOT_NODE_FIELDS = frozenset(
 def to_node_config(settings: CliSettings) -> NodeConfig:
     """The runtime's :class:`gossip_tui.node.NodeConfig` for these settings.
 
-    The settings are unstructured and structured again onto ``NodeConfig`` by the same
-    converter; what is unset (None) is left out, so ``NodeConfig``'s defaults apply.
+    The settings are typed and checked already; what is unset (None) is left out, so
+    ``NodeConfig``'s defaults apply, and its validators check the rest once more.
     """
     from gossip_tui.node import NodeConfig, read_key_file
 
-    given = {k: v for k, v in _converter.unstructure(settings).items() if v is not None}
-    raw: dict[str, Any] = {k: v for k, v in given.items() if k not in _NOT_NODE_FIELDS}
-    raw["gossip_interval"] = settings.interval_ms / 1000
-    raw["failure_detector"] = {k: v for k, v in given.items() if k in _DETECTOR_FIELDS}
+    given = {name: getattr(settings, name) for name in _FIELDS}
+    given = {name: value for name, value in given.items() if value is not None}
+    node: dict[str, Any] = {k: v for k, v in given.items() if k not in _NOT_NODE_FIELDS}
+    node["gossip_interval"] = settings.interval_ms / 1000
+    node["failure_detector"] = FailureDetectorConfig(
+        **{k: v for k, v in given.items() if k in _DETECTOR_FIELDS}
+    )
     keys = [parse_key(text) for text in settings.secret_keys]
     if settings.secret_key_file is not None:
         keys += read_key_file(settings.secret_key_file)
-    raw["secret_keys"] = keys
-    config: NodeConfig = _converter.structure(raw, NodeConfig)
-    return config
+    node["secret_keys"] = keys
+    return NodeConfig(**node)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from gossip_tui._logging import configure_logging
-from gossip_tui.client import http_service
 from gossip_tui.node import log_lifecycle
 
 if TYPE_CHECKING:
@@ -49,6 +48,9 @@ async def serve_headless(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config) as node:
             if settings.http:
+                # Only here: gossip_tui.client brings http.client and email, and the API hypercorn.
+                from gossip_tui.client import http_service
+
                 await http_service(settings)(node)
             _log.info(
                 "node %s gossiping on %s (udp); HTTP API %s",

@@ -3,7 +3,6 @@ log shipper). Standard library only, so that the settings code can validate both
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import sys
@@ -42,6 +41,8 @@ class JsonFormatter(logging.Formatter):
     message, and the traceback when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
+        import datetime  # here: most nodes log text, and a node's start is all imports
+
         stamp = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         line: dict[str, object] = {
             "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),

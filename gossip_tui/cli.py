@@ -1,15 +1,16 @@
 """The ``gossip-tui`` command: run a node with its dashboard, headless, or a demo cluster.
 
-Only typer and the settings code are imported at start; Trio, hypercorn, the node runtime
-and the Textual dashboard are imported by the command that needs them, so ``--help`` and
-argument errors answer at once.
+A node starts without typer: the run command's arguments are read by the quick parser of
+gossip_tui._run_options, from the table the typer app (gossip_tui._typer_app) builds its
+options from; typer is imported only for what that parser passes on (``--help``, the
+subcommands, every usage error). Trio, hypercorn, the node runtime and the Textual
+dashboard are imported by the command that needs them.
 
 Every usage error (bad option, bad value, bad environment variable, missing or broken
 config file, busy port) is reported as one line on stderr with exit status 2.
 
-One concern, though over 400 lines (most of them the options' declarations): the command
-line itself. Settings live in gossip_tui._config_file, the headless runtime in
-gossip_tui._headless, the dashboard in gossip_tui.ui.
+Settings live in gossip_tui._config_file, the headless runtime in gossip_tui._headless, the
+dashboard in gossip_tui.ui.
 """
 
 from __future__ import annotations
@@ -18,52 +19,30 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-
-import attrs
-import typer
+from typing import TYPE_CHECKING, Any
 
 from gossip_tui._config_file import (
     CONFIG_ENV,
     CliSettings,
     SettingsError,
-    env_var,
-    item_parser,
     load_config_file,
     resolve_settings,
-    setting_parser,
     settings_from_env,
     to_node_config,
 )
-from gossip_tui._serve import DEFAULT_WEB_ADDR
-from gossip_tui.client._commands import register as register_client_commands
-from gossip_tui.client._settings import check_http_exposure, http_addr
+from gossip_tui._run_options import RunArgs, parse_run_args
 from gossip_tui.core.errors import GossipTuiError
-from gossip_tui.core.failure_detector import FailureDetectorConfig
-from gossip_tui.core.keys import generate_key
 from gossip_tui.core.models import SocketAddress
 
 if TYPE_CHECKING:
     from gossip_tui._headless import OpenNode
 
-__all__ = ["CliError", "app", "main", "run_headless"]
+__all__ = ["CliError", "main", "run_headless"]
 
 PROG = "gossip-tui"
 USAGE_ERROR = 2
-_T = TypeVar("_T")
-
-# NodeConfig's defaults as --help shows them. Written out because reading NodeConfig would
-# import the runtime (and Trio) for --help; tests/cli check them against NodeConfig.
-HELP_DEFAULTS: dict[str, str] = {
-    "listen_addr": "127.0.0.1:10000",
-    "interval_ms": "500",
-    "cluster_id": "testing",
-    "marked_for_deletion_grace_period": "3600",
-    "protocol_version": "0",
-}
-_DETECTOR_DEFAULTS = FailureDetectorConfig()
 
 # The errors of binding a socket that are the operator's to fix, not a crash.
 _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
@@ -78,432 +57,31 @@ class CliError(GossipTuiError):
         self.code = code
 
 
-def _option_parser(parse: Callable[[object], _T]) -> Callable[[str], _T]:
-    """Turn a settings validator into a typer parser reporting a usage error."""
-
-    def parser(text: str) -> _T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return parser
+def settings_of(invocation: RunArgs) -> CliSettings:
+    """The settings of the run command's arguments, the environment and the config file."""
+    return resolve_settings(invocation.cli, os.environ, invocation.config)
 
 
-def _env_help(text: str, field: str, default: str | None = None) -> str:
-    shown = f"default: {default}; " if default is not None else ""
-    return f"{text} [{shown}env: {env_var(field)}]"
-
-
-def _setting(*flags: str, metavar: str, text: str, default: str | None = None) -> Any:
-    """The option for one setting: its field is named by the first flag, and the
-    settings code's validator for that field parses it."""
-    field = flags[0].removeprefix("--").replace("-", "_")
-    return typer.Option(
-        *flags,
-        parser=_option_parser(setting_parser(field)),
-        metavar=metavar,
-        help=_env_help(text, field, default),
+def given(invocation: RunArgs) -> frozenset[str]:
+    """The settings the operator set: on the command line, in the environment or in the
+    config file (the same sources, found the same way, as :func:`settings_of`)."""
+    path = invocation.config
+    if path is None and os.environ.get(CONFIG_ENV, "").strip():
+        path = Path(os.environ[CONFIG_ENV])
+    sources = (
+        invocation.cli,
+        settings_from_env(os.environ),
+        load_config_file(path) if path is not None else {},
+    )
+    return frozenset(
+        key for source in sources for key, value in source.items() if value is not None
     )
 
 
-app = typer.Typer(
-    name=PROG,
-    help="A chitchat-compatible gossip node with a terminal dashboard and an HTTP API.",
-    rich_markup_mode=None,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-@attrs.frozen
-class _Invocation:
-    """What the top-level options said, kept for the subcommands."""
-
-    cli: dict[str, Any]
-    config: Path | None
-
-    def settings(self) -> CliSettings:
-        return resolve_settings(self.cli, os.environ, self.config)
-
-    def given(self) -> frozenset[str]:
-        """The settings the operator set: on the command line, in the environment or in
-        the config file (the same sources, found the same way, as :meth:`settings`)."""
-        path = self.config
-        if path is None and os.environ.get(CONFIG_ENV, "").strip():
-            path = Path(os.environ[CONFIG_ENV])
-        sources = (
-            self.cli,
-            settings_from_env(os.environ),
-            load_config_file(path) if path is not None else {},
-        )
-        return frozenset(
-            key for source in sources for key, value in source.items() if value is not None
-        )
-
-
-@app.callback(invoke_without_command=True)
-def run(
-    ctx: typer.Context,
-    listen_addr: Annotated[
-        SocketAddress | None,
-        _setting(
-            "--listen-addr",
-            "--listen_addr",
-            metavar="IP:PORT",
-            text="Gossip (UDP) and HTTP (TCP) address to bind.",
-            default=HELP_DEFAULTS["listen_addr"],
-        ),
-    ] = None,
-    public_addr: Annotated[
-        SocketAddress | None,
-        _setting(
-            "--public-addr",
-            "--public_addr",
-            metavar="IP:PORT",
-            text="Address peers should gossip to.",
-            default="the listen address",
-        ),
-    ] = None,
-    node_id: Annotated[
-        str | None,
-        _setting(
-            "--node-id",
-            "--node_id",
-            metavar="NAME",
-            text="Unique name of this node.",
-            default="server:<public addr>-<random words>",
-        ),
-    ] = None,
-    seed: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--seed",
-            parser=_option_parser(item_parser("seeds")),
-            metavar="HOST:PORT",
-            help="Peer to join through; repeat for several. "
-            f"[env: {env_var('seeds')}, comma-separated]",
-        ),
-    ] = None,
-    interval_ms: Annotated[
-        int | None,
-        _setting(
-            "--interval-ms",
-            "--interval_ms",
-            metavar="MS",
-            text="Gossip interval in milliseconds.",
-            default=HELP_DEFAULTS["interval_ms"],
-        ),
-    ] = None,
-    cluster_id: Annotated[
-        str | None,
-        _setting(
-            "--cluster-id",
-            "--cluster_id",
-            metavar="NAME",
-            text="Cluster to join; peers of another cluster are refused.",
-            default=HELP_DEFAULTS["cluster_id"],
-        ),
-    ] = None,
-    headless: Annotated[
-        bool | None,
-        typer.Option(
-            "--headless",
-            help=_env_help("Run without the dashboard, logging membership to stderr.", "headless"),
-        ),
-    ] = None,
-    no_http: Annotated[
-        bool | None,
-        typer.Option("--no-http", help=_env_help("Do not serve the HTTP API.", "no_http")),
-    ] = None,
-    dead_node_grace_period: Annotated[
-        float | None,
-        _setting(
-            "--dead-node-grace-period",
-            metavar="SECONDS",
-            text="How long a dead node is kept before being forgotten.",
-            default=f"{_DETECTOR_DEFAULTS.dead_node_grace_period:g}",
-        ),
-    ] = None,
-    marked_for_deletion_grace_period: Annotated[
-        float | None,
-        _setting(
-            "--marked-for-deletion-grace-period",
-            metavar="SECONDS",
-            text="How long a deleted key's tombstone is kept.",
-            default=HELP_DEFAULTS["marked_for_deletion_grace_period"],
-        ),
-    ] = None,
-    phi_threshold: Annotated[
-        float | None,
-        _setting(
-            "--phi-threshold",
-            metavar="PHI",
-            text="Failure detector threshold: above it a node is dead.",
-            default=f"{_DETECTOR_DEFAULTS.phi_threshold:g}",
-        ),
-    ] = None,
-    acceptable_pause: Annotated[
-        float | None,
-        _setting(
-            "--acceptable-pause",
-            metavar="SECONDS",
-            text="Silence tolerated on top of the phi threshold (a GC pause, a stopped VM); "
-            "0 judges liveness exactly as chitchat does.",
-            default=f"{_DETECTOR_DEFAULTS.acceptable_pause:g}",
-        ),
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        _setting(
-            "--state-dir",
-            metavar="DIR",
-            text="Keep the local keys here across restarts.",
-            default="nowhere",
-        ),
-    ] = None,
-    secret_key: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--secret-key",
-            parser=_option_parser(item_parser("secret_keys")),
-            metavar="BASE64",
-            help="Seal every datagram with this key (from `gossip-tui keygen`); repeat to "
-            "accept old keys during a rotation, the first one seals. Prefer --secret-key-file: "
-            f"arguments show in ps. [env: {env_var('secret_keys')}, comma-separated]",
-        ),
-    ] = None,
-    secret_key_file: Annotated[
-        Path | None,
-        _setting(
-            "--secret-key-file",
-            metavar="PATH",
-            text="File of keys, one per line, the first one seals.",
-            default="none",
-        ),
-    ] = None,
-    protocol_version: Annotated[
-        int | None,
-        _setting(
-            "--protocol-version",
-            metavar="0|1",
-            text="chitchat protocol version of the gossip this node starts: 1 compresses the "
-            "digest (chitchat after 0.10.1), 0.10.1 peers only read 0. Every Syn is answered "
-            "in its own version.",
-            default=HELP_DEFAULTS["protocol_version"],
-        ),
-    ] = None,
-    partial_digests: Annotated[
-        bool | None,
-        typer.Option(
-            "--partial-digests",
-            help=_env_help(
-                "Past what one digest carries, send gossip-tui peers a partial digest, a "
-                "window that moves each round (clusters of gossip-tui nodes only: a chitchat "
-                "peer then gets Syns too large to send).",
-                "partial_digests",
-            ),
-        ),
-    ] = None,
-    log_level: Annotated[
-        str | None,
-        _setting(
-            "--log-level",
-            metavar="LEVEL",
-            text="Least severe log records written: debug, info, warning, error or critical.",
-            default="info",
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None,
-        _setting(
-            "--log-format",
-            metavar="text|json",
-            text="Log lines as text, or as one JSON object each.",
-            default="text",
-        ),
-    ] = None,
-    http_addr: Annotated[
-        SocketAddress | None,
-        _setting(
-            "--http-addr",
-            metavar="IP:PORT",
-            text="HTTP API (TCP) address.",
-            default="the listen address if loopback, else 127.0.0.1 on its port",
-        ),
-    ] = None,
-    api_token_file: Annotated[
-        Path | None,
-        _setting(
-            "--api-token-file",
-            metavar="PATH",
-            text="File holding the API token: writes need Authorization: Bearer <token>; "
-            "the client commands send it.",
-            default="none",
-        ),
-    ] = None,
-    api_token_protects_reads: Annotated[
-        bool | None,
-        typer.Option(
-            "--api-token-protects-reads",
-            help=_env_help("Reads need the token too.", "api_token_protects_reads"),
-        ),
-    ] = None,
-    insecure_http: Annotated[
-        bool | None,
-        typer.Option(
-            "--insecure-http",
-            help=_env_help(
-                "Serve the API off the loopback without a token (anyone reaching it can write).",
-                "insecure_http",
-            ),
-        ),
-    ] = None,
-    http_allowed_hosts: Annotated[
-        str | None,
-        _setting(
-            "--http-allowed-hosts",
-            metavar="NAMES",
-            text="Comma-separated extra host names the API answers to (against DNS "
-            "rebinding; IP addresses, localhost and this host's name always); * for any.",
-            default="none",
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            metavar="PATH",
-            dir_okay=False,
-            help=f"TOML file with the same settings in snake_case (seeds is a list). "
-            f"[env: {CONFIG_ENV}]",
-        ),
-    ] = None,
-) -> None:
-    """Run a node: the dashboard, or with --headless only the node and its HTTP API.
-
-    Settings come from the options, else GOSSIP_TUI_* variables, else the --config file.
-    """
-    cli: dict[str, Any] = {
-        "listen_addr": listen_addr,
-        "public_addr": public_addr,
-        "node_id": node_id,
-        "seeds": tuple(seed) if seed else None,
-        "interval_ms": interval_ms,
-        "cluster_id": cluster_id,
-        "headless": headless,
-        "no_http": no_http,
-        "dead_node_grace_period": dead_node_grace_period,
-        "marked_for_deletion_grace_period": marked_for_deletion_grace_period,
-        "phi_threshold": phi_threshold,
-        "acceptable_pause": acceptable_pause,
-        "state_dir": state_dir,
-        "secret_keys": tuple(secret_key) if secret_key else None,
-        "secret_key_file": secret_key_file,
-        "protocol_version": protocol_version,
-        "partial_digests": partial_digests,
-        "log_level": log_level,
-        "log_format": log_format,
-        "http_addr": http_addr,
-        "api_token_file": api_token_file,
-        "api_token_protects_reads": api_token_protects_reads,
-        "insecure_http": insecure_http,
-        "http_allowed_hosts": http_allowed_hosts,
-    }
-    invocation = _Invocation(cli, config)
-    ctx.obj = invocation
-    if ctx.invoked_subcommand is None:
-        settings = invocation.settings()
-        code = run_headless(settings) if settings.headless else run_dashboard(settings)
-        raise typer.Exit(code)
-
-
-@app.command()
-def demo(
-    ctx: typer.Context,
-    nodes: Annotated[
-        int,
-        typer.Option("--nodes", "-n", min=1, max=200, metavar="N", help="How many nodes to start."),
-    ] = 5,
-) -> None:
-    """Run a local cluster of N nodes in the dashboard.
-
-    The top-level options (given before "demo") configure node 0; the others take
-    ephemeral ports on 127.0.0.1 and node 0 as seed. Unless --listen-addr or --cluster-id
-    is given, node 0 too takes an ephemeral port, and the cluster an id of its own
-    ("demo-<hex>"), so that the demo never mixes with nodes left at the defaults.
-    """
-    from gossip_tui.ui.demo import demo_overrides
-
-    invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
-    settings = attrs.evolve(invocation.settings(), **demo_overrides(invocation.given()))
-    raise typer.Exit(run_demo(settings, nodes))
-
-
-@app.command()
-def serve(
-    web_addr: Annotated[
-        SocketAddress | None,
-        typer.Option(
-            "--web-addr",
-            parser=_option_parser(SocketAddress.parse),
-            metavar="IP:PORT",
-            help="Where the browser finds the dashboard (loopback unless --insecure-web)"
-            f" [default: {DEFAULT_WEB_ADDR}]",
-        ),
-    ] = None,
-    insecure_web: Annotated[
-        bool,
-        typer.Option(
-            "--insecure-web",
-            help="Serve the dashboard off the loopback: whoever reaches it drives the node.",
-        ),
-    ] = False,
-) -> None:
-    """Serve the dashboard in a browser (textual-serve; the extra "serve").
-
-    Each browser session runs the dashboard with the top-level options given before
-    "serve", as "gossip-tui" alone would in a terminal.
-    """
-    from gossip_tui._serve import ServeError, serve_dashboard
-
-    try:
-        code = serve_dashboard(_node_args(), web_addr or DEFAULT_WEB_ADDR, insecure=insecure_web)
-    except ServeError as exc:
-        raise CliError(str(exc)) from None
-    raise typer.Exit(code)
-
-
-def _node_args() -> list[str]:
-    """The top-level options of this invocation: its arguments before the subcommand."""
-    args = list(_invoked_args or sys.argv[1:])
-    with typer.main.get_command(app).make_context(
-        PROG, list(args), resilient_parsing=True
-    ) as probe:
-        rest = [*getattr(probe, "_protected_args", ()), *probe.args]
-    return args[: len(args) - len(rest)]
-
-
-def _settings_of(ctx: typer.Context) -> CliSettings:
-    invocation = ctx.obj if isinstance(ctx.obj, _Invocation) else _Invocation({}, None)
-    return invocation.settings()
-
-
-# The client commands (members, get, set, delete, watch) live in gossip_tui.client.
-register_client_commands(app, _settings_of)
-
-
-@app.command()
-def keygen() -> None:
-    """Print a new random secret key for --secret-key / --secret-key-file."""
-    typer.echo(generate_key())
-
-
-@app.command()
-def version() -> None:
-    """Print the version and exit."""
-    typer.echo(f"{PROG} {package_version()}")
+def run_node(invocation: RunArgs) -> int:
+    """The run command (no subcommand): the node, headless or in the dashboard; exit status."""
+    settings = settings_of(invocation)
+    return run_headless(settings) if settings.headless else run_dashboard(settings)
 
 
 def package_version() -> str:
@@ -586,7 +164,7 @@ def check_terminal() -> None:
 
 def run_dashboard(settings: CliSettings) -> int:
     """The Textual dashboard over a node; it serves the HTTP API unless --no-http."""
-    from gossip_tui.client import http_service
+    from gossip_tui.client import check_http_exposure, http_addr, http_service
     from gossip_tui.ui import run_dashboard as ui_run_dashboard
 
     check_terminal()
@@ -619,8 +197,11 @@ def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) ->
     """
     from gossip_tui._headless import run_headless as run_runtime
 
-    check_http_exposure(settings)
-    if settings.http:  # a busy HTTP port, named as such (the gossip one is reported below)
+    if settings.http:  # gossip_tui.client (http.client, email) is for the API's settings only
+        from gossip_tui.client import check_http_exposure, http_addr
+
+        check_http_exposure(settings)
+        # A busy HTTP port, named as such (the gossip one is reported below).
         check_bindable(http_addr(settings), tcp=True, udp=False)
     config = to_node_config(settings)
     try:
@@ -640,6 +221,11 @@ def __getattr__(name: str) -> Any:
         from gossip_tui._headless import serve_headless
 
         return serve_headless
+    # The typer app, which a node's start does without (gossip_tui._run_options).
+    if name == "app":
+        from gossip_tui._typer_app import app
+
+        return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -660,18 +246,19 @@ def _fail(message: str, code: int) -> int:
 _invoked_args: list[str] = []
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (the console script exits with it)."""
-    global _invoked_args
-    command = typer.main.get_command(app)
-    args = list(sys.argv[1:] if argv is None else argv)
-    _invoked_args = args  # for `serve`, which runs the dashboard with the same options
+def invoked_args() -> list[str]:
+    """The arguments of this invocation (for ``serve``, which runs the dashboard with the
+    same top-level options)."""
+    return _invoked_args
+
+
+def _typer_main(args: list[str]) -> int:
+    import typer
+
+    from gossip_tui._typer_app import app
+
     try:
-        result = command.main(args, prog_name=PROG, standalone_mode=False)
-    except SettingsError as exc:
-        return _fail(str(exc), USAGE_ERROR)
-    except CliError as exc:
-        return _fail(exc.message, exc.code)
+        result = typer.main.get_command(app).main(args, prog_name=PROG, standalone_mode=False)
     except typer.Abort:
         return _fail("aborted", 1)
     except Exception as exc:
@@ -680,3 +267,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         return _fail(message, int(getattr(exc, "exit_code", USAGE_ERROR)))
     return result if isinstance(result, int) else 0
+
+
+def _run_quick(invocation: RunArgs) -> int:
+    """The run command as typer's main would run it: end of input aborts, Ctrl-C exits
+    130, a closed stdout exits 1."""
+    try:
+        return run_node(invocation)
+    except EOFError:
+        print(file=sys.stderr)
+        return _fail("aborted", 1)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        from typer._click.utils import PacifyFlushWrapper
+
+        sys.stdout = PacifyFlushWrapper(sys.stdout)
+        sys.stderr = PacifyFlushWrapper(sys.stderr)
+        raise SystemExit(1) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (the console script exits with it)."""
+    global _invoked_args
+    args = list(sys.argv[1:] if argv is None else argv)
+    _invoked_args = args
+    try:
+        quick = parse_run_args(args)
+        return _typer_main(args) if quick is None else _run_quick(quick)
+    except SettingsError as exc:
+        return _fail(str(exc), USAGE_ERROR)
+    except CliError as exc:
+        return _fail(exc.message, exc.code)

@@ -14,15 +14,18 @@ route reads like chitchat-test's:
   "seed_addrs"}`` with nodes in chitchat's order.
 
 Structuring is strict: a string is never made out of a number, nor a bool out of a string.
+
+The converter is made (and cattrs imported) when first asked for: a headless node without
+HTTP never is, and the command line's settings read text with :func:`structure_str` and
+:func:`structure_address` alone.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
-from typing import Any
-
-import cattrs
+from typing import TYPE_CHECKING, Any
 
 from gossip_tui.core.models import (
     AddressError,
@@ -34,7 +37,12 @@ from gossip_tui.core.models import (
     VersionedValue,
 )
 
-__all__ = ["converter"]
+if TYPE_CHECKING:
+    import cattrs
+
+    converter: cattrs.Converter
+
+__all__ = ["converter", "structure_address", "structure_str"]
 
 _STATUS_BY_NAME = {status.label: status for status in KeyStatus}
 
@@ -45,7 +53,8 @@ def _expect(value: Any, kind: type, what: str) -> None:
         raise TypeError(f"{what} must be a {kind.__name__}, not {type(value).__name__}")
 
 
-def _structure_str(value: Any, _type: Any) -> str:
+def structure_str(value: Any, _type: Any) -> str:
+    """A text, and nothing else made into one."""
     _expect(value, str, "value")
     return str(value)
 
@@ -82,7 +91,8 @@ def _unstructure_address(addr: SocketAddress) -> str:
     return str(addr)
 
 
-def _structure_address(value: Any, _type: Any) -> SocketAddress:
+def structure_address(value: Any, _type: Any) -> SocketAddress:
+    """``\"ip:port\"`` (``\"[v6]:port\"``) as a :class:`SocketAddress`."""
     _expect(value, str, "address")
     try:
         return SocketAddress.parse(value)
@@ -101,9 +111,9 @@ def _unstructure_node_id(node: NodeId) -> dict[str, Any]:
 def _structure_node_id(value: Any, _type: Any) -> NodeId:
     _expect(value, dict, "chitchat_id")
     return NodeId(
-        node_id=_structure_str(value["node_id"], str),
+        node_id=structure_str(value["node_id"], str),
         generation=_structure_int(value["generation_id"], int),
-        gossip_addr=_structure_address(value["gossip_advertise_addr"], SocketAddress),
+        gossip_addr=structure_address(value["gossip_advertise_addr"], SocketAddress),
     )
 
 
@@ -130,7 +140,7 @@ def _unstructure_versioned(value: VersionedValue) -> dict[str, Any]:
 def _structure_versioned(value: Any, _type: Any) -> VersionedValue:
     _expect(value, dict, "versioned value")
     return VersionedValue(
-        value=_structure_str(value["value"], str),
+        value=structure_str(value["value"], str),
         version=_structure_int(value["version"], int),
         status=_structure_status(value["status"], KeyStatus),
     )
@@ -160,14 +170,16 @@ def _unstructure_cluster_state(cluster: ClusterSnapshot) -> dict[str, Any]:
 
 
 def _make_converter() -> cattrs.Converter:
+    import cattrs
+
     conv = cattrs.Converter(forbid_extra_keys=True)
-    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(str, structure_str)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(int, _structure_int)
     conv.register_unstructure_hook(float, _unstructure_float)
     conv.register_structure_hook(bool | float, _structure_flag_or_number)
     conv.register_unstructure_hook(SocketAddress, _unstructure_address)
-    conv.register_structure_hook(SocketAddress, _structure_address)
+    conv.register_structure_hook(SocketAddress, structure_address)
     conv.register_unstructure_hook(NodeId, _unstructure_node_id)
     conv.register_structure_hook(NodeId, _structure_node_id)
     conv.register_unstructure_hook(KeyStatus, _unstructure_status)
@@ -179,4 +191,10 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-converter = _make_converter()
+_the_converter = functools.cache(_make_converter)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "converter":
+        return _the_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,7 @@
 """The Trio runtime of a gossip node: transports, tasks, events and the library API."""
 
+from typing import TYPE_CHECKING, Any
+
 from gossip_tui.core.engine import NodeIsLive
 from gossip_tui.core.generations import Restart
 from gossip_tui.core.keys import SecretKeyError, generate_key, parse_key
@@ -28,15 +30,6 @@ from ._node import (
 )
 from ._node_base import NodeStats
 from ._persistence import KeysNotSaved
-from ._records import (
-    RecordEvent,
-    RecordJoined,
-    RecordLeft,
-    RecordPool,
-    RecordUpdated,
-    collect,
-    publish,
-)
 from ._seeds import SeedStatus
 from ._transport import (
     DatagramRejected,
@@ -44,6 +37,40 @@ from ._transport import (
     Transport,
     UdpTransport,
 )
+
+if TYPE_CHECKING:
+    from ._records import (
+        RecordEvent,
+        RecordJoined,
+        RecordLeft,
+        RecordPool,
+        RecordUpdated,
+        collect,
+        publish,
+    )
+
+# Typed records (and the cattrs converter they need) load when first asked for: a node
+# that publishes none, a headless one, never imports cattrs for them.
+_RECORDS = frozenset(
+    {
+        "RecordEvent",
+        "RecordJoined",
+        "RecordLeft",
+        "RecordPool",
+        "RecordUpdated",
+        "collect",
+        "publish",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RECORDS:
+        from . import _records
+
+        return getattr(_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_KEY_VALUE_BYTES",

@@ -10,6 +10,8 @@ port, with the HTTP API and with ``--no-http``, and measures:
   ``GET /health`` answers too). Python's own start counts: this is what a node costs to
   come up, not only what the package costs.
 - RSS after settle: VmRSS (``/proc/<pid>/status``) ``--settle`` seconds after it is ready.
+- The floor: the same figures for a bare interpreter that imports Trio and binds one UDP
+  socket in ``trio.run`` (what no node can go below), read the same way.
 - Imports: one more run under ``python -X importtime``, the top contributors by cumulative
   microseconds among the modules imported straight from ``gossip_tui`` (and the top
   packages overall), so a regression names its culprit.
@@ -134,6 +136,49 @@ def one_run(http: bool, settle: float) -> dict[str, float]:
     return {"cpu_seconds": cpu, "wall_seconds": wall, "rss_mib": rss}
 
 
+# The floor: an interpreter with Trio running and one UDP socket bound, then idle until
+# stdin closes (so that it is measured alive, as a node is).
+_FLOOR = """
+import sys, trio
+
+async def main():
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    print("ready", flush=True)
+    await trio.to_thread.run_sync(sys.stdin.read)
+
+trio.run(main)
+"""
+
+
+def floor_run(settle: float) -> dict[str, float]:
+    """CPU when the floor is ready, and its RSS ``settle`` seconds later."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FLOOR],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=_tree(),
+        env=_env(),
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the floor process never got ready")
+        cpu = bench.cpu_seconds(process.pid)
+        wall = time.monotonic() - started
+        time.sleep(settle)
+        rss = bench.rss_mib(process.pid)
+        process.stdin.close()
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return {"cpu_seconds": cpu, "wall_seconds": wall, "rss_mib": rss}
+
+
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
@@ -222,6 +267,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results[mode]["imports"]["modules"],
             )
         )
+    floor = [floor_run(args.settle) for _ in range(args.runs)]
+    floor_figures = {k: _summary([r[k] for r in floor]) for k in floor[0]}
+    results["floor"] = {"runs": floor, "summary": floor_figures}
+    rows.append(
+        (
+            "floor: python + trio",
+            floor_figures["cpu_seconds"]["median"],
+            floor_figures["cpu_seconds"]["min"],
+            floor_figures["cpu_seconds"]["max"],
+            floor_figures["wall_seconds"]["median"],
+            floor_figures["rss_mib"]["median"],
+            "",
+        )
+    )
     results["loadavg_after"] = bench.loadavg()
     bench.print_table(
         f"start-up of one headless node, {args.runs} runs per mode (median, min, max)",

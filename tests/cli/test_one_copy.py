@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import trio
 
-from gossip_tui import cli
 from gossip_tui._config_file import CliSettings, structure_setting, to_node_config
+from gossip_tui._run_options import RUN_OPTIONS
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import NodeConfig
@@ -21,14 +21,21 @@ from .fake_runtime import fake_open_node
 
 def test_the_help_shows_the_node_configs_defaults() -> None:
     node = NodeConfig()
-    shown = cli.HELP_DEFAULTS
-    assert shown == {
+    shown = {option.field: option.help() for option in RUN_OPTIONS}
+    expected = {
         "listen_addr": str(node.listen_addr),
         "interval_ms": str(round(node.gossip_interval * 1000)),
         "cluster_id": node.cluster_id,
         "marked_for_deletion_grace_period": f"{node.marked_for_deletion_grace_period:g}",
         "protocol_version": str(node.protocol_version),
+        "dead_node_grace_period": f"{node.failure_detector.dead_node_grace_period:g}",
+        "phi_threshold": f"{node.failure_detector.phi_threshold:g}",
+        "acceptable_pause": f"{node.failure_detector.acceptable_pause:g}",
+        "log_level": CliSettings().log_level,
+        "log_format": CliSettings().log_format,
     }
+    for field, default in expected.items():
+        assert f"[default: {default}; env: " in shown[field]
 
 
 def test_unset_settings_make_the_default_node_config() -> None:

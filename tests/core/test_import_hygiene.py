@@ -357,8 +357,14 @@ def test_importing_the_whole_product_never_loads_the_test_kit() -> None:
 # What a headless node must not load, by mode: each costs start-up CPU and resident memory
 # in every node process of a fleet. Textual is the dashboard's, hypercorn and the API serve
 # HTTP, zstandard only (de)compresses large blocks, cryptography only seals datagrams
-# (--secret-key), and the test kit and pytest are never the runtime's.
+# (--secret-key), and the test kit and pytest are never the runtime's. typer (and the
+# pydantic it builds an adapter per option with) is for --help, subcommands and usage errors.
 _NEVER_HEADLESS = [
+    "typer",
+    "click",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
     "textual",
     "gossip_tui.ui",
     "gossip_tui.testing",
@@ -368,7 +374,20 @@ _NEVER_HEADLESS = [
     "_pytest",
     "trio.testing",
 ]
-_HTTP_ONLY = ["hypercorn", "h11", "h2", "wsproto", "gossip_tui.api"]
+# The API's settings and client (gossip_tui.client) bring http.client and so email.
+_HTTP_ONLY = [
+    "hypercorn",
+    "h11",
+    "h2",
+    "wsproto",
+    "gossip_tui.api",
+    "gossip_tui.client",
+    "http.client",
+    "email",
+]
+# A config file's reader, what JSON log lines alone need, and cattrs (the API's JSON and
+# typed records): not for a node started with options only, logging text, without HTTP.
+_ON_DEMAND = ["tomllib", "datetime", "cattrs"]
 
 # The real command line, up to the moment the node is ready: then the loaded modules are
 # printed and the node is stopped as an operator would (SIGTERM).
@@ -410,7 +429,8 @@ def _loaded_by_headless_node(watched: list[str], *flags: str) -> list[str]:
 
 
 def test_a_headless_node_without_http_loads_neither_dashboard_nor_http_nor_zstd() -> None:
-    assert _loaded_by_headless_node(_NEVER_HEADLESS + _HTTP_ONLY, "--no-http") == []
+    watched = _NEVER_HEADLESS + _HTTP_ONLY + _ON_DEMAND
+    assert _loaded_by_headless_node(watched, "--no-http") == []
 
 
 def test_a_headless_node_with_http_loads_no_dashboard_nor_zstd() -> None:
