@@ -467,6 +467,7 @@ class GossipApp(App[None]):
                 model.taken_at,
                 phi_threshold=self._phi_threshold,
                 history_of=model.history.of,
+                restart_of=model.restart_of,
             )
         )
         self.hold_keys()
