@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.widgets._footer import FooterKey
 
-from gossip_tui.core.models import KeyStatus, NodeId
+from gossip_tui.core.models import KeyStatus, NodeId, VersionedValue
 from gossip_tui.node import KeyChanged, KeyDeleted, NodeEvent
 from gossip_tui.testing import FakeCluster, FakeNode, FakeNodeConfig
 from gossip_tui.ui import GossipApp
@@ -153,6 +153,14 @@ def test_tombstones_show_as_deleted_and_collected_keys_as_absent(shared: FakeClu
     assert _grid(model, "svc.http")[("p2", None)].absent
 
 
+def test_a_full_read_keeps_each_key_status(shared: FakeCluster) -> None:
+    # A node first learnt (a full read, no key event) keeps its keys' statuses too.
+    marked = VersionedValue("8080", 1, KeyStatus.DELETE_AFTER_TTL)
+    shared.add_peer("p1", port=11001, key_values={"svc.http": marked})
+    row = _grid(Watched(shared).model, "svc.http")[("p1", "svc.http")]
+    assert (row.status, row.value) == (KeyStatus.DELETE_AFTER_TTL, "8080")
+
+
 def test_a_node_that_goes_away_leaves_the_grid(shared: FakeCluster) -> None:
     _svc_peers(shared)
     watched = Watched(shared)
@@ -274,11 +282,11 @@ async def test_prefix_absent_toggle_sort_and_j_k(shared: FakeCluster) -> None:
         assert table.cursor_row == 4
         await pilot.press("g", "j")
         selected = table.selected_row
-        await pilot.press("6")  # the sixth column shown: the value
+        await pilot.press("7")  # the seventh column shown: the value
         assert (table.sort_column, table.sort_reverse) == ("value", False)
         assert _cells(table, "value")[:3] == ["8080", "8081", "9090"]
         assert table.selected_row == selected  # the cursor stays on its row
-        await pilot.press("6")
+        await pilot.press("7")
         assert table.sort_reverse and _cells(table, "value")[0] == "absent"
         await pilot.press("o")
         assert (table.sort_column, table.sort_reverse) == ("node", False)
@@ -318,7 +326,8 @@ async def test_the_grid_follows_the_cluster_while_open(shared: FakeCluster, cloc
         await wait_until(pilot, lambda: "p1" not in _names(table), what="p1 gone")
         # A deletion shows as such.
         shared.write(shared.peer("p4"), "svc.http", "", KeyStatus.DELETED)
-        await wait_until(pilot, lambda: _cells(table, "value")[-1] == "deleted")
+        await wait_until(pilot, lambda: _cells(table, "key_status")[-1] == "deleted")
+        assert _cells(table, "value")[-1] == ""
         assert "3 have it, 1 absent" in str(table.border_title)
         # No widget polls snapshots: the node is read one node at a time, on events.
         assert app.node is not None and app.node.snapshots_taken == 0
@@ -390,3 +399,47 @@ async def test_paused_view_holds_the_grid_too(shared: FakeCluster) -> None:
         assert _cells(table, "value")[2] == "8081"
         app.action_toggle_pause()
         await wait_until(pilot, lambda: _cells(table, "value")[2] == "9999", what="resumed")
+
+
+@pytest.mark.asyncio
+async def test_the_status_column_reads_as_on_each_node(shared: FakeCluster, clock: Clock) -> None:
+    # chitchat's delete-after-TTL mark travels: every node's row says ttl. A ttl in seconds
+    # is the owner's deadline: its own row counts down, a peer's (gossip-tui) reads set.
+    app = _app(shared, refresh_interval=0.05)
+    other = shared.add_node(FakeNodeConfig(node_id="p5", initial_key_values={}))
+    async with app.run_test(size=(160, 36)) as pilot:
+        await wait_ready(pilot)
+        node = app.node
+        assert node is not None
+        node.set("svc.http", "80", ttl=30)
+        other.set("svc.http", "85", ttl=60)
+        shared.write(shared.peer("p1"), "svc.http", "8080", KeyStatus.DELETE_AFTER_TTL)
+        screen = await _open_grid(pilot, *"svc.http", "enter")
+        table = screen.grid
+
+        def statuses() -> dict[str, str]:
+            return dict(zip(_names(table), _cells(table, "key_status"), strict=True))
+
+        want = {
+            "node-0": "set · 30s left",
+            "p1": "ttl",
+            "p2": "set",
+            "p3": "",
+            "p5": "set",
+        }
+        await wait_until(pilot, lambda: statuses() == want, what=f"statuses {want}")
+        # The local keys pane spells them the same way.
+        assert app.local_keys.get_cell("svc.http", "status").plain == "set"
+        # Live: the countdown moves with the readings; a mark, a set again, a delete.
+        clock.now = FIXED_CLOCK + 10
+        shared.write(shared.peer("p2"), "svc.http", "8081", KeyStatus.DELETE_AFTER_TTL)
+        shared.set_peer_key(shared.peer("p1"), "svc.http", "8080")
+        other.delete("svc.http")
+        want = {**want, "node-0": "set · 20s left", "p1": "set", "p2": "ttl"}
+        want["p5"] = "deleted"
+        await wait_until(pilot, lambda: statuses() == want, what=f"statuses {want}")
+        assert _cells(table, "value")[1:3] == ["8080", "8081"]  # a ttl mark keeps its value
+        # Expired on its owner: a tombstone there, as on every peer.
+        clock.now = FIXED_CLOCK + 31
+        shared.beat()
+        await wait_until(pilot, lambda: statuses()["node-0"] == "deleted", what="expired")
