@@ -19,7 +19,7 @@ from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui._view_model import ClusterCounts
 from gossip_tui.ui.screens.node_screen import NodeScreen
 from gossip_tui.ui.widgets.node_detail import NodeDetail
-from tests.ui.conftest import make_app, wait_ready, wait_until
+from tests.ui.conftest import make_app, open_screen, wait_ready, wait_until
 
 OLD, NEW = 1_700_000_000, 1_700_000_500
 
@@ -143,8 +143,7 @@ async def test_the_node_screen_says_when_the_node_restarted_as_the_pane_does() -
         pane_line = _restart_line(_detail_text(app))
         assert pane_line == f"restarted 3m00s ago (was generation {OLD})"
 
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen), what="node screen")
+        await open_screen(pilot, NodeScreen, "enter")
         screen_text = _detail_text(app, "#node-screen-detail")
         assert _restart_line(screen_text) == pane_line
         await pilot.press("escape", "q")

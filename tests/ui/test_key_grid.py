@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import trio
-from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.widgets._footer import FooterKey
 
@@ -19,8 +18,15 @@ from gossip_tui.ui._view_model import ClusterViewModel
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.key_grid import KeyGridScreen, KeyPicker
 from gossip_tui.ui.widgets.key_grid import GridRow, KeyGridTable, KeyQuery, grid_rows_of
-from tests.ui.conftest import FIXED_CLOCK, make_app, wait_ready, wait_until
-from tests.ui.test_keys_and_input import _burst
+from tests.ui.conftest import (
+    FIXED_CLOCK,
+    burst,
+    close_screen,
+    make_app,
+    open_screen,
+    wait_ready,
+    wait_until,
+)
 
 
 class Clock:
@@ -196,15 +202,6 @@ def _names(table: KeyGridTable) -> list[str]:
     return _cells(table, "node")
 
 
-async def _open_grid(pilot: Pilot[Any], *typed: str) -> KeyGridScreen:
-    app = pilot.app
-    await pilot.press("K", *typed)
-    await wait_until(pilot, lambda: isinstance(app.screen, KeyGridScreen), what="the key grid")
-    screen = app.screen
-    assert isinstance(screen, KeyGridScreen)
-    return screen
-
-
 @pytest.mark.asyncio
 async def test_K_opens_the_grid_and_the_typed_key_arrives_whole(shared: FakeCluster) -> None:
     for index in range(300):  # enough rows for the grid to take a while to come up
@@ -214,7 +211,7 @@ async def test_K_opens_the_grid_and_the_typed_key_arrives_whole(shared: FakeClus
         await wait_ready(pilot)
         # Typed at once behind K, as a paste or tmux send-keys delivers them: type-ahead
         # keeps every character for the field, and Enter moves to the grid.
-        _burst(app, ["K", *"svc.http", "enter"])
+        burst(app, ["K", *"svc.http", "enter"])
         await wait_until(pilot, lambda: isinstance(app.screen, KeyGridScreen), what="the grid")
         screen = app.screen
         assert isinstance(screen, KeyGridScreen)
@@ -228,8 +225,7 @@ async def test_K_opens_the_grid_and_the_typed_key_arrives_whole(shared: FakeClus
         assert "2 have it, 302 absent" in str(table.border_title)
         # An exact key needs no key column; a prefix does, one row per key.
         assert "key" not in table.columns_shown
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, KeyGridScreen))
+        await close_screen(pilot, KeyGridScreen, "escape")
 
 
 @pytest.mark.asyncio
@@ -242,10 +238,7 @@ async def test_K_is_in_the_help_and_leaves_the_footer_room_for_quit(shared: Fake
         shown = {(key.key, key.description) for key in app.screen.query(FooterKey)}
         assert ("q", "Quit") in shown
         assert ("K", "Grid") not in shown
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        help_screen = app.screen
-        assert isinstance(help_screen, HelpScreen)
+        help_screen = await open_screen(pilot, HelpScreen, "question_mark")
         rows = help_screen.rows
         assert ("Dashboard", "K", "One key on every node") in rows
         assert any(section == "Key grid" and keys == "a" for section, keys, _ in rows)
@@ -256,7 +249,7 @@ async def test_prefix_absent_toggle_sort_and_j_k(shared: FakeCluster) -> None:
     app = _app(shared)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        screen = await _open_grid(pilot, *"svc.", "enter")
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.", "enter")
         table = screen.grid
         await wait_until(pilot, lambda: app.focused is table)
         assert "key" in table.columns_shown
@@ -300,7 +293,7 @@ async def test_the_grid_follows_the_cluster_while_open(shared: FakeCluster, cloc
     app = _app(shared, refresh_interval=0.05)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        screen = await _open_grid(pilot, *"svc.http", "enter")
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.http", "enter")
         table = screen.grid
         await wait_until(pilot, lambda: len(table.shown_keys) == 4)
         p1 = shared.peer("p1")
@@ -341,7 +334,7 @@ async def test_pick_a_key_of_the_selected_node_and_type_another(shared: FakeClus
         await wait_until(pilot, lambda: (app.nodes_table.selected_key or "").startswith("node-0"))
         await pilot.press("j")  # p1
         await wait_until(pilot, lambda: (app.nodes_table.selected_key or "").startswith("p1"))
-        screen = await _open_grid(pilot)
+        screen = await open_screen(pilot, KeyGridScreen, "K")
         field = screen.query_one("#key-grid-query", Input)
         await wait_until(pilot, lambda: app.focused is field)
         assert "type a key" in str(screen.grid.border_title)
@@ -363,8 +356,7 @@ async def test_pick_a_key_of_the_selected_node_and_type_another(shared: FakeClus
         await wait_until(pilot, lambda: field.value == "zone")
         assert screen.grid.show_absent  # `a` was typed, not a toggle
         assert _cells(screen.grid, "value") == ["absent", "absent", "absent", "eu"]
-        await pilot.press("q")
-        await wait_until(pilot, lambda: not isinstance(app.screen, KeyGridScreen))
+        await close_screen(pilot, KeyGridScreen, "q")
 
 
 @pytest.mark.asyncio
@@ -374,7 +366,7 @@ async def test_K_on_local_keys_opens_the_grid_on_that_key(shared: FakeCluster) -
         await wait_ready(pilot)
         app.screen.set_focus(app.local_keys)
         await wait_until(pilot, lambda: app.local_keys.selected_key == "role")
-        screen = await _open_grid(pilot)
+        screen = await open_screen(pilot, KeyGridScreen, "K")
         await wait_until(pilot, lambda: app.focused is screen.grid)
         assert screen.grid.key_query == KeyQuery("role")
         assert _cells(screen.grid, "value")[0] == "dashboard"
@@ -386,7 +378,7 @@ async def test_paused_view_holds_the_grid_too(shared: FakeCluster) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
         app.action_toggle_pause()
-        screen = await _open_grid(pilot, *"svc.http", "enter")
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.http", "enter")
         table = screen.grid
         await wait_until(pilot, lambda: app.focused is table)
         shared.set_peer_key(shared.peer("p2"), "svc.http", "9999")
@@ -414,7 +406,7 @@ async def test_the_status_column_reads_as_on_each_node(shared: FakeCluster, cloc
         node.set("svc.http", "80", ttl=30)
         other.set("svc.http", "85", ttl=60)
         shared.write(shared.peer("p1"), "svc.http", "8080", KeyStatus.DELETE_AFTER_TTL)
-        screen = await _open_grid(pilot, *"svc.http", "enter")
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.http", "enter")
         table = screen.grid
 
         def statuses() -> dict[str, str]:
