@@ -74,6 +74,8 @@ def event_record(event: NodeEvent) -> dict[str, Any]:
     """The JSON object of one event: ``type``, then the event's fields (``node`` is a
     ChitchatId object)."""
     fields = converter.unstructure(event)
+    # The documented record (see _openapi): a key_changed's status is the dashboard's.
+    fields.pop("status", None)
     return {"type": _TYPES[type(event)], **fields}
 
 

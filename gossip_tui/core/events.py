@@ -8,7 +8,7 @@ from typing import Literal
 import attrs
 
 from .engine import Step, SweepStep
-from .models import NodeId, SocketAddress
+from .models import KeyStatus, NodeId, SocketAddress
 from .state import KeyChange, StateChange, VersionChange
 
 
@@ -51,12 +51,15 @@ class NodeUpdated:
 
 @attrs.frozen
 class KeyChanged:
-    """A key of ``node`` got a new value (set, set with TTL, or marked delete-after-TTL)."""
+    """A key of ``node`` got a new value (set, set with TTL, or marked delete-after-TTL);
+    ``status`` says which (SET or DELETE_AFTER_TTL, as on the wire: a ttl in seconds is
+    the owner's own and reads SET)."""
 
     node: NodeId
     key: str
     value: str
     version: int
+    status: KeyStatus = KeyStatus.SET
 
 
 # Why a key was deleted: "deleted" (by a delete, or as a peer reports it: the wire says
@@ -116,7 +119,9 @@ def change_events(changes: tuple[StateChange, ...] | list[StateChange]) -> list[
                 version = 0 if value is None else value.version
                 events.append(KeyDeleted(change.node, change.key, version))
             else:
-                events.append(KeyChanged(change.node, change.key, value.value, value.version))
+                events.append(
+                    KeyChanged(change.node, change.key, value.value, value.version, value.status)
+                )
     events.extend(NodeUpdated(node, version) for node, version in latest_version.items())
     return events
 

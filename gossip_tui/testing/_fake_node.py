@@ -522,7 +522,7 @@ class FakeCluster:
         if status is KeyStatus.DELETED:
             self.emit(KeyDeleted(node, key, member.max_version, reason))
         else:
-            self.emit(KeyChanged(node, key, value, member.max_version))
+            self.emit(KeyChanged(node, key, value, member.max_version, status))
         self.emit(NodeUpdated(node, member.max_version))
 
     def set_peer_key(self, node: NodeId, key: str, value: str) -> None:

@@ -1,7 +1,8 @@
 """What the dashboard remembers beyond the present moment, fed by the view model.
 
-- :class:`KeySightings`: for every node, each visible key's version, whether it is a
-  tombstone, and when this dashboard saw that version arrive (the key grid's age column).
+- :class:`KeySightings`: for every node, each visible key's version, its status (set,
+  deleted, marked delete-after-TTL), and when this dashboard saw that version arrive (the
+  key grid's status and age columns).
 - :class:`LivenessHistory`: for every node, its last :data:`HISTORY_LENGTH` phi readings and
   heartbeat increases (the detail pane's sparklines).
 
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from gossip_tui.core.engine import LivenessReadings
-from gossip_tui.core.models import NodeId, VersionedValue
+from gossip_tui.core.models import KeyStatus, NodeId, VersionedValue
 from gossip_tui.ui._keys import is_internal
 
 #: Readings kept per node: at the default refresh of 0.5 s, the last 30 seconds.
@@ -38,14 +39,18 @@ class KeySighting:
     """One key of one node as last seen here."""
 
     version: int
-    deleted: bool
+    status: KeyStatus
     # The node's clock at the first reading after this version arrived; None until that
     # reading (events carry no time, the readings do).
     seen_at: float | None = None
 
+    @property
+    def deleted(self) -> bool:
+        return self.status is KeyStatus.DELETED
+
 
 class KeySightings:
-    """Each node's visible keys: version, tombstone or not, and when that version was seen."""
+    """Each node's visible keys: version, status, and when that version was seen."""
 
     def __init__(self) -> None:
         self._by_node: dict[NodeId, dict[str, KeySighting]] = {}
@@ -55,7 +60,7 @@ class KeySightings:
     def of(self, node: NodeId) -> Mapping[str, KeySighting]:
         return self._by_node.get(node, {})
 
-    def saw(self, node: NodeId, key: str, version: int, *, deleted: bool) -> None:
+    def saw(self, node: NodeId, key: str, version: int, status: KeyStatus) -> None:
         """An event: ``key`` of ``node`` is at ``version`` now (stale versions ignored)."""
         if is_internal(key):
             return
@@ -63,8 +68,12 @@ class KeySightings:
         current = keys.get(key)
         if current is not None and current.version >= version:
             return
-        keys[key] = KeySighting(version, deleted)
+        keys[key] = KeySighting(version, status)
         self._unstamped.append((node, key))
+
+    def saw_deleted(self, node: NodeId, key: str, version: int) -> None:
+        """An event: ``key`` of ``node`` is a tombstone at ``version`` now."""
+        self.saw(node, key, version, KeyStatus.DELETED)
 
     def lost(self, node: NodeId, key: str) -> None:
         """``key`` of ``node`` was forgotten (garbage collected)."""
@@ -83,7 +92,7 @@ class KeySightings:
             if known is not None and known.version == value.version:
                 after[key] = known
             else:
-                after[key] = KeySighting(value.version, value.is_deleted)
+                after[key] = KeySighting(value.version, value.status)
                 self._unstamped.append((node, key))
         self._by_node[node] = after
 

@@ -443,7 +443,7 @@ class ClusterViewModel:
                     reread |= self._shown_in_full(node)
                 case KeyChanged(key=key, value=value, version=version) if version > known.version:
                     known.add(key, value)
-                    self.key_sightings.saw(node, key, version, deleted=False)
+                    self.key_sightings.saw(node, key, version, event.status)
                     reread |= self._shown_in_full(node)
                 case KeyDeleted(key=key, version=version) if (
                     version == _FORGOTTEN or version > known.version
@@ -452,7 +452,7 @@ class ClusterViewModel:
                     if version == _FORGOTTEN:
                         self.key_sightings.lost(node, key)
                     else:
-                        self.key_sightings.saw(node, key, version, deleted=True)
+                        self.key_sightings.saw_deleted(node, key, version)
                     reread |= self._shown_in_full(node)
             if isinstance(event, KeyChanged | KeyDeleted) and node == self.self_id:
                 push.local_keys.add(event.key)

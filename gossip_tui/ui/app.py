@@ -467,6 +467,7 @@ class GossipApp(App[None]):
                 model.taken_at,
                 phi_threshold=self._phi_threshold,
                 history_of=model.history.of,
+                restart_of=model.restart_of,
             )
         )
         self.hold_keys()
@@ -807,7 +808,7 @@ _TABLE_BINDINGS: list[BindingType] = [
 _KEY_GRID_HELP: list[BindingType] = [
     Binding("slash", "edit_query", "Type a key, or prefix. / *"),
     Binding("a", "toggle_absent", "Show/hide absent nodes"),
-    Binding("o,O", "sort", "Sort next / reverse; 1…6"),
+    Binding("o,O", "sort", "Sort next / reverse; 1…7"),
 ]
 _FILTER_BINDINGS: list[BindingType] = [
     Binding("enter", "done", "Keep the filter"),

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gossip_tui import cli
-
 
 @pytest.fixture(autouse=True)
-def _a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    # In-process tests run the dashboard's command with stdin, stdout and stderr captured:
-    # as if on a terminal, so that they reach what they test (tests/cli/test_no_terminal.py
-    # runs the real check, in subprocesses).
-    monkeypatch.setattr(cli, "_streams_without_terminal", list)
+def _a_terminal(as_if_on_a_terminal: None) -> None:
+    """Every command-line test runs as if on a terminal (see tests/conftest.py)."""

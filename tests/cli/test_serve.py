@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import shlex
 import signal
@@ -9,6 +12,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +111,11 @@ def _page(url: str) -> tuple[int, str] | None:
         return None
 
 
-def test_serve_answers_the_page_in_a_browser(tmp_path: Path) -> None:
-    pytest.importorskip("textual_serve")
+@contextlib.contextmanager
+def _served(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """``gossip-tui serve`` on 127.0.0.1 (a free port: the page names its own address, so
+    not port 0) until its page answers: (the port, the page)."""
+    pytest.importorskip("textual_serve", reason="the serve extra is not installed")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -145,8 +152,7 @@ def test_serve_answers_the_page_in_a_browser(tmp_path: Path) -> None:
         wait_for(answered, 30, "the page")
         status, body = pages[-1]
         assert status == 200
-        assert 'class="textual-terminal"' in body  # textual-serve's page
-        assert f"ws://127.0.0.1:{port}/ws" in body  # its websocket, on the same address
+        yield port, body
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -154,3 +160,44 @@ def test_serve_answers_the_page_in_a_browser(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_serve_answers_the_page_in_a_browser(tmp_path: Path) -> None:
+    with _served(tmp_path) as (port, body):
+        assert 'class="textual-terminal"' in body  # textual-serve's page
+        assert f"ws://127.0.0.1:{port}/ws" in body  # its websocket, on the same address
+
+
+# The dashboard's own words, drawn on its first frame (the Local keys pane's title).
+_FIRST_FRAME_TEXT = "Local keys"
+
+
+def test_the_page_websocket_shows_the_dashboard(tmp_path: Path) -> None:
+    aiohttp = pytest.importorskip("aiohttp", reason="textual-serve's aiohttp is not installed")
+    with _served(tmp_path) as (port, _body):
+        # What the page's script does: open /ws with its size in the query, send that
+        # size again as a "resize" envelope, then read the app's output as binary frames.
+        async def first_frame() -> str:
+            url = f"ws://127.0.0.1:{port}/ws?width=100&height=30"
+            screen = ""
+            async with (
+                asyncio.timeout(60),  # the subprocess imports and opens its node first
+                aiohttp.ClientSession(trust_env=False) as session,
+                session.ws_connect(url) as websocket,
+            ):
+                await websocket.send_str(json.dumps(["resize", {"width": 100, "height": 30}]))
+                await websocket.send_str(json.dumps(["ping", "first"]))
+                pong = False
+                while not (pong and _FIRST_FRAME_TEXT in screen):
+                    message = await websocket.receive()
+                    if message.type == aiohttp.WSMsgType.BINARY:
+                        screen += message.data.decode("utf-8", "replace")
+                    elif message.type == aiohttp.WSMsgType.TEXT:
+                        pong |= json.loads(message.data) == ["pong", "first"]
+                    else:
+                        raise AssertionError(f"the websocket ended: {message.type!r} {screen!r}")
+            return screen
+
+        screen = asyncio.run(first_frame())
+        assert _FIRST_FRAME_TEXT in screen
+        assert "\x1b[" in screen  # drawn as a terminal is: escape sequences

@@ -20,7 +20,7 @@ from gossip_tui.core.messages import (
     NodeDigest,
     Syn,
 )
-from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
 from gossip_tui.core.receive import receive_datagram
 
 
@@ -41,6 +41,16 @@ def test_a_received_delta_gives_its_changes_and_events() -> None:
     assert step_events(step) == [KeyChanged(_node(1), "k", "v", 1), NodeUpdated(_node(1), 1)]
     # Taken by the step: the next one starts empty.
     assert engine.handle_message(Ack(Delta()), 1.1).changes == ()
+
+
+def test_a_key_marked_delete_after_ttl_on_the_wire_says_so_in_its_event() -> None:
+    engine = GossipEngine(_node(0), "c", now=0.0)
+    _known(engine, _node(1), 0.5)
+    marked = KeyValueMutation("lease", "held", 1, KeyStatus.DELETE_AFTER_TTL)
+    step = engine.handle_message(Ack(Delta((NodeDelta(_node(1), 0, 0, (marked,), 1),))), 1.0)
+    assert step_events(step)[0] == KeyChanged(
+        _node(1), "lease", "held", 1, KeyStatus.DELETE_AFTER_TTL
+    )
 
 
 def test_a_refusal_and_its_reason_are_in_the_step() -> None:

@@ -32,7 +32,7 @@ def test_an_unchanged_value_takes_no_new_version_and_makes_no_event() -> None:
     assert got == [
         KeyChanged(writer.self_id, "color", "blue", 1),
         NodeUpdated(writer.self_id, 1),
-        KeyChanged(writer.self_id, "lease", "held", 2),
+        KeyChanged(writer.self_id, "lease", "held", 2, KeyStatus.DELETE_AFTER_TTL),
         NodeUpdated(writer.self_id, 2),
     ]
     # Every accepted call is recorded, news or not.

@@ -1,18 +1,23 @@
-"""Helpers for the dashboard tests: a fake cluster, an app on it, and bounded waits."""
+"""Helpers for the dashboard tests: a fake cluster, an app on it, bounded waits, and the
+moves many tests make (a screen opened or closed by keys, a burst of keys, a header
+colour)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
+from textual.screen import Screen
 
 from gossip_tui.core.models import Liveness
 from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
+from gossip_tui.ui.widgets.cluster_header import ClusterHeader
 
 FIXED_NOW = datetime(2024, 5, 17, 12, 34, 56, tzinfo=UTC)
 FIXED_CLOCK = 1_000.0
@@ -40,6 +45,53 @@ async def wait_ready(pilot: Pilot[Any]) -> None:
         what="the node and its first snapshot",
     )
     await pilot.pause()
+
+
+ScreenT = TypeVar("ScreenT", bound=Screen[Any])
+
+
+async def open_screen(pilot: Pilot[Any], kind: type[ScreenT], *keys: str) -> ScreenT:
+    """Press ``keys`` (``"s"`` for the key form, ``"K"`` for the key grid...) until a
+    ``kind`` screen is on top; that screen."""
+    app = pilot.app
+    await pilot.press(*keys)
+    await wait_until(pilot, lambda: isinstance(app.screen, kind), what=f"a {kind.__name__}")
+    screen = app.screen
+    assert isinstance(screen, kind)
+    return screen
+
+
+async def close_screen(pilot: Pilot[Any], kind: type[Screen[Any]], *keys: str) -> None:
+    """Press ``keys`` until no ``kind`` screen is on top any more."""
+    app = pilot.app
+    await pilot.press(*keys)
+    await wait_until(
+        pilot, lambda: not isinstance(app.screen, kind), what=f"the {kind.__name__} closed"
+    )
+
+
+_CHARACTERS = {"enter": "\r", "space": " ", "slash": "/"}
+
+
+def burst(app: GossipApp, keys: list[str]) -> None:
+    """Post ``keys`` to the app at once, as a terminal delivers a paste or tmux send-keys:
+    no pause between them for focus to catch up (pilot.press waits after each key)."""
+    driver = app._driver
+    assert driver is not None
+    for key in keys:
+        character = _CHARACTERS.get(key, key if len(key) == 1 else None)
+        event = events.Key(key, character)
+        event.set_sender(app)
+        driver.send_message(event)  # as a terminal's input thread would: queued, no wait
+
+
+def header_span_style(app: GossipApp, words: str) -> str:
+    """The style the header draws ``words`` in (the first span holding them)."""
+    header = app.screen.query_one(ClusterHeader).render()
+    assert hasattr(header, "spans")
+    styles = [str(s.style) for s in header.spans if words in header.plain[s.start : s.end]]
+    assert styles, f"{words!r} not in the header: {header.plain!r}"
+    return styles[0]
 
 
 def make_app(cluster: FakeCluster, **options: Any) -> GossipApp:

@@ -21,7 +21,14 @@ from gossip_tui.ui import GossipApp
 from gossip_tui.ui.screens.agreement import OWN_MARK, AgreementScreen
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.propagation import PropagationScreen
-from tests.ui.conftest import FIXED_CLOCK, FIXED_NOW, wait_ready, wait_until
+from tests.ui.conftest import (
+    FIXED_CLOCK,
+    FIXED_NOW,
+    close_screen,
+    open_screen,
+    wait_ready,
+    wait_until,
+)
 
 SMALL = (80, 24)
 LARGE = (200, 60)
@@ -124,8 +131,7 @@ async def test_p_lists_each_key_with_the_live_peers_holding_it(cluster: FakeClus
         lag = _text_of(app, "#propagation-lag")
         assert "peer-0" in lag and "no report" not in lag and "holds v0" in lag
         assert "peer-1" in lag and "holds v1" in lag and "peer-2" not in lag
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, PropagationScreen))
+        await close_screen(pilot, PropagationScreen, "escape")
 
 
 @pytest.mark.asyncio
@@ -195,8 +201,7 @@ async def test_help_lists_the_new_keys_and_fits_80x24(cluster: FakeCluster) -> N
     app = _app(cluster)
     async with app.run_test(size=SMALL) as pilot:
         await wait_ready(pilot)
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await open_screen(pilot, HelpScreen, "question_mark")
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, HelpScreen)

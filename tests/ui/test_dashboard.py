@@ -16,7 +16,15 @@ from gossip_tui.ui import GossipApp, run_dashboard
 from gossip_tui.ui.screens import ConfirmDeleteScreen, HelpScreen, KeyFormScreen
 from gossip_tui.ui.widgets import LiveHistory, NodeFilter
 from gossip_tui.ui.widgets.nodes_table import COLUMN_KEYS
-from tests.ui.conftest import SELF_CONFIG, make_app, populate, wait_ready, wait_until
+from tests.ui.conftest import (
+    SELF_CONFIG,
+    close_screen,
+    make_app,
+    open_screen,
+    populate,
+    wait_ready,
+    wait_until,
+)
 
 
 def _status(app: GossipApp, row_key: str) -> str:
@@ -36,8 +44,7 @@ async def test_set_key_reaches_the_node_and_another_node_sees_it(cluster: FakeCl
         assert app.node is not None
         me = app.node.self_id
 
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen), what="the form")
+        await open_screen(pilot, KeyFormScreen, "s")
         await pilot.press(*"color", "enter", *"blue", "enter")
         await wait_until(pilot, lambda: not isinstance(app.screen, KeyFormScreen), what="close")
 
@@ -56,18 +63,14 @@ async def test_validation_rejects_an_empty_key(cluster: FakeCluster) -> None:
     app = make_app(cluster)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
-        form = app.screen
-        assert isinstance(form, KeyFormScreen)
+        form = await open_screen(pilot, KeyFormScreen, "s")
         await pilot.press("enter", *_keys("some value"), "enter")
         await pilot.pause()
         assert "must not be empty" in form.error
         assert app.screen is form  # still open
         assert app.node is not None
         assert not [call for call in cluster.handles[app.node.self_id].calls if call[0] == "set"]
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, KeyFormScreen))
+        await close_screen(pilot, KeyFormScreen, "escape")
 
 
 @pytest.mark.asyncio
@@ -77,14 +80,12 @@ async def test_edit_prefills_the_selected_local_key(cluster: FakeCluster) -> Non
         await wait_ready(pilot)
         await wait_until(pilot, lambda: app.local_keys.selected_key == "role")
         app.screen.set_focus(app.local_keys)
-        await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        await open_screen(pilot, KeyFormScreen, "e")
         assert app.screen.query_one("#key-input", Input).value == "role"
         value = app.screen.query_one("#value-input", Input)
         assert value.value == "dashboard"
         value.value = ""
-        await pilot.press(*"viewer", "enter")
-        await wait_until(pilot, lambda: not isinstance(app.screen, KeyFormScreen))
+        await close_screen(pilot, KeyFormScreen, *"viewer", "enter")
         assert app.node is not None
         assert ("set", "role", "viewer") in cluster.handles[app.node.self_id].calls
 
@@ -99,19 +100,15 @@ async def test_delete_asks_first_and_set_with_ttl(cluster: FakeCluster) -> None:
         await wait_until(pilot, lambda: app.local_keys.selected_key == "role")
         app.screen.set_focus(app.local_keys)
 
-        await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDeleteScreen))
-        await pilot.press("n")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDeleteScreen))
+        await open_screen(pilot, ConfirmDeleteScreen, "d")
+        await close_screen(pilot, ConfirmDeleteScreen, "n")
         assert ("delete", "role") not in calls
 
-        await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDeleteScreen))
+        await open_screen(pilot, ConfirmDeleteScreen, "d")
         await pilot.press("y")
         await wait_until(pilot, lambda: ("delete", "role") in calls, what="the delete")
 
-        await pilot.press("t")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        await open_screen(pilot, KeyFormScreen, "t")
         # An empty TTL field is chitchat's TTL (after the grace period).
         await pilot.press(*"lease", "enter", *"held", "enter", "enter")
         await wait_until(pilot, lambda: ("set_with_ttl", "lease", "held") in calls)
@@ -253,10 +250,7 @@ async def test_question_mark_opens_the_help_screen(cluster: FakeCluster) -> None
     app = make_app(cluster)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
-        help_screen = app.screen
-        assert isinstance(help_screen, HelpScreen)
+        help_screen = await open_screen(pilot, HelpScreen, "question_mark")
         listed = {description for _section, _keys, description in help_screen.rows}
         keys = {keys for _section, keys, _description in help_screen.rows}
         for binding in GossipApp.BINDINGS:
@@ -268,8 +262,7 @@ async def test_question_mark_opens_the_help_screen(cluster: FakeCluster) -> None
             if binding.action != "kill_peer":  # demo only
                 assert (binding.tooltip or binding.description) in listed
         assert {"s", "e", "d", "t", "/", "?", "q/^c", "1…9", "j/k", "o/O", "F"} <= {k for k in keys}
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await close_screen(pilot, HelpScreen, "escape")
 
 
 @pytest.mark.asyncio
@@ -286,8 +279,7 @@ async def test_command_palette_runs_actions(cluster: FakeCluster) -> None:
             lambda: hits.option_count > 0 and "TTL" in str(hits.get_option_at_index(0).prompt),
             what="the palette's hit",
         )
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen), what="the form")
+        await open_screen(pilot, KeyFormScreen, "enter")
         assert "TTL" in app.screen.query_one(".modal-title").render().__str__()
 
 

@@ -22,7 +22,8 @@ _DEFAULTS = NodeConfig()
 
 
 def _demo_config(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
-    """Node 0's config as ``gossip-tui [args] demo`` hands it to the dashboard."""
+    """Node 0's config as ``gossip-tui [args] demo`` hands it to the dashboard (run in
+    process: its tests run as_if_on_a_terminal)."""
     seen: list[Any] = []
 
     def run_demo(nodes: int, config: Any) -> int:
@@ -31,14 +32,12 @@ def _demo_config(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 
     ui = pytest.importorskip("gossip_tui.ui")
     monkeypatch.setattr(ui, "run_demo", run_demo)
-    # In-process, with the streams captured: as if on a terminal (tests/cli/test_no_terminal.py
-    # runs the real check).
-    monkeypatch.setattr(cli, "_streams_without_terminal", list)
     assert cli.main([*args, "demo", "-n", "2"]) == 0
     (config,) = seen
     return config
 
 
+@pytest.mark.usefixtures("as_if_on_a_terminal")
 def test_the_demo_takes_its_own_cluster_id_and_an_ephemeral_port(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -53,6 +52,7 @@ def test_the_demo_takes_its_own_cluster_id_and_an_ephemeral_port(
     assert first.cluster_id != second.cluster_id  # drawn per run
 
 
+@pytest.mark.usefixtures("as_if_on_a_terminal")
 def test_what_the_operator_names_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GOSSIP_TUI_LISTEN_ADDR", "GOSSIP_TUI_CLUSTER_ID", "GOSSIP_TUI_CONFIG"):
         monkeypatch.delenv(name, raising=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 
 import outcome
 import pytest
@@ -16,8 +17,9 @@ from gossip_tui.node import NodeConfig, open_node
 from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui._view_model import ClusterCounts
+from gossip_tui.ui.screens.node_screen import NodeScreen
 from gossip_tui.ui.widgets.node_detail import NodeDetail
-from tests.ui.conftest import make_app, wait_ready, wait_until
+from tests.ui.conftest import make_app, open_screen, wait_ready, wait_until
 
 OLD, NEW = 1_700_000_000, 1_700_000_500
 
@@ -37,9 +39,10 @@ def _statuses(app: GossipApp) -> dict[str, str]:
     return {key: table.get_cell(key, "status").plain for key in table.shown_keys}
 
 
-def _detail_text(app: GossipApp) -> str:
-    """What the detail pane shows, as plain text."""
-    body = app.query_one("#node-detail", NodeDetail).query_one("#node-detail-body", Static)
+def _detail_text(app: GossipApp, where: str = "#node-detail") -> str:
+    """What the detail pane (or the node screen's, ``#node-screen-detail``) shows, as
+    plain text."""
+    body = app.screen.query_one(where, NodeDetail).query_one("#node-detail-body", Static)
     console = Console(width=120, record=True, file=io.StringIO())
     console.print(body.content)
     return console.export_text()
@@ -118,6 +121,38 @@ async def test_when_the_new_generation_dies_too_its_row_is_the_one_dead_row() ->
         )
         assert str(old) not in _statuses(app)
         await pilot.press("q")
+
+
+@pytest.mark.asyncio
+async def test_the_node_screen_says_when_the_node_restarted_as_the_pane_does() -> None:
+    clock = _Clock(1_000.0)
+    cluster = FakeCluster(clock=clock)
+    cluster.add_peer("web", port=10001, generation=OLD, liveness=Liveness.DEAD, phi=12.0)
+    app = make_app(cluster)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_ready(pilot)
+        clock.now = 1_010.0  # the new generation is first seen here at 1010
+        new = cluster.add_peer("web", port=10001, generation=NEW)
+        clock.now = 1_190.0
+        cluster.beat()
+        await wait_until(
+            pilot, lambda: _statuses(app).get(str(new)) == "live ↻3m00s", what="the restart"
+        )
+        app.nodes_table.move_cursor(row=app.nodes_table.shown_keys.index(str(new)))
+        await wait_until(pilot, lambda: "restarted" in _detail_text(app), what="the pane's line")
+        pane_line = _restart_line(_detail_text(app))
+        assert pane_line == f"restarted 3m00s ago (was generation {OLD})"
+
+        await open_screen(pilot, NodeScreen, "enter")
+        screen_text = _detail_text(app, "#node-screen-detail")
+        assert _restart_line(screen_text) == pane_line
+        await pilot.press("escape", "q")
+
+
+def _restart_line(text: str) -> str:
+    """The "restarted" fact of a rendered detail, label and value ("" when none)."""
+    found = re.search(r"restarted +(\S.*?\))", text)
+    return f"restarted {found.group(1)}" if found else ""
 
 
 @pytest.mark.asyncio

@@ -12,7 +12,7 @@ from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui._view_model import ClusterCounts
 from gossip_tui.ui.screens.key_forms import ConfirmForgetScreen
-from tests.ui.conftest import make_app, wait_ready, wait_until
+from tests.ui.conftest import close_screen, make_app, open_screen, wait_ready, wait_until
 
 
 async def _pick(pilot: Pilot[Any], app: GossipApp, node: NodeId) -> None:
@@ -39,10 +39,8 @@ async def test_f_forgets_a_dead_node_at_once(cluster: FakeCluster) -> None:
         await _pick(pilot, app, dead)
         assert app.view_model.counts == ClusterCounts(live=2, dead=1, known=3)
 
-        await pilot.press("F")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmForgetScreen))
-        await pilot.press("y")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmForgetScreen))
+        await open_screen(pilot, ConfirmForgetScreen, "F")
+        await close_screen(pilot, ConfirmForgetScreen, "y")
         assert ("forget", str(dead)) in cluster.handles[app.node.self_id].calls
         assert dead not in cluster.members
         assert str(dead) not in app.nodes_table.shown_keys
@@ -78,10 +76,8 @@ async def test_cancel_keeps_the_node(cluster: FakeCluster) -> None:
         await wait_ready(pilot)
         assert app.node is not None
         await _pick(pilot, app, dead)
-        await pilot.press("F")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmForgetScreen))
-        await pilot.press("n")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmForgetScreen))
+        await open_screen(pilot, ConfirmForgetScreen, "F")
+        await close_screen(pilot, ConfirmForgetScreen, "n")
         assert dead in cluster.members
         assert str(dead) in app.nodes_table.shown_keys
         await pilot.press("q")
@@ -105,10 +101,8 @@ async def test_forgetting_a_restarted_node_forgets_its_folded_generations() -> N
             ),
             what="the restarted node dead again",
         )
-        await pilot.press("F")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmForgetScreen))
-        await pilot.press("y")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmForgetScreen))
+        await open_screen(pilot, ConfirmForgetScreen, "F")
+        await close_screen(pilot, ConfirmForgetScreen, "y")
         # Both generations go: the old one does not come back as a row of its own.
         assert old not in cluster.members and new not in cluster.members
         assert not [k for k in app.nodes_table.shown_keys if k.startswith("web:")]

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 import trio
-from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.widgets._footer import FooterKey
 
-from gossip_tui.core.models import KeyStatus, NodeId
+from gossip_tui.core.models import KeyStatus, NodeId, VersionedValue
 from gossip_tui.node import KeyChanged, KeyDeleted, NodeEvent
 from gossip_tui.testing import FakeCluster, FakeNode, FakeNodeConfig
 from gossip_tui.ui import GossipApp
@@ -19,8 +18,15 @@ from gossip_tui.ui._view_model import ClusterViewModel
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.key_grid import KeyGridScreen, KeyPicker
 from gossip_tui.ui.widgets.key_grid import GridRow, KeyGridTable, KeyQuery, grid_rows_of
-from tests.ui.conftest import FIXED_CLOCK, make_app, wait_ready, wait_until
-from tests.ui.test_keys_and_input import _burst
+from tests.ui.conftest import (
+    FIXED_CLOCK,
+    burst,
+    close_screen,
+    make_app,
+    open_screen,
+    wait_ready,
+    wait_until,
+)
 
 
 class Clock:
@@ -153,6 +159,14 @@ def test_tombstones_show_as_deleted_and_collected_keys_as_absent(shared: FakeClu
     assert _grid(model, "svc.http")[("p2", None)].absent
 
 
+def test_a_full_read_keeps_each_key_status(shared: FakeCluster) -> None:
+    # A node first learnt (a full read, no key event) keeps its keys' statuses too.
+    marked = VersionedValue("8080", 1, KeyStatus.DELETE_AFTER_TTL)
+    shared.add_peer("p1", port=11001, key_values={"svc.http": marked})
+    row = _grid(Watched(shared).model, "svc.http")[("p1", "svc.http")]
+    assert (row.status, row.value) == (KeyStatus.DELETE_AFTER_TTL, "8080")
+
+
 def test_a_node_that_goes_away_leaves_the_grid(shared: FakeCluster) -> None:
     _svc_peers(shared)
     watched = Watched(shared)
@@ -188,15 +202,6 @@ def _names(table: KeyGridTable) -> list[str]:
     return _cells(table, "node")
 
 
-async def _open_grid(pilot: Pilot[Any], *typed: str) -> KeyGridScreen:
-    app = pilot.app
-    await pilot.press("K", *typed)
-    await wait_until(pilot, lambda: isinstance(app.screen, KeyGridScreen), what="the key grid")
-    screen = app.screen
-    assert isinstance(screen, KeyGridScreen)
-    return screen
-
-
 @pytest.mark.asyncio
 async def test_K_opens_the_grid_and_the_typed_key_arrives_whole(shared: FakeCluster) -> None:
     for index in range(300):  # enough rows for the grid to take a while to come up
@@ -206,7 +211,7 @@ async def test_K_opens_the_grid_and_the_typed_key_arrives_whole(shared: FakeClus
         await wait_ready(pilot)
         # Typed at once behind K, as a paste or tmux send-keys delivers them: type-ahead
         # keeps every character for the field, and Enter moves to the grid.
-        _burst(app, ["K", *"svc.http", "enter"])
+        burst(app, ["K", *"svc.http", "enter"])
         await wait_until(pilot, lambda: isinstance(app.screen, KeyGridScreen), what="the grid")
         screen = app.screen
         assert isinstance(screen, KeyGridScreen)
@@ -220,8 +225,7 @@ async def test_K_opens_the_grid_and_the_typed_key_arrives_whole(shared: FakeClus
         assert "2 have it, 302 absent" in str(table.border_title)
         # An exact key needs no key column; a prefix does, one row per key.
         assert "key" not in table.columns_shown
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, KeyGridScreen))
+        await close_screen(pilot, KeyGridScreen, "escape")
 
 
 @pytest.mark.asyncio
@@ -234,10 +238,7 @@ async def test_K_is_in_the_help_and_leaves_the_footer_room_for_quit(shared: Fake
         shown = {(key.key, key.description) for key in app.screen.query(FooterKey)}
         assert ("q", "Quit") in shown
         assert ("K", "Grid") not in shown
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        help_screen = app.screen
-        assert isinstance(help_screen, HelpScreen)
+        help_screen = await open_screen(pilot, HelpScreen, "question_mark")
         rows = help_screen.rows
         assert ("Dashboard", "K", "One key on every node") in rows
         assert any(section == "Key grid" and keys == "a" for section, keys, _ in rows)
@@ -248,7 +249,7 @@ async def test_prefix_absent_toggle_sort_and_j_k(shared: FakeCluster) -> None:
     app = _app(shared)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        screen = await _open_grid(pilot, *"svc.", "enter")
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.", "enter")
         table = screen.grid
         await wait_until(pilot, lambda: app.focused is table)
         assert "key" in table.columns_shown
@@ -274,11 +275,11 @@ async def test_prefix_absent_toggle_sort_and_j_k(shared: FakeCluster) -> None:
         assert table.cursor_row == 4
         await pilot.press("g", "j")
         selected = table.selected_row
-        await pilot.press("6")  # the sixth column shown: the value
+        await pilot.press("7")  # the seventh column shown: the value
         assert (table.sort_column, table.sort_reverse) == ("value", False)
         assert _cells(table, "value")[:3] == ["8080", "8081", "9090"]
         assert table.selected_row == selected  # the cursor stays on its row
-        await pilot.press("6")
+        await pilot.press("7")
         assert table.sort_reverse and _cells(table, "value")[0] == "absent"
         await pilot.press("o")
         assert (table.sort_column, table.sort_reverse) == ("node", False)
@@ -292,7 +293,7 @@ async def test_the_grid_follows_the_cluster_while_open(shared: FakeCluster, cloc
     app = _app(shared, refresh_interval=0.05)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        screen = await _open_grid(pilot, *"svc.http", "enter")
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.http", "enter")
         table = screen.grid
         await wait_until(pilot, lambda: len(table.shown_keys) == 4)
         p1 = shared.peer("p1")
@@ -318,7 +319,8 @@ async def test_the_grid_follows_the_cluster_while_open(shared: FakeCluster, cloc
         await wait_until(pilot, lambda: "p1" not in _names(table), what="p1 gone")
         # A deletion shows as such.
         shared.write(shared.peer("p4"), "svc.http", "", KeyStatus.DELETED)
-        await wait_until(pilot, lambda: _cells(table, "value")[-1] == "deleted")
+        await wait_until(pilot, lambda: _cells(table, "key_status")[-1] == "deleted")
+        assert _cells(table, "value")[-1] == ""
         assert "3 have it, 1 absent" in str(table.border_title)
         # No widget polls snapshots: the node is read one node at a time, on events.
         assert app.node is not None and app.node.snapshots_taken == 0
@@ -332,7 +334,7 @@ async def test_pick_a_key_of_the_selected_node_and_type_another(shared: FakeClus
         await wait_until(pilot, lambda: (app.nodes_table.selected_key or "").startswith("node-0"))
         await pilot.press("j")  # p1
         await wait_until(pilot, lambda: (app.nodes_table.selected_key or "").startswith("p1"))
-        screen = await _open_grid(pilot)
+        screen = await open_screen(pilot, KeyGridScreen, "K")
         field = screen.query_one("#key-grid-query", Input)
         await wait_until(pilot, lambda: app.focused is field)
         assert "type a key" in str(screen.grid.border_title)
@@ -354,8 +356,7 @@ async def test_pick_a_key_of_the_selected_node_and_type_another(shared: FakeClus
         await wait_until(pilot, lambda: field.value == "zone")
         assert screen.grid.show_absent  # `a` was typed, not a toggle
         assert _cells(screen.grid, "value") == ["absent", "absent", "absent", "eu"]
-        await pilot.press("q")
-        await wait_until(pilot, lambda: not isinstance(app.screen, KeyGridScreen))
+        await close_screen(pilot, KeyGridScreen, "q")
 
 
 @pytest.mark.asyncio
@@ -365,7 +366,7 @@ async def test_K_on_local_keys_opens_the_grid_on_that_key(shared: FakeCluster) -
         await wait_ready(pilot)
         app.screen.set_focus(app.local_keys)
         await wait_until(pilot, lambda: app.local_keys.selected_key == "role")
-        screen = await _open_grid(pilot)
+        screen = await open_screen(pilot, KeyGridScreen, "K")
         await wait_until(pilot, lambda: app.focused is screen.grid)
         assert screen.grid.key_query == KeyQuery("role")
         assert _cells(screen.grid, "value")[0] == "dashboard"
@@ -377,7 +378,7 @@ async def test_paused_view_holds_the_grid_too(shared: FakeCluster) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
         app.action_toggle_pause()
-        screen = await _open_grid(pilot, *"svc.http", "enter")
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.http", "enter")
         table = screen.grid
         await wait_until(pilot, lambda: app.focused is table)
         shared.set_peer_key(shared.peer("p2"), "svc.http", "9999")
@@ -390,3 +391,47 @@ async def test_paused_view_holds_the_grid_too(shared: FakeCluster) -> None:
         assert _cells(table, "value")[2] == "8081"
         app.action_toggle_pause()
         await wait_until(pilot, lambda: _cells(table, "value")[2] == "9999", what="resumed")
+
+
+@pytest.mark.asyncio
+async def test_the_status_column_reads_as_on_each_node(shared: FakeCluster, clock: Clock) -> None:
+    # chitchat's delete-after-TTL mark travels: every node's row says ttl. A ttl in seconds
+    # is the owner's deadline: its own row counts down, a peer's (gossip-tui) reads set.
+    app = _app(shared, refresh_interval=0.05)
+    other = shared.add_node(FakeNodeConfig(node_id="p5", initial_key_values={}))
+    async with app.run_test(size=(160, 36)) as pilot:
+        await wait_ready(pilot)
+        node = app.node
+        assert node is not None
+        node.set("svc.http", "80", ttl=30)
+        other.set("svc.http", "85", ttl=60)
+        shared.write(shared.peer("p1"), "svc.http", "8080", KeyStatus.DELETE_AFTER_TTL)
+        screen = await open_screen(pilot, KeyGridScreen, "K", *"svc.http", "enter")
+        table = screen.grid
+
+        def statuses() -> dict[str, str]:
+            return dict(zip(_names(table), _cells(table, "key_status"), strict=True))
+
+        want = {
+            "node-0": "set · 30s left",
+            "p1": "ttl",
+            "p2": "set",
+            "p3": "",
+            "p5": "set",
+        }
+        await wait_until(pilot, lambda: statuses() == want, what=f"statuses {want}")
+        # The local keys pane spells them the same way.
+        assert app.local_keys.get_cell("svc.http", "status").plain == "set"
+        # Live: the countdown moves with the readings; a mark, a set again, a delete.
+        clock.now = FIXED_CLOCK + 10
+        shared.write(shared.peer("p2"), "svc.http", "8081", KeyStatus.DELETE_AFTER_TTL)
+        shared.set_peer_key(shared.peer("p1"), "svc.http", "8080")
+        other.delete("svc.http")
+        want = {**want, "node-0": "set · 20s left", "p1": "set", "p2": "ttl"}
+        want["p5"] = "deleted"
+        await wait_until(pilot, lambda: statuses() == want, what=f"statuses {want}")
+        assert _cells(table, "value")[1:3] == ["8080", "8081"]  # a ttl mark keeps its value
+        # Expired on its owner: a tombstone there, as on every peer.
+        clock.now = FIXED_CLOCK + 31
+        shared.beat()
+        await wait_until(pilot, lambda: statuses()["node-0"] == "deleted", what="expired")

@@ -15,7 +15,7 @@ from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui._trio_bridge import LivenessRead
 from gossip_tui.ui.screens.key_grid import KeyGridScreen
-from tests.ui.conftest import FIXED_CLOCK, make_app, wait_ready, wait_until
+from tests.ui.conftest import FIXED_CLOCK, make_app, open_screen, wait_ready, wait_until
 
 SMALL = (80, 24)
 LARGE = (200, 60)
@@ -80,10 +80,7 @@ def _grid_on(cluster: FakeCluster, clock: Clock, typed: str) -> Any:
         clock.now = FIXED_CLOCK
         app.post_message(LivenessRead(node.liveness_readings()))
         await pilot.pause()
-        await pilot.press("K", *typed, "enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyGridScreen))
-        screen = app.screen
-        assert isinstance(screen, KeyGridScreen)
+        screen = await open_screen(pilot, KeyGridScreen, "K", *typed, "enter")
         await wait_until(pilot, lambda: app.focused is screen.grid)
         await pilot.pause()
 

@@ -18,7 +18,7 @@ from gossip_tui.ui.screens.key_forms import KeyFormScreen, parse_ttl_field
 from gossip_tui.ui.widgets.event_log import describe
 from gossip_tui.ui.widgets.local_keys import format_countdown
 
-from .conftest import FIXED_NOW, wait_ready, wait_until
+from .conftest import FIXED_NOW, open_screen, wait_ready, wait_until
 
 
 class ManualClock:
@@ -62,8 +62,7 @@ async def test_a_key_set_with_a_duration_counts_down_and_disappears() -> None:
         handle = cluster.handles[app.node.self_id]
         assert not _has_column(app, "expires")  # no ttl, no column
 
-        await pilot.press("t")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        await open_screen(pilot, KeyFormScreen, "t")
         await pilot.press(*"lease", "enter", *"held", "enter", *"30s", "enter")
         await wait_until(pilot, lambda: ("set", "lease", "held", "ttl=30") in handle.calls)
         await wait_until(
@@ -95,11 +94,8 @@ async def test_a_bad_duration_is_refused_in_the_form_with_focus_on_the_ttl() -> 
         await wait_ready(pilot)
         assert app.node is not None
         handle = cluster.handles[app.node.self_id]
-        await pilot.press("t")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        screen = await open_screen(pilot, KeyFormScreen, "t")
         await pilot.press(*"k", "enter", *"v", "enter", "0", "enter")
-        screen = app.screen
-        assert isinstance(screen, KeyFormScreen)
         await wait_until(pilot, lambda: screen.error != "")
         assert "more than 0" in screen.error
         focused = screen.focused

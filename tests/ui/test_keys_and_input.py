@@ -20,24 +20,18 @@ from gossip_tui.ui.screens import ConfirmDeleteScreen, HelpScreen, KeyFormScreen
 from gossip_tui.ui.screens.key_forms import ConfirmProtectedScreen
 from gossip_tui.ui.screens.node_screen import NodeScreen
 from gossip_tui.ui.widgets import NodeDetail, NodeFilter
-from tests.ui.conftest import SELF_CONFIG, make_app, populate, wait_ready, wait_until
+from tests.ui.conftest import (
+    SELF_CONFIG,
+    burst,
+    close_screen,
+    make_app,
+    open_screen,
+    populate,
+    wait_ready,
+    wait_until,
+)
 
 LEAVING = "__gossip_tui.leaving"
-
-
-_CHARACTERS = {"enter": "\r", "space": " ", "slash": "/"}
-
-
-def _burst(app: GossipApp, keys: list[str]) -> None:
-    """Post ``keys`` to the app at once, as a terminal delivers a paste or tmux send-keys:
-    no pause between them for focus to catch up (pilot.press waits after each key)."""
-    driver = app._driver
-    assert driver is not None
-    for key in keys:
-        character = _CHARACTERS.get(key, key if len(key) == 1 else None)
-        event = events.Key(key, character)
-        event.set_sender(app)
-        driver.send_message(event)  # as a terminal's input thread would: queued, no wait
 
 
 def _calls(cluster: FakeCluster, app: GossipApp) -> list[tuple[Any, ...]]:
@@ -65,12 +59,12 @@ async def test_a_burst_with_enters_fills_the_form_field_by_field(cluster: FakeCl
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
         # `s` opens the form; every key after it arrives before the form is even mounted.
-        _burst(app, ["s", *"abc", "enter", *"def", "enter"])
+        burst(app, ["s", *"abc", "enter", *"def", "enter"])
         await wait_until(pilot, lambda: ("set", "abc", "def") in _calls(cluster, app))
         assert not isinstance(app.screen, KeyFormScreen)
         # A longer one: every character arrives, in its field.
         key, value = "burst-key-0123456789", "value with spaces, and more: 42"
-        _burst(app, ["s", *key, "enter", *["space" if c == " " else c for c in value], "enter"])
+        burst(app, ["s", *key, "enter", *["space" if c == " " else c for c in value], "enter"])
         await wait_until(pilot, lambda: ("set", key, value) in _calls(cluster, app))
 
 
@@ -79,9 +73,7 @@ async def test_a_paste_into_the_form_is_taken_whole(cluster: FakeCluster) -> Non
     app = make_app(cluster)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
-        form = app.screen
+        form = await open_screen(pilot, KeyFormScreen, "s")
         app.post_message(events.Paste("pasted-key\nline one\nline two\n"))
         key_field = form.query_one("#key-input", Input)
         value_field = form.query_one("#value-input", Input)
@@ -103,7 +95,7 @@ async def test_typing_right_after_slash_reaches_the_filter(cluster: FakeCluster)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
         # "delta" holds a `d` and an `e`: delete and edit, were they to reach the table.
-        _burst(app, ["slash", *"delta"])
+        burst(app, ["slash", *"delta"])
         field = app.query_one(NodeFilter)
         await wait_until(pilot, lambda: field.value == "delta", what="every letter")
         await wait_until(pilot, lambda: _names(app) == ["delta"])
@@ -115,10 +107,7 @@ async def test_a_validation_error_focuses_the_field_at_fault(cluster: FakeCluste
     app = make_app(cluster)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
-        form = app.screen
-        assert isinstance(form, KeyFormScreen)
+        form = await open_screen(pilot, KeyFormScreen, "s")
         await pilot.press("enter", *"value", "enter")  # no key
         await wait_until(pilot, lambda: "must not be empty" in form.error)
         assert form.focused is form.query_one("#key-input", Input)
@@ -140,10 +129,8 @@ async def test_edit_and_delete_act_only_on_the_focused_local_keys(cluster: FakeC
         # Nothing asked about a key out of sight: focus went to the pane the key is in.
         assert not isinstance(app.screen, ConfirmDeleteScreen)
         assert app.focused is app.local_keys
-        await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDeleteScreen))
-        await pilot.press("n")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDeleteScreen))
+        await open_screen(pilot, ConfirmDeleteScreen, "d")
+        await close_screen(pilot, ConfirmDeleteScreen, "n")
         app.screen.set_focus(app.nodes_table)
         await pilot.press("e")
         await pilot.pause()
@@ -162,19 +149,14 @@ async def test_bind_changes_only_after_a_confirmation(cluster: FakeCluster) -> N
         await wait_until(pilot, lambda: app.local_keys.selected_key == "bind")
         app.screen.set_focus(app.local_keys)
         for answer in ("n", "y"):
-            await pilot.press("e")
-            await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+            await open_screen(pilot, KeyFormScreen, "e")
             app.screen.query_one("#value-input", Input).value = ""
-            await pilot.press("X", "enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmProtectedScreen))
+            await open_screen(pilot, ConfirmProtectedScreen, "X", "enter")
             assert not [call for call in _calls(cluster, app) if call[0] == "set"]
-            await pilot.press(answer)
-            await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmProtectedScreen))
+            await close_screen(pilot, ConfirmProtectedScreen, answer)
         assert [call for call in _calls(cluster, app) if call[0] == "set"] == [("set", "bind", "X")]
-        await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmProtectedScreen))
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmProtectedScreen))
+        await open_screen(pilot, ConfirmProtectedScreen, "d")
+        await close_screen(pilot, ConfirmProtectedScreen, "escape")
         assert ("delete", "bind") not in _calls(cluster, app)
 
 
@@ -247,18 +229,14 @@ async def test_enter_drills_down_to_the_node_full_screen(cluster: FakeCluster) -
         await wait_ready(pilot)
         await pilot.press("j")  # bravo
         await wait_until(pilot, lambda: (app.nodes_table.selected_key or "").startswith("bravo"))
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen))
-        screen = app.screen
-        assert isinstance(screen, NodeScreen)
+        screen = await open_screen(pilot, NodeScreen, "enter")
         assert screen.node is not None and screen.node.node.node_id == "bravo"
         body = screen.query_one("#node-detail-body")
         await wait_until(pilot, lambda: "shards" in _text(body))
         # It follows the node while it is up.
         cluster.members[cluster.peer("bravo")].heartbeat = 5_555
         await wait_until(pilot, lambda: "5555" in _text(body), what="a newer reading")
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, NodeScreen))
+        await close_screen(pilot, NodeScreen, "escape")
 
 
 @pytest.mark.asyncio
@@ -342,8 +320,7 @@ async def test_help_fits_on_screen_at_80x24(cluster: FakeCluster) -> None:
     app = make_app(cluster)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_ready(pilot)
-        await pilot.press("question_mark")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await open_screen(pilot, HelpScreen, "question_mark")
         await pilot.pause()
         body = app.screen.query_one("#help-body")
         assert body.max_scroll_y == 0 and body.max_scroll_x == 0

@@ -7,19 +7,10 @@ import pytest
 
 from gossip_tui.core.models import Liveness
 from gossip_tui.testing import FakeCluster
-from gossip_tui.ui import GossipApp
 from gossip_tui.ui._format import STATUS_STYLES
 from gossip_tui.ui._view_model import ClusterCounts
 from gossip_tui.ui.widgets.cluster_header import ClusterHeader
-from tests.ui.conftest import make_app, wait_ready
-
-
-def _span_style(app: GossipApp, words: str) -> str:
-    header = app.screen.query_one(ClusterHeader).render()
-    assert hasattr(header, "spans")
-    styles = [str(s.style) for s in header.spans if header.plain[s.start : s.end] == words]
-    assert styles, f"{words!r} not in the header: {header.plain!r}"
-    return styles[0]
+from tests.ui.conftest import header_span_style, make_app, wait_ready
 
 
 @pytest.mark.asyncio
@@ -34,8 +25,8 @@ async def test_the_header_counts_left_apart_from_dead_and_not_in_red(
         await wait_ready(pilot)
         assert app.view_model is not None
         assert app.view_model.counts == ClusterCounts(live=2, dead=1, known=4, left=1)
-        assert "red" in _span_style(app, "1 dead")
-        assert "red" not in _span_style(app, "1 left")
+        assert "red" in header_span_style(app, "1 dead")
+        assert "red" not in header_span_style(app, "1 left")
         await pilot.press("q")
 
 

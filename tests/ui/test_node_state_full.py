@@ -11,7 +11,7 @@ from gossip_tui.core.state import StateLimits
 from gossip_tui.node import NodeConfig, NodeStateFull, open_node
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.screens import KeyFormScreen
-from tests.ui.conftest import wait_ready, wait_until
+from tests.ui.conftest import open_screen, wait_ready, wait_until
 
 
 def _fill_until_refused(node: object, prefix: str, size: int) -> None:
@@ -39,8 +39,7 @@ async def test_the_key_form_shows_why_a_full_node_refuses_a_write() -> None:
         node.engine.state.limits = StateLimits(max_node_state_bytes=30_000)  # type: ignore[attr-defined]
         _fill_until_refused(node, "small", 3_000)
 
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        await open_screen(pilot, KeyFormScreen, "s")
         await pilot.press(*"last", "enter")
         app.screen.query_one("#value-input", Input).value = "y" * 8_000
         await pilot.press("enter")

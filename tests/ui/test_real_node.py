@@ -17,7 +17,7 @@ from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.app import serve_node_http
 from gossip_tui.ui.screens import KeyFormScreen
 from tests.processes import free_port
-from tests.ui.conftest import wait_ready, wait_until
+from tests.ui.conftest import open_screen, wait_ready, wait_until
 
 LOCAL = SocketAddress.parse("127.0.0.1:0")
 
@@ -40,8 +40,7 @@ async def test_dashboard_on_a_real_node_with_its_http_api() -> None:
         log = "".join(line.text for line in app.event_log.lines)
         assert f"HTTP API on http://{node.gossip_addr}/" in log
 
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        await open_screen(pilot, KeyFormScreen, "s")
         await pilot.press(*"color", "enter", *"blue", "enter")
         await wait_until(pilot, lambda: app.local_keys.value_of("color") is not None)
         assert app.local_keys.value_of("color") is not None
@@ -118,8 +117,7 @@ async def test_a_key_set_from_the_dashboard_reaches_a_real_peer() -> None:
         await wait_ready(pilot)
         await wait_until(pilot, lambda: len(opened) == 2, what="the peer to start")
         me, peer = opened
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, KeyFormScreen))
+        await open_screen(pilot, KeyFormScreen, "s")
         await pilot.press(*"colour", "enter", *"teal", "enter")
         await wait_until(
             pilot,

@@ -10,7 +10,7 @@ from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.widgets.cluster_header import ClusterHeader
 from tests.processes import free_port
-from tests.ui.conftest import make_app, wait_ready, wait_until
+from tests.ui.conftest import header_span_style, make_app, wait_ready, wait_until
 
 SEEDS = ("127.0.0.1:47001", "127.0.0.1:47002")
 WARNING = "seeds: 1 of 2 unreachable"
@@ -32,10 +32,7 @@ async def test_an_unreachable_seed_is_in_the_header_until_it_answers(
 
         cluster.emit(SeedUnreachable(silent, unanswered=3))
         await wait_until(pilot, lambda: WARNING in _header_text(app), what="the warning")
-        header = app.screen.query_one(ClusterHeader).render()
-        assert hasattr(header, "spans")
-        warned = [span for span in header.spans if WARNING in header.plain[span.start : span.end]]
-        assert warned and "yellow" in str(warned[0].style)  # in the warning colour
+        assert "yellow" in header_span_style(app, WARNING)  # in the warning colour
 
         cluster.emit(SeedAnswered(silent))
         await wait_until(pilot, lambda: "seeds" not in _header_text(app), what="it to go")

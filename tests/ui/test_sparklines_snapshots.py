@@ -14,7 +14,7 @@ from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui._trio_bridge import LivenessRead
 from gossip_tui.ui.screens.node_screen import NodeScreen
-from tests.ui.conftest import FIXED_CLOCK, make_app, wait_ready, wait_until
+from tests.ui.conftest import FIXED_CLOCK, make_app, open_screen, wait_ready, wait_until
 
 SMALL = (80, 24)
 LARGE = (200, 60)
@@ -62,8 +62,7 @@ def _with_history(cluster: FakeCluster, *, enter: bool = False) -> Any:
         await pilot.press("down")  # bravo
         await wait_until(pilot, lambda: (app.nodes_table.selected_key or "").startswith("bravo"))
         if enter:
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen))
+            await open_screen(pilot, NodeScreen, "enter")
         await pilot.pause()
 
     return run_before

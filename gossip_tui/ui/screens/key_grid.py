@@ -46,7 +46,7 @@ class KeyGridScreen(Screen[None]):
         Binding("a", "toggle_absent", "Absent", tooltip="Key grid: show/hide absent nodes"),
         Binding("o", "cycle_sort", "Sort", tooltip="Key grid: sort by the next column"),
         Binding("O", "reverse_sort", "Reverse", show=False, tooltip="Key grid: reverse sort"),
-        *(Binding(str(index), f"sort_index({index})", show=False) for index in range(1, 7)),
+        *(Binding(str(index), f"sort_index({index})", show=False) for index in range(1, 8)),
     ]
 
     def __init__(

@@ -12,12 +12,19 @@ from textual.widgets import Footer
 from gossip_tui.core.models import NodeSnapshot
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD
 from gossip_tui.ui.screens._type_ahead import focus_now
-from gossip_tui.ui.widgets.node_detail import HistoryOf, NodeDetail, no_history
+from gossip_tui.ui.widgets.node_detail import (
+    HistoryOf,
+    NodeDetail,
+    RestartOf,
+    no_history,
+    no_restart,
+)
 
 
 class NodeScreen(Screen[None]):
     """The node ``node`` (as read when Enter was pressed); the app calls ``show`` with
-    each newer reading of it while the screen is up."""
+    each newer reading of it while the screen is up. It reads as the Node pane does (the
+    same NodeDetail), its restart line included when ``restart_of`` knows one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
@@ -38,18 +45,21 @@ class NodeScreen(Screen[None]):
         *,
         phi_threshold: float = DEFAULT_PHI_THRESHOLD,
         history_of: HistoryOf = no_history,
+        restart_of: RestartOf = no_restart,
     ) -> None:
         super().__init__()
         self._node = node
         self._taken_at = taken_at
         self._phi_threshold = phi_threshold
         self._history_of = history_of
+        self._restart_of = restart_of
 
     def compose(self) -> ComposeResult:
         yield NodeDetail(
             id="node-screen-detail",
             phi_threshold=self._phi_threshold,
             history_of=self._history_of,
+            restart_of=self._restart_of,
         )
         yield Footer()
 

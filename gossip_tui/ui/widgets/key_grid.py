@@ -2,8 +2,15 @@
 
 The rows come from the view model (gossip_tui.ui._view_model): each node's row for its
 liveness, its visible keys and values, and its key sightings (gossip_tui.ui._history) for
-versions and the time each version was seen here. ``apply`` re-renders only the nodes a
-push touched, and the ages on a tick; nothing here reads the node.
+versions, statuses and the time each version was seen here.
+
+A key's status reads as in the Local keys pane (KeyStatus.short_label: set, deleted, ttl)
+and is what is true on each node: chitchat's delete-after-TTL mark travels, so every
+node's row says ``ttl``; a ttl in seconds is the owner's own deadline (core.expiry), so
+the owner's row says ``set · 29s left`` and the peers' rows, rightly, ``set``.
+
+``apply`` re-renders only the nodes a push touched (this node's too when its keys'
+countdowns moved), and the ages on a tick; nothing here reads the node.
 
 One concern, though over 400 lines: the key grid's table (its rows, columns, sort and
 fit to the window).
@@ -22,8 +29,9 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from gossip_tui.core.models import Liveness, NodeId
+from gossip_tui.core.models import KeyStatus, Liveness, NodeId
 from gossip_tui.ui._format import (
+    KEY_STATUS_STYLES,
     STATUS_LABELS,
     STATUS_ORDER,
     STATUS_STYLES,
@@ -76,6 +84,9 @@ class GridRow:
     value: str | None = None  # None for a tombstone (and when absent)
     version: int | None = None
     seen_at: float | None = None
+    status: KeyStatus | None = None  # None when absent
+    # Whole seconds left before the key expires (a ttl in seconds): on the owner's row only.
+    expires_in: int | None = None
 
     @property
     def absent(self) -> bool:
@@ -83,7 +94,7 @@ class GridRow:
 
     @property
     def deleted(self) -> bool:
-        return self.key is not None and self.value is None
+        return self.status is KeyStatus.DELETED
 
     def age(self, taken_at: float) -> float | None:
         return None if self.seen_at is None else max(0.0, taken_at - self.seen_at)
@@ -97,11 +108,24 @@ def grid_rows_of(model: ClusterViewModel, node: NodeId, query: KeyQuery) -> list
         return []
     sightings = model.key_sightings.of(node)
     values = model.key_values_of(node)
+    # Deadlines are the owner's alone: only this node knows its own.
+    countdowns = model.local_countdowns if node == model.self_id else {}
     rows = []
     for key in query.keys_in(sightings):
         sighting = sightings[key]
         value = None if sighting.deleted else values.get(key)
-        rows.append(GridRow(node, row.liveness, key, value, sighting.version, sighting.seen_at))
+        rows.append(
+            GridRow(
+                node,
+                row.liveness,
+                key,
+                value,
+                sighting.version,
+                sighting.seen_at,
+                sighting.status,
+                countdowns.get(key),
+            )
+        )
     return rows or [GridRow(node, row.liveness)]
 
 
@@ -122,19 +146,44 @@ def _age_sort(row: GridRow, taken_at: float) -> float:
     return _INFINITY if age is None else age
 
 
+def _key_status_sort(row: GridRow, _taken_at: float) -> tuple[bool, int, float]:
+    # Absent rows last; the keys that expire soonest first among those set.
+    status = -1 if row.status is None else int(row.status)
+    return (row.absent, status, _INFINITY if row.expires_in is None else row.expires_in)
+
+
+def key_status_text(row: GridRow) -> str:
+    """``set``, ``deleted``, ``ttl`` (as the Local keys pane spells them), and on the
+    owner's row of a key that expires, the time left: ``set · 29s left`` (``set · due``
+    once its deadline passed, until the node's next round deletes it)."""
+    if row.status is None:
+        return ""
+    label = row.status.short_label
+    if row.expires_in is None:
+        return label
+    return (
+        f"{label} · due" if row.expires_in <= 0 else f"{label} · {format_age(row.expires_in)} left"
+    )
+
+
 GRID_COLUMNS: tuple[GridColumn, ...] = (
     GridColumn("node", "Node", lambda r, _t: r.node.node_id),
     GridColumn("status", "Status", lambda r, _t: STATUS_ORDER[r.liveness]),
     GridColumn("version", "Ver", lambda r, _t: -1 if r.version is None else r.version),
     GridColumn("age", "Changed", _age_sort),
     GridColumn("key", "Key", lambda r, _t: r.key or "", prefix_only=True),
-    # Absent rows sort after every value, tombstones just before them.
+    # The key's status ("State": "Status" is the node's liveness, as in the nodes table).
+    GridColumn("key_status", "State", _key_status_sort),
+    # Last: _fit_columns gives it the room left. Absent rows sort after every value,
+    # tombstones just before them.
     GridColumn("value", "Value", lambda r, _t: (r.absent, r.deleted, r.value or "")),
 )
-# Below this width the node column is held to _NODE_WIDTH_NARROW and long names lose their
-# beginning, not their end: demo and real names share a prefix and differ at the end.
+# Below this width the node column is held to _NODE_WIDTH_NARROW (less, down to
+# _NODE_WIDTH_MIN, when the value would get under _MIN_VALUE_WIDTH) and long names lose
+# their beginning, not their end: demo and real names share a prefix and differ at the end.
 _WIDE = 120
 _NODE_WIDTH_NARROW = 18
+_NODE_WIDTH_MIN = 8
 _MIN_VALUE_WIDTH = 12
 
 
@@ -159,11 +208,14 @@ def _cell_specs(row: GridRow, taken_at: float, columns: tuple[GridColumn, ...]) 
                 specs.append((_age_text(row, taken_at), "dim"))
             case "key":
                 specs.append((row.key or "", "bold"))
+            case "key_status":
+                style = "" if row.status is None else KEY_STATUS_STYLES[row.status]
+                specs.append((key_status_text(row), style))
             case "value":
                 if row.absent:
                     specs.append(("absent", "dim italic"))
                 elif row.deleted:
-                    specs.append(("deleted", "red italic"))
+                    specs.append(("", ""))  # a tombstone has no value; its status says so
                 else:
                     specs.append((one_line(row.value or "", _VALUE_LIMIT), ""))
     return specs
@@ -213,6 +265,7 @@ class KeyGridTable(OneRefresh, DataTable[Text]):
         self._node_width = _NODE_WIDTH_NARROW
         # Each node's liveness and max version as its rows were last built.
         self._shown_as: dict[NodeId, tuple[Liveness, int]] = {}
+        self._widths_moved = False
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -279,6 +332,9 @@ class KeyGridTable(OneRefresh, DataTable[Text]):
             if shown.get(row.node) != (row.liveness, row.max_version)
         )
         touched.update(changes.removed)
+        if changes.local_keys and model.self_id in model.rows:
+            # This node's keys moved, or their countdowns did.
+            touched.add(model.self_id)
         ticked = changes.ticked and model.taken_at != self._taken_at
         self._taken_at = model.taken_at
         if touched or ticked:
@@ -378,7 +434,8 @@ class KeyGridTable(OneRefresh, DataTable[Text]):
                     if _age_text(row, taken_at) != old[age_index][0]:
                         self._update(key, _cell_specs(row, taken_at, columns), old)
                         order_moved |= sort_index == age_index
-            if structure:
+            if structure or self._widths_moved:
+                self._widths_moved = False
                 self._fit_columns()
             if structure or order_moved:
                 self._sort_rows()
@@ -401,6 +458,8 @@ class KeyGridTable(OneRefresh, DataTable[Text]):
         ):
             if spec == old_spec:
                 continue
+            # A middle column's widest cell may have moved (a countdown came or went).
+            self._widths_moved |= 0 < index < len(specs) - 1 and len(spec[0]) != len(old_spec[0])
             if index == 0:
                 cell = self._node_cells[key] = self._node_cell(spec)
             else:
@@ -446,8 +505,20 @@ class KeyGridTable(OneRefresh, DataTable[Text]):
         pad = 2 * self.cell_padding
         room = self.scrollable_content_region.width
         node = self.columns[self._column_keys[0]]
+        # From the cells held here: the table measures its columns only at its next layout.
+        others = sum(
+            pad
+            + max(
+                len(column.label), max((len(c[index][0]) for c in self._cells.values()), default=0)
+            )
+            for index, column in enumerate(self._columns[1:-1], start=1)
+        )
         longest = max((len(spec[0][0]) for spec in self._cells.values()), default=4)
-        node_width = max(4, longest) if room >= _WIDE else min(max(4, longest), _NODE_WIDTH_NARROW)
+        if room >= _WIDE:
+            node_width = max(4, longest)
+        else:
+            spare = max(_NODE_WIDTH_MIN, room - others - 2 * pad - _MIN_VALUE_WIDTH)
+            node_width = min(max(4, longest), _NODE_WIDTH_NARROW, spare)
         if node_width != self._node_width:
             # The names are cut to the column: cut them again.
             self._node_width = node_width
@@ -455,7 +526,6 @@ class KeyGridTable(OneRefresh, DataTable[Text]):
                 cell = self._node_cells[key] = self._node_cell(specs[0])
                 self.update_cell(self._row_keys[key], self._column_keys[0], cell)
         value = self.columns[self._column_keys[-1]]
-        others = sum(self.columns[key].get_render_width(self) for key in self._column_keys[1:-1])
         value_width = max(_MIN_VALUE_WIDTH, room - node_width - others - 2 * pad)
         if node.width != node_width or value.width != value_width or node.auto_width:
             node.auto_width = value.auto_width = False

@@ -104,9 +104,15 @@ def render_node(
 
 
 HistoryOf = Callable[[NodeId], NodeHistory | None]
+# The restart a node's row stands for (the view model's ClusterViewModel.restart_of).
+RestartOf = Callable[[NodeId], Restart | None]
 
 
 def no_history(_node: NodeId) -> NodeHistory | None:
+    return None
+
+
+def no_restart(_node: NodeId) -> Restart | None:
     return None
 
 
@@ -148,21 +154,22 @@ class LivenessSparks(Vertical):
 class NodeDetail(VerticalScroll):
     """Shows one node; re-renders only when that node's state or the selection changed.
 
-    ``history_of`` gives a node's recent readings for the sparklines (the app hands the
-    view model's; without it they stay empty)."""
+    ``history_of`` gives a node's recent readings for the sparklines, ``restart_of`` the
+    restart its row stands for (the app hands the view model's; without them the
+    sparklines stay empty and no restart is shown)."""
 
     def __init__(
         self,
         *,
         phi_threshold: float = DEFAULT_PHI_THRESHOLD,
         history_of: HistoryOf = no_history,
+        restart_of: RestartOf = no_restart,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
         self.phi_threshold = phi_threshold
         self.history_of = history_of
-        # The restart a node's row stands for (the app hands the view model's).
-        self.restart_of: Callable[[NodeId], Restart | None] = lambda _node: None
+        self.restart_of = restart_of
         self._shown: tuple[NodeSnapshot, str, str | None, int] | None = None
         self._taken_at = 0.0
         self._empty = True
