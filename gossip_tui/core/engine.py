@@ -218,6 +218,9 @@ class SweepStep(Step):
 
 _S = TypeVar("_S", bound=Step)
 
+# The step of a message that did nothing and gets no reply.
+_NOTHING_RECEIVED = ReceiveStep()
+
 
 def _sent_digest_size(digest: Digest, protocol_version: int) -> int:
     """The size of a digest about to be sent: encoded now (once; the encoding is kept on the
@@ -355,7 +358,8 @@ class GossipEngine:
     def _tick_heartbeat(self, now: float) -> None:
         me = self.self_state
         # Saturates rather than overflow the wire field; the ceiling keeps us far below it.
-        me.heartbeat = min(me.heartbeat + 1, U64_MAX)
+        heartbeat = me.heartbeat + 1
+        me.heartbeat = heartbeat if heartbeat < U64_MAX else U64_MAX
         me.last_update = now
 
     def _take_new_generation(self, reason: str, now: float) -> None:
@@ -605,6 +609,22 @@ class GossipEngine:
         delta are cut to it: our own node first, so the peer learns us. A chitchat peer
         answers with an Ack holding what the cut digest seems to lack, which we hold
         already and ignore; the next exchange is whole."""
+        if isinstance(message, Ack):
+            # Half of an idle cluster's messages, most with an empty delta: handled first,
+            # with no reply nor digest to deal with.
+            self._tick_heartbeat(now)
+            if message.delta.node_deltas:  # an empty one changes nothing
+                self._apply_delta(message.delta, now)
+            if not (
+                self.state.changes
+                or self.state.has_refusals
+                or self._step_outruns
+                or self._step_repairs
+                or self._step_departures
+            ):
+                # Nothing recorded (see _finish): the one empty step (frozen, so shared).
+                return _NOTHING_RECEIVED
+            return self._finish(ReceiveStep)
         reply = self._reply_to(message, now, reply_budget)
         seen, self._step_digest = self._step_digest, None
         return self._finish(ReceiveStep, reply=reply, seen_digest=seen)
@@ -657,10 +677,7 @@ class GossipEngine:
                 only_listed=partial,
             )
             return Ack(delta, protocol_version=version)
-        if isinstance(message, Ack):
-            self._apply_delta(message.delta, now)
-            return None
-        return None  # BadCluster: the peer refused us; nothing to answer.
+        return None  # BadCluster: the peer refused us; nothing to answer (an Ack: above).
 
     def _digest_within(self, digest: Digest, size: int) -> Digest:
         """Our own node, then as many others as fit in ``size`` encoded bytes."""

@@ -53,6 +53,8 @@ def _chars_bytes(text: str) -> int:
 def key_value_cost(key: str, value: str) -> int:
     """An honest estimate of the memory a stored key-value holds, in bytes: what the
     state bounds count, here and on every gossip-tui peer."""
+    if key.isascii() and value.isascii():  # the usual case, counted without two calls
+        return KEY_VALUE_OVERHEAD + len(key) + len(value)
     return KEY_VALUE_OVERHEAD + _chars_bytes(key) + _chars_bytes(value)
 
 
@@ -79,6 +81,8 @@ class VersionChange:
 
 
 StateChange = KeyChange | VersionChange
+
+_SET = KeyStatus.SET
 
 
 class DeltaStatus(enum.Enum):
@@ -294,14 +298,6 @@ class NodeState:
             return True
         return False
 
-    def _set_versioned_value(self, key: str, value: VersionedValue) -> None:
-        self.max_version = max(self.max_version, value.version)
-        previous = self.key_values.get(key)
-        if previous is not None and previous.version >= value.version:
-            return
-        self._store(key, value)
-        self._changes.append(KeyChange(self.node, key, value))
-
     def check_delta(self, delta: NodeDelta) -> DeltaStatus:
         if delta.from_version_excluded > self.max_version:
             # From a future we never saw (we were reset, most likely): useless to us.
@@ -334,35 +330,31 @@ class NodeState:
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
-    @staticmethod
-    def _news(delta: NodeDelta, floor: int, last_gc_version: int) -> Iterator[KeyValueMutation]:
-        """The key-values of ``delta`` that a state at ``floor`` would store."""
-        for kv in delta.key_values:
-            if kv.version <= floor:
-                continue  # Already known.
-            if kv.status.scheduled_for_deletion and kv.version <= last_gc_version:
-                continue  # A tombstone we have already collected.
-            yield kv
-
-    def _would_exceed(self, delta: NodeDelta, limits: StateLimits, reset: bool) -> bool:
+    def _would_exceed(
+        self,
+        news: list[KeyValueMutation],
+        costs: list[int],
+        limits: StateLimits,
+        reset: bool,
+    ) -> bool:
+        """Whether storing ``news`` (each with its cost) would pass a bound."""
+        upper = sum(costs)
+        if (
+            self.size + upper <= limits.max_node_state_bytes
+            and self._usage.total + upper <= limits.max_total_state_bytes
+        ):
+            # Even with every value counted as new growth (none replaced, no repeat, no
+            # reset) it fits: the usual case needs no exact count.
+            return False
         # The size the state would have afterwards, net of the values it replaces (a
         # node near its bound that rewrites a key must not look like it outgrew it).
-        if reset:
-            held: Mapping[str, VersionedValue] = {}
-            size, floor, last_gc = 0, 0, delta.last_gc_version
-        else:
-            held, size, floor, last_gc = (
-                self.key_values,
-                self.size,
-                self.max_version,
-                self.last_gc_version,
-            )
+        held: Mapping[str, VersionedValue] = {} if reset else self.key_values
         # A key repeated within the delta ends up stored once, with its last value.
-        final = {kv.key: kv.value for kv in self._news(delta, floor, last_gc)}
-        growth = size - self.size
-        for key, value in final.items():
+        final = {kv.key: (kv.value, cost) for kv, cost in zip(news, costs, strict=True)}
+        growth = -self.size if reset else 0
+        for key, (_value, cost) in final.items():
             previous = held.get(key)
-            growth += key_value_cost(key, value)
+            growth += cost
             if previous is not None:
                 growth -= key_value_cost(key, previous.value)
         if growth <= 0:
@@ -379,17 +371,41 @@ class NodeState:
         if status is DeltaStatus.REJECT:
             return status
         reset = status is DeltaStatus.APPLY_AFTER_RESET
-        if limits is not None and self._would_exceed(delta, limits, reset):
+        # What a state at ``floor`` would store, decided once for the bound and the writes
+        # (after a reset the state is at 0, its last_gc_version the delta's): not already
+        # known, and no tombstone we have already collected.
+        floor, last_gc = (
+            (0, delta.last_gc_version) if reset else (self.max_version, self.last_gc_version)
+        )
+        news = [
+            kv
+            for kv in delta.key_values
+            if kv.version > floor and (kv.status is _SET or kv.version > last_gc)
+        ]
+        costs = [key_value_cost(kv.key, kv.value) for kv in news]
+        if limits is not None and self._would_exceed(news, costs, limits, reset):
             return DeltaStatus.OVER_LIMIT
         if reset:
             self._reset(delta.last_gc_version)
-        for kv in self._news(delta, self.max_version, self.last_gc_version):
-            since = now if kv.status.scheduled_for_deletion else None
-            self._set_versioned_value(
-                kv.key, VersionedValue(kv.value, kv.version, kv.status, since)
-            )
+        # _store and the change records inlined: a node joining brings every key it holds.
+        key_values, changes, node = self.key_values, self._changes, self.node
+        grown = 0
+        for kv, cost in zip(news, costs, strict=True):
+            key, version = kv.key, kv.version
+            previous = key_values.get(key)
+            if previous is not None:
+                if previous.version >= version:
+                    continue
+                cost -= key_value_cost(key, previous.value)
+            kv_status = kv.status
+            value = VersionedValue(kv.value, version, kv_status, None if kv_status is _SET else now)
+            key_values[key] = value
+            grown += cost
+            changes.append(KeyChange(node, key, value))
+        self.size += grown
+        self._usage.total += grown
         self.max_version = delta.max_version
-        self._changes.append(VersionChange(self.node, self.max_version))
+        changes.append(VersionChange(node, self.max_version))
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
@@ -503,6 +519,11 @@ class ClusterState:
         """Count a piece of input refused for ``reason``."""
         self.rejected[reason] += 1
         self._refusals.append(reason)
+
+    @property
+    def has_refusals(self) -> bool:
+        """Whether refusals wait for :meth:`drain_refusals`."""
+        return bool(self._refusals)
 
     def drain_refusals(self) -> tuple[str, ...]:
         if not self._refusals:
