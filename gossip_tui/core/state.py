@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
-from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, node_id_size
+from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, forget_digest_entry, node_id_size
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, VersionedValue
 
@@ -187,6 +187,7 @@ class NodeState:
             or digest.max_version != self.max_version
             or digest.last_gc_version != self.last_gc_version
         ):
+            forget_digest_entry(digest)
             digest = self._digest = NodeDigest(
                 self.heartbeat, self.last_gc_version, self.max_version
             )
@@ -505,6 +506,7 @@ class ClusterState:
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
+            forget_digest_entry(state._digest)
             self._usage.total -= state.size
             self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat
@@ -539,6 +541,7 @@ class ClusterState:
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
+        forget = forget_digest_entry
         nodes: dict[NodeId, NodeDigest] = {}
         # NodeState.digest inlined: this runs for every node on every message. Only
         # entries whose versions moved (our own heartbeat, mostly) get a new NodeDigest.
@@ -551,6 +554,8 @@ class ClusterState:
                 or digest.max_version != state.max_version
                 or digest.last_gc_version != state.last_gc_version
             ):
+                # The codec's encoding of the old entry is of no more use (see there).
+                forget(digest)
                 digest = state._digest = NodeDigest(
                     state.heartbeat, state.last_gc_version, state.max_version
                 )
