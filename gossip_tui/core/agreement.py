@@ -18,6 +18,7 @@ Pure: time is a parameter.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 import attrs
@@ -43,10 +44,14 @@ _MASK = 2**64 - 1
 
 
 # Each node's token, computed once: a digest of hundreds of nodes arrives several times a
-# second, and a dict lookup is what a summary can afford per node. Cleared when it grows
-# past the bound (made-up node ids must not grow it without end).
-_TOKENS: dict[NodeId, int] = {}
+# second, and a dict lookup is what a summary can afford per node. Keyed by the identity
+# of the NodeId (the codec hands out one object per node id), with the node itself: a
+# summary is then summed in C, without a call of NodeId.__hash__ (Python) per node, and the
+# entry keeps its node alive, so that no other object has its id while it is cached.
+# Cleared when it grows past the bound (made-up node ids must not grow it without end).
+_TOKENS: dict[int, tuple[NodeId, int]] = {}
 _MAX_TOKENS = 65_536
+_token_of = operator.itemgetter(1)
 
 
 def _token(node: NodeId) -> int:
@@ -56,7 +61,7 @@ def _token(node: NodeId) -> int:
     token = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
     if len(_TOKENS) >= _MAX_TOKENS:
         _TOKENS.clear()
-    _TOKENS[node] = token
+    _TOKENS[id(node)] = (node, token)
     return token
 
 
@@ -93,9 +98,11 @@ def summarize(nodes: Collection[NodeId]) -> ViewSummary:
     no sort (a digest of hundreds of nodes arrives several times a second)."""
     tokens = _TOKENS
     try:
-        total = sum(map(tokens.__getitem__, nodes))
+        total = sum(map(_token_of, map(tokens.__getitem__, map(id, nodes))))
     except KeyError:  # some node seen for the first time
-        total = sum(tokens[node] if node in tokens else _token(node) for node in nodes)
+        total = sum(
+            _token_of(tokens[id(node)]) if id(node) in tokens else _token(node) for node in nodes
+        )
     total &= _MASK
     return ViewSummary(f"{(total >> 32) ^ (total & 0xFFFFFFFF):08x}", len(nodes))
 

@@ -56,7 +56,7 @@ from .failure_detector import FailureDetector, FailureDetectorConfig
 from .generations import superseded
 from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
-from .state import ClusterState, NodeState, StateChange, StateLimits
+from .state import ClusterState, NodeState, StateChange, StateLimits, digest_entry_size
 
 # A node about to leave sets this key; gossip-tui peers then count it as gone at once.
 # chitchat peers see an ordinary key, and a node that simply dies.
@@ -649,14 +649,25 @@ class GossipEngine:
                 window = synack_window_budget(self.max_datagram_size)
                 if not fits(own_digest, version, window):
                     own_digest = self._partial_digest(own_digest, version, window)
-            own_size = _sent_digest_size(own_digest, version)
+            cut = limit < self.max_datagram_size
+            if (
+                cut
+                and version == PROTOCOL_V0
+                and not partial
+                and len(own_digest.nodes) == len(self.state)
+            ):
+                # A digest of every node, about to be cut: its size is the one the state
+                # keeps, and an encoding of it would be thrown away.
+                own_size = self.state.digest_bytes
+            else:
+                own_size = _sent_digest_size(own_digest, version)
             room = self.max_datagram_size - _HEADER_LEN - own_size
             if room < 1:
                 # Our digest leaves no room even for an empty delta (its one end byte): no
                 # SynAck can be built (nor sent). Short of that, the delta is empty.
                 self.oversize_digests += 1
                 return None
-            if limit < self.max_datagram_size:
+            if cut:
                 own_digest = self._digest_within(own_digest, (limit - _HEADER_LEN) // 2)
                 own_size = _sent_digest_size(own_digest, version)
             budget = limit - _HEADER_LEN - own_size
@@ -687,9 +698,8 @@ class GossipEngine:
         if own is not None:
             kept[self.self_id] = own
         used = digest_size(Digest(kept))
-        empty = digest_size(Digest())
         for node, node_digest in nodes.items():
-            used += digest_size(Digest({node: node_digest})) - empty
+            used += digest_entry_size(node)  # what it adds to a version-0 digest
             if used > size:
                 break
             kept[node] = node_digest
