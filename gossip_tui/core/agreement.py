@@ -150,6 +150,10 @@ class SeenDigest:
     # A window of the sender's digest (partial-digest extension): nodes it leaves out
     # say nothing, so it tells neither the sender's view nor, when we are left out, ours.
     partial: bool = False
+    # The nodes it lists that the receiving state did not hold after the message (refused,
+    # forgotten, former identities of ours): with the state's nodes by address, they let
+    # the sender be found without a pass over the digest (see PeerViews.note).
+    unadmitted: tuple[NodeId, ...] = attrs.field(default=(), eq=False)
 
 
 @attrs.frozen
@@ -182,6 +186,25 @@ def sender_of(digest: Digest, source: SocketAddress, self_id: NodeId) -> NodeId 
     return found
 
 
+def _sender_among(
+    seen: SeenDigest, source: SocketAddress, self_id: NodeId, known: Iterable[NodeId]
+) -> NodeId | None:
+    """:func:`sender_of` from the nodes ``known`` at ``source`` (the receiving state's,
+    which holds every node of the digest but ``seen.unadmitted``), without a pass over the
+    digest. None when that does not settle it: no node at ``source``, or several of the
+    newest generation (the digest's order decides those)."""
+    listed = seen.digest.nodes
+    found = dict.fromkeys(node for node in known if node in listed and node != self_id)
+    for node in seen.unadmitted:
+        if node.gossip_addr == source and node != self_id:
+            found[node] = None
+    if not found:
+        return None
+    newest = max(node.generation for node in found)
+    top = [node for node in found if node.generation == newest]
+    return top[0] if len(top) == 1 else None
+
+
 class PeerViews:
     """The last report of each peer about us, and the summary of the nodes its last full
     digest listed. Fed by the runtime; entries of nodes gone are pruned with :meth:`keep`."""
@@ -198,13 +221,22 @@ class PeerViews:
         self_id: NodeId,
         now: float,
         publishes_view: Callable[[NodeId], bool] | None = None,
+        known_at: Callable[[SocketAddress], Iterable[NodeId]] | None = None,
     ) -> NodeId | None:
         """Take what ``seen`` says; the sender it was attributed to, or None.
 
         ``publishes_view`` tells the senders whose view is read from their VIEW_KEY: the
         nodes their digest lists are then not summarized (it costs a pass over the digest,
-        for every message)."""
-        sender = sender_of(seen.digest, source, self_id)
+        for every message). ``known_at`` (the receiving state's nodes at an address, once
+        it took the message) finds the sender without a pass over the digest; without it,
+        or when it does not settle it, :func:`sender_of` walks the digest."""
+        sender = None
+        # A message from our own address may list former identities of ours, which the
+        # state dropped during the step and ``unadmitted`` does not name: walk for those.
+        if known_at is not None and source != self_id.gossip_addr:
+            sender = _sender_among(seen, source, self_id, known_at(source))
+        if sender is None:
+            sender = sender_of(seen.digest, source, self_id)
         if sender is None:
             return None
         if sender not in self.reports and len(self.reports) >= self._max_peers:

@@ -519,10 +519,13 @@ class GossipEngine:
         me = states.get(self.self_id)
         report = self.detector.report_heartbeat
         own_view: NodeDigest | None = None
+        unadmitted: list[NodeId] = []
         for node, node_digest in digest.nodes.items():
             state = states.get(node)
             if state is None:
                 self._report_heartbeat(node, node_digest.heartbeat, now)
+                if node not in states:
+                    unadmitted.append(node)
             elif state is not me:
                 # try_set_heartbeat's no-op case (neither news nor a first heartbeat),
                 # the usual one, decided without a call.
@@ -533,6 +536,9 @@ class GossipEngine:
                     report(node, now)
             else:
                 own_view = node_digest
+        seen = self._step_digest
+        if unadmitted and seen is not None and seen.digest is digest:
+            self._step_digest = attrs.evolve(seen, unadmitted=tuple(unadmitted))
         # After the loop: a repair may change our identity.
         if own_view is not None:
             self._repair_own_view(own_view, now)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import enum
 import random
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
 from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, forget_digest_entry, node_id_size
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
-from .models import KeyStatus, NodeId, VersionedValue
+from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
 
 # How many garbage-collected nodes are remembered, so that a peer still gossiping about
 # one cannot bring it back with an old heartbeat.
@@ -461,6 +461,9 @@ class ClusterState:
         self._usage = _Usage()
         self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
+        # The known nodes by gossip address (generations of one node share it): who sent a
+        # message is looked up here rather than searched for in its digest.
+        self._by_addr: dict[SocketAddress, list[NodeId]] = {}
 
     @property
     def total_size(self) -> int:
@@ -501,12 +504,21 @@ class ClusterState:
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
             self._digest_bytes += digest_entry_size(node)
+            self._by_addr.setdefault(node.gossip_addr, []).append(node)
         return state
+
+    def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
+        """The known nodes whose gossip address is ``addr``, in the order they were learnt."""
+        return self._by_addr.get(addr, ())
 
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
             forget_digest_entry(state._digest)
+            at_addr = self._by_addr[node.gossip_addr]
+            at_addr.remove(node)
+            if not at_addr:
+                del self._by_addr[node.gossip_addr]
             self._usage.total -= state.size
             self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat

@@ -181,7 +181,9 @@ class NodeBase:
             # A value that is no summary (forged, garbled) leaves the digest to judge by.
             return state is not None and ViewSummary.parse(state.get(VIEW_KEY)) is not None
 
-        self._peer_views.note(seen, source, self.engine.self_id, now, publishes_view)
+        self._peer_views.note(
+            seen, source, self.engine.self_id, now, publishes_view, self.engine.state.nodes_at
+        )
 
     def _publish(self, event: NodeEvent) -> None:
         self._fanout.publish(event)

@@ -169,6 +169,68 @@ def test_the_sender_is_the_listed_node_at_the_source_address() -> None:
     assert sender_of(digest, addr(9), node(0)) is None  # behind a proxy: unattributed
 
 
+def _noted_sender(engine: GossipEngine, digest: Digest, source: SocketAddress) -> object:
+    """The sender PeerViews finds for ``digest`` from ``source`` once ``engine`` took it
+    in a Syn, with the state's nodes by address (as the node feeds it)."""
+    seen = engine.handle_message(Syn("c", digest), 5.0).seen_digest
+    assert seen is not None
+    views = PeerViews()
+    return views.note(seen, source, engine.self_id, 5.0, known_at=engine.state.nodes_at)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "restarted", "refused newest", "same generation", "none there", "ourselves"],
+)
+def test_the_sender_found_by_address_is_the_one_the_walk_finds(case: str) -> None:
+    # The lookup in the state's nodes by address must name exactly whom sender_of names,
+    # also for nodes the state refused and for ties that only the digest's order settles.
+    from gossip_tui.core.state import StateLimits
+
+    me = node(0)
+    entries = {me: NodeDigest(1, 0, 0), node(2): NodeDigest(4, 0, 0)}
+    limits = None
+    source = addr(1)
+    if case == "plain":
+        entries[node(1)] = NodeDigest(9, 0, 0)
+    elif case == "restarted":
+        entries[node(1)] = NodeDigest(9, 0, 0)
+        entries[node(1, generation=2)] = NodeDigest(2, 0, 0)
+    elif case == "refused newest":
+        # The newest generation is listed last and refused (the state is full): the walk
+        # still names it, and so must the lookup.
+        entries[node(1)] = NodeDigest(9, 0, 0)
+        entries[node(1, generation=5)] = NodeDigest(2, 0, 0)
+        limits = StateLimits(max_nodes=3)
+    elif case == "same generation":
+        # Two names at one address and generation: the digest's order decides, which is
+        # not the order the state learnt them in.
+        entries[NodeId("b-twin", 1, addr(1))] = NodeDigest(3, 0, 0)
+        entries[NodeId("a-twin", 1, addr(1))] = NodeDigest(3, 0, 0)
+    elif case == "none there":
+        source = addr(9)
+    else:
+        # From our own address: a heartbeat at the u64 edge makes us take a new generation
+        # (the old one leaves the state during the step), and a twin sits at our address.
+        source = me.gossip_addr
+        entries[me] = NodeDigest(2**63, 0, 0)
+        entries[NodeId("a-twin", 0, me.gossip_addr)] = NodeDigest(3, 0, 0)
+    digest = Digest(entries)
+    engine = GossipEngine(me, "c", now=0.0, limits=limits)
+    if case == "refused newest":
+        engine.state.node_state_or_init(node(1)).heartbeat = 1  # known before the flood
+    if case == "same generation":
+        engine.state.node_state_or_init(NodeId("a-twin", 1, addr(1))).heartbeat = 1
+    noted = _noted_sender(engine, digest, source)
+    expected = sender_of(digest, source, engine.self_id)
+    assert noted == expected
+    if case == "ourselves":
+        assert engine.self_id.generation == 2 and expected == me
+    if case == "refused newest":
+        assert expected == node(1, generation=5)
+        assert engine.state.node_state(expected) is None
+
+
 def test_the_table_keeps_each_peers_last_report_about_us() -> None:
     views = PeerViews()
     me = node(0)
