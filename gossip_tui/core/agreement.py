@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -187,19 +187,19 @@ def sender_of(digest: Digest, source: SocketAddress, self_id: NodeId) -> NodeId 
 
 
 def _sender_among(
-    seen: SeenDigest, source: SocketAddress, self_id: NodeId, known: Iterable[NodeId]
+    seen: SeenDigest, source: SocketAddress, known: Sequence[NodeId]
 ) -> NodeId | None:
     """:func:`sender_of` from the nodes ``known`` at ``source`` (the receiving state's,
     which holds every node of the digest but ``seen.unadmitted``), without a pass over the
     digest. None when that does not settle it: no node at ``source``, or several of the
-    newest generation (the digest's order decides those)."""
+    newest generation (the digest's order decides those). ``source`` is not our own
+    address, so none of these nodes is us."""
     listed = seen.digest.nodes
-    found = dict.fromkeys(node for node in known if node in listed and node != self_id)
-    for node in seen.unadmitted:
-        if node.gossip_addr == source and node != self_id:
-            found[node] = None
-    if not found:
-        return None
+    found = [node for node in known if node in listed]
+    if seen.unadmitted:  # disjoint from ``known``: the state does not hold them
+        found += [node for node in seen.unadmitted if node.gossip_addr == source]
+    if len(found) < 2:
+        return found[0] if found else None
     newest = max(node.generation for node in found)
     top = [node for node in found if node.generation == newest]
     return top[0] if len(top) == 1 else None
@@ -221,7 +221,7 @@ class PeerViews:
         self_id: NodeId,
         now: float,
         publishes_view: Callable[[NodeId], bool] | None = None,
-        known_at: Callable[[SocketAddress], Iterable[NodeId]] | None = None,
+        known_at: Callable[[SocketAddress], Sequence[NodeId]] | None = None,
     ) -> NodeId | None:
         """Take what ``seen`` says; the sender it was attributed to, or None.
 
@@ -234,7 +234,7 @@ class PeerViews:
         # A message from our own address may list former identities of ours, which the
         # state dropped during the step and ``unadmitted`` does not name: walk for those.
         if known_at is not None and source != self_id.gossip_addr:
-            sender = _sender_among(seen, source, self_id, known_at(source))
+            sender = _sender_among(seen, source, known_at(source))
         if sender is None:
             sender = sender_of(seen.digest, source, self_id)
         if sender is None:

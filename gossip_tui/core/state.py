@@ -127,6 +127,7 @@ class NodeState:
     __slots__ = (
         "_changes",
         "_digest",
+        "_may_hold_marked",
         "_usage",
         "discovered_at",
         "heartbeat",
@@ -165,6 +166,9 @@ class NodeState:
         # same, so that an unchanged node costs no new object and the codec finds its
         # encoded entry by identity (see ClusterState.compute_digest).
         self._digest = NodeDigest(0, 0, 0)
+        # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
+        # the sweep every round then skips the state (most hold none).
+        self._may_hold_marked = False
 
     # ------------------------------------------------------------------ reading
 
@@ -209,6 +213,8 @@ class NodeState:
 
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.size
+        if value.status_since is not None:
+            self._may_hold_marked = True
         self.key_values[key] = value
         self.size += grown
         self._usage.total += grown
@@ -399,6 +405,8 @@ class NodeState:
                     continue
                 cost -= key_value_cost(key, previous.value)
             kv_status = kv.status
+            if kv_status is not _SET:
+                self._may_hold_marked = True  # stored with a status_since (now)
             value = VersionedValue(kv.value, version, kv_status, None if kv_status is _SET else now)
             key_values[key] = value
             grown += cost
@@ -411,11 +419,17 @@ class NodeState:
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         """Forget tombstones and expired TTL keys older than ``grace_period``."""
-        expired = [
-            (key, value)
-            for key, value in self.key_values.items()
-            if value.status_since is not None and now >= value.status_since + grace_period
-        ]
+        if not self._may_hold_marked:
+            return
+        expired = []
+        marked = False
+        for key, value in self.key_values.items():
+            if value.status_since is not None:
+                if now >= value.status_since + grace_period:
+                    expired.append((key, value))
+                else:
+                    marked = True
+        self._may_hold_marked = marked
         for key, value in expired:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
@@ -464,6 +478,8 @@ class ClusterState:
         # The known nodes by gossip address (generations of one node share it): who sent a
         # message is looked up here rather than searched for in its digest.
         self._by_addr: dict[SocketAddress, list[NodeId]] = {}
+        # Each node's last digest entry (see compute_digest).
+        self._digest_entries: dict[NodeId, NodeDigest] = {}
 
     @property
     def total_size(self) -> int:
@@ -503,6 +519,7 @@ class ClusterState:
             self._gc_nodes.pop(node, None)
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
+            self._digest_entries[node] = state._digest
             self._digest_bytes += digest_entry_size(node)
             self._by_addr.setdefault(node.gossip_addr, []).append(node)
         return state
@@ -514,6 +531,7 @@ class ClusterState:
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
+            del self._digest_entries[node]
             forget_digest_entry(state._digest)
             at_addr = self._by_addr[node.gossip_addr]
             at_addr.remove(node)
@@ -554,12 +572,14 @@ class ClusterState:
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
         forget = forget_digest_entry
-        nodes: dict[NodeId, NodeDigest] = {}
+        # Every node's last entry, in the order of node_states (both change together):
+        # copied, it is the digest (a dict copy reuses the keys' hashes, where building it
+        # again would call NodeId.__hash__, Python, per node), and only the entries that
+        # moved are written into it.
+        entries = self._digest_entries
         # NodeState.digest inlined: this runs for every node on every message. Only
         # entries whose versions moved (our own heartbeat, mostly) get a new NodeDigest.
-        for node, state in self.node_states.items():
-            if skip and node in skip:
-                continue
+        for (node, held), state in zip(entries.items(), self.node_states.values(), strict=True):
             digest = state._digest
             if (
                 digest.heartbeat != state.heartbeat
@@ -571,8 +591,11 @@ class ClusterState:
                 digest = state._digest = NodeDigest(
                     state.heartbeat, state.last_gc_version, state.max_version
                 )
-            nodes[node] = digest
-        return Digest(nodes)
+            if digest is not held:
+                entries[node] = digest  # a value replaced: the order stays
+        if skip:
+            return Digest({node: nd for node, nd in entries.items() if node not in skip})
+        return Digest(entries.copy())
 
     def apply_delta(self, delta: Delta, now: float) -> bool:
         """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:

@@ -498,3 +498,57 @@ def test_the_sender_of_a_digest_is_found_without_a_pass_over_it(
     views = agreement.PeerViews()
     found = views.note(seen, b.self_id.gossip_addr, a.self_id, 3.0, known_at=a.state.nodes_at)
     assert found == expected
+
+
+def test_an_unchanged_digest_is_computed_without_hashing_a_node_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = _engine_with_live_peers(PEERS)
+    first = engine.state.compute_digest()
+    hashes = [0]
+    original = NodeId.__hash__
+
+    def counted(self: NodeId) -> int:
+        hashes[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(NodeId, "__hash__", counted)
+    again = engine.state.compute_digest()
+    assert hashes[0] == 0
+    assert list(again.nodes.items()) == list(first.nodes.items())
+    _bump(engine, "peer-7")
+    hashes[0] = 0
+    bumped = engine.state.compute_digest()
+    assert hashes[0] == 1  # the one entry written anew
+    assert list(bumped.nodes) == list(first.nodes)  # same order
+    assert first.nodes != bumped.nodes  # an earlier digest is not changed under its holder
+
+
+def test_the_round_sweep_skips_states_that_hold_nothing_marked() -> None:
+    engine = _engine_with_live_peers(PEERS)
+    for node in list(engine.state.nodes())[1:]:
+        engine.state.node_states[node].set("k", "v")
+    sweep = engine.state.gc_keys_marked_for_deletion
+    # One call per state (e8dac28 made three: the call, a comprehension, a pass over keys).
+    assert _python_calls(lambda: sweep(3600.0, 10.0)) <= len(engine.state) + 5
+
+
+def test_marked_keys_are_still_collected_however_they_arrived() -> None:
+    # The sweep skips a state only while it cannot hold a marked key: an owner's delete,
+    # a TTL write and a tombstone learnt from a delta each make it look again.
+    owner = NodeState(NodeId("o", 1, _addr(1)))
+    owner.set("a", "1")
+    owner.set("b", "2")
+    owner.delete("a", 0.0)
+    owner.set_with_ttl("c", "3", 0.0)
+    replica = NodeState(owner.node)
+    kvs = tuple(
+        KeyValueMutation(k, v.value, v.version, v.status) for k, v in owner.stale_key_values(0)
+    )
+    replica.apply_delta(NodeDelta(owner.node, 0, 0, kvs, owner.max_version), 5.0)
+    for state_ in (owner, replica):
+        state_.gc_keys_marked_for_deletion(10.0, 9.0)  # not yet
+        assert set(state_.key_values) == {"a", "b", "c"}
+        state_.gc_keys_marked_for_deletion(10.0, 20.0)
+        assert set(state_.key_values) == {"b"}
+        assert state_.last_gc_version == owner.max_version
