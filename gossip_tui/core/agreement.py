@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
@@ -41,6 +42,17 @@ VIEW_MAX_DELAY_ROUNDS = 20
 MAX_PEER_VIEWS = 10_000
 
 _MASK = 2**64 - 1
+
+# A published summary: 8 lower-case hex digits, a colon, a count of up to 9 decimal digits
+# (``\d``: the digits ``int`` reads, "٣" too, but not "²", which str.isdigit lets through
+# and ``int`` refuses).
+_SUMMARY_TEXT = re.compile(r"([0-9a-f]{8}):(\d{1,9})")
+
+
+def is_view_summary(text: str | None) -> bool:
+    """Whether ``text`` is a published summary (:meth:`ViewSummary.parse` would read one):
+    asked for every message, without building the summary."""
+    return text is not None and _SUMMARY_TEXT.fullmatch(text) is not None
 
 
 # Each node's token, computed once: a digest of hundreds of nodes arrives several times a
@@ -78,19 +90,11 @@ class ViewSummary:
     @classmethod
     def parse(cls, text: str | None) -> ViewSummary | None:
         """The summary in a published value; None for anything else (the value is a peer's
-        and may be anything)."""
-        if text is None:
+        and may be anything, "deadbeef:²" too, which must not raise)."""
+        match = None if text is None else _SUMMARY_TEXT.fullmatch(text)
+        if match is None:
             return None
-        digest, sep, count = text.partition(":")
-        if (
-            not sep
-            or len(digest) != 8
-            or any(c not in "0123456789abcdef" for c in digest)
-            or not count.isdigit()
-            or len(count) > 9
-        ):
-            return None
-        return cls(digest, int(count))
+        return cls(match[1], int(match[2]))
 
 
 def summarize(nodes: Collection[NodeId]) -> ViewSummary:

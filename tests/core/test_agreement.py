@@ -17,6 +17,7 @@ from gossip_tui.core.agreement import (
     ViewPublisher,
     ViewSource,
     ViewSummary,
+    is_view_summary,
     read_agreement,
     read_propagation,
     sender_of,
@@ -55,15 +56,23 @@ def test_a_summary_is_the_same_in_any_order_and_in_any_process() -> None:
     [
         *(None, "", "1dfc4332", "1dfc4332:", "1DFC4332:3", "1dfc433:3", "zzzzzzzz:3"),
         *("1dfc4332:-1", "1dfc4332:3:4", "1dfc4332:" + "9" * 40, "1dfc4332: 3"),
+        # Digits str.isdigit takes and int refuses: a peer's value must not raise (the
+        # receive path asks this of every message's sender, before the reply goes).
+        *("1dfc4332:²", "1dfc4332:3²", "1dfc4332:3\n", "\uff11dfc4332:3"),
     ],
 )
 def test_a_published_value_that_is_no_summary_reads_as_none(text: str | None) -> None:
     assert ViewSummary.parse(text) is None
+    assert not is_view_summary(text)
 
 
 def test_a_summary_reads_back_from_its_encoding() -> None:
     summary = summarize([node(0), node(1)])
     assert ViewSummary.parse(summary.encode()) == summary
+    assert is_view_summary(summary.encode())
+    assert ViewSummary.parse("00000000:999999999") == ViewSummary("00000000", 999_999_999)
+    # Decimal digits of other scripts read as int reads them, as before.
+    assert ViewSummary.parse("00000000:\u0663") == ViewSummary("00000000", 3)
 
 
 # -- the publishing rule -------------------------------------------------------------------
