@@ -18,7 +18,9 @@ Pure: time is a parameter.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Mapping
+import operator
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -41,12 +43,27 @@ MAX_PEER_VIEWS = 10_000
 
 _MASK = 2**64 - 1
 
+# A published summary: 8 lower-case hex digits, a colon, a count of up to 9 decimal digits
+# (``\d``: the digits ``int`` reads, "٣" too, but not "²", which str.isdigit lets through
+# and ``int`` refuses).
+_SUMMARY_TEXT = re.compile(r"([0-9a-f]{8}):(\d{1,9})")
+
+
+def is_view_summary(text: str | None) -> bool:
+    """Whether ``text`` is a published summary (:meth:`ViewSummary.parse` would read one):
+    asked for every message, without building the summary."""
+    return text is not None and _SUMMARY_TEXT.fullmatch(text) is not None
+
 
 # Each node's token, computed once: a digest of hundreds of nodes arrives several times a
-# second, and a dict lookup is what a summary can afford per node. Cleared when it grows
-# past the bound (made-up node ids must not grow it without end).
-_TOKENS: dict[NodeId, int] = {}
+# second, and a dict lookup is what a summary can afford per node. Keyed by the identity
+# of the NodeId (the codec hands out one object per node id), with the node itself: a
+# summary is then summed in C, without a call of NodeId.__hash__ (Python) per node, and the
+# entry keeps its node alive, so that no other object has its id while it is cached.
+# Cleared when it grows past the bound (made-up node ids must not grow it without end).
+_TOKENS: dict[int, tuple[NodeId, int]] = {}
 _MAX_TOKENS = 65_536
+_token_of = operator.itemgetter(1)
 
 
 def _token(node: NodeId) -> int:
@@ -56,7 +73,7 @@ def _token(node: NodeId) -> int:
     token = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
     if len(_TOKENS) >= _MAX_TOKENS:
         _TOKENS.clear()
-    _TOKENS[node] = token
+    _TOKENS[id(node)] = (node, token)
     return token
 
 
@@ -73,19 +90,11 @@ class ViewSummary:
     @classmethod
     def parse(cls, text: str | None) -> ViewSummary | None:
         """The summary in a published value; None for anything else (the value is a peer's
-        and may be anything)."""
-        if text is None:
+        and may be anything, "deadbeef:²" too, which must not raise)."""
+        match = None if text is None else _SUMMARY_TEXT.fullmatch(text)
+        if match is None:
             return None
-        digest, sep, count = text.partition(":")
-        if (
-            not sep
-            or len(digest) != 8
-            or any(c not in "0123456789abcdef" for c in digest)
-            or not count.isdigit()
-            or len(count) > 9
-        ):
-            return None
-        return cls(digest, int(count))
+        return cls(match[1], int(match[2]))
 
 
 def summarize(nodes: Collection[NodeId]) -> ViewSummary:
@@ -93,9 +102,11 @@ def summarize(nodes: Collection[NodeId]) -> ViewSummary:
     no sort (a digest of hundreds of nodes arrives several times a second)."""
     tokens = _TOKENS
     try:
-        total = sum(map(tokens.__getitem__, nodes))
+        total = sum(map(_token_of, map(tokens.__getitem__, map(id, nodes))))
     except KeyError:  # some node seen for the first time
-        total = sum(tokens[node] if node in tokens else _token(node) for node in nodes)
+        total = sum(
+            _token_of(tokens[id(node)]) if id(node) in tokens else _token(node) for node in nodes
+        )
     total &= _MASK
     return ViewSummary(f"{(total >> 32) ^ (total & 0xFFFFFFFF):08x}", len(nodes))
 
@@ -143,6 +154,10 @@ class SeenDigest:
     # A window of the sender's digest (partial-digest extension): nodes it leaves out
     # say nothing, so it tells neither the sender's view nor, when we are left out, ours.
     partial: bool = False
+    # The nodes it lists that the receiving state did not hold after the message (refused,
+    # forgotten, former identities of ours): with the state's nodes by address, they let
+    # the sender be found without a pass over the digest (see PeerViews.note).
+    unadmitted: tuple[NodeId, ...] = attrs.field(default=(), eq=False)
 
 
 @attrs.frozen
@@ -175,6 +190,25 @@ def sender_of(digest: Digest, source: SocketAddress, self_id: NodeId) -> NodeId 
     return found
 
 
+def _sender_among(
+    seen: SeenDigest, source: SocketAddress, known: Sequence[NodeId]
+) -> NodeId | None:
+    """:func:`sender_of` from the nodes ``known`` at ``source`` (the receiving state's,
+    which holds every node of the digest but ``seen.unadmitted``), without a pass over the
+    digest. None when that does not settle it: no node at ``source``, or several of the
+    newest generation (the digest's order decides those). ``source`` is not our own
+    address, so none of these nodes is us."""
+    listed = seen.digest.nodes
+    found = [node for node in known if node in listed]
+    if seen.unadmitted:  # disjoint from ``known``: the state does not hold them
+        found += [node for node in seen.unadmitted if node.gossip_addr == source]
+    if len(found) < 2:
+        return found[0] if found else None
+    newest = max(node.generation for node in found)
+    top = [node for node in found if node.generation == newest]
+    return top[0] if len(top) == 1 else None
+
+
 class PeerViews:
     """The last report of each peer about us, and the summary of the nodes its last full
     digest listed. Fed by the runtime; entries of nodes gone are pruned with :meth:`keep`."""
@@ -191,13 +225,22 @@ class PeerViews:
         self_id: NodeId,
         now: float,
         publishes_view: Callable[[NodeId], bool] | None = None,
+        known_at: Callable[[SocketAddress], Sequence[NodeId]] | None = None,
     ) -> NodeId | None:
         """Take what ``seen`` says; the sender it was attributed to, or None.
 
         ``publishes_view`` tells the senders whose view is read from their VIEW_KEY: the
         nodes their digest lists are then not summarized (it costs a pass over the digest,
-        for every message)."""
-        sender = sender_of(seen.digest, source, self_id)
+        for every message). ``known_at`` (the receiving state's nodes at an address, once
+        it took the message) finds the sender without a pass over the digest; without it,
+        or when it does not settle it, :func:`sender_of` walks the digest."""
+        sender = None
+        # A message from our own address may list former identities of ours, which the
+        # state dropped during the step and ``unadmitted`` does not name: walk for those.
+        if known_at is not None and source != self_id.gossip_addr:
+            sender = _sender_among(seen, source, known_at(source))
+        if sender is None:
+            sender = sender_of(seen.digest, source, self_id)
         if sender is None:
             return None
         if sender not in self.reports and len(self.reports) >= self._max_peers:

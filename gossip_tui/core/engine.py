@@ -56,7 +56,7 @@ from .failure_detector import FailureDetector, FailureDetectorConfig
 from .generations import superseded
 from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
-from .state import ClusterState, NodeState, StateChange, StateLimits
+from .state import ClusterState, NodeState, StateChange, StateLimits, digest_entry_size
 
 # A node about to leave sets this key; gossip-tui peers then count it as gone at once.
 # chitchat peers see an ordinary key, and a node that simply dies.
@@ -218,6 +218,9 @@ class SweepStep(Step):
 
 _S = TypeVar("_S", bound=Step)
 
+# The step of a message that did nothing and gets no reply.
+_NOTHING_RECEIVED = ReceiveStep()
+
 
 def _sent_digest_size(digest: Digest, protocol_version: int) -> int:
     """The size of a digest about to be sent: encoded now (once; the encoding is kept on the
@@ -355,7 +358,8 @@ class GossipEngine:
     def _tick_heartbeat(self, now: float) -> None:
         me = self.self_state
         # Saturates rather than overflow the wire field; the ceiling keeps us far below it.
-        me.heartbeat = min(me.heartbeat + 1, U64_MAX)
+        heartbeat = me.heartbeat + 1
+        me.heartbeat = heartbeat if heartbeat < U64_MAX else U64_MAX
         me.last_update = now
 
     def _take_new_generation(self, reason: str, now: float) -> None:
@@ -515,10 +519,13 @@ class GossipEngine:
         me = states.get(self.self_id)
         report = self.detector.report_heartbeat
         own_view: NodeDigest | None = None
+        unadmitted: list[NodeId] = []
         for node, node_digest in digest.nodes.items():
             state = states.get(node)
             if state is None:
                 self._report_heartbeat(node, node_digest.heartbeat, now)
+                if node not in states:
+                    unadmitted.append(node)
             elif state is not me:
                 # try_set_heartbeat's no-op case (neither news nor a first heartbeat),
                 # the usual one, decided without a call.
@@ -529,6 +536,9 @@ class GossipEngine:
                     report(node, now)
             else:
                 own_view = node_digest
+        seen = self._step_digest
+        if unadmitted and seen is not None and seen.digest is digest:
+            self._step_digest = attrs.evolve(seen, unadmitted=tuple(unadmitted))
         # After the loop: a repair may change our identity.
         if own_view is not None:
             self._repair_own_view(own_view, now)
@@ -605,6 +615,22 @@ class GossipEngine:
         delta are cut to it: our own node first, so the peer learns us. A chitchat peer
         answers with an Ack holding what the cut digest seems to lack, which we hold
         already and ignore; the next exchange is whole."""
+        if isinstance(message, Ack):
+            # Half of an idle cluster's messages, most with an empty delta: handled first,
+            # with no reply nor digest to deal with.
+            self._tick_heartbeat(now)
+            if message.delta.node_deltas:  # an empty one changes nothing
+                self._apply_delta(message.delta, now)
+            if not (
+                self.state.changes
+                or self.state.has_refusals
+                or self._step_outruns
+                or self._step_repairs
+                or self._step_departures
+            ):
+                # Nothing recorded (see _finish): the one empty step (frozen, so shared).
+                return _NOTHING_RECEIVED
+            return self._finish(ReceiveStep)
         reply = self._reply_to(message, now, reply_budget)
         seen, self._step_digest = self._step_digest, None
         return self._finish(ReceiveStep, reply=reply, seen_digest=seen)
@@ -629,14 +655,25 @@ class GossipEngine:
                 window = synack_window_budget(self.max_datagram_size)
                 if not fits(own_digest, version, window):
                     own_digest = self._partial_digest(own_digest, version, window)
-            own_size = _sent_digest_size(own_digest, version)
+            cut = limit < self.max_datagram_size
+            if (
+                cut
+                and version == PROTOCOL_V0
+                and not partial
+                and len(own_digest.nodes) == len(self.state)
+            ):
+                # A digest of every node, about to be cut: its size is the one the state
+                # keeps, and an encoding of it would be thrown away.
+                own_size = self.state.digest_bytes
+            else:
+                own_size = _sent_digest_size(own_digest, version)
             room = self.max_datagram_size - _HEADER_LEN - own_size
             if room < 1:
                 # Our digest leaves no room even for an empty delta (its one end byte): no
                 # SynAck can be built (nor sent). Short of that, the delta is empty.
                 self.oversize_digests += 1
                 return None
-            if limit < self.max_datagram_size:
+            if cut:
                 own_digest = self._digest_within(own_digest, (limit - _HEADER_LEN) // 2)
                 own_size = _sent_digest_size(own_digest, version)
             budget = limit - _HEADER_LEN - own_size
@@ -657,10 +694,7 @@ class GossipEngine:
                 only_listed=partial,
             )
             return Ack(delta, protocol_version=version)
-        if isinstance(message, Ack):
-            self._apply_delta(message.delta, now)
-            return None
-        return None  # BadCluster: the peer refused us; nothing to answer.
+        return None  # BadCluster: the peer refused us; nothing to answer (an Ack: above).
 
     def _digest_within(self, digest: Digest, size: int) -> Digest:
         """Our own node, then as many others as fit in ``size`` encoded bytes."""
@@ -670,9 +704,8 @@ class GossipEngine:
         if own is not None:
             kept[self.self_id] = own
         used = digest_size(Digest(kept))
-        empty = digest_size(Digest())
         for node, node_digest in nodes.items():
-            used += digest_size(Digest({node: node_digest})) - empty
+            used += digest_entry_size(node)  # what it adds to a version-0 digest
             if used > size:
                 break
             kept[node] = node_digest

@@ -17,13 +17,13 @@ from __future__ import annotations
 import enum
 import random
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
-from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, node_id_size
+from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, forget_digest_entry, node_id_size
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
-from .models import KeyStatus, NodeId, VersionedValue
+from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
 
 # How many garbage-collected nodes are remembered, so that a peer still gossiping about
 # one cannot bring it back with an old heartbeat. chitchat after 0.10.1 remembers 5,000
@@ -54,6 +54,8 @@ def _chars_bytes(text: str) -> int:
 def key_value_cost(key: str, value: str) -> int:
     """An honest estimate of the memory a stored key-value holds, in bytes: what the
     state bounds count, here and on every gossip-tui peer."""
+    if key.isascii() and value.isascii():  # the usual case, counted without two calls
+        return KEY_VALUE_OVERHEAD + len(key) + len(value)
     return KEY_VALUE_OVERHEAD + _chars_bytes(key) + _chars_bytes(value)
 
 
@@ -80,6 +82,8 @@ class VersionChange:
 
 
 StateChange = KeyChange | VersionChange
+
+_SET = KeyStatus.SET
 
 
 class DeltaStatus(enum.Enum):
@@ -124,6 +128,7 @@ class NodeState:
     __slots__ = (
         "_changes",
         "_digest",
+        "_may_hold_marked",
         "_usage",
         "discovered_at",
         "heartbeat",
@@ -162,6 +167,9 @@ class NodeState:
         # same, so that an unchanged node costs no new object and the codec finds its
         # encoded entry by identity (see ClusterState.compute_digest).
         self._digest = NodeDigest(0, 0, 0)
+        # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
+        # the sweep every round then skips the state (most hold none).
+        self._may_hold_marked = False
 
     # ------------------------------------------------------------------ reading
 
@@ -184,6 +192,7 @@ class NodeState:
             or digest.max_version != self.max_version
             or digest.last_gc_version != self.last_gc_version
         ):
+            forget_digest_entry(digest)
             digest = self._digest = NodeDigest(
                 self.heartbeat, self.last_gc_version, self.max_version
             )
@@ -205,6 +214,8 @@ class NodeState:
 
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.size
+        if value.status_since is not None:
+            self._may_hold_marked = True
         self.key_values[key] = value
         self.size += grown
         self._usage.total += grown
@@ -295,14 +306,6 @@ class NodeState:
             return True
         return False
 
-    def _set_versioned_value(self, key: str, value: VersionedValue) -> None:
-        self.max_version = max(self.max_version, value.version)
-        previous = self.key_values.get(key)
-        if previous is not None and previous.version >= value.version:
-            return
-        self._store(key, value)
-        self._changes.append(KeyChange(self.node, key, value))
-
     def check_delta(self, delta: NodeDelta) -> DeltaStatus:
         if delta.from_version_excluded > self.max_version:
             # From a future we never saw (we were reset, most likely): useless to us.
@@ -335,35 +338,31 @@ class NodeState:
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
-    @staticmethod
-    def _news(delta: NodeDelta, floor: int, last_gc_version: int) -> Iterator[KeyValueMutation]:
-        """The key-values of ``delta`` that a state at ``floor`` would store."""
-        for kv in delta.key_values:
-            if kv.version <= floor:
-                continue  # Already known.
-            if kv.status.scheduled_for_deletion and kv.version <= last_gc_version:
-                continue  # A tombstone we have already collected.
-            yield kv
-
-    def _would_exceed(self, delta: NodeDelta, limits: StateLimits, reset: bool) -> bool:
+    def _would_exceed(
+        self,
+        news: list[KeyValueMutation],
+        costs: list[int],
+        limits: StateLimits,
+        reset: bool,
+    ) -> bool:
+        """Whether storing ``news`` (each with its cost) would pass a bound."""
+        upper = sum(costs)
+        if (
+            self.size + upper <= limits.max_node_state_bytes
+            and self._usage.total + upper <= limits.max_total_state_bytes
+        ):
+            # Even with every value counted as new growth (none replaced, no repeat, no
+            # reset) it fits: the usual case needs no exact count.
+            return False
         # The size the state would have afterwards, net of the values it replaces (a
         # node near its bound that rewrites a key must not look like it outgrew it).
-        if reset:
-            held: Mapping[str, VersionedValue] = {}
-            size, floor, last_gc = 0, 0, delta.last_gc_version
-        else:
-            held, size, floor, last_gc = (
-                self.key_values,
-                self.size,
-                self.max_version,
-                self.last_gc_version,
-            )
+        held: Mapping[str, VersionedValue] = {} if reset else self.key_values
         # A key repeated within the delta ends up stored once, with its last value.
-        final = {kv.key: kv.value for kv in self._news(delta, floor, last_gc)}
-        growth = size - self.size
-        for key, value in final.items():
+        final = {kv.key: (kv.value, cost) for kv, cost in zip(news, costs, strict=True)}
+        growth = -self.size if reset else 0
+        for key, (_value, cost) in final.items():
             previous = held.get(key)
-            growth += key_value_cost(key, value)
+            growth += cost
             if previous is not None:
                 growth -= key_value_cost(key, previous.value)
         if growth <= 0:
@@ -380,26 +379,58 @@ class NodeState:
         if status is DeltaStatus.REJECT:
             return status
         reset = status is DeltaStatus.APPLY_AFTER_RESET
-        if limits is not None and self._would_exceed(delta, limits, reset):
+        # What a state at ``floor`` would store, decided once for the bound and the writes
+        # (after a reset the state is at 0, its last_gc_version the delta's): not already
+        # known, and no tombstone we have already collected.
+        floor, last_gc = (
+            (0, delta.last_gc_version) if reset else (self.max_version, self.last_gc_version)
+        )
+        news = [
+            kv
+            for kv in delta.key_values
+            if kv.version > floor and (kv.status is _SET or kv.version > last_gc)
+        ]
+        costs = [key_value_cost(kv.key, kv.value) for kv in news]
+        if limits is not None and self._would_exceed(news, costs, limits, reset):
             return DeltaStatus.OVER_LIMIT
         if reset:
             self._reset(delta.last_gc_version)
-        for kv in self._news(delta, self.max_version, self.last_gc_version):
-            since = now if kv.status.scheduled_for_deletion else None
-            self._set_versioned_value(
-                kv.key, VersionedValue(kv.value, kv.version, kv.status, since)
-            )
+        # _store and the change records inlined: a node joining brings every key it holds.
+        key_values, changes, node = self.key_values, self._changes, self.node
+        grown = 0
+        for kv, cost in zip(news, costs, strict=True):
+            key, version = kv.key, kv.version
+            previous = key_values.get(key)
+            if previous is not None:
+                if previous.version >= version:
+                    continue
+                cost -= key_value_cost(key, previous.value)
+            kv_status = kv.status
+            if kv_status is not _SET:
+                self._may_hold_marked = True  # stored with a status_since (now)
+            value = VersionedValue(kv.value, version, kv_status, None if kv_status is _SET else now)
+            key_values[key] = value
+            grown += cost
+            changes.append(KeyChange(node, key, value))
+        self.size += grown
+        self._usage.total += grown
         self.max_version = delta.max_version
-        self._changes.append(VersionChange(self.node, self.max_version))
+        changes.append(VersionChange(node, self.max_version))
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         """Forget tombstones and expired TTL keys older than ``grace_period``."""
-        expired = [
-            (key, value)
-            for key, value in self.key_values.items()
-            if value.status_since is not None and now >= value.status_since + grace_period
-        ]
+        if not self._may_hold_marked:
+            return
+        expired = []
+        marked = False
+        for key, value in self.key_values.items():
+            if value.status_since is not None:
+                if now >= value.status_since + grace_period:
+                    expired.append((key, value))
+                else:
+                    marked = True
+        self._may_hold_marked = marked
         for key, value in expired:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
@@ -445,6 +476,11 @@ class ClusterState:
         self._usage = _Usage()
         self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
+        # The known nodes by gossip address (generations of one node share it): who sent a
+        # message is looked up here rather than searched for in its digest.
+        self._by_addr: dict[SocketAddress, list[NodeId]] = {}
+        # Each node's last digest entry (see compute_digest).
+        self._digest_entries: dict[NodeId, NodeDigest] = {}
 
     @property
     def total_size(self) -> int:
@@ -484,12 +520,24 @@ class ClusterState:
             self._gc_nodes.pop(node, None)
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
+            self._digest_entries[node] = state._digest
             self._digest_bytes += digest_entry_size(node)
+            self._by_addr.setdefault(node.gossip_addr, []).append(node)
         return state
+
+    def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
+        """The known nodes whose gossip address is ``addr``, in the order they were learnt."""
+        return self._by_addr.get(addr, ())
 
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
+            del self._digest_entries[node]
+            forget_digest_entry(state._digest)
+            at_addr = self._by_addr[node.gossip_addr]
+            at_addr.remove(node)
+            if not at_addr:
+                del self._by_addr[node.gossip_addr]
             self._usage.total -= state.size
             self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat
@@ -505,6 +553,11 @@ class ClusterState:
         self.rejected[reason] += 1
         self._refusals.append(reason)
 
+    @property
+    def has_refusals(self) -> bool:
+        """Whether refusals wait for :meth:`drain_refusals`."""
+        return bool(self._refusals)
+
     def drain_refusals(self) -> tuple[str, ...]:
         if not self._refusals:
             return ()
@@ -519,23 +572,31 @@ class ClusterState:
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
-        nodes: dict[NodeId, NodeDigest] = {}
+        forget = forget_digest_entry
+        # Every node's last entry, in the order of node_states (both change together):
+        # copied, it is the digest (a dict copy reuses the keys' hashes, where building it
+        # again would call NodeId.__hash__, Python, per node), and only the entries that
+        # moved are written into it.
+        entries = self._digest_entries
         # NodeState.digest inlined: this runs for every node on every message. Only
         # entries whose versions moved (our own heartbeat, mostly) get a new NodeDigest.
-        for node, state in self.node_states.items():
-            if skip and node in skip:
-                continue
+        for (node, held), state in zip(entries.items(), self.node_states.values(), strict=True):
             digest = state._digest
             if (
                 digest.heartbeat != state.heartbeat
                 or digest.max_version != state.max_version
                 or digest.last_gc_version != state.last_gc_version
             ):
+                # The codec's encoding of the old entry is of no more use (see there).
+                forget(digest)
                 digest = state._digest = NodeDigest(
                     state.heartbeat, state.last_gc_version, state.max_version
                 )
-            nodes[node] = digest
-        return Digest(nodes)
+            if digest is not held:
+                entries[node] = digest  # a value replaced: the order stays
+        if skip:
+            return Digest({node: nd for node, nd in entries.items() if node not in skip})
+        return Digest(entries.copy())
 
     def apply_delta(self, delta: Delta, now: float) -> bool:
         """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:

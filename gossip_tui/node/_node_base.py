@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from gossip_tui.core.agreement import VIEW_KEY, PeerViews, SeenDigest, ViewSummary
+from gossip_tui.core.agreement import VIEW_KEY, PeerViews, SeenDigest, is_view_summary
 from gossip_tui.core.codec import EncodeError, encode
 from gossip_tui.core.engine import GossipEngine, Step
 from gossip_tui.core.events import change_events
@@ -179,9 +179,11 @@ class NodeBase:
         def publishes_view(node: NodeId) -> bool:
             state = states.get(node)
             # A value that is no summary (forged, garbled) leaves the digest to judge by.
-            return state is not None and ViewSummary.parse(state.get(VIEW_KEY)) is not None
+            return state is not None and is_view_summary(state.get(VIEW_KEY))
 
-        self._peer_views.note(seen, source, self.engine.self_id, now, publishes_view)
+        self._peer_views.note(
+            seen, source, self.engine.self_id, now, publishes_view, self.engine.state.nodes_at
+        )
 
     def _publish(self, event: NodeEvent) -> None:
         self._fanout.publish(event)

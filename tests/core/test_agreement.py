@@ -17,6 +17,7 @@ from gossip_tui.core.agreement import (
     ViewPublisher,
     ViewSource,
     ViewSummary,
+    is_view_summary,
     read_agreement,
     read_propagation,
     sender_of,
@@ -55,15 +56,23 @@ def test_a_summary_is_the_same_in_any_order_and_in_any_process() -> None:
     [
         *(None, "", "1dfc4332", "1dfc4332:", "1DFC4332:3", "1dfc433:3", "zzzzzzzz:3"),
         *("1dfc4332:-1", "1dfc4332:3:4", "1dfc4332:" + "9" * 40, "1dfc4332: 3"),
+        # Digits str.isdigit takes and int refuses: a peer's value must not raise (the
+        # receive path asks this of every message's sender, before the reply goes).
+        *("1dfc4332:²", "1dfc4332:3²", "1dfc4332:3\n", "\uff11dfc4332:3"),
     ],
 )
 def test_a_published_value_that_is_no_summary_reads_as_none(text: str | None) -> None:
     assert ViewSummary.parse(text) is None
+    assert not is_view_summary(text)
 
 
 def test_a_summary_reads_back_from_its_encoding() -> None:
     summary = summarize([node(0), node(1)])
     assert ViewSummary.parse(summary.encode()) == summary
+    assert is_view_summary(summary.encode())
+    assert ViewSummary.parse("00000000:999999999") == ViewSummary("00000000", 999_999_999)
+    # Decimal digits of other scripts read as int reads them, as before.
+    assert ViewSummary.parse("00000000:\u0663") == ViewSummary("00000000", 3)
 
 
 # -- the publishing rule -------------------------------------------------------------------
@@ -167,6 +176,68 @@ def test_the_sender_is_the_listed_node_at_the_source_address() -> None:
     assert sender_of(digest, addr(2), node(0)) == node(2)
     assert sender_of(digest, addr(0), node(0)) is None  # never ourselves
     assert sender_of(digest, addr(9), node(0)) is None  # behind a proxy: unattributed
+
+
+def _noted_sender(engine: GossipEngine, digest: Digest, source: SocketAddress) -> object:
+    """The sender PeerViews finds for ``digest`` from ``source`` once ``engine`` took it
+    in a Syn, with the state's nodes by address (as the node feeds it)."""
+    seen = engine.handle_message(Syn("c", digest), 5.0).seen_digest
+    assert seen is not None
+    views = PeerViews()
+    return views.note(seen, source, engine.self_id, 5.0, known_at=engine.state.nodes_at)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "restarted", "refused newest", "same generation", "none there", "ourselves"],
+)
+def test_the_sender_found_by_address_is_the_one_the_walk_finds(case: str) -> None:
+    # The lookup in the state's nodes by address must name exactly whom sender_of names,
+    # also for nodes the state refused and for ties that only the digest's order settles.
+    from gossip_tui.core.state import StateLimits
+
+    me = node(0)
+    entries = {me: NodeDigest(1, 0, 0), node(2): NodeDigest(4, 0, 0)}
+    limits = None
+    source = addr(1)
+    if case == "plain":
+        entries[node(1)] = NodeDigest(9, 0, 0)
+    elif case == "restarted":
+        entries[node(1)] = NodeDigest(9, 0, 0)
+        entries[node(1, generation=2)] = NodeDigest(2, 0, 0)
+    elif case == "refused newest":
+        # The newest generation is listed last and refused (the state is full): the walk
+        # still names it, and so must the lookup.
+        entries[node(1)] = NodeDigest(9, 0, 0)
+        entries[node(1, generation=5)] = NodeDigest(2, 0, 0)
+        limits = StateLimits(max_nodes=3)
+    elif case == "same generation":
+        # Two names at one address and generation: the digest's order decides, which is
+        # not the order the state learnt them in.
+        entries[NodeId("b-twin", 1, addr(1))] = NodeDigest(3, 0, 0)
+        entries[NodeId("a-twin", 1, addr(1))] = NodeDigest(3, 0, 0)
+    elif case == "none there":
+        source = addr(9)
+    else:
+        # From our own address: a heartbeat at the u64 edge makes us take a new generation
+        # (the old one leaves the state during the step), and a twin sits at our address.
+        source = me.gossip_addr
+        entries[me] = NodeDigest(2**63, 0, 0)
+        entries[NodeId("a-twin", 0, me.gossip_addr)] = NodeDigest(3, 0, 0)
+    digest = Digest(entries)
+    engine = GossipEngine(me, "c", now=0.0, limits=limits)
+    if case == "refused newest":
+        engine.state.node_state_or_init(node(1)).heartbeat = 1  # known before the flood
+    if case == "same generation":
+        engine.state.node_state_or_init(NodeId("a-twin", 1, addr(1))).heartbeat = 1
+    noted = _noted_sender(engine, digest, source)
+    expected = sender_of(digest, source, engine.self_id)
+    assert noted == expected
+    if case == "ourselves":
+        assert engine.self_id.generation == 2 and expected == me
+    if case == "refused newest":
+        assert expected == node(1, generation=5)
+        assert engine.state.node_state(expected) is None
 
 
 def test_the_table_keeps_each_peers_last_report_about_us() -> None:

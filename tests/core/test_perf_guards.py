@@ -15,11 +15,22 @@ from typing import Any
 
 import pytest
 
-from gossip_tui.core import codec, state
+from gossip_tui.core import agreement, codec, state
+from gossip_tui.core import engine as engine_module
+from gossip_tui.core.agreement import summarize
 from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.engine import GossipEngine, select_gossip_targets
-from gossip_tui.core.messages import Ack, Digest, NodeDigest, Syn, SynAck
-from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.core.messages import (
+    Ack,
+    Delta,
+    Digest,
+    KeyValueMutation,
+    NodeDelta,
+    NodeDigest,
+    Syn,
+    SynAck,
+)
+from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
 from gossip_tui.core.state import NodeState
 
 PEERS = 100
@@ -292,3 +303,252 @@ def test_an_idle_exchange_makes_a_bounded_number_of_python_calls(
     finally:
         sys.setprofile(None)
     assert calls[0] <= EXCHANGE_CALL_BOUND, calls[0]
+
+
+# -- session 5: the regressions of issue 12 and the per-exchange work of a forming cluster
+
+
+def _python_calls(fn: Any) -> int:
+    calls = [0]
+
+    def profile(_frame: Any, event: str, _arg: Any) -> None:
+        if event in ("call", "c_call"):
+            calls[0] += 1
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return calls[0]
+
+
+def test_an_empty_ack_is_the_one_shared_step_and_a_handful_of_calls() -> None:
+    a = _engine_with_live_peers(PEERS)
+    ack = decode(encode(Ack(Delta())))
+    first = a.handle_message(ack, 3.0)
+    assert first.reply is None and first.changes == () and first.seen_digest is None
+    assert a.handle_message(ack, 3.1) is first
+    # Counted with the call of the lambda: e8dac28 (session 2) made 15, the engine steps
+    # then 24 (a new frozen step, a delta walk of nothing, the records drained one by one);
+    # 10 now.
+    assert _python_calls(lambda: a.handle_message(ack, 3.2)) <= 12
+
+
+def test_an_ack_that_changes_something_still_gets_its_own_step() -> None:
+    a = _engine_with_live_peers(3)
+    peer = next(n for n in a.state.nodes() if n.node_id == "peer-1")
+    delta = Delta((NodeDelta(peer, 0, 0, (KeyValueMutation("k", "v", 1, KeyStatus.SET),), 1),))
+    step = a.handle_message(Ack(delta), 3.0)
+    assert any(isinstance(change, state.KeyChange) for change in step.changes)
+    assert a.handle_message(Ack(Delta()), 3.1).changes == ()
+
+
+def test_a_node_delta_costs_each_key_value_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 200 nodes joining with 3 keys each (core.py's "state apply" row): one cost per key
+    # value, and no per-character count for ASCII; e8dac28 counted each twice.
+    nodes = [NodeId(f"n{i}", 1, _addr(i)) for i in range(200)]
+    target = state.ClusterState()
+    for n in nodes:
+        target.node_state_or_init(n)
+    delta = Delta(
+        tuple(
+            NodeDelta(
+                n,
+                0,
+                0,
+                tuple(
+                    KeyValueMutation(f"key-{k}", f"v{k}", k + 1, KeyStatus.SET) for k in range(3)
+                ),
+                3,
+            )
+            for n in nodes
+        )
+    )
+    costs, chars = [0], [0]
+    cost, chars_bytes = state.key_value_cost, state._chars_bytes
+
+    def counted_cost(key: str, value: str) -> int:
+        costs[0] += 1
+        return cost(key, value)
+
+    def counted_chars(text: str) -> int:
+        chars[0] += 1
+        return chars_bytes(text)
+
+    monkeypatch.setattr(state, "key_value_cost", counted_cost)
+    monkeypatch.setattr(state, "_chars_bytes", counted_chars)
+    target.apply_delta(delta, 1.0)
+    assert (costs[0], chars[0]) == (600, 0)
+    assert target.total_size == sum(cost(f"key-{k}", f"v{k}") for k in range(3)) * 200
+    # The whole apply: e8dac28 made 10,803 calls, the byte bounds then took it to 19,603;
+    # 7,403 now (the lambda counted).
+    fresh = state.ClusterState()
+    for n in nodes:
+        fresh.node_state_or_init(n)
+    monkeypatch.undo()
+    assert _python_calls(lambda: fresh.apply_delta(delta, 1.0)) <= 7_600
+
+
+def test_the_encoded_entry_cache_holds_what_states_hand_out() -> None:
+    # Many engines in one process (the demo's 200): each state drops the encoding of the
+    # entries it replaces, so the cache stays at about one entry per node per state
+    # instead of filling with old versions and starting over (at 4,096 it started over on
+    # nearly every digest of a 200-node process).
+    codec._WIRE_BY_ENTRY.clear()
+    a = _engine_with_live_peers(PEERS)
+    b = _in_sync_peer(a)
+    for i in range(40):
+        now = 3.0 + i / 10
+        for peer in range(1, PEERS + 1, 7):
+            _bump(a, f"peer-{peer}")
+        synack = b.handle_message(decode(encode(a.create_syn(now))), now).reply
+        assert isinstance(synack, SynAck)
+        encode(synack)
+    held = len(a.state) + len(b.state)
+    assert len(codec._WIRE_BY_ENTRY) <= held
+
+
+def test_the_deletion_sweep_asks_no_method_per_dead_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    # While a cluster forms most nodes are dead (learnt, not yet heard beating), and every
+    # message asks which of them are past half the grace period.
+    from gossip_tui.core.failure_detector import FailureDetector
+
+    engine = _engine_with_live_peers(PEERS)
+    detector = engine.detector
+    for n in list(engine.state.nodes())[1:]:
+        detector.declare_dead(n, 0.0)
+    calls = [0]
+    original = FailureDetector.is_scheduled_for_deletion
+
+    def counted(self: FailureDetector, node: NodeId, now: float) -> bool:
+        calls[0] += 1
+        return original(self, node, now)
+
+    monkeypatch.setattr(FailureDetector, "is_scheduled_for_deletion", counted)
+    grace = detector.config.dead_node_grace_period
+    assert detector.scheduled_for_deletion_nodes(grace / 2) == set()
+    assert len(detector.scheduled_for_deletion_nodes(grace / 2 + 1)) == PEERS
+    assert calls[0] == 0
+
+
+def test_a_synack_cut_to_a_budget_encodes_only_the_cut_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A sender not yet shown to receive gets a small reply: the full digest it is cut from
+    # is sized from the state's count, not encoded and thrown away, and the cut counts
+    # entry sizes rather than sizing a Digest per node.
+    a = _engine_with_live_peers(PEERS)
+    syn = decode(encode(Syn("c", Digest({NodeId("b", 1, _addr(500)): NodeDigest(1, 0, 0)}))))
+    assert isinstance(syn, Syn)
+    encodings, sizes = [0], [0]
+    entries, digest_size = codec._digest_entries, engine_module.digest_size
+
+    def counted_entries(digest: Any) -> list[bytes]:
+        encodings[0] += 1
+        return entries(digest)
+
+    def counted_size(digest: Any, protocol_version: int = 0) -> int:
+        sizes[0] += 1
+        return digest_size(digest, protocol_version)
+
+    monkeypatch.setattr(codec, "_digest_entries", counted_entries)
+    monkeypatch.setattr(engine_module, "digest_size", counted_size)
+    reply = a.handle_message(syn, 3.0, reply_budget=1_200).reply
+    assert isinstance(reply, SynAck)
+    assert 1 < len(reply.digest.nodes) < PEERS
+    assert next(iter(reply.digest.nodes)) == a.self_id
+    assert len(encode(reply)) <= 1_200
+    assert encodings[0] == 1
+    assert sizes[0] <= 2
+
+
+def test_a_view_summary_hashes_no_node_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = [NodeId(f"n{i}", 1, _addr(i)) for i in range(PEERS)]
+    expected = summarize(nodes)
+    hashes = [0]
+    original = NodeId.__hash__
+
+    def counted(self: NodeId) -> int:
+        hashes[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(NodeId, "__hash__", counted)
+    assert summarize(nodes) == expected
+    assert summarize(nodes[::-1]) == expected
+    assert hashes[0] == 0
+
+
+def test_the_sender_of_a_digest_is_found_without_a_pass_over_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a = _engine_with_live_peers(PEERS)
+    b = _in_sync_peer(a)
+    syn = decode(encode(b.create_syn(3.0)))
+    assert isinstance(syn, Syn)
+    seen = a.handle_message(syn, 3.0).seen_digest
+    assert seen is not None
+    expected = agreement.sender_of(seen.digest, b.self_id.gossip_addr, a.self_id)
+    assert expected == b.self_id
+
+    def walked(*_args: Any) -> None:
+        raise AssertionError("the digest was walked to find its sender")
+
+    monkeypatch.setattr(agreement, "sender_of", walked)
+    views = agreement.PeerViews()
+    found = views.note(seen, b.self_id.gossip_addr, a.self_id, 3.0, known_at=a.state.nodes_at)
+    assert found == expected
+
+
+def test_an_unchanged_digest_is_computed_without_hashing_a_node_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = _engine_with_live_peers(PEERS)
+    first = engine.state.compute_digest()
+    hashes = [0]
+    original = NodeId.__hash__
+
+    def counted(self: NodeId) -> int:
+        hashes[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(NodeId, "__hash__", counted)
+    again = engine.state.compute_digest()
+    assert hashes[0] == 0
+    assert list(again.nodes.items()) == list(first.nodes.items())
+    _bump(engine, "peer-7")
+    hashes[0] = 0
+    bumped = engine.state.compute_digest()
+    assert hashes[0] == 1  # the one entry written anew
+    assert list(bumped.nodes) == list(first.nodes)  # same order
+    assert first.nodes != bumped.nodes  # an earlier digest is not changed under its holder
+
+
+def test_the_round_sweep_skips_states_that_hold_nothing_marked() -> None:
+    engine = _engine_with_live_peers(PEERS)
+    for node in list(engine.state.nodes())[1:]:
+        engine.state.node_states[node].set("k", "v")
+    sweep = engine.state.gc_keys_marked_for_deletion
+    # One call per state (e8dac28 made three: the call, a comprehension, a pass over keys).
+    assert _python_calls(lambda: sweep(3600.0, 10.0)) <= len(engine.state) + 5
+
+
+def test_marked_keys_are_still_collected_however_they_arrived() -> None:
+    # The sweep skips a state only while it cannot hold a marked key: an owner's delete,
+    # a TTL write and a tombstone learnt from a delta each make it look again.
+    owner = NodeState(NodeId("o", 1, _addr(1)))
+    owner.set("a", "1")
+    owner.set("b", "2")
+    owner.delete("a", 0.0)
+    owner.set_with_ttl("c", "3", 0.0)
+    replica = NodeState(owner.node)
+    kvs = tuple(
+        KeyValueMutation(k, v.value, v.version, v.status) for k, v in owner.stale_key_values(0)
+    )
+    replica.apply_delta(NodeDelta(owner.node, 0, 0, kvs, owner.max_version), 5.0)
+    for state_ in (owner, replica):
+        state_.gc_keys_marked_for_deletion(10.0, 9.0)  # not yet
+        assert set(state_.key_values) == {"a", "b", "c"}
+        state_.gc_keys_marked_for_deletion(10.0, 20.0)
+        assert set(state_.key_values) == {"b"}
+        assert state_.last_gc_version == owner.max_version
