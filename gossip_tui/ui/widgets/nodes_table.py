@@ -518,11 +518,14 @@ class NodesTable(OneRefresh, DataTable[Text]):
         cursor_row = self.cursor_row
         self.rebuilds += 1
         with self.app.batch_update(), self._one_refresh():
-            self.clear()
-            self._shown = {key: self._rows[key] for key in keys}
+            # Emptied first: clear() scrolls to the top, and the rows drawn on that scroll
+            # (watch_scroll_y) must be the new ones, not the cleared.
+            self._order = []
             self._cells.clear()
             self._drawn.clear()
             self._row_keys.clear()
+            self.clear()
+            self._shown = {key: self._rows[key] for key in keys}
             self._order = self._desired_order()
             for key in self._order:
                 self._add(key, self._shown[key])
