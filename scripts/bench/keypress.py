@@ -25,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,7 +76,7 @@ class _Profiles:
                 from pyinstrument import Profiler
 
                 # Not per task: the tick's work that delays a press counts against it.
-                profile = Profiler(interval=0.0005, async_mode="disabled")
+                profile = Profiler(async_mode="disabled")
             self._profiles[name] = profile
         if self.tool == "cprofile":
             profile.enable()
@@ -96,8 +97,8 @@ class _Profiles:
             if self.tool == "cprofile":
                 profile.dump_stats(f"{self.prefix}{name}.prof")
             else:
-                with open(f"{self.prefix}{name}.txt", "w") as out:
-                    out.write(profile.output_text(unicode=True, show_all=False))
+                text = profile.output_text(unicode=True, show_all=False)
+                Path(f"{self.prefix}{name}.txt").write_text(text)
             print(f"profile of {name}: {self.prefix}{name}.*", file=sys.stderr)
 
 
