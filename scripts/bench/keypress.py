@@ -25,8 +25,8 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
