@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -51,11 +52,66 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _timed(pilot: Pilot[Any], action: Callable[[], Awaitable[None]]) -> float:
+class _Profiles:
+    """Profiles of the timed presses only, one per kind of press (``--profile``): cProfile
+    for exact call counts, pyinstrument for where the wall-clock time goes. Either sees
+    everything the loop runs between the key and the repaint (ticks included), as a press
+    would."""
+
+    def __init__(self, tool: str | None, prefix: str) -> None:
+        self.tool = tool
+        self.prefix = prefix
+        self._profiles: dict[str, Any] = {}
+
+    def start(self, name: str) -> None:
+        if self.tool is None:
+            return
+        profile = self._profiles.get(name)
+        if profile is None:
+            if self.tool == "cprofile":
+                import cProfile
+
+                profile = cProfile.Profile()
+            else:
+                from pyinstrument import Profiler
+
+                # Not per task: the tick's work that delays a press counts against it.
+                profile = Profiler(async_mode="disabled")
+            self._profiles[name] = profile
+        if self.tool == "cprofile":
+            profile.enable()
+        else:
+            profile.start()
+
+    def stop(self, name: str) -> None:
+        profile = self._profiles.get(name)
+        if profile is None:
+            return
+        if self.tool == "cprofile":
+            profile.disable()
+        else:
+            profile.stop()
+
+    def write(self) -> None:
+        for name, profile in self._profiles.items():
+            if self.tool == "cprofile":
+                profile.dump_stats(f"{self.prefix}{name}.prof")
+            else:
+                text = profile.output_text(unicode=True, show_all=False)
+                Path(f"{self.prefix}{name}.txt").write_text(text)
+            print(f"profile of {name}: {self.prefix}{name}.*", file=sys.stderr)
+
+
+async def _timed(
+    pilot: Pilot[Any], action: Callable[[], Awaitable[None]], profiles: _Profiles, name: str
+) -> float:
+    profiles.start(name)
     started = time.perf_counter()
     await action()
     await pilot.pause()  # the repaint the key asked for
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    profiles.stop(name)
+    return elapsed
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,6 +131,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         cursor_blink=False,
     )
     results: dict[str, Any] = {"nodes": args.nodes, "refresh_s": args.refresh}
+    profiles = _Profiles(args.profile, args.profile_prefix)
     async with app.run_test(size=(args.width, args.height)) as pilot:
         deadline = time.monotonic() + 30
         while app.nodes_table.row_count < args.nodes:
@@ -105,7 +162,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 if row >= table.row_count - 1:
                     await pilot.press("g")  # back to the top, untimed
                     row = table.cursor_row
-                moves.append(await _timed(pilot, lambda: pilot.press("j")))
+                moves.append(await _timed(pilot, lambda: pilot.press("j"), profiles, "j"))
                 if table.cursor_row != row + 1:
                     raise SystemExit(f"j did not move the cursor from row {row}")
             results["j"] = _summary(moves)
@@ -123,7 +180,9 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                     field.value = text = ""
                     await pilot.pause()
                 text += char
-                typed.append(await _timed(pilot, lambda c=char: pilot.press(c)))  # type: ignore[misc]
+                typed.append(
+                    await _timed(pilot, lambda c=char: pilot.press(c), profiles, "filter")  # type: ignore[misc]
+                )
                 if field.value != text:
                     raise SystemExit(f"the filter reads {field.value!r}, not {text!r}")
             results["filter"] = _summary(typed)
@@ -134,7 +193,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
             forms: list[float] = []
             for _ in range(max(10, args.presses // 10)):
                 screens = len(app.screen_stack)
-                forms.append(await _timed(pilot, lambda: pilot.press("s")))
+                forms.append(await _timed(pilot, lambda: pilot.press("s"), profiles, "set_form"))
                 if len(app.screen_stack) != screens + 1:
                     raise SystemExit("s did not open the set-key form")
                 await pilot.press("escape")
@@ -142,6 +201,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
             results["set_form"] = _summary(forms)
         finally:
             churning.cancel()
+            profiles.write()
     return results
 
 
@@ -154,6 +214,12 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=45)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--profile",
+        choices=("cprofile", "pyinstrument"),
+        help="profile the timed presses (pyinstrument: pip install pyinstrument)",
+    )
+    parser.add_argument("--profile-prefix", default="/tmp/keypress-", help="profiles' paths")
     args = parser.parse_args()
     results = asyncio.run(_measure(args))
     if args.json:

@@ -11,9 +11,12 @@ from typing import Any, ClassVar
 
 import attrs
 from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events, on
 from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
 from textual.message import Message
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import ColumnKey, RowKey
@@ -39,6 +42,12 @@ CellSpec = tuple[str, str]
 SortKey = Callable[[NodeRow, float], Any]
 
 _INFINITY = float("inf")
+# Up to this many rows in or out, a refilter adds and removes them one by one; past it
+# the table is rebuilt (see NodesTable._refilter_all).
+_FEW_ROWS = 16
+# Rendered cells kept (see NodesTable._render_cell): a screenful is ~400, a cursor or a
+# hover doubles a row's.
+_CELL_CACHE_SIZE = 4096
 
 
 class Column:
@@ -232,6 +241,10 @@ class NodesTable(OneRefresh, DataTable[Text]):
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        # Before DataTable's __init__, which already clears the caches (see _render_cell).
+        self._cell_lines: LRUCache[tuple[Any, ...], list[list[Segment]]] = LRUCache(
+            _CELL_CACHE_SIZE
+        )
         super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
         # The name, status, phi and age stay put when the table scrolls sideways to the
         # columns past the right edge of a narrow window.
@@ -251,6 +264,11 @@ class NodesTable(OneRefresh, DataTable[Text]):
         self._order: list[str] = []
         self._highlighted: str | None = None
         self._identities: dict[NodeId, _Identity] = {}
+        # What each row's cells in the table were drawn from: its row and the clock then.
+        self._drawn: dict[str, tuple[NodeRow, float]] = {}
+        # Counts for the tests of what a tick or a keystroke costs (test_table_cost.py).
+        self.cells_written = 0
+        self.rebuilds = 0
         # DataTable's own key objects, kept to spare it re-wrapping strings on every update.
         self._row_keys: dict[str, RowKey] = {}
         self._column_keys: list[ColumnKey] = []
@@ -262,6 +280,54 @@ class NodesTable(OneRefresh, DataTable[Text]):
 
     def on_resize(self, _event: events.Resize) -> None:
         self._fit_columns()
+        self._draw_visible()
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """A cell's lines, cached by what the cell shows rather than by DataTable's update
+        count: any update_cell, anywhere, bumps that count and throws every rendered cell
+        away, and a tick changes some cells of every row. A cell renders from its row and
+        column index (the mouse's meta), its text and style, width and highlight."""
+        specs = None
+        if row_index >= 0 and column_index >= 0:
+            row_key = self._row_locations.get_key(row_index)
+            specs = self._cells.get(row_key.value) if row_key is not None else None  # type: ignore[arg-type]
+        if specs is None:  # the header, or a row not yet known here
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cache_key = (
+            row_index,
+            column_index,
+            specs[column_index],
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self.show_cursor,
+            self._pseudo_class_state,
+        )
+        lines = self._cell_lines.get(cache_key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._cell_lines[cache_key] = lines
+        return lines
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._cell_lines.clear()
+
+    def notify_style_update(self) -> None:
+        self._cell_lines.clear()  # a new theme or CSS: the same text renders otherwise
+        super().notify_style_update()
 
     def _fit_columns(self) -> None:
         """Every column as wide as its content, but the node column no wider than what
@@ -329,21 +395,18 @@ class NodesTable(OneRefresh, DataTable[Text]):
         ticked = changes.ticked and taken_at != self._taken_at
         self._taken_at = taken_at
         if touched or ticked:
-            self._sync(touched, ages=ticked)
+            self._sync(touched, ticked=ticked)
 
-    def _sync(self, keys: Iterable[str], *, ages: bool) -> None:
-        """Re-render the rows ``keys`` (added, changed, gone or refiltered); with ``ages``
-        also every other shown row's age."""
+    def _sync(self, keys: Iterable[str], *, ticked: bool) -> None:
+        """Take in the rows ``keys`` (added, changed, gone or refiltered): rows come and go
+        at once, the order follows, and the cells are drawn for the rows on screen only
+        (see _draw_visible); ``ticked``: the clock moved (every age did)."""
         keep_cursor_on = self.selected_key
         structure_changed = False
-        order_may_change = False
-        sort_index = COLUMN_KEYS.index(self.sort_column)
+        order_may_change = ticked and self.sort_column == "age"
+        sort_key = _COLUMNS_BY_KEY[self.sort_column].sort_key
         taken_at = self._taken_at
-        threshold = self.phi_threshold
         rows, shown, cells = self._rows, self._shown, self._cells
-        cell = self._texts
-        row_keys = self._row_keys
-        column_keys = self._column_keys
         with self.app.batch_update(), self._one_refresh():
             done: set[str] = set()
             for key in keys:
@@ -353,46 +416,75 @@ class NodesTable(OneRefresh, DataTable[Text]):
                 row = rows.get(key)
                 if row is None or not self._matches(row, key):
                     if key in cells:
-                        self.remove_row(row_keys.pop(key))
+                        self.remove_row(self._row_keys.pop(key))
                         del cells[key], shown[key]
+                        self._drawn.pop(key, None)
                         structure_changed = True
                     continue
-                specs = cell_specs(row, taken_at, threshold, self._identities[row.node])
+                old = shown.get(key)
                 shown[key] = row
-                old = cells.get(key)
-                if old is None:
-                    row_keys[key] = self.add_row(*map(cell, specs), key=key)
+                if key not in cells:
+                    self._add(key, row)
                     structure_changed = True
-                elif specs != old:
-                    row_key = row_keys[key]
-                    for column_key, spec, old_spec in zip(column_keys, specs, old, strict=True):
-                        if spec != old_spec:
-                            self.update_cell(row_key, column_key, cell(spec))
-                    if specs[sort_index] != old[sort_index]:
-                        order_may_change = True
-                cells[key] = specs
-            if ages:
-                age_column = column_keys[_AGE_INDEX]
-                for key, row in shown.items():
-                    if key in done:
-                        continue
-                    old = cells[key]
-                    spec = _age_spec(row, taken_at)
-                    if spec != old[_AGE_INDEX]:
-                        self.update_cell(row_keys[key], age_column, cell(spec))
-                        cells[key] = old = (*old[:_AGE_INDEX], spec, *old[_AGE_INDEX + 1 :])
-                        order_may_change |= sort_index == _AGE_INDEX
-                    if row.restarted:  # "↻2m05s" ages too
-                        spec = _status_spec(row, taken_at)
-                        if spec != old[_STATUS_INDEX]:
-                            self.update_cell(row_keys[key], column_keys[_STATUS_INDEX], cell(spec))
-                            cells[key] = (*old[:_STATUS_INDEX], spec, *old[_STATUS_INDEX + 1 :])
+                elif old is not None and sort_key(old, taken_at) != sort_key(row, taken_at):
+                    order_may_change = True
             if structure_changed:
                 self._fit_columns()
             if structure_changed or order_may_change:
                 self._sort_rows()
             self._restore_cursor(keep_cursor_on)
+            self._draw_visible()
             self._update_title()
+
+    def _add(self, key: str, row: NodeRow) -> None:
+        specs = cell_specs(row, self._taken_at, self.phi_threshold, self._identities[row.node])
+        self._row_keys[key] = self.add_row(*map(self._texts, specs), key=key)
+        self._cells[key] = specs
+        self._drawn[key] = (row, self._taken_at)
+
+    def _visible_keys(self) -> list[str]:
+        """The rows on screen (and one either side), in display order."""
+        height = self.scrollable_content_region.height - (
+            self.header_height if self.show_header else 0
+        )
+        if height <= 0:
+            return []
+        top = max(0, int(self.scroll_y) - 1)
+        return self._order[top : top + height + 2]
+
+    def _draw_visible(self) -> None:
+        """Bring the cells of the rows on screen up to date, each changed cell alone.
+
+        Rows off screen keep what they showed, ages included, until they scroll into view
+        (watch_scroll_y) or the window grows: with 500 nodes a tick moves every age and
+        heartbeat, and writing them all into the table cost more than the tick itself."""
+        taken_at = self._taken_at
+        threshold = self.phi_threshold
+        shown, cells, drawn = self._shown, self._cells, self._drawn
+        cell = self._texts
+        row_keys = self._row_keys
+        column_keys = self._column_keys
+        with self._one_refresh():
+            for key in self._visible_keys():
+                row = shown[key]
+                was = drawn.get(key)
+                if was is not None and was[0] is row and was[1] == taken_at:
+                    continue
+                drawn[key] = (row, taken_at)
+                specs = cell_specs(row, taken_at, threshold, self._identities[row.node])
+                old = cells[key]
+                if specs == old:
+                    continue
+                row_key = row_keys[key]
+                for column_key, spec, old_spec in zip(column_keys, specs, old, strict=True):
+                    if spec != old_spec:
+                        self.update_cell(row_key, column_key, cell(spec))
+                        self.cells_written += 1
+                cells[key] = specs
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._draw_visible()
 
     def set_filter(self, text: str) -> None:
         """Show only the nodes ``text`` matches (see NodeQuery): words found in the id,
@@ -402,12 +494,47 @@ class NodesTable(OneRefresh, DataTable[Text]):
             return
         self._filter = text
         self._query = NodeQuery.parse(text)
-        self._sync(list(self._rows), ages=False)
+        self._refilter_all()
 
     def refilter(self) -> None:
         """Match the filter again (a key=value filter, after keys changed)."""
         if self._query.needs_keys:
-            self._sync(list(self._rows), ages=False)
+            self._refilter_all()
+
+    def _refilter_all(self) -> None:
+        """Match every row against the filter; when the rows shown change, the table is
+        rebuilt at once: DataTable.remove_row renumbers every row after it, and one removal
+        at a time made a keystroke that hides 450 of 500 rows quadratic."""
+        matching = [key for key, row in self._rows.items() if self._matches(row, key)]
+        differ = self._shown.keys() ^ set(matching)
+        if len(differ) <= _FEW_ROWS:
+            if differ:
+                self._sync(differ, ticked=False)
+        else:
+            self._rebuild(matching)
+
+    def _rebuild(self, keys: list[str]) -> None:
+        keep_cursor_on = self.selected_key
+        cursor_row = self.cursor_row
+        self.rebuilds += 1
+        with self.app.batch_update(), self._one_refresh():
+            # Emptied first: clear() scrolls to the top, and the rows drawn on that scroll
+            # (watch_scroll_y) must be the new ones, not the cleared.
+            self._order = []
+            self._cells.clear()
+            self._drawn.clear()
+            self._row_keys.clear()
+            self.clear()
+            self._shown = {key: self._rows[key] for key in keys}
+            self._order = self._desired_order()
+            for key in self._order:
+                self._add(key, self._shown[key])
+            self._fit_columns()
+            if keep_cursor_on not in self._shown and self._order:
+                # As removing rows did: the cursor stays at its index, or the last row.
+                self.move_cursor(row=min(cursor_row, len(self._order) - 1), animate=False)
+            self._restore_cursor(keep_cursor_on)
+            self._update_title()
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         if column not in _COLUMNS_BY_KEY:
@@ -421,6 +548,7 @@ class NodesTable(OneRefresh, DataTable[Text]):
         keep_cursor_on = self.selected_key
         self._sort_rows()
         self._restore_cursor(keep_cursor_on)
+        self._draw_visible()
         self.post_message(self.SortChanged(self.sort_column, self.sort_reverse))
 
     def sort_by_key(self, column: str) -> None:
