@@ -21,7 +21,7 @@ from tests.ui.conftest import FIXED_NOW, make_app, wait_until
 pytestmark = pytest.mark.asyncio
 
 _NODES = 500
-_TICKS = 6
+_TICKS = 8
 
 
 def _big_cluster() -> tuple[FakeCluster, list[Any]]:
@@ -76,8 +76,10 @@ async def test_a_tick_with_500_nodes_lays_the_screen_out_at_most_once_in_a_while
                 count += 1
             await wait_until(pilot, lambda s=seen: ticks > s, timeout=20, what="a tick")
         await pilot.pause()
-        # Before: one per tick (the event log's growth, the header, the detail pane).
-        assert layouts <= 1, f"{layouts} full-screen layouts in {ticks} ticks"
+        # Before: one per tick (the event log's growth, the header, the detail pane). Under
+        # load the footer now and then lays itself out once more (seen 2 in 6-7 ticks, about
+        # one run in five): a quarter of the ticks still tells the two apart.
+        assert layouts <= _TICKS // 4, f"{layouts} full-screen layouts in {ticks} ticks"
 
 
 async def test_a_batch_of_events_is_one_write_to_the_log() -> None:
