@@ -41,6 +41,19 @@ def _addr(i: int) -> SocketAddress:
     return SocketAddress(ip, 10_000 + i)
 
 
+def _count_node_id_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, ``[0]`` of the returned list counts every NodeId hashed."""
+    hashes = [0]
+    original = NodeId.__hash__
+
+    def counted(self: NodeId) -> int:
+        hashes[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(NodeId, "__hash__", counted)
+    return hashes
+
+
 def _engine_with_live_peers(count: int) -> GossipEngine:
     engine = GossipEngine(NodeId("me", 1, _addr(0)), "c", now=0.0, rng=random.Random(3))
     for i in range(1, count + 1):
@@ -253,14 +266,7 @@ def test_heartbeats_already_known_are_not_reported_one_call_each(
 def test_a_delta_scan_hashes_each_node_once(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _engine_with_live_peers(PEERS)
     digest = engine.state.compute_digest()
-    hashes = [0]
-    original = NodeId.__hash__
-
-    def counted(self: NodeId) -> int:
-        hashes[0] += 1
-        return original(self)
-
-    monkeypatch.setattr(NodeId, "__hash__", counted)
+    hashes = _count_node_id_hashes(monkeypatch)
     delta = engine.state.compute_delta(digest, 60_000)
     assert delta.node_deltas == ()
     # One lookup in the peer's digest per node; none for the empty exclusion set.
@@ -466,14 +472,7 @@ def test_a_synack_cut_to_a_budget_encodes_only_the_cut_digest(
 def test_a_view_summary_hashes_no_node_id(monkeypatch: pytest.MonkeyPatch) -> None:
     nodes = [NodeId(f"n{i}", 1, _addr(i)) for i in range(PEERS)]
     expected = summarize(nodes)
-    hashes = [0]
-    original = NodeId.__hash__
-
-    def counted(self: NodeId) -> int:
-        hashes[0] += 1
-        return original(self)
-
-    monkeypatch.setattr(NodeId, "__hash__", counted)
+    hashes = _count_node_id_hashes(monkeypatch)
     assert summarize(nodes) == expected
     assert summarize(nodes[::-1]) == expected
     assert hashes[0] == 0
@@ -505,14 +504,7 @@ def test_an_unchanged_digest_is_computed_without_hashing_a_node_id(
 ) -> None:
     engine = _engine_with_live_peers(PEERS)
     first = engine.state.compute_digest()
-    hashes = [0]
-    original = NodeId.__hash__
-
-    def counted(self: NodeId) -> int:
-        hashes[0] += 1
-        return original(self)
-
-    monkeypatch.setattr(NodeId, "__hash__", counted)
+    hashes = _count_node_id_hashes(monkeypatch)
     again = engine.state.compute_digest()
     assert hashes[0] == 0
     assert list(again.nodes.items()) == list(first.nodes.items())
