@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     previous = signal.signal(signal.SIGTERM, _raise_stop)
+    # Ctrl-C (SIGINT) stops the cluster even when it was inherited ignored: a shell without
+    # job control starts `local_cluster.py &` so, and Python keeps an inherited SIG_IGN.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     processes: list[subprocess.Popen[bytes]] = []
     status = 0
     try:
@@ -122,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         _stop_all(processes)
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return status
 
 

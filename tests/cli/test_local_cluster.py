@@ -93,8 +93,17 @@ def _live_names(url: str) -> set[str]:
     return {node["node_id"] for node in body["live_nodes"]}
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.slow
-def test_starts_a_cluster_and_stops_it_on_sigint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("started_in_background", [False, True])
+def test_starts_a_cluster_and_stops_it_on_sigint(
+    tmp_path: Path, started_in_background: bool
+) -> None:
+    # A shell without job control starts a background job (`script &`) with SIGINT
+    # ignored, and Python keeps an inherited SIG_IGN: the script must still stop on it.
     base = _two_free_ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
     out = tmp_path / "out.txt"
@@ -113,6 +122,7 @@ def test_starts_a_cluster_and_stops_it_on_sigint(tmp_path: Path) -> None:
             stdout=stdout,
             stderr=stderr,
             env=env,
+            preexec_fn=_ignore_sigint if started_in_background else None,
         )
     try:
         deadline = time.monotonic() + 30
