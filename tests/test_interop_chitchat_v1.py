@@ -138,6 +138,16 @@ class Cluster:
     def views(self) -> dict[str, dict[str, Any]]:
         return {name: self.view(name) for name in self.running()}
 
+    def wait_all_live(self, timeout: float = 60) -> None:
+        """Until every node started lists every node started live (a node that died counts
+        against it: it is missing from the others' live lists)."""
+        everyone = set(self.ports)
+        self.wait(
+            lambda: all(_names(v["live_nodes"]) == everyone for v in self.views().values()),
+            timeout,
+            "every node to list every node live",
+        )
+
     def set_kv(self, name: str, key: str, value: str) -> None:
         get_json(f"http://127.0.0.1:{self.ports[name]}/set_kv/?key={key}&value={quote(value)}")
 
@@ -195,12 +205,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         cluster.chitchat("c1", seed="c0")
         cluster.gossip_tui("g0", seed="c1", protocol_version=PROTOCOL_V1)
         cluster.gossip_tui("g1", seed="c0", protocol_version=PROTOCOL_V0)
-        everyone = {"c0", "c1", "g0", "g1"}
-        cluster.wait(
-            lambda: all(_names(v["live_nodes"]) == everyone for v in cluster.views().values()),
-            60,
-            "every node to list every node live",
-        )
+        cluster.wait_all_live()
         yield cluster
 
 
@@ -244,12 +249,7 @@ def test_kill_9_of_a_chitchat_node_then_a_stale_digest_does_not_bring_it_back(
         cluster.chitchat("c1", seed="c0")
         cluster.gossip_tui("g0", seed="c0", protocol_version=PROTOCOL_V1)
         cluster.gossip_tui("g1", seed="c1", protocol_version=PROTOCOL_V0)
-        everyone = {"c0", "c1", "g0", "g1"}
-        cluster.wait(
-            lambda: all(_names(v["live_nodes"]) == everyone for v in cluster.views().values()),
-            60,
-            "every node to list every node live",
-        )
+        cluster.wait_all_live()
         cluster.kill("c1")
         killed_at = time.monotonic()
         # The observers do not declare c1 dead at the same moment, and chitchat forgets it
@@ -324,12 +324,7 @@ def test_a_graceful_leave_of_a_gossip_tui_node_reaches_the_chitchat_nodes(
         cluster.chitchat("c0")
         cluster.chitchat("c1", seed="c0")
         cluster.gossip_tui("g0", seed="c1", protocol_version=PROTOCOL_V1)
-        everyone = {"c0", "c1", "g0"}
-        cluster.wait(
-            lambda: all(_names(v["live_nodes"]) == everyone for v in cluster.views().values()),
-            60,
-            "every node to list every node live",
-        )
+        cluster.wait_all_live()
         cluster.processes["g0"].terminate()
         assert cluster.processes["g0"].wait(timeout=30) == 0
         for name in ("c0", "c1"):
@@ -358,11 +353,7 @@ def test_the_reply_to_an_empty_digest_fits_one_datagram_in_each_version(
         cluster = Cluster(stack, tmp_path)
         cluster.chitchat("c0")
         cluster.gossip_tui("g0", seed="c0", protocol_version=PROTOCOL_V1)
-        cluster.wait(
-            lambda: all(_names(v["live_nodes"]) == {"c0", "g0"} for v in cluster.views().values()),
-            60,
-            "both nodes to list both live",
-        )
+        cluster.wait_all_live()
         # Random values: zstd must not shrink the delta below what the digest leaves.
         for i in range(BIG_KEYS):
             cluster.set_kv("g0", f"big{i:02d}", base64.b64encode(os.urandom(750)).decode())
@@ -468,11 +459,7 @@ def test_nodes_forgotten_by_the_hundred_are_not_learnt_again_from_a_stale_digest
         cluster = Cluster(stack, tmp_path)
         cluster.chitchat("c0")
         cluster.gossip_tui("g0", seed="c0", protocol_version=PROTOCOL_V1)
-        cluster.wait(
-            lambda: all(_names(v["live_nodes"]) == {"c0", "g0"} for v in cluster.views().values()),
-            60,
-            "both nodes to list both live",
-        )
+        cluster.wait_all_live()
         fakes = {_fake_node(i): 1 for i in range(FORGOTTEN_NODES)}
         for name in ("c0", "g0"):
             _send_digest(cluster.ports[name], fakes)
