@@ -257,6 +257,14 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     print(f"\nresults written to {path}")
 
 
+def write_rows(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` to ``args.json`` with the machine and the arguments they came from."""
+    write_json(
+        args.json,
+        {"machine": machine_info(), "args": vars(args) | {"json": str(args.json)}, "rows": rows},
+    )
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

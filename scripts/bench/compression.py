@@ -134,14 +134,7 @@ def main() -> int:
             for r in rows
         ],
     )
-    bench.write_json(
-        args.json,
-        {
-            "machine": bench.machine_info(),
-            "args": vars(args) | {"json": str(args.json)},
-            "rows": rows,
-        },
-    )
+    bench.write_rows(args, rows)
     return 0
 
 
