@@ -382,6 +382,22 @@ _HTTP_ONLY = [
     "http.client",
     "email",
 ]
+# What serving the API over HTTP/1.1 in cleartext never runs, so an HTTP node does not load
+# it (gossip_tui.api._server defers hypercorn's imports of it): HTTP/2, websockets,
+# hypercorn's multi-process runner, log and config files; nor the client commands' package.
+_NOT_FOR_HTTP11 = [
+    "h2",
+    "hpack",
+    "hyperframe",
+    "priority",
+    "wsproto",
+    "multiprocessing",
+    "logging.config",
+    "tomllib",
+    "gossip_tui.client",
+    "http.client",
+    "email",
+]
 # A config file's reader, what JSON log lines alone need, and cattrs (the API's JSON and
 # typed records): not for a node started with options only, logging text, without HTTP.
 _ON_DEMAND = ["tomllib", "datetime", "cattrs"]
@@ -430,6 +446,13 @@ def test_a_headless_node_with_http_loads_no_dashboard_nor_zstd() -> None:
     ready, _ = _loaded_by_headless_node(watched, "--http-addr", "127.0.0.1:0")
     assert "hypercorn" in ready  # the probe sees what the node serves with
     assert [name for name in ready if not name.startswith(tuple(_HTTP_ONLY))] == []
+
+
+def test_a_headless_node_with_http_loads_no_http2_websockets_nor_the_client() -> None:
+    ready, _ = _loaded_by_headless_node(_NOT_FOR_HTTP11, "--http-addr", "127.0.0.1:0")
+    # h2's package alone (a version string) is there: hypercorn names h2.events in
+    # annotations, and importing a stand-in for h2.events imports its package.
+    assert [name for name in ready if name != "h2"] == []
 
 
 @pytest.mark.parametrize(
