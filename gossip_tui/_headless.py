@@ -48,8 +48,8 @@ async def serve_headless(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(config) as node:
             if settings.http:
-                # Only here: gossip_tui.client brings http.client and email, and the API hypercorn.
-                from gossip_tui.client import http_service
+                # Only here: the API brings hypercorn (and cattrs).
+                from gossip_tui._http_settings import http_service
 
                 await http_service(settings)(node)
             _log.info(

@@ -164,7 +164,7 @@ def check_terminal() -> None:
 
 def run_dashboard(settings: CliSettings) -> int:
     """The Textual dashboard over a node; it serves the HTTP API unless --no-http."""
-    from gossip_tui.client import check_http_exposure, http_addr, http_service
+    from gossip_tui._http_settings import check_http_exposure, http_addr, http_service
     from gossip_tui.ui import run_dashboard as ui_run_dashboard
 
     check_terminal()
@@ -197,8 +197,8 @@ def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) ->
     """
     from gossip_tui._headless import run_headless as run_runtime
 
-    if settings.http:  # gossip_tui.client (http.client, email) is for the API's settings only
-        from gossip_tui.client import check_http_exposure, http_addr
+    if settings.http:
+        from gossip_tui._http_settings import check_http_exposure, http_addr
 
         check_http_exposure(settings)
         # A busy HTTP port, named as such (the gossip one is reported below).

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+import sys
+import types
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -16,10 +20,75 @@ from ._app import make_app
 from ._security import ApiSecurity
 from ._types import ApiNode
 
+if TYPE_CHECKING:
+    import hypercorn.config
+
 __all__ = ["ServedNode", "serve_http", "serve_node_http"]
 
 _log = logging.getLogger("gossip_tui.api.http")
 _BACKLOG = 100
+
+
+# What hypercorn's Trio worker imports but serving HTTP/1.1 without TLS never runs: HTTP/2
+# (h2, hpack, hyperframe, priority: the API refuses h2c and the preface, see
+# _serve_http11_only), the websocket stream (wsproto: the API refuses websockets, so it
+# is built for a websocket request only, to answer it as before), the multiprocessing
+# event of hypercorn's own multi-worker runner, logging.config and tomllib (for log and
+# config files, never given). Together ~40 ms of every HTTP node's start. Each module is
+# stood in for by one whose names, the ones hypercorn takes from it, import the real
+# module and call the real name on first use (h2.events is only named in annotations).
+# The stand-ins leave sys.modules once hypercorn is imported (a synchronous moment on the
+# thread that serves, which runs nothing else meanwhile): whoever imports one of these
+# modules later gets the real one.
+_DEFERRED: dict[str, tuple[str, ...]] = {
+    "hypercorn.protocol.h2": ("H2Protocol",),
+    "hypercorn.protocol.ws_stream": ("WSStream",),
+    "h2.events": (),
+    "multiprocessing.synchronize": ("Event",),
+    "logging.config": ("dictConfig", "fileConfig"),
+    "tomllib": ("load",),
+}
+
+
+def _built_on_first_use(module: str, name: str) -> type:
+    """A stand-in for ``module.name``: calling it imports the real one and calls that."""
+
+    def build(_cls: type, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return type(name, (), {"__new__": build, "__module__": module})
+
+
+@contextmanager
+def _deferred_imports() -> Iterator[None]:
+    stand_ins = [module for module in _DEFERRED if module not in sys.modules]
+    for module in stand_ins:
+        stand_in = types.ModuleType(module)
+        for name in _DEFERRED[module]:
+            setattr(stand_in, name, _built_on_first_use(module, name))
+        sys.modules[module] = stand_in
+    try:
+        yield
+    finally:
+        for module in stand_ins:
+            del sys.modules[module]
+
+
+def _import_worker() -> tuple[
+    type[hypercorn.config.Config],
+    type[hypercorn.config.Sockets],
+    Callable[..., Awaitable[None]],
+    Callable[..., Any],
+]:
+    """hypercorn's Config, Sockets, Trio worker_serve and wrap_app, set to serve HTTP/1.1
+    only, imported without what HTTP/1.1 in cleartext never runs (see _DEFERRED)."""
+    with _deferred_imports():
+        from hypercorn.config import Config, Sockets
+        from hypercorn.trio.run import worker_serve
+        from hypercorn.utils import wrap_app
+
+        _serve_http11_only()
+    return Config, Sockets, worker_serve, wrap_app
 
 
 def _serve_http11_only() -> None:
@@ -72,14 +141,11 @@ async def serve_http(
     token and the Host and Origin checks (see :class:`ApiSecurity`; the default has no
     token).
     """
-    from hypercorn.config import Config, Sockets
-    from hypercorn.trio.run import worker_serve
-    from hypercorn.utils import wrap_app
+    Config, Sockets, worker_serve, wrap_app = _import_worker()
 
     # We bind the socket ourselves and hand it to hypercorn's Trio worker: a busy port is
     # then a plain OSError (not wrapped in hypercorn's nurseries), we know the port chosen
     # for port 0, and the socket is closed here however the server ends.
-    _serve_http11_only()
     sock, actual = _listening_socket(bind)
     with sock:
         config = Config()

@@ -19,10 +19,15 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from gossip_tui._config_file import CliSettings
+from gossip_tui._http_settings import (
+    api_security,
+    api_token,
+    check_http_exposure,
+    http_addr,
+    http_service,
+)
 from gossip_tui.core.http_access import LOOPBACK_HOST
 from gossip_tui.core.models import AddressError, SocketAddress
-
-from ._settings import api_security, api_token, check_http_exposure, http_addr, http_service
 
 __all__ = [
     "MEMBER_STATUSES",

@@ -22,6 +22,7 @@ measure another tree with the same interpreter).
 
     python scripts/bench/startup.py                 # 10 runs of each mode
     python scripts/bench/startup.py --runs 3 --json out.json
+    python scripts/bench/startup.py --against /tmp/before   # A B A B, the same load
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import _cluster as bench
 
@@ -58,9 +59,9 @@ def _tree() -> Path:
     return Path(explicit.split(os.pathsep)[0]) if explicit else bench.REPO
 
 
-def _env() -> dict[str, str]:
+def _env(tree: Path) -> dict[str, str]:
     env = bench.child_env()
-    env["PYTHONPATH"] = os.environ.get("PYTHONPATH") or str(bench.REPO)
+    env["PYTHONPATH"] = str(tree)
     return env
 
 
@@ -93,24 +94,25 @@ def _answers_http(port: int) -> bool:
         conn.close()
 
 
-def one_run(http: bool, settle: float) -> dict[str, float]:
-    """Start one node, wait until it answers, read its CPU; settle, read its RSS; stop it."""
+@contextlib.contextmanager
+def _ready_node(
+    tree: Path, http: bool, stderr: IO[bytes], python_flags: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """Start one node and wait until it answers a Syn (and, with HTTP, ``GET /health``);
+    the process and when it was started. The node is stopped (SIGTERM) on leaving."""
     port = bench.allocate_ports(1)[0]
     syn = codec.encode(Syn(CLUSTER_ID, Digest({})))
-    with (
-        tempfile.TemporaryFile() as stderr,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe,
-    ):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((bench.HOST, 0))
         probe.settimeout(_POLL)
         started = time.monotonic()
         process = subprocess.Popen(
-            _command(port, http),
+            _command(port, http, python_flags),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            cwd=_tree(),
-            env=_env(),
+            cwd=tree,
+            env=_env(tree),
         )
         try:
             deadline = started + _READY_TIMEOUT
@@ -122,10 +124,7 @@ def one_run(http: bool, settle: float) -> dict[str, float]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("node never answered HTTP")
                 time.sleep(_POLL)
-            cpu = bench.cpu_seconds(process.pid)
-            wall = time.monotonic() - started
-            time.sleep(settle)
-            rss = bench.rss_mib(process.pid)
+            yield process, started
         finally:
             process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -133,6 +132,19 @@ def one_run(http: bool, settle: float) -> dict[str, float]:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def one_run(tree: Path, http: bool, settle: float) -> dict[str, float]:
+    """Start one node of ``tree``, wait until it answers, read its CPU; settle, read its
+    RSS; stop it."""
+    with (
+        tempfile.TemporaryFile() as stderr,
+        _ready_node(tree, http, stderr) as (process, started),
+    ):
+        cpu = bench.cpu_seconds(process.pid)
+        wall = time.monotonic() - started
+        time.sleep(settle)
+        rss = bench.rss_mib(process.pid)
     return {"cpu_seconds": cpu, "wall_seconds": wall, "rss_mib": rss}
 
 
@@ -151,15 +163,15 @@ trio.run(main)
 """
 
 
-def floor_run(settle: float) -> dict[str, float]:
+def floor_run(tree: Path, settle: float) -> dict[str, float]:
     """CPU when the floor is ready, and its RSS ``settle`` seconds later."""
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-c", _FLOOR],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        cwd=_tree(),
-        env=_env(),
+        cwd=tree,
+        env=_env(tree),
         text=True,
     )
     try:
@@ -182,31 +194,11 @@ def floor_run(settle: float) -> dict[str, float]:
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
-def import_profile(http: bool, top: int) -> dict[str, Any]:
+def import_profile(tree: Path, http: bool, top: int) -> dict[str, Any]:
     """One run under ``-X importtime``: the costliest top-level imports and packages."""
-    port = bench.allocate_ports(1)[0]
-    syn = codec.encode(Syn(CLUSTER_ID, Digest({})))
-    with (
-        tempfile.TemporaryFile() as stderr,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe,
-    ):
-        probe.bind((bench.HOST, 0))
-        probe.settimeout(_POLL)
-        process = subprocess.Popen(
-            _command(port, http, ["-X", "importtime"]),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            cwd=_tree(),
-            env=_env(),
-        )
-        try:
-            deadline = time.monotonic() + _READY_TIMEOUT
-            while not _answers_syn(probe, port, syn) and time.monotonic() < deadline:
-                pass
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with tempfile.TemporaryFile() as stderr:
+        with _ready_node(tree, http, stderr, ["-X", "importtime"]):
+            pass
         stderr.seek(0)
         text = stderr.read().decode(errors="replace")
     # Only what was imported before shutdown began: the close path imports are not start-up.
@@ -235,6 +227,19 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def _row(label: str, figures: dict[str, dict[str, float]], modules: object) -> tuple[object, ...]:
+    cpu = figures["cpu_seconds"]
+    return (
+        label,
+        cpu["median"],
+        cpu["min"],
+        cpu["max"],
+        figures["wall_seconds"]["median"],
+        figures["rss_mib"]["median"],
+        modules,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="runs per mode (default 10)")
@@ -242,62 +247,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--settle", type=float, default=2.0, help="seconds after ready before RSS (default 2)"
     )
     parser.add_argument("--top", type=int, default=12, help="import contributors shown")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another tree (e.g. an unmodified checkout) measured run for run in turn with "
+        "this one (A B A B), so that both see the same load",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
-    bench.log(f"measuring {_tree()} with {sys.executable}; load {bench.loadavg()}")
-    results: dict[str, Any] = {"tree": str(_tree()), "loadavg_before": bench.loadavg()}
+    trees = [_tree(), *([args.against.resolve()] if args.against else [])]
+    labels = {_tree(): "", **({trees[1]: " (against)"} if args.against else {})}
+    bench.log(f"measuring {', '.join(map(str, trees))} with {sys.executable}")
+    bench.log(f"load {bench.loadavg()}")
+    results: dict[str, Any] = {"tree": str(trees[0]), "loadavg_before": bench.loadavg()}
+    if args.against:
+        results["against"] = {"tree": str(trees[1])}
     rows = []
     for with_http in (True, False):
         mode = "http" if with_http else "no-http"
-        runs = [one_run(with_http, args.settle) for _ in range(args.runs)]
-        figures = {k: _summary([r[k] for r in runs]) for k in runs[0]}
-        results[mode] = {
-            "runs": runs,
-            "summary": figures,
-            "imports": import_profile(with_http, args.top),
-        }
-        rows.append(
-            (
-                mode,
-                figures["cpu_seconds"]["median"],
-                figures["cpu_seconds"]["min"],
-                figures["cpu_seconds"]["max"],
-                figures["wall_seconds"]["median"],
-                figures["rss_mib"]["median"],
-                results[mode]["imports"]["modules"],
-            )
-        )
-    floor = [floor_run(args.settle) for _ in range(args.runs)]
+        runs: dict[Path, list[dict[str, float]]] = {tree: [] for tree in trees}
+        for _ in range(args.runs):
+            for tree in trees:
+                runs[tree].append(one_run(tree, with_http, args.settle))
+        for tree in trees:
+            figures = {k: _summary([r[k] for r in runs[tree]]) for k in runs[tree][0]}
+            imports = import_profile(tree, with_http, args.top)
+            entry = {"runs": runs[tree], "summary": figures, "imports": imports}
+            (results if tree == trees[0] else results["against"])[mode] = entry
+            rows.append(_row(mode + labels[tree], figures, imports["modules"]))
+    floor = [floor_run(trees[0], args.settle) for _ in range(args.runs)]
     floor_figures = {k: _summary([r[k] for r in floor]) for k in floor[0]}
     results["floor"] = {"runs": floor, "summary": floor_figures}
-    rows.append(
-        (
-            "floor: python + trio",
-            floor_figures["cpu_seconds"]["median"],
-            floor_figures["cpu_seconds"]["min"],
-            floor_figures["cpu_seconds"]["max"],
-            floor_figures["wall_seconds"]["median"],
-            floor_figures["rss_mib"]["median"],
-            "",
-        )
-    )
+    rows.append(_row("floor: python + trio", floor_figures, ""))
     results["loadavg_after"] = bench.loadavg()
     bench.print_table(
         f"start-up of one headless node, {args.runs} runs per mode (median, min, max)",
         ["mode", "cpu s", "min", "max", "wall s", "rss MiB", "modules"],
         rows,
     )
-    for mode in ("http", "no-http"):
-        imports = results[mode]["imports"]
-        print(f"\n{mode}: imports {imports['total_import_us'] / 1e6:.3f} s (self times summed)")
-        print(
-            "  top-level, cumulative ms: "
-            + ", ".join(f"{name} {us / 1000:.0f}" for name, us in imports["top_level"])
-        )
-        print(
-            "  packages, self ms: "
-            + ", ".join(f"{name} {us / 1000:.0f}" for name, us in imports["packages_by_self_time"])
-        )
+    for tree in trees:
+        for mode in ("http", "no-http"):
+            imports = (results if tree == trees[0] else results["against"])[mode]["imports"]
+            print(
+                f"\n{mode}{labels[tree]}: imports {imports['total_import_us'] / 1e6:.3f} s "
+                "(self times summed)"
+            )
+            print(
+                "  top-level, cumulative ms: "
+                + ", ".join(f"{name} {us / 1000:.0f}" for name, us in imports["top_level"])
+            )
+            print(
+                "  packages, self ms: "
+                + ", ".join(
+                    f"{name} {us / 1000:.0f}" for name, us in imports["packages_by_self_time"]
+                )
+            )
     print(f"\nload average before {results['loadavg_before']}, after {results['loadavg_after']}")
     if args.json:
         bench.write_json(args.json, results)

@@ -201,11 +201,16 @@ print(json.dumps({"imported": imported, "loaded": loaded}))
 """
 
 
-def test_importing_all_of_core_loads_no_io_ui_or_upper_layer() -> None:
-    env = dict(os.environ)
+def run_probe(source: str, *args: str) -> list[str]:
+    """Run ``source`` in a fresh interpreter on this tree; its stdout lines.
+
+    The GOSSIP_TUI_ environment of the test run is left out, so a probe that starts a
+    node gets the defaults, and the probe must exit 0.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(FORBIDDEN_LOADED)],
+        [sys.executable, "-c", source, *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -214,7 +219,11 @@ def test_importing_all_of_core_loads_no_io_ui_or_upper_layer() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    return result.stdout.splitlines()
+
+
+def test_importing_all_of_core_loads_no_io_ui_or_upper_layer() -> None:
+    report = json.loads(run_probe(_PROBE, json.dumps(FORBIDDEN_LOADED))[0])
     expected = {
         "gossip_tui.core." + str(p.relative_to(CORE).with_suffix("")).replace(os.sep, ".")
         for p in _core_files()
@@ -337,19 +346,7 @@ def _product_modules() -> list[str]:
 
 
 def test_importing_the_whole_product_never_loads_the_test_kit() -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", _PRODUCT_PROBE, json.dumps(_product_modules())],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    assert json.loads(run_probe(_PRODUCT_PROBE, json.dumps(_product_modules()))[0]) == []
 
 
 # --------------------------------------------------------------------------- the headless path
@@ -385,12 +382,29 @@ _HTTP_ONLY = [
     "http.client",
     "email",
 ]
+# What serving the API over HTTP/1.1 in cleartext never runs, so an HTTP node does not load
+# it (gossip_tui.api._server defers hypercorn's imports of it): HTTP/2, websockets,
+# hypercorn's multi-process runner, log and config files; nor the client commands' package.
+_NOT_FOR_HTTP11 = [
+    "h2",
+    "hpack",
+    "hyperframe",
+    "priority",
+    "wsproto",
+    "multiprocessing",
+    "logging.config",
+    "tomllib",
+    "gossip_tui.client",
+    "http.client",
+    "email",
+]
 # A config file's reader, what JSON log lines alone need, and cattrs (the API's JSON and
 # typed records): not for a node started with options only, logging text, without HTTP.
 _ON_DEMAND = ["tomllib", "datetime", "cattrs"]
 
 # The real command line, up to the moment the node is ready: then the loaded modules are
-# printed and the node is stopped as an operator would (SIGTERM).
+# printed and the node is stopped as an operator would (SIGTERM); once it has stopped they
+# are printed again (what closing the node loaded, it loads in every node that stops).
 _HEADLESS_PROBE = """
 import functools, json, os, signal, sys
 import gossip_tui._headless as headless
@@ -398,42 +412,54 @@ from gossip_tui.cli import main
 
 watched = json.loads(sys.argv[1])
 
-async def report(node):
-    loaded = sorted(
+def loaded():
+    return sorted(
         name for name in sys.modules
         if any(name == w or name.startswith(w + ".") for w in watched)
     )
-    print(json.dumps(loaded), flush=True)
+
+async def report(node):
+    print(json.dumps(loaded()), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 headless.serve_headless = functools.partial(headless.serve_headless, on_ready=report)
-sys.exit(main(["--headless", "--listen-addr", "127.0.0.1:0", *sys.argv[2:]]))
+status = main(["--headless", "--listen-addr", "127.0.0.1:0", *sys.argv[2:]])
+print(json.dumps(loaded()), flush=True)
+sys.exit(status)
 """
 
 
-def _loaded_by_headless_node(watched: list[str], *flags: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", _HEADLESS_PROBE, json.dumps(watched), *flags],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    loaded: list[str] = json.loads(result.stdout.splitlines()[0])
-    return loaded
+def _loaded_by_headless_node(watched: list[str], *flags: str) -> tuple[list[str], list[str]]:
+    """What of ``watched`` a headless node had loaded when ready, and once it stopped."""
+    ready, stopped = run_probe(_HEADLESS_PROBE, json.dumps(watched), *flags)[:2]
+    return json.loads(ready), json.loads(stopped)
 
 
 def test_a_headless_node_without_http_loads_neither_dashboard_nor_http_nor_zstd() -> None:
     watched = _NEVER_HEADLESS + _HTTP_ONLY + _ON_DEMAND
-    assert _loaded_by_headless_node(watched, "--no-http") == []
+    ready, _ = _loaded_by_headless_node(watched, "--no-http")
+    assert ready == []
 
 
 def test_a_headless_node_with_http_loads_no_dashboard_nor_zstd() -> None:
-    loaded = _loaded_by_headless_node(_NEVER_HEADLESS + _HTTP_ONLY, "--http-addr", "127.0.0.1:0")
-    assert "hypercorn" in loaded  # the probe sees what the node serves with
-    assert [name for name in loaded if not name.startswith(tuple(_HTTP_ONLY))] == []
+    watched = _NEVER_HEADLESS + _HTTP_ONLY
+    ready, _ = _loaded_by_headless_node(watched, "--http-addr", "127.0.0.1:0")
+    assert "hypercorn" in ready  # the probe sees what the node serves with
+    assert [name for name in ready if not name.startswith(tuple(_HTTP_ONLY))] == []
+
+
+def test_a_headless_node_with_http_loads_no_http2_websockets_nor_the_client() -> None:
+    ready, _ = _loaded_by_headless_node(_NOT_FOR_HTTP11, "--http-addr", "127.0.0.1:0")
+    # h2's package alone (a version string) is there: hypercorn names h2.events in
+    # annotations, and importing a stand-in for h2.events imports its package.
+    assert [name for name in ready if name != "h2"] == []
+
+
+@pytest.mark.parametrize(
+    "flags", [["--no-http"], ["--http-addr", "127.0.0.1:0"]], ids=["no-http", "http"]
+)
+def test_stopping_a_headless_node_loads_neither_the_test_kit_nor_pytest(flags: list[str]) -> None:
+    # Closing a node lets its subscribers (the membership log at least) see their stream
+    # end: that wait must come from Trio's runtime, not trio.testing, which brings pytest.
+    _, stopped = _loaded_by_headless_node(_NEVER_HEADLESS, *flags)
+    assert stopped == []

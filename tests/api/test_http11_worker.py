@@ -1,0 +1,112 @@
+"""The API's hypercorn worker is imported without HTTP/2, websockets or multiprocessing (they
+cost every HTTP node ~40 ms of start), and still answers as hypercorn does with them.
+
+Each test runs in a fresh interpreter: in this one another test may already have imported
+hypercorn whole, and then nothing is deferred.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Serves the API of a fake node, sends each request in argv on its own connection, and
+# prints one JSON line: the replies, and which deferred modules were loaded before the
+# first request and after the last.
+_SERVE_AND_ASK = """
+import json, socket, sys
+import trio
+from gossip_tui.api import serve_http
+from gossip_tui.core.models import SocketAddress
+from tests.api.helpers import api_node
+
+# The h2 package alone is a version string: its modules are what HTTP/2 costs.
+WATCHED = ("wsproto", "h2.", "hpack", "hyperframe", "priority", "multiprocessing")
+
+def loaded():
+    return sorted({n.split(".")[0] for n in sys.modules if n.startswith(WATCHED)})
+
+def exchange(port, request):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        sock.settimeout(1)
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except TimeoutError:
+            pass
+        return reply.decode("latin-1")
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        addr = await nursery.start(serve_http, api_node(), SocketAddress.parse("127.0.0.1:0"))
+        before = loaded()
+        replies = []
+        for request in sys.argv[1:]:
+            replies.append(await trio.to_thread.run_sync(exchange, addr.port, request.encode()))
+        nursery.cancel_scope.cancel()
+    after = loaded()
+    import multiprocessing.synchronize, logging.config, tomllib
+    real = [
+        hasattr(multiprocessing.synchronize, "Semaphore"),
+        hasattr(logging.config, "DictConfigurator"),
+        hasattr(tomllib, "TOMLDecodeError"),
+    ]
+    print(json.dumps({"before": before, "after": after, "replies": replies, "real": real}))
+
+trio.run(main)
+"""
+
+WEBSOCKET = (
+    "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+HEALTH = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def _serve_and_ask(*requests: str) -> dict[str, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", _SERVE_AND_ASK, *requests],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, list[str]] = json.loads(result.stdout.splitlines()[-1])
+    return report
+
+
+def test_serving_loads_no_http2_websocket_nor_multiprocessing() -> None:
+    report = _serve_and_ask(HEALTH)
+    assert report["before"] == []
+    assert report["after"] == []
+    assert report["replies"][0].startswith("HTTP/1.1 200 ")
+
+
+def test_a_websocket_request_is_refused_with_403_as_before() -> None:
+    # The websocket stream (and wsproto) is imported for the first websocket request; the
+    # app refuses it before accepting, which hypercorn answers with a bare 403.
+    report = _serve_and_ask(WEBSOCKET, HEALTH)
+    refused, health = report["replies"]
+    head = refused.split("\r\n\r\n", 1)[0].lower().split("\r\n")
+    assert head[0] == "http/1.1 403 "
+    assert {"content-length: 0", "connection: close", "server: hypercorn-h11"} <= set(head)
+    assert "wsproto" in report["after"]
+    assert health.startswith("HTTP/1.1 200 ")  # the server lives on
+
+
+def test_the_deferred_modules_are_real_once_imported_after() -> None:
+    # The stand-ins are gone from sys.modules once hypercorn is imported: an import of one
+    # of those modules afterwards gets the module itself.
+    assert _serve_and_ask(HEALTH)["real"] == [True, True, True]
