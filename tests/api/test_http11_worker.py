@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 # prints one JSON line: the replies, and which deferred modules were loaded before the
 # first request and after the last.
 _SERVE_AND_ASK = """
-import json, socket, sys
+import json, os, socket, sys
 import trio
-from gossip_tui.api import serve_http
+from gossip_tui.api import _server, serve_http
 from gossip_tui.core.models import SocketAddress
 from tests.api.helpers import api_node
 
@@ -42,6 +42,10 @@ def exchange(port, request):
         except TimeoutError:
             pass
         return reply.decode("latin-1")
+
+if os.environ.get("BREAK_A_STAND_IN"):
+    # As a hypercorn release would that takes a name the stand-in does not offer.
+    _server._DEFERRED["hypercorn.protocol.h2"] = ()
 
 async def main():
     async with trio.open_nursery() as nursery:
@@ -70,8 +74,10 @@ WEBSOCKET = (
 HEALTH = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
-def _serve_and_ask(*requests: str) -> dict[str, list[str]]:
+def _serve_and_ask(*requests: str, break_a_stand_in: bool = False) -> dict[str, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
+    if break_a_stand_in:
+        env["BREAK_A_STAND_IN"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", _SERVE_AND_ASK, *requests],
@@ -110,3 +116,14 @@ def test_the_deferred_modules_are_real_once_imported_after() -> None:
     # The stand-ins are gone from sys.modules once hypercorn is imported: an import of one
     # of those modules afterwards gets the module itself.
     assert _serve_and_ask(HEALTH)["real"] == [True, True, True]
+
+
+def test_a_hypercorn_the_stand_ins_do_not_fit_is_imported_whole() -> None:
+    # A later hypercorn may take a name a stand-in lacks: the node then imports hypercorn
+    # whole (HTTP/2 and all) and serves as before, instead of failing to serve.
+    report = _serve_and_ask(WEBSOCKET, HEALTH, break_a_stand_in=True)
+    assert "h2" in report["before"]
+    refused, health = report["replies"]
+    assert refused.startswith("HTTP/1.1 403 ")
+    assert health.startswith("HTTP/1.1 200 ")
+    assert report["real"] == [True, True, True]
