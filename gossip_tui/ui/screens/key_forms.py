@@ -20,6 +20,7 @@ from gossip_tui.core.expiry import InvalidTtl, parse_duration
 from gossip_tui.node import MAX_KEY_VALUE_BYTES
 from gossip_tui.ui._keys import INTERNAL_PREFIX, is_internal
 from gossip_tui.ui.screens._type_ahead import focus_now
+from gossip_tui.ui.widgets._steady_input import SteadyInput
 
 # chitchat ships each key-value whole inside one datagram; the node refuses any that cannot
 # fit (MAX_KEY_VALUE_BYTES). A value near that size would crowd out every other update of
@@ -29,7 +30,7 @@ MAX_VALUE_BYTES = 8192
 _ALLOWED_VALUE_CONTROLS = frozenset("\t\n")
 
 
-class _FormInput(Input):
+class _FormInput(SteadyInput):
     """An Input that hands a paste of several lines to its form (KeyFormScreen.take_paste)."""
 
     def _on_paste(self, event: events.Paste) -> None:

@@ -18,7 +18,7 @@ from textual import events, on
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.message import Message
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from gossip_tui.core.models import Liveness, NodeId
@@ -34,6 +34,7 @@ from gossip_tui.ui._format import (
 )
 from gossip_tui.ui._view_model import NodeRow, ViewChanges
 from gossip_tui.ui.widgets._one_refresh import OneRefresh
+from gossip_tui.ui.widgets._steady_input import SteadyInput
 from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
 
 # A cell as the table shows it: text and style. A changed row only touches the cells whose
@@ -632,7 +633,7 @@ class NodesTable(OneRefresh, DataTable[Text]):
             self.sort_by(str(event.column_key.value))
 
 
-class NodeFilter(Input):
+class NodeFilter(SteadyInput):
     """The `/` filter over the nodes table. Escape clears it and hands focus back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
