@@ -28,7 +28,7 @@ from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from gossip_tui.core.models import Liveness, SocketAddress
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD, format_age
@@ -64,6 +64,7 @@ from gossip_tui.ui.widgets.event_log import EventLog, LiveHistory
 from gossip_tui.ui.widgets.local_keys import LocalKeys
 from gossip_tui.ui.widgets.node_detail import NodeDetail
 from gossip_tui.ui.widgets.nodes_table import COLUMNS, NodeFilter, NodesTable
+from gossip_tui.ui.widgets.steady_footer import SteadyFooter
 
 Clock = Callable[[], datetime]
 # Signals that stop the dashboard as `q` does (a terminal closed is SIGHUP): the node says
@@ -224,7 +225,7 @@ class GossipApp(App[None]):
         yield EventLog(id="event-log")
         yield NodeDetail(id="node-detail", phi_threshold=self._phi_threshold)
         yield LocalKeys(id="local-keys")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_resize(self, event: events.Resize) -> None:
         self._main_screen.set_class(event.size.width >= _WIDE, "-wide")
