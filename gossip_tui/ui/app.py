@@ -210,6 +210,8 @@ class GossipApp(App[None]):
         # Keys that arrived while a screen was being put up, before it had a focused widget
         # to take them: replayed in order once it has one (see hold_keys).
         self._held_keys: list[events.Key] | None = None
+        # The key forms, one per mode, built on first use and kept (see KeyFormScreen).
+        self._key_forms: dict[KeyFormMode, KeyFormScreen] = {}
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -536,19 +538,23 @@ class GossipApp(App[None]):
             self.notify("The node is not up yet.", severity="warning")
         return self.node
 
+    def _key_form(self, mode: KeyFormMode, *, key: str = "", value: str = "") -> KeyFormScreen:
+        """The form for ``mode``, as new, with ``key`` and ``value`` in its fields."""
+        form = self._key_forms.get(mode)
+        if form is None:
+            form = self._key_forms[mode] = KeyFormScreen(mode, cursor_blink=self._cursor_blink)
+            # Installed, the form stays built when it is dismissed.
+            self.install_screen(form, f"key-form-{mode.value}")
+        form.prepare(key=key, value=value)
+        return form
+
     def action_set_key(self) -> None:
         if self._require_node() is not None:
-            self._push_form(
-                KeyFormScreen(KeyFormMode.SET, cursor_blink=self._cursor_blink),
-                self._apply_key_form,
-            )
+            self._push_form(self._key_form(KeyFormMode.SET), self._apply_key_form)
 
     def action_set_key_ttl(self) -> None:
         if self._require_node() is not None:
-            self._push_form(
-                KeyFormScreen(KeyFormMode.SET_WITH_TTL, cursor_blink=self._cursor_blink),
-                self._apply_key_form,
-            )
+            self._push_form(self._key_form(KeyFormMode.SET_WITH_TTL), self._apply_key_form)
 
     def _focused_local_key(self, verb: str) -> str | None:
         """The local key `e` or `d` acts on: the one under the Local keys cursor, and only
@@ -572,8 +578,7 @@ class GossipApp(App[None]):
         current = self.local_keys.value_of(key)
         value = current.value if current is not None and not current.is_deleted else ""
         self._push_form(
-            KeyFormScreen(KeyFormMode.EDIT, key=key, value=value, cursor_blink=self._cursor_blink),
-            self._apply_key_form,
+            self._key_form(KeyFormMode.EDIT, key=key, value=value), self._apply_key_form
         )
 
     def action_delete_key(self) -> None:
