@@ -13,7 +13,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
 from gossip_tui.testing import FakeCluster
@@ -22,6 +22,7 @@ from gossip_tui.ui.screens.agreement import AgreementScreen
 from gossip_tui.ui.screens.key_forms import KeyFormScreen
 from gossip_tui.ui.screens.key_grid import KeyGridScreen
 from gossip_tui.ui.screens.propagation import PropagationScreen
+from gossip_tui.ui.widgets.nodes_table import NodesTable
 from gossip_tui.ui.widgets.steady_footer import SteadyFooter
 from tests.ui.conftest import close_screen, make_app, open_screen, populate, wait_ready, wait_until
 
@@ -199,3 +200,35 @@ async def test_typing_in_the_filter_lays_the_dashboard_out_only_when_the_rows_ch
         await pilot.pause()
         assert app.nodes_table.row_count == shown
         assert layouts["Screen"] == before
+
+
+async def test_j_draws_again_only_the_rows_the_cursor_left_and_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DataTable keys each drawn line on the cursor's position, so a `j` drew again every
+    table line its frame covered (about five a press at 500 nodes, 160x45); only the row the
+    cursor left and the one it reached look different."""
+    cluster = FakeCluster()
+    for index in range(200):
+        cluster.add_peer(f"peer{index}", port=20000 + index, keys={"role": "worker"})
+    drawn = 0
+    render_line_in_row = DataTable._render_line_in_row
+
+    def counting(self: DataTable[Any], *args: Any, **kwargs: Any) -> Any:
+        nonlocal drawn
+        drawn += isinstance(self, NodesTable)
+        return render_line_in_row(self, *args, **kwargs)
+
+    monkeypatch.setattr(DataTable, "_render_line_in_row", counting)
+    app = make_app(cluster, refresh_interval=3600)  # no tick: the presses alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: app.nodes_table.row_count == 201, what="the rows")
+        app.nodes_table.focus()
+        await pilot.pause()
+        drawn = 0
+        presses = 10
+        for _ in range(presses):
+            await pilot.press("j")
+            await pilot.pause()
+        assert app.nodes_table.cursor_row == presses
+        assert drawn <= 2 * presses
