@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -17,6 +18,7 @@ from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
 from gossip_tui.testing import FakeCluster
+from gossip_tui.ui._trio_bridge import LivenessRead
 from gossip_tui.ui._view_model import ViewChanges
 from gossip_tui.ui.screens.agreement import AgreementScreen
 from gossip_tui.ui.screens.key_forms import KeyFormScreen
@@ -24,7 +26,14 @@ from gossip_tui.ui.screens.key_grid import KeyGridScreen
 from gossip_tui.ui.screens.propagation import PropagationScreen
 from gossip_tui.ui.widgets.nodes_table import NodesTable
 from gossip_tui.ui.widgets.steady_footer import SteadyFooter
-from tests.ui.conftest import close_screen, make_app, open_screen, populate, wait_ready, wait_until
+from tests.ui.conftest import (
+    close_screen,
+    make_app,
+    open_screen,
+    populate,
+    wait_ready,
+    wait_until,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -232,3 +241,45 @@ async def test_j_draws_again_only_the_rows_the_cursor_left_and_reached(
             await pilot.pause()
         assert app.nodes_table.cursor_row == presses
         assert drawn <= 2 * presses
+
+
+async def test_a_key_reaches_the_screen_before_a_tick_that_came_after_it(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick queued right behind a key was shown at once, and the key's frame waited for
+    the tick's redraw of every row it touched. The key's frame now goes first."""
+    populate(cluster)
+    app = make_app(cluster, refresh_interval=3600)  # the test posts the one tick
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_ready(pilot)
+        app.nodes_table.focus()
+        await pilot.pause()
+        node = app.node
+        assert node is not None
+        order: list[str] = []
+        row = app.nodes_table.cursor_row
+        display = app._display
+
+        def recording(screen: Screen[Any], renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is not None and app.nodes_table.cursor_row == row + 1:
+                order.append("frame")
+
+        show = app._show
+
+        def recording_show(changes: ViewChanges) -> None:
+            if changes.ticked:
+                order.append("tick")
+            show(changes)
+
+        monkeypatch.setattr(app, "_display", recording)
+        monkeypatch.setattr(app, "_show", recording_show)
+        cluster.beat()
+        # The key in the app's queue, then the tick behind it (the driver's own posting goes
+        # through the loop first, which would put the tick ahead).
+        key = events.Key("j", "j")
+        key.set_sender(app)
+        app.post_message(key)
+        app.post_message(LivenessRead(node.liveness_readings()))
+        await wait_until(pilot, lambda: "tick" in order and "frame" in order, what="both")
+        assert order.index("frame") < order.index("tick")
