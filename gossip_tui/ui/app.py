@@ -16,24 +16,34 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar
 
 import attrs
 import outcome
+from rich.console import RenderableType
 from rich.text import Text
 from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
+from gossip_tui.core.engine import LivenessReadings
 from gossip_tui.core.models import Liveness, SocketAddress
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD, format_age
 from gossip_tui.ui._keys import protection_of
-from gossip_tui.ui._node_api import NodeFactory, NodeHandle, NodeIsLive, default_node_factory
+from gossip_tui.ui._node_api import (
+    NodeEvent,
+    NodeFactory,
+    NodeHandle,
+    NodeIsLive,
+    default_node_factory,
+)
 from gossip_tui.ui._trio_bridge import (
     HttpService,
     LivenessRead,
@@ -64,6 +74,7 @@ from gossip_tui.ui.widgets.event_log import EventLog, LiveHistory
 from gossip_tui.ui.widgets.local_keys import LocalKeys
 from gossip_tui.ui.widgets.node_detail import NodeDetail
 from gossip_tui.ui.widgets.nodes_table import COLUMNS, NodeFilter, NodesTable
+from gossip_tui.ui.widgets.steady_footer import SteadyFooter
 
 Clock = Callable[[], datetime]
 # Signals that stop the dashboard as `q` does (a terminal closed is SIGHUP): the node says
@@ -92,8 +103,15 @@ _SORT_BINDINGS: list[BindingType] = [
 ]
 _SORT_HELP = "Sort by column; again flips"
 _CYCLE_SORT_HELP = "Sort next / reverse"
+# The node's updates wait behind the keys queued before them at most this long (seconds).
+_FLUSH_AT_THE_LATEST = 0.25
 # Below this width the panes stack in two columns; from it on, three.
 _WIDE = 150
+
+
+class UpdatesDue(Message):
+    """The node's updates may be shown once the keys ahead of this message have acted
+    (see GossipApp._after_key_frames): it bubbles from the focused widget to the app."""
 
 
 def _detach_from_a_lost_terminal() -> None:
@@ -209,6 +227,11 @@ class GossipApp(App[None]):
         # Keys that arrived while a screen was being put up, before it had a focused widget
         # to take them: replayed in order once it has one (see hold_keys).
         self._held_keys: list[events.Key] | None = None
+        # The node's updates waiting for the keys queued before them (see _after_key_frames).
+        self._pending_updates: list[Callable[[], None]] = []
+        self._flush_after_frame = False
+        # The key forms, one per mode, built on first use and kept (see KeyFormScreen).
+        self._key_forms: dict[KeyFormMode, KeyFormScreen] = {}
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -224,7 +247,7 @@ class GossipApp(App[None]):
         yield EventLog(id="event-log")
         yield NodeDetail(id="node-detail", phi_threshold=self._phi_threshold)
         yield LocalKeys(id="local-keys")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_resize(self, event: events.Resize) -> None:
         self._main_screen.set_class(event.size.width >= _WIDE, "-wide")
@@ -348,17 +371,77 @@ class GossipApp(App[None]):
             + (f", HTTP API on http://{http}/" if http else "")
         )
 
+    # A tick (the readings) and the node's events are shown behind the keys already
+    # queued, after the frame that shows those keys' effect: a key pressed just before a
+    # tick has its effect on screen first, not in a frame that also redraws every row the
+    # tick touched. The updates wait in one list, in the order they came. A key travels
+    # from the app to the focused widget and bubbles back up through its ancestors to the
+    # app, whose bindings act on it; the UpdatesDue message takes that same path, behind
+    # it in every queue. When it arrives, the keys have acted: if a repaint is pending, the
+    # updates are shown once the next frame has been written, else at once. A message lost
+    # with a widget removed meanwhile only delays them: a timer shows them anyway (a lost
+    # batch of events would be lost state).
+
+    def _after_key_frames(self, update: Callable[[], None]) -> None:
+        if not (self.is_running and self.screen_stack):
+            return
+        self._pending_updates.append(update)
+        if len(self._pending_updates) > 1:
+            return  # a flush is on its way
+        target = self.focused
+        if target is None or not target.post_message(UpdatesDue()):
+            self._flush_updates()
+            return
+        self.set_timer(_FLUSH_AT_THE_LATEST, self._flush_updates)
+
+    def on_updates_due(self, message: UpdatesDue) -> None:
+        message.stop()
+        if self._repaint_pending():
+            self._flush_after_frame = True
+        else:
+            self._flush_updates()
+
+    def _repaint_pending(self) -> bool:
+        """Whether the screen, or the focused widget a key just acted on, waits for a frame
+        (the widget tells its screen only when it is next idle)."""
+        if not self.screen_stack:
+            return False
+        screen, focused = self.screen, self.focused
+        if screen._dirty_widgets or screen._layout_required or screen._repaint_required:
+            return True
+        return focused is not None and (
+            focused._repaint_required or focused._layout_required or focused._scroll_required
+        )
+
+    def _display(self, screen: Screen[Any], renderable: RenderableType | None) -> None:
+        super()._display(screen, renderable)
+        if self._flush_after_frame and renderable is not None:
+            self._flush_after_frame = False
+            self.call_later(self._flush_updates)
+
+    def _flush_updates(self) -> None:
+        self._flush_after_frame = False
+        updates, self._pending_updates = self._pending_updates, []
+        for update in updates:
+            update()
+
     def on_liveness_read(self, message: LivenessRead) -> None:
-        if self.is_running and self.view_model is not None:
-            self._show(self.view_model.apply_readings(message.readings))
+        self._after_key_frames(partial(self._apply_readings, message.readings))
+
+    def on_node_events_received(self, message: NodeEventsReceived) -> None:
+        self._after_key_frames(partial(self._apply_events, message.events))
+
+    def _apply_readings(self, readings: LivenessReadings) -> None:
+        if self.is_running and self.view_model is not None and self.screen_stack:
+            self._show(self.view_model.apply_readings(readings))
             if self._sampler is None:
                 # The sparkline's time axis: one sample a second, whatever the reading rate.
                 self._sample_live()
                 self._sampler = self.set_interval(self._live_sample_interval, self._sample_live)
 
-    def on_node_events_received(self, message: NodeEventsReceived) -> None:
-        if self.is_running and self.view_model is not None:
-            self._show(self.view_model.apply_events(message.events))
+    def _apply_events(self, node_events: tuple[NodeEvent, ...]) -> None:
+        if self.is_running and self.view_model is not None and self.screen_stack:
+            self._show(self.view_model.apply_events(node_events))
 
     def on_demo_notice(self, message: DemoNotice) -> None:
         if self.is_running:
@@ -535,19 +618,23 @@ class GossipApp(App[None]):
             self.notify("The node is not up yet.", severity="warning")
         return self.node
 
+    def _key_form(self, mode: KeyFormMode, *, key: str = "", value: str = "") -> KeyFormScreen:
+        """The form for ``mode``, as new, with ``key`` and ``value`` in its fields."""
+        form = self._key_forms.get(mode)
+        if form is None:
+            form = self._key_forms[mode] = KeyFormScreen(mode, cursor_blink=self._cursor_blink)
+            # Installed, the form stays built when it is dismissed.
+            self.install_screen(form, f"key-form-{mode.value}")
+        form.prepare(key=key, value=value)
+        return form
+
     def action_set_key(self) -> None:
         if self._require_node() is not None:
-            self._push_form(
-                KeyFormScreen(KeyFormMode.SET, cursor_blink=self._cursor_blink),
-                self._apply_key_form,
-            )
+            self._push_form(self._key_form(KeyFormMode.SET), self._apply_key_form)
 
     def action_set_key_ttl(self) -> None:
         if self._require_node() is not None:
-            self._push_form(
-                KeyFormScreen(KeyFormMode.SET_WITH_TTL, cursor_blink=self._cursor_blink),
-                self._apply_key_form,
-            )
+            self._push_form(self._key_form(KeyFormMode.SET_WITH_TTL), self._apply_key_form)
 
     def _focused_local_key(self, verb: str) -> str | None:
         """The local key `e` or `d` acts on: the one under the Local keys cursor, and only
@@ -571,8 +658,7 @@ class GossipApp(App[None]):
         current = self.local_keys.value_of(key)
         value = current.value if current is not None and not current.is_deleted else ""
         self._push_form(
-            KeyFormScreen(KeyFormMode.EDIT, key=key, value=value, cursor_blink=self._cursor_blink),
-            self._apply_key_form,
+            self._key_form(KeyFormMode.EDIT, key=key, value=value), self._apply_key_form
         )
 
     def action_delete_key(self) -> None:

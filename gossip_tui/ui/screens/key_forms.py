@@ -20,6 +20,7 @@ from gossip_tui.core.expiry import InvalidTtl, parse_duration
 from gossip_tui.node import MAX_KEY_VALUE_BYTES
 from gossip_tui.ui._keys import INTERNAL_PREFIX, is_internal
 from gossip_tui.ui.screens._type_ahead import focus_now
+from gossip_tui.ui.widgets._steady_input import SteadyInput
 
 # chitchat ships each key-value whole inside one datagram; the node refuses any that cannot
 # fit (MAX_KEY_VALUE_BYTES). A value near that size would crowd out every other update of
@@ -29,7 +30,7 @@ MAX_VALUE_BYTES = 8192
 _ALLOWED_VALUE_CONTROLS = frozenset("\t\n")
 
 
-class _FormInput(Input):
+class _FormInput(SteadyInput):
     """An Input that hands a paste of several lines to its form (KeyFormScreen.take_paste)."""
 
     def _on_paste(self, event: events.Paste) -> None:
@@ -122,6 +123,10 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
     fast (a paste through tmux, type-ahead) are routed as they arrive, so the characters
     after an Enter land in the next field. Widget.focus() would move focus only after the
     keys already queued, which went to the old field.
+
+    The app builds one form per mode and keeps it (installed) between uses: composing and
+    laying out a form on every `s` cost several layouts each time, while a form already
+    built only has its fields reset (``prepare``) and is painted when it is pushed again.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -174,8 +179,24 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
     def on_mount(self) -> None:
         for field in self.query(Input):
             field.cursor_blink = self._cursor_blink
+
+    def on_screen_resume(self) -> None:
+        # Every time the form comes up, built now or kept from an earlier use.
         target = "value-input" if self.mode is KeyFormMode.EDIT else "key-input"
         focus_now(self.app, self._field(target))
+
+    def prepare(self, *, key: str = "", value: str = "") -> None:
+        """Make a kept form as new for its next use: ``key`` and ``value`` in the fields
+        (an edit's), the TTL empty and no error shown. Before it is pushed."""
+        self._key, self._value = key, value
+        if not self.is_mounted:
+            return  # compose fills the fields
+        fields = {"key-input": key, "value-input": value, "ttl-input": ""}
+        for field in self.query(Input):
+            if field.id in fields:
+                field.value = fields[field.id]
+                field.cursor_position = len(field.value)
+        self.show_error("")
 
     def _field(self, field_id: str) -> Input:
         return self.query_one(f"#{field_id}", Input)
@@ -187,6 +208,8 @@ class KeyFormScreen(ModalScreen[KeyFormResult | None]):
 
     def show_error(self, message: str) -> None:
         error = self.query_one("#key-form-error", Label)
+        if str(error.content) == message:
+            return  # every keystroke clears it: no layout for an error already gone
         error.update(message)
         error.set_class(bool(message), "visible")
 

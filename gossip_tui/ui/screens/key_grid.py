@@ -20,6 +20,7 @@ from textual.widgets.option_list import Option
 
 from gossip_tui.ui._view_model import ClusterViewModel, ViewChanges
 from gossip_tui.ui.screens._type_ahead import focus_now
+from gossip_tui.ui.widgets._steady_input import SteadyInput
 from gossip_tui.ui.widgets.key_grid import KeyGridTable, KeyQuery
 
 # Below this many columns the picker narrows (see app.tcss).
@@ -71,7 +72,7 @@ class KeyGridScreen(Screen[None]):
                 yield Label(f"Keys of {self._picks_of}" if self._picks_of else "Keys")
                 yield KeyPicker(*(Option(key, id=key) for key in self._picks), id="key-picker")
             with Vertical(id="key-grid-main"):
-                field = Input(
+                field = SteadyInput(
                     value=self._key,
                     placeholder="key, or a prefix ending in . or * (Enter: to the grid)",
                     id="key-grid-query",

@@ -18,7 +18,8 @@ from textual import events, on
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.message import Message
-from textual.widgets import DataTable, Input
+from textual.strip import Strip
+from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from gossip_tui.core.models import Liveness, NodeId
@@ -34,6 +35,7 @@ from gossip_tui.ui._format import (
 )
 from gossip_tui.ui._view_model import NodeRow, ViewChanges
 from gossip_tui.ui.widgets._one_refresh import OneRefresh
+from gossip_tui.ui.widgets._steady_input import SteadyInput
 from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
 
 # A cell as the table shows it: text and style. A changed row only touches the cells whose
@@ -48,6 +50,8 @@ _FEW_ROWS = 16
 # Rendered cells kept (see NodesTable._render_cell): a screenful is ~400, a cursor or a
 # hover doubles a row's.
 _CELL_CACHE_SIZE = 4096
+# Rendered lines kept (see NodesTable._render_line): a screenful or two.
+_LINE_CACHE_SIZE = 512
 
 
 class Column:
@@ -245,6 +249,9 @@ class NodesTable(OneRefresh, DataTable[Text]):
         self._cell_lines: LRUCache[tuple[Any, ...], list[list[Segment]]] = LRUCache(
             _CELL_CACHE_SIZE
         )
+        self._line_strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(_LINE_CACHE_SIZE)
+        # Table lines drawn afresh (not from a cache), for test_keypress_cost.py.
+        self.lines_rendered = 0
         super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
         # The name, status, phi and age stay put when the table scrolls sideways to the
         # columns past the right edge of a narrow window.
@@ -321,12 +328,49 @@ class NodesTable(OneRefresh, DataTable[Text]):
             self._cell_lines[cache_key] = lines
         return lines
 
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """A line of the table, cached by whether its row is the cursor's (or the mouse's)
+        rather than by where the cursor is: DataTable keys every line on the cursor's
+        coordinate, so each `j` drew every row on screen again, when only the row the
+        cursor left and the one it reached look different (a row cursor highlights whole
+        rows)."""
+        if self.cursor_type != "row":
+            return super()._render_line(y, x1, x2, base_style)
+        try:
+            row_key, _line_in_row = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        row_index = self._row_locations.get(row_key)
+        if row_index is None:
+            row_index = -1  # the header
+        cache_key = (
+            y,
+            x1,
+            x2,
+            self.size.width,
+            self.show_cursor and row_index == self.cursor_row,
+            self._show_hover_cursor and row_index == self.hover_row,
+            base_style,
+            self._show_hover_cursor,
+            self.show_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
+        strip = self._line_strips.get(cache_key)
+        if strip is None:
+            self.lines_rendered += 1
+            strip = super()._render_line(y, x1, x2, base_style)
+            self._line_strips[cache_key] = strip
+        return strip
+
     def _clear_caches(self) -> None:
         super()._clear_caches()
         self._cell_lines.clear()
+        self._line_strips.clear()
 
     def notify_style_update(self) -> None:
         self._cell_lines.clear()  # a new theme or CSS: the same text renders otherwise
+        self._line_strips.clear()
         super().notify_style_update()
 
     def _fit_columns(self) -> None:
@@ -632,7 +676,7 @@ class NodesTable(OneRefresh, DataTable[Text]):
             self.sort_by(str(event.column_key.value))
 
 
-class NodeFilter(Input):
+class NodeFilter(SteadyInput):
     """The `/` filter over the nodes table. Escape clears it and hands focus back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
