@@ -99,19 +99,19 @@ class _Counts:
         if self.counting:
             label = self._label(task)
             self.steps[label] += 1
-            if label == "_receive_loop":
-                if self._node is None:
-                    self._node = task.coro.cr_frame.f_locals["self"]
-                    self._datagrams_before = self._node.stats.datagrams_in
-                if self._profiler is not None:
-                    self._profiler.enable()
+            if label == "_receive_loop" and self._node is None:
+                self._node = task.coro.cr_frame.f_locals["self"]
+                self._datagrams_before = self._node.stats.datagrams_in
             self._step_started = time.thread_time()
+            # Last, so that the profile holds the step and none of this instrument.
+            if self._profiler is not None and label == "_receive_loop":
+                self._profiler.enable()
 
     def after_task_step(self, task: Any) -> None:
         if self.counting:
-            self.step_cpu[self._label(task)] += time.thread_time() - self._step_started
             if self._profiler is not None:
                 self._profiler.disable()
+            self.step_cpu[self._label(task)] += time.thread_time() - self._step_started
 
     def before_io_wait(self, timeout: float) -> None:
         now = time.monotonic()
