@@ -137,6 +137,8 @@ class NodeBase:
         self._reply_budgets = ReplyBudgets()
         # The datagram being handled, as _reply_budget reads it: set per datagram, so that
         # the receive path passes one method bound here rather than a closure per datagram.
+        # Read synchronously inside receive_datagram, right after they are set: no other
+        # datagram's values can be in place then.
         self._budget_source = socket.local_address
         self._budget_size = 0
         self._budget_now = 0.0
