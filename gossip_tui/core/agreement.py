@@ -199,6 +199,9 @@ def _sender_among(
     newest generation (the digest's order decides those). ``source`` is not our own
     address, so none of these nodes is us."""
     listed = seen.digest.nodes
+    if len(known) == 1 and not seen.unadmitted:  # the common case: one node at the address
+        only = known[0]
+        return only if only in listed else None
     found = [node for node in known if node in listed]
     if seen.unadmitted:  # disjoint from ``known``: the state does not hold them
         found += [node for node in seen.unadmitted if node.gossip_addr == source]
@@ -215,8 +218,15 @@ class PeerViews:
 
     def __init__(self, max_peers: int = MAX_PEER_VIEWS) -> None:
         self._max_peers = max_peers
-        self.reports: dict[NodeId, PeerReport] = {}
+        # Each peer's last report as a plain tuple, PeerReport's fields in order: noted for
+        # nearly every datagram, read only when someone looks (see ``reports``).
+        self._reports: dict[NodeId, tuple[NodeId, int, int, float]] = {}
         self.digest_views: dict[NodeId, ViewSummary] = {}
+
+    @property
+    def reports(self) -> dict[NodeId, PeerReport]:
+        """The last report of each peer about us (a copy, built for the reader)."""
+        return {node: PeerReport(*row) for node, row in self._reports.items()}
 
     def note(
         self,
@@ -237,39 +247,44 @@ class PeerViews:
         sender = None
         # A message from our own address may list former identities of ours, which the
         # state dropped during the step and ``unadmitted`` does not name: walk for those.
-        if known_at is not None and source != self_id.gossip_addr:
+        # (The port first: an int comparison settles nearly every source.)
+        own_addr = self_id.gossip_addr
+        if known_at is not None and (source.port != own_addr.port or source != own_addr):
             sender = _sender_among(seen, source, known_at(source))
         if sender is None:
             sender = sender_of(seen.digest, source, self_id)
         if sender is None:
             return None
-        if sender not in self.reports and len(self.reports) >= self._max_peers:
+        reports = self._reports
+        if len(reports) >= self._max_peers and sender not in reports:
             return None
         own = seen.digest.nodes.get(self_id)
         if own is not None:
-            self.reports[sender] = PeerReport(self_id, own.max_version, own.last_gc_version, now)
+            reports[sender] = (self_id, own.max_version, own.last_gc_version, now)
         elif not seen.partial:
             # A full digest without us: the sender holds nothing of ours (yet).
-            self.reports[sender] = PeerReport(self_id, 0, 0, now)
+            reports[sender] = (self_id, 0, 0, now)
         if publishes_view is not None and publishes_view(sender):
-            self.digest_views.pop(sender, None)
+            if self.digest_views:  # empty unless chitchat peers are about: no lookup then
+                self.digest_views.pop(sender, None)
         elif not seen.partial:
             self.digest_views[sender] = summarize(seen.digest.nodes.keys())
         return sender
 
     def __len__(self) -> int:
         """How many peers the table holds something of (at most)."""
-        return max(len(self.reports), len(self.digest_views))
+        return max(len(self._reports), len(self.digest_views))
 
     def forget(self, node: NodeId) -> None:
-        self.reports.pop(node, None)
+        self._reports.pop(node, None)
         self.digest_views.pop(node, None)
 
     def keep(self, known: Collection[NodeId]) -> None:
         """Drop every peer not in ``known`` (removed, forgotten, or never admitted)."""
-        for table in (self.reports, self.digest_views):
-            for node in [node for node in table if node not in known]:
-                del table[node]
+        for node in [node for node in self._reports if node not in known]:
+            del self._reports[node]
+        for node in [node for node in self.digest_views if node not in known]:
+            del self.digest_views[node]
 
 
 # ---------------------------------------------------------------------- propagation

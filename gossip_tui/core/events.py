@@ -129,6 +129,8 @@ def change_events(changes: tuple[StateChange, ...] | list[StateChange]) -> list[
 def step_events(step: Step) -> list[NodeEvent]:
     """The events of one engine step: liveness first (a sweep), then the state's changes,
     then the departures the step saw (after the marker's own key event)."""
+    if not step.changes and not step.departures and not isinstance(step, SweepStep):
+        return []  # most received messages only move heartbeats: nothing to build
     events: list[NodeEvent] = []
     if isinstance(step, SweepStep):
         events.extend(NodeJoined(node) for node in step.liveness.joined)

@@ -119,45 +119,54 @@ class NodeLoops(NodeBase):
                 self._internal_error("receive_loop")
 
     async def _handle_datagram(self, data: bytes, source: SocketAddress) -> None:
+        # The idle node's hot path (several datagrams per peer per round): nothing is built
+        # per datagram that a field or an empty check avoids (guarded in
+        # tests/node/test_receive_glue.py).
         now = self._now()
-
-        def reply_budget(message: Message) -> int | None:
-            # A source not yet shown to receive what we send may be forged: answer it small.
-            return self._reply_budgets.budget(message, source, len(data), now)
-
+        self._budget_source, self._budget_size, self._budget_now = source, len(data), now
         try:
-            received = receive_datagram(self.engine, data, now, reply_budget)
+            received = receive_datagram(self.engine, data, now, self._reply_budget_of)
         except Exception:
             # A message our engine cannot digest must never take the node down.
             self.stats.dropped["rejected"] += 1
             self._internal_error("handle_message", f"a message from {source}")
             return
-        self.stats.count_received(received)
-        if received.step is None:
+        step = received.step
+        if step is None:
+            self.stats.count_received(received)
             log.debug("dropped a malformed datagram from %s: %s", source, received.decode_error)
             return
+        # Counted only when there is something to count: most steps refuse nothing.
+        eventful = step.refusals or step.heartbeat_outruns or step.self_repairs
+        if eventful:
+            self.stats.count_step(step)
         if source in self.engine.seed_addrs:
-            self._seed_heard(source)
-        self._report(received.step, source)
-        if received.step.seen_digest is not None:
-            self._note_digest(received.step.seen_digest, source, now)
-        reply = received.reply
+            self._seed_heard(source, now)
+        if eventful:
+            self._report(step, source)
+        if step.seen_digest is not None:
+            self._note_digest(step.seen_digest, source, now)
+        reply = step.reply
         if reply is not None:
             if received.reply_budget is not None and isinstance(reply, (SynAck, Ack)):
                 self.stats.small_replies += 1
-            await self._send(reply, source)
-            if isinstance(received.message, SynAck) and source in self._leave_pending:
+            await self._send(reply, source, now)
+            if self._leave_pending and isinstance(received.message, SynAck):
                 self._leave_pending.discard(source)
                 if not self._leave_pending:
                     self._leave_done.set()
-        # After the reply: a subscriber woken by an event sees the exchange done.
-        self._publish_all(received.events)
+        if received.events:
+            # After the reply: a subscriber woken by an event sees the exchange done.
+            self._publish_all(received.events)
 
     def _record(self, step: Step, source: object) -> None:
         """Act on what a round or a sweep did: count it, log it, publish its events."""
-        self.stats.count_step(step)
-        self._report(step, source)
-        self._publish_all(step_events(step))
+        if step.refusals or step.heartbeat_outruns or step.self_repairs:
+            self.stats.count_step(step)
+            self._report(step, source)
+        events = step_events(step)
+        if events:
+            self._publish_all(events)
 
     def _report(self, step: Step, source: object) -> None:
         """Log what an operator should know of a step (counted already)."""

@@ -135,6 +135,14 @@ class NodeBase:
         # the node's clock; the gossip round and the liveness sweep fire them.
         self.expiries = KeyExpiries()
         self._reply_budgets = ReplyBudgets()
+        # The datagram being handled, as _reply_budget reads it: set per datagram, so that
+        # the receive path passes one method bound here rather than a closure per datagram.
+        # Read synchronously inside receive_datagram, right after they are set: no other
+        # datagram's values can be in place then.
+        self._budget_source = socket.local_address
+        self._budget_size = 0
+        self._budget_now = 0.0
+        self._reply_budget_of = self._reply_budget
         # Whether each seed answers (see Node.seed_status): kept here because the gossip
         # round asks seeds and the receive loop hears them.
         self._seed_unanswered: Counter[SocketAddress] = Counter()
@@ -142,6 +150,10 @@ class NodeBase:
         self._seeds_unreachable: set[SocketAddress] = set()
         # What each peer's last digest said of us and of the nodes it knows (_views).
         self._peer_views = PeerViews()
+        # Bound once (the engine keeps its state for life): a digest arrives with nearly
+        # every datagram, and a bound method per call is an object per datagram.
+        self._publishes_view_of = self._publishes_view
+        self._nodes_at = engine.state.nodes_at
 
     def _now(self) -> float:
         return trio.current_time()
@@ -164,9 +176,9 @@ class NodeBase:
             log.warning("seed %s has not answered %d Syns in a row", addr, unanswered)
             self._publish(SeedUnreachable(addr, unanswered))
 
-    def _seed_heard(self, addr: SocketAddress) -> None:
+    def _seed_heard(self, addr: SocketAddress, now: float) -> None:
         self._seed_unanswered.pop(addr, None)
-        self._seed_last_answer[addr] = self._now()
+        self._seed_last_answer[addr] = now
         if addr in self._seeds_unreachable:
             self._seeds_unreachable.discard(addr)
             log.info("seed %s answers again", addr)
@@ -174,16 +186,15 @@ class NodeBase:
 
     def _note_digest(self, seen: SeenDigest, source: SocketAddress, now: float) -> None:
         """What a peer's digest said of us and of the nodes it knows (read by _views)."""
-        states = self.engine.state.node_states
-
-        def publishes_view(node: NodeId) -> bool:
-            state = states.get(node)
-            # A value that is no summary (forged, garbled) leaves the digest to judge by.
-            return state is not None and is_view_summary(state.get(VIEW_KEY))
-
+        engine = self.engine
         self._peer_views.note(
-            seen, source, self.engine.self_id, now, publishes_view, self.engine.state.nodes_at
+            seen, source, engine.self_id, now, self._publishes_view_of, self._nodes_at
         )
+
+    def _publishes_view(self, node: NodeId) -> bool:
+        state = self.engine.state.node_states.get(node)
+        # A value that is no summary (forged, garbled) leaves the digest to judge by.
+        return state is not None and is_view_summary(state.get(VIEW_KEY))
 
     def _publish(self, event: NodeEvent) -> None:
         self._fanout.publish(event)
@@ -222,10 +233,18 @@ class NodeBase:
             self._internal_error("encode")
             return None
 
-    async def _send(self, message: Message, addr: SocketAddress) -> None:
+    def _reply_budget(self, message: Message) -> int | None:
+        """The cap of the reply to ``message``, the datagram being handled: a source not yet
+        shown to receive what we send may be forged, so it is answered small."""
+        return self._reply_budgets.budget(
+            message, self._budget_source, self._budget_size, self._budget_now
+        )
+
+    async def _send(self, message: Message, addr: SocketAddress, now: float | None = None) -> None:
+        """Encode and send ``message``; ``now``: the time the caller read already."""
         data = self._encode(message)
         if data is not None:
-            self._reply_budgets.sent(message, addr, self._now())
+            self._reply_budgets.sent(message, addr, self._now() if now is None else now)
             await self._send_bytes(data, addr)
 
     async def _send_bytes(self, data: bytes, addr: SocketAddress) -> None:

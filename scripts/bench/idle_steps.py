@@ -9,21 +9,32 @@ only be timed (noisily, on a shared machine). N-1 headless nodes run as processe
 sleep), steps per task, the CPU time spent inside each task's steps (thread time), and the
 process's CPU time. One JSON line on stdout.
 
+With ``--profile``, cProfile runs only inside the steps of the probe's receive loop (the
+idle receive path: recv, decode, engine, reply, events) and the report adds the function
+calls per received datagram, in all and for the functions called most (``--top``): a
+count, so it can be compared across trees on a loaded machine. Another tree (an older
+commit's checkout, say) is measured by running this file with that tree first on
+``sys.path`` (``--tree DIR``): its nodes and its probe then run that tree's code.
+
     python scripts/bench/idle_steps.py                  # 10 nodes, 1 s interval, HTTP on
     python scripts/bench/idle_steps.py --no-http --window 60
+    python scripts/bench/idle_steps.py --profile --tree /tmp/before
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import _cluster as bench
@@ -36,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds before counting")
     parser.add_argument("--window", type=float, default=30.0, help="seconds counted")
     parser.add_argument("--no-http", action="store_true", help="the probe serves no HTTP API")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="count function calls per received datagram in the probe's receive loop",
+    )
+    parser.add_argument("--top", type=int, default=25, help="functions listed with --profile")
+    parser.add_argument(
+        "--profile-out", help="with --profile: also dump the pstats table here (for pstats)"
+    )
+    parser.add_argument(
+        "--tree", help="run the nodes and the probe from this source tree (default: this one)"
+    )
     parser.add_argument("--probe-seed", help=argparse.SUPPRESS)  # set for the child
     return parser
 
@@ -43,9 +66,23 @@ def _parser() -> argparse.ArgumentParser:
 class _Counts:
     """A Trio instrument (duck-typed: trio is imported by the probe only)."""
 
-    def __init__(self, start: float, window: float, report: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        start: float,
+        window: float,
+        report: dict[str, Any],
+        top: int | None = None,
+        profile_out: str | None = None,
+    ) -> None:
         self.start, self.end = start, start + window
         self.report = report
+        # The node the receive loop belongs to (the loop's ``self``): its datagram counter
+        # divides. With --profile: a profiler on for the receive loop's steps only.
+        self._node: Any = None
+        self._datagrams_before = 0
+        self._profiler = cProfile.Profile() if top is not None else None
+        self._top = top or 0
+        self._profile_out = profile_out
         self.counting = False
         self.done = False
         self.steps: Counter[str] = Counter()
@@ -60,11 +97,20 @@ class _Counts:
 
     def before_task_step(self, task: Any) -> None:
         if self.counting:
-            self.steps[self._label(task)] += 1
+            label = self._label(task)
+            self.steps[label] += 1
+            if label == "_receive_loop" and self._node is None:
+                self._node = task.coro.cr_frame.f_locals["self"]
+                self._datagrams_before = self._node.stats.datagrams_in
             self._step_started = time.thread_time()
+            # Last, so that the profile holds the step and none of this instrument.
+            if self._profiler is not None and label == "_receive_loop":
+                self._profiler.enable()
 
     def after_task_step(self, task: Any) -> None:
         if self.counting:
+            if self._profiler is not None:
+                self._profiler.disable()
             self.step_cpu[self._label(task)] += time.thread_time() - self._step_started
 
     def before_io_wait(self, timeout: float) -> None:
@@ -99,7 +145,55 @@ class _Counts:
             },
             loadavg=bench.loadavg(),
         )
+        if self._node is not None:
+            datagrams = self._node.stats.datagrams_in - self._datagrams_before
+            self.report.update(
+                datagrams_in_per_s=per_second(datagrams),
+                # CPU (thread time) in the receive loop's steps per datagram received.
+                receive_cpu_us_per_datagram=round(
+                    self.step_cpu["_receive_loop"] / max(datagrams, 1) * 1e6, 1
+                ),
+            )
+        if self._profiler is not None:
+            self.report.update(self._profile_report())
         print(json.dumps(self.report), flush=True)
+
+    def _profile_report(self) -> dict[str, Any]:
+        assert self._profiler is not None
+        if self._profile_out:
+            self._profiler.dump_stats(self._profile_out)
+        node = self._node
+        datagrams = 0 if node is None else node.stats.datagrams_in - self._datagrams_before
+        # pstats' table: (file, line, function) -> (primitive calls, all calls, ...).
+        table = pstats.Stats(self._profiler).stats  # type: ignore[attr-defined]
+        calls = Counter(
+            {
+                f"{Path(file).name}:{function}" if file != "~" else function: row[1]
+                for (file, _line, function), row in table.items()
+            }
+        )
+        python_calls = sum(row[1] for (file, _l, _f), row in table.items() if file != "~")
+        # Python calls by the module they run in: which layer the calls are spent in.
+        by_file: Counter[str] = Counter()
+        for (file, _line, _function), row in table.items():
+            if file != "~":
+                by_file[file.split("site-packages/")[-1].split(str(bench.REPO))[-1]] += row[1]
+
+        def per_datagram(count: int) -> float:
+            return round(count / max(datagrams, 1), 2)
+
+        return {
+            "profiler": "cProfile",
+            "datagrams_profiled": datagrams,
+            "calls_per_datagram": per_datagram(sum(calls.values())),
+            "python_calls_per_datagram": per_datagram(python_calls),
+            "python_calls_per_datagram_by_file": {
+                name: per_datagram(count) for name, count in by_file.most_common(self._top)
+            },
+            "top_calls_per_datagram": {
+                name: per_datagram(count) for name, count in calls.most_common(self._top)
+            },
+        }
 
 
 def _free_port() -> int:
@@ -113,12 +207,18 @@ def _free_port() -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    if args.tree:
+        sys.path.insert(0, args.tree)  # ahead of this repository, which _cluster put first
     import trio
 
+    from gossip_tui import cli
     from gossip_tui.cli import main
 
     report: dict[str, Any] = {"nodes": args.nodes, "http": not args.no_http}
-    counts = _Counts(time.monotonic() + args.settle, args.window, report)
+    if args.tree:
+        report["tree"] = args.tree
+    top = args.top if args.profile else None
+    counts = _Counts(time.monotonic() + args.settle, args.window, report, top, args.profile_out)
     run = trio.run
 
     def instrumented_run(*fn_args: Any, **kwargs: Any) -> Any:
@@ -131,8 +231,11 @@ def _probe(args: argparse.Namespace) -> int:
         "--node-id", "probe",
         "--interval-ms", str(args.interval_ms),
         "--seed", args.probe_seed,
-        "--log-level", "warning",
     ]  # fmt: skip
+    # Quiet, where the command line has the option (older trees, measured with --tree,
+    # log at info; an idle node logs nothing at that level either).
+    if "--log-level" in Path(cli.__file__).read_text():
+        argv += ["--log-level", "warning"]
     if args.no_http:
         argv.append("--no-http")
     return main(argv)
@@ -142,6 +245,8 @@ def main() -> int:
     args = _parser().parse_args()
     if args.probe_seed:
         return _probe(args)
+    if args.tree:
+        bench.REPO = Path(args.tree).resolve()  # where the nodes start, first on their path
     with bench.cluster(bench.GOSSIP_TUI, args.nodes - 1, args.interval_ms) as c:
         seed = f"{bench.HOST}:{c.nodes[0].gossip_port}"
         command = [sys.executable, __file__, *sys.argv[1:], "--probe-seed", seed]

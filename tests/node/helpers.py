@@ -86,6 +86,18 @@ async def open_cluster(
         yield nodes
 
 
+def node_task(node: Node, task: trio.lowlevel.Task) -> str | None:
+    """The name of ``task`` when it is one of ``node``'s loops (its coroutine's ``self`` is
+    the node), else None: for instruments that watch one node among several."""
+    loop = task.name.rsplit(".", 1)[-1]
+    if loop not in {"_gossip_loop", "_failure_detector_loop", "_receive_loop"}:
+        return None
+    frame = getattr(task.coro, "cr_frame", None)
+    if frame is None or frame.f_locals.get("self") is not node:
+        return None
+    return loop
+
+
 def all_see_each_other(nodes: list[Node]) -> bool:
     ids = {n.self_id for n in nodes}
     return all(set(n.live_nodes()) == ids for n in nodes)

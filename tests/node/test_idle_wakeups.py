@@ -16,7 +16,7 @@ from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node
 from gossip_tui.node._transport import _YIELD_EVERY, UdpTransport
 
-from .helpers import all_see_each_other, open_cluster, wait_until
+from .helpers import all_see_each_other, node_task, open_cluster, wait_until
 
 LOCALHOST = SocketAddress.parse("127.0.0.1:0")
 
@@ -114,18 +114,7 @@ async def test_a_flood_still_lets_the_other_tasks_run() -> None:
 
 
 def _node_tasks(node: Node) -> Callable[[trio.lowlevel.Task], str | None]:
-    loops = {"_gossip_loop", "_failure_detector_loop", "_receive_loop"}
-
-    def label_of(task: trio.lowlevel.Task) -> str | None:
-        last = task.name.rsplit(".", 1)[-1]
-        if last not in loops:
-            return None
-        frame = getattr(task.coro, "cr_frame", None)
-        if frame is None or frame.f_locals.get("self") is not node:
-            return None
-        return last
-
-    return label_of
+    return lambda task: node_task(node, task)
 
 
 @pytest.mark.trio
