@@ -357,6 +357,29 @@ def forget_digest_entry(nd: NodeDigest) -> None:
     _WIRE_BY_ENTRY.pop(id(nd), None)
 
 
+def renew_digest_entry(
+    node: NodeId, old: NodeDigest, heartbeat: int, last_gc_version: int, max_version: int
+) -> tuple[NodeDigest, bytes | None]:
+    """A holder's new entry for ``node`` in place of ``old`` (forgotten), with its wire
+    bytes: what a cluster state keeps per node so that its digests are joined, not
+    encoded. The bytes are None when the entry cannot be encoded (a name past the wire's
+    length field, a number past u64): encoding such a digest raises, as it always did."""
+    _WIRE_BY_ENTRY.pop(id(old), None)
+    if _DIGEST_SETTERS is None:
+        nd = NodeDigest(heartbeat, last_gc_version, max_version)
+    else:
+        nd = object.__new__(NodeDigest)
+        set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS
+        set_heartbeat(nd, heartbeat)
+        set_last_gc(nd, last_gc_version)
+        set_max_version(nd, max_version)
+    try:
+        wire = _node_entry(node)[1] + _U64X3.pack(heartbeat, last_gc_version, max_version)
+    except (EncodeError, struct.error):
+        return nd, None
+    return nd, wire
+
+
 def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
     """The digest as it goes on the wire in ``protocol_version``; computed once per
     version and digest (a responder sizes its digest, then sends it)."""
@@ -364,7 +387,16 @@ def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
     if cached is not None:
         return cached
     _check_version(protocol_version)
-    entries = _digest_entries(digest)
+    wire = _joined_digest(digest, protocol_version)
+    digest.wire_cache[protocol_version] = wire
+    return wire
+
+
+def _joined_digest(digest: Digest, protocol_version: int) -> bytes:
+    """The digest's entries, encoded (or as its maker kept them) and framed."""
+    entries = digest.wire_entries
+    if entries is None:
+        entries = _digest_entries(digest)
     if protocol_version == PROTOCOL_V0:
         if len(entries) > 0xFFFF:
             raise EncodeError("a digest holds at most 65535 nodes")
@@ -373,7 +405,6 @@ def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
         wire = _block_stream(b"".join(entries))
         if COMPACT_DIGEST_ABOVE < len(wire) <= COMPACT_DIGEST_ABOVE / _COMPACT_GAIN:
             wire = _compact_digest_stream(digest, wire)
-    digest.wire_cache[protocol_version] = wire
     return wire
 
 

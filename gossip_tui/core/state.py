@@ -18,10 +18,18 @@ import enum
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import cast
 
 import attrs
 
-from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, forget_digest_entry, node_id_size
+from .codec import (
+    MIN_DELTA_BUDGET,
+    U64_MAX,
+    DeltaWriter,
+    forget_digest_entry,
+    node_id_size,
+    renew_digest_entry,
+)
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
 
@@ -128,6 +136,7 @@ class NodeState:
     __slots__ = (
         "_changes",
         "_digest",
+        "_digest_wire",
         "_may_hold_marked",
         "_usage",
         "discovered_at",
@@ -167,6 +176,8 @@ class NodeState:
         # same, so that an unchanged node costs no new object and the codec finds its
         # encoded entry by identity (see ClusterState.compute_digest).
         self._digest = NodeDigest(0, 0, 0)
+        # Its encoding, None until the first digest (see ClusterState.compute_digest).
+        self._digest_wire: bytes | None = None
         # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
         # the sweep every round then skips the state (most hold none).
         self._may_hold_marked = False
@@ -186,16 +197,15 @@ class NodeState:
         return sum(1 for v in self.key_values.values() if not v.is_deleted)
 
     def digest(self) -> NodeDigest:
+        """This node's digest entry now. The held one is only replaced by
+        ClusterState.compute_digest, which keeps its own table of them in step."""
         digest = self._digest
         if (
             digest.heartbeat != self.heartbeat
             or digest.max_version != self.max_version
             or digest.last_gc_version != self.last_gc_version
         ):
-            forget_digest_entry(digest)
-            digest = self._digest = NodeDigest(
-                self.heartbeat, self.last_gc_version, self.max_version
-            )
+            return NodeDigest(self.heartbeat, self.last_gc_version, self.max_version)
         return digest
 
     def stale_key_values(self, floor_version: int) -> list[tuple[str, VersionedValue]]:
@@ -479,8 +489,10 @@ class ClusterState:
         # The known nodes by gossip address (generations of one node share it): who sent a
         # message is looked up here rather than searched for in its digest.
         self._by_addr: dict[SocketAddress, list[NodeId]] = {}
-        # Each node's last digest entry (see compute_digest).
+        # Each node's last digest entry (see compute_digest), and the node states in the
+        # order a digest is written (None: to be sorted again, the nodes changed).
         self._digest_entries: dict[NodeId, NodeDigest] = {}
+        self._wire_order: list[tuple[NodeId, NodeState]] | None = None
 
     @property
     def total_size(self) -> int:
@@ -521,6 +533,8 @@ class ClusterState:
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
             self._digest_entries[node] = state._digest
+            self._wire_order = None
+            self._wire_order = None
             self._digest_bytes += digest_entry_size(node)
             self._by_addr.setdefault(node.gossip_addr, []).append(node)
         return state
@@ -533,6 +547,8 @@ class ClusterState:
         state = self.node_states.pop(node, None)
         if state is not None:
             del self._digest_entries[node]
+            self._wire_order = None
+            self._wire_order = None
             forget_digest_entry(state._digest)
             at_addr = self._by_addr[node.gossip_addr]
             at_addr.remove(node)
@@ -572,31 +588,41 @@ class ClusterState:
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
-        forget = forget_digest_entry
+        renew = renew_digest_entry
         # Every node's last entry, in the order of node_states (both change together):
         # copied, it is the digest (a dict copy reuses the keys' hashes, where building it
         # again would call NodeId.__hash__, Python, per node), and only the entries that
         # moved are written into it.
         entries = self._digest_entries
-        # NodeState.digest inlined: this runs for every node on every message. Only
-        # entries whose versions moved (our own heartbeat, mostly) get a new NodeDigest.
-        for (node, held), state in zip(entries.items(), self.node_states.values(), strict=True):
+        order = self._wire_order
+        if order is None:
+            # Sorted once per change of membership, not per digest: the digest goes on the
+            # wire in this order, each node's entry as the bytes the state keeps for it.
+            order = self._wire_order = sorted(
+                self.node_states.items(), key=lambda item: item[0].sort_key()
+            )
+        wires: list[bytes | None] = []
+        append = wires.append
+        # NodeState's entry refreshed inline: this runs for every node on every message.
+        # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
+        for node, state in order:
             digest = state._digest
             if (
                 digest.heartbeat != state.heartbeat
                 or digest.max_version != state.max_version
                 or digest.last_gc_version != state.last_gc_version
+                or state._digest_wire is None
             ):
-                # The codec's encoding of the old entry is of no more use (see there).
-                forget(digest)
-                digest = state._digest = NodeDigest(
-                    state.heartbeat, state.last_gc_version, state.max_version
+                digest, state._digest_wire = renew(
+                    node, digest, state.heartbeat, state.last_gc_version, state.max_version
                 )
-            if digest is not held:
-                entries[node] = digest  # a value replaced: the order stays
+                state._digest = entries[node] = digest  # a value replaced: the order stays
+            append(state._digest_wire)
         if skip:
             return Digest({node: nd for node, nd in entries.items() if node not in skip})
-        return Digest(entries.copy())
+        if None in wires:  # an entry the wire cannot carry: encoding it will say so
+            return Digest(entries.copy())
+        return Digest(entries.copy(), wire_entries=cast("list[bytes]", wires))
 
     def apply_delta(self, delta: Delta, now: float) -> bool:
         """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:
