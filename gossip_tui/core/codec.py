@@ -41,7 +41,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -473,6 +473,11 @@ def _kv_op(key: str, value: str, version: int, status: KeyStatus) -> bytes:
     )
 
 
+def encode_key_values(kvs: Iterable[KeyValueMutation]) -> bytes:
+    """The delta operations of ``kvs``, back to back, as :class:`DeltaWriter` writes them."""
+    return b"".join(_kv_op(kv.key, kv.value, kv.version, kv.status) for kv in kvs)
+
+
 def _max_version_op(max_version: int) -> bytes:
     return b"\x02" + _U64.pack(max_version)
 
@@ -566,6 +571,25 @@ class DeltaWriter:
             while len(self._block) > self._threshold:
                 self._flush_block()
         self._current_kvs.append(_new_kv(key, value, version, status))
+        return True
+
+    def try_add_encoded_kvs(self, ops: bytes, kvs: Sequence[KeyValueMutation]) -> bool:
+        """Add the current node's key-values ``kvs`` at once, ``ops`` being their operations
+        as :meth:`try_add_kv` encodes them, when they fit whole in the pending block. False,
+        adding nothing, otherwise: then the caller adds them one by one as before, which
+        decides the same way (within a block each operation's bound only grows, so all fit
+        exactly when the last one does) and handles a cut or a block boundary."""
+        assert self._current is not None, "key-values need a node before them"
+        pending = len(self._block) + len(ops)
+        if (
+            pending > self._threshold
+            or 4 + len(self._output) + pending > self._mtu
+            or self._streamed + len(ops) > MAX_DELTA_STREAM
+        ):
+            return False
+        self._streamed += len(ops)
+        self._block += ops
+        self._current_kvs.extend(kvs)
         return True
 
     def try_set_max_version(self, max_version: int) -> bool:

@@ -23,9 +23,12 @@ from typing import cast
 import attrs
 
 from .codec import (
+    BLOCK_THRESHOLD,
     MIN_DELTA_BUDGET,
     U64_MAX,
     DeltaWriter,
+    EncodeError,
+    encode_key_values,
     forget_digest_entry,
     node_id_size,
     renew_digest_entry,
@@ -43,6 +46,9 @@ GC_NODE_MEMORY = 5_000
 # 110 bytes for the VersionedValue and its dict slot, 28 for the version int, 49 for each of
 # the two str headers; rounded up. (CPython 3.12+ has 8-byte smaller str headers.)
 KEY_VALUE_OVERHEAD = 240
+# Floor versions whose stale key-values a node state keeps (see stale_mutations): peers
+# lack a node from 0 (unknown) or from one of its last few versions.
+_STALE_CACHE_FLOORS = 4
 # A node's entry in a digest besides its id: heartbeat, last_gc_version, max_version.
 _DIGEST_ENTRY_TAIL = 24
 # The digest's node count.
@@ -138,6 +144,7 @@ class NodeState:
         "_digest",
         "_digest_wire",
         "_may_hold_marked",
+        "_stale_cache",
         "_usage",
         "discovered_at",
         "heartbeat",
@@ -178,6 +185,9 @@ class NodeState:
         self._digest = NodeDigest(0, 0, 0)
         # Its encoding, None until the first digest (see ClusterState.compute_digest).
         self._digest_wire: bytes | None = None
+        # What stale_mutations gave, by floor version, until the key-values change: the
+        # same node goes to every peer that lacks it, from the same version mostly.
+        self._stale_cache: dict[int, tuple[tuple[KeyValueMutation, ...], bytes | None]] = {}
         # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
         # the sweep every round then skips the state (most hold none).
         self._may_hold_marked = False
@@ -214,6 +224,32 @@ class NodeState:
         stale.sort(key=lambda item: item[1].version)
         return stale
 
+    def stale_mutations(
+        self, floor_version: int
+    ) -> tuple[tuple[KeyValueMutation, ...], bytes | None]:
+        """:meth:`stale_key_values` as delta key-values, with their encoded operations
+        (None when they cannot be sent whole in one block, or encoded at all: the delta
+        writer then takes them one by one). Kept until the key-values change."""
+        cached = self._stale_cache.get(floor_version)
+        if cached is not None:
+            return cached
+        kvs = tuple(
+            KeyValueMutation(key, value.value, value.version, value.status)
+            for key, value in self.stale_key_values(floor_version)
+        )
+        ops: bytes | None
+        try:
+            ops = encode_key_values(kvs)
+        except EncodeError:  # raised again by the writer, if it gets that far
+            ops = None
+        if ops is None or len(ops) > BLOCK_THRESHOLD:
+            # Never added whole: not worth keeping (nor the memory of a large state).
+            return kvs, None
+        if len(self._stale_cache) >= _STALE_CACHE_FLOORS:
+            self._stale_cache.clear()
+        self._stale_cache[floor_version] = (kvs, ops)
+        return kvs, ops
+
     # ------------------------------------------------------------------ owner's writes
 
     def size_after_set(self, key: str, value: str) -> int:
@@ -227,11 +263,13 @@ class NodeState:
         if value.status_since is not None:
             self._may_hold_marked = True
         self.key_values[key] = value
+        self._stale_cache.clear()
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
         removed = self.key_values.pop(key)
+        self._stale_cache.clear()
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
         self._usage.total -= shrunk
@@ -345,6 +383,7 @@ class NodeState:
         self.size = 0
         self.heartbeat = 0
         self.key_values = {}
+        self._stale_cache.clear()
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -422,6 +461,8 @@ class NodeState:
             key_values[key] = value
             grown += cost
             changes.append(KeyChange(node, key, value))
+        if self._stale_cache and news:
+            self._stale_cache.clear()
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
@@ -689,12 +730,12 @@ class ClusterState:
             for state, from_version in group:
                 if not writer.try_add_node(state.node, state.last_gc_version, from_version):
                     return writer.finish()
-                added = False
-                for key, value in state.stale_key_values(from_version):
-                    if not writer.try_add_kv(key, value.value, value.version, value.status):
-                        return writer.finish()
-                    added = True
-                if not added:
+                kvs, ops = state.stale_mutations(from_version)
+                if not kvs:
                     # An emptied (all collected) state still has to carry its max version.
                     writer.try_set_max_version(state.max_version)
+                elif ops is None or not writer.try_add_encoded_kvs(ops, kvs):
+                    for kv in kvs:
+                        if not writer.try_add_kv(kv.key, kv.value, kv.version, kv.status):
+                            return writer.finish()
         return writer.finish()

@@ -598,3 +598,67 @@ def test_a_digest_entry_the_wire_cannot_carry_still_fails_at_encoding() -> None:
     assert digest.wire_entries is None
     with pytest.raises(codec.EncodeError):
         encode(Syn("c", digest))
+
+
+def _state_with_keys(nodes: int, keys: int) -> state.ClusterState:
+    cluster = state.ClusterState()
+    for i in range(nodes):
+        node_state = cluster.node_state_or_init(NodeId(f"peer-{i}", 1, _addr(i)))
+        node_state.heartbeat = 1
+        for k in range(keys):
+            node_state.set(f"key-{k}", f"value-{k}-of-{i}")
+    return cluster
+
+
+def test_a_node_sent_to_a_second_peer_reuses_its_encoded_key_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # While a cluster forms, every peer lacks the same nodes from the same versions: a
+    # node's key-values are encoded once, not once per peer that lacks them.
+    source = _state_with_keys(PEERS, 3)
+    knows_nodes_only = Digest({node: NodeDigest(1, 0, 0) for node in source.nodes()})
+    first = source.compute_delta(knows_nodes_only, 60_000, rng=random.Random(1))
+    assert sum(len(nd.key_values) for nd in first.node_deltas) == 3 * PEERS
+    kv_ops = [0]
+    original = codec._kv_op
+
+    def counted(*args: Any) -> bytes:
+        kv_ops[0] += 1
+        return original(*args)
+
+    monkeypatch.setattr(codec, "_kv_op", counted)
+    second = source.compute_delta(knows_nodes_only, 60_000, rng=random.Random(2))
+    assert kv_ops[0] == 0
+    monkeypatch.undo()
+    assert sum(len(nd.key_values) for nd in second.node_deltas) == 3 * PEERS
+    for delta in (first, second):
+        assert delta.encoded == codec.encode_delta(Delta(delta.node_deltas))
+    # A write of the node's own changes what it sends: the kept encoding is dropped.
+    node = next(iter(source.nodes()))
+    source.node_states[node].set("key-0", "changed")
+    third = source.compute_delta(knows_nodes_only, 60_000, rng=random.Random(3))
+    sent = next(nd for nd in third.node_deltas if nd.node == node)
+    assert [kv.value for kv in sent.key_values][-1] == "changed"
+    assert third.encoded == codec.encode_delta(Delta(third.node_deltas))
+
+
+def test_a_delta_of_kept_encodings_is_the_one_built_key_by_key() -> None:
+    # The whole-node shortcut must cut a delta exactly where adding key by key cuts it:
+    # at the budget, and at block boundaries (16 KiB) where the bound depends on what
+    # compression made of the blocks before.
+    source = _state_with_keys(400, 5)
+    peer = Digest({node: NodeDigest(1, 0, i % 4) for i, node in enumerate(source.nodes())})
+    budgets = [300, 2_000, *range(16_300, 16_700, 7), *range(49_000, 50_000, 31), 65_000]
+    for budget in budgets:
+        kept = source.compute_delta(peer, budget, rng=random.Random(budget))
+        # The reference: the same nodes in the same order, added key by key.
+        writer = codec.DeltaWriter(budget)
+        for nd in kept.node_deltas:
+            assert writer.try_add_node(nd.node, nd.last_gc_version, nd.from_version_excluded)
+            stale = source.node_states[nd.node].stale_key_values(nd.from_version_excluded)
+            if not all(writer.try_add_kv(k, v.value, v.version, v.status) for k, v in stale):
+                break
+        reference = writer.finish()
+        assert kept == reference, budget
+        assert kept.encoded == reference.encoded, budget
+        assert decode(encode(Ack(kept))) == Ack(kept)
