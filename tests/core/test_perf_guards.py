@@ -662,3 +662,36 @@ def test_a_delta_of_kept_encodings_is_the_one_built_key_by_key() -> None:
         assert kept == reference, budget
         assert kept.encoded == reference.encoded, budget
         assert decode(encode(Ack(kept))) == Ack(kept)
+
+
+def test_a_synack_to_an_unproven_sender_sends_a_digest_that_fits_as_the_state_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The runtime caps the reply to a sender not yet shown to receive at three times its
+    # Syn; in a cluster that is forming that is most SynAcks, and their digest fits the
+    # half of it mostly: it goes out as the state keeps it, not cut (to the same nodes),
+    # sorted and encoded again.
+    a = _engine_with_live_peers(PEERS)
+    b = _in_sync_peer(a)
+    syn_wire = encode(b.create_syn(3.0))
+    syn = decode(syn_wire)
+    assert isinstance(syn, Syn)
+    budget = 3 * len(syn_wire)
+    sorted_entries = [0]
+    original = codec._digest_entries
+
+    def counted(digest: Any) -> list[bytes]:
+        sorted_entries[0] += 1
+        return original(digest)
+
+    monkeypatch.setattr(codec, "_digest_entries", counted)
+    reply = a.handle_message(syn, 3.0, reply_budget=budget).reply
+    assert isinstance(reply, SynAck)
+    wire = encode(reply)
+    assert sorted_entries[0] == 0
+    monkeypatch.undo()
+    assert len(wire) <= budget
+    # What the cut keeps: every node, so the same bytes.
+    cut = a._digest_within(reply.digest, (budget - 4) // 2)
+    assert set(cut.nodes) == set(reply.digest.nodes) == set(a.state.nodes())
+    assert codec.encode_digest(cut) == codec.encode_digest(reply.digest)
