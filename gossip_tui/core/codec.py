@@ -761,12 +761,14 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
         # every message holds a digest of every node, mostly unchanged). The rest, and
         # every malformed entry, go through _read_node_id. Only well-formed entries are
         # ever stored, so a hit is one.
-        hit = None
-        if pos + 2 <= size:
-            version_pos = pos + 10 + (data[pos] | data[pos + 1] << 8)
-            if version_pos < size:
-                end = version_pos + (31 if data[version_pos] == 4 else 43)
-                hit = seen.get(data[pos:end]) if end <= size else None
+        # Reads past the end raise IndexError (a miss); a slice cut short by the end
+        # cannot equal a stored entry (its length bytes say it is longer), so it misses.
+        try:
+            name_len = data[pos] | data[pos + 1] << 8
+            end = pos + name_len + (41 if data[pos + 10 + name_len] == 4 else 53)
+            hit = seen.get(data[pos:end])
+        except IndexError:
+            hit = None
         if hit is not None:
             node, nd = hit
             pos = end
