@@ -6,6 +6,7 @@ and the Python calls of a whole exchange."""
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import random
 import sys
@@ -321,11 +322,17 @@ def _python_calls(fn: Any) -> int:
         if event in ("call", "c_call"):
             calls[0] += 1
 
+    # A collection during the count would add the calls of whatever gc.callbacks holds
+    # (hypothesis registers one): the count must be the code's alone.
+    was_enabled = gc.isenabled()
+    gc.disable()
     sys.setprofile(profile)
     try:
         fn()
     finally:
         sys.setprofile(None)
+        if was_enabled:
+            gc.enable()
     return calls[0]
 
 
