@@ -46,9 +46,6 @@ GC_NODE_MEMORY = 5_000
 # 110 bytes for the VersionedValue and its dict slot, 28 for the version int, 49 for each of
 # the two str headers; rounded up. (CPython 3.12+ has 8-byte smaller str headers.)
 KEY_VALUE_OVERHEAD = 240
-# Floor versions whose stale key-values a node state keeps (see stale_mutations): peers
-# lack a node from 0 (unknown) or from one of its last few versions.
-_STALE_CACHE_FLOORS = 4
 # A node's entry in a digest besides its id: heartbeat, last_gc_version, max_version.
 _DIGEST_ENTRY_TAIL = 24
 # The digest's node count.
@@ -185,9 +182,11 @@ class NodeState:
         self._digest = NodeDigest(0, 0, 0)
         # Its encoding, None until the first digest (see ClusterState.compute_digest).
         self._digest_wire: bytes | None = None
-        # What stale_mutations gave, by floor version, until the key-values change: the
-        # same node goes to every peer that lacks it, from the same version mostly.
-        self._stale_cache: dict[int, tuple[tuple[KeyValueMutation, ...], bytes | None]] = {}
+        # What stale_mutations last gave (floor version, key-values, operations), until the
+        # key-values change: the same node goes to every peer that lacks it, mostly from
+        # the same version. One slot, not a table: 200 nodes in one process hold 40,000
+        # states, and a table per state cost more memory than it saved work.
+        self._stale_cache: tuple[int, tuple[KeyValueMutation, ...], bytes] | None = None
         # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
         # the sweep every round then skips the state (most hold none).
         self._may_hold_marked = False
@@ -230,9 +229,9 @@ class NodeState:
         """:meth:`stale_key_values` as delta key-values, with their encoded operations
         (None when they cannot be sent whole in one block, or encoded at all: the delta
         writer then takes them one by one). Kept until the key-values change."""
-        cached = self._stale_cache.get(floor_version)
-        if cached is not None:
-            return cached
+        cached = self._stale_cache
+        if cached is not None and cached[0] == floor_version:
+            return cached[1], cached[2]
         kvs = tuple(
             KeyValueMutation(key, value.value, value.version, value.status)
             for key, value in self.stale_key_values(floor_version)
@@ -245,9 +244,7 @@ class NodeState:
         if ops is None or len(ops) > BLOCK_THRESHOLD:
             # Never added whole: not worth keeping (nor the memory of a large state).
             return kvs, None
-        if len(self._stale_cache) >= _STALE_CACHE_FLOORS:
-            self._stale_cache.clear()
-        self._stale_cache[floor_version] = (kvs, ops)
+        self._stale_cache = (floor_version, kvs, ops)
         return kvs, ops
 
     # ------------------------------------------------------------------ owner's writes
@@ -263,13 +260,13 @@ class NodeState:
         if value.status_since is not None:
             self._may_hold_marked = True
         self.key_values[key] = value
-        self._stale_cache.clear()
+        self._stale_cache = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
         removed = self.key_values.pop(key)
-        self._stale_cache.clear()
+        self._stale_cache = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
         self._usage.total -= shrunk
@@ -383,7 +380,7 @@ class NodeState:
         self.size = 0
         self.heartbeat = 0
         self.key_values = {}
-        self._stale_cache.clear()
+        self._stale_cache = None
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -461,8 +458,8 @@ class NodeState:
             key_values[key] = value
             grown += cost
             changes.append(KeyChange(node, key, value))
-        if self._stale_cache and news:
-            self._stale_cache.clear()
+        if news:
+            self._stale_cache = None
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
