@@ -41,7 +41,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -357,6 +357,29 @@ def forget_digest_entry(nd: NodeDigest) -> None:
     _WIRE_BY_ENTRY.pop(id(nd), None)
 
 
+def renew_digest_entry(
+    node: NodeId, old: NodeDigest, heartbeat: int, last_gc_version: int, max_version: int
+) -> tuple[NodeDigest, bytes | None]:
+    """A holder's new entry for ``node`` in place of ``old`` (forgotten), with its wire
+    bytes: what a cluster state keeps per node so that its digests are joined, not
+    encoded. The bytes are None when the entry cannot be encoded (a name past the wire's
+    length field, a number past u64): encoding such a digest raises, as it always did."""
+    _WIRE_BY_ENTRY.pop(id(old), None)
+    if _DIGEST_SETTERS is None:
+        nd = NodeDigest(heartbeat, last_gc_version, max_version)
+    else:
+        nd = object.__new__(NodeDigest)
+        set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS
+        set_heartbeat(nd, heartbeat)
+        set_last_gc(nd, last_gc_version)
+        set_max_version(nd, max_version)
+    try:
+        wire = _node_entry(node)[1] + _U64X3.pack(heartbeat, last_gc_version, max_version)
+    except (EncodeError, struct.error):
+        return nd, None
+    return nd, wire
+
+
 def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
     """The digest as it goes on the wire in ``protocol_version``; computed once per
     version and digest (a responder sizes its digest, then sends it)."""
@@ -364,7 +387,16 @@ def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
     if cached is not None:
         return cached
     _check_version(protocol_version)
-    entries = _digest_entries(digest)
+    wire = _joined_digest(digest, protocol_version)
+    digest.wire_cache[protocol_version] = wire
+    return wire
+
+
+def _joined_digest(digest: Digest, protocol_version: int) -> bytes:
+    """The digest's entries, encoded (or as its maker kept them) and framed."""
+    entries = digest.wire_entries
+    if entries is None:
+        entries = _digest_entries(digest)
     if protocol_version == PROTOCOL_V0:
         if len(entries) > 0xFFFF:
             raise EncodeError("a digest holds at most 65535 nodes")
@@ -373,7 +405,6 @@ def encode_digest(digest: Digest, protocol_version: int = PROTOCOL_V0) -> bytes:
         wire = _block_stream(b"".join(entries))
         if COMPACT_DIGEST_ABOVE < len(wire) <= COMPACT_DIGEST_ABOVE / _COMPACT_GAIN:
             wire = _compact_digest_stream(digest, wire)
-    digest.wire_cache[protocol_version] = wire
     return wire
 
 
@@ -440,6 +471,11 @@ def _kv_op(key: str, value: str, version: int, status: KeyStatus) -> bytes:
             _VERSION_STATUS.pack(version, status),
         )
     )
+
+
+def encode_key_values(kvs: Iterable[KeyValueMutation]) -> bytes:
+    """The delta operations of ``kvs``, back to back, as :class:`DeltaWriter` writes them."""
+    return b"".join(_kv_op(kv.key, kv.value, kv.version, kv.status) for kv in kvs)
 
 
 def _max_version_op(max_version: int) -> bytes:
@@ -535,6 +571,25 @@ class DeltaWriter:
             while len(self._block) > self._threshold:
                 self._flush_block()
         self._current_kvs.append(_new_kv(key, value, version, status))
+        return True
+
+    def try_add_encoded_kvs(self, ops: bytes, kvs: Sequence[KeyValueMutation]) -> bool:
+        """Add the current node's key-values ``kvs`` at once, ``ops`` being their operations
+        as :meth:`try_add_kv` encodes them, when they fit whole in the pending block. False,
+        adding nothing, otherwise: then the caller adds them one by one as before, which
+        decides the same way (within a block each operation's bound only grows, so all fit
+        exactly when the last one does) and handles a cut or a block boundary."""
+        assert self._current is not None, "key-values need a node before them"
+        pending = len(self._block) + len(ops)
+        if (
+            pending > self._threshold
+            or 4 + len(self._output) + pending > self._mtu
+            or self._streamed + len(ops) > MAX_DELTA_STREAM
+        ):
+            return False
+        self._streamed += len(ops)
+        self._block += ops
+        self._current_kvs.extend(kvs)
         return True
 
     def try_set_max_version(self, max_version: int) -> bool:
@@ -706,12 +761,14 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
         # every message holds a digest of every node, mostly unchanged). The rest, and
         # every malformed entry, go through _read_node_id. Only well-formed entries are
         # ever stored, so a hit is one.
-        hit = None
-        if pos + 2 <= size:
-            version_pos = pos + 10 + (data[pos] | data[pos + 1] << 8)
-            if version_pos < size:
-                end = version_pos + (31 if data[version_pos] == 4 else 43)
-                hit = seen.get(data[pos:end]) if end <= size else None
+        # Reads past the end raise IndexError (a miss); a slice cut short by the end
+        # cannot equal a stored entry (its length bytes say it is longer), so it misses.
+        try:
+            name_len = data[pos] | data[pos + 1] << 8
+            end = pos + name_len + (41 if data[pos + 10 + name_len] == 4 else 53)
+            hit = seen.get(data[pos:end])
+        except IndexError:
+            hit = None
         if hit is not None:
             node, nd = hit
             pos = end

@@ -673,7 +673,9 @@ class GossipEngine:
                 # SynAck can be built (nor sent). Short of that, the delta is empty.
                 self.oversize_digests += 1
                 return None
-            if cut:
+            if cut and (version != PROTOCOL_V0 or own_size > (limit - _HEADER_LEN) // 2):
+                # (A version-0 digest within the half is what the cut would keep, node for
+                # node: sent as it is, with the encoding the state keeps for it.)
                 own_digest = self._digest_within(own_digest, (limit - _HEADER_LEN) // 2)
                 own_size = _sent_digest_size(own_digest, version)
             budget = limit - _HEADER_LEN - own_size

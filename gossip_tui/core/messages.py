@@ -10,7 +10,7 @@ what a message means, so it is a keyword with a default rather than a wrapper ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -35,6 +35,12 @@ class Digest:
     # responder sizes its digest before sending it, and the V1 size is only known by
     # compressing. Not part of equality.
     wire_cache: dict[int, bytes] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+    # The encoded entries of ``nodes`` in wire order, when its maker has them: a cluster
+    # state keeps each node's encoded entry and the order between digests, so the codec
+    # need neither sort nor pack. Not part of equality.
+    wire_entries: Sequence[bytes] | None = attrs.field(
+        default=None, kw_only=True, eq=False, repr=False
+    )
 
 
 @attrs.frozen

@@ -18,10 +18,21 @@ import enum
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import cast
 
 import attrs
 
-from .codec import MIN_DELTA_BUDGET, U64_MAX, DeltaWriter, forget_digest_entry, node_id_size
+from .codec import (
+    BLOCK_THRESHOLD,
+    MIN_DELTA_BUDGET,
+    U64_MAX,
+    DeltaWriter,
+    EncodeError,
+    encode_key_values,
+    forget_digest_entry,
+    node_id_size,
+    renew_digest_entry,
+)
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
 
@@ -128,7 +139,9 @@ class NodeState:
     __slots__ = (
         "_changes",
         "_digest",
+        "_digest_wire",
         "_may_hold_marked",
+        "_stale_cache",
         "_usage",
         "discovered_at",
         "heartbeat",
@@ -167,6 +180,13 @@ class NodeState:
         # same, so that an unchanged node costs no new object and the codec finds its
         # encoded entry by identity (see ClusterState.compute_digest).
         self._digest = NodeDigest(0, 0, 0)
+        # Its encoding, None until the first digest (see ClusterState.compute_digest).
+        self._digest_wire: bytes | None = None
+        # What stale_mutations last gave (floor version, key-values, operations), until the
+        # key-values change: the same node goes to every peer that lacks it, mostly from
+        # the same version. One slot, not a table: 200 nodes in one process hold 40,000
+        # states, and a table per state cost more memory than it saved work.
+        self._stale_cache: tuple[int, tuple[KeyValueMutation, ...], bytes] | None = None
         # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
         # the sweep every round then skips the state (most hold none).
         self._may_hold_marked = False
@@ -186,16 +206,15 @@ class NodeState:
         return sum(1 for v in self.key_values.values() if not v.is_deleted)
 
     def digest(self) -> NodeDigest:
+        """This node's digest entry now. The held one is only replaced by
+        ClusterState.compute_digest, which keeps its own table of them in step."""
         digest = self._digest
         if (
             digest.heartbeat != self.heartbeat
             or digest.max_version != self.max_version
             or digest.last_gc_version != self.last_gc_version
         ):
-            forget_digest_entry(digest)
-            digest = self._digest = NodeDigest(
-                self.heartbeat, self.last_gc_version, self.max_version
-            )
+            return NodeDigest(self.heartbeat, self.last_gc_version, self.max_version)
         return digest
 
     def stale_key_values(self, floor_version: int) -> list[tuple[str, VersionedValue]]:
@@ -203,6 +222,30 @@ class NodeState:
         stale = [(k, v) for k, v in self.key_values.items() if v.version > floor_version]
         stale.sort(key=lambda item: item[1].version)
         return stale
+
+    def stale_mutations(
+        self, floor_version: int
+    ) -> tuple[tuple[KeyValueMutation, ...], bytes | None]:
+        """:meth:`stale_key_values` as delta key-values, with their encoded operations
+        (None when they cannot be sent whole in one block, or encoded at all: the delta
+        writer then takes them one by one). Kept until the key-values change."""
+        cached = self._stale_cache
+        if cached is not None and cached[0] == floor_version:
+            return cached[1], cached[2]
+        kvs = tuple(
+            KeyValueMutation(key, value.value, value.version, value.status)
+            for key, value in self.stale_key_values(floor_version)
+        )
+        ops: bytes | None
+        try:
+            ops = encode_key_values(kvs)
+        except EncodeError:  # raised again by the writer, if it gets that far
+            ops = None
+        if ops is None or len(ops) > BLOCK_THRESHOLD:
+            # Never added whole: not worth keeping (nor the memory of a large state).
+            return kvs, None
+        self._stale_cache = (floor_version, kvs, ops)
+        return kvs, ops
 
     # ------------------------------------------------------------------ owner's writes
 
@@ -217,11 +260,13 @@ class NodeState:
         if value.status_since is not None:
             self._may_hold_marked = True
         self.key_values[key] = value
+        self._stale_cache = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
         removed = self.key_values.pop(key)
+        self._stale_cache = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
         self._usage.total -= shrunk
@@ -335,6 +380,7 @@ class NodeState:
         self.size = 0
         self.heartbeat = 0
         self.key_values = {}
+        self._stale_cache = None
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -412,6 +458,8 @@ class NodeState:
             key_values[key] = value
             grown += cost
             changes.append(KeyChange(node, key, value))
+        if news:
+            self._stale_cache = None
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
@@ -479,8 +527,10 @@ class ClusterState:
         # The known nodes by gossip address (generations of one node share it): who sent a
         # message is looked up here rather than searched for in its digest.
         self._by_addr: dict[SocketAddress, list[NodeId]] = {}
-        # Each node's last digest entry (see compute_digest).
+        # Each node's last digest entry (see compute_digest), and the node states in the
+        # order a digest is written (None: to be sorted again, the nodes changed).
         self._digest_entries: dict[NodeId, NodeDigest] = {}
+        self._wire_order: list[tuple[NodeId, NodeState]] | None = None
 
     @property
     def total_size(self) -> int:
@@ -521,6 +571,8 @@ class ClusterState:
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
             self._digest_entries[node] = state._digest
+            self._wire_order = None
+            self._wire_order = None
             self._digest_bytes += digest_entry_size(node)
             self._by_addr.setdefault(node.gossip_addr, []).append(node)
         return state
@@ -533,6 +585,8 @@ class ClusterState:
         state = self.node_states.pop(node, None)
         if state is not None:
             del self._digest_entries[node]
+            self._wire_order = None
+            self._wire_order = None
             forget_digest_entry(state._digest)
             at_addr = self._by_addr[node.gossip_addr]
             at_addr.remove(node)
@@ -572,31 +626,41 @@ class ClusterState:
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
-        forget = forget_digest_entry
+        renew = renew_digest_entry
         # Every node's last entry, in the order of node_states (both change together):
         # copied, it is the digest (a dict copy reuses the keys' hashes, where building it
         # again would call NodeId.__hash__, Python, per node), and only the entries that
         # moved are written into it.
         entries = self._digest_entries
-        # NodeState.digest inlined: this runs for every node on every message. Only
-        # entries whose versions moved (our own heartbeat, mostly) get a new NodeDigest.
-        for (node, held), state in zip(entries.items(), self.node_states.values(), strict=True):
+        order = self._wire_order
+        if order is None:
+            # Sorted once per change of membership, not per digest: the digest goes on the
+            # wire in this order, each node's entry as the bytes the state keeps for it.
+            order = self._wire_order = sorted(
+                self.node_states.items(), key=lambda item: item[0].sort_key()
+            )
+        wires: list[bytes | None] = []
+        append = wires.append
+        # NodeState's entry refreshed inline: this runs for every node on every message.
+        # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
+        for node, state in order:
             digest = state._digest
             if (
                 digest.heartbeat != state.heartbeat
                 or digest.max_version != state.max_version
                 or digest.last_gc_version != state.last_gc_version
+                or state._digest_wire is None
             ):
-                # The codec's encoding of the old entry is of no more use (see there).
-                forget(digest)
-                digest = state._digest = NodeDigest(
-                    state.heartbeat, state.last_gc_version, state.max_version
+                digest, state._digest_wire = renew(
+                    node, digest, state.heartbeat, state.last_gc_version, state.max_version
                 )
-            if digest is not held:
-                entries[node] = digest  # a value replaced: the order stays
+                state._digest = entries[node] = digest  # a value replaced: the order stays
+            append(state._digest_wire)
         if skip:
             return Digest({node: nd for node, nd in entries.items() if node not in skip})
-        return Digest(entries.copy())
+        if None in wires:  # an entry the wire cannot carry: encoding it will say so
+            return Digest(entries.copy())
+        return Digest(entries.copy(), wire_entries=cast("list[bytes]", wires))
 
     def apply_delta(self, delta: Delta, now: float) -> bool:
         """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:
@@ -663,12 +727,12 @@ class ClusterState:
             for state, from_version in group:
                 if not writer.try_add_node(state.node, state.last_gc_version, from_version):
                     return writer.finish()
-                added = False
-                for key, value in state.stale_key_values(from_version):
-                    if not writer.try_add_kv(key, value.value, value.version, value.status):
-                        return writer.finish()
-                    added = True
-                if not added:
+                kvs, ops = state.stale_mutations(from_version)
+                if not kvs:
                     # An emptied (all collected) state still has to carry its max version.
                     writer.try_set_max_version(state.max_version)
+                elif ops is None or not writer.try_add_encoded_kvs(ops, kvs):
+                    for kv in kvs:
+                        if not writer.try_add_kv(kv.key, kv.value, kv.version, kv.status):
+                            return writer.finish()
         return writer.finish()

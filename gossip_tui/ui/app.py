@@ -953,5 +953,5 @@ def run_demo(
     """
     if nodes < 1:
         raise ValueError("a demo needs at least one node")
-    demo = DemoCluster(nodes - 1, restart_delay=restart_delay)
+    demo = DemoCluster(nodes - 1, restart_delay=restart_delay, spare_collector=True)
     return run_app(GossipApp(base_config, node_factory, demo=demo), headless=headless)

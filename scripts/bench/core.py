@@ -14,13 +14,18 @@ Cases (median and 95th percentile of one call, in microseconds):
   nodes, 3 key-values each) into a state that knows the nodes but none of their keys;
   ``compute_digest`` and ``compute_delta`` (for an empty peer) of a 100-node state; and a
   whole ``GossipEngine.handle_message`` for a Syn, a SynAck and an Ack between two
-  100-node engines, i.e. what one node pays per datagram of a gossip round.
+  100-node engines, i.e. what one node pays per datagram of a gossip round;
+* cluster (with ``--form-nodes N``): N nodes forming in the core Simulation at the demo's
+  0.5 s interval, measured once: rounds until every node lists all N live, CPU seconds,
+  and the datagram and byte totals (fixed by the seed: a change that keeps the wire the
+  same keeps them).
 
 Target: every codec operation under 1 ms.
 
     python scripts/bench/core.py
     python scripts/bench/core.py --runs 1000 --json bench-results/core.json
     python scripts/bench/core.py --quick
+    python scripts/bench/core.py --nodes 200 --state-nodes 200 --form-nodes 200
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import argparse
 import base64
 import gc
 import ipaddress
+import json
 import random
 import statistics
 import sys
@@ -52,6 +58,7 @@ from gossip_tui.core.messages import (
     SynAck,
 )
 from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
+from gossip_tui.core.simulation import Simulation
 from gossip_tui.core.state import ClusterState
 
 HEADER_LEN = 4
@@ -297,6 +304,32 @@ def run_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def forming(nodes: int, interval: float, seed: int) -> dict[str, Any]:
+    """A ``nodes``-node cluster forming in the core Simulation (version 0, full digests, one
+    seed, as the demo's nodes are configured): rounds until every node lists all of them
+    live, the CPU seconds those rounds took in this one process, and the traffic (the
+    datagram and byte totals are a function of the seed: equal before and after a change
+    that keeps the wire the same)."""
+    sim = Simulation(nodes, seed=seed, gossip_interval=interval, partial_digests=False)
+
+    def everyone_sees_all() -> bool:
+        return all(len(engine.live_nodes()) == nodes for engine in sim.engines.values())
+
+    cpu = time.process_time()
+    rounds = sim.rounds_until(everyone_sees_all, 60)
+    cpu = time.process_time() - cpu
+    traffic = sim.traffic
+    return {
+        "group": "cluster",
+        "case": f"form {nodes} nodes at {interval:g} s (Simulation, seed {seed})",
+        "rounds": rounds,
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_round": None if not rounds else round(cpu / rounds, 3),
+        "datagrams": traffic.datagrams,
+        "bytes": traffic.bytes,
+    }
+
+
 def engine_pair(nodes: list[NodeId], rng: random.Random) -> tuple[GossipEngine, GossipEngine]:
     """Two engines that both know ``nodes`` (same versions): an idle, converged cluster."""
     source = state_with(nodes[2:], 3, rng)
@@ -340,6 +373,15 @@ def main() -> int:
     parser.add_argument(
         "--full-keys-per-node", type=int, default=40, help="keys per node, full-datagram delta"
     )
+    parser.add_argument(
+        "--form-nodes",
+        type=int,
+        default=0,
+        help="also form a cluster of this many nodes in the Simulation (0: not)",
+    )
+    parser.add_argument(
+        "--form-interval", type=float, default=0.5, help="its gossip interval (the demo's)"
+    )
     parser.add_argument("--runs", type=int, help="timed calls per case (default 500; quick 20)")
     parser.add_argument("--json", type=Path, default=bench.RESULTS_DIR / "core.json", metavar="OUT")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
@@ -350,6 +392,10 @@ def main() -> int:
     args.runs = args.runs or (20 if args.quick else 500)
     load_before = bench.loadavg()
     results = run_cases(args)
+    if args.form_nodes:
+        formed = forming(args.form_nodes, args.form_interval, args.seed)
+        bench.log(json.dumps(formed))
+        results.append(formed)
     payload = {
         "benchmark": "core",
         "machine": bench.machine_info() | {"loadavg": load_before},
@@ -371,8 +417,16 @@ def main() -> int:
                 r["note"],
             )
             for r in results
+            if r["group"] != "cluster"
         ],
     )
+    for r in results:
+        if r["group"] == "cluster":
+            print(
+                f"{r['case']}: {r['rounds']} rounds, {r['cpu_s']} CPU-s "
+                f"({r['cpu_s_per_round']} a round), {r['datagrams']} datagrams, "
+                f"{r['bytes']} bytes"
+            )
     print(f"Python {sys.version.split()[0]}, load average {' '.join(map(str, load_before))}")
     bench.write_json(args.json, payload)
     return 0

@@ -107,3 +107,25 @@ async def test_a_large_demo_spreads_its_seeds_and_keeps_short_windows(
     peer_config = _for_peers(NodeConfig())
     assert peer_config.failure_detector.sampling_window_size == PEER_SAMPLING_WINDOW
     assert not peer_config.announce_leave
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spare", [False, True])
+async def test_the_demo_retunes_the_collector_once_its_peers_are_up_only_when_asked(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch, spare: bool
+) -> None:
+    # The CLI's demo asks: 200 nodes in one process spent a fifth of their CPU in the
+    # cyclic collector. A test session running a demo among other tests must not.
+    from gossip_tui.ui import demo as demo_module
+
+    calls: list[object] = []
+    monkeypatch.setattr(demo_module.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(demo_module.gc, "set_threshold", lambda *t: calls.append(t))
+    demo = DemoCluster(9, rng=random.Random(3), spare_collector=spare)
+    app = make_app(cluster, config=FakeNodeConfig(node_id="node-0"), demo=demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_ready(pilot)
+        await wait_until(pilot, lambda: len(demo.running) == 9, what="nine peers")
+        await wait_until(pilot, lambda: bool(calls) or not spare, what="the retuning")
+    expected = ["freeze", demo_module.DEMO_GC_THRESHOLDS] if spare else []
+    assert calls == expected
