@@ -12,6 +12,10 @@ live set it sees (:data:`VIEW_KEY`, a short hash and a count), which chitchat pe
 like any other key. Nodes without it (chitchat peers) are judged from the node ids their
 last digest listed. :class:`ViewPublisher` decides when the summary is worth a new version.
 
+One concern, though over 400 lines: readings of the digests peers send (the per-peer
+table, the view summary and the groups drawn from both), which the dashboard's
+propagation and agreement views and the HTTP API show.
+
 Pure: time is a parameter.
 """
 
