@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,31 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 # Never go through a proxy: every request here is for 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def run_probe(source: str, *args: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Run ``source`` in a fresh interpreter on this tree; its stdout lines.
+
+    The GOSSIP_TUI_ environment of the test run is left out, so a probe that starts a
+    node gets the defaults; ``env`` adds variables of the probe's own. The probe must
+    exit 0.
+    """
+    probe_env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
+    probe_env.update(env or {})
+    probe_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), probe_env.get("PYTHONPATH")])
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", source, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=probe_env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
 
 
 def get_json(url: str) -> Any:

@@ -8,12 +8,9 @@ hypercorn whole, and then nothing is deferred.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.processes import run_probe
 
 # Serves the API of a fake node, sends each request in argv on its own connection, and
 # prints one JSON line: the replies, and which deferred modules were loaded before the
@@ -74,22 +71,9 @@ WEBSOCKET = (
 HEALTH = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
-def _serve_and_ask(*requests: str, break_a_stand_in: bool = False) -> dict[str, list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
-    if break_a_stand_in:
-        env["BREAK_A_STAND_IN"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", _SERVE_AND_ASK, *requests],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, list[str]] = json.loads(result.stdout.splitlines()[-1])
+def _serve_and_ask(*requests: str, break_a_stand_in: bool = False) -> dict[str, Any]:
+    env = {"BREAK_A_STAND_IN": "1"} if break_a_stand_in else {}
+    report: dict[str, Any] = json.loads(run_probe(_SERVE_AND_ASK, *requests, env=env)[-1])
     return report
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.processes import run_probe
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "gossip_tui" / "core"
@@ -199,27 +199,6 @@ loaded = sorted(
 )
 print(json.dumps({"imported": imported, "loaded": loaded}))
 """
-
-
-def run_probe(source: str, *args: str) -> list[str]:
-    """Run ``source`` in a fresh interpreter on this tree; its stdout lines.
-
-    The GOSSIP_TUI_ environment of the test run is left out, so a probe that starts a
-    node gets the defaults, and the probe must exit 0.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOSSIP_TUI_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", source, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
 
 
 def test_importing_all_of_core_loads_no_io_ui_or_upper_layer() -> None:
