@@ -42,17 +42,23 @@ def _addr(i: int) -> SocketAddress:
     return SocketAddress(ip, 10_000 + i)
 
 
+def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """From now on, ``[0]`` of the returned list counts the calls of ``owner.name`` (a
+    module's function or a class's plain method), which still does what it did."""
+    calls = [0]
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 def _count_node_id_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """From now on, ``[0]`` of the returned list counts every NodeId hashed."""
-    hashes = [0]
-    original = NodeId.__hash__
-
-    def counted(self: NodeId) -> int:
-        hashes[0] += 1
-        return original(self)
-
-    monkeypatch.setattr(NodeId, "__hash__", counted)
-    return hashes
+    return _count_calls(monkeypatch, NodeId, "__hash__")
 
 
 def _engine_with_live_peers(count: int) -> GossipEngine:
@@ -123,14 +129,7 @@ def test_a_synack_digest_is_encoded_once_for_sizing_and_sending(
     b = GossipEngine(NodeId("b", 1, _addr(500)), "c", now=0.0, rng=random.Random(4))
     syn = decode(encode(b.create_syn(3.0)))
     assert isinstance(syn, Syn)
-    encodings = [0]
-    original = codec._joined_digest
-
-    def counted(digest: Any, protocol_version: int) -> bytes:
-        encodings[0] += 1
-        return original(digest, protocol_version)
-
-    monkeypatch.setattr(codec, "_joined_digest", counted)
+    encodings = _count_calls(monkeypatch, codec, "_joined_digest")
     monkeypatch.setattr(codec, "node_id_size", _never_counted)
     reply = a.handle_message(syn, 3.0).reply
     assert isinstance(reply, SynAck)
@@ -210,14 +209,7 @@ def test_an_unchanged_state_computes_its_digest_without_new_entries(
 ) -> None:
     engine = _engine_with_live_peers(PEERS)
     first = engine.state.compute_digest()
-    built = [0]
-    original = state.renew_digest_entry
-
-    def counted(*args: Any) -> tuple[NodeDigest, bytes | None]:
-        built[0] += 1
-        return original(*args)
-
-    monkeypatch.setattr(state, "renew_digest_entry", counted)
+    built = _count_calls(monkeypatch, state, "renew_digest_entry")
     again = engine.state.compute_digest()
     assert built[0] == 0
     assert all(again.nodes[n] is nd for n, nd in first.nodes.items())
@@ -249,14 +241,7 @@ def test_heartbeats_already_known_are_not_reported_one_call_each(
     a = _engine_with_live_peers(PEERS)
     b = _in_sync_peer(a)
     b.handle_message(decode(encode(a.create_syn(3.0))), 3.0)  # b learns a
-    calls = [0]
-    original = NodeState.try_set_heartbeat
-
-    def counted(self: NodeState, heartbeat: int, now: float) -> bool:
-        calls[0] += 1
-        return original(self, heartbeat, now)
-
-    monkeypatch.setattr(NodeState, "try_set_heartbeat", counted)
+    calls = _count_calls(monkeypatch, NodeState, "try_set_heartbeat")
     _bump(a, "peer-7")
     b.handle_message(decode(encode(a.create_syn(4.0))), 4.0)
     # peer-7's news (and a's own heartbeat, had it beaten) go through the call; the
@@ -378,19 +363,9 @@ def test_a_node_delta_costs_each_key_value_once(monkeypatch: pytest.MonkeyPatch)
             for n in nodes
         )
     )
-    costs, chars = [0], [0]
-    cost, chars_bytes = state.key_value_cost, state._chars_bytes
-
-    def counted_cost(key: str, value: str) -> int:
-        costs[0] += 1
-        return cost(key, value)
-
-    def counted_chars(text: str) -> int:
-        chars[0] += 1
-        return chars_bytes(text)
-
-    monkeypatch.setattr(state, "key_value_cost", counted_cost)
-    monkeypatch.setattr(state, "_chars_bytes", counted_chars)
+    cost = state.key_value_cost
+    costs = _count_calls(monkeypatch, state, "key_value_cost")
+    chars = _count_calls(monkeypatch, state, "_chars_bytes")
     target.apply_delta(delta, 1.0)
     assert (costs[0], chars[0]) == (600, 0)
     assert target.total_size == sum(cost(f"key-{k}", f"v{k}") for k in range(3)) * 200
@@ -431,14 +406,7 @@ def test_the_deletion_sweep_asks_no_method_per_dead_node(monkeypatch: pytest.Mon
     detector = engine.detector
     for n in list(engine.state.nodes())[1:]:
         detector.declare_dead(n, 0.0)
-    calls = [0]
-    original = FailureDetector.is_scheduled_for_deletion
-
-    def counted(self: FailureDetector, node: NodeId, now: float) -> bool:
-        calls[0] += 1
-        return original(self, node, now)
-
-    monkeypatch.setattr(FailureDetector, "is_scheduled_for_deletion", counted)
+    calls = _count_calls(monkeypatch, FailureDetector, "is_scheduled_for_deletion")
     grace = detector.config.dead_node_grace_period
     assert detector.scheduled_for_deletion_nodes(grace / 2) == set()
     assert len(detector.scheduled_for_deletion_nodes(grace / 2 + 1)) == PEERS
@@ -454,19 +422,8 @@ def test_a_synack_cut_to_a_budget_encodes_only_the_cut_digest(
     a = _engine_with_live_peers(PEERS)
     syn = decode(encode(Syn("c", Digest({NodeId("b", 1, _addr(500)): NodeDigest(1, 0, 0)}))))
     assert isinstance(syn, Syn)
-    encodings, sizes = [0], [0]
-    entries, digest_size = codec._digest_entries, engine_module.digest_size
-
-    def counted_entries(digest: Any) -> list[bytes]:
-        encodings[0] += 1
-        return entries(digest)
-
-    def counted_size(digest: Any, protocol_version: int = 0) -> int:
-        sizes[0] += 1
-        return digest_size(digest, protocol_version)
-
-    monkeypatch.setattr(codec, "_digest_entries", counted_entries)
-    monkeypatch.setattr(engine_module, "digest_size", counted_size)
+    encodings = _count_calls(monkeypatch, codec, "_digest_entries")
+    sizes = _count_calls(monkeypatch, engine_module, "digest_size")
     reply = a.handle_message(syn, 3.0, reply_budget=1_200).reply
     assert isinstance(reply, SynAck)
     assert 1 < len(reply.digest.nodes) < PEERS
@@ -561,14 +518,7 @@ def test_a_state_digest_is_joined_from_kept_entries_not_sorted_nor_packed(
     # nodes in wire order and each node's encoded entry: a digest is a join.
     engine = _engine_with_live_peers(PEERS)
     encode(engine.create_syn(3.0))
-    sorted_entries = [0]
-    original = codec._digest_entries
-
-    def counted(digest: Any) -> list[bytes]:
-        sorted_entries[0] += 1
-        return original(digest)
-
-    monkeypatch.setattr(codec, "_digest_entries", counted)
+    sorted_entries = _count_calls(monkeypatch, codec, "_digest_entries")
     _bump(engine, "peer-7")
     counting_struct.packs = 0
     syn = engine.create_syn(3.0)
@@ -626,14 +576,7 @@ def test_a_node_sent_to_a_second_peer_reuses_its_encoded_key_values(
     knows_nodes_only = Digest({node: NodeDigest(1, 0, 0) for node in source.nodes()})
     first = source.compute_delta(knows_nodes_only, 60_000, rng=random.Random(1))
     assert sum(len(nd.key_values) for nd in first.node_deltas) == 3 * PEERS
-    kv_ops = [0]
-    original = codec._kv_op
-
-    def counted(*args: Any) -> bytes:
-        kv_ops[0] += 1
-        return original(*args)
-
-    monkeypatch.setattr(codec, "_kv_op", counted)
+    kv_ops = _count_calls(monkeypatch, codec, "_kv_op")
     second = source.compute_delta(knows_nodes_only, 60_000, rng=random.Random(2))
     assert kv_ops[0] == 0
     monkeypatch.undo()
@@ -684,14 +627,7 @@ def test_a_synack_to_an_unproven_sender_sends_a_digest_that_fits_as_the_state_ke
     syn = decode(syn_wire)
     assert isinstance(syn, Syn)
     budget = 3 * len(syn_wire)
-    sorted_entries = [0]
-    original = codec._digest_entries
-
-    def counted(digest: Any) -> list[bytes]:
-        sorted_entries[0] += 1
-        return original(digest)
-
-    monkeypatch.setattr(codec, "_digest_entries", counted)
+    sorted_entries = _count_calls(monkeypatch, codec, "_digest_entries")
     reply = a.handle_message(syn, 3.0, reply_budget=budget).reply
     assert isinstance(reply, SynAck)
     wire = encode(reply)
