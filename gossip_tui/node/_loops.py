@@ -136,14 +136,9 @@ class NodeLoops(NodeBase):
             self.stats.count_received(received)
             log.debug("dropped a malformed datagram from %s: %s", source, received.decode_error)
             return
-        # Counted only when there is something to count: most steps refuse nothing.
-        eventful = step.refusals or step.heartbeat_outruns or step.self_repairs
-        if eventful:
-            self.stats.count_step(step)
         if source in self.engine.seed_addrs:
             self._seed_heard(source, now)
-        if eventful:
-            self._report(step, source)
+        self._count_and_report(step, source)
         if step.seen_digest is not None:
             self._note_digest(step.seen_digest, source, now)
         reply = step.reply
@@ -161,12 +156,17 @@ class NodeLoops(NodeBase):
 
     def _record(self, step: Step, source: object) -> None:
         """Act on what a round or a sweep did: count it, log it, publish its events."""
-        if step.refusals or step.heartbeat_outruns or step.self_repairs:
-            self.stats.count_step(step)
-            self._report(step, source)
+        self._count_and_report(step, source)
         events = step_events(step)
         if events:
             self._publish_all(events)
+
+    def _count_and_report(self, step: Step, source: object) -> None:
+        """Count and log what a step refused, outran or repaired: most steps did none of
+        it, and are passed over with three checks."""
+        if step.refusals or step.heartbeat_outruns or step.self_repairs:
+            self.stats.count_step(step)
+            self._report(step, source)
 
     def _report(self, step: Step, source: object) -> None:
         """Log what an operator should know of a step (counted already)."""
