@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Self
+
+from textual.geometry import Region
 from textual.visual import VisualType
+from textual.widget import Widget
 from textual.widgets import Static
 
 
@@ -24,3 +30,40 @@ def update_in_place(static: Static, content: VisualType, *, fixed_size: bool = F
         return
     if not size.width or static.get_content_height(size, size, size.width) != size.height:
         static.refresh(layout=True)
+
+
+if TYPE_CHECKING:
+    _WidgetMixin = Widget
+else:
+    # A plain mixin at run time: a Widget base listed first would shadow the class
+    # attributes Textual merges per widget class (COMPONENT_CLASSES, CSS...).
+    _WidgetMixin = object
+
+
+class RepaintsInPlace(_WidgetMixin):
+    """For a widget that can drop the layout requests of a change that keeps its size on
+    screen (see :meth:`keeping_its_size`): a layout re-arranges and repaints every pane of
+    the screen, where a repaint of this widget shows the change. Listed before the
+    Textual widget it refines (``class SteadyInput(RepaintsInPlace, Input)``)."""
+
+    _keeping_its_size = False
+
+    @contextmanager
+    def keeping_its_size(self, keeps: bool = True) -> Iterator[None]:
+        """While inside, refresh repaints but asks for no layout (when ``keeps``)."""
+        self._keeping_its_size = keeps
+        try:
+            yield
+        finally:
+            self._keeping_its_size = False
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        if self._keeping_its_size:
+            layout = False
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)

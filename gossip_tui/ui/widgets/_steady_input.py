@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Self
-
-from textual.geometry import Region
 from textual.widgets import Input
 
+from gossip_tui.ui.widgets._in_place import RepaintsInPlace
 
-class SteadyInput(Input):
+
+class SteadyInput(RepaintsInPlace, Input):
     """Input sets its virtual width to the text's on every change of value, and that asks
     for a layout of the whole screen: with 500 nodes behind the filter, each character
     typed laid the dashboard out again. A field whose size is fixed by its styles (every
@@ -18,22 +17,6 @@ class SteadyInput(Input):
     its layout.
     """
 
-    _steady_value_change = False
-
     def _watch_value(self, value: str) -> None:
-        self._steady_value_change = not self.styles.auto_dimensions
-        try:
+        with self.keeping_its_size(not self.styles.auto_dimensions):
             super()._watch_value(value)
-        finally:
-            self._steady_value_change = False
-
-    def refresh(
-        self,
-        *regions: Region,
-        repaint: bool = True,
-        layout: bool = False,
-        recompose: bool = False,
-    ) -> Self:
-        if self._steady_value_change:
-            layout = False
-        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)

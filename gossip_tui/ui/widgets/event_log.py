@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Self
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.geometry import Region
 from textual.widgets import Label, RichLog, Sparkline
 
 from gossip_tui.ui._format import one_line
@@ -24,7 +22,7 @@ from gossip_tui.ui._node_api import (
     NodeRemoved,
     NodeUpdated,
 )
-from gossip_tui.ui.widgets._in_place import update_in_place
+from gossip_tui.ui.widgets._in_place import RepaintsInPlace, update_in_place
 
 
 def describe(event: NodeEvent) -> Text:
@@ -63,15 +61,13 @@ def describe(event: NodeEvent) -> Text:
     return text
 
 
-class EventLog(RichLog):
+class EventLog(RepaintsInPlace, RichLog):
     """Scrollable log; follows the tail unless the user scrolled up."""
 
     def __init__(self, *, max_lines: int = 2000, id: str | None = None) -> None:
         super().__init__(
             max_lines=max_lines, min_width=20, wrap=True, markup=False, highlight=False, id=id
         )
-        # True while a write only adds lines (see refresh).
-        self._appending = False
 
     def add_events(self, events: Iterable[NodeEvent], at: datetime) -> None:
         """One line per event: the view model's ViewChanges.log, already de-duplicated.
@@ -85,30 +81,16 @@ class EventLog(RichLog):
         self._append(_stamped(Text(message, style=style), at))
 
     def _append(self, lines: Text) -> None:
-        self._appending = True
-        try:
+        # New lines change the log's virtual size, which asks for a layout of the whole
+        # screen; the log keeps its size on screen, so a repaint shows them (with 500
+        # nodes, a layout a tick kept key presses from showing within 100 ms).
+        with self.keeping_its_size():
             self.write(lines, scroll_end=None)
-        finally:
-            self._appending = False
         if self._size_known:
             # What the skipped layout would have done for a log of the same size: the
             # scrollbar follows the new length (and a scrollbar that appears asks for a
             # layout itself).
             self._scroll_update(self.virtual_size)
-
-    def refresh(
-        self,
-        *regions: Region,
-        repaint: bool = True,
-        layout: bool = False,
-        recompose: bool = False,
-    ) -> Self:
-        # New lines change the log's virtual size, which asks for a layout of the whole
-        # screen; the log keeps its size on screen, so a repaint shows them (with 500
-        # nodes, a layout a tick kept key presses from showing within 100 ms).
-        if self._appending:
-            layout = False
-        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
 
 def _stamped(line: Text, at: datetime) -> Text:
