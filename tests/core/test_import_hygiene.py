@@ -377,6 +377,18 @@ _NOT_FOR_HTTP11 = [
     "http.client",
     "email",
 ]
+# What the API answers with, built by the first request that needs it (each handler of
+# gossip_tui.api._app imports its own): the response records, the converter and so cattrs
+# (and datetime, which the records take), the event stream, the metrics, the OpenAPI
+# document. A node serving HTTP that has answered nothing yet has loaded none of them.
+_FIRST_REQUEST = [
+    "cattrs",
+    "datetime",
+    "gossip_tui.api._records",
+    "gossip_tui.api._events",
+    "gossip_tui.api._metrics",
+    "gossip_tui.api._openapi",
+]
 # A config file's reader, what JSON log lines alone need, and cattrs (the API's JSON and
 # typed records): not for a node started with options only, logging text, without HTTP.
 _ON_DEMAND = ["tomllib", "datetime", "cattrs"]
@@ -432,6 +444,14 @@ def test_a_headless_node_with_http_loads_no_http2_websockets_nor_the_client() ->
     # h2's package alone (a version string) is there: hypercorn names h2.events in
     # annotations, and importing a stand-in for h2.events imports its package.
     assert [name for name in ready if name != "h2"] == []
+
+
+def test_a_headless_node_with_http_builds_no_record_nor_converter_before_a_request() -> None:
+    ready, _ = _loaded_by_headless_node(
+        ["hypercorn", *_FIRST_REQUEST], "--http-addr", "127.0.0.1:0"
+    )
+    assert "hypercorn" in ready  # the probe sees what the node serves with
+    assert [name for name in ready if not name.startswith("hypercorn")] == []
 
 
 @pytest.mark.parametrize(
