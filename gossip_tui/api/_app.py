@@ -37,6 +37,7 @@ import trio
 from gossip_tui.core import converter as converters
 from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.expiry import InvalidTtl, check_ttl
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.generations import restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeysNotSaved, KeyValueTooLarge, NodeIsLive
@@ -78,6 +79,7 @@ class HttpError(GossipTuiError):
 
 @attrs.frozen
 class Request:
+    __repr__ = fields_repr
     method: str
     path: str
     query: Mapping[str, list[str]]
@@ -151,6 +153,7 @@ class Request:
 
 @attrs.frozen
 class Response:
+    __repr__ = fields_repr
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
@@ -171,6 +174,8 @@ class Route:
     HEAD is answered like GET, except on the routes whose GET changes state (chitchat-test's
     ``/set_kv/`` and ``/mark_for_deletion/``).
     """
+
+    __repr__ = fields_repr
 
     template: str
     methods: Mapping[str, Handler]

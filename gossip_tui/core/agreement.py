@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
 
+from .fields_repr import fields_repr
 from .messages import Digest
 from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
 
@@ -84,6 +85,8 @@ def _token(node: NodeId) -> int:
 @attrs.frozen
 class ViewSummary:
     """A set of nodes in a few bytes: a hash that does not depend on order, and its size."""
+
+    __repr__ = fields_repr
 
     hash: str
     count: int
@@ -154,6 +157,8 @@ class ViewPublisher:
 class SeenDigest:
     """The digest a received message carried (partial marker removed)."""
 
+    __repr__ = fields_repr
+
     digest: Digest
     # A window of the sender's digest (partial-digest extension): nodes it leaves out
     # say nothing, so it tells neither the sender's view nor, when we are left out, ours.
@@ -167,6 +172,8 @@ class SeenDigest:
 @attrs.frozen
 class PeerReport:
     """What a peer's last digest said of us."""
+
+    __repr__ = fields_repr
 
     # Our identity it reported on: after a new generation of ours, older reports are
     # about someone else.
@@ -298,6 +305,8 @@ class PeerViews:
 class KeyPropagation:
     """How far one of our keys has travelled among the live peers."""
 
+    __repr__ = fields_repr
+
     key: str
     version: int
     status: KeyStatus
@@ -318,6 +327,7 @@ class KeyPropagation:
 
 @attrs.frozen
 class PropagationReading:
+    __repr__ = fields_repr
     self_node: NodeId
     taken_at: float
     live_peers: tuple[NodeId, ...]
@@ -364,6 +374,7 @@ class ViewSource:
 
 @attrs.frozen
 class ViewMember:
+    __repr__ = fields_repr
     node: NodeId
     # False for a node we hold dead: its view is the last we heard of.
     live: bool
@@ -373,6 +384,8 @@ class ViewMember:
 @attrs.frozen
 class ViewGroup:
     """Nodes that hold the same view; ``summary`` None for those whose view is unknown."""
+
+    __repr__ = fields_repr
 
     summary: ViewSummary | None
     members: tuple[ViewMember, ...]
@@ -385,6 +398,7 @@ class ViewGroup:
 
 @attrs.frozen
 class AgreementReading:
+    __repr__ = fields_repr
     self_node: NodeId
     taken_at: float
     # This node's group first, then the larger groups.
