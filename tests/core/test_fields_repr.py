@@ -26,6 +26,7 @@ MODULES = [
     "gossip_tui.core.messages",
     "gossip_tui.core.events",
     "gossip_tui.core.agreement",
+    "gossip_tui.core.readings",
     "gossip_tui.core.node_config",
     "gossip_tui._config_file",
     "gossip_tui._run_options",
@@ -137,6 +138,7 @@ def noting(builder, ns):
 
 _make._ClassBuilder.add_repr = noting
 import gossip_tui.cli, gossip_tui._headless, gossip_tui.api._app, gossip_tui.api._records
+import gossip_tui.core.readings
 watched = tuple(json.loads(sys.argv[1]))
 print(json.dumps([name for name in compiled if name.rsplit(".", 1)[0] in watched]))
 """

@@ -389,6 +389,9 @@ _FIRST_REQUEST = [
     "gossip_tui.api._metrics",
     "gossip_tui.api._openapi",
 ]
+# The propagation and agreement readings (gossip_tui.core.readings): the dashboard's and
+# the API's to ask for, built on the first reading; a start takes none, in either mode.
+_FIRST_READING = ["gossip_tui.core.readings"]
 # A config file's reader, what JSON log lines alone need, and cattrs (the API's JSON and
 # typed records): not for a node started with options only, logging text, without HTTP.
 _ON_DEMAND = ["tomllib", "datetime", "cattrs"]
@@ -427,7 +430,7 @@ def _loaded_by_headless_node(watched: list[str], *flags: str) -> tuple[list[str]
 
 
 def test_a_headless_node_without_http_loads_neither_dashboard_nor_http_nor_zstd() -> None:
-    watched = _NEVER_HEADLESS + _HTTP_ONLY + _ON_DEMAND
+    watched = _NEVER_HEADLESS + _HTTP_ONLY + _ON_DEMAND + _FIRST_READING
     ready, _ = _loaded_by_headless_node(watched, "--no-http")
     assert ready == []
 
@@ -446,9 +449,9 @@ def test_a_headless_node_with_http_loads_no_http2_websockets_nor_the_client() ->
     assert [name for name in ready if name != "h2"] == []
 
 
-def test_a_headless_node_with_http_builds_no_record_nor_converter_before_a_request() -> None:
+def test_a_headless_node_with_http_builds_no_record_converter_nor_reading_before_a_request() -> None:
     ready, _ = _loaded_by_headless_node(
-        ["hypercorn", *_FIRST_REQUEST], "--http-addr", "127.0.0.1:0"
+        ["hypercorn", *_FIRST_REQUEST, *_FIRST_READING], "--http-addr", "127.0.0.1:0"
     )
     assert "hypercorn" in ready  # the probe sees what the node serves with
     assert [name for name in ready if not name.startswith("hypercorn")] == []
