@@ -35,6 +35,7 @@ from gossip_tui._logging import parse_log_format, parse_log_level
 from gossip_tui.core.converter import structure_address, structure_str
 from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.failure_detector import FailureDetectorConfig
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.http_access import ApiTokenError, parse_api_token
 from gossip_tui.core.keys import SecretKeyError, parse_key, parse_key_lines
 from gossip_tui.core.models import AddressError, SocketAddress, parse_seed
@@ -191,6 +192,8 @@ def _key_file(_instance: Any, _attribute: Any, value: Path | None) -> None:
 @attrs.frozen
 class CliSettings:
     """What the command line asks for. None means "the node runtime's default"."""
+
+    __repr__ = fields_repr
 
     listen_addr: SocketAddress = attrs.field(default=_node_default("listen_addr"))
     public_addr: SocketAddress | None = None

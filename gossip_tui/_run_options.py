@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from gossip_tui._config_file import CONFIG_ENV, env_var, item_parser, setting_parser
+from gossip_tui.core.fields_repr import fields_repr
 
 __all__ = ["RUN_OPTIONS", "RunArgs", "RunOption", "parse_run_args"]
 
@@ -32,6 +33,8 @@ _COMPLETION_ENV = "_GOSSIP_TUI_COMPLETE"
 @attrs.frozen
 class RunOption:
     """One top-level option: the setting it gives and how ``--help`` shows it."""
+
+    __repr__ = fields_repr
 
     # The CliSettings field it sets ("config": the TOML file, not a setting).
     field: str
@@ -278,6 +281,8 @@ _BY_FLAG: Mapping[str, RunOption] = {
 class RunArgs:
     """What the run command's arguments say: the settings given (None: not given) and the
     config file named by ``--config``."""
+
+    __repr__ = fields_repr
 
     cli: dict[str, Any]
     config: Path | None

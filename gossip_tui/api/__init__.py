@@ -8,12 +8,15 @@ and the dashboard do.
 
 from __future__ import annotations
 
-from gossip_tui.core.converter import converter
+from typing import TYPE_CHECKING, Any
 
 from ._app import MAX_BODY_SIZE, ROUTES, GossipApi, HttpError, Route, make_app
 from ._security import ApiSecurity, default_host_names
 from ._server import ServedNode, serve_http, serve_node_http
 from ._types import ApiNode
+
+if TYPE_CHECKING:
+    from gossip_tui.core.converter import converter
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -30,3 +33,13 @@ __all__ = [
     "serve_http",
     "serve_node_http",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The converter is made (and cattrs imported) when first asked for, as in
+    # gossip_tui.core.converter: serving the API does not need it before a request does.
+    if name == "converter":
+        from gossip_tui.core.converter import converter
+
+        return converter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

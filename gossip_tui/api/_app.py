@@ -28,44 +28,30 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 import attrs
-import cattrs
 import trio
 
-from gossip_tui.core.converter import converter
+from gossip_tui.core import converter as converters
 from gossip_tui.core.errors import GossipTuiError
 from gossip_tui.core.expiry import InvalidTtl, check_ttl
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.generations import restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeSnapshot, VersionedValue
 from gossip_tui.node import KeysNotSaved, KeyValueTooLarge, NodeIsLive
 
-from ._events import MAX_EVENTS_LIMIT, MAX_EVENTS_TIMEOUT, end_line, event_lines
-from ._events import MEDIA_TYPE as EVENTS_MEDIA_TYPE
-from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from ._metrics import render_metrics
-from ._openapi import openapi_document
-from ._records import (
-    ClusterStateView,
-    ErrorView,
-    ExpiryView,
-    ForgottenView,
-    HealthView,
-    KeyDeletedView,
-    KeyListView,
-    KeyView,
-    KeyWrittenView,
-    NodeCounts,
-    NodeDetailView,
-    NodeListView,
-    NodeSummary,
-    PutKeyBody,
-    StatusView,
-)
 from ._security import ApiSecurity
 from ._types import ApiNode, Message, Receive, Scope, Send
+
+# What a node serving the API does not need until a request does: the response records
+# (16 attrs classes), the converter (cattrs, and the hooks it builds per record), the
+# event stream, the metrics and the OpenAPI document. Each handler imports what it
+# answers with, so a node starts serving without them (~30 ms of an HTTP node's start)
+# and the first request that needs one builds it.
+if TYPE_CHECKING:
+    from ._records import ExpiryView, PutKeyBody
 
 __all__ = ["MAX_BODY_SIZE", "ROUTES", "GossipApi", "HttpError", "Route", "make_app"]
 
@@ -93,6 +79,7 @@ class HttpError(GossipTuiError):
 
 @attrs.frozen
 class Request:
+    __repr__ = fields_repr
     method: str
     path: str
     query: Mapping[str, list[str]]
@@ -166,6 +153,7 @@ class Request:
 
 @attrs.frozen
 class Response:
+    __repr__ = fields_repr
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
@@ -186,6 +174,8 @@ class Route:
     HEAD is answered like GET, except on the routes whose GET changes state (chitchat-test's
     ``/set_kv/`` and ``/mark_for_deletion/``).
     """
+
+    __repr__ = fields_repr
 
     template: str
     methods: Mapping[str, Handler]
@@ -221,12 +211,14 @@ class Route:
 
 
 def json_response(value: Any, status: int = 200, *, pretty: bool = False) -> Response:
-    data = converter.unstructure(value)
+    data = converters.converter.unstructure(value)
     text = json.dumps(data, ensure_ascii=False, allow_nan=False, indent=2 if pretty else None)
     return Response(status, text.encode())
 
 
 def _error_response(error: HttpError) -> Response:
+    from ._records import ErrorView
+
     response = json_response(ErrorView(error.message), error.status)
     return attrs.evolve(response, headers=error.headers)
 
@@ -249,11 +241,15 @@ def _live_value(snapshot: ClusterSnapshot, key: str) -> VersionedValue | None:
 
 
 def _expiry(node: ApiNode, key: str, taken_at: float) -> ExpiryView | None:
+    from ._records import ExpiryView
+
     deadline = node.key_expiries().get(key)
     return None if deadline is None else ExpiryView.of(deadline, taken_at, time.time())
 
 
 def _expiries(node: ApiNode, keys: Iterable[str], taken_at: float) -> dict[str, ExpiryView]:
+    from ._records import ExpiryView
+
     deadlines = node.key_expiries()
     wall_now = time.time()
     return {
@@ -278,6 +274,8 @@ def _write(node: ApiNode, key: str, value: str, *, ttl: bool | float) -> None:
 
 
 def _describe_structure_error(exc: Exception) -> str:
+    import cattrs
+
     if isinstance(exc, cattrs.BaseValidationError):
         return "; ".join(cattrs.transform_error(exc, path="body"))
     return str(exc)
@@ -287,10 +285,14 @@ def _describe_structure_error(exc: Exception) -> str:
 
 
 def _index(node: ApiNode, _request: Request) -> Response:
+    from ._records import ClusterStateView
+
     return json_response(ClusterStateView.of(node.snapshot()), pretty=True)
 
 
 def _set_kv(node: ApiNode, request: Request) -> Response:
+    from ._records import StatusView
+
     key = request.query_param("key")
     value = request.query_param("value")
     _write(node, key, value, ttl=request.query_ttl("ttl"))
@@ -298,6 +300,8 @@ def _set_kv(node: ApiNode, request: Request) -> Response:
 
 
 def _mark_for_deletion(node: ApiNode, request: Request) -> Response:
+    from ._records import StatusView
+
     key = request.query_param("key")
     if not key:
         raise HttpError(400, "a key must not be empty")
@@ -308,6 +312,8 @@ def _mark_for_deletion(node: ApiNode, request: Request) -> Response:
 
 
 def _list_nodes(node: ApiNode, _request: Request) -> Response:
+    from ._records import NodeListView, NodeSummary
+
     snapshot = node.snapshot()
     # One row per node: a restarted node's older generations fold into its live one, which
     # says it restarted. GET / still lists every generation, as chitchat-test does.
@@ -341,6 +347,8 @@ def _matching_nodes(snapshot: ClusterSnapshot, wanted: str) -> list[NodeSnapshot
 
 
 def _get_node(node: ApiNode, request: Request) -> Response:
+    from ._records import NodeDetailView, NodeSummary
+
     snapshot = node.snapshot()
     # A bare name may match several generations of a restarted node: show the live one,
     # else the one heard from last. Not simply the highest generation: anyone can gossip a
@@ -367,6 +375,8 @@ def _get_node(node: ApiNode, request: Request) -> Response:
 def _forget_node(node: ApiNode, request: Request) -> Response:
     """Forget the dead and left generations the id names (a bare name: all of them),
     here only; 409 when it names only live nodes."""
+    from ._records import ForgottenView
+
     wanted = request.params["node_id"]
     matches = _matching_nodes(node.snapshot(), wanted)
     gone = [n.node for n in matches if n.liveness not in (Liveness.SELF, Liveness.LIVE)]
@@ -385,6 +395,8 @@ def _forget_node(node: ApiNode, request: Request) -> Response:
 
 
 def _list_keys(node: ApiNode, _request: Request) -> Response:
+    from ._records import KeyListView
+
     snapshot = node.snapshot()
     own = _self_state(snapshot)
     keys = {k: own.key_values[k] for k in sorted(own.key_values)}
@@ -396,6 +408,8 @@ def _list_keys(node: ApiNode, _request: Request) -> Response:
 
 
 def _get_key(node: ApiNode, request: Request) -> Response:
+    from ._records import KeyView
+
     key = request.params["key"]
     snapshot = node.snapshot()
     value = _live_value(snapshot, key)
@@ -415,6 +429,8 @@ def _get_key(node: ApiNode, request: Request) -> Response:
 
 
 def _put_body(request: Request) -> PutKeyBody:
+    from ._records import PutKeyBody
+
     # Checked whatever the body: a malformed ttl is a bad request, not one to ignore.
     ttl = request.query_ttl("ttl")
     media = request.media_type
@@ -428,7 +444,7 @@ def _put_body(request: Request) -> PutKeyBody:
         if not isinstance(data, dict):
             raise HttpError(400, 'the JSON body must be an object like {"value": "..."}')
         try:
-            return converter.structure(data, PutKeyBody)
+            return converters.converter.structure(data, PutKeyBody)
         except Exception as exc:
             raise HttpError(400, _describe_structure_error(exc)) from None
     try:
@@ -439,6 +455,8 @@ def _put_body(request: Request) -> PutKeyBody:
 
 
 def _put_key(node: ApiNode, request: Request) -> Response:
+    from ._records import KeyWrittenView
+
     key = request.params["key"]
     body = _put_body(request)
     _write(node, key, body.value, ttl=body.ttl)
@@ -454,6 +472,8 @@ def _put_key(node: ApiNode, request: Request) -> Response:
 
 
 def _delete_key(node: ApiNode, request: Request) -> Response:
+    from ._records import KeyDeletedView
+
     key = request.params["key"]
     after_ttl = request.query_flag("after_ttl")
     if _live_value(node.snapshot(), key) is None:
@@ -466,6 +486,9 @@ def _delete_key(node: ApiNode, request: Request) -> Response:
 
 
 def _events(node: ApiNode, request: Request) -> Response:
+    from ._events import MAX_EVENTS_LIMIT, MAX_EVENTS_TIMEOUT, event_lines
+    from ._events import MEDIA_TYPE as EVENTS_MEDIA_TYPE
+
     values = request.query.get("prefix")
     prefix = values[-1] if values else ""
     # Optional bounds that end the stream (for scripts, and for testing it as a request
@@ -483,11 +506,16 @@ def _events(node: ApiNode, request: Request) -> Response:
 
 
 def _metrics(node: ApiNode, _request: Request) -> Response:
+    from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+    from ._metrics import render_metrics
+
     text = render_metrics(node.snapshot(), node.stats)
     return Response(200, text.encode(), content_type=METRICS_CONTENT_TYPE)
 
 
 def _health(node: ApiNode, _request: Request) -> Response:
+    from ._records import HealthView, NodeCounts
+
     snapshot = node.snapshot()
     counts = NodeCounts.of(snapshot)
     view = HealthView(
@@ -507,6 +535,8 @@ _OPENAPI_BODY: bytes | None = None
 def _openapi(_node: ApiNode, _request: Request) -> Response:
     global _OPENAPI_BODY
     if _OPENAPI_BODY is None:
+        from ._openapi import openapi_document
+
         _OPENAPI_BODY = json.dumps(openapi_document(), indent=2).encode()
     return Response(200, _OPENAPI_BODY)
 
@@ -682,6 +712,8 @@ async def _send_stream(
     response: Response,
     stream: Callable[[], AsyncIterator[bytes]],
 ) -> None:
+    from ._events import end_line  # the one streamed route's, loaded by then
+
     headers = [
         (b"content-type", f"{response.content_type}; charset=utf-8".encode()),
         (b"cache-control", b"no-store"),

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from gossip_tui.core.converter import converter
+from gossip_tui.core import converter as converters
 from gossip_tui.core.engine import LEAVING_KEY
 from gossip_tui.node import (
     KeyChanged,
@@ -73,7 +73,7 @@ def _line(record: dict[str, Any]) -> bytes:
 def event_record(event: NodeEvent) -> dict[str, Any]:
     """The JSON object of one event: ``type``, then the event's fields (``node`` is a
     ChitchatId object)."""
-    fields = converter.unstructure(event)
+    fields = converters.converter.unstructure(event)
     # The documented record (see _openapi): a key_changed's status is the dashboard's.
     fields.pop("status", None)
     return {"type": _TYPES[type(event)], **fields}
@@ -96,7 +96,11 @@ async def event_lines(
     self_id = node.self_id
     with events:
         yield _line(
-            {"type": "subscribed", "chitchat_id": converter.unstructure(self_id), "prefix": prefix}
+            {
+                "type": "subscribed",
+                "chitchat_id": converters.converter.unstructure(self_id),
+                "prefix": prefix,
+            }
         )
         while True:
             # The cancel scope is around the receive only, never around a yield: a scope

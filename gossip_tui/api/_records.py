@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.generations import Restart, superseded_in
 from gossip_tui.core.models import (
     ClusterSnapshot,
@@ -25,6 +26,8 @@ from gossip_tui.core.models import (
 @attrs.frozen
 class ClusterStateView:
     """``GET /``: chitchat-test's ``ApiResponse``."""
+
+    __repr__ = fields_repr
 
     cluster_id: str
     cluster_state: ClusterSnapshot
@@ -45,17 +48,22 @@ class ClusterStateView:
 class StatusView:
     """chitchat-test's ``SetKeyValueResponse``."""
 
+    __repr__ = fields_repr
+
     status: bool = True
 
 
 @attrs.frozen
 class ErrorView:
+    __repr__ = fields_repr
     error: str
 
 
 @attrs.frozen
 class RestartView:
     """The live generation of a node id replaced an older one that is still known."""
+
+    __repr__ = fields_repr
 
     previous_generation: int
     # Seconds since the new generation was first heard of (None: unknown).
@@ -69,6 +77,7 @@ class RestartView:
 
 @attrs.frozen
 class NodeSummary:
+    __repr__ = fields_repr
     chitchat_id: NodeId
     is_self: bool
     liveness: Liveness
@@ -109,6 +118,8 @@ class NodeSummary:
 class NodeListView:
     """``GET /nodes``."""
 
+    __repr__ = fields_repr
+
     cluster_id: str
     self_node: NodeId
     nodes: tuple[NodeSummary, ...]
@@ -119,6 +130,8 @@ class ExpiryView:
     """When a local key set with a duration expires: ``expires_at`` in UTC (ISO 8601,
     milliseconds) and ``expires_in`` seconds from the answer (0 once due: the node
     deletes it at its next round)."""
+
+    __repr__ = fields_repr
 
     expires_at: str
     expires_in: float
@@ -139,6 +152,8 @@ class NodeDetailView:
     ``expiries`` for the keys of this node that expire (empty for peers: no deadline
     travels on the wire)."""
 
+    __repr__ = fields_repr
+
     node: NodeSummary
     key_values: Mapping[str, VersionedValue]
     expiries: Mapping[str, ExpiryView] = attrs.field(factory=dict)
@@ -149,6 +164,8 @@ class KeyListView:
     """``GET /keys``: the local node's keys that are not deleted, and the expiries of
     those set with a duration."""
 
+    __repr__ = fields_repr
+
     chitchat_id: NodeId
     keys: Mapping[str, VersionedValue]
     expiries: Mapping[str, ExpiryView] = attrs.field(factory=dict)
@@ -158,6 +175,8 @@ class KeyListView:
 class KeyView:
     """``GET /keys/{key}``; ``expires_at``/``expires_in`` are None for a key that does
     not expire."""
+
+    __repr__ = fields_repr
 
     key: str
     value: str
@@ -172,6 +191,8 @@ class PutKeyBody:
     """``PUT /keys/{key}`` with a JSON body. ``ttl``: a number of seconds the key lives,
     or true for chitchat's delete-after-grace-period mark (false: none)."""
 
+    __repr__ = fields_repr
+
     value: str
     ttl: bool | float = False
 
@@ -179,6 +200,8 @@ class PutKeyBody:
 @attrs.frozen
 class KeyWrittenView:
     """Answer to ``PUT /keys/{key}``: ``ttl`` as asked, and when the key expires."""
+
+    __repr__ = fields_repr
 
     key: str
     value: str
@@ -192,6 +215,8 @@ class KeyWrittenView:
 class KeyDeletedView:
     """Answer to ``DELETE /keys/{key}``."""
 
+    __repr__ = fields_repr
+
     key: str
     after_ttl: bool
     status: bool = True
@@ -200,6 +225,8 @@ class KeyDeletedView:
 @attrs.frozen
 class HealthView:
     """``GET /health``."""
+
+    __repr__ = fields_repr
 
     status: str
     cluster_id: str
@@ -216,6 +243,8 @@ class HealthView:
 class ForgottenView:
     """Answer to ``DELETE /nodes/{node_id}``."""
 
+    __repr__ = fields_repr
+
     forgotten: tuple[NodeId, ...]
     status: bool = True
 
@@ -224,6 +253,8 @@ class ForgottenView:
 class NodeCounts:
     """Nodes by what an operator calls them: older generations of a restarted node, live
     again, are the same node and not counted apart."""
+
+    __repr__ = fields_repr
 
     live: int
     dead: int

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from gossip_tui.core.fields_repr import fields_repr
+
 __all__ = ["ApiSecurity", "default_host_names"]
 
 # Values of Sec-Fetch-Site that mean the request was made by the page itself or typed by
@@ -71,6 +73,8 @@ class ApiSecurity:
     addresses: an IP literal cannot be rebound) a ``Host`` header may carry; None accepts
     any. ``check_origin``: refuse a write a browser labels cross-site.
     """
+
+    __repr__ = fields_repr
 
     token: str | None = attrs.field(default=None, repr=False)
     protect_reads: bool = False

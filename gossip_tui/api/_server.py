@@ -147,32 +147,56 @@ async def serve_http(
     """Serve the HTTP API of ``node`` on ``bind`` (TCP) until cancelled.
 
     Meant for ``nursery.start``: it reports the address actually bound (the port resolved
-    when ``bind`` asks for port 0) once the server accepts connections. A busy address
+    when ``bind`` asks for port 0) once the socket accepts connections. A busy address
     raises :class:`OSError` (``EADDRINUSE``) before anything starts. ``security`` is the
     token and the Host and Origin checks (see :class:`ApiSecurity`; the default has no
     token).
-    """
-    Config, Sockets, worker_serve, wrap_app = _import_worker()
 
+    hypercorn (and the application) is started when the first connection waits: a node
+    that nobody asks anything does without it (~30 ms of every HTTP node's start), and
+    the kernel holds that connection in the socket's backlog meanwhile, so the first
+    request is answered as every other, a few milliseconds later.
+    """
     # We bind the socket ourselves and hand it to hypercorn's Trio worker: a busy port is
     # then a plain OSError (not wrapped in hypercorn's nurseries), we know the port chosen
     # for port 0, and the socket is closed here however the server ends.
     sock, actual = _listening_socket(bind)
     with sock:
+        # hypercorn's own words, said when it starts, which is now later (see
+        # _AnnouncedLogger).
+        _log.info("Running on http://%s (CTRL + C to quit)", _url_authority(actual))
+        task_status.started(actual)
+        await trio.lowlevel.wait_readable(sock)
+        Config, Sockets, worker_serve, wrap_app = _import_worker()
         config = Config()
         config.errorlog = _log
         config.accesslog = None
         config.graceful_timeout = 1.0
+        config.logger_class = _announced_logger_class(config.logger_class)
         app: Any = make_app(
             node, security
         )  # hypercorn types apps as a union of TypedDict signatures
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
-        async with trio.open_nursery() as nursery:
-            # No shutdown trigger: the server runs until the surrounding scope is cancelled.
-            await nursery.start(
-                partial(worker_serve, wrap_app(app, 0, "asgi"), config, sockets=sockets)
-            )
-            task_status.started(actual)
+        # No shutdown trigger: the server runs until the surrounding scope is cancelled.
+        await worker_serve(wrap_app(app, 0, "asgi"), config, sockets=sockets)
+
+
+def _url_authority(addr: SocketAddress) -> str:
+    # As hypercorn writes a bound address: [v6]:port.
+    return f"[{addr.host}]:{addr.port}" if addr.ip.version == 6 else f"{addr.host}:{addr.port}"
+
+
+def _announced_logger_class(logger_class: type[Any]) -> type[Any]:
+    """hypercorn's logger class, less the "Running on" line it logs as it starts:
+    serve_http said it when the socket began to listen, before hypercorn was imported."""
+
+    class _AnnouncedLogger(logger_class):  # type: ignore[misc]
+        async def info(self, message: str, *args: Any, **kwargs: Any) -> None:
+            if message.startswith("Running on "):
+                return
+            await super().info(message, *args, **kwargs)
+
+    return _AnnouncedLogger
 
 
 class ServedNode(Protocol):

@@ -8,6 +8,7 @@ from typing import Literal
 import attrs
 
 from .engine import Step, SweepStep
+from .fields_repr import fields_repr
 from .models import KeyStatus, NodeId, SocketAddress
 from .state import KeyChange, StateChange, VersionChange
 
@@ -16,12 +17,16 @@ from .state import KeyChange, StateChange, VersionChange
 class NodeJoined:
     """A node became live (for the first time, or again after being dead)."""
 
+    __repr__ = fields_repr
+
     node: NodeId
 
 
 @attrs.frozen
 class NodeDead:
     """A live node was declared dead: the failure detector gave up on it, or it left."""
+
+    __repr__ = fields_repr
 
     node: NodeId
 
@@ -31,6 +36,8 @@ class NodeLeft:
     """A node announced its departure (its leaving marker arrived): it left gracefully.
     A NodeDead follows at the next liveness sweep, as for any node no longer live."""
 
+    __repr__ = fields_repr
+
     node: NodeId
 
 
@@ -38,12 +45,16 @@ class NodeLeft:
 class NodeRemoved:
     """A dead node was forgotten after the dead-node grace period."""
 
+    __repr__ = fields_repr
+
     node: NodeId
 
 
 @attrs.frozen
 class NodeUpdated:
     """A node's state moved on: its max version changed."""
+
+    __repr__ = fields_repr
 
     node: NodeId
     max_version: int
@@ -54,6 +65,8 @@ class KeyChanged:
     """A key of ``node`` got a new value (set, set with TTL, or marked delete-after-TTL);
     ``status`` says which (SET or DELETE_AFTER_TTL, as on the wire: a ttl in seconds is
     the owner's own and reads SET)."""
+
+    __repr__ = fields_repr
 
     node: NodeId
     key: str
@@ -71,6 +84,8 @@ DeleteReason = Literal["deleted", "expired"]
 class KeyDeleted:
     """A key of ``node`` was deleted (a tombstone arrived, or this node's key expired)."""
 
+    __repr__ = fields_repr
+
     node: NodeId
     key: str
     version: int
@@ -81,6 +96,8 @@ class KeyDeleted:
 class SeedUnreachable:
     """A seed has not answered the last few Syns we sent it (or is not reachable at all)."""
 
+    __repr__ = fields_repr
+
     addr: SocketAddress
     unanswered: int
 
@@ -88,6 +105,8 @@ class SeedUnreachable:
 @attrs.frozen
 class SeedAnswered:
     """A seed reported unreachable answered again."""
+
+    __repr__ = fields_repr
 
     addr: SocketAddress
 

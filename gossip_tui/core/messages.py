@@ -14,12 +14,15 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from .fields_repr import fields_repr
 from .models import KeyStatus, NodeId
 
 
 @attrs.frozen
 class NodeDigest:
     """How far a node's state has got: what a peer needs to compute a delta for us."""
+
+    __repr__ = fields_repr
 
     heartbeat: int
     last_gc_version: int
@@ -29,6 +32,8 @@ class NodeDigest:
 @attrs.frozen
 class Digest:
     """A summary of every node this node knows, keyed by node."""
+
+    __repr__ = fields_repr
 
     nodes: Mapping[NodeId, NodeDigest] = attrs.field(factory=dict)
     # The codec's encodings of this digest by protocol version, filled on first use: a
@@ -45,6 +50,7 @@ class Digest:
 
 @attrs.frozen
 class KeyValueMutation:
+    __repr__ = fields_repr
     key: str
     value: str
     version: int
@@ -60,6 +66,8 @@ class NodeDelta:
     the version carried by an explicit SetMaxVersion operation.
     """
 
+    __repr__ = fields_repr
+
     node: NodeId
     from_version_excluded: int
     last_gc_version: int
@@ -69,6 +77,7 @@ class NodeDelta:
 
 @attrs.frozen
 class Delta:
+    __repr__ = fields_repr
     node_deltas: tuple[NodeDelta, ...] = ()
     # The exact bytes this delta was built as, when the MTU-bounded writer made it: sending
     # it again must not compress it a second time. Not part of equality.
@@ -79,6 +88,8 @@ class Delta:
 class Syn:
     """A asks B: here is what I know (B answers with a SynAck)."""
 
+    __repr__ = fields_repr
+
     cluster_id: str
     digest: Digest
     protocol_version: int = attrs.field(default=0, kw_only=True)
@@ -87,6 +98,8 @@ class Syn:
 @attrs.frozen
 class SynAck:
     """B answers A: here is what I know, and what you lack (A answers with an Ack)."""
+
+    __repr__ = fields_repr
 
     digest: Digest
     delta: Delta
@@ -97,6 +110,8 @@ class SynAck:
 class Ack:
     """A answers B: here is what you lack."""
 
+    __repr__ = fields_repr
+
     delta: Delta
     protocol_version: int = attrs.field(default=0, kw_only=True)
 
@@ -104,6 +119,8 @@ class Ack:
 @attrs.frozen
 class BadCluster:
     """B refuses A's Syn: A belongs to another cluster."""
+
+    __repr__ = fields_repr
 
     protocol_version: int = attrs.field(default=0, kw_only=True)
 

@@ -16,6 +16,8 @@ from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.core.validators import non_negative
 
+from .fields_repr import fields_repr
+
 DEFAULT_LISTEN_ADDR = SocketAddress.parse("127.0.0.1:10000")
 
 _ADJECTIVES = (
@@ -60,6 +62,8 @@ def _bytes_tuple(value: Iterable[bytes]) -> tuple[bytes, ...]:
 @attrs.frozen
 class NodeConfig:
     """Everything a node needs to run. Only ``listen_addr`` matters for a first try."""
+
+    __repr__ = fields_repr
 
     listen_addr: SocketAddress = DEFAULT_LISTEN_ADDR
     # What peers should use to reach us; the bound listen address when None.

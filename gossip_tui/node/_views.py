@@ -4,17 +4,16 @@ send anyway (the receive loop notes each one): no traffic of their own."""
 
 from __future__ import annotations
 
-from gossip_tui.core.agreement import (
-    VIEW_KEY,
-    AgreementReading,
-    PropagationReading,
-    read_agreement,
-    read_propagation,
-    summarize,
-)
+from typing import TYPE_CHECKING
+
+from gossip_tui.core.agreement import VIEW_KEY, summarize
 from gossip_tui.core.models import Liveness
 
 from ._node_base import NodeBase
+
+# The readings' module is built on the first reading (a node's start takes none).
+if TYPE_CHECKING:
+    from gossip_tui.core.readings import AgreementReading, PropagationReading
 
 
 class NodeViews(NodeBase):
@@ -22,6 +21,8 @@ class NodeViews(NodeBase):
 
     def propagation(self) -> PropagationReading:
         """Each local key with the live peers that hold its version, by their digests."""
+        from gossip_tui.core.readings import read_propagation
+
         engine, now = self.engine, self._now()
         own = engine.self_state.key_values
         return read_propagation(
@@ -31,6 +32,8 @@ class NodeViews(NodeBase):
     def agreement(self) -> AgreementReading:
         """Live and dead nodes grouped by the membership view they hold (left nodes and
         those about to be forgotten hold none worth showing)."""
+        from gossip_tui.core.readings import read_agreement
+
         engine = self.engine
         readings = engine.liveness_readings(self._now())
         shown = {Liveness.SELF: True, Liveness.LIVE: True, Liveness.DEAD: False}

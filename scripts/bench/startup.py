@@ -9,6 +9,9 @@ port, with the HTTP API and with ``--no-http``, and measures:
   moment it first answers a chitchat Syn datagram with a SynAck (and, with HTTP, once
   ``GET /health`` answers too). Python's own start counts: this is what a node costs to
   come up, not only what the package costs.
+- CPU until serving: the same, read once it answers a Syn and (with HTTP) accepts a TCP
+  connection, before any request: what every node of a fleet pays, whether or not
+  anyone asks its API something (the first request builds what it answers with).
 - RSS after settle: VmRSS (``/proc/<pid>/status``) ``--settle`` seconds after it is ready.
 - The floor: the same figures for a bare interpreter that imports Trio and binds one UDP
   socket in ``trio.run`` (what no node can go below), read the same way.
@@ -83,6 +86,14 @@ def _answers_syn(probe: socket.socket, port: int, syn: bytes) -> bool:
         return False
 
 
+def _accepts_tcp(port: int) -> bool:
+    try:
+        with socket.create_connection((bench.HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _answers_http(port: int) -> bool:
     conn = http.client.HTTPConnection(bench.HOST, port, timeout=0.5)
     try:
@@ -97,9 +108,11 @@ def _answers_http(port: int) -> bool:
 @contextlib.contextmanager
 def _ready_node(
     tree: Path, http: bool, stderr: IO[bytes], python_flags: Sequence[str] = ()
-) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+) -> Iterator[tuple[subprocess.Popen[bytes], float, float]]:
     """Start one node and wait until it answers a Syn (and, with HTTP, ``GET /health``);
-    the process and when it was started. The node is stopped (SIGTERM) on leaving."""
+    the process, when it was started, and its CPU seconds once it answered a Syn and
+    accepted a TCP connection (with HTTP), before any request. The node is stopped
+    (SIGTERM) on leaving."""
     port = bench.allocate_ports(1)[0]
     syn = codec.encode(Syn(CLUSTER_ID, Digest({})))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -120,11 +133,16 @@ def _ready_node(
                 if process.poll() is not None or time.monotonic() > deadline:
                     stderr.seek(0)
                     raise RuntimeError(f"node never answered: {stderr.read()[-2000:]!r}")
+            while http and not _accepts_tcp(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("node never accepted a TCP connection")
+                time.sleep(_POLL)
+            serving_cpu = bench.cpu_seconds(process.pid)
             while http and not _answers_http(port):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("node never answered HTTP")
                 time.sleep(_POLL)
-            yield process, started
+            yield process, started, serving_cpu
         finally:
             process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -139,13 +157,18 @@ def one_run(tree: Path, http: bool, settle: float) -> dict[str, float]:
     RSS; stop it."""
     with (
         tempfile.TemporaryFile() as stderr,
-        _ready_node(tree, http, stderr) as (process, started),
+        _ready_node(tree, http, stderr) as (process, started, serving_cpu),
     ):
         cpu = bench.cpu_seconds(process.pid)
         wall = time.monotonic() - started
         time.sleep(settle)
         rss = bench.rss_mib(process.pid)
-    return {"cpu_seconds": cpu, "wall_seconds": wall, "rss_mib": rss}
+    return {
+        "cpu_seconds": cpu,
+        "serving_cpu_seconds": serving_cpu,
+        "wall_seconds": wall,
+        "rss_mib": rss,
+    }
 
 
 # The floor: an interpreter with Trio running and one UDP socket bound, then idle until
@@ -229,11 +252,15 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
 
 def _row(label: str, figures: dict[str, dict[str, float]], modules: object) -> tuple[object, ...]:
     cpu = figures["cpu_seconds"]
+    # The floor serves nothing: it is serving once it is ready.
+    serving = figures.get("serving_cpu_seconds", cpu)
     return (
         label,
         cpu["median"],
         cpu["min"],
         cpu["max"],
+        serving["median"],
+        serving["min"],
         figures["wall_seconds"]["median"],
         figures["rss_mib"]["median"],
         modules,
@@ -282,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["loadavg_after"] = bench.loadavg()
     bench.print_table(
         f"start-up of one headless node, {args.runs} runs per mode (median, min, max)",
-        ["mode", "cpu s", "min", "max", "wall s", "rss MiB", "modules"],
+        ["mode", "cpu s", "min", "max", "serving s", "min", "wall s", "rss MiB", "modules"],
         rows,
     )
     for tree in trees:

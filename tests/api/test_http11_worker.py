@@ -48,6 +48,7 @@ async def main():
     async with trio.open_nursery() as nursery:
         addr = await nursery.start(serve_http, api_node(), SocketAddress.parse("127.0.0.1:0"))
         before = loaded()
+        hypercorn_before = "hypercorn" in sys.modules
         replies = []
         for request in sys.argv[1:]:
             replies.append(await trio.to_thread.run_sync(exchange, addr.port, request.encode()))
@@ -59,7 +60,10 @@ async def main():
         hasattr(logging.config, "DictConfigurator"),
         hasattr(tomllib, "TOMLDecodeError"),
     ]
-    print(json.dumps({"before": before, "after": after, "replies": replies, "real": real}))
+    print(json.dumps({
+        "before": before, "after": after, "replies": replies, "real": real,
+        "hypercorn_before": hypercorn_before, "hypercorn_after": "hypercorn" in sys.modules,
+    }))
 
 trio.run(main)
 """
@@ -84,6 +88,15 @@ def test_serving_loads_no_http2_websocket_nor_multiprocessing() -> None:
     assert report["replies"][0].startswith("HTTP/1.1 200 ")
 
 
+def test_hypercorn_is_started_by_the_first_connection_which_is_answered() -> None:
+    # The socket listens from the start (the kernel holds a connection in its backlog);
+    # hypercorn is imported, and the server started, when the first connection waits.
+    report = _serve_and_ask(HEALTH, HEALTH)
+    assert report["hypercorn_before"] is False
+    assert report["hypercorn_after"] is True
+    assert [reply.split("\r\n", 1)[0] for reply in report["replies"]] == ["HTTP/1.1 200 "] * 2
+
+
 def test_a_websocket_request_is_refused_with_403_as_before() -> None:
     # The websocket stream (and wsproto) is imported for the first websocket request; the
     # app refuses it before accepting, which hypercorn answers with a bare 403.
@@ -106,7 +119,7 @@ def test_a_hypercorn_the_stand_ins_do_not_fit_is_imported_whole() -> None:
     # A later hypercorn may take a name a stand-in lacks: the node then imports hypercorn
     # whole (HTTP/2 and all) and serves as before, instead of failing to serve.
     report = _serve_and_ask(WEBSOCKET, HEALTH, break_a_stand_in=True)
-    assert "h2" in report["before"]
+    assert "h2" in report["after"]  # hypercorn is imported once the first connection waits
     refused, health = report["replies"]
     assert refused.startswith("HTTP/1.1 403 ")
     assert health.startswith("HTTP/1.1 200 ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import socket
 import urllib.error
 import urllib.request
@@ -111,3 +112,22 @@ async def test_cancelled_before_it_started_leaves_no_socket_open() -> None:
                 await nursery.start(serve_http, api_node(), ANY_PORT)
 
     assert len(list(_FD_DIR.iterdir())) == before
+
+
+@pytest.mark.trio
+async def test_the_server_says_where_it_runs_once_as_it_starts_listening(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # hypercorn's "Running on" line, said by serve_http as the socket starts listening
+    # (hypercorn itself starts on the first connection, and does not say it again).
+    caplog.set_level(logging.INFO, logger="gossip_tui.api.http")
+    async with trio.open_nursery() as nursery:
+        addr = await nursery.start(serve_http, api_node(), ANY_PORT)
+        said = [r.getMessage() for r in caplog.records if r.name == "gossip_tui.api.http"]
+        assert said == [f"Running on http://{addr} (CTRL + C to quit)"]
+        for _ in range(2):
+            status, _, _ = await _fetch(f"http://{addr}/health")
+            assert status == 200
+        nursery.cancel_scope.cancel()
+    said = [r.getMessage() for r in caplog.records if r.name == "gossip_tui.api.http"]
+    assert said == [f"Running on http://{addr} (CTRL + C to quit)"]

@@ -377,6 +377,24 @@ _NOT_FOR_HTTP11 = [
     "http.client",
     "email",
 ]
+# The server itself, hypercorn and h11, started by the first connection (the socket listens
+# from the start, gossip_tui.api._server): a node nobody asks anything never imports it.
+_FIRST_CONNECTION = ["hypercorn", "h11"]
+# What the API answers with, built by the first request that needs it (each handler of
+# gossip_tui.api._app imports its own): the response records, the converter and so cattrs
+# (and datetime, which the records take), the event stream, the metrics, the OpenAPI
+# document. A node serving HTTP that has answered nothing yet has loaded none of them.
+_FIRST_REQUEST = [
+    "cattrs",
+    "datetime",
+    "gossip_tui.api._records",
+    "gossip_tui.api._events",
+    "gossip_tui.api._metrics",
+    "gossip_tui.api._openapi",
+]
+# The propagation and agreement readings (gossip_tui.core.readings): the dashboard's and
+# the API's to ask for, built on the first reading; a start takes none, in either mode.
+_FIRST_READING = ["gossip_tui.core.readings"]
 # A config file's reader, what JSON log lines alone need, and cattrs (the API's JSON and
 # typed records): not for a node started with options only, logging text, without HTTP.
 _ON_DEMAND = ["tomllib", "datetime", "cattrs"]
@@ -415,7 +433,7 @@ def _loaded_by_headless_node(watched: list[str], *flags: str) -> tuple[list[str]
 
 
 def test_a_headless_node_without_http_loads_neither_dashboard_nor_http_nor_zstd() -> None:
-    watched = _NEVER_HEADLESS + _HTTP_ONLY + _ON_DEMAND
+    watched = _NEVER_HEADLESS + _HTTP_ONLY + _ON_DEMAND + _FIRST_READING
     ready, _ = _loaded_by_headless_node(watched, "--no-http")
     assert ready == []
 
@@ -423,7 +441,7 @@ def test_a_headless_node_without_http_loads_neither_dashboard_nor_http_nor_zstd(
 def test_a_headless_node_with_http_loads_no_dashboard_nor_zstd() -> None:
     watched = _NEVER_HEADLESS + _HTTP_ONLY
     ready, _ = _loaded_by_headless_node(watched, "--http-addr", "127.0.0.1:0")
-    assert "hypercorn" in ready  # the probe sees what the node serves with
+    assert "gossip_tui.api" in ready  # the probe sees what the node serves with
     assert [name for name in ready if not name.startswith(tuple(_HTTP_ONLY))] == []
 
 
@@ -432,6 +450,13 @@ def test_a_headless_node_with_http_loads_no_http2_websockets_nor_the_client() ->
     # h2's package alone (a version string) is there: hypercorn names h2.events in
     # annotations, and importing a stand-in for h2.events imports its package.
     assert [name for name in ready if name != "h2"] == []
+
+
+def test_a_headless_node_with_http_has_no_server_record_nor_reading_before_a_connection() -> None:
+    watched = ["gossip_tui._http_settings", *_FIRST_CONNECTION, *_FIRST_REQUEST, *_FIRST_READING]
+    ready, _ = _loaded_by_headless_node(watched, "--http-addr", "127.0.0.1:0")
+    # Only what says the node serves HTTP at all (the probe sees the HTTP path).
+    assert ready == ["gossip_tui._http_settings"]
 
 
 @pytest.mark.parametrize(
