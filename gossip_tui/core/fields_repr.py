@@ -12,23 +12,27 @@ cycle (``...``), shared with the reprs attrs generates.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import attrs
 from attr import _compat
+
+# attrs' own guard (a thread-local set of the ids being shown, private to attrs), so that a
+# cycle through classes of both kinds ends as it would with attrs alone; an attrs release
+# without it leaves these reprs a guard of their own, not a broken repr.
+_REPR_CONTEXT: threading.local = getattr(_compat, "repr_context", None) or threading.local()
 
 __all__ = ["fields_repr"]
 
 
 def fields_repr(self: Any) -> str:
     """``self`` as attrs' generated ``__repr__`` shows it."""
-    # attrs' guard (a thread-local set of the ids being shown), so that a cycle through
-    # classes of both kinds ends as it would with attrs alone.
     try:
-        already_shown: set[int] = _compat.repr_context.already_repring
+        already_shown: set[int] = _REPR_CONTEXT.already_repring
     except AttributeError:
         already_shown = {id(self)}
-        _compat.repr_context.already_repring = already_shown
+        _REPR_CONTEXT.already_repring = already_shown
     else:
         if id(self) in already_shown:
             return "..."
