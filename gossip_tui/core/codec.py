@@ -482,6 +482,32 @@ def _max_version_op(max_version: int) -> bytes:
     return b"\x02" + _U64.pack(max_version)
 
 
+# A node as a delta carries it to one peer: the NodeDelta the receiver will read, the
+# operations of its key-values (None when they cannot be encoded, or are too large to be
+# kept), and the node's own operation (None when there are no key-values to send whole
+# after it). What a state keeps for the node it holds, so that a delta joins bytes.
+StaleNode = tuple[NodeDelta, bytes | None, bytes | None]
+
+
+def stale_node(
+    node: NodeId,
+    last_gc_version: int,
+    from_version_excluded: int,
+    kvs: tuple[KeyValueMutation, ...],
+    kv_ops: bytes | None,
+    max_version: int,
+) -> StaleNode:
+    """``node`` with ``kvs`` (its key-values newer than ``from_version_excluded``, oldest
+    first, ``kv_ops`` their operations) for :meth:`DeltaWriter.try_add_stale_node`;
+    ``max_version`` is what an emptied node (no key-value) carries instead."""
+    if kvs:
+        max_version = kvs[-1].version
+    nd = _node_delta(node, from_version_excluded, last_gc_version, kvs, max_version)
+    if kv_ops is None or not kvs:
+        return nd, kv_ops, None
+    return nd, kv_ops, _node_op(node, last_gc_version, from_version_excluded)
+
+
 class DeltaWriter:
     """Builds a delta operation by operation without exceeding ``mtu`` encoded bytes.
 
@@ -553,6 +579,45 @@ class DeltaWriter:
         self._close_node()
         self._current = (node, from_version_excluded, last_gc_version, 0)
         return True
+
+    def try_add_stale_node(self, stale: StaleNode) -> bool:
+        """Add a node and its key-values (see :func:`stale_node`), as much of them as fits;
+        False once the delta is full (the node may be in it with part of its key-values,
+        or not at all): nothing more should be added.
+
+        A node whose operations fit whole in the pending block is one budget check and
+        one copy. Otherwise the node goes piece by piece, which decides the same way:
+        within a block each operation's bound only grows, so all fit exactly when the last
+        one does, and pieces also handle a cut or a block boundary."""
+        node_delta, kv_ops, node_op = stale
+        if node_op is not None and kv_ops is not None:
+            block = self._block
+            size = len(node_op) + len(kv_ops)
+            pending = len(block) + size
+            if (
+                pending <= self._threshold
+                and 4 + len(self._output) + pending <= self._mtu
+                and self._streamed + size <= MAX_DELTA_STREAM
+            ):
+                if self._current is not None:
+                    self._close_node()
+                self._streamed += size
+                block += node_op
+                block += kv_ops
+                self._node_deltas.append(node_delta)
+                return True
+        if not self.try_add_node(
+            node_delta.node, node_delta.last_gc_version, node_delta.from_version_excluded
+        ):
+            return False
+        kvs = node_delta.key_values
+        if not kvs:
+            # An emptied (all collected) state still has to carry its max version.
+            self.try_set_max_version(node_delta.max_version)
+            return True
+        if kv_ops is not None and self.try_add_encoded_kvs(kv_ops, kvs):
+            return True
+        return all(self.try_add_kv(kv.key, kv.value, kv.version, kv.status) for kv in kvs)
 
     def try_add_kv(self, key: str, value: str, version: int, status: KeyStatus) -> bool:
         assert self._current is not None, "a key-value needs a node before it"

@@ -28,10 +28,12 @@ from .codec import (
     U64_MAX,
     DeltaWriter,
     EncodeError,
+    StaleNode,
     encode_key_values,
     forget_digest_entry,
     node_id_size,
     renew_digest_entry,
+    stale_node,
 )
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
@@ -142,6 +144,7 @@ class NodeState:
         "_digest_wire",
         "_may_hold_marked",
         "_stale_cache",
+        "_stale_node",
         "_usage",
         "discovered_at",
         "heartbeat",
@@ -187,6 +190,9 @@ class NodeState:
         # the same version. One slot, not a table: 200 nodes in one process hold 40,000
         # states, and a table per state cost more memory than it saved work.
         self._stale_cache: tuple[int, tuple[KeyValueMutation, ...], bytes] | None = None
+        # The node as the last delta carried it (see stale_node), until the key-values
+        # change: its NodeDelta and operations are joined into the next delta as they are.
+        self._stale_node: StaleNode | None = None
         # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
         # the sweep every round then skips the state (most hold none).
         self._may_hold_marked = False
@@ -223,15 +229,29 @@ class NodeState:
         stale.sort(key=lambda item: item[1].version)
         return stale
 
+    def _kept_stale(self, floor_version: int) -> tuple[tuple[KeyValueMutation, ...], bytes] | None:
+        """The kept stale key-values, if they are those of ``floor_version``: the same for
+        any floor from the one they were taken at up to the oldest of them (peers a
+        version or two apart mostly lack just the newest key)."""
+        cached = self._stale_cache
+        if cached is None:
+            return None
+        floor, kvs, ops = cached
+        if floor_version == floor or (
+            floor_version > floor and (not kvs or floor_version < kvs[0].version)
+        ):
+            return kvs, ops
+        return None
+
     def stale_mutations(
         self, floor_version: int
     ) -> tuple[tuple[KeyValueMutation, ...], bytes | None]:
         """:meth:`stale_key_values` as delta key-values, with their encoded operations
         (None when they cannot be sent whole in one block, or encoded at all: the delta
         writer then takes them one by one). Kept until the key-values change."""
-        cached = self._stale_cache
-        if cached is not None and cached[0] == floor_version:
-            return cached[1], cached[2]
+        kept = self._kept_stale(floor_version)
+        if kept is not None:
+            return kept
         kvs = tuple(
             KeyValueMutation(key, value.value, value.version, value.status)
             for key, value in self.stale_key_values(floor_version)
@@ -247,6 +267,33 @@ class NodeState:
         self._stale_cache = (floor_version, kvs, ops)
         return kvs, ops
 
+    def stale_node(self, floor_version: int) -> StaleNode:
+        """This node as a delta carries it to a peer at ``floor_version`` (see
+        :func:`~gossip_tui.core.codec.stale_node`): kept until the key-values change, for
+        the next peer at the same floor."""
+        kept = self._stale_node
+        if kept is not None:
+            node_delta = kept[0]
+            if (
+                node_delta.from_version_excluded == floor_version
+                and node_delta.last_gc_version == self.last_gc_version
+            ):
+                return kept
+        kvs, ops = self.stale_mutations(floor_version)
+        stale = stale_node(
+            self.node, self.last_gc_version, floor_version, kvs, ops, self.max_version
+        )
+        if stale[2] is not None:  # (an emptied node carries the max version of the moment)
+            self._stale_node = stale
+        return stale
+
+    def stale_count(self, floor_version: int) -> int:
+        """How many key-values are newer than ``floor_version``."""
+        kept = self._kept_stale(floor_version)
+        if kept is not None:
+            return len(kept[0])
+        return sum(1 for v in self.key_values.values() if v.version > floor_version)
+
     # ------------------------------------------------------------------ owner's writes
 
     def size_after_set(self, key: str, value: str) -> int:
@@ -260,13 +307,13 @@ class NodeState:
         if value.status_since is not None:
             self._may_hold_marked = True
         self.key_values[key] = value
-        self._stale_cache = None
+        self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
         removed = self.key_values.pop(key)
-        self._stale_cache = None
+        self._stale_cache = self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
         self._usage.total -= shrunk
@@ -380,7 +427,7 @@ class NodeState:
         self.size = 0
         self.heartbeat = 0
         self.key_values = {}
-        self._stale_cache = None
+        self._stale_cache = self._stale_node = None
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -459,7 +506,7 @@ class NodeState:
             grown += cost
             changes.append(KeyChange(node, key, value))
         if news:
-            self._stale_cache = None
+            self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
@@ -499,8 +546,16 @@ def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
         return None
     if floor_version == 0:
         return _Staleness(True, -state.max_version)
-    stale = sum(1 for v in state.key_values.values() if v.version > floor_version)
+    stale = state.stale_count(floor_version)
+    if stale < _FEW:
+        return _FEW_STALE[stale]
     return _Staleness(False, stale)
+
+
+# The rank of a known node with few stale key-values (the usual), made once: frozen, so
+# one instance serves every bucket that has the rank.
+_FEW = 64
+_FEW_STALE = tuple(_Staleness(False, stale) for stale in range(_FEW))
 
 
 class ClusterState:
@@ -721,18 +776,11 @@ class ClusterState:
 
         shuffle = (rng or random).shuffle
         writer = DeltaWriter(mtu)
+        add = writer.try_add_stale_node
         for staleness in sorted(buckets, reverse=True):
             group = buckets[staleness]
             shuffle(group)
             for state, from_version in group:
-                if not writer.try_add_node(state.node, state.last_gc_version, from_version):
+                if not add(state.stale_node(from_version)):
                     return writer.finish()
-                kvs, ops = state.stale_mutations(from_version)
-                if not kvs:
-                    # An emptied (all collected) state still has to carry its max version.
-                    writer.try_set_max_version(state.max_version)
-                elif ops is None or not writer.try_add_encoded_kvs(ops, kvs):
-                    for kv in kvs:
-                        if not writer.try_add_kv(kv.key, kv.value, kv.version, kv.status):
-                            return writer.finish()
         return writer.finish()
