@@ -155,6 +155,13 @@ _WIRE_BY_NODE: dict[int, tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, 
 # a second): those cost one lookup instead of a parse or a pack. Bounded like the above;
 # frozen values, so sharing them between digests is safe.
 _ENTRY_CACHE_MAX = 4_096
+# The last key-value operations decoded after each node (the wire of its id), with the
+# key-values they read as (see _decode_ops). Bounded alike, and in what one entry holds:
+# a few small key-values, what most nodes of a delta carry (kept whatever the peer sends,
+# it must not hold whole states).
+_KV_RUN_CACHE_MAX = 4_096
+_KV_RUN_MAX_BYTES = 256
+_KV_RUNS_BY_NODE: dict[bytes, tuple[bytes, tuple[KeyValueMutation, ...]]] = {}
 _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
 # The encoded ones are dropped by the state that held their NodeDigest once it replaces it
 # (forget_digest_entry), so the cache holds about one entry per node per cluster state in
@@ -958,11 +965,19 @@ def _decode_ops(data: bytes) -> Delta:
     kvs: list[KeyValueMutation] = []
     statuses = _STATUSES
     unpack_version_status = _VERSION_STATUS.unpack_from
+    unpack_gc_from = _U64X2.unpack_from
     kv_type = KeyValueMutation
     append = kvs.append
     new = object.__new__
     fast = _KV_SETTERS is not None
     set_key, set_value, set_version, set_status = _KV_SETTERS or (_never,) * 4
+    nodes_by_wire = _NODES_BY_WIRE
+    runs = _KV_RUNS_BY_NODE
+    # The key-value operations right after the current node's operation, parsed here
+    # (not found in ``runs``): from run_start, as far as run_stop while run_open.
+    raw = b""
+    run_start = run_stop = 0
+    run_open = False
 
     while pos < end:
         tag = data[pos]
@@ -990,9 +1005,28 @@ def _decode_ops(data: bytes) -> Delta:
                 append(kv)
             else:
                 append(kv_type(key, value, version, statuses[code]))
-        elif tag == OP_NODE:
-            node, raw, pos = _read_node_id(data, pos)
-            new_last_gc, new_from = _U64X2.unpack_from(data, pos)
+            if run_open:
+                run_stop = pos
+            continue
+        if run_open:
+            _keep_run(runs, raw, data, run_start, run_stop, kvs)
+            run_open = False
+        if tag == OP_NODE:
+            # A node id met before, found without a call (see _read_digest_entries);
+            # the rest, and every malformed one, go through _read_node_id.
+            try:
+                name_len = data[pos] | data[pos + 1] << 8
+                id_end = pos + name_len + (17 if data[pos + 10 + name_len] == 4 else 29)
+                raw = data[pos:id_end]
+                known = nodes_by_wire.get(raw)
+            except IndexError:
+                known = None
+            if known is not None:
+                node = known
+                pos = id_end
+            else:
+                node, raw, pos = _read_node_id(data, pos)
+            new_last_gc, new_from = unpack_gc_from(data, pos)
             pos += 16
             if raw in seen:
                 raise DecodeError(f"node {node} appears twice in one delta")
@@ -1002,8 +1036,26 @@ def _decode_ops(data: bytes) -> Delta:
                 )
             seen.add(raw)
             current, last_gc, from_version, max_version = node, new_last_gc, new_from, 0
+            run = runs.get(raw)
+            if run is not None:
+                # The node's key-values as the last delta that held it carried them (a
+                # node's newest key comes from every peer that relays it): the same
+                # bytes are the same frozen key-values, valid as they were then. Only
+                # when they are all of the node's key-values (no more follow).
+                run_bytes, run_kvs = run
+                run_end = pos + len(run_bytes)
+                if data.startswith(run_bytes, pos) and (
+                    run_end == end or data[run_end] != OP_KEY_VALUE
+                ):
+                    pos = run_end
+                    max_version = run_kvs[-1].version
+                    kvs = list(run_kvs)
+                    append = kvs.append
+                    continue
             kvs = []
             append = kvs.append
+            run_start = run_stop = pos
+            run_open = True
         elif tag == OP_SET_MAX_VERSION:
             if current is None:
                 raise DecodeError("max-version operation before any node operation")
@@ -1011,9 +1063,27 @@ def _decode_ops(data: bytes) -> Delta:
             pos += 8
         else:
             raise DecodeError(f"invalid delta operation tag {tag}")
+    if run_open:
+        _keep_run(runs, raw, data, run_start, run_stop, kvs)
     if current is not None:
         node_deltas.append(_node_delta(current, from_version, last_gc, tuple(kvs), max_version))
     return Delta(tuple(node_deltas))
+
+
+def _keep_run(
+    runs: dict[bytes, tuple[bytes, tuple[KeyValueMutation, ...]]],
+    node_wire: bytes,
+    data: bytes,
+    start: int,
+    stop: int,
+    kvs: list[KeyValueMutation],
+) -> None:
+    """Remember the key-value operations ``data[start:stop]`` (parsed into ``kvs``, all of
+    them valid) as those that came after the node ``node_wire``."""
+    if kvs and stop - start <= _KV_RUN_MAX_BYTES:
+        if len(runs) >= _KV_RUN_CACHE_MAX:
+            runs.clear()
+        runs[node_wire] = (data[start:stop], tuple(kvs))
 
 
 def _decode_delta(data: bytes, pos: int) -> Delta:

@@ -438,15 +438,9 @@ class NodeState:
         limits: StateLimits,
         reset: bool,
     ) -> bool:
-        """Whether storing ``news`` (each with its cost) would pass a bound."""
-        upper = sum(costs)
-        if (
-            self.size + upper <= limits.max_node_state_bytes
-            and self._usage.total + upper <= limits.max_total_state_bytes
-        ):
-            # Even with every value counted as new growth (none replaced, no repeat, no
-            # reset) it fits: the usual case needs no exact count.
-            return False
+        """Whether storing ``news`` (each with its cost) would pass a bound, once counting
+        every value as new growth (none replaced, no repeat, no reset) would: the usual
+        case, which fits even so, is decided by apply_delta without this exact count."""
         # The size the state would have afterwards, net of the values it replaces (a
         # node near its bound that rewrites a key must not look like it outgrew it).
         held: Mapping[str, VersionedValue] = {} if reset else self.key_values
@@ -484,7 +478,15 @@ class NodeState:
             if kv.version > floor and (kv.status is _SET or kv.version > last_gc)
         ]
         costs = [key_value_cost(kv.key, kv.value) for kv in news]
-        if limits is not None and self._would_exceed(news, costs, limits, reset):
+        upper = sum(costs)  # the growth if every value were new: what the bounds check first
+        if (
+            limits is not None
+            and (
+                self.size + upper > limits.max_node_state_bytes
+                or self._usage.total + upper > limits.max_total_state_bytes
+            )
+            and self._would_exceed(news, costs, limits, reset)
+        ):
             return DeltaStatus.OVER_LIMIT
         if reset:
             self._reset(delta.last_gc_version)
@@ -717,18 +719,32 @@ class ClusterState:
             return Digest(entries.copy())
         return Digest(entries.copy(), wire_entries=cast("list[bytes]", wires))
 
-    def apply_delta(self, delta: Delta, now: float) -> bool:
+    def apply_delta(self, delta: Delta, now: float, applied: list[NodeDelta] | None = None) -> bool:
         """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:
-        nodes are only ever learnt from digests."""
+        nodes are only ever learnt from digests. The node deltas that changed a state are
+        appended to ``applied``, when given: the others changed nothing."""
         reset = False
+        states = self.node_states
+        limits = self.limits
         for node_delta in delta.node_deltas:
-            state = self.node_states.get(node_delta.node)
+            state = states.get(node_delta.node)
             if state is None:
                 continue
-            status = state.apply_delta(node_delta, now, self.limits)
+            held = state.max_version
+            if node_delta.max_version <= held and node_delta.last_gc_version <= held:
+                # Nothing we do not hold (another peer was first: most nodes of a delta),
+                # refused without a call. NodeState.check_delta refuses it the same: its
+                # last_gc_version is within our versions, so it needs no reset, and it
+                # brings no version past ours.
+                continue
+            status = state.apply_delta(node_delta, now, limits)
             if status is DeltaStatus.OVER_LIMIT:
                 self.refuse(status.value)
             reset |= status is DeltaStatus.APPLY_AFTER_RESET
+            if applied is not None and (
+                status is DeltaStatus.APPLY or status is DeltaStatus.APPLY_AFTER_RESET
+            ):
+                applied.append(node_delta)
         return reset
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
