@@ -380,8 +380,12 @@ def renew_digest_entry(
         set_heartbeat(nd, heartbeat)
         set_last_gc(nd, last_gc_version)
         set_max_version(nd, max_version)
+    # The node's wire bytes looked up inline (see _node_entry): this runs for every node
+    # whose heartbeat moved, on every digest.
+    entry = _WIRE_BY_NODE.get(id(node))
     try:
-        wire = _node_entry(node)[1] + _U64X3.pack(heartbeat, last_gc_version, max_version)
+        raw = entry[1] if entry is not None and entry[0] is node else _node_entry(node)[1]
+        wire = raw + _U64X3.pack(heartbeat, last_gc_version, max_version)
     except (EncodeError, struct.error):
         return nd, None
     return nd, wire
@@ -460,7 +464,10 @@ def digest_size(digest: Digest, protocol_version: int = PROTOCOL_V0) -> int:
 
 
 def _node_op(node: NodeId, last_gc_version: int, from_version_excluded: int) -> bytes:
-    return b"\x00" + node_id_bytes(node) + _U64X2.pack(last_gc_version, from_version_excluded)
+    # The node's wire bytes looked up inline (see _node_entry): one per node of a delta.
+    entry = _WIRE_BY_NODE.get(id(node))
+    raw = entry[1] if entry is not None and entry[0] is node else _node_entry(node)[1]
+    return b"\x00" + raw + _U64X2.pack(last_gc_version, from_version_excluded)
 
 
 def _kv_op(key: str, value: str, version: int, status: KeyStatus) -> bytes:

@@ -804,3 +804,34 @@ def test_a_held_node_that_left_is_looked_at_again_on_every_delta() -> None:
     assert held.get(engine_module.LEAVING_KEY) is None
     a.handle_message(ack, 5.0)  # brings nothing new for the leaver
     assert leaver not in a.left
+
+
+def test_a_digest_entry_renewed_after_a_heartbeat_finds_its_node_id_bytes_inline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In an idle cluster every node's heartbeat moves about once a second: its digest
+    # entry is renewed from the node id bytes the codec keeps, looked up without a call.
+    source = _state_with_keys(PEERS, 1)
+    source.compute_digest()
+    for node_state in source.node_states.values():
+        node_state.heartbeat += 1
+    lookups = _count_calls(monkeypatch, codec, "_node_entry")
+    renewed = _count_calls(monkeypatch, state, "renew_digest_entry")
+    digest = source.compute_digest()
+    assert (renewed[0], lookups[0]) == (PEERS, 0)
+    monkeypatch.undo()
+    assert {nd.heartbeat for nd in digest.nodes.values()} == {2}
+    assert codec.encode_digest(digest) == codec.encode_digest(Digest(dict(digest.nodes)))
+
+
+def test_a_node_operation_finds_its_node_id_bytes_inline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = _state_with_keys(PEERS, 3)
+    source.compute_delta(_knows_all_but_the_newest_key(source, 2), 60_000)
+    lookups = _count_calls(monkeypatch, codec, "_node_entry")
+    delta = source.compute_delta(_knows_all_but_the_newest_key(source, 1), 60_000)
+    assert lookups[0] == 0
+    monkeypatch.undo()
+    assert len(delta.node_deltas) == PEERS
+    assert delta.encoded == codec.encode_delta(Delta(delta.node_deltas))
