@@ -155,6 +155,13 @@ _WIRE_BY_NODE: dict[int, tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, 
 # a second): those cost one lookup instead of a parse or a pack. Bounded like the above;
 # frozen values, so sharing them between digests is safe.
 _ENTRY_CACHE_MAX = 4_096
+# The last key-value operations decoded after each node (the wire of its id), with the
+# key-values they read as (see _decode_ops). Bounded alike, and in what one entry holds:
+# a few small key-values, what most nodes of a delta carry (kept whatever the peer sends,
+# it must not hold whole states).
+_KV_RUN_CACHE_MAX = 4_096
+_KV_RUN_MAX_BYTES = 256
+_KV_RUNS_BY_NODE: dict[bytes, tuple[bytes, tuple[KeyValueMutation, ...]]] = {}
 _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
 # The encoded ones are dropped by the state that held their NodeDigest once it replaces it
 # (forget_digest_entry), so the cache holds about one entry per node per cluster state in
@@ -373,8 +380,12 @@ def renew_digest_entry(
         set_heartbeat(nd, heartbeat)
         set_last_gc(nd, last_gc_version)
         set_max_version(nd, max_version)
+    # The node's wire bytes looked up inline (see _node_entry): this runs for every node
+    # whose heartbeat moved, on every digest.
+    entry = _WIRE_BY_NODE.get(id(node))
     try:
-        wire = _node_entry(node)[1] + _U64X3.pack(heartbeat, last_gc_version, max_version)
+        raw = entry[1] if entry is not None and entry[0] is node else _node_entry(node)[1]
+        wire = raw + _U64X3.pack(heartbeat, last_gc_version, max_version)
     except (EncodeError, struct.error):
         return nd, None
     return nd, wire
@@ -453,7 +464,10 @@ def digest_size(digest: Digest, protocol_version: int = PROTOCOL_V0) -> int:
 
 
 def _node_op(node: NodeId, last_gc_version: int, from_version_excluded: int) -> bytes:
-    return b"\x00" + node_id_bytes(node) + _U64X2.pack(last_gc_version, from_version_excluded)
+    # The node's wire bytes looked up inline (see _node_entry): one per node of a delta.
+    entry = _WIRE_BY_NODE.get(id(node))
+    raw = entry[1] if entry is not None and entry[0] is node else _node_entry(node)[1]
+    return b"\x00" + raw + _U64X2.pack(last_gc_version, from_version_excluded)
 
 
 def _kv_op(key: str, value: str, version: int, status: KeyStatus) -> bytes:
@@ -480,6 +494,32 @@ def encode_key_values(kvs: Iterable[KeyValueMutation]) -> bytes:
 
 def _max_version_op(max_version: int) -> bytes:
     return b"\x02" + _U64.pack(max_version)
+
+
+# A node as a delta carries it to one peer: the NodeDelta the receiver will read, the
+# operations of its key-values (None when they cannot be encoded, or are too large to be
+# kept), and the node's own operation (None when there are no key-values to send whole
+# after it). What a state keeps for the node it holds, so that a delta joins bytes.
+StaleNode = tuple[NodeDelta, bytes | None, bytes | None]
+
+
+def stale_node(
+    node: NodeId,
+    last_gc_version: int,
+    from_version_excluded: int,
+    kvs: tuple[KeyValueMutation, ...],
+    kv_ops: bytes | None,
+    max_version: int,
+) -> StaleNode:
+    """``node`` with ``kvs`` (its key-values newer than ``from_version_excluded``, oldest
+    first, ``kv_ops`` their operations) for :meth:`DeltaWriter.try_add_stale_node`;
+    ``max_version`` is what an emptied node (no key-value) carries instead."""
+    if kvs:
+        max_version = kvs[-1].version
+    nd = _node_delta(node, from_version_excluded, last_gc_version, kvs, max_version)
+    if kv_ops is None or not kvs:
+        return nd, kv_ops, None
+    return nd, kv_ops, _node_op(node, last_gc_version, from_version_excluded)
 
 
 class DeltaWriter:
@@ -553,6 +593,45 @@ class DeltaWriter:
         self._close_node()
         self._current = (node, from_version_excluded, last_gc_version, 0)
         return True
+
+    def try_add_stale_node(self, stale: StaleNode) -> bool:
+        """Add a node and its key-values (see :func:`stale_node`), as much of them as fits;
+        False once the delta is full (the node may be in it with part of its key-values,
+        or not at all): nothing more should be added.
+
+        A node whose operations fit whole in the pending block is one budget check and
+        one copy. Otherwise the node goes piece by piece, which decides the same way:
+        within a block each operation's bound only grows, so all fit exactly when the last
+        one does, and pieces also handle a cut or a block boundary."""
+        node_delta, kv_ops, node_op = stale
+        if node_op is not None and kv_ops is not None:
+            block = self._block
+            size = len(node_op) + len(kv_ops)
+            pending = len(block) + size
+            if (
+                pending <= self._threshold
+                and 4 + len(self._output) + pending <= self._mtu
+                and self._streamed + size <= MAX_DELTA_STREAM
+            ):
+                if self._current is not None:
+                    self._close_node()
+                self._streamed += size
+                block += node_op
+                block += kv_ops
+                self._node_deltas.append(node_delta)
+                return True
+        if not self.try_add_node(
+            node_delta.node, node_delta.last_gc_version, node_delta.from_version_excluded
+        ):
+            return False
+        kvs = node_delta.key_values
+        if not kvs:
+            # An emptied (all collected) state still has to carry its max version.
+            self.try_set_max_version(node_delta.max_version)
+            return True
+        if kv_ops is not None and self.try_add_encoded_kvs(kv_ops, kvs):
+            return True
+        return all(self.try_add_kv(kv.key, kv.value, kv.version, kv.status) for kv in kvs)
 
     def try_add_kv(self, key: str, value: str, version: int, status: KeyStatus) -> bool:
         assert self._current is not None, "a key-value needs a node before it"
@@ -893,11 +972,19 @@ def _decode_ops(data: bytes) -> Delta:
     kvs: list[KeyValueMutation] = []
     statuses = _STATUSES
     unpack_version_status = _VERSION_STATUS.unpack_from
+    unpack_gc_from = _U64X2.unpack_from
     kv_type = KeyValueMutation
     append = kvs.append
     new = object.__new__
     fast = _KV_SETTERS is not None
     set_key, set_value, set_version, set_status = _KV_SETTERS or (_never,) * 4
+    nodes_by_wire = _NODES_BY_WIRE
+    runs = _KV_RUNS_BY_NODE
+    # The key-value operations right after the current node's operation, parsed here
+    # (not found in ``runs``): from run_start, as far as run_stop while run_open.
+    raw = b""
+    run_start = run_stop = 0
+    run_open = False
 
     while pos < end:
         tag = data[pos]
@@ -925,9 +1012,28 @@ def _decode_ops(data: bytes) -> Delta:
                 append(kv)
             else:
                 append(kv_type(key, value, version, statuses[code]))
-        elif tag == OP_NODE:
-            node, raw, pos = _read_node_id(data, pos)
-            new_last_gc, new_from = _U64X2.unpack_from(data, pos)
+            if run_open:
+                run_stop = pos
+            continue
+        if run_open:
+            _keep_run(runs, raw, data, run_start, run_stop, kvs)
+            run_open = False
+        if tag == OP_NODE:
+            # A node id met before, found without a call (see _read_digest_entries);
+            # the rest, and every malformed one, go through _read_node_id.
+            try:
+                name_len = data[pos] | data[pos + 1] << 8
+                id_end = pos + name_len + (17 if data[pos + 10 + name_len] == 4 else 29)
+                raw = data[pos:id_end]
+                known = nodes_by_wire.get(raw)
+            except IndexError:
+                known = None
+            if known is not None:
+                node = known
+                pos = id_end
+            else:
+                node, raw, pos = _read_node_id(data, pos)
+            new_last_gc, new_from = unpack_gc_from(data, pos)
             pos += 16
             if raw in seen:
                 raise DecodeError(f"node {node} appears twice in one delta")
@@ -937,8 +1043,26 @@ def _decode_ops(data: bytes) -> Delta:
                 )
             seen.add(raw)
             current, last_gc, from_version, max_version = node, new_last_gc, new_from, 0
+            run = runs.get(raw)
+            if run is not None:
+                # The node's key-values as the last delta that held it carried them (a
+                # node's newest key comes from every peer that relays it): the same
+                # bytes are the same frozen key-values, valid as they were then. Only
+                # when they are all of the node's key-values (no more follow).
+                run_bytes, run_kvs = run
+                run_end = pos + len(run_bytes)
+                if data.startswith(run_bytes, pos) and (
+                    run_end == end or data[run_end] != OP_KEY_VALUE
+                ):
+                    pos = run_end
+                    max_version = run_kvs[-1].version
+                    kvs = list(run_kvs)
+                    append = kvs.append
+                    continue
             kvs = []
             append = kvs.append
+            run_start = run_stop = pos
+            run_open = True
         elif tag == OP_SET_MAX_VERSION:
             if current is None:
                 raise DecodeError("max-version operation before any node operation")
@@ -946,9 +1070,27 @@ def _decode_ops(data: bytes) -> Delta:
             pos += 8
         else:
             raise DecodeError(f"invalid delta operation tag {tag}")
+    if run_open:
+        _keep_run(runs, raw, data, run_start, run_stop, kvs)
     if current is not None:
         node_deltas.append(_node_delta(current, from_version, last_gc, tuple(kvs), max_version))
     return Delta(tuple(node_deltas))
+
+
+def _keep_run(
+    runs: dict[bytes, tuple[bytes, tuple[KeyValueMutation, ...]]],
+    node_wire: bytes,
+    data: bytes,
+    start: int,
+    stop: int,
+    kvs: list[KeyValueMutation],
+) -> None:
+    """Remember the key-value operations ``data[start:stop]`` (parsed into ``kvs``, all of
+    them valid) as those that came after the node ``node_wire``."""
+    if kvs and stop - start <= _KV_RUN_MAX_BYTES:
+        if len(runs) >= _KV_RUN_CACHE_MAX:
+            runs.clear()
+        runs[node_wire] = (data[start:stop], tuple(kvs))
 
 
 def _decode_delta(data: bytes, pos: int) -> Delta:

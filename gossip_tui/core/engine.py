@@ -54,7 +54,17 @@ from .digest_window import (
 from .errors import GossipTuiError
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .generations import superseded
-from .messages import Ack, BadCluster, Delta, Digest, Message, NodeDigest, Syn, SynAck
+from .messages import (
+    Ack,
+    BadCluster,
+    Delta,
+    Digest,
+    Message,
+    NodeDelta,
+    NodeDigest,
+    Syn,
+    SynAck,
+)
 from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
 from .state import ClusterState, NodeState, StateChange, StateLimits, digest_entry_size
 
@@ -725,23 +735,37 @@ class GossipEngine:
         return digest, partial
 
     def _apply_delta(self, delta: Delta, now: float) -> None:
-        if any(nd.node == self.self_id for nd in delta.node_deltas):
-            # Only we write our own state. chitchat would apply a "newer" version of it from
-            # a peer (a corrupted datagram, a forged one, a stale incarnation); we refuse.
-            self.state.refuse("self_delta")
-            delta = Delta(tuple(nd for nd in delta.node_deltas if nd.node != self.self_id))
+        me = self.self_id
+        my_name = me.node_id
+        for nd in delta.node_deltas:
+            # (The names compared first: NodeId's __eq__ is Python, a str's is not.)
+            if nd.node.node_id == my_name and nd.node == me:
+                # Only we write our own state. chitchat would apply a "newer" version of it
+                # from a peer (a corrupted datagram, a forged one, a stale incarnation); we
+                # refuse.
+                self.state.refuse("self_delta")
+                delta = Delta(tuple(nd for nd in delta.node_deltas if nd.node != me))
+                break
         states = self.state.node_states
-        before = {
-            nd.node: state.max_version
-            for nd in delta.node_deltas
-            if self.partial_digests and (state := states.get(nd.node)) is not None
-        }
-        self.state.apply_delta(delta, now)
+        before = (
+            {
+                nd.node: state.max_version
+                for nd in delta.node_deltas
+                if (state := states.get(nd.node)) is not None
+            }
+            if self.partial_digests
+            else {}
+        )
+        applied: list[NodeDelta] = []
+        self.state.apply_delta(delta, now, applied)
         if self.partial_digests:
             self._note_changes(delta, before)
-        for node_delta in delta.node_deltas:
+        # A node whose delta changed nothing is as it was when last looked at, which was
+        # when its state last changed: only a node that left can have lost its marker
+        # since (collected as a tombstone or past its TTL), so it is looked at again.
+        for node_delta in delta.node_deltas if self.left else applied:
             node = node_delta.node
-            state = self.state.node_state(node)
+            state = states.get(node)
             if state is None:
                 continue
             if state.get(LEAVING_KEY) is not None:

@@ -28,10 +28,12 @@ from .codec import (
     U64_MAX,
     DeltaWriter,
     EncodeError,
+    StaleNode,
     encode_key_values,
     forget_digest_entry,
     node_id_size,
     renew_digest_entry,
+    stale_node,
 )
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
@@ -142,6 +144,7 @@ class NodeState:
         "_digest_wire",
         "_may_hold_marked",
         "_stale_cache",
+        "_stale_node",
         "_usage",
         "discovered_at",
         "heartbeat",
@@ -187,6 +190,9 @@ class NodeState:
         # the same version. One slot, not a table: 200 nodes in one process hold 40,000
         # states, and a table per state cost more memory than it saved work.
         self._stale_cache: tuple[int, tuple[KeyValueMutation, ...], bytes] | None = None
+        # The node as the last delta carried it (see stale_node), until the key-values
+        # change: its NodeDelta and operations are joined into the next delta as they are.
+        self._stale_node: StaleNode | None = None
         # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
         # the sweep every round then skips the state (most hold none).
         self._may_hold_marked = False
@@ -223,15 +229,29 @@ class NodeState:
         stale.sort(key=lambda item: item[1].version)
         return stale
 
+    def _kept_stale(self, floor_version: int) -> tuple[tuple[KeyValueMutation, ...], bytes] | None:
+        """The kept stale key-values, if they are those of ``floor_version``: the same for
+        any floor from the one they were taken at up to the oldest of them (peers a
+        version or two apart mostly lack just the newest key)."""
+        cached = self._stale_cache
+        if cached is None:
+            return None
+        floor, kvs, ops = cached
+        if floor_version == floor or (
+            floor_version > floor and (not kvs or floor_version < kvs[0].version)
+        ):
+            return kvs, ops
+        return None
+
     def stale_mutations(
         self, floor_version: int
     ) -> tuple[tuple[KeyValueMutation, ...], bytes | None]:
         """:meth:`stale_key_values` as delta key-values, with their encoded operations
         (None when they cannot be sent whole in one block, or encoded at all: the delta
         writer then takes them one by one). Kept until the key-values change."""
-        cached = self._stale_cache
-        if cached is not None and cached[0] == floor_version:
-            return cached[1], cached[2]
+        kept = self._kept_stale(floor_version)
+        if kept is not None:
+            return kept
         kvs = tuple(
             KeyValueMutation(key, value.value, value.version, value.status)
             for key, value in self.stale_key_values(floor_version)
@@ -247,6 +267,33 @@ class NodeState:
         self._stale_cache = (floor_version, kvs, ops)
         return kvs, ops
 
+    def stale_node(self, floor_version: int) -> StaleNode:
+        """This node as a delta carries it to a peer at ``floor_version`` (see
+        :func:`~gossip_tui.core.codec.stale_node`): kept until the key-values change, for
+        the next peer at the same floor."""
+        kept = self._stale_node
+        if kept is not None:
+            node_delta = kept[0]
+            if (
+                node_delta.from_version_excluded == floor_version
+                and node_delta.last_gc_version == self.last_gc_version
+            ):
+                return kept
+        kvs, ops = self.stale_mutations(floor_version)
+        stale = stale_node(
+            self.node, self.last_gc_version, floor_version, kvs, ops, self.max_version
+        )
+        if stale[2] is not None:  # (an emptied node carries the max version of the moment)
+            self._stale_node = stale
+        return stale
+
+    def stale_count(self, floor_version: int) -> int:
+        """How many key-values are newer than ``floor_version``."""
+        kept = self._kept_stale(floor_version)
+        if kept is not None:
+            return len(kept[0])
+        return sum(1 for v in self.key_values.values() if v.version > floor_version)
+
     # ------------------------------------------------------------------ owner's writes
 
     def size_after_set(self, key: str, value: str) -> int:
@@ -260,13 +307,13 @@ class NodeState:
         if value.status_since is not None:
             self._may_hold_marked = True
         self.key_values[key] = value
-        self._stale_cache = None
+        self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
         removed = self.key_values.pop(key)
-        self._stale_cache = None
+        self._stale_cache = self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
         self._usage.total -= shrunk
@@ -380,7 +427,7 @@ class NodeState:
         self.size = 0
         self.heartbeat = 0
         self.key_values = {}
-        self._stale_cache = None
+        self._stale_cache = self._stale_node = None
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -391,15 +438,9 @@ class NodeState:
         limits: StateLimits,
         reset: bool,
     ) -> bool:
-        """Whether storing ``news`` (each with its cost) would pass a bound."""
-        upper = sum(costs)
-        if (
-            self.size + upper <= limits.max_node_state_bytes
-            and self._usage.total + upper <= limits.max_total_state_bytes
-        ):
-            # Even with every value counted as new growth (none replaced, no repeat, no
-            # reset) it fits: the usual case needs no exact count.
-            return False
+        """Whether storing ``news`` (each with its cost) would pass a bound, once counting
+        every value as new growth (none replaced, no repeat, no reset) would: the usual
+        case, which fits even so, is decided by apply_delta without this exact count."""
         # The size the state would have afterwards, net of the values it replaces (a
         # node near its bound that rewrites a key must not look like it outgrew it).
         held: Mapping[str, VersionedValue] = {} if reset else self.key_values
@@ -437,7 +478,15 @@ class NodeState:
             if kv.version > floor and (kv.status is _SET or kv.version > last_gc)
         ]
         costs = [key_value_cost(kv.key, kv.value) for kv in news]
-        if limits is not None and self._would_exceed(news, costs, limits, reset):
+        upper = sum(costs)  # the growth if every value were new: what the bounds check first
+        if (
+            limits is not None
+            and (
+                self.size + upper > limits.max_node_state_bytes
+                or self._usage.total + upper > limits.max_total_state_bytes
+            )
+            and self._would_exceed(news, costs, limits, reset)
+        ):
             return DeltaStatus.OVER_LIMIT
         if reset:
             self._reset(delta.last_gc_version)
@@ -459,7 +508,7 @@ class NodeState:
             grown += cost
             changes.append(KeyChange(node, key, value))
         if news:
-            self._stale_cache = None
+            self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
@@ -499,8 +548,16 @@ def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
         return None
     if floor_version == 0:
         return _Staleness(True, -state.max_version)
-    stale = sum(1 for v in state.key_values.values() if v.version > floor_version)
+    stale = state.stale_count(floor_version)
+    if stale < _FEW:
+        return _FEW_STALE[stale]
     return _Staleness(False, stale)
+
+
+# The rank of a known node with few stale key-values (the usual), made once: frozen, so
+# one instance serves every bucket that has the rank.
+_FEW = 64
+_FEW_STALE = tuple(_Staleness(False, stale) for stale in range(_FEW))
 
 
 class ClusterState:
@@ -662,18 +719,32 @@ class ClusterState:
             return Digest(entries.copy())
         return Digest(entries.copy(), wire_entries=cast("list[bytes]", wires))
 
-    def apply_delta(self, delta: Delta, now: float) -> bool:
+    def apply_delta(self, delta: Delta, now: float, applied: list[NodeDelta] | None = None) -> bool:
         """Apply what applies; True if some node had to be reset. Unknown nodes are ignored:
-        nodes are only ever learnt from digests."""
+        nodes are only ever learnt from digests. The node deltas that changed a state are
+        appended to ``applied``, when given: the others changed nothing."""
         reset = False
+        states = self.node_states
+        limits = self.limits
         for node_delta in delta.node_deltas:
-            state = self.node_states.get(node_delta.node)
+            state = states.get(node_delta.node)
             if state is None:
                 continue
-            status = state.apply_delta(node_delta, now, self.limits)
+            held = state.max_version
+            if node_delta.max_version <= held and node_delta.last_gc_version <= held:
+                # Nothing we do not hold (another peer was first: most nodes of a delta),
+                # refused without a call. NodeState.check_delta refuses it the same: its
+                # last_gc_version is within our versions, so it needs no reset, and it
+                # brings no version past ours.
+                continue
+            status = state.apply_delta(node_delta, now, limits)
             if status is DeltaStatus.OVER_LIMIT:
                 self.refuse(status.value)
             reset |= status is DeltaStatus.APPLY_AFTER_RESET
+            if applied is not None and (
+                status is DeltaStatus.APPLY or status is DeltaStatus.APPLY_AFTER_RESET
+            ):
+                applied.append(node_delta)
         return reset
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
@@ -721,18 +792,11 @@ class ClusterState:
 
         shuffle = (rng or random).shuffle
         writer = DeltaWriter(mtu)
+        add = writer.try_add_stale_node
         for staleness in sorted(buckets, reverse=True):
             group = buckets[staleness]
             shuffle(group)
             for state, from_version in group:
-                if not writer.try_add_node(state.node, state.last_gc_version, from_version):
+                if not add(state.stale_node(from_version)):
                     return writer.finish()
-                kvs, ops = state.stale_mutations(from_version)
-                if not kvs:
-                    # An emptied (all collected) state still has to carry its max version.
-                    writer.try_set_max_version(state.max_version)
-                elif ops is None or not writer.try_add_encoded_kvs(ops, kvs):
-                    for kv in kvs:
-                        if not writer.try_add_kv(kv.key, kv.value, kv.version, kv.status):
-                            return writer.finish()
         return writer.finish()
