@@ -722,3 +722,31 @@ def test_stale_buckets_are_ordered_without_comparing_staleness_in_python(
     delta = source.compute_delta(Digest(), 2_000, rng=random.Random(1))
     assert delta.node_deltas
     assert comparisons[0] == 0
+
+
+def test_a_digest_of_known_entries_laid_out_as_the_last_is_cut_in_c() -> None:
+    # A digest of the same nodes as the last one decoded is cut into its entries and
+    # looked up without a Python call per entry (one dict.get each before); only the
+    # node-keyed dict it becomes hashes each node, and that is not counted here.
+    engine = _engine_with_live_peers(PEERS)
+    wire = encode(engine.create_syn(3.0))
+    decode(wire)
+    per_call: dict[str, int] = {}
+
+    def count(_frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call":
+            per_call[arg.__name__] = per_call.get(arg.__name__, 0) + 1
+        elif event == "call" and _frame.f_code.co_name != "__hash__":
+            per_call[_frame.f_code.co_name] = per_call.get(_frame.f_code.co_name, 0) + 1
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    sys.setprofile(count)
+    try:
+        syn = decode(wire)
+    finally:
+        sys.setprofile(None)
+        if was_enabled:
+            gc.enable()
+    assert isinstance(syn, Syn) and len(syn.digest.nodes) == PEERS + 1
+    assert sum(per_call.values()) <= 20, per_call
