@@ -160,7 +160,7 @@ _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
 # size in version 1, which has no count): the next digest of the same nodes lies the same
 # way, and is cut into its entries in C (see _read_entries_laid_out). A few dozen shapes
 # at most in a cluster (node sets in flight); bounded like the rest.
-_LAYOUT_CACHE_MAX = 64
+_LAYOUT_CACHE_MAX = 16
 _LAYOUTS: dict[tuple[int, int], list[slice]] = {}
 # The encoded ones are dropped by the state that held their NodeDigest once it replaces it
 # (forget_digest_entry), so the cache holds about one entry per node per cluster state in
@@ -364,12 +364,19 @@ def forget_digest_entry(nd: NodeDigest) -> None:
 
 
 def renew_digest_entry(
-    node: NodeId, old: NodeDigest, heartbeat: int, last_gc_version: int, max_version: int
+    node: NodeId,
+    old: NodeDigest,
+    heartbeat: int,
+    last_gc_version: int,
+    max_version: int,
+    old_wire: bytes | None = None,
 ) -> tuple[NodeDigest, bytes | None]:
     """A holder's new entry for ``node`` in place of ``old`` (forgotten), with its wire
     bytes: what a cluster state keeps per node so that its digests are joined, not
     encoded. The bytes are None when the entry cannot be encoded (a name past the wire's
-    length field, a number past u64): encoding such a digest raises, as it always did."""
+    length field, a number past u64): encoding such a digest raises, as it always did.
+    ``old_wire``, the old entry's bytes when the holder has them, gives the node id's
+    (the part that never changes) without looking the node up."""
     _WIRE_BY_ENTRY.pop(id(old), None)
     if _DIGEST_SETTERS is None:
         nd = NodeDigest(heartbeat, last_gc_version, max_version)
@@ -380,7 +387,8 @@ def renew_digest_entry(
         set_last_gc(nd, last_gc_version)
         set_max_version(nd, max_version)
     try:
-        wire = _node_entry(node)[1] + _U64X3.pack(heartbeat, last_gc_version, max_version)
+        node_wire = _node_entry(node)[1] if old_wire is None else old_wire[:-24]
+        wire = node_wire + _U64X3.pack(heartbeat, last_gc_version, max_version)
     except (EncodeError, struct.error):
         return nd, None
     return nd, wire

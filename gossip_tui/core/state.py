@@ -679,7 +679,12 @@ class ClusterState:
                 or state._digest_wire is None
             ):
                 digest, state._digest_wire = renew(
-                    node, digest, state.heartbeat, state.last_gc_version, state.max_version
+                    node,
+                    digest,
+                    state.heartbeat,
+                    state.last_gc_version,
+                    state.max_version,
+                    state._digest_wire,
                 )
                 state._digest = entries[node] = digest  # a value replaced: the order stays
             append(state._digest_wire)
