@@ -158,8 +158,9 @@ _ENTRY_CACHE_MAX = 4_096
 _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
 # Where the entries of the last digest decoded lay, by where it started and its count (its
 # size in version 1, which has no count): the next digest of the same nodes lies the same
-# way, and is cut into its entries in C (see _read_entries_laid_out). A few dozen shapes
-# at most in a cluster (node sets in flight); bounded like the rest.
+# way, and is cut into its entries in C (see _read_entries_laid_out). A settled cluster
+# has a handful of shapes (the node sets in flight); bounded, as a layout of N nodes holds
+# N slices.
 _LAYOUT_CACHE_MAX = 16
 _LAYOUTS: dict[tuple[int, int], list[slice]] = {}
 # The encoded ones are dropped by the state that held their NodeDigest once it replaces it
