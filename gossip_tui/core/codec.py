@@ -163,6 +163,13 @@ _KV_RUN_CACHE_MAX = 4_096
 _KV_RUN_MAX_BYTES = 256
 _KV_RUNS_BY_NODE: dict[bytes, tuple[bytes, tuple[KeyValueMutation, ...]]] = {}
 _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
+# Where the entries of the last digest decoded lay, by where it started and its count (its
+# size in version 1, which has no count): the next digest of the same nodes lies the same
+# way, and is cut into its entries in C (see _read_entries_laid_out). A settled cluster
+# has a handful of shapes (the node sets in flight); bounded, as a layout of N nodes holds
+# N slices.
+_LAYOUT_CACHE_MAX = 16
+_LAYOUTS: dict[tuple[int, int], list[slice]] = {}
 # The encoded ones are dropped by the state that held their NodeDigest once it replaces it
 # (forget_digest_entry), so the cache holds about one entry per node per cluster state in
 # the process (40,000 for 200 nodes in one process, which a bound of 4,096 emptied on
@@ -365,12 +372,19 @@ def forget_digest_entry(nd: NodeDigest) -> None:
 
 
 def renew_digest_entry(
-    node: NodeId, old: NodeDigest, heartbeat: int, last_gc_version: int, max_version: int
+    node: NodeId,
+    old: NodeDigest,
+    heartbeat: int,
+    last_gc_version: int,
+    max_version: int,
+    old_wire: bytes | None = None,
 ) -> tuple[NodeDigest, bytes | None]:
     """A holder's new entry for ``node`` in place of ``old`` (forgotten), with its wire
     bytes: what a cluster state keeps per node so that its digests are joined, not
     encoded. The bytes are None when the entry cannot be encoded (a name past the wire's
-    length field, a number past u64): encoding such a digest raises, as it always did."""
+    length field, a number past u64): encoding such a digest raises, as it always did.
+    ``old_wire``, the old entry's bytes when the holder has them, gives the node id's
+    (the part that never changes) without looking the node up."""
     _WIRE_BY_ENTRY.pop(id(old), None)
     if _DIGEST_SETTERS is None:
         nd = NodeDigest(heartbeat, last_gc_version, max_version)
@@ -826,22 +840,66 @@ def _decode_digest_v1(data: bytes, pos: int) -> tuple[Digest, int]:
 def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Digest, int]:
     """``count`` digest entries from ``pos``, or, when ``count`` is None, entries up to the
     end of ``data`` (where one cut short is an error)."""
-    nodes: dict[NodeId, NodeDigest] = {}
-    unpack = _U64X3.unpack_from
-    new = object.__new__
-    fast = _DIGEST_SETTERS is not None
-    set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS or (_never,) * 3
+    size = len(data)
+    layout_key = (pos, count) if count is not None else (pos, -size)
+    layout = _LAYOUTS.get(layout_key)
+    entries: list[tuple[NodeId, NodeDigest]]
+    bounds: list[slice] | None
+    if layout is None:
+        entries, bounds, pos = _read_entries_from(data, pos, count)
+    else:
+        entries, bounds, pos = _read_entries_laid_out(data, layout, count)
+    if bounds is not None and entries:
+        if len(_LAYOUTS) >= _LAYOUT_CACHE_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[layout_key] = bounds
+    # A repeated node overwrites the earlier entry, as inserting into chitchat's map does.
+    return Digest(dict(entries)), pos
+
+
+def _read_entries_laid_out(
+    data: bytes, layout: list[slice], count: int | None
+) -> tuple[list[tuple[NodeId, NodeDigest]], list[slice] | None, int]:
+    """The entries of a digest laid out as the last one with the same start and count
+    (or size) was: the usual case, since peers that know the same nodes write the same
+    ids in the same order. Every piece is cut and looked up in C; a piece that is a known
+    entry is one (only well-formed entries are stored), so the pieces before a new one
+    are what a parse from the start finds. A new entry is parsed where it lies; one that
+    ends elsewhere than the layout says ends the layout: the rest is parsed in turn.
+    Returns the layout to keep (None: the same one still holds)."""
+    found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, map(data.__getitem__, layout)))
+    missing = -1
+    while True:
+        try:
+            missing = found.index(None, missing + 1)
+        except ValueError:
+            break
+        start = layout[missing].start
+        node, nd, end = _read_entry(data, start, len(data))
+        if end != layout[missing].stop:
+            rest = None if count is None else count - missing
+            tail, tail_bounds, pos = _read_entries_from(data, start, rest)
+            return found[:missing] + tail, layout[:missing] + tail_bounds, pos
+        found[missing] = (node, nd)
+    return found, None, layout[-1].stop if layout else 0
+
+
+def _read_entries_from(
+    data: bytes, pos: int, count: int | None
+) -> tuple[list[tuple[NodeId, NodeDigest]], list[slice], int]:
+    """The entries from ``pos`` parsed one after the other, with where each lies."""
+    entries: list[tuple[NodeId, NodeDigest]] = []
+    bounds: list[slice] = []
     size = len(data)
     parsed = 0
     seen = _ENTRIES_BY_WIRE
     while (pos < size) if count is None else (parsed < count):
         parsed += 1
-        # An entry seen before, looked up without a call (the hot path of an idle cluster:
-        # every message holds a digest of every node, mostly unchanged). The rest, and
-        # every malformed entry, go through _read_node_id. Only well-formed entries are
-        # ever stored, so a hit is one.
-        # Reads past the end raise IndexError (a miss); a slice cut short by the end
-        # cannot equal a stored entry (its length bytes say it is longer), so it misses.
+        start = pos
+        # An entry seen before, looked up without a call. The rest, and every malformed
+        # entry, go through _read_entry. Reads past the end raise IndexError (a miss); a
+        # slice cut short by the end cannot equal a stored entry (its length bytes say it
+        # is longer), so it misses.
         try:
             name_len = data[pos] | data[pos + 1] << 8
             end = pos + name_len + (41 if data[pos + 10 + name_len] == 4 else 53)
@@ -849,28 +907,36 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
         except IndexError:
             hit = None
         if hit is not None:
-            node, nd = hit
             pos = end
         else:
-            start = pos
-            node, _raw, pos = _read_node_id(data, pos)
-            if pos + 24 > size:
-                raise _truncated("node digest")
-            heartbeat, last_gc, max_version = unpack(data, pos)
-            pos += 24
-            if fast:
-                nd = new(NodeDigest)
-                set_heartbeat(nd, heartbeat)
-                set_last_gc(nd, last_gc)
-                set_max_version(nd, max_version)
-            else:
-                nd = NodeDigest(heartbeat, last_gc, max_version)
-            if len(seen) >= _ENTRY_CACHE_MAX:
-                seen.clear()
-            seen[data[start:pos]] = (node, nd)
-        # A repeated node overwrites the earlier entry, as inserting into chitchat's map does.
-        nodes[node] = nd
-    return Digest(nodes), pos
+            node, nd, pos = _read_entry(data, pos, size)
+            hit = (node, nd)
+        entries.append(hit)
+        bounds.append(slice(start, pos))
+    return entries, bounds, pos
+
+
+def _read_entry(data: bytes, pos: int, size: int) -> tuple[NodeId, NodeDigest, int]:
+    """One digest entry parsed at ``pos`` (and kept, by its bytes, for next time)."""
+    start = pos
+    node, _raw, pos = _read_node_id(data, pos)
+    if pos + 24 > size:
+        raise _truncated("node digest")
+    heartbeat, last_gc, max_version = _U64X3.unpack_from(data, pos)
+    pos += 24
+    if _DIGEST_SETTERS is not None:
+        nd = object.__new__(NodeDigest)
+        set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS
+        set_heartbeat(nd, heartbeat)
+        set_last_gc(nd, last_gc)
+        set_max_version(nd, max_version)
+    else:
+        nd = NodeDigest(heartbeat, last_gc, max_version)
+    seen = _ENTRIES_BY_WIRE
+    if len(seen) >= _ENTRY_CACHE_MAX:
+        seen.clear()
+    seen[data[start:pos]] = (node, nd)
+    return node, nd, pos
 
 
 def _read_string(data: bytes, pos: int) -> tuple[str, int]:

@@ -530,8 +530,12 @@ class GossipEngine:
         report = self.detector.report_heartbeat
         own_view: NodeDigest | None = None
         unadmitted: list[NodeId] = []
-        for node, node_digest in digest.nodes.items():
-            state = states.get(node)
+        nodes = digest.nodes
+        # A digest that names exactly our nodes in wire order (the usual one) is walked
+        # beside our states; any other looks each node up (hashing it: a Python call).
+        aligned = self.state.aligned_states(nodes)
+        known: Iterable[NodeState | None] = map(states.get, nodes) if aligned is None else aligned
+        for (node, node_digest), state in zip(nodes.items(), known, strict=True):
             if state is None:
                 self._report_heartbeat(node, node_digest.heartbeat, now)
                 if node not in states:

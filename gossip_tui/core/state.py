@@ -15,9 +15,11 @@ the byte bounds that keep it from growing without end.
 from __future__ import annotations
 
 import enum
+import heapq
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import cast
 
 import attrs
@@ -97,6 +99,7 @@ class VersionChange:
 StateChange = KeyChange | VersionChange
 
 _SET = KeyStatus.SET
+_first = itemgetter(0)
 
 
 class DeltaStatus(enum.Enum):
@@ -588,6 +591,12 @@ class ClusterState:
         # order a digest is written (None: to be sorted again, the nodes changed).
         self._digest_entries: dict[NodeId, NodeDigest] = {}
         self._wire_order: list[tuple[NodeId, NodeState]] | None = None
+        # Beside the wire order (while it holds): its nodes alone, which a received digest's
+        # nodes are compared with in C (see aligned_states), its states alone, and each
+        # state's position in node_states, the order a delta's candidates are taken in.
+        self._wire_nodes: list[NodeId] = []
+        self._wire_states: list[NodeState] = []
+        self._wire_ranks: list[int] = []
 
     @property
     def total_size(self) -> int:
@@ -629,7 +638,6 @@ class ClusterState:
             self.node_states[node] = state
             self._digest_entries[node] = state._digest
             self._wire_order = None
-            self._wire_order = None
             self._digest_bytes += digest_entry_size(node)
             self._by_addr.setdefault(node.gossip_addr, []).append(node)
         return state
@@ -642,7 +650,6 @@ class ClusterState:
         state = self.node_states.pop(node, None)
         if state is not None:
             del self._digest_entries[node]
-            self._wire_order = None
             self._wire_order = None
             forget_digest_entry(state._digest)
             at_addr = self._by_addr[node.gossip_addr]
@@ -681,6 +688,32 @@ class ClusterState:
         self.changes.clear()
         return changes
 
+    def _in_wire_order(self) -> list[tuple[NodeId, NodeState]]:
+        """The node states in the order a digest is written (chitchat's order of node ids).
+        Sorted once per change of membership, not per digest."""
+        order = self._wire_order
+        if order is None:
+            ranked = sorted(
+                enumerate(self.node_states.items()), key=lambda item: item[1][0].sort_key()
+            )
+            order = self._wire_order = [item for _rank, item in ranked]
+            self._wire_nodes = [node for node, _state in order]
+            self._wire_states = [state for _node, state in order]
+            self._wire_ranks = [rank for rank, _item in ranked]
+        return order
+
+    def aligned_states(self, peer_digests: Mapping[NodeId, NodeDigest]) -> list[NodeState] | None:
+        """Our node states position by position with a digest's entries, when it names
+        exactly our nodes in wire order (a decoded digest of a peer that knows what we
+        know: the usual one); else None. The two are then walked side by side, where
+        looking each node up would hash it, a Python call, per entry."""
+        self._in_wire_order()
+        # A list comparison in C, which finds the same (interned) node ids by identity.
+        wire_nodes = self._wire_nodes
+        if len(peer_digests) != len(wire_nodes) or list(peer_digests) != wire_nodes:
+            return None
+        return self._wire_states
+
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
         renew = renew_digest_entry
@@ -689,13 +722,7 @@ class ClusterState:
         # again would call NodeId.__hash__, Python, per node), and only the entries that
         # moved are written into it.
         entries = self._digest_entries
-        order = self._wire_order
-        if order is None:
-            # Sorted once per change of membership, not per digest: the digest goes on the
-            # wire in this order, each node's entry as the bytes the state keeps for it.
-            order = self._wire_order = sorted(
-                self.node_states.items(), key=lambda item: item[0].sort_key()
-            )
+        order = self._in_wire_order()
         wires: list[bytes | None] = []
         append = wires.append
         # NodeState's entry refreshed inline: this runs for every node on every message.
@@ -709,7 +736,12 @@ class ClusterState:
                 or state._digest_wire is None
             ):
                 digest, state._digest_wire = renew(
-                    node, digest, state.heartbeat, state.last_gc_version, state.max_version
+                    node,
+                    digest,
+                    state.heartbeat,
+                    state.last_gc_version,
+                    state.max_version,
+                    state._digest_wire,
                 )
                 state._digest = entries[node] = digest  # a value replaced: the order stays
             append(state._digest_wire)
@@ -751,6 +783,42 @@ class ClusterState:
         for state in self.node_states.values():
             state.gc_keys_marked_for_deletion(grace_period, now)
 
+    def _stale_candidates(
+        self, peer_digests: Mapping[NodeId, NodeDigest], skip: set[NodeId], only_listed: bool
+    ) -> Iterable[tuple[NodeState, NodeDigest | None]]:
+        """Our states that are ahead of the peer's digest (or that it does not name), with
+        its entry for them, in the order of node_states (which the delta's random order is
+        drawn in, so it must not depend on the path taken)."""
+        states: Iterable[tuple[NodeId, NodeState]]
+        if only_listed:
+            # A partial digest: only the nodes it names are answered.
+            known = self.node_states
+            states = [(node, known[node]) for node in peer_digests if node in known]
+        else:
+            aligned = self.aligned_states(peer_digests)
+            if aligned is not None:
+                # Side by side, no node looked up; the few ahead are put back in the order
+                # of node_states by their rank in it.
+                ahead = [
+                    (rank, state, peer)
+                    for rank, (node, peer), state in zip(
+                        self._wire_ranks, peer_digests.items(), aligned, strict=True
+                    )
+                    if state.max_version > peer.max_version and not (skip and node in skip)
+                ]
+                ahead.sort(key=_first)
+                return [(state, peer) for _rank, state, peer in ahead]
+            states = self.node_states.items()
+        found: list[tuple[NodeState, NodeDigest | None]] = []
+        for node, state in states:
+            if skip and node in skip:  # an empty set still hashes the node
+                continue
+            peer = peer_digests.get(node)
+            # The usual case, a peer as far as we are, leaves after one comparison.
+            if state.max_version > (peer.max_version if peer is not None else 0):
+                found.append((state, peer))
+        return found
+
     def compute_delta(
         self,
         digest: Digest,
@@ -768,33 +836,32 @@ class ClusterState:
         if mtu < MIN_DELTA_BUDGET:
             return Delta()
         skip = set(excluded)
-        buckets: dict[_Staleness, list[tuple[NodeState, int]]] = {}
         peer_digests: Mapping[NodeId, NodeDigest] = digest.nodes
-        states: Iterable[tuple[NodeId, NodeState]] = self.node_states.items()
-        if only_listed:
-            known = self.node_states
-            states = [(node, known[node]) for node in peer_digests if node in known]
-        for node, state in states:
-            if skip and node in skip:  # an empty set still hashes the node
-                continue
-            peer = peer_digests.get(node)
-            # The usual case, a peer as far as we are, leaves after one comparison.
+        buckets: dict[tuple[bool, int], list[tuple[NodeState, int]]] = {}
+        for state, peer in self._stale_candidates(peer_digests, skip, only_listed):
+            # The usual case, a peer as far as we are, left already (see _stale_candidates).
             peer_max = peer.max_version if peer is not None else 0
-            if state.max_version <= peer_max:
-                continue
             peer_gc = peer.last_gc_version if peer is not None else 0
             # We collected tombstones the peer never saw: it must start over from scratch.
             must_reset = peer_gc < state.last_gc_version and peer_max < state.last_gc_version
             from_version = 0 if must_reset else peer_max
             staleness = _staleness(state, from_version)
             if staleness is not None:
-                buckets.setdefault(staleness, []).append((state, from_version))
+                # Keyed by the plain tuple of its fields (their order, as attrs orders it):
+                # compared in C, where _Staleness compares in Python.
+                key = (staleness.is_unknown, staleness.rank)
+                buckets.setdefault(key, []).append((state, from_version))
 
         shuffle = (rng or random).shuffle
         writer = DeltaWriter(mtu)
         add = writer.try_add_stale_node
-        for staleness in sorted(buckets, reverse=True):
-            group = buckets[staleness]
+        # Most useful first; a heap rather than a sort: the budget mostly runs out after the
+        # first few buckets (a peer that knows nothing has one per node).
+        # (The keys are distinct, so the groups themselves are never compared.)
+        heap = [(not is_unknown, -rank, group) for (is_unknown, rank), group in buckets.items()]
+        heapq.heapify(heap)
+        while heap:
+            group = heapq.heappop(heap)[2]
             shuffle(group)
             for state, from_version in group:
                 if not add(state.stale_node(from_version)):

@@ -835,3 +835,131 @@ def test_a_node_operation_finds_its_node_id_bytes_inline(
     monkeypatch.undo()
     assert len(delta.node_deltas) == PEERS
     assert delta.encoded == codec.encode_delta(Delta(delta.node_deltas))
+
+
+# -- session 7: the digest side of an exchange walks a peer's digest beside our states
+
+
+def _in_sync_pair() -> tuple[GossipEngine, GossipEngine]:
+    """Two engines that know the same nodes (each other too), exchanges done."""
+    a = _engine_with_live_peers(PEERS)
+    b = _in_sync_peer(a)
+    for t in (3.0, 3.5):
+        synack = b.handle_message(decode(encode(a.create_syn(t))), t).reply
+        assert isinstance(synack, SynAck)
+        ack = a.handle_message(decode(encode(synack)), t).reply
+        assert isinstance(ack, Ack)
+        b.handle_message(decode(encode(ack)), t)
+    assert set(a.state.nodes()) == set(b.state.nodes())
+    return a, b
+
+
+def test_a_syn_from_an_in_sync_peer_is_handled_without_hashing_its_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A decoded digest names our nodes in wire order: its heartbeats are read and the
+    # delta chosen side by side with our states, not by looking each node up (a Python
+    # hash call per entry, twice a message: 2 * 102 before).
+    a, b = _in_sync_pair()
+    _bump(a, "peer-7")
+    syn = decode(encode(a.create_syn(4.0)))
+    hashes = _count_node_id_hashes(monkeypatch)
+    reply = b.handle_message(syn, 4.0).reply
+    assert isinstance(reply, SynAck)
+    assert hashes[0] <= 12, hashes[0]
+    monkeypatch.undo()
+    # peer-7's news was taken all the same.
+    seven = next(n for n in b.state.nodes() if n.node_id == "peer-7")
+    assert b.state.node_states[seven].heartbeat == a.state.node_states[seven].heartbeat
+
+
+def test_a_synack_from_an_in_sync_peer_is_handled_without_hashing_its_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = _in_sync_pair()
+    synack = decode(encode(b.handle_message(decode(encode(a.create_syn(4.0))), 4.0).reply))
+    hashes = _count_node_id_hashes(monkeypatch)
+    ack = a.handle_message(synack, 4.0).reply
+    assert isinstance(ack, Ack)
+    assert ack.delta.node_deltas == ()
+    assert hashes[0] <= 12, hashes[0]
+
+
+def test_a_delta_walked_beside_the_digest_is_the_one_looked_up_node_by_node() -> None:
+    # The side-by-side walk takes the stale nodes in the order of node_states, as the
+    # lookup does: the same delta, random order included, for the same rng.
+    source = _state_with_keys(300, 2)
+    rng = random.Random(5)
+    wire_order = sorted(source.nodes(), key=NodeId.sort_key)
+    peer = {node: NodeDigest(1, 0, rng.choice((0, 1, 2, 2, 2))) for node in wire_order}
+    assert source.aligned_states(peer) is not None
+    shuffled = dict(sorted(peer.items(), key=lambda item: item[0].node_id[::-1]))
+    assert source.aligned_states(shuffled) is None
+    excluded = {wire_order[3], wire_order[40]}
+    for mtu in (2_000, 9_000, 60_000):
+        walked = source.compute_delta(Digest(peer), mtu, excluded, random.Random(mtu))
+        looked_up = source.compute_delta(Digest(shuffled), mtu, excluded, random.Random(mtu))
+        assert walked.node_deltas, mtu
+        assert walked == looked_up
+        assert walked.encoded == looked_up.encoded
+        assert not {nd.node for nd in walked.node_deltas} & excluded
+
+
+def test_stale_buckets_are_ordered_without_comparing_staleness_in_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A peer that knows nothing has one bucket per node (its max version ranks it):
+    # ordered by plain tuples in C, and only as far as the budget reaches.
+    source = state.ClusterState()
+    for i in range(PEERS):
+        node_state = source.node_state_or_init(NodeId(f"peer-{i}", 1, _addr(i)))
+        for k in range(i % 7 + 1 + i // 7):
+            node_state.set(f"key-{k}", "v")
+    comparisons = _count_calls(monkeypatch, state._Staleness, "__lt__")
+    delta = source.compute_delta(Digest(), 2_000, rng=random.Random(1))
+    assert delta.node_deltas
+    assert comparisons[0] == 0
+
+
+def test_a_digest_of_known_entries_laid_out_as_the_last_is_cut_in_c() -> None:
+    # A digest of the same nodes as the last one decoded is cut into its entries and
+    # looked up without a Python call per entry (one dict.get each before); only the
+    # node-keyed dict it becomes hashes each node, and that is not counted here.
+    engine = _engine_with_live_peers(PEERS)
+    wire = encode(engine.create_syn(3.0))
+    decode(wire)
+    per_call: dict[str, int] = {}
+
+    def count(_frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call":
+            per_call[arg.__name__] = per_call.get(arg.__name__, 0) + 1
+        elif event == "call" and _frame.f_code.co_name != "__hash__":
+            per_call[_frame.f_code.co_name] = per_call.get(_frame.f_code.co_name, 0) + 1
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    sys.setprofile(count)
+    try:
+        syn = decode(wire)
+    finally:
+        sys.setprofile(None)
+        if was_enabled:
+            gc.enable()
+    assert isinstance(syn, Syn) and len(syn.digest.nodes) == PEERS + 1
+    assert sum(per_call.values()) <= 20, per_call
+
+
+def test_a_renewed_digest_entry_reuses_its_node_id_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Heartbeats move between digests (a third of the entries in a 200-node simulation):
+    # each renewed entry takes its node id's bytes from the old entry, no lookup.
+    engine = _engine_with_live_peers(PEERS)
+    first = encode(engine.create_syn(3.0))
+    for name in ("peer-7", "peer-8", "peer-9"):
+        _bump(engine, name)
+    lookups = _count_calls(monkeypatch, codec, "_node_entry")
+    digest = engine.state.compute_digest()
+    assert lookups[0] == 0
+    monkeypatch.undo()
+    getattr(codec, "_WIRE_BY_ENTRY", {}).clear()
+    assert encode(Syn("c", digest)) == encode(Syn("c", Digest(dict(digest.nodes))))
+    assert encode(Syn("c", digest)) != first
