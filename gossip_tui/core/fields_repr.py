@@ -12,16 +12,17 @@ cycle (``...``), shared with the reprs attrs generates.
 
 from __future__ import annotations
 
-import threading
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
 from attr import _compat
 
 # attrs' own guard (a thread-local set of the ids being shown, private to attrs), so that a
-# cycle through classes of both kinds ends as it would with attrs alone; an attrs release
-# without it leaves these reprs a guard of their own, not a broken repr.
-_REPR_CONTEXT: threading.local = getattr(_compat, "repr_context", None) or threading.local()
+# cycle through classes of both kinds ends as it would with attrs alone. An attrs release
+# without it leaves these reprs a guard of their own (per process: the core starts no
+# threads), not a repr that fails.
+_REPR_CONTEXT: Any = getattr(_compat, "repr_context", None) or SimpleNamespace()
 
 __all__ = ["fields_repr"]
 
