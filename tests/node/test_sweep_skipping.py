@@ -130,3 +130,21 @@ def test_skipped_sweeps_change_no_verdict_and_no_time_of_one(
         swept_skipping,
         swept_every_slot,
     )
+
+
+@pytest.mark.trio
+async def test_a_lone_nodes_key_still_expires_at_the_sweep_after_its_deadline(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Nothing arrives to wake a lone node's sweep, which the detector would let sleep for
+    # MAX_SKIPPED_SWEEPS slots: the write of a key with a TTL itself brings it forward.
+    started = trio.current_time()
+    config = fast_config(node_id="alone", interval=1.0, detector=DETECTOR)
+    async with open_node(config, transport=MemoryNetwork(seed=3).transport()) as node:
+        with node.subscribe() as events:
+            await trio.sleep(3.1)
+            node.set("short-lived", "x", ttl=1.3)  # due at 4.4: the sweep at 4.5 fires it
+            async for event in events:
+                if getattr(event, "reason", None) == "expired":
+                    break
+            assert trio.current_time() - started == pytest.approx(4.5)
