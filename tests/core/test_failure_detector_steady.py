@@ -9,8 +9,10 @@ import random
 
 import pytest
 
+from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.failure_detector import FailureDetector, FailureDetectorConfig
-from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.core.messages import Digest, NodeDigest, Syn
+from gossip_tui.core.models import Liveness, NodeId, SocketAddress
 
 NODES = [NodeId(f"n{i}", 1, SocketAddress.parse(f"127.0.0.1:{7000 + i}")) for i in range(6)]
 
@@ -82,3 +84,19 @@ def test_a_heartbeat_of_a_node_not_live_or_a_death_declared_needs_a_sweep() -> N
     assert detector.steady_until > 1.5
     detector.report_heartbeat(other, 1.2)  # dead: may come back at the next sweep
     assert detector.steady_until == float("-inf")
+
+
+def test_the_engine_wants_a_sweep_for_a_node_learnt_without_a_heartbeat() -> None:
+    # A digest may list a node at heartbeat 0: learnt, but no heartbeat reached the
+    # detector. The next sweep still judges it (dead from then on): a sweep is due.
+    engine = GossipEngine(NODES[0], "c", now=0.0)
+    peer = NODES[1]
+    for t, beat in ((0.0, 1), (0.5, 2), (1.0, 3)):
+        engine.handle_message(Syn("c", Digest({peer: NodeDigest(beat, 0, 0)})), t)
+    engine.update_liveness(1.0)
+    assert engine.liveness_steady_until() > 1.5
+    engine.handle_message(Syn("c", Digest({NODES[2]: NodeDigest(0, 0, 0)})), 1.1)
+    assert NODES[2] in engine.state.node_states
+    assert engine.liveness_steady_until() == float("-inf")
+    engine.update_liveness(1.5)
+    assert engine.liveness(NODES[2], 1.5) is Liveness.DEAD
