@@ -20,6 +20,7 @@ own modules.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -332,6 +333,10 @@ class GossipEngine:
         self.former_ids: set[NodeId] = set()
         # Live peers as of the last sweep: a node can also die between sweeps (by leaving).
         self._live_at_last_sweep: set[NodeId] = set()
+        # What the last sweep judged: a node learnt or a departure marker come or gone since
+        # is news to the next sweep (see liveness_steady_until). -1: no sweep yet.
+        self._nodes_at_last_sweep = -1
+        self._left_at_last_sweep: frozenset[NodeId] = frozenset()
         # The partial-digest extension (see digest_window): whether this node takes part,
         # the peers that published the capability (by address, as targets are picked),
         # nodes a peer showed us to be behind on (-> the version seen), nodes whose state
@@ -841,7 +846,21 @@ class GossipEngine:
             died=tuple(sorted(was_live - is_live)),
             removed=tuple(sorted(removed)),
         )
+        self._nodes_at_last_sweep = len(self.state.node_states)
+        self._left_at_last_sweep = frozenset(self.left) if self.left else frozenset()
+        self.detector.settle()
         return self._finish(SweepStep, liveness=liveness)
+
+    def liveness_steady_until(self) -> float:
+        """Before this time, :meth:`update_liveness` would change no verdict and remove no
+        node, unless a message or a local call comes in between (ask again after each): a
+        runtime may skip the sweeps before it. Early rather than late; -inf when a sweep is
+        due at once (never swept, a node learnt, a departure marker come or gone)."""
+        if len(self.state.node_states) != self._nodes_at_last_sweep or (
+            self.left != self._left_at_last_sweep
+        ):
+            return -math.inf
+        return self.detector.steady_until
 
     # ------------------------------------------------------------------ views
 

@@ -93,6 +93,12 @@ class KeyExpiries:
     def __len__(self) -> int:
         return len(self._deadlines)
 
+    @property
+    def earliest(self) -> float:
+        """No deadline is earlier than this (inf without one): :meth:`due` takes no key
+        before it."""
+        return self._earliest
+
     def schedule(self, key: str, deadline: float) -> None:
         """``key`` expires at ``deadline`` (replacing any earlier schedule)."""
         self._deadlines[key] = deadline

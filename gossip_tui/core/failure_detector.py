@@ -22,6 +22,7 @@ Time is always passed in (seconds on a monotonic clock), never read.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterator
 
@@ -31,6 +32,12 @@ from .models import NodeId
 from .validators import non_negative
 
 _PRIOR_WEIGHT = 5.0
+# How far short of the exact moment a live node's phi crosses the threshold its deadline
+# is put (relative, then in seconds): well above the float error of the division that
+# gives phi and of a monotonic clock's reading, so that a node is never deemed steady at a
+# time its phi already exceeds the threshold.
+_CROSSING_MARGIN = 1e-9
+_CROSSING_MARGIN_SECONDS = 1e-6
 
 
 @attrs.frozen
@@ -87,6 +94,15 @@ class SamplingWindow:
             return None
         return (now - self.last_heartbeat) / (mean + pause_per_phi)
 
+    def live_until(self, threshold: float, pause_per_phi: float) -> float:
+        """A time before which :meth:`phi` stays at or under ``threshold`` if no heartbeat
+        comes (a little early, never late); -inf without a phi."""
+        mean = self.mean_interval()
+        if mean is None or self.last_heartbeat is None:
+            return -math.inf
+        tolerated = threshold * (mean + pause_per_phi)
+        return self.last_heartbeat + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
+
 
 class FailureDetector:
     """Decides which peers are live, which are dead, and when a dead one may be forgotten."""
@@ -98,6 +114,12 @@ class FailureDetector:
         self._samples: dict[NodeId, SamplingWindow] = {}
         self._live: set[NodeId] = set()
         self._dead: dict[NodeId, float] = {}  # node -> time it was declared dead
+        # No judgement of update_node_liveness or garbage_collect differs from the present
+        # one before this time (it may be early, never late): a runtime need not sweep
+        # before it. -inf until settle() first runs, and whenever something happened that
+        # only a sweep judges (a heartbeat of a node not live, a death declared, a node
+        # forgotten).
+        self._steady_until = -math.inf
 
     def _window(self, node: NodeId) -> SamplingWindow:
         window = self._samples.get(node)
@@ -111,7 +133,35 @@ class FailureDetector:
         return window
 
     def report_heartbeat(self, node: NodeId, now: float) -> None:
-        self._window(node).report_heartbeat(now)
+        window = self._window(node)
+        window.report_heartbeat(now)
+        if node in self._live:
+            # A new interval can lower the mean, and so bring the crossing forward.
+            until = window.live_until(self.config.phi_threshold, self._pause_per_phi)
+            if until < self._steady_until:
+                self._steady_until = until
+        else:
+            # A node not live may come alive at the next sweep.
+            self._steady_until = -math.inf
+
+    @property
+    def steady_until(self) -> float:
+        """Before this time, judging every node again changes no verdict (see settle)."""
+        return self._steady_until
+
+    def settle(self) -> None:
+        """Recompute :attr:`steady_until` once every node was judged (a sweep): the
+        earliest moment a live node's phi may cross the threshold or a dead node's grace
+        period ends."""
+        threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        samples = self._samples
+        until = min(
+            (samples[node].live_until(threshold, pause_per_phi) for node in self._live),
+            default=math.inf,
+        )
+        if self._dead:
+            until = min(until, min(self._dead.values()) + self.config.dead_node_grace_period)
+        self._steady_until = until
 
     def phi(self, node: NodeId, now: float) -> float | None:
         window = self._samples.get(node)
@@ -133,6 +183,7 @@ class FailureDetector:
 
     def declare_dead(self, node: NodeId, now: float) -> None:
         """Dead now, whatever phi says (a node that announced it is leaving)."""
+        self._steady_until = -math.inf
         self._live.discard(node)
         self._dead.setdefault(node, now)
         window = self._samples.get(node)
@@ -173,6 +224,7 @@ class FailureDetector:
         return died is not None and died + self.config.dead_node_grace_period / 2 < now
 
     def forget(self, node: NodeId) -> None:
+        self._steady_until = -math.inf
         self._samples.pop(node, None)
         self._live.discard(node)
         self._dead.pop(node, None)

@@ -92,8 +92,12 @@ class NodeLoops(NodeBase):
             self._peer_views.keep(set(self.engine.live_nodes()) | set(self.engine.dead_nodes()))
 
     async def _failure_detector_loop(self) -> None:
-        # Judges liveness once per interval, half an interval after each round, when that
-        # round's replies are in.
+        # Judges liveness half an interval after each round, when that round's replies are
+        # in -- on the slots where a sweep could change something. On the others (most of
+        # an idle cluster's: a live peer's phi takes seconds to cross the threshold) the
+        # loop sleeps on, which is a wake-up per interval less; a sweep there would judge
+        # every node as the last one did. What the engine cannot foresee (a message, a
+        # local write) moves the alarm earlier (_sweep_news).
         interval = self.config.gossip_interval
         await trio.sleep(interval / 2)
         while True:
@@ -101,7 +105,13 @@ class NodeLoops(NodeBase):
                 self._judge_liveness()
             except Exception:
                 self._internal_error("failure_detector_loop")
-            await trio.sleep(interval)
+            # The slots count from here, as a sleep of one interval after each sweep would.
+            self._sweep_slot = self._now()
+            with trio.CancelScope() as alarm:
+                self._sweep_alarm = alarm
+                alarm.deadline = self._next_sweep_slot()
+                await trio.sleep_forever()
+            self._sweep_alarm = None
 
     async def _receive_loop(self) -> None:
         while True:
@@ -117,6 +127,7 @@ class NodeLoops(NodeBase):
                 await self._handle_datagram(data, source)
             except Exception:
                 self._internal_error("receive_loop")
+            self._sweep_news()
 
     async def _handle_datagram(self, data: bytes, source: SocketAddress) -> None:
         # The idle node's hot path (several datagrams per peer per round): nothing is built

@@ -6,6 +6,7 @@ receive), _seeds (the resolver), _persistence (saver, flush) and _leave."""
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -35,6 +36,10 @@ log = logging.getLogger("gossip_tui.node")
 
 # Syns a seed may leave unanswered in a row before it is reported unreachable.
 SEED_UNREACHABLE_AFTER = 3
+
+# Slots the liveness sweep may sleep through in a row, at most, however steady the
+# detector says the verdicts are: a bound on the slots counted one by one.
+MAX_SKIPPED_SWEEPS = 64
 
 
 @attrs.define
@@ -154,6 +159,12 @@ class NodeBase:
         # every datagram, and a bound method per call is an object per datagram.
         self._publishes_view_of = self._publishes_view
         self._nodes_at = engine.state.nodes_at
+        # The liveness sweep's alarm while it sleeps (see NodeLoops._failure_detector_loop),
+        # the time of its last sweep, from which its slots count, and the due time the
+        # alarm was set for (news that is not earlier leaves the alarm where it is).
+        self._sweep_alarm: trio.CancelScope | None = None
+        self._sweep_slot = 0.0
+        self._sweep_alarm_due = -math.inf
 
     def _now(self) -> float:
         return trio.current_time()
@@ -167,6 +178,36 @@ class NodeBase:
         self._publish_all(news if events is None else events(news))
         self._local_version += 1
         self._local_dirty.set()
+        self._sweep_news()  # a key may expire now, at a sweep
+
+    def _sweep_due(self) -> float:
+        """The earliest time a sweep could change something (it may be early): a verdict
+        or a removal (the engine's), a key's expiry, peer readings of senders to prune."""
+        due = min(self.engine.liveness_steady_until(), self.expiries.earliest)
+        if len(self._peer_views) > len(self.engine.state):
+            return -math.inf
+        return due
+
+    def _next_sweep_slot(self) -> float:
+        """The first slot after the last sweep (one interval on, two, ...) at or after the
+        time a sweep is due, and now. Repeated addition, as successive sleeps of one
+        interval land; at most MAX_SKIPPED_SWEEPS slots on, where the loop sweeps anyway."""
+        self._sweep_alarm_due = self._sweep_due()
+        due = max(self._sweep_alarm_due, self._now())
+        interval = self.config.gossip_interval
+        slot = self._sweep_slot + interval
+        for _ in range(MAX_SKIPPED_SWEEPS - 1):
+            if slot >= due:
+                break
+            slot += interval
+        return slot
+
+    def _sweep_news(self) -> None:
+        """Something happened that the next sweep may have to judge: bring the liveness
+        sweep's alarm forward to the first slot it matters on (cheap when it does not)."""
+        alarm = self._sweep_alarm
+        if alarm is not None and self._sweep_due() < self._sweep_alarm_due:
+            alarm.deadline = self._next_sweep_slot()
 
     def _seed_asked(self, addr: SocketAddress) -> None:
         self._seed_unanswered[addr] += 1

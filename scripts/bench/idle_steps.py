@@ -7,7 +7,7 @@ only be timed (noisily, on a shared machine). N-1 headless nodes run as processe
 (``--headless``) with a Trio instrument that counts, over a ``--window`` after
 ``--settle`` seconds: scheduler rounds (I/O waits; those with a timeout are the ones that
 sleep), steps per task, the CPU time spent inside each task's steps (thread time), and the
-process's CPU time. One JSON line on stdout.
+process's CPU time and the cyclic collector's runs and CPU time. One JSON line on stdout.
 
 With ``--profile``, cProfile runs only inside the steps of the probe's receive loop (the
 idle receive path: recv, decode, engine, reply, events) and the report adds the function
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -90,6 +91,21 @@ class _Counts:
         self.rounds = 0
         self.sleeping_rounds = 0
         self._step_started = 0.0
+        # The cyclic collector's runs by generation and the CPU they took: garbage the
+        # idle path makes shows up here, not in any one function.
+        self.collections: Counter[int] = Counter()
+        self.gc_cpu = 0.0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if not self.counting:
+            return
+        if phase == "start":
+            self._gc_started = time.thread_time()
+        else:
+            self.collections[info["generation"]] += 1
+            self.gc_cpu += time.thread_time() - self._gc_started
 
     @staticmethod
     def _label(task: Any) -> str:
@@ -143,6 +159,10 @@ class _Counts:
             cpu_in_steps_s_per_min_by_task={
                 k: per_minute(v) for k, v in self.step_cpu.most_common()
             },
+            gc_collections_per_s_by_generation={
+                str(k): per_second(v) for k, v in sorted(self.collections.items())
+            },
+            gc_cpu_s_per_min=per_minute(self.gc_cpu),
             loadavg=bench.loadavg(),
         )
         if self._node is not None:

@@ -15,6 +15,7 @@ from trio.testing import wait_all_tasks_blocked
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node
 from gossip_tui.node._transport import _YIELD_EVERY, UdpTransport
+from gossip_tui.testing import MemoryNetwork
 
 from .helpers import all_see_each_other, node_task, open_cluster, wait_until
 
@@ -144,3 +145,27 @@ async def test_an_idle_node_takes_one_step_per_round_per_sweep_and_per_datagram(
     # A step per datagram at most: several queued at once are read in one.
     assert steps["_receive_loop"] <= datagrams + 1, (steps, datagrams)
     assert datagrams >= rounds  # the watched node did hear its peers meanwhile
+
+
+@pytest.mark.trio
+async def test_an_idle_nodes_liveness_sweep_sleeps_through_the_slots_that_change_nothing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Live peers beating steadily: phi needs seconds (the acceptable pause alone is 3 s,
+    # 60 rounds here) to reach the threshold, so nearly every slot's sweep would judge
+    # every node as the last did. The loop wakes for the few that may not.
+    async with open_cluster(3, transport=MemoryNetwork(seed=5).transport()) as nodes:
+        await wait_until(lambda: all_see_each_other(nodes), 30, "3 live nodes")
+        watched = nodes[1]
+        counter = StepCounter(_node_tasks(watched))
+        rounds_before = watched.stats.rounds
+        trio.lowlevel.add_instrument(counter)
+        try:
+            await wait_until(
+                lambda: watched.stats.rounds >= rounds_before + 400, 60, "400 more rounds"
+            )
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert all_see_each_other(nodes)
+    # One sweep every interval was 400; every MAX_SKIPPED_SWEEPS slots is the floor.
+    assert counter.steps["_failure_detector_loop"] <= 400 // 16, counter.steps
