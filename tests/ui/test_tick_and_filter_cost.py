@@ -1,0 +1,101 @@
+"""What a tick and a filter keystroke cost the table, counted rather than timed (issue 15:
+with 500 nodes a press shows within 100 ms, and a press that arrives during a tick waits
+for the tick's work and paint). Beside test_keypress_cost.py, with its layout counter."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.screen import Screen
+
+from gossip_tui.testing import FakeCluster
+from gossip_tui.ui import GossipApp
+from tests.ui.conftest import FIXED_CLOCK, make_app, wait_until
+
+pytestmark = pytest.mark.asyncio
+
+_PEERS = 200
+
+
+@pytest.fixture
+def layouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Screen layouts, by the class of the screen laid out."""
+    counts: Counter[str] = Counter()
+    refresh_layout = Screen._refresh_layout
+
+    def counting(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        counts[type(self).__name__] += 1
+        refresh_layout(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counting)
+    yield counts
+
+
+def _many_peers() -> FakeCluster:
+    """200 peers peer0..peer199 on a frozen clock (ages stand still: a tick changes only
+    the rows whose readings moved)."""
+    cluster = FakeCluster(clock=lambda: FIXED_CLOCK)
+    for index in range(_PEERS):
+        cluster.add_peer(f"peer{index}", port=20000 + index, keys={"role": "worker"})
+    return cluster
+
+
+async def _all_rows(pilot: Any, app: GossipApp) -> None:
+    await wait_until(pilot, lambda: app.nodes_table.row_count == _PEERS + 1, what="the rows")
+    await pilot.pause()
+
+
+async def _on_peer1(pilot: Any, app: GossipApp) -> None:
+    """The cursor on peer1 (rows by name: node-0, peer0, peer1, peer10...), which every
+    filter below keeps: the detail pane shows the same node throughout."""
+    app.nodes_table.focus()
+    await pilot.press("j", "j")
+    await pilot.pause()
+    row = app.nodes_table.selected_row
+    assert row is not None and row.node.node_id == "peer1"
+
+
+async def test_a_tick_that_changed_three_rows_draws_three_table_lines_again() -> None:
+    """DataTable keys each drawn line on its update count, which every update_cell bumps: a
+    tick that changed three rows' heartbeats drew every row on screen again (~40 lines at
+    160x45). Lines are now keyed by what their row shows."""
+    cluster = _many_peers()
+    app = make_app(cluster, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        changed = [
+            member
+            for member in cluster.members.values()
+            if member.node.node_id in {"peer0", "peer1", "peer10"}
+        ]  # rows 1-3: on screen
+        assert len(changed) == 3
+        written = table.cells_written
+        drawn = table.lines_rendered
+        for member in changed:
+            member.heartbeat += 1
+        await wait_until(pilot, lambda: table.cells_written == written + 3, what="the tick")
+        await pilot.pause()
+        assert table.lines_rendered - drawn <= 3
+
+
+async def test_a_keystroke_that_hides_rows_lays_nothing_out(layouts: Counter[str]) -> None:
+    """A filter keystroke that hid or showed rows changed the table's virtual size, which
+    laid the whole dashboard out (~70 ms at 500 nodes, more than the rest of the
+    keystroke). The table keeps its size on screen: a repaint and its scrollbar show it."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _on_peer1(pilot, app)
+        await pilot.press("slash", *"peer")  # hides node-0 alone
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer", what="peer")
+        await pilot.pause()
+        before = layouts["Screen"]
+        await pilot.press("1")  # peer1, peer10..19, peer100..199: a rebuild of 111 rows
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer1", what="peer1")
+        await pilot.pause()
+        assert app.nodes_table.row_count == 111
+        assert layouts["Screen"] == before
