@@ -114,6 +114,11 @@ class UpdatesDue(Message):
     (see GossipApp._after_key_frames): it bubbles from the focused widget to the app."""
 
 
+class FilterDue(Message):
+    """The filter's text may be applied to the nodes table: every keystroke typed into the
+    field before this message has changed the text (see GossipApp._filter_changed)."""
+
+
 def _detach_from_a_lost_terminal() -> None:
     """Point the standard streams at /dev/null if their terminal has hung up (closed).
 
@@ -230,6 +235,8 @@ class GossipApp(App[None]):
         # The node's updates waiting for the keys queued before them (see _after_key_frames).
         self._pending_updates: list[Callable[[], None]] = []
         self._flush_after_frame = False
+        # The filter's text not yet applied to the table, while a FilterDue is on its way.
+        self._filter_pending: str | None = None
         # The key forms, one per mode, built on first use and kept (see KeyFormScreen).
         self._key_forms: dict[KeyFormMode, KeyFormScreen] = {}
 
@@ -516,9 +523,28 @@ class GossipApp(App[None]):
             else:
                 self._show(attrs.evolve(changes, selection=False))
 
+    # Typing ahead of the table coalesces: each text the field takes waits in
+    # _filter_pending, and one FilterDue applies the last. It is posted to the field, so it
+    # queues behind the keys already handed to the field and their Input.Changed (all of
+    # them bubble up the same queues, in order, to the app): a burst of characters filters
+    # the rows once, with the text they spell, where each one rebuilt the rows for a text
+    # already gone. A Changed that comes after the FilterDue starts another.
+
     @on(Input.Changed, "#node-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.nodes_table.set_filter(event.value)
+        on_its_way = self._filter_pending is not None
+        self._filter_pending = event.value
+        if not on_its_way and not event.input.post_message(FilterDue()):
+            self._apply_filter()
+
+    def on_filter_due(self, message: FilterDue) -> None:
+        message.stop()
+        self._apply_filter()
+
+    def _apply_filter(self) -> None:
+        text, self._filter_pending = self._filter_pending, None
+        if text is not None and self.screen_stack:
+            self.nodes_table.set_filter(text)
 
     @on(Input.Submitted, "#node-filter")
     def _filter_submitted(self) -> None:

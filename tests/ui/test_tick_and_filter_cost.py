@@ -13,7 +13,7 @@ from textual.screen import Screen
 
 from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import GossipApp
-from tests.ui.conftest import FIXED_CLOCK, make_app, wait_until
+from tests.ui.conftest import FIXED_CLOCK, burst, make_app, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -99,3 +99,22 @@ async def test_a_keystroke_that_hides_rows_lays_nothing_out(layouts: Counter[str
         await pilot.pause()
         assert app.nodes_table.row_count == 111
         assert layouts["Screen"] == before
+
+
+async def test_characters_typed_ahead_of_the_filter_rebuild_the_rows_once() -> None:
+    """Each character typed into the filter rebuilt the rows for its own text, though the
+    characters behind it were already typed: `peer19` in one burst rebuilt them for
+    `peer1` (111 rows) and then for `peer19` (11). The last text wins, once."""
+    app = make_app(_many_peers(), refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await pilot.press("slash")
+        await pilot.pause()
+        table = app.nodes_table
+        rebuilds = table.rebuilds
+        burst(app, list("peer19"))
+        await wait_until(pilot, lambda: table.filter_text == "peer19", what="the filter")
+        await pilot.pause()
+        assert app.focused is not None and getattr(app.focused, "value", None) == "peer19"
+        assert table.row_count == 11
+        assert table.rebuilds == rebuilds + 1
