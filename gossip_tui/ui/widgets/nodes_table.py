@@ -431,6 +431,12 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
         if self.size:
             self._scroll_update(self.virtual_size)
 
+    def remove_row(self, row_key: RowKey | str) -> None:
+        # DataTable asks for a layout at once; the new virtual size follows on idle, as a
+        # repaint (see _update_dimensions).
+        with self.keeping_its_size():
+            super().remove_row(row_key)
+
     # -- reading ---------------------------------------------------------------------------
 
     @property
