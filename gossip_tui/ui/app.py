@@ -29,7 +29,7 @@ from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
@@ -621,19 +621,33 @@ class GossipApp(App[None]):
     # -- actions ---------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "kill_peer" and self._demo is None:
+            return False  # no demo: no such key
+        if not self.action_available(action):
+            # Behind a form (a modal screen, the dashboard dimmed around it) the dashboard's
+            # keys are disabled (None), not hidden (False): its footer keeps the same keys,
+            # dimmed in place, where hiding them rebuilt it and laid the 500-row dashboard
+            # out behind the form at every open and every close (see SteadyFooter). A
+            # full screen's own footer lists only what it can do: hidden there.
+            behind_a_form = self._modal_up and isinstance(self.screen, ModalScreen)
+            return None if action in _MAIN_SCREEN_ACTIONS and behind_a_form else False
         # While an input has focus its keys are text, not commands (the app's bindings for
         # letters include priority ones, which come before the input's own handling).
         typing = isinstance(self.focused, Input)
-        return self.action_available(action) and not (action in _MAIN_SCREEN_ACTIONS and typing)
+        return not (action in _MAIN_SCREEN_ACTIONS and typing)
+
+    @property
+    def _modal_up(self) -> bool:
+        # Other screens own the keyboard. The command palette is the exception: it closes
+        # before it runs the action it lists.
+        return len(self.screen_stack) > 1 and not isinstance(self.screen, CommandPalette)
 
     def action_available(self, action: str) -> bool:
         """Whether ``action`` can run now, keys aside (what the command palette lists)."""
         if action == "kill_peer" and self._demo is None:
             return False
-        # Other screens own the keyboard: no new form on top of a form. The command palette
-        # is the exception: it closes before it runs the action it lists.
-        modal = len(self.screen_stack) > 1 and not isinstance(self.screen, CommandPalette)
-        return not (action in _MAIN_SCREEN_ACTIONS and modal)
+        # No new form on top of a form.
+        return not (action in _MAIN_SCREEN_ACTIONS and self._modal_up)
 
     def _push_form(self, screen: Screen[Any], callback: Callable[[Any], None]) -> None:
         self.push_screen(screen, callback)

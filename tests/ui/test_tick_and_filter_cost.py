@@ -13,7 +13,15 @@ from textual.screen import Screen
 
 from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import GossipApp
-from tests.ui.conftest import FIXED_CLOCK, burst, make_app, wait_until
+from gossip_tui.ui.screens.key_forms import KeyFormScreen
+from tests.ui.conftest import (
+    FIXED_CLOCK,
+    burst,
+    close_screen,
+    make_app,
+    open_screen,
+    wait_until,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -123,3 +131,22 @@ async def test_characters_typed_ahead_of_the_filter_rebuild_the_rows_once() -> N
         assert app.focused is not None and getattr(app.focused, "value", None) == "peer19"
         assert table.row_count == 11
         assert table.rebuilds == rebuilds + 1
+
+
+async def test_the_set_form_lays_nothing_out_behind_it(layouts: Counter[str]) -> None:
+    """Behind a form, the dashboard's keys were hidden from its footer, which rebuilt it and
+    laid the dashboard out twice at every open and twice at every close. They now dim in
+    place (disabled, not hidden): the dashboard behind the form is only repainted."""
+    app = make_app(_many_peers(), refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await open_screen(pilot, KeyFormScreen, "s")  # the first open builds the form
+        await close_screen(pilot, KeyFormScreen, "escape")
+        await pilot.pause()
+        before = layouts["Screen"]
+        for _ in range(3):
+            await open_screen(pilot, KeyFormScreen, "s")
+            await pilot.pause()
+            await close_screen(pilot, KeyFormScreen, "escape")
+            await pilot.pause()
+        assert layouts["Screen"] == before
