@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from textual.screen import Screen
 
+from gossip_tui.core.models import KeyStatus
 from gossip_tui.testing import FakeCluster
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.screens.key_forms import KeyFormScreen
 from tests.ui.conftest import (
     FIXED_CLOCK,
+    FIXED_NOW,
     burst,
     close_screen,
     make_app,
@@ -150,3 +152,36 @@ async def test_the_set_form_lays_nothing_out_behind_it(layouts: Counter[str]) ->
             await close_screen(pilot, KeyFormScreen, "escape")
             await pilot.pause()
         assert layouts["Screen"] == before
+
+
+async def test_the_event_log_shows_new_lines_in_one_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log scrolled to its new lines only after the next frame, which showed it as it
+    was: each batch of events cost two frames, each repainting the pane. It scrolls at
+    once now: one frame."""
+    cluster = _many_peers()
+    app = make_app(cluster, refresh_interval=3600)  # no tick: the events alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        log = app.event_log
+        for index in range(100):  # more lines than the pane holds: it scrolls
+            log.note(f"line {index}", FIXED_NOW)
+        await pilot.pause()
+        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y
+        frames = 0
+        display = app._display
+
+        def counting(screen: Screen[Any], renderable: Any) -> None:
+            nonlocal frames
+            frames += renderable is not None
+            display(screen, renderable)
+
+        monkeypatch.setattr(app, "_display", counting)
+        peer = next(node for node in cluster.members if node.node_id == "peer7")
+        lines = len(log.lines)
+        cluster.write(peer, "load", "0.7", KeyStatus.SET)
+        await wait_until(pilot, lambda: len(log.lines) > lines, what="the event's line")
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y
+        assert frames == 1
