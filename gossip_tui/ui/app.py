@@ -29,7 +29,7 @@ from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
@@ -112,6 +112,11 @@ _WIDE = 150
 class UpdatesDue(Message):
     """The node's updates may be shown once the keys ahead of this message have acted
     (see GossipApp._after_key_frames): it bubbles from the focused widget to the app."""
+
+
+class FilterDue(Message):
+    """The filter's text may be applied to the nodes table: every keystroke typed into the
+    field before this message has changed the text (see GossipApp._filter_changed)."""
 
 
 def _detach_from_a_lost_terminal() -> None:
@@ -230,6 +235,8 @@ class GossipApp(App[None]):
         # The node's updates waiting for the keys queued before them (see _after_key_frames).
         self._pending_updates: list[Callable[[], None]] = []
         self._flush_after_frame = False
+        # The filter's text not yet applied to the table, while a FilterDue is on its way.
+        self._filter_pending: str | None = None
         # The key forms, one per mode, built on first use and kept (see KeyFormScreen).
         self._key_forms: dict[KeyFormMode, KeyFormScreen] = {}
 
@@ -516,9 +523,28 @@ class GossipApp(App[None]):
             else:
                 self._show(attrs.evolve(changes, selection=False))
 
+    # Typing ahead of the table coalesces: each text the field takes waits in
+    # _filter_pending, and one FilterDue applies the last. It is posted to the field, so it
+    # queues behind the keys already handed to the field and their Input.Changed (all of
+    # them bubble up the same queues, in order, to the app): a burst of characters filters
+    # the rows once, with the text they spell, where each one rebuilt the rows for a text
+    # already gone. A Changed that comes after the FilterDue starts another.
+
     @on(Input.Changed, "#node-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.nodes_table.set_filter(event.value)
+        on_its_way = self._filter_pending is not None
+        self._filter_pending = event.value
+        if not on_its_way and not event.input.post_message(FilterDue()):
+            self._apply_filter()
+
+    def on_filter_due(self, message: FilterDue) -> None:
+        message.stop()
+        self._apply_filter()
+
+    def _apply_filter(self) -> None:
+        text, self._filter_pending = self._filter_pending, None
+        if text is not None and self.screen_stack:
+            self.nodes_table.set_filter(text)
 
     @on(Input.Submitted, "#node-filter")
     def _filter_submitted(self) -> None:
@@ -595,19 +621,33 @@ class GossipApp(App[None]):
     # -- actions ---------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "kill_peer" and self._demo is None:
+            return False  # no demo: no such key
+        if not self.action_available(action):
+            # Behind a form (a modal screen, the dashboard dimmed around it) the dashboard's
+            # keys are disabled (None), not hidden (False): its footer keeps the same keys,
+            # dimmed in place, where hiding them rebuilt it and laid the 500-row dashboard
+            # out behind the form at every open and every close (see SteadyFooter). A
+            # full screen's own footer lists only what it can do: hidden there.
+            behind_a_form = self._modal_up and isinstance(self.screen, ModalScreen)
+            return None if action in _MAIN_SCREEN_ACTIONS and behind_a_form else False
         # While an input has focus its keys are text, not commands (the app's bindings for
         # letters include priority ones, which come before the input's own handling).
         typing = isinstance(self.focused, Input)
-        return self.action_available(action) and not (action in _MAIN_SCREEN_ACTIONS and typing)
+        return not (action in _MAIN_SCREEN_ACTIONS and typing)
+
+    @property
+    def _modal_up(self) -> bool:
+        # Other screens own the keyboard. The command palette is the exception: it closes
+        # before it runs the action it lists.
+        return len(self.screen_stack) > 1 and not isinstance(self.screen, CommandPalette)
 
     def action_available(self, action: str) -> bool:
         """Whether ``action`` can run now, keys aside (what the command palette lists)."""
         if action == "kill_peer" and self._demo is None:
             return False
-        # Other screens own the keyboard: no new form on top of a form. The command palette
-        # is the exception: it closes before it runs the action it lists.
-        modal = len(self.screen_stack) > 1 and not isinstance(self.screen, CommandPalette)
-        return not (action in _MAIN_SCREEN_ACTIONS and modal)
+        # No new form on top of a form.
+        return not (action in _MAIN_SCREEN_ACTIONS and self._modal_up)
 
     def _push_form(self, screen: Screen[Any], callback: Callable[[Any], None]) -> None:
         self.push_screen(screen, callback)

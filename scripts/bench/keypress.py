@@ -24,13 +24,22 @@ The presses:
 Prints the median, p99 and max of each, in milliseconds, and one JSON object with
 ``--json``. The target (issue 15): a press shows within 100 ms with 500 nodes.
 
+With ``--explain``, every press whose frame took over 100 ms is broken down into what ran
+between the key's arrival and its frame: the node's updates shown (a tick's readings and
+events, ``GossipApp._flush_updates``), screen layouts, compositor frames (the press's own
+included), the garbage collector (``gc.callbacks``), and the rest (the press's own
+handling, Textual's message passing); beside it the process's CPU time over the same span,
+which tells work from waiting for a core on a loaded machine.
+
     python scripts/bench/keypress.py --nodes 500 --presses 200
+    python scripts/bench/keypress.py --nodes 500 --presses 200 --explain
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -39,6 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from textual._wait import wait_for_idle
 from textual.app import App
 from textual.pilot import Pilot
@@ -52,6 +62,8 @@ from gossip_tui.ui.screens.key_forms import KeyFormScreen
 
 # How long a press may take to reach the screen before the bench gives up on it.
 _FRAME_DEADLINE_S = 30.0
+# --explain breaks down the presses slower than this (issue 15's target).
+_SLOW_S = 0.100
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -87,6 +99,7 @@ class _FrameProbe:
         self._app = app
         self._shows: Callable[[Screen[Any]], bool] | None = None
         self.shown_at: float | None = None
+        self.shown_cpu = 0.0  # time.process_time() then
         self._shown = asyncio.Event()
         self.frames = 0
         display = app._display
@@ -99,6 +112,7 @@ class _FrameProbe:
             self.frames += 1
             if self._shows is not None and self._shows(screen):
                 self.shown_at = time.perf_counter()
+                self.shown_cpu = time.process_time()
                 self._shows = None
                 self._shown.set()
 
@@ -166,6 +180,109 @@ class _Profiles:
             print(f"profile of {name}: {self.prefix}{name}.*", file=sys.stderr)
 
 
+class _Timeline:
+    """What the app's loop spent its time on (``--explain``): spans of the node's updates
+    being shown, screen layouts, compositor frames and garbage collections, each a
+    (start, end) pair on ``time.perf_counter``'s clock."""
+
+    KINDS = ("updates", "layout", "frame", "gc")
+
+    def __init__(self) -> None:
+        self.spans: dict[str, list[tuple[float, float]]] = {kind: [] for kind in self.KINDS}
+        self._gc_started = 0.0
+        self._depth = 0
+        self.full_collections: list[float] = []  # when each generation-2 collection ended
+        self._undo: list[Callable[[], None]] = []
+
+    def install(self, app: GossipApp) -> None:
+        self._wrap(app, "_flush_updates", "updates")
+        # On the class: every screen's (a form's too); its update timer looks them up
+        # on the screen each time.
+        self._wrap(Screen, "_refresh_layout", "layout")
+        self._wrap(Screen, "_compositor_refresh", "frame")
+        gc.callbacks.append(self._on_gc)
+        self._undo.append(lambda: gc.callbacks.remove(self._on_gc))
+
+    def uninstall(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    def _wrap(self, owner: Any, name: str, kind: str) -> None:
+        inner = getattr(owner, name)
+        spans = self.spans[kind]
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            # A layout ends with its frame: that frame counts as the layout's.
+            if self._depth:
+                return inner(*args, **kwargs)
+            self._depth += 1
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spans.append((started, time.perf_counter()))
+                self._depth -= 1
+
+        setattr(owner, name, timed)
+        if isinstance(owner, type):
+            self._undo.append(lambda: setattr(owner, name, inner))
+        else:
+            self._undo.append(lambda: delattr(owner, name))
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        ended = time.perf_counter()
+        self.spans["gc"].append((self._gc_started, ended))
+        if info["generation"] == 2:
+            self.full_collections.append(ended)
+
+    def within(self, start: float, end: float) -> dict[str, tuple[int, float]]:
+        """Per kind: how many spans overlap [start, end] and their seconds inside it."""
+        found: dict[str, tuple[int, float]] = {}
+        for kind, spans in self.spans.items():
+            inside = [min(end, b) - max(start, a) for a, b in spans if b > start and a < end]
+            found[kind] = (len(inside), sum(inside))
+        full = sum(1 for ended in self.full_collections if start < ended < end)
+        found["full_gc"] = (full, 0.0)
+        return found
+
+
+@attrs.frozen
+class _Explain:
+    """--explain: the timeline, and the slow presses explained so far."""
+
+    timeline: _Timeline = attrs.field(factory=_Timeline)
+    slow: list[_Slow] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class _Slow:
+    """One press over _SLOW_S, explained (see _Timeline)."""
+
+    press: str
+    frame_s: float
+    cpu_s: float
+    parts: dict[str, tuple[int, float]]
+
+    def line(self) -> str:
+        # Updates, layouts and frames never nest (a layout's frame is the layout's), gc
+        # runs inside any of them: "other" is the press's own handling and the loop's
+        # message passing, plus any time the process waited for a core (wall minus cpu).
+        nested_free = sum(self.parts[kind][1] for kind in ("updates", "layout", "frame"))
+        other = self.frame_s - nested_free
+        cells = [f"{self.press:8} {self.frame_s * 1000:6.1f} ms:"]
+        for kind in _Timeline.KINDS:
+            count, seconds = self.parts[kind]
+            cells.append(f"{kind} {seconds * 1000:5.1f} ({count})")
+        cells[-1] += f" of which full {self.parts['full_gc'][0]}"
+        cells.append(f"other {other * 1000:5.1f}")
+        cells.append(f"| cpu {self.cpu_s * 1000:5.1f}")
+        return "  ".join(cells)
+
+
 async def _timed(
     pilot: Pilot[Any],
     key: str,
@@ -173,11 +290,13 @@ async def _timed(
     probe: _FrameProbe,
     profiles: _Profiles,
     name: str,
+    explain: _Explain | None,
 ) -> tuple[float, float]:
     """(frame, idle) seconds of one press of ``key``; ``shows(screen)`` tells whether a
     frame of ``screen`` shows the press's effect."""
     profiles.start(name)
     probe.expect(shows)
+    cpu_started = time.process_time()
     started = time.perf_counter()  # press_keys hands the key to the driver at once
     await pilot.press(key)
     # Pilot.pause, spelled out: the idle figure is taken before its forced repaint, which
@@ -188,6 +307,9 @@ async def _timed(
     frame = await probe.wait() - started
     pilot.app.screen._on_timer_update()
     profiles.stop(name)
+    if explain is not None and frame > _SLOW_S:
+        parts = explain.timeline.within(started, started + frame)
+        explain.slow.append(_Slow(name, frame, probe.shown_cpu - cpu_started, parts))
     return frame, idle
 
 
@@ -209,8 +331,11 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     )
     results: dict[str, Any] = {"nodes": args.nodes, "refresh_s": args.refresh}
     profiles = _Profiles(args.profile, args.profile_prefix)
+    explain = _Explain() if args.explain else None
     async with app.run_test(size=(args.width, args.height)) as pilot:
         probe = _FrameProbe(app)
+        if explain is not None:
+            explain.timeline.install(app)
         main_screen = app.screen
         deadline = time.monotonic() + 30
         while app.nodes_table.row_count < args.nodes:
@@ -246,7 +371,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 def moved(screen: Screen[Any], row: int = row) -> bool:
                     return screen is main_screen and table.cursor_row == row + 1
 
-                moves.append(await _timed(pilot, "j", moved, probe, profiles, "j"))
+                moves.append(await _timed(pilot, "j", moved, probe, profiles, "j", explain))
                 if table.cursor_row != row + 1:
                     raise SystemExit(f"j did not move the cursor from row {row}")
             results["j"] = _summaries(moves)
@@ -273,7 +398,9 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                         and table.filter_text == " ".join(text.split())
                     )
 
-                typed.append(await _timed(pilot, char, filtered, probe, profiles, "filter"))
+                typed.append(
+                    await _timed(pilot, char, filtered, probe, profiles, "filter", explain)
+                )
                 if field.value != text:
                     raise SystemExit(f"the filter reads {field.value!r}, not {text!r}")
             results["filter"] = _summaries(typed)
@@ -293,7 +420,9 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
             forms: list[tuple[float, float]] = []
             for _ in range(max(10, args.presses // 10)):
                 screens = len(app.screen_stack)
-                forms.append(await _timed(pilot, "s", form_shown, probe, profiles, "set_form"))
+                forms.append(
+                    await _timed(pilot, "s", form_shown, probe, profiles, "set_form", explain)
+                )
                 if len(app.screen_stack) != screens + 1:
                     raise SystemExit("s did not open the set-key form")
                 await pilot.press("escape")
@@ -302,6 +431,10 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             churning.cancel()
             profiles.write()
+            if explain is not None:
+                explain.timeline.uninstall()
+    if explain is not None:
+        results["slow"] = [attrs.asdict(slow) for slow in explain.slow]
     return results
 
 
@@ -320,6 +453,11 @@ def main() -> int:
         help="profile the timed presses (pyinstrument: pip install pyinstrument)",
     )
     parser.add_argument("--profile-prefix", default="/tmp/keypress-", help="profiles' paths")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="break down each press over 100 ms: updates, layouts, frames, gc, the rest",
+    )
     args = parser.parse_args()
     results = asyncio.run(_measure(args))
     if args.json:
@@ -335,6 +473,15 @@ def main() -> int:
             ]
             presses = results[name]["frame"]["presses"]
             print(f"  {name:9} {cells[0]:>26}   {cells[1]:>26}   ({presses} presses)")
+        if args.explain:
+            slow = results["slow"]
+            print(f"presses over {_SLOW_S * 1000:.0f} ms (key to frame), what ran meanwhile:")
+            print("  ms (count); gc runs inside the others; a layout includes its frame;")
+            print("  other: the press's own handling and message passing")
+            for press in slow:
+                print("  " + _Slow(**press).line())
+            if not slow:
+                print("  none")
     return 0
 
 

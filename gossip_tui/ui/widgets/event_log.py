@@ -85,12 +85,16 @@ class EventLog(RepaintsInPlace, RichLog):
         # screen; the log keeps its size on screen, so a repaint shows them (with 500
         # nodes, a layout a tick kept key presses from showing within 100 ms).
         with self.keeping_its_size():
-            self.write(lines, scroll_end=None)
+            self.write(lines, scroll_end=False)
         if self._size_known:
             # What the skipped layout would have done for a log of the same size: the
             # scrollbar follows the new length (and a scrollbar that appears asks for a
             # layout itself).
             self._scroll_update(self.virtual_size)
+        if self.auto_scroll:
+            # At once, not after the next frame as write() would: that frame showed the
+            # log as it was, and a second one the new lines, each repainting the pane.
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
 
 def _stamped(line: Text, at: datetime) -> Text:

@@ -34,6 +34,7 @@ from gossip_tui.ui._format import (
     phi_style,
 )
 from gossip_tui.ui._view_model import NodeRow, ViewChanges
+from gossip_tui.ui.widgets._in_place import RepaintsInPlace
 from gossip_tui.ui.widgets._one_refresh import OneRefresh
 from gossip_tui.ui.widgets._steady_input import SteadyInput
 from gossip_tui.ui.widgets._vim_keys import VIM_KEYS
@@ -210,13 +211,17 @@ class _TextCache:
         return text
 
 
-class NodesTable(OneRefresh, DataTable[Text]):
+class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
     """The cluster's nodes, one row per NodeId, keyed by ``str(NodeId)``.
 
     ``apply`` takes the view model's changes: rows are added and removed as nodes come and
     go, cells of the rows that changed are updated only where their text or style did, the
     ages follow the clock, the order is re-established only when it moved, and the cursor
     stays on the node it was on.
+
+    Its size on screen is its pane's (app.tcss: the height is 1fr, the width the pane's),
+    whatever its rows and column widths: those change only what scrolls, so they repaint
+    the table rather than lay the dashboard out (see _update_dimensions).
     """
 
     class NodeHighlighted(Message):
@@ -252,6 +257,9 @@ class NodesTable(OneRefresh, DataTable[Text]):
         self._line_strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(_LINE_CACHE_SIZE)
         # Table lines drawn afresh (not from a cache), for test_keypress_cost.py.
         self.lines_rendered = 0
+        # The update_cell calls made (see _render_line: DataTable counts them among its
+        # updates, and a line of a row whose cells are unchanged need not be drawn again).
+        self._cell_updates = 0
         super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
         # The name, status, phi and age stay put when the table scrolls sideways to the
         # columns past the right edge of a narrow window.
@@ -330,10 +338,16 @@ class NodesTable(OneRefresh, DataTable[Text]):
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
         """A line of the table, cached by whether its row is the cursor's (or the mouse's)
-        rather than by where the cursor is: DataTable keys every line on the cursor's
-        coordinate, so each `j` drew every row on screen again, when only the row the
-        cursor left and the one it reached look different (a row cursor highlights whole
-        rows)."""
+        rather than by where the cursor is, and by what its row shows rather than by
+        DataTable's update count.
+
+        DataTable keys every line on the cursor's coordinate, so each `j` drew every row
+        on screen again, when only the row the cursor left and the one it reached look
+        different (a row cursor highlights whole rows). And it keys every line on its
+        update count, which any update_cell bumps: a tick that changed three rows drew
+        every row on screen again. A row's line depends on its cells (their specs, see
+        _draw_visible), on where it sits (y, and the count of the table's other updates:
+        rows added, removed or sorted) and on the column widths."""
         if self.cursor_type != "row":
             return super()._render_line(y, x1, x2, base_style)
         try:
@@ -343,6 +357,7 @@ class NodesTable(OneRefresh, DataTable[Text]):
         row_index = self._row_locations.get(row_key)
         if row_index is None:
             row_index = -1  # the header
+        specs = self._cells.get(row_key.value) if row_index >= 0 else None  # type: ignore[arg-type]
         cache_key = (
             y,
             x1,
@@ -353,7 +368,13 @@ class NodesTable(OneRefresh, DataTable[Text]):
             base_style,
             self._show_hover_cursor,
             self.show_cursor,
-            self._update_count,
+            # A row not drawn from specs (not known here yet): any update may change it. The
+            # header's labels change only with the columns, never with a cell.
+            self._update_count - self._cell_updates
+            if specs is not None or row_index < 0
+            else self._update_count,
+            specs,
+            tuple(column.get_render_width(self) for column in self.ordered_columns),
             self._pseudo_class_state,
         )
         strip = self._line_strips.get(cache_key)
@@ -392,8 +413,29 @@ class NodesTable(OneRefresh, DataTable[Text]):
         if node.auto_width or node.width != width:
             node.auto_width = False
             node.width = width
+            # The virtual width follows on idle (_update_dimensions), without a layout.
             self._require_update_dimensions = True
-            self.refresh(layout=True)
+            self.refresh()
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable's new virtual size (rows came or went, columns widened), as a repaint.
+
+        A new virtual size asks for a layout of the whole screen, which re-arranges and
+        repaints every pane: with 500 nodes a filter keystroke that hid or showed rows
+        cost ~70 ms of layout (more than the rest of the keystroke). The table keeps its
+        size on screen, so what the layout would do for it is what _scroll_update does:
+        the scrollbars follow the new size (one that appears or goes asks for a layout
+        itself, rightly: the content's room changes)."""
+        with self.keeping_its_size():
+            super()._update_dimensions(new_rows)
+        if self.size:
+            self._scroll_update(self.virtual_size)
+
+    def remove_row(self, row_key: RowKey | str) -> None:
+        # DataTable asks for a layout at once; the new virtual size follows on idle, as a
+        # repaint (see _update_dimensions).
+        with self.keeping_its_size():
+            super().remove_row(row_key)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -523,6 +565,7 @@ class NodesTable(OneRefresh, DataTable[Text]):
                 for column_key, spec, old_spec in zip(column_keys, specs, old, strict=True):
                     if spec != old_spec:
                         self.update_cell(row_key, column_key, cell(spec))
+                        self._cell_updates += 1
                         self.cells_written += 1
                 cells[key] = specs
 

@@ -1,0 +1,187 @@
+"""What a tick and a filter keystroke cost the table, counted rather than timed (issue 15:
+with 500 nodes a press shows within 100 ms, and a press that arrives during a tick waits
+for the tick's work and paint). Beside test_keypress_cost.py, with its layout counter."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.screen import Screen
+
+from gossip_tui.core.models import KeyStatus
+from gossip_tui.testing import FakeCluster
+from gossip_tui.ui import GossipApp
+from gossip_tui.ui.screens.key_forms import KeyFormScreen
+from tests.ui.conftest import (
+    FIXED_CLOCK,
+    FIXED_NOW,
+    burst,
+    close_screen,
+    make_app,
+    open_screen,
+    wait_until,
+)
+
+pytestmark = pytest.mark.asyncio
+
+_PEERS = 200
+
+
+@pytest.fixture
+def layouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Screen layouts, by the class of the screen laid out."""
+    counts: Counter[str] = Counter()
+    refresh_layout = Screen._refresh_layout
+
+    def counting(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        counts[type(self).__name__] += 1
+        refresh_layout(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counting)
+    yield counts
+
+
+def _many_peers() -> FakeCluster:
+    """200 peers peer0..peer199 on a frozen clock (ages stand still: a tick changes only
+    the rows whose readings moved)."""
+    cluster = FakeCluster(clock=lambda: FIXED_CLOCK)
+    for index in range(_PEERS):
+        cluster.add_peer(f"peer{index}", port=20000 + index, keys={"role": "worker"})
+    return cluster
+
+
+async def _all_rows(pilot: Any, app: GossipApp) -> None:
+    await wait_until(pilot, lambda: app.nodes_table.row_count == _PEERS + 1, what="the rows")
+    await pilot.pause()
+
+
+async def _on_peer1(pilot: Any, app: GossipApp) -> None:
+    """The cursor on peer1 (rows by name: node-0, peer0, peer1, peer10...), which every
+    filter below keeps: the detail pane shows the same node throughout."""
+    app.nodes_table.focus()
+    await pilot.press("j", "j")
+    await pilot.pause()
+    row = app.nodes_table.selected_row
+    assert row is not None and row.node.node_id == "peer1"
+
+
+async def test_a_tick_that_changed_three_rows_draws_three_table_lines_again() -> None:
+    """DataTable keys each drawn line on its update count, which every update_cell bumps: a
+    tick that changed three rows' heartbeats drew every row on screen again (~40 lines at
+    160x45). Lines are now keyed by what their row shows."""
+    cluster = _many_peers()
+    app = make_app(cluster, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        changed = [
+            member
+            for member in cluster.members.values()
+            if member.node.node_id in {"peer0", "peer1", "peer10"}
+        ]  # rows 1-3: on screen
+        assert len(changed) == 3
+        written = table.cells_written
+        drawn = table.lines_rendered
+        for member in changed:
+            member.heartbeat += 1
+        await wait_until(pilot, lambda: table.cells_written == written + 3, what="the tick")
+        await pilot.pause()
+        assert table.lines_rendered - drawn <= 3
+
+
+async def test_a_keystroke_that_hides_rows_lays_nothing_out(layouts: Counter[str]) -> None:
+    """A filter keystroke that hid or showed rows changed the table's virtual size, which
+    laid the whole dashboard out (~70 ms at 500 nodes, more than the rest of the
+    keystroke); a row removed alone asked for one at once. The table keeps its size on
+    screen: a repaint and its scrollbar show the change."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _on_peer1(pilot, app)
+        await pilot.press("slash")  # the field appears: a layout
+        await pilot.pause()
+        before = layouts["Screen"]
+        await pilot.press("p")  # hides node-0 alone: removed by itself
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "p", what="p")
+        await pilot.pause()
+        assert app.nodes_table.row_count == _PEERS
+        assert layouts["Screen"] == before
+        await pilot.press(*"eer1")  # peer1, peer10..19, peer100..199: a rebuild
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer1", what="peer1")
+        await pilot.pause()
+        assert app.nodes_table.row_count == 111
+        assert layouts["Screen"] == before
+
+
+async def test_characters_typed_ahead_of_the_filter_rebuild_the_rows_once() -> None:
+    """Each character typed into the filter rebuilt the rows for its own text, though the
+    characters behind it were already typed: `peer19` in one burst rebuilt them for
+    `peer1` (111 rows) and then for `peer19` (11). The last text wins, once."""
+    app = make_app(_many_peers(), refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await pilot.press("slash")
+        await pilot.pause()
+        table = app.nodes_table
+        rebuilds = table.rebuilds
+        burst(app, list("peer19"))
+        await wait_until(pilot, lambda: table.filter_text == "peer19", what="the filter")
+        await pilot.pause()
+        assert app.focused is not None and getattr(app.focused, "value", None) == "peer19"
+        assert table.row_count == 11
+        assert table.rebuilds == rebuilds + 1
+
+
+async def test_the_set_form_lays_nothing_out_behind_it(layouts: Counter[str]) -> None:
+    """Behind a form, the dashboard's keys were hidden from its footer, which rebuilt it and
+    laid the dashboard out twice at every open and twice at every close. They now dim in
+    place (disabled, not hidden): the dashboard behind the form is only repainted."""
+    app = make_app(_many_peers(), refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await open_screen(pilot, KeyFormScreen, "s")  # the first open builds the form
+        await close_screen(pilot, KeyFormScreen, "escape")
+        await pilot.pause()
+        before = layouts["Screen"]
+        for _ in range(3):
+            await open_screen(pilot, KeyFormScreen, "s")
+            await pilot.pause()
+            await close_screen(pilot, KeyFormScreen, "escape")
+            await pilot.pause()
+        assert layouts["Screen"] == before
+
+
+async def test_the_event_log_shows_new_lines_in_one_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log scrolled to its new lines only after the next frame, which showed it as it
+    was: each batch of events cost two frames, each repainting the pane. It scrolls at
+    once now: one frame."""
+    cluster = _many_peers()
+    app = make_app(cluster, refresh_interval=3600)  # no tick: the events alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        log = app.event_log
+        for index in range(100):  # more lines than the pane holds: it scrolls
+            log.note(f"line {index}", FIXED_NOW)
+        await pilot.pause()
+        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y
+        frames = 0
+        display = app._display
+
+        def counting(screen: Screen[Any], renderable: Any) -> None:
+            nonlocal frames
+            frames += renderable is not None
+            display(screen, renderable)
+
+        monkeypatch.setattr(app, "_display", counting)
+        peer = next(node for node in cluster.members if node.node_id == "peer7")
+        lines = len(log.lines)
+        cluster.write(peer, "load", "0.7", KeyStatus.SET)
+        await wait_until(pilot, lambda: len(log.lines) > lines, what="the event's line")
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y
+        assert frames == 1
