@@ -35,6 +35,7 @@ from textual.widgets import DataTable, Input
 
 from gossip_tui.core.engine import LivenessReadings
 from gossip_tui.core.models import Liveness, SocketAddress
+from gossip_tui.ui._collector import QuietCollector
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD, format_age
 from gossip_tui.ui._keys import protection_of
 from gossip_tui.ui._node_api import (
@@ -209,6 +210,7 @@ class GossipApp(App[None]):
         phi_threshold: float | None = None,
         clock: Clock = _local_now,
         cursor_blink: bool = True,
+        collector: QuietCollector | None = None,
     ) -> None:
         super().__init__()
         self._config = config
@@ -220,6 +222,8 @@ class GossipApp(App[None]):
         self._phi_threshold = phi_threshold if phi_threshold is not None else _threshold_of(config)
         self._clock = clock
         self._cursor_blink = cursor_blink
+        # The process's full collections, where the app owns the process (run_dashboard).
+        self._collector = collector
         self._bridge: TrioBridge | None = None
         self._previous_signal_handlers: dict[int, Any] = {}
         self._sampler: Timer | None = None
@@ -288,6 +292,9 @@ class GossipApp(App[None]):
         self._main_screen.add_class("-dashboard")
         self._main_screen.set_class(self.size.width >= _WIDE, "-wide")
         self.screen.set_focus(self.nodes_table)
+        if self._collector is not None:
+            self._collector.install()
+            self.set_interval(self._collector.check_every, self._collector.collect_if_quiet)
         self._note("starting node…")
         factory = self._node_factory if self._node_factory is not None else default_node_factory()
         self._bridge = TrioBridge(
@@ -608,6 +615,8 @@ class GossipApp(App[None]):
             target._forward_event(events.Key(event.key, event.character))
 
     async def on_event(self, event: events.Event) -> None:
+        if self._collector is not None and isinstance(event, events.Key):
+            self._collector.key_seen()
         if (
             self._held_keys is not None
             and isinstance(event, events.Key)
@@ -973,7 +982,7 @@ def run_dashboard(
     """
     # True: the API on the gossip address; a service: the caller's (address and checks).
     service = http if callable(http) else (serve_node_http if http else None)
-    app = GossipApp(config, node_factory, http=service)
+    app = GossipApp(config, node_factory, http=service, collector=QuietCollector())
     return run_app(app, headless=headless)
 
 
@@ -994,4 +1003,5 @@ def run_demo(
     if nodes < 1:
         raise ValueError("a demo needs at least one node")
     demo = DemoCluster(nodes - 1, restart_delay=restart_delay, spare_collector=True)
-    return run_app(GossipApp(base_config, node_factory, demo=demo), headless=headless)
+    app = GossipApp(base_config, node_factory, demo=demo, collector=QuietCollector())
+    return run_app(app, headless=headless)
