@@ -7,6 +7,10 @@ node 0's event stream is drained as the dashboard's bridge would. Prints, as it 
 
 * the seconds until every node lists all N nodes live (``converged``);
 * at the end, the CPU seconds the process spent in Python's garbage collector;
+* at convergence and at the end: gossip rounds per node (min/median/max; the core's
+  Simulation forms 200 nodes in 6), the median round's wall time, datagrams sent and
+  received, those the kernel dropped at the nodes' sockets (full receive buffers), and the
+  Syns that got no SynAck;
 * every ``--sample`` seconds: CPU seconds per second of the process, its RSS, and how many
   nodes already see everyone, for ``--duration`` seconds in all.
 
@@ -25,6 +29,7 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,53 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def udp_rcvbuf_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (machine-wide)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = [row for row in lines if row[0] == "Udp:"][:2]
+    return int(values[names.index("RcvbufErrors")])
+
+
+def socket_drops(ports: set[int]) -> int:
+    """Datagrams the kernel dropped at these local UDP ports (/proc/net/udp's last column):
+    this process's own, unlike :func:`udp_rcvbuf_errors`."""
+    drops = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+            drops += int(fields[-1])
+    return drops
+
+
+class MessageCounts:
+    """Messages the nodes received, by kind, and the replies they sent: every node's receive
+    path goes through ``receive_datagram`` in the node's loops module, counted here."""
+
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()
+        self.replied: Counter[str] = Counter()
+        from gossip_tui.node import _loops
+
+        inner = _loops.receive_datagram
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            received = inner(*args, **kwargs)
+            if received.message is not None:
+                self.received[type(received.message).__name__] += 1
+            if received.step is not None and received.step.reply is not None:
+                self.replied[type(received.step.reply).__name__] += 1
+            return received
+
+        _loops.receive_datagram = counting  # type: ignore[assignment]
+
+
+def spread(values: list[int]) -> dict[str, int]:
+    values = sorted(values)
+    if not values:
+        return {}
+    return {"min": values[0], "median": values[len(values) // 2], "max": values[-1]}
+
+
 class CollectorClock:
     """CPU seconds spent in Python's cyclic garbage collector, and its full collections."""
 
@@ -70,11 +122,16 @@ class CollectorClock:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     nodes: list[Node] = []
     collector = CollectorClock()
+    messages = MessageCounts()
+    ports: set[int] = set()
+    rcvbuf_errors_before = udp_rcvbuf_errors()
+    at_convergence: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def recording_open_node(config: NodeConfig) -> AsyncIterator[Node]:
         async with open_node(config) as node:
             nodes.append(node)
+            ports.add(node.gossip_addr.port)
             try:
                 yield node
             finally:
@@ -109,6 +166,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while (now := time.monotonic()) < deadline:
             if converged is None and everyone_sees_all() == args.nodes:
                 converged = now - started
+                at_convergence.update(traffic(nodes, messages, ports, rcvbuf_errors_before))
+                at_convergence["cpu_s"] = round(cpu_seconds() - cpu_start, 1)
+                at_convergence["round_s_median"] = round(
+                    converged / max(1, at_convergence["rounds_per_node"]["median"]), 3
+                )
                 print(
                     f"converged: every node lists all {args.nodes} live after {converged:.1f}s",
                     file=sys.stderr,
@@ -132,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 next_sample += args.sample
             # Checked twice a round: often enough for the figure, cheap beside 200 nodes.
             await trio.sleep(args.interval_ms / 2000)
+        at_end = traffic(nodes, messages, ports, rcvbuf_errors_before)
         nursery.cancel_scope.cancel()
     return {
         "nodes": args.nodes,
@@ -142,7 +205,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gc_cpu_s": round(collector.seconds, 2),
         "full_collections": collector.full_collections,
         "rss_mib_end": round(rss_mib(), 1),
+        "at_convergence": at_convergence,
+        "at_end": at_end,
         "samples": samples,
+    }
+
+
+def traffic(
+    nodes: list[Node], messages: MessageCounts, ports: set[int], rcvbuf_errors_before: int
+) -> dict[str, Any]:
+    """Rounds, datagrams, drops and unanswered Syns so far, over all nodes."""
+    sent = sum(node.stats.datagrams_out for node in nodes)
+    syns_sent = sent - messages.replied["SynAck"] - messages.replied["Ack"]
+    return {
+        "rounds_per_node": spread([node.stats.rounds for node in nodes]),
+        "datagrams_out": sent,
+        "datagrams_in": sum(node.stats.datagrams_in for node in nodes),
+        "socket_drops": socket_drops(ports),
+        "udp_rcvbuf_errors": udp_rcvbuf_errors() - rcvbuf_errors_before,
+        "received": dict(messages.received),
+        "syns_sent": syns_sent,
+        # A Syn answers with a SynAck unless it was lost or refused.
+        "syns_unanswered": syns_sent - messages.received["SynAck"],
     }
 
 
