@@ -11,12 +11,16 @@ node 0's event stream is drained as the dashboard's bridge would. Prints, as it 
   Simulation forms 200 nodes in 6), the median round's wall time, datagrams sent and
   received, those the kernel dropped at the nodes' sockets (full receive buffers), and the
   Syns that got no SynAck;
-* every ``--sample`` seconds: CPU seconds per second of the process, its RSS, and how many
-  nodes already see everyone, for ``--duration`` seconds in all.
+* every ``--sample`` seconds: CPU seconds per second of the process, its RSS, how many
+  nodes already see everyone, the fewest live nodes any node lists, and how many nodes
+  the nodes know of but judge dead (summed over nodes: a node learnt of but whose
+  heartbeat has not yet been seen to rise), for ``--duration`` seconds in all.
 
 Ends with one JSON object on stdout (``--json``) for before/after comparisons.
 
     python scripts/bench/demo_scale.py --nodes 200 --duration 180
+    python scripts/bench/demo_scale.py --nodes 200 --duration 90 --stop-when-converged \
+        --after-convergence 3 --json --receive-buffer 4194304   # larger buffers: slower
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import gc
 import json
 import os
 import resource
+import socket
 import sys
 import time
 from collections import Counter
@@ -38,7 +43,8 @@ import attrs
 import trio
 
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import Node, NodeConfig, open_node
+from gossip_tui.node import Node, NodeConfig, UdpTransport, open_node
+from gossip_tui.node._transport import UdpSocket
 from gossip_tui.ui.demo import DemoCluster, demo_overrides
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -102,6 +108,19 @@ def spread(values: list[int]) -> dict[str, int]:
     return {"min": values[0], "median": values[len(values) // 2], "max": values[-1]}
 
 
+class SizedUdpTransport(UdpTransport):
+    """UDP with a receive buffer of ``size`` bytes instead of the kernel's default (capped
+    by net.core.rmem_max): to see what the demo's drops do to its convergence."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    async def bind(self, addr: SocketAddress) -> UdpSocket:
+        bound = await super().bind(addr)
+        bound._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.size)
+        return bound
+
+
 class CollectorClock:
     """CPU seconds spent in Python's cyclic garbage collector, and its full collections."""
 
@@ -127,9 +146,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rcvbuf_errors_before = udp_rcvbuf_errors()
     at_convergence: dict[str, Any] = {}
 
+    transport = None if args.receive_buffer is None else SizedUdpTransport(args.receive_buffer)
+
     @contextlib.asynccontextmanager
     async def recording_open_node(config: NodeConfig) -> AsyncIterator[Node]:
-        async with open_node(config) as node:
+        async with open_node(config, transport=transport) as node:
             nodes.append(node)
             ports.add(node.gossip_addr.port)
             try:
@@ -186,6 +207,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "rss_mib": round(rss_mib(), 1),
                     "nodes_up": len(nodes),
                     "nodes_seeing_all": everyone_sees_all(),
+                    # Nodes short of all N: unknown yet, or known and judged dead.
+                    "fewest_live": min((len(node.live_nodes()) for node in nodes), default=0),
+                    "dead_seen": sum(len(node.dead_nodes()) for node in nodes),
                     "events": events,
                 }
                 last_cpu, last_time = cpu, now
@@ -242,6 +266,12 @@ def main() -> int:
         help="end --after-convergence seconds after every node sees everyone",
     )
     parser.add_argument("--after-convergence", type=float, default=30.0)
+    parser.add_argument(
+        "--receive-buffer",
+        type=int,
+        default=None,
+        help="bytes of receive buffer per node socket (default: the kernel's)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
     result = trio.run(run, args)
