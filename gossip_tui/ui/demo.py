@@ -33,6 +33,11 @@ DEMO_CLUSTER_PREFIX = "demo-"
 # node 0, 199 of them asked it at once, its receive buffer overflowed (a Syn of 200 nodes is
 # about 9 KB) and the cluster took 30 s to form.
 SEED_FANOUT = 8
+# The demo's sockets keep the kernel's receive buffer (212,992 bytes here), on purpose. At
+# 200 nodes the process is CPU-bound (a round takes 1.2-1.7 s, not 0.5 s) and ~10 % of the
+# datagrams overflow it, but a larger buffer only queues work that is stale by the time it
+# is read: with 4 MiB nothing was dropped and the cluster took 49-54 s to form instead of
+# 14-19 s, in twice the rounds (scripts/bench/demo_scale.py --receive-buffer).
 # Heartbeat intervals each peer keeps per node for phi's mean (a node's default is 1,000):
 # in one process N peers keep N * N windows, and at 1,000 floats each 200 peers grew by
 # 1.2 MB/s towards 1.3 GB. The mean of the last 32 intervals of a steady rhythm is the same.

@@ -7,12 +7,20 @@ node 0's event stream is drained as the dashboard's bridge would. Prints, as it 
 
 * the seconds until every node lists all N nodes live (``converged``);
 * at the end, the CPU seconds the process spent in Python's garbage collector;
-* every ``--sample`` seconds: CPU seconds per second of the process, its RSS, and how many
-  nodes already see everyone, for ``--duration`` seconds in all.
+* at convergence and at the end: gossip rounds per node (min/median/max; the core's
+  Simulation forms 200 nodes in 6), the median round's wall time, datagrams sent and
+  received, those the kernel dropped at the nodes' sockets (full receive buffers), and the
+  Syns that got no SynAck;
+* every ``--sample`` seconds: CPU seconds per second of the process, its RSS, how many
+  nodes already see everyone, the fewest live nodes any node lists, and how many nodes
+  the nodes know of but judge dead (summed over nodes: a node learnt of but whose
+  heartbeat has not yet been seen to rise), for ``--duration`` seconds in all.
 
 Ends with one JSON object on stdout (``--json``) for before/after comparisons.
 
     python scripts/bench/demo_scale.py --nodes 200 --duration 180
+    python scripts/bench/demo_scale.py --nodes 200 --duration 90 --stop-when-converged \
+        --after-convergence 3 --json --receive-buffer 4194304   # larger buffers: slower
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ import gc
 import json
 import os
 import resource
+import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +43,8 @@ import attrs
 import trio
 
 from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import Node, NodeConfig, open_node
+from gossip_tui.node import Node, NodeConfig, UdpTransport, open_node
+from gossip_tui.node._transport import UdpSocket
 from gossip_tui.ui.demo import DemoCluster, demo_overrides
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -48,6 +59,66 @@ def rss_mib() -> float:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def udp_rcvbuf_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (machine-wide)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = [row for row in lines if row[0] == "Udp:"][:2]
+    return int(values[names.index("RcvbufErrors")])
+
+
+def socket_drops(ports: set[int]) -> int:
+    """Datagrams the kernel dropped at these local UDP ports (/proc/net/udp's last column):
+    this process's own, unlike :func:`udp_rcvbuf_errors`."""
+    drops = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+            drops += int(fields[-1])
+    return drops
+
+
+class MessageCounts:
+    """Messages the nodes received, by kind, and the replies they sent: every node's receive
+    path goes through ``receive_datagram`` in the node's loops module, counted here."""
+
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()
+        self.replied: Counter[str] = Counter()
+        from gossip_tui.node import _loops
+
+        inner = _loops.receive_datagram
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            received = inner(*args, **kwargs)
+            if received.message is not None:
+                self.received[type(received.message).__name__] += 1
+            if received.step is not None and received.step.reply is not None:
+                self.replied[type(received.step.reply).__name__] += 1
+            return received
+
+        _loops.receive_datagram = counting  # type: ignore[assignment]
+
+
+def spread(values: list[int]) -> dict[str, int]:
+    values = sorted(values)
+    if not values:
+        return {}
+    return {"min": values[0], "median": values[len(values) // 2], "max": values[-1]}
+
+
+class SizedUdpTransport(UdpTransport):
+    """UDP with a receive buffer of ``size`` bytes instead of the kernel's default (capped
+    by net.core.rmem_max): to see what the demo's drops do to its convergence."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    async def bind(self, addr: SocketAddress) -> UdpSocket:
+        bound = await super().bind(addr)
+        bound._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.size)
+        return bound
 
 
 class CollectorClock:
@@ -70,11 +141,18 @@ class CollectorClock:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     nodes: list[Node] = []
     collector = CollectorClock()
+    messages = MessageCounts()
+    ports: set[int] = set()
+    rcvbuf_errors_before = udp_rcvbuf_errors()
+    at_convergence: dict[str, Any] = {}
+
+    transport = None if args.receive_buffer is None else SizedUdpTransport(args.receive_buffer)
 
     @contextlib.asynccontextmanager
     async def recording_open_node(config: NodeConfig) -> AsyncIterator[Node]:
-        async with open_node(config) as node:
+        async with open_node(config, transport=transport) as node:
             nodes.append(node)
+            ports.add(node.gossip_addr.port)
             try:
                 yield node
             finally:
@@ -109,6 +187,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while (now := time.monotonic()) < deadline:
             if converged is None and everyone_sees_all() == args.nodes:
                 converged = now - started
+                at_convergence.update(traffic(nodes, messages, ports, rcvbuf_errors_before))
+                at_convergence["cpu_s"] = round(cpu_seconds() - cpu_start, 1)
+                at_convergence["round_s_median"] = round(
+                    converged / max(1, at_convergence["rounds_per_node"]["median"]), 3
+                )
                 print(
                     f"converged: every node lists all {args.nodes} live after {converged:.1f}s",
                     file=sys.stderr,
@@ -124,6 +207,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "rss_mib": round(rss_mib(), 1),
                     "nodes_up": len(nodes),
                     "nodes_seeing_all": everyone_sees_all(),
+                    # Nodes short of all N: unknown yet, or known and judged dead.
+                    "fewest_live": min((len(node.live_nodes()) for node in nodes), default=0),
+                    "dead_seen": sum(len(node.dead_nodes()) for node in nodes),
                     "events": events,
                 }
                 last_cpu, last_time = cpu, now
@@ -132,6 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 next_sample += args.sample
             # Checked twice a round: often enough for the figure, cheap beside 200 nodes.
             await trio.sleep(args.interval_ms / 2000)
+        at_end = traffic(nodes, messages, ports, rcvbuf_errors_before)
         nursery.cancel_scope.cancel()
     return {
         "nodes": args.nodes,
@@ -142,7 +229,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gc_cpu_s": round(collector.seconds, 2),
         "full_collections": collector.full_collections,
         "rss_mib_end": round(rss_mib(), 1),
+        "at_convergence": at_convergence,
+        "at_end": at_end,
         "samples": samples,
+    }
+
+
+def traffic(
+    nodes: list[Node], messages: MessageCounts, ports: set[int], rcvbuf_errors_before: int
+) -> dict[str, Any]:
+    """Rounds, datagrams, drops and unanswered Syns so far, over all nodes."""
+    sent = sum(node.stats.datagrams_out for node in nodes)
+    syns_sent = sent - messages.replied["SynAck"] - messages.replied["Ack"]
+    return {
+        "rounds_per_node": spread([node.stats.rounds for node in nodes]),
+        "datagrams_out": sent,
+        "datagrams_in": sum(node.stats.datagrams_in for node in nodes),
+        "socket_drops": socket_drops(ports),
+        "udp_rcvbuf_errors": udp_rcvbuf_errors() - rcvbuf_errors_before,
+        "received": dict(messages.received),
+        "syns_sent": syns_sent,
+        # A Syn answers with a SynAck unless it was lost or refused.
+        "syns_unanswered": syns_sent - messages.received["SynAck"],
     }
 
 
@@ -158,6 +266,12 @@ def main() -> int:
         help="end --after-convergence seconds after every node sees everyone",
     )
     parser.add_argument("--after-convergence", type=float, default=30.0)
+    parser.add_argument(
+        "--receive-buffer",
+        type=int,
+        default=None,
+        help="bytes of receive buffer per node socket (default: the kernel's)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
     result = trio.run(run, args)
