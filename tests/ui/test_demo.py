@@ -129,3 +129,19 @@ async def test_the_demo_retunes_the_collector_once_its_peers_are_up_only_when_as
         await wait_until(pilot, lambda: bool(calls) or not spare, what="the retuning")
     expected = ["freeze", demo_module.DEMO_GC_THRESHOLDS] if spare else []
     assert calls == expected
+
+
+def test_the_demo_keeps_the_dashboards_hold_on_full_collections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under the dashboard, its QuietCollector set a far higher old threshold first: the
+    # demo's retuning keeps it, so no full collection starts in the middle of typing.
+    from gossip_tui.ui import demo as demo_module
+
+    calls: list[object] = []
+    monkeypatch.setattr(demo_module.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(demo_module.gc, "set_threshold", lambda *t: calls.append(t))
+    monkeypatch.setattr(demo_module.gc, "get_threshold", lambda: (700, 10, 2**31 - 1))
+    demo_module._spare_the_collector()
+    young, middle, _old = demo_module.DEMO_GC_THRESHOLDS
+    assert calls == ["freeze", (young, middle, 2**31 - 1)]
