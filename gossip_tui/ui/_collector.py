@@ -48,14 +48,25 @@ class QuietCollector:
         self._last_key = float("-inf")
         self._last_full = clock()
         self.full_collections = 0
+        # The thresholds found at install, given back at uninstall.
+        self._found: tuple[int, int, int] | None = None
 
     def install(self) -> None:
         """Take full collections from Python. Run once the app is up: what start-up built
         (Textual's styles, the widgets) is frozen out of every later collection."""
         self._gc.freeze()
-        young, middle, _old = self._gc.get_threshold()
+        self._found = young, middle, _old = self._gc.get_threshold()
         self._gc.set_threshold(young, middle, _NEVER)
         self._last_full = self._clock()
+
+    def uninstall(self) -> None:
+        """Give full collections back to Python as install found them (the app is gone:
+        the process may go on, a test session's among them)."""
+        if self._found is None:
+            return
+        found, self._found = self._found, None
+        self._gc.set_threshold(*found)
+        self._gc.unfreeze()
 
     def key_seen(self) -> None:
         self._last_key = self._clock()

@@ -982,8 +982,12 @@ def run_dashboard(
     """
     # True: the API on the gossip address; a service: the caller's (address and checks).
     service = http if callable(http) else (serve_node_http if http else None)
-    app = GossipApp(config, node_factory, http=service, collector=QuietCollector())
-    return run_app(app, headless=headless)
+    collector = QuietCollector()
+    app = GossipApp(config, node_factory, http=service, collector=collector)
+    try:
+        return run_app(app, headless=headless)
+    finally:
+        collector.uninstall()
 
 
 def run_demo(
@@ -1003,5 +1007,9 @@ def run_demo(
     if nodes < 1:
         raise ValueError("a demo needs at least one node")
     demo = DemoCluster(nodes - 1, restart_delay=restart_delay, spare_collector=True)
-    app = GossipApp(base_config, node_factory, demo=demo, collector=QuietCollector())
-    return run_app(app, headless=headless)
+    collector = QuietCollector()
+    app = GossipApp(base_config, node_factory, demo=demo, collector=collector)
+    try:
+        return run_app(app, headless=headless)
+    finally:
+        collector.uninstall()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import outcome
 import pytest
 import trio
@@ -315,8 +317,12 @@ async def test_a_crash_in_the_node_factory_exits_nonzero_with_the_traceback() ->
 def test_run_dashboard_returns_the_exit_code_and_prints_the_traceback(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    thresholds = gc.get_threshold()
     assert run_dashboard(SELF_CONFIG, crashing_open_node, headless=True) == 1
     assert "boom: the fake node could not start" in capfd.readouterr().err
+    # The dashboard's collector policy (QuietCollector) is given back with the app: the
+    # process goes on as it was, a test session's included.
+    assert gc.get_threshold() == thresholds
 
 
 def _keys(text: str) -> list[str]:

@@ -29,6 +29,9 @@ class _FakeGc:
         self.threshold = threshold  # type: ignore[assignment]
         self.calls.append(("set_threshold", threshold))
 
+    def unfreeze(self) -> None:
+        self.calls.append("unfreeze")
+
     def collect(self) -> int:
         self.calls.append("collect")
         return 0
@@ -55,6 +58,15 @@ def test_install_freezes_start_up_and_takes_full_collections_from_python() -> No
     young, middle, old = fake.threshold
     assert (young, middle) == (700, 10)  # young collections stay Python's
     assert old >= 2**31 - 1
+
+
+def test_uninstall_gives_full_collections_back_as_found() -> None:
+    collector, fake, _clock = _collector()
+    collector.uninstall()
+    assert fake.threshold == (700, 10, 10)
+    assert fake.calls[-1] == "unfreeze"
+    collector.uninstall()  # once only
+    assert fake.calls.count("unfreeze") == 1
 
 
 def test_a_full_collection_waits_for_a_quiet_second() -> None:
