@@ -185,3 +185,58 @@ async def test_the_event_log_shows_new_lines_in_one_frame(
         await pilot.pause()
         assert log.scroll_y == log.max_scroll_y
         assert frames == 1
+
+
+async def test_a_rebuilt_table_stamps_cells_it_drew_before_instead_of_rendering_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A filter that rebuilds the rows moves them to other indexes: a cell drawn before is
+    the same lines with the mouse's row stamped again, not a Rich render (most of a slow
+    filter key at 500 nodes); the stamp is the cell's new row, so a click lands on it."""
+    from textual.widgets import DataTable
+
+    cluster = _many_peers()
+    app = make_app(cluster)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        renders = _count_renders(monkeypatch, DataTable)
+        table.set_filter("peer1")  # peer1, peer10..peer19, peer100..: rows move up
+        await pilot.pause()
+        rebuilt = renders[0]
+        table.set_filter("")
+        await pilot.pause()
+        # Back to all rows and to the filter again: every cell on screen was drawn before.
+        assert renders[0] - rebuilt <= 2, renders[0] - rebuilt
+        back = renders[0]
+        table.set_filter("peer1")
+        await pilot.pause()
+        assert renders[0] - back <= 2, renders[0] - back
+        for row_index in range(5):
+            lines = table._render_cell(row_index, 0, table.rich_style, 20)
+            metas = {seg.style.meta.get("row") for line in lines for seg in line if seg.style}
+            assert metas == {row_index}, (row_index, metas)
+
+
+def _count_renders(monkeypatch: pytest.MonkeyPatch, data_table: Any) -> list[int]:
+    """Calls of DataTable's own cell render (a Rich render of the cell) for plain cells of
+    scrolling rows: the cursor's and the mouse's row, and the fixed row, render anew
+    whenever another row comes under them (their highlight is part of what they show)."""
+    calls = [0]
+    render = data_table._render_cell
+
+    def counting(
+        self: Any,
+        row_index: int,
+        column_index: int,
+        base_style: Any,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> Any:
+        if not (cursor or hover) and row_index >= self.fixed_rows:
+            calls[0] += 1
+        return render(self, row_index, column_index, base_style, width, cursor, hover)
+
+    monkeypatch.setattr(data_table, "_render_cell", counting)
+    return calls

@@ -251,7 +251,7 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
         classes: str | None = None,
     ) -> None:
         # Before DataTable's __init__, which already clears the caches (see _render_cell).
-        self._cell_lines: LRUCache[tuple[Any, ...], list[list[Segment]]] = LRUCache(
+        self._cell_lines: LRUCache[tuple[Any, ...], tuple[int, list[list[Segment]]]] = LRUCache(
             _CELL_CACHE_SIZE
         )
         self._line_strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(_LINE_CACHE_SIZE)
@@ -310,8 +310,11 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
     ) -> list[list[Segment]]:
         """A cell's lines, cached by what the cell shows rather than by DataTable's update
         count: any update_cell, anywhere, bumps that count and throws every rendered cell
-        away, and a tick changes some cells of every row. A cell renders from its row and
-        column index (the mouse's meta), its text and style, width and highlight."""
+        away, and a tick changes some cells of every row. A cell renders from its text and
+        style, width and highlight; its row index only goes into the mouse's meta, so a cell
+        drawn before at another index (the filter rebuilt the rows) is the same lines with
+        the meta stamped again, not a Rich render (with 500 nodes a rebuild drew every cell
+        on screen from scratch, most of a slow filter key)."""
         specs = None
         if row_index >= 0 and column_index >= 0:
             row_key = self._row_locations.get_key(row_index)
@@ -319,7 +322,6 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
         if specs is None:  # the header, or a row not yet known here
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         cache_key = (
-            row_index,
             column_index,
             specs[column_index],
             base_style,
@@ -330,10 +332,24 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
             self.show_cursor,
             self._pseudo_class_state,
         )
-        lines = self._cell_lines.get(cache_key)
-        if lines is None:
+        cached = self._cell_lines.get(cache_key)
+        if cached is None:
             lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-            self._cell_lines[cache_key] = lines
+            self._cell_lines[cache_key] = (row_index, lines)
+            return lines
+        drawn_at, lines = cached
+        if drawn_at != row_index:
+            # DataTable's meta for the mouse, as its _render_cell adds it: a later meta's
+            # keys replace an earlier's when Rich adds styles.
+            meta = Style.from_meta({"row": row_index, "column": column_index})
+            lines = [
+                [
+                    Segment(text, style + meta if style else meta, control)
+                    for text, style, control in line
+                ]
+                for line in lines
+            ]
+            self._cell_lines[cache_key] = (row_index, lines)
         return lines
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
@@ -385,8 +401,10 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
         return strip
 
     def _clear_caches(self) -> None:
+        # The cells stay: keyed by what they show (and restamped with their row), they are
+        # as good after DataTable's clear() as before it; a new style clears them
+        # (notify_style_update).
         super()._clear_caches()
-        self._cell_lines.clear()
         self._line_strips.clear()
 
     def notify_style_update(self) -> None:
