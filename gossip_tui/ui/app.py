@@ -955,8 +955,13 @@ _FORM_BINDINGS: list[BindingType] = [
 
 
 def run_app(app: GossipApp, *, headless: bool = False) -> int:
-    """Run ``app`` until it exits; the exit code (non-zero after a Trio crash)."""
-    app.run(headless=headless)
+    """Run ``app`` until it exits; the exit code (non-zero after a Trio crash). The
+    app's collector policy, if it has one, is given back once the app is gone."""
+    try:
+        app.run(headless=headless)
+    finally:
+        if app._collector is not None:
+            app._collector.uninstall()
     return app.return_code or 0
 
 
@@ -982,12 +987,8 @@ def run_dashboard(
     """
     # True: the API on the gossip address; a service: the caller's (address and checks).
     service = http if callable(http) else (serve_node_http if http else None)
-    collector = QuietCollector()
-    app = GossipApp(config, node_factory, http=service, collector=collector)
-    try:
-        return run_app(app, headless=headless)
-    finally:
-        collector.uninstall()
+    app = GossipApp(config, node_factory, http=service, collector=QuietCollector())
+    return run_app(app, headless=headless)
 
 
 def run_demo(
@@ -1007,9 +1008,5 @@ def run_demo(
     if nodes < 1:
         raise ValueError("a demo needs at least one node")
     demo = DemoCluster(nodes - 1, restart_delay=restart_delay, spare_collector=True)
-    collector = QuietCollector()
-    app = GossipApp(base_config, node_factory, demo=demo, collector=collector)
-    try:
-        return run_app(app, headless=headless)
-    finally:
-        collector.uninstall()
+    app = GossipApp(base_config, node_factory, demo=demo, collector=QuietCollector())
+    return run_app(app, headless=headless)
