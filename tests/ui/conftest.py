@@ -5,7 +5,8 @@ colour)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -149,3 +150,17 @@ def populate(cluster: FakeCluster) -> None:
 @pytest.fixture
 def cluster() -> FakeCluster:
     return FakeCluster(clock=lambda: FIXED_CLOCK)
+
+
+@pytest.fixture
+def layouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Screen layouts, by the class of the screen laid out."""
+    counts: Counter[str] = Counter()
+    refresh_layout = Screen._refresh_layout
+
+    def counting(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        counts[type(self).__name__] += 1
+        refresh_layout(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counting)
+    yield counts

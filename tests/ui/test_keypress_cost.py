@@ -6,7 +6,6 @@ each one re-arranges and repaints a whole screen, and the set form cost several 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -36,20 +35,6 @@ from tests.ui.conftest import (
 )
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def layouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """Screen layouts, by the class of the screen laid out."""
-    counts: Counter[str] = Counter()
-    refresh_layout = Screen._refresh_layout
-
-    def counting(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
-        counts[type(self).__name__] += 1
-        refresh_layout(self, *args, **kwargs)
-
-    monkeypatch.setattr(Screen, "_refresh_layout", counting)
-    yield counts
 
 
 async def test_the_set_form_is_laid_out_once_not_at_every_open(

@@ -5,7 +5,6 @@ for the tick's work and paint). Beside test_keypress_cost.py, with its layout co
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,20 +27,6 @@ from tests.ui.conftest import (
 pytestmark = pytest.mark.asyncio
 
 _PEERS = 200
-
-
-@pytest.fixture
-def layouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """Screen layouts, by the class of the screen laid out."""
-    counts: Counter[str] = Counter()
-    refresh_layout = Screen._refresh_layout
-
-    def counting(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
-        counts[type(self).__name__] += 1
-        refresh_layout(self, *args, **kwargs)
-
-    monkeypatch.setattr(Screen, "_refresh_layout", counting)
-    yield counts
 
 
 def _many_peers() -> FakeCluster:
