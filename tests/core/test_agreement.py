@@ -398,3 +398,13 @@ def test_a_forged_view_value_falls_back_to_the_digest() -> None:
         me, [(me, True), (node(1), True)], {node(1): "not a view"}, {node(1): view}, view, 1.0
     )
     assert reading.agreed and reading.groups[0].members[1].source == ViewSource.DIGEST
+
+
+def test_agreement_lends_every_reading_by_its_old_name() -> None:
+    # core.agreement names the readings (moved to core.readings) without importing them,
+    # so its list is a second copy of readings.__all__: the two must not drift apart.
+    from gossip_tui.core import agreement, readings
+
+    assert set(readings.__all__) == agreement._READINGS
+    for name in readings.__all__:
+        assert getattr(agreement, name) is getattr(readings, name)
