@@ -23,7 +23,7 @@ Time is always passed in (seconds on a monotonic clock), never read.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from collections.abc import Iterator
 
 import attrs
@@ -54,12 +54,29 @@ class FailureDetectorConfig:
 
 
 class SamplingWindow:
-    """The last heartbeat arrival intervals of one node, with their running sum."""
+    """The last heartbeat arrival intervals of one node, with their running sum.
 
-    __slots__ = ("_intervals", "_max_interval", "_prior_mean", "_sum", "last_heartbeat")
+    The intervals are a ring of C doubles, filled up to the window's size and then
+    overwritten oldest first: a node holds one window per peer, and a deque with a bound
+    takes a 64-slot block (760 bytes) from its first sample on, and each float in it another
+    32 bytes, where a double in an array takes 8 (a 5,000-node simulation holds 25 million
+    windows)."""
+
+    __slots__ = (
+        "_intervals",
+        "_max_interval",
+        "_oldest",
+        "_prior_mean",
+        "_sum",
+        "_window_size",
+        "last_heartbeat",
+    )
 
     def __init__(self, window_size: int, max_interval: float, prior_interval: float) -> None:
-        self._intervals: deque[float] = deque(maxlen=window_size)
+        self._intervals = array("d")
+        # Where the oldest interval is, once the ring is full (before: at 0).
+        self._oldest = 0
+        self._window_size = window_size
         self._sum = 0.0
         self._max_interval = max_interval
         self._prior_mean = prior_interval
@@ -69,15 +86,22 @@ class SamplingWindow:
         if self.last_heartbeat is not None:
             interval = now - self.last_heartbeat
             # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-            if interval <= self._max_interval:
-                if len(self._intervals) == self._intervals.maxlen:
-                    self._sum -= self._intervals[0]
-                self._intervals.append(interval)
+            if interval <= self._max_interval and self._window_size > 0:
+                intervals = self._intervals
+                if len(intervals) < self._window_size:
+                    intervals.append(interval)
+                else:
+                    oldest = self._oldest
+                    self._sum -= intervals[oldest]
+                    intervals[oldest] = interval
+                    self._oldest = (oldest + 1) % self._window_size
                 self._sum += interval
         self.last_heartbeat = now
 
     def reset(self) -> None:
-        self._intervals.clear()
+        # A fresh array, not emptied in place: an emptied one keeps its capacity.
+        self._intervals = array("d")
+        self._oldest = 0
         self._sum = 0.0
 
     def mean_interval(self) -> float | None:

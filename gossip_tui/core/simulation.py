@@ -26,7 +26,7 @@ from .failure_detector import FailureDetectorConfig
 from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeDigest, Syn, SynAck
 from .models import NodeId, SocketAddress
 from .receive import receive_message
-from .state import NodeState
+from .state import NodeState, SharedObjects
 
 
 class ManualClock:
@@ -132,6 +132,10 @@ class Simulation:
         self.max_datagram_size = max_datagram_size
         self.rng = random.Random(seed)
         seed_addrs = [sim_address(i) for i in seeds]
+        # The engines hold the same few digest entries of each node (its last heartbeats)
+        # and the same values: one copy of each for the whole cluster, where each engine
+        # would make its own (N^2 of them). A handful per node in circulation.
+        shared = SharedObjects(8 * size + 1_024)
         self.engines: dict[SocketAddress, GossipEngine] = {}
         self.silenced: set[SocketAddress] = set()
         self.traffic = Traffic()
@@ -153,6 +157,7 @@ class Simulation:
                 protocol_version=protocol_version,
                 partial_digests=takes_part,
             )
+            self.engines[addr].state.shared = shared
         if preformed:
             self.preform()
 

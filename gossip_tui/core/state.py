@@ -463,7 +463,11 @@ class NodeState:
         )
 
     def apply_delta(
-        self, delta: NodeDelta, now: float, limits: StateLimits | None = None
+        self,
+        delta: NodeDelta,
+        now: float,
+        limits: StateLimits | None = None,
+        shared: SharedObjects | None = None,
     ) -> DeltaStatus:
         status = self.check_delta(delta)
         if status is DeltaStatus.REJECT:
@@ -506,7 +510,12 @@ class NodeState:
             kv_status = kv.status
             if kv_status is not _SET:
                 self._may_hold_marked = True  # stored with a status_since (now)
-            value = VersionedValue(kv.value, version, kv_status, None if kv_status is _SET else now)
+            if kv_status is not _SET:
+                value = VersionedValue(kv.value, version, kv_status, now)
+            elif shared is None:
+                value = VersionedValue(kv.value, version)
+            else:
+                value = shared.value(kv)
             key_values[key] = value
             grown += cost
             changes.append(KeyChange(node, key, value))
@@ -563,6 +572,60 @@ _FEW = 64
 _FEW_STALE = tuple(_Staleness(False, stale) for stale in range(_FEW))
 
 
+class SharedObjects:
+    """Immutable objects shared by the cluster states of one process: many engines in one
+    process (the simulation, N^2 entries) hold the same few digest entries of each node (a
+    NodeDigest and its wire bytes, 180 bytes) and the same stored values (72 bytes each),
+    each a copy otherwise. Frozen objects, equal to the copies, so sharing them changes
+    nothing but memory. A node alone in its process has nothing to share and none of this
+    (ClusterState.shared is None). Each table is emptied when it holds ``max_entries``."""
+
+    __slots__ = ("entries", "max_entries", "values")
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        # (id of the node, heartbeat, last_gc_version, max_version) -> the node (kept, so
+        # the id is not reused while cached), its entry and the entry's bytes.
+        self.entries: dict[tuple[int, int, int, int], tuple[NodeId, NodeDigest, bytes | None]] = {}
+        # Set values by the identity of the mutation they were read from (kept alike): the
+        # codec hands out the same decoded mutations for the same bytes.
+        self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
+
+    def value(self, kv: KeyValueMutation) -> VersionedValue:
+        """``kv`` stored as a set value (no status time: not marked for deletion)."""
+        held = self.values.get(id(kv))
+        if held is not None and held[0] is kv:
+            return held[1]
+        value = VersionedValue(kv.value, kv.version)
+        if len(self.values) >= self.max_entries:
+            self.values.clear()
+        self.values[id(kv)] = (kv, value)
+        return value
+
+    def renew(
+        self,
+        node: NodeId,
+        old: NodeDigest,
+        heartbeat: int,
+        last_gc_version: int,
+        max_version: int,
+        old_wire: bytes | None,
+    ) -> tuple[NodeDigest, bytes | None]:
+        """:func:`~gossip_tui.core.codec.renew_digest_entry`, made once per process."""
+        key = (id(node), heartbeat, last_gc_version, max_version)
+        held = self.entries.get(key)
+        if held is not None and held[0] is node:
+            forget_digest_entry(old)
+            return held[1], held[2]
+        digest, wire = renew_digest_entry(
+            node, old, heartbeat, last_gc_version, max_version, old_wire
+        )
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[key] = (node, digest, wire)
+        return digest, wire
+
+
 class ClusterState:
     """Every known node's state, and the scuttlebutt rules between them."""
 
@@ -585,18 +648,25 @@ class ClusterState:
         self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
         # The known nodes by gossip address (generations of one node share it): who sent a
-        # message is looked up here rather than searched for in its digest.
-        self._by_addr: dict[SocketAddress, list[NodeId]] = {}
-        # Each node's last digest entry (see compute_digest), and the node states in the
-        # order a digest is written (None: to be sorted again, the nodes changed).
+        # message is looked up here rather than searched for in its digest. Tuples, not
+        # lists: nearly every address holds one node, and a 1-tuple takes half a list's
+        # memory (a 5,000-node simulation holds 25 million of them).
+        self._by_addr: dict[SocketAddress, tuple[NodeId, ...]] = {}
+        # Each node's last digest entry (see compute_digest); whether the wire order below
+        # holds (False: to be sorted again, the nodes changed).
         self._digest_entries: dict[NodeId, NodeDigest] = {}
-        self._wire_order: list[tuple[NodeId, NodeState]] | None = None
-        # Beside the wire order (while it holds): its nodes alone, which a received digest's
-        # nodes are compared with in C (see aligned_states), its states alone, and each
-        # state's position in node_states, the order a delta's candidates are taken in.
+        self._wire_sorted = False
+        # The order a digest is written in, as parallel lists rather than one list of
+        # (node, state) pairs (a pair per node per state, 64 bytes): its nodes, which a
+        # received digest's nodes are compared with in C (see aligned_states), its states,
+        # and each state's position in node_states, the order a delta's candidates are
+        # taken in.
         self._wire_nodes: list[NodeId] = []
         self._wire_states: list[NodeState] = []
         self._wire_ranks: list[int] = []
+        # Where this state's digest entries and stored values come from when other states
+        # of the process share them (None: made here; see SharedObjects).
+        self.shared: SharedObjects | None = None
 
     @property
     def total_size(self) -> int:
@@ -637,9 +707,9 @@ class ClusterState:
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
             self._digest_entries[node] = state._digest
-            self._wire_order = None
+            self._wire_sorted = False
             self._digest_bytes += digest_entry_size(node)
-            self._by_addr.setdefault(node.gossip_addr, []).append(node)
+            self._by_addr[node.gossip_addr] = (*self._by_addr.get(node.gossip_addr, ()), node)
         return state
 
     def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
@@ -650,12 +720,14 @@ class ClusterState:
         state = self.node_states.pop(node, None)
         if state is not None:
             del self._digest_entries[node]
-            self._wire_order = None
+            self._wire_sorted = False
             forget_digest_entry(state._digest)
-            at_addr = self._by_addr[node.gossip_addr]
-            at_addr.remove(node)
-            if not at_addr:
-                del self._by_addr[node.gossip_addr]
+            addr = node.gossip_addr
+            at_addr = tuple(held for held in self._by_addr[addr] if held != node)
+            if at_addr:
+                self._by_addr[addr] = at_addr
+            else:
+                del self._by_addr[addr]
             self._usage.total -= state.size
             self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat
@@ -688,19 +760,17 @@ class ClusterState:
         self.changes.clear()
         return changes
 
-    def _in_wire_order(self) -> list[tuple[NodeId, NodeState]]:
-        """The node states in the order a digest is written (chitchat's order of node ids).
-        Sorted once per change of membership, not per digest."""
-        order = self._wire_order
-        if order is None:
+    def _in_wire_order(self) -> None:
+        """Put the wire order lists in the order a digest is written (chitchat's order of
+        node ids). Sorted once per change of membership, not per digest."""
+        if not self._wire_sorted:
             ranked = sorted(
                 enumerate(self.node_states.items()), key=lambda item: item[1][0].sort_key()
             )
-            order = self._wire_order = [item for _rank, item in ranked]
-            self._wire_nodes = [node for node, _state in order]
-            self._wire_states = [state for _node, state in order]
+            self._wire_nodes = [node for _rank, (node, _state) in ranked]
+            self._wire_states = [state for _rank, (_node, state) in ranked]
             self._wire_ranks = [rank for rank, _item in ranked]
-        return order
+            self._wire_sorted = True
 
     def aligned_states(self, peer_digests: Mapping[NodeId, NodeDigest]) -> list[NodeState] | None:
         """Our node states position by position with a digest's entries, when it names
@@ -716,18 +786,19 @@ class ClusterState:
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
-        renew = renew_digest_entry
+        shared = self.shared
+        renew = renew_digest_entry if shared is None else shared.renew
         # Every node's last entry, in the order of node_states (both change together):
         # copied, it is the digest (a dict copy reuses the keys' hashes, where building it
         # again would call NodeId.__hash__, Python, per node), and only the entries that
         # moved are written into it.
         entries = self._digest_entries
-        order = self._in_wire_order()
+        self._in_wire_order()
         wires: list[bytes | None] = []
         append = wires.append
         # NodeState's entry refreshed inline: this runs for every node on every message.
         # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
-        for node, state in order:
+        for node, state in zip(self._wire_nodes, self._wire_states, strict=True):
             digest = state._digest
             if (
                 digest.heartbeat != state.heartbeat
@@ -769,7 +840,7 @@ class ClusterState:
                 # last_gc_version is within our versions, so it needs no reset, and it
                 # brings no version past ours.
                 continue
-            status = state.apply_delta(node_delta, now, limits)
+            status = state.apply_delta(node_delta, now, limits, self.shared)
             if status is DeltaStatus.OVER_LIMIT:
                 self.refuse(status.value)
             reset |= status is DeltaStatus.APPLY_AFTER_RESET

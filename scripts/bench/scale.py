@@ -17,8 +17,8 @@ Four measurements, all with the real engine and codec and no sockets:
   datagram, and every datagram over the limit. Every message of every node is encoded and
   decoded (replies are encoded and handed over, see Simulation.decode_replies), so a round
   costs ~N^2 digest entries and the cluster ~1,500 bytes per node per node: up to
-  ``--sim-max`` nodes (1,000 take ~1.5 GB and 25-40 s of CPU a round on this machine;
-  5,000 would need ~37 GB);
+  ``--sim-max`` nodes (1,000 take ~1.2 GB and ~20 s of CPU a round on this machine, ~1 KB
+  per node-state entry: 5,000 would need ~27 GB); each round's progress goes to stderr;
 * model: the same key's spread past ``--sim-max``, on a model that replays the engine's
   rules for one key (the same target choice, push-pull through Syn / SynAck / Ack, a
   message lost when it does not fit, and the partial-digest windows sized from the wire
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import resource
 import statistics
 import sys
 import time
@@ -193,7 +194,12 @@ def measure_wire(size: int, mode: str, naming: str, max_datagram: int) -> dict[s
 # --------------------------------------------------------------------------- simulation
 
 
-def _spread_in_sim(sim: Simulation, writer: int, limit: int) -> tuple[int | None, int]:
+def _spread_in_sim(
+    sim: Simulation, writer: int, limit: int, round_cpu: list[float]
+) -> tuple[int | None, int]:
+    """Rounds until the writer's new key is on every node; the CPU-seconds of each round
+    are appended to ``round_cpu``, and each round's progress goes to stderr (a round of
+    thousands of nodes takes minutes)."""
     engine = sim.engine(writer)
     engine.self_state.set("new-key", f"from-{writer}")
     node = engine.self_id
@@ -207,10 +213,23 @@ def _spread_in_sim(sim: Simulation, writer: int, limit: int) -> tuple[int | None
         )
 
     for count in range(limit + 1):
-        if missing() == 0:
+        left = missing()
+        print(
+            f"  sim {len(sim.engines)} nodes: round {count}, {left} nodes lack the key,"
+            f" peak RSS {_peak_rss_mb():,.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
+        if left == 0:
             return count, 0
+        cpu = time.process_time()
         sim.round()
+        round_cpu.append(time.process_time() - cpu)
     return None, missing()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_sim(
@@ -223,7 +242,10 @@ def measure_sim(
     stuck = []
     traffic: list[dict[str, Any]] = []
     total_rounds = 0
+    round_cpu: list[float] = []
+    build_cpu = 0.0
     for key in range(keys):
+        built = time.process_time()
         sim = Simulation(
             size,
             seed=key,
@@ -233,10 +255,11 @@ def measure_sim(
             naming=NAMINGS[naming],
             max_datagram_size=max_datagram,
         )
+        build_cpu += time.process_time() - built
         writer = random.Random(key).randrange(size)
         # A key that cannot spread is tried for a few rounds only: nothing changes then.
         tries = limit if key == 0 or rounds[0] is not None else 3
-        spread, left = _spread_in_sim(sim, writer, tries)
+        spread, left = _spread_in_sim(sim, writer, tries, round_cpu)
         rounds.append(spread)
         stuck.append(left)
         done = spread if spread is not None else (limit if key == 0 else 3)
@@ -265,6 +288,11 @@ def measure_sim(
         "errors": errors,
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu,
+        # Forming the clusters (preformed), and a round at the median.
+        "build_cpu_seconds": build_cpu,
+        "cpu_seconds_per_round": statistics.median(round_cpu) if round_cpu else None,
+        # Of the whole process so far (the largest simulation run yet).
+        "peak_rss_mb": _peak_rss_mb(),
     }
 
 
@@ -458,7 +486,11 @@ def main() -> int:
             if size <= args.sim_max:
                 sim = measure_sim(size, mode, args.naming, args.sim_keys, args.limit, args.datagram)
                 results.append(sim | {"loadavg": load})
-                bench.log(f"sim {size} {mode}: {sim['rounds']} in {sim['seconds']:.0f} s")
+                bench.log(
+                    f"sim {size} {mode}: {sim['rounds']} in {sim['seconds']:.0f} s,"
+                    f" {sim['cpu_seconds_per_round']} CPU-s a round,"
+                    f" peak RSS {sim['peak_rss_mb']:,.0f} MB"
+                )
     payload["wire"] = wires
     payload["spread"] = results
 

@@ -153,3 +153,22 @@ def test_phi_with_a_pause_rises_from_zero_and_crosses_the_threshold_at_the_deadl
 def test_config_refuses_nonsense(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         FailureDetectorConfig(**options)
+
+
+def test_window_keeps_the_last_samples_however_often_it_wraps() -> None:
+    # The window is a ring overwritten oldest first: after any number of samples, and
+    # after a reset, the mean is that of the last ``size`` intervals.
+    size = 3
+    window = SamplingWindow(size, 10.0, 5.0)
+    t = 0.0
+    window.report_heartbeat(t)
+    intervals = [1.0, 2.0, 4.0, 8.0, 0.5, 0.25, 3.0, 6.0]
+    for count, interval in enumerate(intervals, start=1):
+        t += interval
+        window.report_heartbeat(t)
+        last = intervals[max(0, count - size) : count]
+        assert window.mean_interval() == (sum(last) + 25.0) / (len(last) + 5)
+    window.reset()
+    assert window.mean_interval() is None
+    window.report_heartbeat(t + 2.0)
+    assert window.mean_interval() == (2.0 + 25.0) / 6
