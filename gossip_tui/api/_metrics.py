@@ -9,7 +9,7 @@ from gossip_tui.core.generations import superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeId, NodeSnapshot
 from gossip_tui.node import NodeStats
 
-from ._records import NodeCounts
+from ._counts import NodeCounts
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 

@@ -5,14 +5,13 @@ They are turned into JSON by :data:`gossip_tui.core.converter.converter` only.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import attrs
 
 from gossip_tui.core.fields_repr import fields_repr
-from gossip_tui.core.generations import Restart, superseded_in
+from gossip_tui.core.generations import Restart
 from gossip_tui.core.models import (
     ClusterSnapshot,
     KeyStatus,
@@ -247,25 +246,3 @@ class ForgottenView:
 
     forgotten: tuple[NodeId, ...]
     status: bool = True
-
-
-@attrs.frozen
-class NodeCounts:
-    """Nodes by what an operator calls them: older generations of a restarted node, live
-    again, are the same node and not counted apart."""
-
-    __repr__ = fields_repr
-
-    live: int
-    dead: int
-    left: int
-
-    @classmethod
-    def of(cls, snapshot: ClusterSnapshot) -> NodeCounts:
-        folded = superseded_in(snapshot.nodes)
-        by_liveness = Counter(n.liveness for n in snapshot.nodes if n.node not in folded)
-        return cls(
-            live=by_liveness[Liveness.SELF] + by_liveness[Liveness.LIVE],
-            dead=by_liveness[Liveness.DEAD] + by_liveness[Liveness.SCHEDULED_FOR_DELETION],
-            left=by_liveness[Liveness.LEFT],
-        )

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     converter: cattrs.Converter
 
-__all__ = ["converter", "structure_address", "structure_str"]
+__all__ = ["converter", "structure_address", "structure_str", "unstructure_node_id"]
 
 _STATUS_BY_NAME = {status.label: status for status in KeyStatus}
 
@@ -100,7 +100,9 @@ def structure_address(value: Any, _type: Any) -> SocketAddress:
         raise ValueError(str(exc)) from None
 
 
-def _unstructure_node_id(node: NodeId) -> dict[str, Any]:
+def unstructure_node_id(node: NodeId) -> dict[str, Any]:
+    """``node`` as the converter shows it (the HTTP API's ``/health`` builds its body with
+    this alone, without the converter)."""
     return {
         "node_id": node.node_id,
         "generation_id": node.generation,
@@ -153,7 +155,7 @@ def _unstructure_key_values(key_values: Mapping[str, VersionedValue]) -> dict[st
 
 def _unstructure_node_state(node: NodeSnapshot) -> dict[str, Any]:
     return {
-        "chitchat_id": _unstructure_node_id(node.node),
+        "chitchat_id": unstructure_node_id(node.node),
         "heartbeat": node.heartbeat,
         "key_values": _unstructure_key_values(node.key_values),
         "max_version": node.max_version,
@@ -180,7 +182,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool | float, _structure_flag_or_number)
     conv.register_unstructure_hook(SocketAddress, _unstructure_address)
     conv.register_structure_hook(SocketAddress, structure_address)
-    conv.register_unstructure_hook(NodeId, _unstructure_node_id)
+    conv.register_unstructure_hook(NodeId, unstructure_node_id)
     conv.register_structure_hook(NodeId, _structure_node_id)
     conv.register_unstructure_hook(KeyStatus, _unstructure_status)
     conv.register_structure_hook(KeyStatus, _structure_status)

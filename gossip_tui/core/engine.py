@@ -54,6 +54,7 @@ from .digest_window import (
 )
 from .errors import GossipTuiError
 from .failure_detector import FailureDetector, FailureDetectorConfig
+from .fields_repr import fields_repr
 from .generations import superseded
 from .messages import (
     Ack,
@@ -139,6 +140,8 @@ class NodeIsLive(GossipTuiError, ValueError):
 class LivenessChanges:
     """What one liveness sweep changed."""
 
+    __repr__ = fields_repr
+
     joined: tuple[NodeId, ...] = ()
     died: tuple[NodeId, ...] = ()
     removed: tuple[NodeId, ...] = ()
@@ -151,6 +154,8 @@ class LivenessChanges:
 class LivenessReading:
     """How one node looks from here right now, without its key-values: what a dashboard
     refreshes every tick (keys it learns from events, and reads per node when needed)."""
+
+    __repr__ = fields_repr
 
     node: NodeId
     liveness: Liveness
@@ -165,6 +170,8 @@ class LivenessReading:
 class LivenessReadings:
     """Every known node's :class:`LivenessReading`, taken at ``taken_at``."""
 
+    __repr__ = fields_repr
+
     taken_at: float
     nodes: tuple[LivenessReading, ...]
 
@@ -172,6 +179,8 @@ class LivenessReadings:
 @attrs.frozen
 class GossipTargets:
     """Whom to send a Syn this round."""
+
+    __repr__ = fields_repr
 
     peers: tuple[SocketAddress, ...]
     dead: SocketAddress | None
@@ -191,6 +200,8 @@ class Step:
     """What one engine step did, beside its result: what the runtime turns into events,
     counters and log lines."""
 
+    __repr__ = fields_repr
+
     # The state's change records, in order (local writes made before the step included).
     changes: tuple[StateChange, ...] = ()
     # One reason per refused piece of input ("over_limit", "self_delta", "node_limit"...).
@@ -207,6 +218,8 @@ class Step:
 class ReceiveStep(Step):
     """:meth:`GossipEngine.handle_message`: the reply to send back, if any."""
 
+    __repr__ = fields_repr
+
     reply: Message | None = None
     # The digest the message carried (a Syn's or SynAck's): what its sender holds of each
     # node, us included (see gossip_tui.core.agreement).
@@ -217,12 +230,16 @@ class ReceiveStep(Step):
 class RoundStep(Step):
     """:meth:`GossipEngine.start_round`: whom to send a Syn."""
 
+    __repr__ = fields_repr
+
     targets: GossipTargets = GossipTargets((), None, None)
 
 
 @attrs.frozen
 class SweepStep(Step):
     """:meth:`GossipEngine.update_liveness`: who became live, dead, or was forgotten."""
+
+    __repr__ = fields_repr
 
     liveness: LivenessChanges = LivenessChanges()
 

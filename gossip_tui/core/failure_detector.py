@@ -28,6 +28,7 @@ from collections.abc import Iterator
 
 import attrs
 
+from .fields_repr import fields_repr
 from .models import NodeId
 from .validators import non_negative
 
@@ -44,6 +45,8 @@ _CROSSING_MARGIN_SECONDS = 1e-6
 class FailureDetectorConfig:
     """chitchat's defaults (threshold 8, window 1000, max interval 10 s, prior 5 s, grace
     24 h), plus a 3 s acceptable pause, which chitchat does not have (0 turns it off)."""
+
+    __repr__ = fields_repr
 
     phi_threshold: float = attrs.field(default=8.0, validator=attrs.validators.gt(0))
     sampling_window_size: int = 1_000

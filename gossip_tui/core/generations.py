@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from .fields_repr import fields_repr
 from .models import Liveness, NodeId, NodeSnapshot
 
 _LIVE = (Liveness.SELF, Liveness.LIVE)
@@ -17,6 +18,8 @@ _LIVE = (Liveness.SELF, Liveness.LIVE)
 class Restart:
     """``current`` is a live generation of a node id of which ``previous`` (the newest
     older generation still known) is an earlier incarnation."""
+
+    __repr__ = fields_repr
 
     previous: NodeId
     current: NodeId

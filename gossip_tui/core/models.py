@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from .errors import GossipTuiError
+from .fields_repr import fields_repr
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -30,6 +31,8 @@ def _check_port(_instance: Any, _attribute: Any, port: int) -> None:
 @attrs.frozen(order=False, cache_hash=True)
 class SocketAddress:
     """An IP socket address as chitchat puts it on the wire (no host names)."""
+
+    __repr__ = fields_repr
 
     ip: IPAddress
     port: int = attrs.field(validator=_check_port)
@@ -74,6 +77,8 @@ class SocketAddress:
 @attrs.frozen(order=False, cache_hash=True)
 class NodeId:
     """Who a node is: a name, a generation that grows on each restart, an address."""
+
+    __repr__ = fields_repr
 
     node_id: str
     generation: int
@@ -161,6 +166,8 @@ class VersionedValue:
     local garbage collection after the grace period.
     """
 
+    __repr__ = fields_repr
+
     value: str
     version: int
     status: KeyStatus = KeyStatus.SET
@@ -184,6 +191,8 @@ class Liveness(enum.Enum):
 class NodeSnapshot:
     """One node's replicated state as this node sees it, at one instant."""
 
+    __repr__ = fields_repr
+
     node: NodeId
     heartbeat: int
     max_version: int
@@ -205,6 +214,8 @@ class NodeSnapshot:
 @attrs.frozen
 class ClusterSnapshot:
     """Everything a dashboard or the HTTP API shows, at one instant."""
+
+    __repr__ = fields_repr
 
     cluster_id: str
     self_node: NodeId

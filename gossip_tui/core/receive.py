@@ -15,12 +15,15 @@ import attrs
 from .codec import DecodeError, decode
 from .engine import GossipEngine, ReceiveStep
 from .events import NodeEvent, step_events
+from .fields_repr import fields_repr
 from .messages import Message
 
 
 @attrs.frozen
 class Received:
     """What one datagram did: dropped undecoded (``dropped`` says why), or handled."""
+
+    __repr__ = fields_repr
 
     message: Message | None
     # Why the decoder refused the datagram, for a dropped one.

@@ -37,6 +37,7 @@ from .codec import (
     renew_digest_entry,
     stale_node,
 )
+from .fields_repr import fields_repr
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
 from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
 
@@ -83,6 +84,8 @@ def digest_entry_size(node: NodeId) -> int:
 class KeyChange:
     """A key of ``node`` changed; ``value`` is None when it was removed by tombstone GC."""
 
+    __repr__ = fields_repr
+
     node: NodeId
     key: str
     value: VersionedValue | None
@@ -91,6 +94,8 @@ class KeyChange:
 @attrs.frozen
 class VersionChange:
     """A node's ``max_version`` moved on."""
+
+    __repr__ = fields_repr
 
     node: NodeId
     max_version: int
@@ -122,6 +127,8 @@ class StateLimits:
     Node ids longer than ``max_node_id_bytes`` are not admitted: one made-up name must not
     fill the digest, which every message carries (our own id is exempt).
     """
+
+    __repr__ = fields_repr
 
     max_nodes: int = 10_000
     max_node_state_bytes: int = 8 * 1024 * 1024
@@ -549,6 +556,8 @@ class NodeState:
 
 @attrs.frozen(order=True)
 class _Staleness:
+    __repr__ = fields_repr
+
     # Higher sorts first. Unknown nodes (digest says nothing) go first, lowest max_version
     # first among them so small states spread fast; then nodes with most stale records.
     is_unknown: bool

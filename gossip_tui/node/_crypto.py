@@ -38,6 +38,7 @@ from pathlib import Path
 
 import attrs
 
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.keys import parse_key_lines
 from gossip_tui.core.models import SocketAddress
 
@@ -117,6 +118,8 @@ class _ReplayWindow:
 class Opened:
     """What an authentic datagram gives: a payload for the node, or nothing (a handshake),
     and perhaps a datagram to send back to its source."""
+
+    __repr__ = fields_repr
 
     payload: bytes | None
     answer: bytes | None = None

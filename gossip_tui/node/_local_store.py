@@ -24,6 +24,7 @@ from pathlib import Path
 import attrs
 
 from gossip_tui.core.errors import GossipTuiError
+from gossip_tui.core.fields_repr import fields_repr
 
 log = logging.getLogger("gossip_tui.node")
 
@@ -45,6 +46,8 @@ def state_path(state_dir: Path) -> Path:
 class SavedKeys:
     """What the state file holds: the keys, and the deadlines (Unix seconds) of those
     that expire."""
+
+    __repr__ = fields_repr
 
     keys: Mapping[str, str] = attrs.field(factory=dict)
     expires_at: Mapping[str, float] = attrs.field(factory=dict)

@@ -19,6 +19,7 @@ from gossip_tui.core.codec import EncodeError, encode
 from gossip_tui.core.engine import GossipEngine, Step
 from gossip_tui.core.events import change_events
 from gossip_tui.core.expiry import KeyExpiries
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.messages import Message
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.receive import Received
@@ -45,6 +46,8 @@ MAX_SKIPPED_SWEEPS = 64
 @attrs.define
 class NodeStats:
     """Counters an operator (or /metrics) reads."""
+
+    __repr__ = fields_repr
 
     datagrams_in: int = 0
     datagrams_out: int = 0

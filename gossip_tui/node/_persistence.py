@@ -14,6 +14,7 @@ import trio
 from gossip_tui.core.agreement import VIEW_KEY
 from gossip_tui.core.engine import LEAVING_KEY
 from gossip_tui.core.errors import GossipTuiError
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.models import KeyStatus
 
 from ._local_store import save_local_keys
@@ -33,6 +34,8 @@ _MANAGED_KEYS = frozenset({"bind", LEAVING_KEY, VIEW_KEY})
 
 @attrs.frozen
 class _SaveFailure:
+    __repr__ = fields_repr
+
     local_version: int  # the last local change the failed save was meant to hold
     error: OSError
 

@@ -8,6 +8,7 @@ import logging
 import attrs
 import trio
 
+from gossip_tui.core.fields_repr import fields_repr
 from gossip_tui.core.models import AddressError, SocketAddress, parse_seed
 
 from ._node_base import NodeBase
@@ -21,6 +22,8 @@ _SEED_RETRY_INTERVAL = 5.0
 @attrs.frozen
 class SeedStatus:
     """What the node knows of one (resolved) seed address."""
+
+    __repr__ = fields_repr
 
     addr: SocketAddress
     # Syns sent to it since it last sent us anything.

@@ -15,6 +15,11 @@ port, with the HTTP API and with ``--no-http``, and measures:
 - RSS after settle: VmRSS (``/proc/<pid>/status``) ``--settle`` seconds after it is ready.
 - The floor: the same figures for a bare interpreter that imports Trio and binds one UDP
   socket in ``trio.run`` (what no node can go below), read the same way.
+- Instructions (``--instructions``, where valgrind is installed): one more run of each mode
+  under callgrind, the instructions the node executed when it answers a Syn (with HTTP: and
+  listens on TCP, before any connection, which would start hypercorn) and once it has
+  answered its first ``GET /health``: figures that do not depend on the machine's load,
+  unlike CPU seconds.
 - Imports: one more run under ``python -X importtime``, the top contributors by cumulative
   microseconds among the modules imported straight from ``gossip_tui`` (and the top
   packages overall), so a regression names its culprit.
@@ -26,6 +31,7 @@ measure another tree with the same interpreter).
     python scripts/bench/startup.py                 # 10 runs of each mode
     python scripts/bench/startup.py --runs 3 --json out.json
     python scripts/bench/startup.py --against /tmp/before   # A B A B, the same load
+    python scripts/bench/startup.py --runs 3 --instructions  # and callgrind's counts
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import contextlib
 import http.client
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -42,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -92,6 +99,13 @@ def _accepts_tcp(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _listens(port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` of 127.0.0.1, read from the kernel's table
+    without connecting (a connection would start the node's HTTP server)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return any(row[1] == f"0100007F:{port:04X}" and row[3] == "0A" for row in rows)
 
 
 def _answers_http(port: int) -> bool:
@@ -214,6 +228,78 @@ def floor_run(tree: Path, settle: float) -> dict[str, float]:
     return {"cpu_seconds": cpu, "wall_seconds": wall, "rss_mib": rss}
 
 
+_INSTRUCTIONS_TIMEOUT = 600.0  # a node under callgrind runs some 50 times slower
+_CALLGRIND_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.M)
+
+
+def _callgrind_instructions(out_prefix: Path) -> int:
+    """Instructions in the dumps callgrind has written so far (each counts from the one
+    before)."""
+    total = 0
+    for dump in out_prefix.parent.glob(out_prefix.name + "*"):
+        match = _CALLGRIND_TOTAL.search(dump.read_text(errors="replace"))
+        total += int(match[1]) if match else 0
+    return total
+
+
+def instruction_counts(tree: Path, with_http: bool) -> dict[str, int]:
+    """One node of ``tree`` under callgrind: its instructions when it answers a Syn (and,
+    with HTTP, listens), and after its first ``GET /health`` (with HTTP)."""
+    port = bench.allocate_ports(1)[0]
+    syn = codec.encode(Syn(CLUSTER_ID, Digest({})))
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe,
+    ):
+        out_prefix = Path(scratch) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_prefix}.%p"]
+        process = subprocess.Popen(
+            [*command, *_command(port, with_http)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tree,
+            env=_env(tree),
+        )
+
+        def wait_for(ready: Callable[[], bool], what: str) -> None:
+            while not ready():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the node under callgrind never {what}")
+                time.sleep(_POLL)
+
+        def dump() -> int:
+            subprocess.run(
+                ["callgrind_control", "--dump", str(process.pid)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            return _callgrind_instructions(out_prefix)
+
+        probe.bind((bench.HOST, 0))
+        probe.settimeout(0.05)
+        deadline = time.monotonic() + _INSTRUCTIONS_TIMEOUT
+        try:
+            wait_for(lambda: _answers_syn(probe, port, syn), "answered a Syn")
+            if with_http:
+                wait_for(lambda: _listens(port), "listened on TCP")
+            counts = {"serving_instructions": dump()}
+            if with_http:
+                conn = http.client.HTTPConnection(bench.HOST, port, timeout=_INSTRUCTIONS_TIMEOUT)
+                try:
+                    conn.request("GET", "/health")
+                    if conn.getresponse().status != 200:
+                        raise RuntimeError("the node under callgrind refused GET /health")
+                finally:
+                    conn.close()
+                counts["health_instructions"] = dump()
+        finally:
+            process.terminate()
+            process.wait()
+    return counts
+
+
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
@@ -280,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="another tree (e.g. an unmodified checkout) measured run for run in turn with "
         "this one (A B A B), so that both see the same load",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each mode's instructions under callgrind (needs valgrind)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
     trees = [_tree(), *([args.against.resolve()] if args.against else [])]
@@ -306,6 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor_figures = {k: _summary([r[k] for r in floor]) for k in floor[0]}
     results["floor"] = {"runs": floor, "summary": floor_figures}
     rows.append(_row("floor: python + trio", floor_figures, ""))
+    if args.instructions:
+        if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+            parser.error("--instructions needs valgrind (callgrind and callgrind_control)")
+        for with_http in (True, False):
+            mode = "http" if with_http else "no-http"
+            for tree in trees:
+                counts = instruction_counts(tree, with_http)
+                (results if tree == trees[0] else results["against"])[mode].update(counts)
     results["loadavg_after"] = bench.loadavg()
     bench.print_table(
         f"start-up of one headless node, {args.runs} runs per mode (median, min, max)",
@@ -329,10 +428,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{name} {us / 1000:.0f}" for name, us in imports["packages_by_self_time"]
                 )
             )
+    if args.instructions:
+        _report_instructions(trees, labels, results)
     print(f"\nload average before {results['loadavg_before']}, after {results['loadavg_after']}")
     if args.json:
         bench.write_json(args.json, results)
     return 0
+
+
+def _report_instructions(
+    trees: Sequence[Path], labels: dict[Path, str], results: dict[str, Any]
+) -> None:
+    print("\ninstructions under callgrind (one run each; they do not depend on the load):")
+    for tree in trees:
+        for mode in ("http", "no-http"):
+            entry = (results if tree == trees[0] else results["against"])[mode]
+            line = f"  {mode}{labels[tree]}: serving {entry['serving_instructions'] / 1e6:.1f} M"
+            if "health_instructions" in entry:
+                line += f", after the first /health {entry['health_instructions'] / 1e6:.1f} M"
+            print(line)
 
 
 if __name__ == "__main__":

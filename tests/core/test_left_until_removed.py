@@ -3,7 +3,7 @@ is removed: past half of it the node is no longer gossiped about, but it did not
 
 from __future__ import annotations
 
-from gossip_tui.api._records import NodeCounts
+from gossip_tui.api._counts import NodeCounts
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.messages import Ack, SynAck
