@@ -687,11 +687,14 @@ class Cluster:
             if node.alive():
                 assert node.process is not None
                 node.process.terminate()
+        # One grace period for all the nodes, not one each: on a loaded machine a hundred
+        # nodes slow to exit would otherwise hold the script for minutes.
+        grace_ends = time.monotonic() + 5
         for node in self.nodes:
             if node.process is None:
                 continue
             try:
-                node.process.wait(timeout=5)
+                node.process.wait(timeout=max(0.0, grace_ends - time.monotonic()))
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait(timeout=5)
