@@ -471,7 +471,10 @@ class NodeProcess:
         """GET ``path`` over this node's keep-alive connection: (status, JSON body), or the
         body as text with ``text``."""
         with self._lock:
-            for attempt in range(2):
+            # A kept-alive connection the node has closed meanwhile is opened again once;
+            # a new one that fails (a node not listening yet) is not tried twice.
+            attempts = 2 if self._conn is not None else 1
+            for attempt in range(attempts):
                 if self._conn is None:
                     self._conn = http.client.HTTPConnection(HOST, self.http_port, timeout=timeout)
                 elif self._conn.sock is not None:
@@ -491,7 +494,7 @@ class NodeProcess:
                     if self._conn is not None:
                         self._conn.close()
                     self._conn = None
-                    if attempt == 1:
+                    if attempt == attempts - 1:
                         raise
             raise AssertionError("unreachable")
 
