@@ -674,13 +674,15 @@ class Cluster:
         pending = [n for n in self.nodes if n.killed_at is None]
         while pending:
             counts = self.map(lambda n: self.live_count(n), pending)
-            pending = [n for n, count in zip(pending, counts, strict=True) if count != expected]
+            short = [(n, c) for n, c in zip(pending, counts, strict=True) if c != expected]
+            pending = [n for n, _count in short]
             if not pending:
                 return
             if time.monotonic() > deadline:
+                # None: the node did not answer the request in time.
                 raise TimeoutError(
                     f"{len(pending)} {self.impl} nodes do not see {expected} live nodes "
-                    f"(e.g. node {pending[0].index} sees {counts[0]})"
+                    f"(e.g. node {short[0][0].index} sees {short[0][1]})"
                 )
             time.sleep(max(0.2, self.interval / 2))
 
