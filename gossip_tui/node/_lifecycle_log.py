@@ -11,7 +11,7 @@ from typing import Protocol
 
 import trio
 
-from gossip_tui.core.generations import restarts_in, superseded_in
+from gossip_tui.core.generations import Restart, restarts_in, superseded_in
 from gossip_tui.core.models import ClusterSnapshot, Liveness, NodeId
 
 from ._events import NodeDead, NodeEvent, NodeJoined, NodeRemoved
@@ -32,6 +32,8 @@ class LoggedNode(Protocol):
 
     def live_nodes(self) -> list[NodeId]: ...
 
+    def known_nodes(self) -> list[NodeId]: ...
+
     def get(self, key: str, node: NodeId | None = None) -> str | None: ...
 
     def snapshot(self) -> ClusterSnapshot: ...
@@ -50,10 +52,22 @@ def describe_members(node: LoggedNode) -> str:
     return f"{node.self_id.node_id} sees {len(live)} live node(s): {', '.join(named)}"
 
 
+def _restart_of(node: LoggedNode, joined: NodeId) -> Restart | None:
+    """The restart ``joined`` stands for, if it is one.
+
+    Only a name known under another generation can have restarted. A forming node logs a
+    join for every other node, most of them names it never knew before: for those the
+    cluster's snapshot (every node's keys copied, ~0.5 ms of CPU at 100 nodes, so ~0.05 s
+    per node while 100 nodes form) is not taken."""
+    if not any(n.node_id == joined.node_id and n != joined for n in node.known_nodes()):
+        return None
+    return restarts_in(node.snapshot().nodes).get(joined)
+
+
 def _describe(node: LoggedNode, event: NodeEvent) -> tuple[int, str] | None:
     """The level and text of the line an event is worth, if any."""
     if isinstance(event, NodeJoined):
-        restart = restarts_in(node.snapshot().nodes).get(event.node)
+        restart = _restart_of(node, event.node)
         if restart is not None:
             return logging.INFO, (
                 f"{event.node.node_id} restarted (generation {restart.previous.generation} "

@@ -169,6 +169,11 @@ class Node(NodeLoops, SeedResolver, NodePersistence, NodeLeave, NodeViews):
     def dead_nodes(self) -> list[NodeId]:
         return self.engine.dead_nodes()
 
+    def known_nodes(self) -> list[NodeId]:
+        """Every node this one knows, whatever its liveness, itself included; unlike
+        :meth:`snapshot`, nothing of their state is copied."""
+        return list(self.engine.state.nodes())
+
     def snapshot(self) -> ClusterSnapshot:
         return self.engine.snapshot(self._now())
 

@@ -14,6 +14,16 @@ The harness reads every node's view through those HTTP APIs, over one keep-alive
 connection per node, from a single thread pool. CPU time and RSS come from
 ``/proc/<pid>/stat`` and ``/proc/<pid>/status``.
 
+What :meth:`Cluster.start` measures (the join): the seconds from spawning node 0 until
+every node counts all N live. Node 0 is started first and the others once it answers;
+then each node is asked by a thread of its own until it first answers HTTP, so the
+harness adds to no node's figure the time another takes to give its first answer (a
+gossip-tui node starts its HTTP server on its first connection, which takes a while on a
+machine busy with starting interpreters). A node that is not listening yet refuses at
+once and is asked again 0.1 s later; one that listens keeps the request until it answers,
+which costs the harness no CPU. Once every node answers, every node's view is read every
+0.5 s until it counts N live: the join is late by up to that.
+
 Every cluster is a context manager that kills its processes on exit; :func:`run_main` turns
 SIGTERM into the same clean exit as Ctrl-C, and an ``atexit`` hook kills whatever is left.
 """
@@ -442,6 +452,10 @@ class NodeProcess:
         self.http_port = http_port
         self.process: subprocess.Popen[bytes] | None = None
         self.killed_at: float | None = None
+        # When it first answered HTTP while its cluster started (monotonic), and the CPU
+        # seconds it had used by then: its start-up, the first request included.
+        self.answered_at = math.nan
+        self.cpu_at_answer = math.nan
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
@@ -457,9 +471,15 @@ class NodeProcess:
         """GET ``path`` over this node's keep-alive connection: (status, JSON body), or the
         body as text with ``text``."""
         with self._lock:
-            for attempt in range(2):
+            # A kept-alive connection the node has closed meanwhile is opened again once;
+            # a new one that fails (a node not listening yet) is not tried twice.
+            attempts = 2 if self._conn is not None else 1
+            for attempt in range(attempts):
                 if self._conn is None:
                     self._conn = http.client.HTTPConnection(HOST, self.http_port, timeout=timeout)
+                elif self._conn.sock is not None:
+                    # A kept-alive connection was opened with an earlier request's timeout.
+                    self._conn.sock.settimeout(timeout)
                 try:
                     self._conn.request("GET", path)
                     response = self._conn.getresponse()
@@ -474,7 +494,7 @@ class NodeProcess:
                     if self._conn is not None:
                         self._conn.close()
                     self._conn = None
-                    if attempt == 1:
+                    if attempt == attempts - 1:
                         raise
             raise AssertionError("unreachable")
 
@@ -497,6 +517,9 @@ class Cluster:
     # The route polled until a node answers HTTP (a subclass for a node without /health
     # names another).
     answering_path = "/health"
+    # How long a node that refused the connection (not listening yet) waits before it is
+    # asked again while the cluster starts: the join's figures are late by up to this.
+    answer_poll = 0.1
 
     def __init__(
         self,
@@ -528,7 +551,8 @@ class Cluster:
                 port, http_port = ports[2 * i], ports[2 * i + 1]
                 self.nodes.append(NodeProcess(i, f"{HOST}:{port}", port, http_port))
         self.pool = ThreadPoolExecutor(max_workers=max(1, min(pool_size, size)))
-        self.started_at = math.nan
+        self.began = self.spawned_at = self.started_at = math.nan
+        self.cpu_when_answering = self.cpu_when_joined = math.nan
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -580,37 +604,67 @@ class Cluster:
         node.process = spawn(self.command(node), self.workdir / f"node-{node.index}.log")
 
     def _wait_answering(self, nodes: Sequence[NodeProcess], deadline: float) -> None:
-        pending = list(nodes)
-        while pending:
-            for node in list(pending):
+        """Until every node of ``nodes`` answers ``answering_path``; each node's first answer
+        is recorded in its ``answered_at`` (monotonic) and ``cpu_at_answer``.
+
+        Every node is asked by a thread of its own, so that a node slow to give its first
+        answer (a gossip-tui node starts its HTTP server on its first connection) delays
+        no other: the harness sees each node answer within ``answer_poll`` of when it
+        does. A node not listening yet refuses at once; one that is listening holds the
+        request until it answers, so the harness waits for it without spending CPU."""
+        stop = threading.Event()
+
+        def until_answering(node: NodeProcess) -> None:
+            while not stop.is_set():
                 if not node.alive():
                     raise RuntimeError(
                         f"{self.impl} node {node.index} exited: {self.log_tail(node)}"
                     )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.impl} node {node.index} never answered HTTP")
                 try:
-                    node.request(self.answering_path, timeout=2)
+                    node.request(self.answering_path, timeout=left)
                 except (OSError, http.client.HTTPException, ValueError):
+                    stop.wait(self.answer_poll)
                     continue
-                pending.remove(node)
-            if pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(pending)} {self.impl} nodes never answered HTTP")
-                time.sleep(0.1)
+                node.answered_at = time.monotonic()
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    node.cpu_at_answer = cpu_seconds(node.pid)
+                return
+
+        with ThreadPoolExecutor(max_workers=len(nodes) or 1) as waiters:
+            try:
+                for waited in [waiters.submit(until_answering, node) for node in nodes]:
+                    waited.result()
+            finally:
+                # The first failure (or Ctrl-C) ends every other node's wait.
+                stop.set()
 
     def start(self, timeout: float | None = None) -> float:
-        """Start every node and wait until every node sees all N live; the seconds taken."""
+        """Start every node and wait until every node sees all N live; the seconds taken.
+
+        Node 0 (the seed) is started first and every other node once it answers; each
+        node is then asked until it answers HTTP (concurrently: see _wait_answering), and
+        every node's view is read until it counts all N live. What it saw on the way is
+        kept: ``began`` (the first spawn), ``spawned_at`` (the last), ``started_at``
+        (every node answering), and the CPU seconds of all nodes together at those two
+        last moments (``cpu_when_answering``, ``cpu_when_joined``)."""
         timeout = timeout if timeout is not None else 60 + 1.5 * self.size
-        began = time.monotonic()
+        self.began = began = time.monotonic()
         deadline = began + timeout
         log(f"starting {self.size} {self.impl} nodes at {self.interval_ms} ms in {self.workdir}")
         self._spawn(self.nodes[0])
         self._wait_answering(self.nodes[:1], deadline)
         for node in self.nodes[1:]:
             self._spawn(node)
+        self.spawned_at = time.monotonic()
         self._wait_answering(self.nodes[1:], deadline)
         self.started_at = time.monotonic()
+        self.cpu_when_answering = sum(self.cpu().values())
         self.wait_membership(deadline)
         took = time.monotonic() - began
+        self.cpu_when_joined = sum(self.cpu().values())
         log(f"{self.impl} cluster of {self.size} formed in {took:.1f} s")
         return took
 
@@ -620,13 +674,15 @@ class Cluster:
         pending = [n for n in self.nodes if n.killed_at is None]
         while pending:
             counts = self.map(lambda n: self.live_count(n), pending)
-            pending = [n for n, count in zip(pending, counts, strict=True) if count != expected]
+            short = [(n, c) for n, c in zip(pending, counts, strict=True) if c != expected]
+            pending = [n for n, _count in short]
             if not pending:
                 return
             if time.monotonic() > deadline:
+                # None: the node did not answer the request in time.
                 raise TimeoutError(
                     f"{len(pending)} {self.impl} nodes do not see {expected} live nodes "
-                    f"(e.g. node {pending[0].index} sees {counts[0]})"
+                    f"(e.g. node {short[0][0].index} sees {short[0][1]})"
                 )
             time.sleep(max(0.2, self.interval / 2))
 
@@ -636,11 +692,14 @@ class Cluster:
             if node.alive():
                 assert node.process is not None
                 node.process.terminate()
+        # One grace period for all the nodes, not one each: on a loaded machine a hundred
+        # nodes slow to exit would otherwise hold the script for minutes.
+        grace_ends = time.monotonic() + 5
         for node in self.nodes:
             if node.process is None:
                 continue
             try:
-                node.process.wait(timeout=5)
+                node.process.wait(timeout=max(0.0, grace_ends - time.monotonic()))
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait(timeout=5)

@@ -14,7 +14,15 @@ answer chitchat-test's ``GET /`` (cluster_state, live_nodes, dead_nodes), and ev
 below is read through it, so both are observed the same way. Per cluster, in order:
 
 1. join: seconds from the first spawn until every node lists all N live (and from the
-   moment every node answers HTTP, which leaves out the start-up of the processes);
+   moment every node answers HTTP, which leaves out the start-up of the processes). Node 0
+   is started first, the others once it answers; each node is then asked by a thread of
+   its own until it answers (every 0.1 s while it refuses the connection; a node that is
+   listening keeps the request until it answers), so no node's slow first answer delays
+   the harness's look at another, and each figure is the node's own. Then every node's
+   view is read (all at once from the pool) every 0.5 s until it counts N live. Beside
+   the join: seconds until each node first answered (median / max), the CPU each node had
+   used by then (its start-up, the first request included), and the CPU of all nodes
+   together when the last one answered and at the join, from ``/proc/<pid>/stat``;
 2. after ``--settle`` seconds, an idle ``--window``: CPU per node (user + system from
    ``/proc/<pid>/stat`` at the window's edges, as seconds per minute), RSS per node
    (``VmRSS``), and the bytes and datagrams each node sent per round (round = one gossip
@@ -339,6 +347,11 @@ def measure(c: Cluster, args: argparse.Namespace, rng: random.Random) -> dict[st
         "interval_ms": c.interval_ms,
         "join_seconds": join,
         "join_after_up_seconds": after_up,
+        "spawn_seconds": c.spawned_at - c.began,
+        "answering_seconds": bench.summarize([n.answered_at - c.began for n in c.nodes]),
+        "startup_cpu_seconds": bench.summarize([n.cpu_at_answer for n in c.nodes]),
+        "cpu_seconds_all_nodes_answering": c.cpu_when_answering,
+        "cpu_seconds_all_nodes_joined": c.cpu_when_joined,
         "idle": idle,
         "traffic_counted_by": (
             "GET /metrics" if c.impl == GOSSIP_TUI else ("strace sendto" if counted else None)
@@ -384,6 +397,18 @@ def table_rows(results: Sequence[dict[str, Any]]) -> list[tuple[object, ...]]:
     measures: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
         ("join: all N live everywhere, s from first spawn", lambda r: r["join_seconds"]),
         ("join, s from every node answering HTTP", lambda r: r["join_after_up_seconds"]),
+        (
+            "node answers HTTP, s from first spawn (median / max)",
+            lambda r: _median_max(r["answering_seconds"]),
+        ),
+        (
+            "CPU per node until it answers, s (median / max)",
+            lambda r: _median_max(r["startup_cpu_seconds"]),
+        ),
+        (
+            "CPU of all nodes, s: last one answering / joined",
+            lambda r: (r["cpu_seconds_all_nodes_answering"], r["cpu_seconds_all_nodes_joined"]),
+        ),
         (
             "idle CPU per node, s/min (mean / max)",
             lambda r: (

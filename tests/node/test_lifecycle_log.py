@@ -17,8 +17,9 @@ import trio
 from gossip_tui import cli
 from gossip_tui._config_file import CliSettings
 from gossip_tui._logging import configure_logging
-from gossip_tui.core.models import SocketAddress
-from gossip_tui.node import log_lifecycle, open_node
+from gossip_tui.core.models import ClusterSnapshot, NodeId, SocketAddress
+from gossip_tui.core.simulation import sim_address
+from gossip_tui.node import NodeJoined, _lifecycle_log, log_lifecycle, open_node
 from gossip_tui.testing import MemoryNetwork
 
 from .helpers import all_see_each_other, fast_config, wait_until
@@ -139,3 +140,35 @@ async def test_a_seed_host_that_does_not_resolve_is_logged_once(
     ]
     assert len(warnings) == 1
     assert sum("resolves again" in r.message for r in caplog.records) == 1
+
+
+@attrs.frozen
+class _KnowsNames:
+    """A node that knows ``known`` and cannot take a snapshot of the cluster."""
+
+    self_id: NodeId
+    known: list[NodeId]
+
+    def live_nodes(self) -> list[NodeId]:
+        return list(self.known)
+
+    def known_nodes(self) -> list[NodeId]:
+        return list(self.known)
+
+    def get(self, key: str, node: NodeId | None = None) -> str | None:
+        return None
+
+    def snapshot(self) -> ClusterSnapshot:
+        raise AssertionError("a snapshot of the whole cluster was taken")
+
+
+def test_a_join_of_a_name_known_under_no_other_generation_takes_no_snapshot() -> None:
+    # A forming node logs a join for every other node: copying every node's state for
+    # each one costs ~0.05 s of CPU per node while 100 nodes form.
+    me = NodeId("me", 1, sim_address(0))
+    peers = [NodeId(f"peer-{i}", 1, sim_address(i)) for i in range(1, 50)]
+    # Another name's second generation is no restart of this one.
+    other = NodeId("peer-2", 2, sim_address(60))
+    node = _KnowsNames(me, [me, *peers, other])
+    described = _lifecycle_log._describe(node, NodeJoined(peers[0]))  # type: ignore[arg-type]
+    assert described == (logging.INFO, f"peer-1 joined ({peers[0]})")
