@@ -170,6 +170,42 @@ _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
 # N slices.
 _LAYOUT_CACHE_MAX = 16
 _LAYOUTS: dict[tuple[int, int], list[slice]] = {}
+# The last Syns decoded, by their datagram's bytes, up to a total of _syn_cache_bytes. A
+# node sends one round's Syn to each of its targets as the same bytes, so a process that
+# runs many nodes (the demo: 200) decodes each Syn three to five times, a few hundred
+# other Syns apart: a repeat is one hash of the bytes instead of a digest's parse. Equal
+# bytes decode to equal messages and messages are frozen, so handing the same one to
+# every receiver changes nothing. A node alone in its process never gets a repeat but a
+# duplicated datagram: it keeps the default, a few datagrams' worth; a process of many
+# nodes raises it (keep_repeated_syns).
+_SYN_CACHE_DEFAULT_BYTES = 256 * 1024
+_syn_cache_bytes = _SYN_CACHE_DEFAULT_BYTES
+_syns_held_bytes = 0
+_SYNS_BY_WIRE: dict[bytes, Syn] = {}
+
+
+def keep_repeated_syns(max_bytes: int = _SYN_CACHE_DEFAULT_BYTES) -> None:
+    """Hold decoded Syns up to ``max_bytes`` of their datagrams (see _SYNS_BY_WIRE): for a
+    process that runs many nodes, which receive each other's Syns several times over."""
+    global _syn_cache_bytes
+    _syn_cache_bytes = max_bytes
+    _hold_syn(None, None)
+
+
+def _hold_syn(data: bytes | None, syn: Syn | None) -> None:
+    """Keep ``syn`` decoded from ``data`` (when given), then drop the oldest held past
+    the bound."""
+    global _syns_held_bytes
+    held = _SYNS_BY_WIRE
+    if data is not None and syn is not None:
+        held[data] = syn
+        _syns_held_bytes += len(data)
+    while _syns_held_bytes > _syn_cache_bytes and held:
+        oldest = next(iter(held))
+        del held[oldest]
+        _syns_held_bytes -= len(oldest)
+
+
 # The encoded ones are dropped by the state that held their NodeDigest once it replaces it
 # (forget_digest_entry), so the cache holds about one entry per node per cluster state in
 # the process (40,000 for 200 nodes in one process, which a bound of 4,096 emptied on
@@ -1184,9 +1220,13 @@ def decode(datagram: bytes) -> Message:
     data = bytes(datagram)
     read_digest = _decode_digest if version == PROTOCOL_V0 else _decode_digest_v1
     if msg_type == MSG_SYN:
-        digest, pos = read_digest(data, 4)
-        cluster_id, _ = _read_string(data, pos)
-        return Syn(cluster_id, digest, protocol_version=version)
+        syn = _SYNS_BY_WIRE.get(data)
+        if syn is None:
+            digest, pos = read_digest(data, 4)
+            cluster_id, _ = _read_string(data, pos)
+            syn = Syn(cluster_id, digest, protocol_version=version)
+            _hold_syn(data, syn)
+        return syn
     if msg_type == MSG_SYNACK:
         digest, pos = read_digest(data, 4)
         return SynAck(digest, _decode_delta(data, pos), protocol_version=version)

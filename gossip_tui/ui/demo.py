@@ -23,6 +23,7 @@ import attrs
 import trio
 from textual.message import Message
 
+from gossip_tui.core.codec import keep_repeated_syns
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.ui._node_api import NodeFactory, NodeHandle
 from gossip_tui.ui._trio_bridge import Post
@@ -44,6 +45,10 @@ SEED_FANOUT = 8
 PEER_SAMPLING_WINDOW = 32
 # The collector's thresholds once the demo's peers are up (see _spare_the_collector).
 DEMO_GC_THRESHOLDS = (10_000, 20, 100)
+# Bytes of decoded Syns the demo's process holds to hand a repeat out undecoded (see
+# codec.keep_repeated_syns): each Syn reaches 3-5 of the peers, a few hundred other Syns
+# apart at 200 nodes (~9 KB each); a node alone keeps a few datagrams' worth.
+DEMO_SYN_CACHE_BYTES = 4 * 2**20
 
 
 def demo_cluster_id() -> str:
@@ -109,8 +114,8 @@ class DemoCluster:
             raise ValueError("peers must be >= 0")
         self.peers = peers
         # Whether to retune the process's garbage collector once the peers are up (see
-        # _spare_the_collector): for a process that is the demo (the CLI's, the bench's),
-        # not for a test session that runs one among others.
+        # _spare_the_collector) and the codec's memory of Syns: for a process that is the
+        # demo (the CLI's, the bench's), not for a test session that runs one among others.
         self.spare_collector = spare_collector
         self.restart_delay = restart_delay
         self._rng = rng if rng is not None else random.Random()
@@ -138,6 +143,8 @@ class DemoCluster:
         base_id: str | None = config.node_id
         peer_base = _for_peers(config)
         seed_of: dict[int, str] = {0: str(node.gossip_addr)}
+        if self.spare_collector:  # a process that is the demo: tuned for many nodes
+            keep_repeated_syns(DEMO_SYN_CACHE_BYTES)
         async with trio.open_nursery() as nursery:
             for wave in _waves(self.peers, SEED_FANOUT):
                 # A wave starts at once (a start is mostly waiting on the scheduler, one at a

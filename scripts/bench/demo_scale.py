@@ -101,6 +101,13 @@ class MessageCounts:
         _loops.receive_datagram = counting  # type: ignore[assignment]
 
 
+def live_count(node: Node) -> int:
+    """``len(node.live_nodes())`` without sorting the list: this bench asks it of every node
+    twice a round, and sorting 200 ids (a Python comparison each) cost it ~1.5 % of the
+    demo's CPU. The node itself is live and never among the peers its detector judges."""
+    return 1 + sum(1 for _ in node.engine.detector.live_nodes())
+
+
 def spread(values: list[int]) -> dict[str, int]:
     values = sorted(values)
     if not values:
@@ -168,7 +175,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     events = 0
 
     def everyone_sees_all() -> int:
-        return sum(1 for node in nodes if len(node.live_nodes()) == args.nodes)
+        return sum(1 for node in nodes if live_count(node) == args.nodes)
 
     async with recording_open_node(config) as first, trio.open_nursery() as nursery:
         feed = first.subscribe()
@@ -208,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "nodes_up": len(nodes),
                     "nodes_seeing_all": everyone_sees_all(),
                     # Nodes short of all N: unknown yet, or known and judged dead.
-                    "fewest_live": min((len(node.live_nodes()) for node in nodes), default=0),
+                    "fewest_live": min((live_count(node) for node in nodes), default=0),
                     "dead_seen": sum(len(node.dead_nodes()) for node in nodes),
                     "events": events,
                 }

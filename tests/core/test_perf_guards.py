@@ -963,3 +963,31 @@ def test_a_renewed_digest_entry_reuses_its_node_id_bytes(monkeypatch: pytest.Mon
     getattr(codec, "_WIRE_BY_ENTRY", {}).clear()
     assert encode(Syn("c", digest)) == encode(Syn("c", Digest(dict(digest.nodes))))
     assert encode(Syn("c", digest)) != first
+
+
+def test_a_syn_decoded_again_from_equal_bytes_is_not_parsed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In one process of many nodes (the demo) a round's Syn reaches three to five of them
+    # as equal bytes: only the first is parsed, within what the process holds.
+    engine = _engine_with_live_peers(PEERS)
+    first = encode(engine.create_syn(3.0))
+    _bump(engine, "peer-7")
+    second = encode(engine.create_syn(4.0))
+    codec.keep_repeated_syns(2 * len(first))
+    try:
+        parses = _count_calls(monkeypatch, codec, "_decode_digest")
+        syn = decode(first)
+        again = decode(bytes(bytearray(first)))  # equal bytes, another object
+        assert parses[0] == 1
+        assert again is syn and syn == decode(bytes(bytearray(first)))
+        # Another Syn is held beside it.
+        decode(second)
+        decode(second)
+        assert parses[0] == 2
+        # Past the bound the oldest is dropped, and decoded anew.
+        codec.keep_repeated_syns(len(second))
+        assert decode(first) == syn
+        assert parses[0] == 3
+    finally:
+        codec.keep_repeated_syns()
