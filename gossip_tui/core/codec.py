@@ -176,17 +176,18 @@ _LAYOUTS: dict[tuple[int, int], list[slice]] = {}
 # other Syns apart: a repeat is one hash of the bytes instead of a digest's parse. Equal
 # bytes decode to equal messages and messages are frozen, so handing the same one to
 # every receiver changes nothing. A node alone in its process never gets a repeat but a
-# duplicated datagram: it keeps the default, a few datagrams' worth; a process of many
-# nodes raises it (keep_repeated_syns).
-_SYN_CACHE_DEFAULT_BYTES = 256 * 1024
+# duplicated datagram: it holds none (the default, 0: no lookup, nothing kept); a process
+# of many nodes turns it on (keep_repeated_syns).
+_SYN_CACHE_DEFAULT_BYTES = 0
 _syn_cache_bytes = _SYN_CACHE_DEFAULT_BYTES
 _syns_held_bytes = 0
 _SYNS_BY_WIRE: dict[bytes, Syn] = {}
 
 
 def keep_repeated_syns(max_bytes: int = _SYN_CACHE_DEFAULT_BYTES) -> None:
-    """Hold decoded Syns up to ``max_bytes`` of their datagrams (see _SYNS_BY_WIRE): for a
-    process that runs many nodes, which receive each other's Syns several times over."""
+    """Hold decoded Syns up to ``max_bytes`` of their datagrams (see _SYNS_BY_WIRE; 0, the
+    default, holds none): for a process that runs many nodes, which receive each other's
+    Syns several times over."""
     global _syn_cache_bytes
     _syn_cache_bytes = max_bytes
     _hold_syn(None, None)
@@ -1220,12 +1221,13 @@ def decode(datagram: bytes) -> Message:
     data = bytes(datagram)
     read_digest = _decode_digest if version == PROTOCOL_V0 else _decode_digest_v1
     if msg_type == MSG_SYN:
-        syn = _SYNS_BY_WIRE.get(data)
+        syn = _SYNS_BY_WIRE.get(data) if _syn_cache_bytes else None
         if syn is None:
             digest, pos = read_digest(data, 4)
             cluster_id, _ = _read_string(data, pos)
             syn = Syn(cluster_id, digest, protocol_version=version)
-            _hold_syn(data, syn)
+            if _syn_cache_bytes:
+                _hold_syn(data, syn)
         return syn
     if msg_type == MSG_SYNACK:
         digest, pos = read_digest(data, 4)

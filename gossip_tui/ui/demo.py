@@ -47,7 +47,7 @@ PEER_SAMPLING_WINDOW = 32
 DEMO_GC_THRESHOLDS = (10_000, 20, 100)
 # Bytes of decoded Syns the demo's process holds to hand a repeat out undecoded (see
 # codec.keep_repeated_syns): each Syn reaches 3-5 of the peers, a few hundred other Syns
-# apart at 200 nodes (~9 KB each); a node alone keeps a few datagrams' worth.
+# apart at 200 nodes (~9 KB each); a node alone holds none.
 DEMO_SYN_CACHE_BYTES = 4 * 2**20
 
 

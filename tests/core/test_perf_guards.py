@@ -974,9 +974,14 @@ def test_a_syn_decoded_again_from_equal_bytes_is_not_parsed_again(
     first = encode(engine.create_syn(3.0))
     _bump(engine, "peer-7")
     second = encode(engine.create_syn(4.0))
+    parses = _count_calls(monkeypatch, codec, "_decode_digest")
+    # A node alone in its process (the default) holds none: each Syn is parsed.
+    decode(first)
+    decode(first)
+    assert parses[0] == 2 and not codec._SYNS_BY_WIRE
+    parses[0] = 0
     codec.keep_repeated_syns(2 * len(first))
     try:
-        parses = _count_calls(monkeypatch, codec, "_decode_digest")
         syn = decode(first)
         again = decode(bytes(bytearray(first)))  # equal bytes, another object
         assert parses[0] == 1
