@@ -101,6 +101,34 @@ async def test_a_keystroke_that_hides_rows_lays_nothing_out(layouts: Counter[str
         assert layouts["Screen"] == before
 
 
+async def test_a_keystroke_that_leaves_rows_that_fit_lays_nothing_out(
+    layouts: Counter[str],
+) -> None:
+    """A filter keystroke that left fewer rows than the table holds hid its scrollbar (and
+    one that showed more rows brought it back), which laid the whole dashboard out: the
+    table's content grew or shrank by the scrollbar's width (~65 ms at 500 nodes, the
+    filter presses over 100 ms). The scrollbar keeps its place; rows that fit leave it an
+    empty track."""
+    app = make_app(_many_peers(), refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        await pilot.press("slash")
+        await pilot.pause()
+        before = layouts["Screen"]
+        width = table.scrollable_content_region.width
+        for text, rows in (("peer19", 11), ("peer1", 111), ("peer19", 11), ("", _PEERS + 1)):
+            table.set_filter(text)
+            await pilot.pause()
+            assert table.row_count == rows
+            assert table.scrollable_content_region.width == width
+        assert layouts["Screen"] == before
+        table.set_filter("peer19")
+        await pilot.pause()
+        bar = table.vertical_scrollbar
+        assert bar.display and bar.window_virtual_size == 0  # a track, no thumb
+
+
 async def test_a_rebuilt_table_measures_its_rows_without_rich(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

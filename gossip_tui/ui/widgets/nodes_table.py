@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import events, on
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
+from textual.geometry import Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
@@ -447,8 +448,8 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
         repaints every pane: with 500 nodes a filter keystroke that hid or showed rows
         cost ~70 ms of layout (more than the rest of the keystroke). The table keeps its
         size on screen, so what the layout would do for it is what _scroll_update does:
-        the scrollbars follow the new size (one that appears or goes asks for a layout
-        itself, rightly: the content's room changes).
+        the scrollbars follow the new size (the vertical one is always there, see
+        _scroll_update).
 
         The new rows' cells are measured from their specs (the text's width, as Rich
         measures a Text), not through Rich's measure protocol: that asks the console for
@@ -476,6 +477,16 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
                     widths[index] = width
         for column, width in zip(columns, widths, strict=True):
             column.content_width = width
+
+    def _scroll_update(self, virtual_size: Size) -> None:
+        """The vertical scrollbar is always shown (app.tcss), so rows coming and going
+        never change the table's content width (a layout of the dashboard): when they fit,
+        it is an empty track rather than a thumb the whole height."""
+        super()._scroll_update(virtual_size)
+        if self.show_vertical_scrollbar:
+            bar = self.vertical_scrollbar
+            if virtual_size.height <= bar.window_size:
+                bar.window_virtual_size = 0
 
     def remove_row(self, row_key: RowKey | str) -> None:
         # DataTable asks for a layout at once; the new virtual size follows on idle, as a
