@@ -43,6 +43,14 @@ async def _all_rows(pilot: Any, app: GossipApp) -> None:
     await pilot.pause()
 
 
+async def _no_samples(pilot: Any, app: GossipApp) -> None:
+    """The sparkline's sample stops: once a second, a frame of its own (not the one a test
+    counts) when the machine is slow enough for a test to last a second."""
+    await wait_until(pilot, lambda: app._sampler is not None, what="the sampler")
+    assert app._sampler is not None
+    app._sampler.pause()
+
+
 async def _on_peer1(pilot: Any, app: GossipApp) -> None:
     """The cursor on peer1 (rows by name: node-0, peer0, peer1, peer10...), which every
     filter below keeps: the detail pane shows the same node throughout."""
@@ -160,6 +168,47 @@ async def test_a_rebuilt_table_measures_its_rows_without_rich(
         assert {key: column.content_width for key, column in table.columns.items()} == widths
 
 
+async def test_a_filter_keystroke_is_one_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter keystroke drew the field's new character in a frame of its own, then the
+    rows it filters in another (and the detail of the node the cursor landed on in a
+    third): each frame repaints the table, two or three times the drawing of one. Frames
+    wait now until the rows and the detail follow the text: the keystroke is one frame."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _no_samples(pilot, app)
+        await pilot.press("slash")
+        await pilot.pause()
+        frames = _count_frames(monkeypatch, app)
+        table = app.nodes_table
+        # peer1 and its 110 namesakes (a rebuild), peer19.. (the cursor's node is gone:
+        # the detail changes), back to peer1 (a rebuild again), then a row or two.
+        for key, text in (("p", "p"), ("e", "pe"), ("e", "pee"), ("r", "peer")):
+            await pilot.press(key)
+            await wait_until(pilot, lambda text=text: table.filter_text == text, what=text)
+            await pilot.pause()
+        for key, text in (("1", "peer1"), ("9", "peer19"), ("backspace", "peer1")):
+            before = frames[0]
+            await pilot.press(key)
+            await wait_until(pilot, lambda text=text: table.filter_text == text, what=text)
+            await pilot.pause()
+            assert frames[0] - before == 1, (text, frames[0] - before)
+        assert table.row_count == 111
+
+
+def _count_frames(monkeypatch: pytest.MonkeyPatch, app: GossipApp) -> list[int]:
+    """Frames written to the terminal (compositor updates handed to the driver)."""
+    frames = [0]
+    display = app._display
+
+    def counting(screen: Screen[Any], renderable: Any) -> None:
+        frames[0] += renderable is not None
+        display(screen, renderable)
+
+    monkeypatch.setattr(app, "_display", counting)
+    return frames
+
+
 async def test_characters_typed_ahead_of_the_filter_rebuild_the_rows_once() -> None:
     """Each character typed into the filter rebuilt the rows for its own text, though the
     characters behind it were already typed: `peer19` in one burst rebuilt them for
@@ -208,6 +257,7 @@ async def test_the_event_log_shows_new_lines_in_one_frame(
     app = make_app(cluster, refresh_interval=3600)  # no tick: the events alone
     async with app.run_test(size=(160, 45)) as pilot:
         await _all_rows(pilot, app)
+        await _no_samples(pilot, app)
         log = app.event_log
         for index in range(100):  # more lines than the pane holds: it scrolls
             log.note(f"line {index}", FIXED_NOW)

@@ -7,6 +7,7 @@ window, sort, filter and in-place updates).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from typing import Any, ClassVar
 
 import attrs
@@ -792,6 +793,37 @@ class NodeFilter(SteadyInput):
             id=id,
         )
         self.cursor_blink = cursor_blink
+        self._frames_held: ExitStack | None = None
+
+    # A new text is drawn with the rows it filters, in one frame: the field's own repaint
+    # went out first, in a frame of its own, and the rows (and the detail of the node the
+    # cursor landed on) in one or two more, each repainting the table. From the moment the
+    # text changes, the app's frames wait (a batch update) until whoever applies the text
+    # lets them go (release_frames); every change of text is an Input.Changed to the app,
+    # which applies it, and a field taken away lets them go too.
+
+    def _watch_value(self, value: str) -> None:
+        self.hold_frames()
+        super()._watch_value(value)
+
+    def hold_frames(self) -> None:
+        """Hold the app's frames until release_frames (once, however often called)."""
+        if self._frames_held is None and self.is_attached:
+            held = ExitStack()
+            held.enter_context(self.app.batch_update())
+            self._frames_held = held
+
+    def release_frames(self) -> None:
+        held, self._frames_held = self._frames_held, None
+        if held is not None:
+            held.close()
+            # The screen draws when it is next idle: at once, not when a message next
+            # reaches it.
+            if self.is_attached:
+                self.screen.check_idle()
+
+    def on_unmount(self) -> None:
+        self.release_frames()
 
     def action_dismiss(self) -> None:
         self.value = ""
