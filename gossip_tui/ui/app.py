@@ -120,6 +120,11 @@ class FilterDue(Message):
     field before this message has changed the text (see GossipApp._filter_changed)."""
 
 
+class FilterShown(Message):
+    """The filter's text is applied and the table's highlight has reached the app ahead of
+    this message: the frames held since the text changed may go (see _apply_filter)."""
+
+
 def _detach_from_a_lost_terminal() -> None:
     """Point the standard streams at /dev/null if their terminal has hung up (closed).
 
@@ -552,6 +557,19 @@ class GossipApp(App[None]):
         text, self._filter_pending = self._filter_pending, None
         if text is not None and self.screen_stack:
             self.nodes_table.set_filter(text)
+            # The field's frames wait (NodeFilter.hold_frames) for the table's highlight
+            # to reach the detail pane too: FilterShown follows it up the same queues.
+            if self.nodes_table.post_message(FilterShown()):
+                return
+        self._filter_shown()
+
+    def on_filter_shown(self, message: FilterShown) -> None:
+        message.stop()
+        self._filter_shown()
+
+    def _filter_shown(self) -> None:
+        if self._filter_pending is None and self.screen_stack:
+            self._main_screen.query_one(NodeFilter).release_frames()
 
     @on(Input.Submitted, "#node-filter")
     def _filter_submitted(self) -> None:

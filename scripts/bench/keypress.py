@@ -30,11 +30,13 @@ collections at moments no key came for a second, or at the latest every two minu
 under two minutes, so with the policy no full collection lands among them.
 
 With ``--explain``, every press whose frame took over 100 ms is broken down into what ran
-between the key's arrival and its frame: the node's updates shown (a tick's readings and
+between the key's arrival and its frame (and how many frames went out meanwhile): the
+node's updates shown (a tick's readings and
 events, ``GossipApp._flush_updates``), screen layouts, compositor frames (the press's own
-included), the garbage collector (``gc.callbacks``), and the rest (the press's own
-handling, Textual's message passing); beside it the process's CPU time over the same span,
-which tells work from waiting for a core on a loaded machine.
+included), the filter's text applied to the table (``NodesTable.set_filter``), the
+table's idle work (new rows measured), the garbage collector (``gc.callbacks``), and the
+rest (the press's own handling, Textual's message passing); beside it the process's CPU
+time over the same span, which tells work from waiting for a core on a loaded machine.
 
     python scripts/bench/keypress.py --nodes 500 --presses 200
     python scripts/bench/keypress.py --nodes 500 --presses 200 --explain
@@ -64,6 +66,7 @@ from gossip_tui.core.models import KeyStatus
 from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.screens.key_forms import KeyFormScreen
+from gossip_tui.ui.widgets.nodes_table import NodesTable
 
 try:
     from gossip_tui.ui._collector import QuietCollector
@@ -74,6 +77,8 @@ except ImportError:  # a tree from before it, measured with this script
 _FRAME_DEADLINE_S = 30.0
 # --explain breaks down the presses slower than this (issue 15's target).
 _SLOW_S = 0.100
+# The kinds of press timed, in the order they run.
+_PRESSES = ("j", "filter", "set_form")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -212,7 +217,7 @@ class _Timeline:
     being shown, screen layouts, compositor frames and garbage collections, each a
     (start, end) pair on ``time.perf_counter``'s clock."""
 
-    KINDS = ("updates", "layout", "frame", "gc")
+    KINDS = ("updates", "filter", "measure", "layout", "frame", "gc")
 
     def __init__(self) -> None:
         self.spans: dict[str, list[tuple[float, float]]] = {kind: [] for kind in self.KINDS}
@@ -223,6 +228,10 @@ class _Timeline:
 
     def install(self, app: GossipApp) -> None:
         self._wrap(app, "_flush_updates", "updates")
+        # The filter's text applied to the table (its rows rebuilt), and the table's idle
+        # work after it (the new rows measured, the virtual size).
+        self._wrap(NodesTable, "set_filter", "filter")
+        self._wrap(NodesTable, "_update_dimensions", "measure")
         # On the class: every screen's (a form's too); its update timer looks them up
         # on the screen each time.
         self._wrap(Screen, "_refresh_layout", "layout")
@@ -295,10 +304,14 @@ class _Slow:
     parts: dict[str, tuple[int, float]]
 
     def line(self) -> str:
-        # Updates, layouts and frames never nest (a layout's frame is the layout's), gc
+        # Updates, the filter, the table's idle measuring, layouts and frames never nest (a
+        # layout's frame is the layout's; the filter applied from a tick's updates is the
+        # updates'), gc
         # runs inside any of them: "other" is the press's own handling and the loop's
         # message passing, plus any time the process waited for a core (wall minus cpu).
-        nested_free = sum(self.parts[kind][1] for kind in ("updates", "layout", "frame"))
+        nested_free = sum(
+            self.parts[kind][1] for kind in ("updates", "filter", "measure", "layout", "frame")
+        )
         other = self.frame_s - nested_free
         cells = [f"{self.press:8} {self.frame_s * 1000:6.1f} ms:"]
         for kind in _Timeline.KINDS:
@@ -395,7 +408,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
             table.focus()
             await pilot.pause()
             moves: list[tuple[float, float]] = []
-            for _ in range(args.presses):
+            for _ in range(args.presses if "j" in args.only else 0):
                 row = table.cursor_row
                 if row >= table.row_count - 1:
                     await pilot.press("g")  # back to the top, untimed
@@ -408,7 +421,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 moves.append(await _timed(pilot, "j", moved, probe, profiles, "j", explain))
                 if table.cursor_row != row + 1:
                     raise SystemExit(f"j did not move the cursor from row {row}")
-            results["j"] = _summaries(moves)
+            if moves:
+                results["j"] = _summaries(moves)
 
             await pilot.press("slash")
             await pilot.pause()
@@ -417,7 +431,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"/ focused {field!r}, not the filter")
             typed: list[tuple[float, float]] = []
             text = ""
-            for index in range(args.presses):
+            for index in range(args.presses if "filter" in args.only else 0):
                 char = "0123456789"[index % 10]
                 if len(text) >= 3:
                     field.value = text = ""
@@ -437,7 +451,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 if field.value != text:
                     raise SystemExit(f"the filter reads {field.value!r}, not {text!r}")
-            results["filter"] = _summaries(typed)
+            if typed:
+                results["filter"] = _summaries(typed)
             await pilot.press("escape")
             table.focus()
             await pilot.pause()
@@ -452,7 +467,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 return bool(fields) and all(field in visible for field in fields)
 
             forms: list[tuple[float, float]] = []
-            for _ in range(max(10, args.presses // 10)):
+            for _ in range(max(10, args.presses // 10) if "set_form" in args.only else 0):
                 screens = len(app.screen_stack)
                 forms.append(
                     await _timed(pilot, "s", form_shown, probe, profiles, "set_form", explain)
@@ -461,7 +476,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                     raise SystemExit("s did not open the set-key form")
                 await pilot.press("escape")
                 await pilot.pause()
-            results["set_form"] = _summaries(forms)
+            if forms:
+                results["set_form"] = _summaries(forms)
         finally:
             churning.cancel()
             profiles.write()
@@ -480,6 +496,12 @@ def main() -> int:
     parser.add_argument("--key-changes", type=int, default=20, help="per tick")
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=45)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=_PRESSES,
+        help="time only these presses (repeatable; all three by default)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--profile",
@@ -498,6 +520,7 @@ def main() -> int:
         help="leave full collections to Python, not the dashboard's QuietCollector",
     )
     args = parser.parse_args()
+    args.only = tuple(args.only or _PRESSES)
     results = asyncio.run(_measure(args))
     if args.json:
         json.dump(results, sys.stdout)
@@ -505,7 +528,9 @@ def main() -> int:
     else:
         print(f"{args.nodes} nodes, a tick every {args.refresh:g} s; median / p99 / max ms")
         print(f"  {'':9} {'frame (key to its frame)':>26}   {'idle (Pilot press+pause)':>26}")
-        for name in ("j", "filter", "set_form"):
+        for name in _PRESSES:
+            if name not in results:
+                continue
             cells = [
                 f"{r['median_ms']:7.1f} {r['p99_ms']:7.1f} {r['max_ms']:7.1f}"
                 for r in (results[name]["frame"], results[name]["idle"])

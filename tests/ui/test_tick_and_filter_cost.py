@@ -43,6 +43,14 @@ async def _all_rows(pilot: Any, app: GossipApp) -> None:
     await pilot.pause()
 
 
+async def _no_samples(pilot: Any, app: GossipApp) -> None:
+    """The sparkline's sample stops: once a second, a frame of its own (not the one a test
+    counts) when the machine is slow enough for a test to last a second."""
+    await wait_until(pilot, lambda: app._sampler is not None, what="the sampler")
+    assert app._sampler is not None
+    app._sampler.pause()
+
+
 async def _on_peer1(pilot: Any, app: GossipApp) -> None:
     """The cursor on peer1 (rows by name: node-0, peer0, peer1, peer10...), which every
     filter below keeps: the detail pane shows the same node throughout."""
@@ -101,6 +109,106 @@ async def test_a_keystroke_that_hides_rows_lays_nothing_out(layouts: Counter[str
         assert layouts["Screen"] == before
 
 
+async def test_a_keystroke_that_leaves_rows_that_fit_lays_nothing_out(
+    layouts: Counter[str],
+) -> None:
+    """A filter keystroke that left fewer rows than the table holds hid its scrollbar (and
+    one that showed more rows brought it back), which laid the whole dashboard out: the
+    table's content grew or shrank by the scrollbar's width (~65 ms at 500 nodes, the
+    filter presses over 100 ms). The scrollbar keeps its place; rows that fit leave it an
+    empty track."""
+    app = make_app(_many_peers(), refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        await pilot.press("slash")
+        await pilot.pause()
+        before = layouts["Screen"]
+        width = table.scrollable_content_region.width
+        for text, rows in (("peer19", 11), ("peer1", 111), ("peer19", 11), ("", _PEERS + 1)):
+            table.set_filter(text)
+            await pilot.pause()
+            assert table.row_count == rows
+            assert table.scrollable_content_region.width == width
+        assert layouts["Screen"] == before
+        table.set_filter("peer19")
+        await pilot.pause()
+        bar = table.vertical_scrollbar
+        assert bar.display and bar.window_virtual_size == 0  # a track, no thumb
+
+
+async def test_a_rebuilt_table_measures_its_rows_without_rich(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DataTable measured each new row's cells through Rich's measure protocol, which asks
+    the console for its options (the terminal's size) once a cell: a filter key that
+    rebuilt 500 rows spent ~50 ms measuring 4,500 cells, more than the rebuild. The widths
+    come from the cells' texts now, the same widths."""
+    import textual.widgets._data_table as data_table_module
+
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the filter alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        widths = {key: column.content_width for key, column in table.columns.items()}
+        measured = [0]
+        measure = data_table_module.measure
+
+        def counting(*args: Any, **kwargs: Any) -> int:
+            measured[0] += 1
+            return measure(*args, **kwargs)
+
+        monkeypatch.setattr(data_table_module, "measure", counting)
+        for text in ("peer1", "", "peer19", ""):
+            rebuilds = table.rebuilds
+            table.set_filter(text)
+            await pilot.pause()
+            assert table.rebuilds == rebuilds + 1
+        assert measured[0] == 0
+        assert {key: column.content_width for key, column in table.columns.items()} == widths
+
+
+async def test_a_filter_keystroke_is_one_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter keystroke drew the field's new character in a frame of its own, then the
+    rows it filters in another (and the detail of the node the cursor landed on in a
+    third): each frame repaints the table, two or three times the drawing of one. Frames
+    wait now until the rows and the detail follow the text: the keystroke is one frame."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _no_samples(pilot, app)
+        await pilot.press("slash")
+        await pilot.pause()
+        frames = _count_frames(monkeypatch, app)
+        table = app.nodes_table
+        # peer1 and its 110 namesakes (a rebuild), peer19.. (the cursor's node is gone:
+        # the detail changes), back to peer1 (a rebuild again), then a row or two.
+        for key, text in (("p", "p"), ("e", "pe"), ("e", "pee"), ("r", "peer")):
+            await pilot.press(key)
+            await wait_until(pilot, lambda text=text: table.filter_text == text, what=text)
+            await pilot.pause()
+        for key, text in (("1", "peer1"), ("9", "peer19"), ("backspace", "peer1")):
+            before = frames[0]
+            await pilot.press(key)
+            await wait_until(pilot, lambda text=text: table.filter_text == text, what=text)
+            await pilot.pause()
+            assert frames[0] - before == 1, (text, frames[0] - before)
+        assert table.row_count == 111
+
+
+def _count_frames(monkeypatch: pytest.MonkeyPatch, app: GossipApp) -> list[int]:
+    """Frames written to the terminal (compositor updates handed to the driver)."""
+    frames = [0]
+    display = app._display
+
+    def counting(screen: Screen[Any], renderable: Any) -> None:
+        frames[0] += renderable is not None
+        display(screen, renderable)
+
+    monkeypatch.setattr(app, "_display", counting)
+    return frames
+
+
 async def test_characters_typed_ahead_of_the_filter_rebuild_the_rows_once() -> None:
     """Each character typed into the filter rebuilt the rows for its own text, though the
     characters behind it were already typed: `peer19` in one burst rebuilt them for
@@ -149,6 +257,7 @@ async def test_the_event_log_shows_new_lines_in_one_frame(
     app = make_app(cluster, refresh_interval=3600)  # no tick: the events alone
     async with app.run_test(size=(160, 45)) as pilot:
         await _all_rows(pilot, app)
+        await _no_samples(pilot, app)
         log = app.event_log
         for index in range(100):  # more lines than the pane holds: it scrolls
             log.note(f"line {index}", FIXED_NOW)
