@@ -373,6 +373,11 @@ def _node_entry(node: NodeId) -> tuple[NodeId, bytes, tuple[str, int, tuple[int,
         if len(_WIRE_BY_NODE) >= _NODE_CACHE_MAX:
             _WIRE_BY_NODE.clear()
         _WIRE_BY_NODE[id(node)] = entry
+        # The id as this process sends it is the one its digests come back with (ours
+        # above all: every peer's digest lists it): decoded as this very object, the
+        # state's lookups and digest walk find it by identity, not by three Python __eq__
+        # calls (NodeId's, SocketAddress's, the ip's). Once per object, as the entry.
+        _remember_node(raw, node)
     return entry
 
 
@@ -853,10 +858,14 @@ def _read_node_id(data: bytes, pos: int) -> tuple[NodeId, bytes, int]:
     node = _NODES_BY_WIRE.get(raw)
     if node is None:
         node = _parse_node_id(raw, name_len)
-        if len(_NODES_BY_WIRE) >= _NODE_CACHE_MAX:
-            _NODES_BY_WIRE.clear()
-        _NODES_BY_WIRE[raw] = node
+        _remember_node(raw, node)
     return node, raw, end
+
+
+def _remember_node(raw: bytes, node: NodeId) -> None:
+    if len(_NODES_BY_WIRE) >= _NODE_CACHE_MAX:
+        _NODES_BY_WIRE.clear()
+    _NODES_BY_WIRE[raw] = node
 
 
 def _decode_digest(data: bytes, pos: int) -> tuple[Digest, int]:

@@ -95,16 +95,29 @@ class UdpSocket:
             if len(self._targets) >= _ADDRESS_CACHE_SIZE:
                 self._targets.clear()
             target = self._targets[addr] = (addr.host, addr.port)
-        while True:
-            try:
-                self._sock.sendto(data, target)
-                break
-            except BlockingIOError:
+            # What this peer sends us comes back as the very object the node sends to, so
+            # that the node's lookups by address (reply budgets, seeds) match on identity:
+            # an equal copy costs two Python __eq__ calls (the address's, its ip's) each.
+            self._adopt_source(target, addr)
+        try:
+            self._sock.sendto(data, target)
+        except BlockingIOError:
+            while True:
                 await trio.lowlevel.wait_writable(self._sock)
                 self._calls = 0
+                try:
+                    self._sock.sendto(data, target)
+                    # The wait was a checkpoint: no pace owed.
+                    return
+                except BlockingIOError:
+                    continue
         await self._pace()
 
     async def recv(self) -> tuple[bytes, SocketAddress]:
+        # Whether this call waited already: a wait is a checkpoint (a cancellation check
+        # and a trip through the scheduler), so the datagram it brought owes no pace. An
+        # idle node waits before nearly every datagram.
+        waited = False
         while True:
             try:
                 data, source = self._sock.recvfrom(MAX_DATAGRAM_SIZE + 1)
@@ -112,20 +125,26 @@ class UdpSocket:
                 await trio.lowlevel.wait_readable(self._sock)
                 # A wait is a trip through the scheduler: the other tasks had their turn.
                 self._calls = 0
+                waited = True
                 continue
             except OSError as exc:
                 if exc.errno in _TRANSIENT_ERRNOS:
                     await self._pace()
                     continue
                 raise
-            await self._pace()
+            if not waited:
+                await self._pace()
             key = (source[0], source[1])
             addr = self._sources.get(key)
             if addr is None:
-                if len(self._sources) >= _ADDRESS_CACHE_SIZE:
-                    self._sources.clear()
-                addr = self._sources[key] = SocketAddress(ipaddress.ip_address(key[0]), key[1])
+                addr = SocketAddress(ipaddress.ip_address(key[0]), key[1])
+                self._adopt_source(key, addr)
             return data, addr
+
+    def _adopt_source(self, key: tuple[str, int], addr: SocketAddress) -> None:
+        if len(self._sources) >= _ADDRESS_CACHE_SIZE:
+            self._sources.clear()
+        self._sources[key] = addr
 
     def close(self) -> None:
         if self._sock.fileno() >= 0:

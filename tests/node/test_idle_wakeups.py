@@ -14,7 +14,7 @@ from trio.testing import wait_all_tasks_blocked
 
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node
-from gossip_tui.node._transport import _YIELD_EVERY, UdpTransport
+from gossip_tui.node._transport import _YIELD_EVERY, UdpSocket, UdpTransport
 from gossip_tui.testing import MemoryNetwork
 
 from .helpers import all_see_each_other, node_task, open_cluster, wait_until
@@ -169,3 +169,67 @@ async def test_an_idle_nodes_liveness_sweep_sleeps_through_the_slots_that_change
         assert all_see_each_other(nodes)
     # One sweep every interval was 400; every MAX_SKIPPED_SWEEPS slots is the floor.
     assert counter.steps["_failure_detector_loop"] <= 400 // 16, counter.steps
+
+
+@pytest.mark.trio
+async def test_a_datagram_that_a_wait_brought_owes_no_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The wait for readability was the call's checkpoint already: a cancellation check
+    # after it (checkpoint_if_cancelled, three Python calls) would be a second one per
+    # datagram of an idle node. Sends, which never wait on an idle node, keep theirs.
+    transport = UdpTransport()
+    echoing = await transport.bind(LOCALHOST)
+    asking = await transport.bind(LOCALHOST)
+    paced: Counter[str] = Counter()
+    pace = UdpSocket._pace
+
+    async def counting_pace(self: UdpSocket) -> None:
+        paced["echoing" if self is echoing else "asking"] += 1
+        await pace(self)
+
+    monkeypatch.setattr(UdpSocket, "_pace", counting_pace)
+    exchanges = 20
+
+    async def echo() -> None:
+        while True:
+            data, source = await echoing.recv()
+            await echoing.send(data, source)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(echo)
+            await wait_all_tasks_blocked()
+            for i in range(exchanges):
+                await asking.send(b"ping %d" % i, echoing.local_address)
+                data, _source = await asking.recv()
+                assert data == b"ping %d" % i
+            nursery.cancel_scope.cancel()
+    finally:
+        echoing.close()
+        asking.close()
+    # Each side paced its sends only: every recv found its socket empty and waited.
+    assert paced == {"echoing": exchanges, "asking": exchanges}, paced
+
+
+@pytest.mark.trio
+async def test_a_peer_sent_to_comes_back_as_the_address_object_sent_to() -> None:
+    # The node's lookups by address (reply budgets, seeds) hit on identity, where an
+    # equal copy costs an __eq__ of the address and one of its ip (Python calls) each.
+    transport = UdpTransport()
+    one = await transport.bind(LOCALHOST)
+    other = await transport.bind(LOCALHOST)
+    try:
+        # An equal copy of the peer's address, not the socket's own object.
+        peer = SocketAddress.parse(str(other.local_address))
+        assert peer is not other.local_address
+        # Heard from first (an address of the transport's making), then sent to.
+        await other.send(b"hello", one.local_address)
+        _data, heard = await one.recv()
+        assert heard == peer and heard is not peer
+        await one.send(b"ping", peer)
+        await other.recv()
+        await other.send(b"pong", one.local_address)
+        _data, source = await one.recv()
+        assert source is peer
+    finally:
+        one.close()
+        other.close()
