@@ -113,3 +113,47 @@ def test_a_node_that_never_answers_ends_the_wait_at_the_deadline() -> None:
             cluster._wait_answering(cluster.nodes, time.monotonic() + 0.5)
     finally:
         _stop(cluster)
+
+
+class _SlowToExit:
+    """A node's process that outlives SIGTERM: each wait takes the whole timeout it is
+    given (on the test's clock) until the process is killed."""
+
+    pid = os.getpid()
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.grace_waits: list[float] = []
+        self.killed = False
+
+    def poll(self) -> int | None:
+        return -9 if self.killed else None
+
+    def terminate(self) -> None:
+        return None
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.killed:
+            return -9
+        assert timeout is not None
+        self.grace_waits.append(timeout)
+        self.clock[0] += timeout
+        raise bench.subprocess.TimeoutExpired("node", timeout)
+
+
+def test_nodes_slow_to_exit_share_one_grace_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three nodes that ignore SIGTERM: the cluster waits 5 s for all of them together
+    # before it kills them, not 5 s for each (100 such nodes held a run for minutes).
+    cluster = bench.Cluster(bench.GOSSIP_TUI, 3, 1000)
+    clock = [1_000.0]
+    monkeypatch.setattr(bench.time, "monotonic", lambda: clock[0])
+    processes = [_SlowToExit(clock) for _ in cluster.nodes]
+    for node, process in zip(cluster.nodes, processes, strict=True):
+        node.process = process  # type: ignore[assignment]
+    cluster.stop()
+    assert all(p.killed for p in processes)
+    assert sum(sum(p.grace_waits) for p in processes) <= 5.0
+    assert processes[0].grace_waits == [5.0]
