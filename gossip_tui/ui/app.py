@@ -1025,6 +1025,6 @@ def run_demo(
     """
     if nodes < 1:
         raise ValueError("a demo needs at least one node")
-    demo = DemoCluster(nodes - 1, restart_delay=restart_delay, spare_collector=True)
+    demo = DemoCluster(nodes - 1, restart_delay=restart_delay, tune_process=True)
     app = GossipApp(base_config, node_factory, demo=demo, collector=QuietCollector())
     return run_app(app, headless=headless)

@@ -108,15 +108,15 @@ class DemoCluster:
         *,
         restart_delay: float = 30.0,
         rng: random.Random | None = None,
-        spare_collector: bool = False,
+        tune_process: bool = False,
     ) -> None:
         if peers < 0:
             raise ValueError("peers must be >= 0")
         self.peers = peers
-        # Whether to retune the process's garbage collector once the peers are up (see
-        # _spare_the_collector) and the codec's memory of Syns: for a process that is the
-        # demo (the CLI's, the bench's), not for a test session that runs one among others.
-        self.spare_collector = spare_collector
+        # Whether the process is the demo's (the CLI's, the bench's), not a test session
+        # that runs one among others: its garbage collector is retuned once the peers are
+        # up (see _spare_the_collector) and the codec holds repeated Syns while it runs.
+        self.tune_process = tune_process
         self.restart_delay = restart_delay
         self._rng = rng if rng is not None else random.Random()
         self._requests, self._incoming = trio.open_memory_channel[None](8)
@@ -143,38 +143,43 @@ class DemoCluster:
         base_id: str | None = config.node_id
         peer_base = _for_peers(config)
         seed_of: dict[int, str] = {0: str(node.gossip_addr)}
-        if self.spare_collector:  # a process that is the demo: tuned for many nodes
+        if self.tune_process:
             keep_repeated_syns(DEMO_SYN_CACHE_BYTES)
-        async with trio.open_nursery() as nursery:
-            for wave in _waves(self.peers, SEED_FANOUT):
-                # A wave starts at once (a start is mostly waiting on the scheduler, one at a
-                # time 200 of them took 12 s); its seeds are all up by then.
-                async with trio.open_nursery() as starting:
-                    for index in wave:
-                        peer_config = attrs.evolve(
-                            peer_base,
-                            listen_addr=_EPHEMERAL,
-                            public_addr=None,
-                            node_id=f"{base_id}-peer{index}" if base_id else None,
-                            generation=None,
-                            seeds=(seed_of[_seed_index(index, SEED_FANOUT)],),
-                        )
-                        peer = _Peer(index, peer_config)
-                        self._slots.append(peer)
-                        starting.start_soon(nursery.start, self._run_peer, peer)
-                for peer in self._slots[-len(wave) :]:
-                    if peer.node_id is not None:
-                        seed_of[peer.index] = str(peer.node_id.gossip_addr)
-            if self.spare_collector:
-                _spare_the_collector()
-            post(
-                DemoNotice(
-                    f"demo: {self.peers} peers up, seeded through node 0 ({seed_of[0]}), "
-                    f"at most {SEED_FANOUT} per seed"
+        try:
+            async with trio.open_nursery() as nursery:
+                for wave in _waves(self.peers, SEED_FANOUT):
+                    # A wave starts at once (a start is mostly waiting on the scheduler, one at a
+                    # time 200 of them took 12 s); its seeds are all up by then.
+                    async with trio.open_nursery() as starting:
+                        for index in wave:
+                            peer_config = attrs.evolve(
+                                peer_base,
+                                listen_addr=_EPHEMERAL,
+                                public_addr=None,
+                                node_id=f"{base_id}-peer{index}" if base_id else None,
+                                generation=None,
+                                seeds=(seed_of[_seed_index(index, SEED_FANOUT)],),
+                            )
+                            peer = _Peer(index, peer_config)
+                            self._slots.append(peer)
+                            starting.start_soon(nursery.start, self._run_peer, peer)
+                    for peer in self._slots[-len(wave) :]:
+                        if peer.node_id is not None:
+                            seed_of[peer.index] = str(peer.node_id.gossip_addr)
+                if self.tune_process:
+                    _spare_the_collector()
+                post(
+                    DemoNotice(
+                        f"demo: {self.peers} peers up, seeded through node 0 ({seed_of[0]}), "
+                        f"at most {SEED_FANOUT} per seed"
+                    )
                 )
-            )
-            async for _ in self._incoming:
-                self._kill_random(nursery)
+                async for _ in self._incoming:
+                    self._kill_random(nursery)
+        finally:
+            if self.tune_process:
+                # Given back as a process alone has it (none held): the process may go on.
+                keep_repeated_syns()
 
     def _kill_random(self, nursery: trio.Nursery) -> None:
         candidates = [p for p in self._slots if p.scope is not None and not p.restarting]

@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     config = attrs.evolve(NodeConfig(gossip_interval=args.interval_ms / 1000), **demo_overrides(()))
     assert config.listen_addr == SocketAddress.parse("127.0.0.1:0")
-    demo = DemoCluster(args.nodes - 1, spare_collector=True)  # as the CLI's demo
+    demo = DemoCluster(args.nodes - 1, tune_process=True)  # as the CLI's demo
     started = time.monotonic()
     cpu_start = cpu_seconds()
     samples: list[dict[str, float]] = []

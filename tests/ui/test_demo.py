@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from gossip_tui.core import codec
 from gossip_tui.core.models import Liveness
 from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import DemoCluster, GossipApp
@@ -121,14 +122,19 @@ async def test_the_demo_retunes_the_collector_once_its_peers_are_up_only_when_as
     calls: list[object] = []
     monkeypatch.setattr(demo_module.gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(demo_module.gc, "set_threshold", lambda *t: calls.append(t))
-    demo = DemoCluster(9, rng=random.Random(3), spare_collector=spare)
+    demo = DemoCluster(9, rng=random.Random(3), tune_process=spare)
     app = make_app(cluster, config=FakeNodeConfig(node_id="node-0"), demo=demo)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
         await wait_until(pilot, lambda: len(demo.running) == 9, what="nine peers")
         await wait_until(pilot, lambda: bool(calls) or not spare, what="the retuning")
+        # The codec holds repeated Syns while the demo's own process runs it.
+        held_while_running = codec._syn_cache_bytes
     expected = ["freeze", demo_module.DEMO_GC_THRESHOLDS] if spare else []
     assert calls == expected
+    assert held_while_running == (demo_module.DEMO_SYN_CACHE_BYTES if spare else 0)
+    # ...and gives the memory back once the demo is gone (the process may go on).
+    assert codec._syn_cache_bytes == 0 and not codec._SYNS_BY_WIRE
 
 
 def test_the_demo_keeps_the_dashboards_hold_on_full_collections(
