@@ -190,17 +190,21 @@ def keep_repeated_syns(max_bytes: int = _SYN_CACHE_DEFAULT_BYTES) -> None:
     Syns several times over."""
     global _syn_cache_bytes
     _syn_cache_bytes = max_bytes
-    _hold_syn(None, None)
+    _trim_syns()
 
 
-def _hold_syn(data: bytes | None, syn: Syn | None) -> None:
-    """Keep ``syn`` decoded from ``data`` (when given), then drop the oldest held past
-    the bound."""
+def _hold_syn(data: bytes, syn: Syn) -> None:
+    """Keep ``syn``, decoded from ``data``, within the bound."""
+    global _syns_held_bytes
+    _SYNS_BY_WIRE[data] = syn
+    _syns_held_bytes += len(data)
+    _trim_syns()
+
+
+def _trim_syns() -> None:
+    """Drop the oldest Syns held until the rest fit the bound."""
     global _syns_held_bytes
     held = _SYNS_BY_WIRE
-    if data is not None and syn is not None:
-        held[data] = syn
-        _syns_held_bytes += len(data)
     while _syns_held_bytes > _syn_cache_bytes and held:
         oldest = next(iter(held))
         del held[oldest]
