@@ -43,16 +43,15 @@ def _by_name(*names: str) -> Callable[[trio.lowlevel.Task], str | None]:
     return label_of
 
 
-@pytest.mark.trio
-async def test_a_socket_that_waits_after_each_datagram_takes_one_step_per_datagram() -> None:
-    # An idle node's receive loop: a datagram, its reply, then a wait for the next. The
-    # wait is a trip through the scheduler, so no extra checkpoint is owed: one step per
-    # datagram, where a yield every _YIELD_EVERY calls added one per 8 datagrams.
-    transport = UdpTransport()
-    echoing = await transport.bind(LOCALHOST)
-    asking = await transport.bind(LOCALHOST)
-    exchanges = 8 * _YIELD_EVERY
-    counter = StepCounter(_by_name("echo"))
+async def _ping_pong(
+    asking: UdpSocket,
+    echoing: UdpSocket,
+    exchanges: int,
+    instrument: trio.abc.Instrument | None = None,
+) -> None:
+    """``exchanges`` pings from ``asking``, each echoed by a task named ``echo`` on
+    ``echoing`` and awaited before the next; both sockets closed after. ``instrument``
+    watches the exchanges only, from when the echo task first waits."""
 
     async def echo() -> None:
         while True:
@@ -63,18 +62,33 @@ async def test_a_socket_that_waits_after_each_datagram_takes_one_step_per_datagr
         async with trio.open_nursery() as nursery:
             nursery.start_soon(echo)
             await wait_all_tasks_blocked()
-            trio.lowlevel.add_instrument(counter)
+            if instrument is not None:
+                trio.lowlevel.add_instrument(instrument)
             try:
                 for i in range(exchanges):
                     await asking.send(b"ping %d" % i, echoing.local_address)
                     data, _source = await asking.recv()
                     assert data == b"ping %d" % i
             finally:
-                trio.lowlevel.remove_instrument(counter)
+                if instrument is not None:
+                    trio.lowlevel.remove_instrument(instrument)
             nursery.cancel_scope.cancel()
     finally:
         echoing.close()
         asking.close()
+
+
+@pytest.mark.trio
+async def test_a_socket_that_waits_after_each_datagram_takes_one_step_per_datagram() -> None:
+    # An idle node's receive loop: a datagram, its reply, then a wait for the next. The
+    # wait is a trip through the scheduler, so no extra checkpoint is owed: one step per
+    # datagram, where a yield every _YIELD_EVERY calls added one per 8 datagrams.
+    transport = UdpTransport()
+    echoing = await transport.bind(LOCALHOST)
+    asking = await transport.bind(LOCALHOST)
+    exchanges = 8 * _YIELD_EVERY
+    counter = StepCounter(_by_name("echo"))
+    await _ping_pong(asking, echoing, exchanges, counter)
     # Each step starts with the datagram that woke it and ends waiting for the next.
     assert counter.steps["echo"] <= exchanges + 1, counter.steps
 
@@ -188,24 +202,7 @@ async def test_a_datagram_that_a_wait_brought_owes_no_pace(monkeypatch: pytest.M
 
     monkeypatch.setattr(UdpSocket, "_pace", counting_pace)
     exchanges = 20
-
-    async def echo() -> None:
-        while True:
-            data, source = await echoing.recv()
-            await echoing.send(data, source)
-
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(echo)
-            await wait_all_tasks_blocked()
-            for i in range(exchanges):
-                await asking.send(b"ping %d" % i, echoing.local_address)
-                data, _source = await asking.recv()
-                assert data == b"ping %d" % i
-            nursery.cancel_scope.cancel()
-    finally:
-        echoing.close()
-        asking.close()
+    await _ping_pong(asking, echoing, exchanges)
     # Each side paced its sends only: every recv found its socket empty and waited.
     assert paced == {"echoing": exchanges, "asking": exchanges}, paced
 
