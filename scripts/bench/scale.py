@@ -216,7 +216,7 @@ def _spread_in_sim(
         left = missing()
         print(
             f"  sim {len(sim.engines)} nodes: round {count}, {left} nodes lack the key,"
-            f" peak RSS {_peak_rss_mb():,.0f} MB",
+            f" peak RSS {peak_rss_mb():,.0f} MB",
             file=sys.stderr,
             flush=True,
         )
@@ -228,7 +228,8 @@ def _spread_in_sim(
     return None, missing()
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak RSS so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -292,7 +293,7 @@ def measure_sim(
         "build_cpu_seconds": build_cpu,
         "cpu_seconds_per_round": statistics.median(round_cpu) if round_cpu else None,
         # Of the whole process so far (the largest simulation run yet).
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import argparse
 import gc
-import resource
 import time
 import tracemalloc
+
+from scale import peak_rss_mb
 
 from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1
 from gossip_tui.core.simulation import NAMINGS, Simulation
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _report(tag: str, entries: int, trace: bool, top: int) -> None:
     gc.collect()
-    line = f"{tag}: peak RSS {_peak_rss_mb():,.0f} MB"
+    line = f"{tag}: peak RSS {peak_rss_mb():,.0f} MB"
     if trace:
         held, _peak = tracemalloc.get_traced_memory()
         line += f", traced {held / entries:,.0f} B per entry"
