@@ -50,6 +50,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -119,6 +120,28 @@ def _answers_http(port: int) -> bool:
         conn.close()
 
 
+def _wait_for(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    deadline: float,
+    what: str,
+    *,
+    pause: float = _POLL,
+    stderr: IO[bytes] | None = None,
+) -> None:
+    """Ask ``ready`` until it holds; a RuntimeError ("node never ``what``", with the tail
+    of ``stderr`` when given) once the node has exited or ``deadline`` has passed."""
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = ""
+            if stderr is not None:
+                stderr.seek(0)
+                tail = f": {stderr.read()[-2000:]!r}"
+            raise RuntimeError(f"node never {what}{tail}")
+        if pause:
+            time.sleep(pause)
+
+
 @contextlib.contextmanager
 def _ready_node(
     tree: Path, http: bool, stderr: IO[bytes], python_flags: Sequence[str] = ()
@@ -143,19 +166,15 @@ def _ready_node(
         )
         try:
             deadline = started + _READY_TIMEOUT
-            while not _answers_syn(probe, port, syn):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stderr.seek(0)
-                    raise RuntimeError(f"node never answered: {stderr.read()[-2000:]!r}")
-            while http and not _accepts_tcp(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("node never accepted a TCP connection")
-                time.sleep(_POLL)
+            # The probe's timeout paces these asks: no pause between them.
+            answers = partial(_answers_syn, probe, port, syn)
+            _wait_for(process, answers, deadline, "answered", pause=0, stderr=stderr)
+            if http:
+                accepts = partial(_accepts_tcp, port)
+                _wait_for(process, accepts, deadline, "accepted a TCP connection")
             serving_cpu = bench.cpu_seconds(process.pid)
-            while http and not _answers_http(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("node never answered HTTP")
-                time.sleep(_POLL)
+            if http:
+                _wait_for(process, partial(_answers_http, port), deadline, "answered HTTP")
             yield process, started, serving_cpu
         finally:
             process.terminate()
@@ -262,12 +281,6 @@ def instruction_counts(tree: Path, with_http: bool) -> dict[str, int]:
             env=_env(tree),
         )
 
-        def wait_for(ready: Callable[[], bool], what: str) -> None:
-            while not ready():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the node under callgrind never {what}")
-                time.sleep(_POLL)
-
         def dump() -> int:
             subprocess.run(
                 ["callgrind_control", "--dump", str(process.pid)],
@@ -281,9 +294,11 @@ def instruction_counts(tree: Path, with_http: bool) -> dict[str, int]:
         probe.settimeout(0.05)
         deadline = time.monotonic() + _INSTRUCTIONS_TIMEOUT
         try:
-            wait_for(lambda: _answers_syn(probe, port, syn), "answered a Syn")
+            answers = partial(_answers_syn, probe, port, syn)
+            _wait_for(process, answers, deadline, "answered a Syn under callgrind")
             if with_http:
-                wait_for(lambda: _listens(port), "listened on TCP")
+                listens = partial(_listens, port)
+                _wait_for(process, listens, deadline, "listened on TCP under callgrind")
             counts = {"serving_instructions": dump()}
             if with_http:
                 conn = http.client.HTTPConnection(bench.HOST, port, timeout=_INSTRUCTIONS_TIMEOUT)
