@@ -8,11 +8,12 @@ starts its HTTP server on its first connection under load.
 from __future__ import annotations
 
 import http.server
+import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,18 @@ class _Running:
 
 
 class _StandIn(http.server.ThreadingHTTPServer):
-    def __init__(self, port: int, hold_until: threading.Event | None) -> None:
+    def __init__(self, port: int, hold_until: Callable[[], bool] | None) -> None:
         self.hold_until = hold_until
         self.requests = 0
-        self.answered = threading.Event()
         super().__init__((bench.HOST, port), _Handler)
         self.daemon_threads = True
+
+    def hold(self) -> None:
+        if self.hold_until is None:
+            return
+        gives_up = time.monotonic() + HOLD_LIMIT
+        while not self.hold_until() and time.monotonic() < gives_up:
+            time.sleep(0.005)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -50,15 +57,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests += 1
-        if self.server.hold_until is not None:
-            self.server.hold_until.wait(HOLD_LIMIT)
+        self.server.hold()
         body = b'{"live_nodes": 1}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.server.answered.set()
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -89,9 +94,11 @@ def test_a_node_slow_to_answer_holds_up_no_other_and_is_asked_once() -> None:
         for node in cluster.nodes:
             node.process = _Running()  # type: ignore[assignment]
         fast_server = _StandIn(fast.http_port, hold_until=None)
-        # The slow node answers only once the fast one has: a harness that waits for the
-        # slow node before it asks the fast one gives up on the slow one's first request.
-        slow_server = _StandIn(slow.http_port, hold_until=fast_server.answered)
+        # The slow node answers only once the harness has recorded the fast one's answer
+        # (not merely once the fast server wrote it: the two clients race after that). A
+        # harness that waits for the slow node before it asks the fast one waits out
+        # HOLD_LIMIT and then sees the slow node answer first.
+        slow_server = _StandIn(slow.http_port, hold_until=lambda: not math.isnan(fast.answered_at))
         with _serving(slow_server), _serving(fast_server):
             began = time.monotonic()
             cluster._wait_answering(cluster.nodes, began + 2 * HOLD_LIMIT)
