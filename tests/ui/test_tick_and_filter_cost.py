@@ -109,6 +109,30 @@ async def test_a_keystroke_that_hides_rows_lays_nothing_out(layouts: Counter[str
         assert layouts["Screen"] == before
 
 
+async def test_a_keystroke_that_leaves_no_rows_lays_nothing_out(layouts: Counter[str]) -> None:
+    """A filter keystroke that left no rows put "no node selected" in the detail pane, one
+    line where the node's detail had been a dozen, and the next keystroke that brought rows
+    back put a node's there again: each change of the pane's height laid the dashboard out
+    twice (its new virtual size asks for another). The pane keeps its height now."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _on_peer1(pilot, app)
+        await pilot.press("slash", *"peer1")
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer1", what="peer1")
+        await pilot.pause()
+        before = layouts["Screen"]
+        for key, text, rows in (("x", "peer1x", 0), ("backspace", "peer1", 111)):
+            await pilot.press(key)
+            await wait_until(
+                pilot, lambda text=text: app.nodes_table.filter_text == text, what=text
+            )
+            await pilot.pause()
+            assert app.nodes_table.row_count == rows
+            assert layouts["Screen"] == before, text
+        assert app.node_detail.shown_node is not None
+
+
 async def test_a_keystroke_that_leaves_rows_that_fit_lays_nothing_out(
     layouts: Counter[str],
 ) -> None:

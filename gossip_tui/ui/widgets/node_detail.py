@@ -207,7 +207,7 @@ class NodeDetail(VerticalScroll):
                 self._empty = True
                 self._shown = None
                 self.border_subtitle = ""
-                update_in_place(body, Text("no node selected", style="dim italic"))
+                update_in_place(body, self._placeholder(body))
             return
         age = format_age(node_age(node, taken_at))
         restart = self.restart_of(node.node)
@@ -225,6 +225,17 @@ class NodeDetail(VerticalScroll):
         self._empty = False
         self.border_subtitle = str(node.node)
         update_in_place(body, render_node(node, taken_at, self.phi_threshold, width, restarted))
+
+    def _placeholder(self, body: Static) -> Text:
+        """ "no node selected", as tall as what the body showed when that fits the pane.
+
+        A body that shrank or grew laid the whole screen out (twice: the pane's new virtual
+        size asks for another): with 500 nodes, a filter key that left no rows and the
+        next that brought some back cost two layouts each (~100 ms). Blank lines below the
+        words keep its height, so only a repaint shows them; the next node shown is most
+        often as tall as the last. Past the pane's height it shrinks (no empty scroll)."""
+        height = body.size.height if self.max_scroll_y == 0 else 1
+        return Text("no node selected" + "\n" * max(0, height - 1), style="dim italic")
 
     def on_resize(self, _event: events.Resize) -> None:
         if self._shown is not None:
