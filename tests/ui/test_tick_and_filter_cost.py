@@ -145,6 +145,31 @@ async def test_a_keystroke_that_changes_the_detail_pane_lays_nothing_out(
             assert layouts["Screen"] == before, text
 
 
+async def test_a_keystroke_that_leaves_no_rows_lays_nothing_out(layouts: Counter[str]) -> None:
+    """With no rows left, the node column narrowed to its label, and with names long
+    enough for the columns to run past the pane's right edge, the horizontal scrollbar
+    (zero lines high) went away, and came back with the rows: each laid the dashboard out
+    twice. It is always there now, as the vertical one is."""
+    cluster = FakeCluster(clock=lambda: FIXED_CLOCK)
+    for index in range(_PEERS):
+        cluster.add_peer(f"zone-a.rack-7.gossip-peer{index}", port=20000 + index)
+    app = make_app(cluster, refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        assert table.virtual_size.width > table.size.width  # columns past the right edge
+        await pilot.press("slash", *"peer1")
+        await wait_until(pilot, lambda: table.filter_text == "peer1", what="peer1")
+        await pilot.pause()
+        before = layouts["Screen"]
+        for key, text, rows in (("x", "peer1x", 0), ("backspace", "peer1", 111)):
+            await pilot.press(key)
+            await wait_until(pilot, lambda text=text: table.filter_text == text, what=text)
+            await pilot.pause()
+            assert table.row_count == rows
+            assert layouts["Screen"] == before, text
+
+
 async def test_a_keystroke_that_leaves_rows_that_fit_lays_nothing_out(
     layouts: Counter[str],
 ) -> None:
