@@ -4,11 +4,14 @@ for the tick's work and paint). Beside test_keypress_cost.py, with its layout co
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections import Counter
 from typing import Any
 
 import pytest
 from textual.screen import Screen
+from textual.timer import Timer
 
 from gossip_tui.core.models import KeyStatus
 from gossip_tui.testing import FakeCluster
@@ -255,6 +258,45 @@ async def test_a_filter_keystroke_is_one_frame(monkeypatch: pytest.MonkeyPatch) 
             await pilot.pause()
             assert frames[0] - before == 1, (text, frames[0] - before)
         assert table.row_count == 111
+
+
+async def test_a_filter_keystrokes_frame_goes_out_without_waiting_for_the_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the rows followed the text, the frames held for it were let go and the screen
+    resumed its refresh timer, which ticks at most every 1/60 s: a keystroke within 1/60 s
+    of the last frame waited up to 16 ms more for its own. The screen writes it the moment
+    it is idle now, not on the timer's tick."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _no_samples(pilot, app)
+        await pilot.press("slash", *"peer")
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer", what="peer")
+        await pilot.pause()
+        tick = Timer._tick.__code__
+        written: list[bool] = []  # per frame: whether a timer's tick wrote it
+        shown = asyncio.Event()
+        display = app._display
+
+        def recording(screen: Screen[Any], renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is None:
+                return
+            frame = sys._getframe()
+            from_timer = False
+            while frame is not None:
+                from_timer = from_timer or frame.f_code is tick
+                frame = frame.f_back
+            written.append(from_timer)
+            if app.nodes_table.filter_text == "peer1":
+                shown.set()
+
+        monkeypatch.setattr(app, "_display", recording)
+        burst(app, ["1"])  # as a terminal sends it: no Pilot refresh after it
+        await asyncio.wait_for(shown.wait(), 10)
+        assert app.nodes_table.row_count == 111
+        assert written == [False]
 
 
 def _count_frames(monkeypatch: pytest.MonkeyPatch, app: GossipApp) -> list[int]:

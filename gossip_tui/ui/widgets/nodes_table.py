@@ -35,6 +35,7 @@ from gossip_tui.ui._format import (
     node_age,
     phi_style,
 )
+from gossip_tui.ui._frames import draw_when_idle
 from gossip_tui.ui._view_model import NodeRow, ViewChanges
 from gossip_tui.ui.widgets._in_place import RepaintsInPlace
 from gossip_tui.ui.widgets._one_refresh import OneRefresh
@@ -862,9 +863,9 @@ class NodeFilter(SteadyInput):
         if held is not None:
             held.close()
             # The screen draws when it is next idle: at once, not when a message next
-            # reaches it.
+            # reaches it, nor on its refresh timer's next tick.
             if self.is_attached:
-                self.screen.check_idle()
+                draw_when_idle(self)
 
     def on_unmount(self) -> None:
         self.release_frames()
