@@ -297,6 +297,16 @@ class _Timeline:
         if info["generation"] == 2:
             self.full_collections.append(ended)
 
+    def release_wait(self, start: float, end: float) -> float | None:
+        """For a press from ``start`` to its frame at ``end``: seconds from the last
+        NodeFilter.release_frames before the frame to the start of the layout or frame
+        that wrote it (Textual's refresh timer runs them at most every 1/60 s)."""
+        released = [at for at in self.releases if start < at < end]
+        begun = [a for kind in ("layout", "frame") for a, _b in self.spans[kind] if a < end]
+        if not released or not begun or max(begun) < released[-1]:
+            return None
+        return max(begun) - released[-1]
+
     def within(self, start: float, end: float) -> dict[str, tuple[int, float]]:
         """Per kind: how many spans overlap [start, end] and their seconds inside it."""
         found: dict[str, tuple[int, float]] = {}
@@ -317,6 +327,7 @@ class _Explain:
 
     timeline: _Timeline = attrs.field(factory=_Timeline)
     slow: list[_Slow] = attrs.field(factory=list)
+    release_waits: list[float] = attrs.field(factory=list)  # per filter press
 
 
 @attrs.frozen
@@ -384,6 +395,10 @@ async def _timed(
     frame = shown - started
     pilot.app.screen._on_timer_update()
     profiles.stop(name)
+    if explain is not None and name == "filter":
+        wait = explain.timeline.release_wait(started, shown)
+        if wait is not None:
+            explain.release_waits.append(wait)
     if explain is not None and frame > _SLOW_S:
         parts = explain.timeline.within(started, started + frame)
         lines = probe.shown_lines - lines_started
@@ -518,6 +533,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 explain.timeline.uninstall()
     if explain is not None:
         results["slow"] = [attrs.asdict(slow) for slow in explain.slow]
+        waits = explain.release_waits
+        results["release_wait"] = _summary(waits) if waits else None
     return results
 
 
@@ -579,6 +596,13 @@ def main() -> int:
                 print("  " + _Slow(**press).line())
             if not slow:
                 print("  none")
+            wait = results["release_wait"]
+            if wait is not None:
+                print(
+                    "filter keys, frames let go to their frame's start: median / p99 / max "
+                    f"{wait['median_ms']} / {wait['p99_ms']} / {wait['max_ms']} ms "
+                    f"({wait['presses']} presses)"
+                )
     return 0
 
 
