@@ -37,6 +37,7 @@ from gossip_tui.core.engine import LivenessReadings
 from gossip_tui.core.models import Liveness, SocketAddress
 from gossip_tui.ui._collector import QuietCollector
 from gossip_tui.ui._format import DEFAULT_PHI_THRESHOLD, format_age
+from gossip_tui.ui._frames import PromptScreen
 from gossip_tui.ui._keys import protection_of
 from gossip_tui.ui._node_api import (
     NodeEvent,
@@ -250,6 +251,10 @@ class GossipApp(App[None]):
         self._key_forms: dict[KeyFormMode, KeyFormScreen] = {}
 
     # -- layout ----------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[Any]:
+        # The dashboard's frames go out as soon as they are let go (see PromptScreen).
+        return PromptScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         # A grid whose shape follows the width (on_resize, app.tcss): the panes keep this

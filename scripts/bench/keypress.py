@@ -36,7 +36,11 @@ events, ``GossipApp._flush_updates``), screen layouts, compositor frames (the pr
 included), the filter's text applied to the table (``NodesTable.set_filter``), the
 table's idle work (new rows measured), the garbage collector (``gc.callbacks``), and the
 rest (the press's own handling, Textual's message passing); beside it the process's CPU
-time over the same span, which tells work from waiting for a core on a loaded machine.
+time over the same span, which tells work from waiting for a core on a loaded machine; the
+table's lines drawn afresh meanwhile (``NodesTable.lines_rendered``: not from its caches);
+and for a filter key, how long its frame came after the frames held for the text were let
+go (``NodeFilter.release_frames``: time spent waiting for Textual's refresh timer, or a
+layout and the frame itself).
 
     python scripts/bench/keypress.py --nodes 500 --presses 200
     python scripts/bench/keypress.py --nodes 500 --presses 200 --explain
@@ -66,7 +70,7 @@ from gossip_tui.core.models import KeyStatus
 from gossip_tui.testing import FakeCluster, FakeNodeConfig
 from gossip_tui.ui import GossipApp
 from gossip_tui.ui.screens.key_forms import KeyFormScreen
-from gossip_tui.ui.widgets.nodes_table import NodesTable
+from gossip_tui.ui.widgets.nodes_table import NodeFilter, NodesTable
 
 try:
     from gossip_tui.ui._collector import QuietCollector
@@ -115,6 +119,7 @@ class _FrameProbe:
         self._shows: Callable[[Screen[Any]], bool] | None = None
         self.shown_at: float | None = None
         self.shown_cpu = 0.0  # time.process_time() then
+        self.shown_lines = 0  # the nodes table's lines_rendered then
         self._shown = asyncio.Event()
         self.frames = 0
         self.last_frame_at = 0.0
@@ -130,10 +135,18 @@ class _FrameProbe:
             if self._shows is not None and self._shows(screen):
                 self.shown_at = time.perf_counter()
                 self.shown_cpu = time.process_time()
+                self.shown_lines = self.lines_rendered()
                 self._shows = None
                 self._shown.set()
 
         app._display = probe  # type: ignore[method-assign]
+
+    def lines_rendered(self) -> int:
+        """The nodes table's lines drawn afresh so far (0 in a tree from before the count)."""
+        app = self._app
+        if not isinstance(app, GossipApp) or not app.screen_stack:
+            return 0
+        return getattr(app.nodes_table, "lines_rendered", 0)
 
     def expect(self, shows: Callable[[Screen[Any]], bool]) -> None:
         """The next frame for which ``shows(screen)`` holds is the press's."""
@@ -224,6 +237,7 @@ class _Timeline:
         self._gc_started = 0.0
         self._depth = 0
         self.full_collections: list[float] = []  # when each generation-2 collection ended
+        self.releases: list[float] = []  # when NodeFilter.release_frames let frames go
         self._undo: list[Callable[[], None]] = []
 
     def install(self, app: GossipApp) -> None:
@@ -236,6 +250,14 @@ class _Timeline:
         # on the screen each time.
         self._wrap(Screen, "_refresh_layout", "layout")
         self._wrap(Screen, "_compositor_refresh", "frame")
+        release = NodeFilter.release_frames
+
+        def released(field: NodeFilter) -> None:
+            self.releases.append(time.perf_counter())
+            release(field)
+
+        NodeFilter.release_frames = released  # type: ignore[method-assign,assignment]
+        self._undo.append(lambda: setattr(NodeFilter, "release_frames", release))
         gc.callbacks.append(self._on_gc)
         self._undo.append(lambda: gc.callbacks.remove(self._on_gc))
 
@@ -275,6 +297,16 @@ class _Timeline:
         if info["generation"] == 2:
             self.full_collections.append(ended)
 
+    def release_wait(self, start: float, end: float) -> float | None:
+        """For a press from ``start`` to its frame at ``end``: seconds from the last
+        NodeFilter.release_frames before the frame to the start of the layout or frame
+        that wrote it (Textual's refresh timer runs them at most every 1/60 s)."""
+        released = [at for at in self.releases if start < at < end]
+        begun = [a for kind in ("layout", "frame") for a, _b in self.spans[kind] if a < end]
+        if not released or not begun or max(begun) < released[-1]:
+            return None
+        return max(begun) - released[-1]
+
     def within(self, start: float, end: float) -> dict[str, tuple[int, float]]:
         """Per kind: how many spans overlap [start, end] and their seconds inside it."""
         found: dict[str, tuple[int, float]] = {}
@@ -283,6 +315,9 @@ class _Timeline:
             found[kind] = (len(inside), sum(inside))
         full = sum(1 for ended in self.full_collections if start < ended < end)
         found["full_gc"] = (full, 0.0)
+        released = [at for at in self.releases if start < at < end]
+        # The last release before the frame: (how many, seconds from it to the frame).
+        found["release"] = (len(released), end - released[-1] if released else 0.0)
         return found
 
 
@@ -292,6 +327,7 @@ class _Explain:
 
     timeline: _Timeline = attrs.field(factory=_Timeline)
     slow: list[_Slow] = attrs.field(factory=list)
+    release_waits: list[float] = attrs.field(factory=list)  # per filter press
 
 
 @attrs.frozen
@@ -302,6 +338,7 @@ class _Slow:
     frame_s: float
     cpu_s: float
     parts: dict[str, tuple[int, float]]
+    lines: int  # table lines drawn afresh between the key and its frame
 
     def line(self) -> str:
         # Updates, the filter, the table's idle measuring, layouts and frames never nest (a
@@ -320,6 +357,10 @@ class _Slow:
         cells[-1] += f" of which full {self.parts['full_gc'][0]}"
         cells.append(f"other {other * 1000:5.1f}")
         cells.append(f"| cpu {self.cpu_s * 1000:5.1f}")
+        cells.append(f"lines {self.lines:3}")
+        releases, wait = self.parts["release"]
+        if releases:
+            cells.append(f"release->frame {wait * 1000:5.1f}")
         return "  ".join(cells)
 
 
@@ -337,6 +378,7 @@ async def _timed(
     profiles.start(name)
     probe.expect(shows)
     cpu_started = time.process_time()
+    lines_started = probe.lines_rendered()
     started = time.perf_counter()  # press_keys hands the key to the driver at once
     await pilot.press(key)
     # Pilot.pause, spelled out: the idle figure is taken before its forced repaint, which
@@ -349,12 +391,18 @@ async def _timed(
         shown = await probe.wait()
     else:
         probe.shown_cpu = time.process_time()
+        probe.shown_lines = probe.lines_rendered()
     frame = shown - started
     pilot.app.screen._on_timer_update()
     profiles.stop(name)
+    if explain is not None and name == "filter":
+        wait = explain.timeline.release_wait(started, shown)
+        if wait is not None:
+            explain.release_waits.append(wait)
     if explain is not None and frame > _SLOW_S:
         parts = explain.timeline.within(started, started + frame)
-        explain.slow.append(_Slow(name, frame, probe.shown_cpu - cpu_started, parts))
+        lines = probe.shown_lines - lines_started
+        explain.slow.append(_Slow(name, frame, probe.shown_cpu - cpu_started, parts, lines))
     return frame, idle
 
 
@@ -485,6 +533,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 explain.timeline.uninstall()
     if explain is not None:
         results["slow"] = [attrs.asdict(slow) for slow in explain.slow]
+        waits = explain.release_waits
+        results["release_wait"] = _summary(waits) if waits else None
     return results
 
 
@@ -546,6 +596,13 @@ def main() -> int:
                 print("  " + _Slow(**press).line())
             if not slow:
                 print("  none")
+            wait = results["release_wait"]
+            if wait is not None:
+                print(
+                    "filter keys, frames let go to their frame's start: median / p99 / max "
+                    f"{wait['median_ms']} / {wait['p99_ms']} / {wait['max_ms']} ms "
+                    f"({wait['presses']} presses)"
+                )
     return 0
 
 

@@ -4,11 +4,14 @@ for the tick's work and paint). Beside test_keypress_cost.py, with its layout co
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections import Counter
 from typing import Any
 
 import pytest
 from textual.screen import Screen
+from textual.timer import Timer
 
 from gossip_tui.core.models import KeyStatus
 from gossip_tui.testing import FakeCluster
@@ -109,6 +112,67 @@ async def test_a_keystroke_that_hides_rows_lays_nothing_out(layouts: Counter[str
         assert layouts["Screen"] == before
 
 
+async def test_a_keystroke_that_changes_the_detail_pane_lays_nothing_out(
+    layouts: Counter[str],
+) -> None:
+    """The detail pane's body was as tall as what it showed: a filter keystroke that moved
+    the cursor to a node with more keys, or left no rows ("no node selected", one line), or
+    brought rows back changed its height, and each change laid the dashboard out twice
+    (the pane's new virtual size asks for another: ~100 ms at 500 nodes). The body fills
+    the pane now, whatever it shows that fits: a repaint shows the next."""
+    cluster = _many_peers()
+    peer19 = next(member for member in cluster.members if member.node_id == "peer19")
+    for key in ("zone", "rack", "load"):
+        cluster.write(peer19, key, "1", KeyStatus.SET)  # three lines more than peer1's
+    app = make_app(cluster, refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _on_peer1(pilot, app)
+        await pilot.press("slash", *"peer1")
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer1", what="peer1")
+        await pilot.pause()
+        before = layouts["Screen"]
+        steps = (
+            ("9", "peer19", "peer19"),
+            ("x", "peer19x", None),
+            ("backspace", "peer19", "peer19"),
+        )
+        for key, text, shown in steps:
+            await pilot.press(key)
+            await wait_until(
+                pilot, lambda text=text: app.nodes_table.filter_text == text, what=text
+            )
+            await pilot.pause()
+            node = app.node_detail.shown_node
+            assert (node.node.node_id if node is not None else None) == shown
+            assert layouts["Screen"] == before, text
+
+
+async def test_a_keystroke_that_leaves_no_rows_lays_nothing_out(layouts: Counter[str]) -> None:
+    """With no rows left, the node column narrowed to its label, and with names long
+    enough for the columns to run past the pane's right edge, the horizontal scrollbar
+    (zero lines high) went away, and came back with the rows: each laid the dashboard out
+    twice. It is always there now, as the vertical one is."""
+    cluster = FakeCluster(clock=lambda: FIXED_CLOCK)
+    for index in range(_PEERS):
+        cluster.add_peer(f"zone-a.rack-7.gossip-peer{index}", port=20000 + index)
+    app = make_app(cluster, refresh_interval=3600)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        table = app.nodes_table
+        assert table.virtual_size.width > table.size.width  # columns past the right edge
+        await pilot.press("slash", *"peer1")
+        await wait_until(pilot, lambda: table.filter_text == "peer1", what="peer1")
+        await pilot.pause()
+        before = layouts["Screen"]
+        for key, text, rows in (("x", "peer1x", 0), ("backspace", "peer1", 111)):
+            await pilot.press(key)
+            await wait_until(pilot, lambda text=text: table.filter_text == text, what=text)
+            await pilot.pause()
+            assert table.row_count == rows
+            assert layouts["Screen"] == before, text
+
+
 async def test_a_keystroke_that_leaves_rows_that_fit_lays_nothing_out(
     layouts: Counter[str],
 ) -> None:
@@ -194,6 +258,45 @@ async def test_a_filter_keystroke_is_one_frame(monkeypatch: pytest.MonkeyPatch) 
             await pilot.pause()
             assert frames[0] - before == 1, (text, frames[0] - before)
         assert table.row_count == 111
+
+
+async def test_a_filter_keystrokes_frame_goes_out_without_waiting_for_the_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the rows followed the text, the frames held for it were let go and the screen
+    resumed its refresh timer, which ticks at most every 1/60 s: a keystroke within 1/60 s
+    of the last frame waited up to 16 ms more for its own. The screen writes it the moment
+    it is idle now, not on the timer's tick."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the keystrokes alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _no_samples(pilot, app)
+        await pilot.press("slash", *"peer")
+        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer", what="peer")
+        await pilot.pause()
+        tick = Timer._tick.__code__
+        written: list[bool] = []  # per frame: whether a timer's tick wrote it
+        shown = asyncio.Event()
+        display = app._display
+
+        def recording(screen: Screen[Any], renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is None:
+                return
+            frame = sys._getframe()
+            from_timer = False
+            while frame is not None:
+                from_timer = from_timer or frame.f_code is tick
+                frame = frame.f_back
+            written.append(from_timer)
+            if app.nodes_table.filter_text == "peer1":
+                shown.set()
+
+        monkeypatch.setattr(app, "_display", recording)
+        burst(app, ["1"])  # as a terminal sends it: no Pilot refresh after it
+        await asyncio.wait_for(shown.wait(), 10)
+        assert app.nodes_table.row_count == 111
+        assert written == [False]
 
 
 def _count_frames(monkeypatch: pytest.MonkeyPatch, app: GossipApp) -> list[int]:
@@ -310,6 +413,34 @@ async def test_a_rebuilt_table_stamps_cells_it_drew_before_instead_of_rendering_
             lines = table._render_cell(row_index, 0, table.rich_style, 20)
             metas = {seg.style.meta.get("row") for line in lines for seg in line if seg.style}
             assert metas == {row_index}, (row_index, metas)
+
+
+async def test_a_rebuilt_table_draws_again_only_the_lines_it_never_drew() -> None:
+    """A rebuild of the rows (a filter key that hid or showed many) keyed every line of the
+    table afresh, by where it sits and the table's update count: every line on screen was
+    drawn again, ~3 ms each at 500 nodes, though the rows were the same as a key or two
+    before. Lines are keyed by what their row shows now, and stamped with their new row
+    for the mouse: back to rows shown before, only the header is drawn again."""
+    app = make_app(_many_peers(), refresh_interval=3600)  # no tick: the filter alone
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _all_rows(pilot, app)
+        await _no_samples(pilot, app)
+        table = app.nodes_table
+        for text in ("peer1", ""):
+            table.set_filter(text)
+            await pilot.pause()
+        for text in ("peer1", ""):  # all rows again, then peer1's again: drawn before
+            drawn = table.lines_rendered
+            rebuilds = table.rebuilds
+            table.set_filter(text)
+            await pilot.pause()
+            assert table.rebuilds == rebuilds + 1
+            assert table.lines_rendered - drawn <= 1, (text, table.lines_rendered - drawn)
+        assert table.scroll_y == 0
+        for y in range(1, 10):  # under the header: rows 0..8
+            strip = table._render_line(y, 0, table.size.width, table.rich_style)
+            rows = {seg.style.meta["row"] for seg in strip if seg.style and seg.style.meta}
+            assert rows == {y - 1}, (y, rows)
 
 
 def _count_renders(monkeypatch: pytest.MonkeyPatch, data_table: Any) -> list[int]:

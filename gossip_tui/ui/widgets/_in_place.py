@@ -12,7 +12,9 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 
-def update_in_place(static: Static, content: VisualType, *, fixed_size: bool = False) -> None:
+def update_in_place(
+    static: Static, content: VisualType, *, fixed_size: bool = False, min_height: int = 0
+) -> None:
     """Show ``content`` in ``static``; unchanged content is left alone.
 
     Static.update asks for a layout by default, and any layout request re-arranges and
@@ -20,7 +22,8 @@ def update_in_place(static: Static, content: VisualType, *, fixed_size: bool = F
     kept a key press from showing. A repaint suffices when the widget keeps its size:
     always for ``fixed_size`` (width and height fixed in app.tcss), otherwise when the new
     content is as tall as the old at the widget's width (a detail pane whose values changed
-    but not their line count).
+    but not their line count). ``min_height``: the height the widget's styles give it at
+    the least (its content's lines counting as that many when fewer).
     """
     if static.content == content:
         return
@@ -28,7 +31,11 @@ def update_in_place(static: Static, content: VisualType, *, fixed_size: bool = F
     static.update(content, layout=False)
     if fixed_size:
         return
-    if not size.width or static.get_content_height(size, size, size.width) != size.height:
+    if not size.width:
+        static.refresh(layout=True)
+        return
+    height = max(min_height, static.get_content_height(size, size, size.width))
+    if height != size.height:
         static.refresh(layout=True)
 
 

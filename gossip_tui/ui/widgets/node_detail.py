@@ -207,7 +207,11 @@ class NodeDetail(VerticalScroll):
                 self._empty = True
                 self._shown = None
                 self.border_subtitle = ""
-                update_in_place(body, Text("no node selected", style="dim italic"))
+                update_in_place(
+                    body,
+                    Text("no node selected", style="dim italic"),
+                    min_height=self._body_min_height(),
+                )
             return
         age = format_age(node_age(node, taken_at))
         restart = self.restart_of(node.node)
@@ -224,7 +228,23 @@ class NodeDetail(VerticalScroll):
         self._taken_at = taken_at
         self._empty = False
         self.border_subtitle = str(node.node)
-        update_in_place(body, render_node(node, taken_at, self.phi_threshold, width, restarted))
+        update_in_place(
+            body,
+            render_node(node, taken_at, self.phi_threshold, width, restarted),
+            min_height=self._body_min_height(),
+        )
+
+    def _body_min_height(self) -> int:
+        """The body's height at the least: the pane's, under the sparklines (app.tcss).
+
+        A body as tall as what it showed shrank and grew with every node of another line
+        count, and "no node selected" made it one line: each change of its height laid the
+        whole screen out, twice (the pane's new virtual size asks for another). With 500
+        nodes, a filter key that moved the cursor to a node with a key more or less, or
+        left no rows, cost ~100 ms of layouts. Filling the pane, it keeps its height for
+        any node that fits: a repaint shows the next."""
+        sparks = self.query_one(LivenessSparks)
+        return max(0, self.scrollable_content_region.height - sparks.outer_size.height)
 
     def on_resize(self, _event: events.Resize) -> None:
         if self._shown is not None:

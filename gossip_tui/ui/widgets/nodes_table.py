@@ -35,6 +35,7 @@ from gossip_tui.ui._format import (
     node_age,
     phi_style,
 )
+from gossip_tui.ui._frames import draw_when_idle
 from gossip_tui.ui._view_model import NodeRow, ViewChanges
 from gossip_tui.ui.widgets._in_place import RepaintsInPlace
 from gossip_tui.ui.widgets._one_refresh import OneRefresh
@@ -197,6 +198,23 @@ class NodeQuery:
         )
 
 
+def _restamped(strip: Strip, row_index: int) -> Strip:
+    """``strip`` with its mouse meta's row set to ``row_index`` (DataTable stamps each
+    cell's segments, and the stretch past the last column, with their row; a later meta's
+    keys replace an earlier's when Rich adds styles). Segments without a meta keep none."""
+    row_meta = Style.from_meta({"row": row_index})
+    restyled: dict[Style, Style] = {}
+    segments = []
+    for text, style, control in strip:
+        if style is not None and style._meta:
+            new_style = restyled.get(style)
+            if new_style is None:
+                new_style = restyled[style] = style + row_meta
+            style = new_style
+        segments.append(Segment(text, style, control))
+    return Strip(segments, strip.cell_length)
+
+
 class _TextCache:
     """Shared Text objects for cells that repeat ("live", "now", "0.4" in green...).
 
@@ -262,6 +280,8 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
             _CELL_CACHE_SIZE
         )
         self._line_strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(_LINE_CACHE_SIZE)
+        # The rows' lines, by what they show, with the index each was last stamped for.
+        self._row_lines: LRUCache[tuple[Any, ...], tuple[int, Strip]] = LRUCache(_LINE_CACHE_SIZE)
         # Table lines drawn afresh (not from a cache), for test_keypress_cost.py.
         self.lines_rendered = 0
         # The update_cell calls made (see _render_line: DataTable counts them among its
@@ -360,29 +380,30 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
         return lines
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
-        """A line of the table, cached by whether its row is the cursor's (or the mouse's)
-        rather than by where the cursor is, and by what its row shows rather than by
-        DataTable's update count.
+        """A line of the table, cached by what its row shows rather than by where it sits.
 
         DataTable keys every line on the cursor's coordinate, so each `j` drew every row
         on screen again, when only the row the cursor left and the one it reached look
-        different (a row cursor highlights whole rows). And it keys every line on its
-        update count, which any update_cell bumps: a tick that changed three rows drew
-        every row on screen again. A row's line depends on its cells (their specs, see
-        _draw_visible), on where it sits (y, and the count of the table's other updates:
-        rows added, removed or sorted) and on the column widths."""
+        different (a row cursor highlights whole rows). And it keys every line on its y and
+        update count, which any update_cell bumps and a rebuild of the rows changes for
+        every line: a tick that changed three rows drew every row on screen again, and a
+        filter key that rebuilt the rows drew every line again (~3 ms a line at 500
+        nodes), though most rows it showed had been drawn before, elsewhere. A row's line
+        depends on its cells (their specs, see _draw_visible), the column widths, whether
+        it is the cursor's or the mouse's, its stripe (the index's parity) and the
+        table's settings; its index goes only into the mouse's meta, which a line drawn
+        at another index gets stamped again (see _restamped)."""
         if self.cursor_type != "row":
             return super()._render_line(y, x1, x2, base_style)
         try:
-            row_key, _line_in_row = self._get_offsets(y)
+            row_key, line_in_row = self._get_offsets(y)
         except LookupError:
             return super()._render_line(y, x1, x2, base_style)
         row_index = self._row_locations.get(row_key)
         if row_index is None:
             row_index = -1  # the header
         specs = self._cells.get(row_key.value) if row_index >= 0 else None  # type: ignore[arg-type]
-        cache_key = (
-            y,
+        shared = (
             x1,
             x2,
             self.size.width,
@@ -391,32 +412,56 @@ class NodesTable(RepaintsInPlace, OneRefresh, DataTable[Text]):
             base_style,
             self._show_hover_cursor,
             self.show_cursor,
-            # A row not drawn from specs (not known here yet): any update may change it. The
-            # header's labels change only with the columns, never with a cell.
-            self._update_count - self._cell_updates
-            if specs is not None or row_index < 0
-            else self._update_count,
-            specs,
             tuple(column.get_render_width(self) for column in self.ordered_columns),
             self._pseudo_class_state,
         )
-        strip = self._line_strips.get(cache_key)
-        if strip is None:
+        if specs is None:
+            # The header, or a row not drawn from specs (not known here yet): keyed where
+            # it sits, as DataTable does. The header's labels change only with the
+            # columns, never with a cell.
+            at = (
+                y,
+                self._update_count - self._cell_updates if row_index < 0 else self._update_count,
+            )
+            strip = self._line_strips.get((*at, *shared))
+            if strip is None:
+                self.lines_rendered += 1
+                strip = super()._render_line(y, x1, x2, base_style)
+                self._line_strips[(*at, *shared)] = strip
+            return strip
+        row_key_of_line = (
+            specs,
+            line_in_row,
+            row_index % 2 if self.zebra_stripes else 0,
+            row_index < self.fixed_rows,
+            self.fixed_columns,
+            self.show_row_labels,
+            self.cell_padding,
+            *shared,
+        )
+        cached = self._row_lines.get(row_key_of_line)
+        if cached is None:
             self.lines_rendered += 1
             strip = super()._render_line(y, x1, x2, base_style)
-            self._line_strips[cache_key] = strip
+            self._row_lines[row_key_of_line] = (row_index, strip)
+            return strip
+        drawn_at, strip = cached
+        if drawn_at != row_index:
+            strip = _restamped(strip, row_index)
+            self._row_lines[row_key_of_line] = (row_index, strip)
         return strip
 
     def _clear_caches(self) -> None:
-        # The cells stay: keyed by what they show (and restamped with their row), they are
-        # as good after DataTable's clear() as before it; a new style clears them
-        # (notify_style_update).
+        # The cells and the rows' lines stay: keyed by what they show (and restamped with
+        # their row), they are as good after DataTable's clear() as before it; a new style
+        # clears them (notify_style_update).
         super()._clear_caches()
         self._line_strips.clear()
 
     def notify_style_update(self) -> None:
         self._cell_lines.clear()  # a new theme or CSS: the same text renders otherwise
         self._line_strips.clear()
+        self._row_lines.clear()
         super().notify_style_update()
 
     def _fit_columns(self) -> None:
@@ -818,9 +863,9 @@ class NodeFilter(SteadyInput):
         if held is not None:
             held.close()
             # The screen draws when it is next idle: at once, not when a message next
-            # reaches it.
+            # reaches it, nor on its refresh timer's next tick.
             if self.is_attached:
-                self.screen.check_idle()
+                draw_when_idle(self)
 
     def on_unmount(self) -> None:
         self.release_frames()
