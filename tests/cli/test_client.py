@@ -61,6 +61,27 @@ async def _run(env: dict[str, str], *args: str) -> Done:
     return Done(done.returncode, done.stdout, done.stderr)
 
 
+async def _run_all(*commands: tuple[dict[str, str], tuple[str, ...]]) -> list[Done]:
+    """``_run`` of each (environment, arguments) at once; the results in that order."""
+    results: list[Done | None] = [None] * len(commands)
+
+    async def run_one(index: int, env: dict[str, str], args: tuple[str, ...]) -> None:
+        results[index] = await _run(env, *args)
+
+    async with trio.open_nursery() as nursery:
+        for index, (env, args) in enumerate(commands):
+            nursery.start_soon(run_one, index, env, args)
+    finished = [done for done in results if done is not None]
+    assert len(finished) == len(commands)
+    return finished
+
+
+def _wrong_token(tmp_path: Path) -> Path:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-token-0123456789\n")
+    return wrong
+
+
 def _config(name: str, seeds: tuple[str, ...] = ()) -> NodeConfig:
     return NodeConfig(
         listen_addr=SocketAddress.parse("127.0.0.1:0"),
@@ -113,16 +134,37 @@ async def test_members_get_set_delete_against_a_running_node(
         env = _env(token_file, http)
         anonymous = _env(None, http)
 
-        refused = await _run(anonymous, "set", "color", "red")
-        wrong = tmp_path / "wrong"
-        wrong.write_text("not-the-token-0123456789\n")
-        wrong_token = await _run(_env(wrong, http), "set", "color", "red")
+        # Commands that do not depend on each other's effects run at once (each is a
+        # fresh interpreter: one at a time they were most of this test's time); those that
+        # read what another wrote, or time themselves, run after it, alone.
+        refused, wrong_token = await _run_all(
+            (anonymous, ("set", "color", "red")),
+            (_env(_wrong_token(tmp_path), http), ("set", "color", "red")),
+        )
         refused_value = a.get("color")
         set_done = await _run(env, "set", "color", "red")
         stored = a.get("color")
-        got = await _run(anonymous, "get", "color")
-        of_b = await _run(anonymous, "get", "app/size", "--node-id", "b")
-        ttl = await _run(env, "set", "lease", "x", "--chitchat-ttl")
+        (
+            got,
+            of_b,
+            ttl,
+            *bad_ttls,
+            both,
+            table,
+            as_json,
+            dead,
+            missing_on_b,
+        ) = await _run_all(
+            (anonymous, ("get", "color")),
+            (anonymous, ("get", "app/size", "--node-id", "b")),
+            (env, ("set", "lease", "x", "--chitchat-ttl")),
+            *((env, ("set", "k", "v", "--ttl", bad)) for bad in ("0", "-5", "x")),
+            (env, ("set", "k", "v", "--ttl", "5", "--chitchat-ttl")),
+            (anonymous, ("members",)),
+            (anonymous, ("members", "--format", "json")),
+            (anonymous, ("members", "--format", "json", "--status", "dead")),
+            (anonymous, ("get", "nope", "--node-id", "b")),
+        )
         lease = a.snapshot().node(a.self_id)
         # The CLI's subprocesses take seconds under load: the expiry is checked against
         # the clock read around each command, not against a fixed slack.
@@ -130,18 +172,13 @@ async def test_members_get_set_delete_against_a_running_node(
         timed = await _run(env, "set", "timed", "v", "--ttl", "5m")
         set_done_at = trio.current_time()
         timed_expiry = a.key_expiries()["timed"]
-        got_timed = await _run(anonymous, "get", "timed")
         json_started = trio.current_time()
         got_json = await _run(anonymous, "get", "timed", "--format", "json")
         json_done_at = trio.current_time()
-        bad_ttls = [await _run(env, "set", "k", "v", "--ttl", bad) for bad in ("0", "-5", "x")]
-        both = await _run(env, "set", "k", "v", "--ttl", "5", "--chitchat-ttl")
-        table = await _run(anonymous, "members")
-        as_json = await _run(anonymous, "members", "--format", "json")
-        dead = await _run(anonymous, "members", "--format", "json", "--status", "dead")
-        deleted = await _run(env, "delete", "color")
+        got_timed, deleted = await _run_all(
+            (anonymous, ("get", "timed")), (env, ("delete", "color"))
+        )
         after = await _run(anonymous, "get", "color")
-        missing_on_b = await _run(anonymous, "get", "nope", "--node-id", "b")
 
     assert refused.code == 1
     assert refused.stderr.count("\n") == 1 and "API token" in refused.stderr

@@ -161,6 +161,10 @@ def test_a_real_run_isolates_and_heals_a_spawned_node(tmp_path: Path) -> None:
                 str(base),
                 "--interval-ms",
                 "100",
+                # The isolation is seen as chitchat's rule sees it: without the 3 s of
+                # silence the nodes tolerate on top by default, which only delay the
+                # verdict this test waits for (tests/faults/test_sigstop.py covers it).
+                "--node-arg=--acceptable-pause=0",
                 "--control",
                 control,
                 "--no-stdin",

@@ -6,7 +6,7 @@ towards a 5 s prior with weight 5. A peer's heartbeat reaches us several times p
 mean is about 0.45 of the gossip interval, and phi 8 is crossed after a silence of about
 3.5 intervals: with chitchat's rule alone a 3 s stop kills a node at 0.5 s rounds (and at
 1 s rounds half the time). Hence the detector's ``acceptable_pause`` (3 s by default),
-added to what phi tolerates. Measured with the freeze below, 4 nodes after 10 minutes,
+added to what phi tolerates. Measured with the freeze below (after 10 minutes then), 4 nodes,
 6 seeds each, the largest phi the others saw (threshold 8):
 
 * 0.5 s rounds, defaults: a 3 s stop peaks at phi 5.4-5.5, 3.5 s at 6.3, 4 s at 7.1.
@@ -45,6 +45,12 @@ from .helpers import (
 )
 
 STOP_FOR = 3.0
+# Rounds of virtual time before the freeze: a peer's heartbeat arrives about 2.2 times a
+# round, so its sampling window (1,000 intervals) is full after about 450 rounds, whatever
+# the interval (measured: full at 225 s with 0.5 s rounds, at 450 s with 1 s rounds), and
+# from then on the mean interval, hence phi, no longer drifts. A fixed 10 minutes ran the
+# 0.5 s cases for twice that.
+STEADY_ROUNDS = 600
 
 # --------------------------------------------------------------------------- real processes
 
@@ -134,9 +140,9 @@ def test_sigstop_for_3_s_does_not_get_a_node_declared_dead(tmp_path: Path) -> No
 async def _freeze_at_steady_state(
     *, interval: float, detector: FailureDetectorConfig, network_seed: int
 ) -> tuple[int, float, bool]:
-    """4 nodes, 10 minutes of virtual time, then node 3 frozen for 3 s. Returns how many
-    peers declared it dead, the largest phi they gave it, and whether it was live
-    everywhere again 10 rounds later."""
+    """4 nodes, ``STEADY_ROUNDS`` rounds of virtual time, then node 3 frozen for 3 s.
+    Returns how many peers declared it dead, the largest phi they gave it, and whether it
+    was live everywhere again 10 rounds later."""
     network = MemoryNetwork(seed=network_seed)
     freezer = Freezer()
     addrs = [memory_addr(i, 23_000) for i in range(4)]
@@ -151,7 +157,7 @@ async def _freeze_at_steady_state(
         ids = {n.self_id for n in nodes}
         victim = nodes[3].self_id
         await wait_until(lambda: all(exactly_live(n, ids) for n in nodes), 60, "convergence")
-        await trio.sleep(600.0)
+        await trio.sleep(STEADY_ROUNDS * interval)
         logs = attach_logs(nursery, nodes[:3])
         await trio.sleep(0)
         largest_phi = 0.0
