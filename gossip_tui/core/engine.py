@@ -573,12 +573,15 @@ class GossipEngine:
                 if node not in states:
                     unadmitted.append(node)
             elif state is not me:
-                # try_set_heartbeat's no-op case (neither news nor a first heartbeat),
-                # the usual one, decided without a call.
+                # NodeState.try_set_heartbeat inlined: every heartbeat of a forming or idle
+                # cluster has risen since the last digest.
                 heartbeat = node_digest.heartbeat
-                if (heartbeat > state.heartbeat or not state.heartbeat) and (
-                    state.try_set_heartbeat(heartbeat, now)
-                ):
+                held = state.heartbeat
+                if not held:
+                    state.heartbeat = heartbeat  # the first one learnt is not news
+                elif heartbeat > held:
+                    state.heartbeat = heartbeat
+                    state.last_update = now
                     report(node)
             else:
                 own_view = node_digest

@@ -33,6 +33,7 @@ from .codec import (
     StaleNode,
     encode_key_values,
     forget_digest_entry,
+    forget_digest_entry_at,
     node_id_size,
     renew_digest_entry,
     stale_node,
@@ -800,6 +801,9 @@ class ClusterState:
         skip = set(excluded)
         shared = self.shared
         renew = renew_digest_entry if shared is None else shared.renew
+        # SharedObjects.renew's usual case (another state of the process made the entry)
+        # inlined: a simulated round renews every node's entry in every state.
+        held_entries = None if shared is None else shared.entries
         # Every node's last entry, in the order of node_states (both change together):
         # copied, it is the digest (a dict copy reuses the keys' hashes, where building it
         # again would call NodeId.__hash__, Python, per node), and only the entries that
@@ -818,14 +822,25 @@ class ClusterState:
                 or digest.last_gc_version != state.last_gc_version
                 or state._digest_wire is None
             ):
-                digest, state._digest_wire = renew(
-                    node,
-                    digest,
-                    state.heartbeat,
-                    state.last_gc_version,
-                    state.max_version,
-                    state._digest_wire,
+                held = (
+                    None
+                    if held_entries is None
+                    else held_entries.get(
+                        (id(node), state.heartbeat, state.last_gc_version, state.max_version)
+                    )
                 )
+                if held is not None and held[0] is node:
+                    forget_digest_entry_at(id(digest), None)
+                    digest, state._digest_wire = held[1], held[2]
+                else:
+                    digest, state._digest_wire = renew(
+                        node,
+                        digest,
+                        state.heartbeat,
+                        state.last_gc_version,
+                        state.max_version,
+                        state._digest_wire,
+                    )
                 state._digest = entries[node] = digest  # a value replaced: the order stays
             append(state._digest_wire)
         if skip:

@@ -253,9 +253,12 @@ def test_heartbeats_already_known_are_not_reported_one_call_each(
     calls = _count_calls(monkeypatch, NodeState, "try_set_heartbeat")
     _bump(a, "peer-7")
     b.handle_message(decode(encode(a.create_syn(4.0))), 4.0)
-    # peer-7's news (and a's own heartbeat, had it beaten) go through the call; the
-    # unchanged entries do not.
-    assert 1 <= calls[0] <= 2
+    # No call for an unchanged entry, nor now for news: peer-7's is taken inline (see
+    # test_perf_guards_entries) and reported to the detector with the digest's others.
+    assert calls[0] == 0
+    seven = next(n for n in b.state.nodes() if n.node_id == "peer-7")
+    assert b.state.node_states[seven].heartbeat == a.state.node_states[seven].heartbeat
+    assert b.state.node_states[seven].last_update == 4.0
 
 
 def test_a_delta_scan_hashes_each_node_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.messages import Syn
 from gossip_tui.core.models import NodeId, SocketAddress
-from gossip_tui.core.state import ClusterState
+from gossip_tui.core.state import ClusterState, SharedObjects
 
 PEERS = 100
 
@@ -135,3 +135,45 @@ def test_learning_a_node_sorts_the_wire_order_without_python_keys() -> None:
     assert calls == 1, calls
     assert list(state.compute_digest().nodes) != state._wire_nodes  # (node_states' order)
     assert state._wire_nodes == sorted(state.nodes())
+
+
+def test_risen_heartbeats_are_taken_without_a_call_per_node() -> None:
+    a = _engine_with_live_peers(PEERS)
+    b = _engine_with_live_peers(PEERS)
+    for node, held in a.state.node_states.items():
+        peer = b.state.node_states.get(node)
+        if peer is not None:
+            held.heartbeat = peer.heartbeat + 5
+    syn = decode(encode(a.create_syn(3.0)))
+    calls = _python_calls(lambda: b.handle_message(syn, 3.0), names=("try_set_heartbeat",))
+    assert calls == 0, calls
+    assert all(
+        b.state.node_states[node].heartbeat == held.heartbeat
+        and b.state.node_states[node].last_update == 3.0
+        for node, held in a.state.node_states.items()
+        if node in b.state.node_states and node != b.self_id
+    )
+
+
+def test_a_shared_digest_entry_is_taken_without_a_call_per_node() -> None:
+    # In one process (the Simulation) another state made the entry already: taken from the
+    # shared table in place, where SharedObjects.renew and forget_digest_entry took two
+    # calls per node per digest.
+    shared = SharedObjects(10_000)
+    states = []
+    nodes = [NodeId(f"n-{i}", 1, _addr(i)) for i in range(PEERS)]
+    for _ in range(2):
+        held = ClusterState()
+        held.shared = shared
+        for node in nodes:
+            held.node_state_or_init(node).heartbeat = 1
+        held.compute_digest()
+        for node in nodes:
+            held.node_states[node].heartbeat = 2
+        states.append(held)
+    first = states[0].compute_digest()
+    calls = _python_calls(states[1].compute_digest, names=("renew", "forget_digest_entry"))
+    assert calls == 0, calls
+    second = states[1].compute_digest()
+    assert all(first.nodes[n] is second.nodes[n] for n in nodes)
+    assert encode(Syn("c", first)) == encode(Syn("c", second))
