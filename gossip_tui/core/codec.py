@@ -411,6 +411,10 @@ def _digest_entries(digest: Digest) -> list[bytes]:
     return [wire for _key, wire in keyed]
 
 
+# forget_digest_entry by the entry's id, a C call: (id(nd), None).
+forget_digest_entry_at = _WIRE_BY_ENTRY.pop
+
+
 def forget_digest_entry(nd: NodeDigest) -> None:
     """Drop the cached encoding of ``nd``, which its holder no longer hands out. (While
     cached, ``nd`` is kept alive by the cache, so no other object can have its id.)"""

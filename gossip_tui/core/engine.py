@@ -67,7 +67,15 @@ from .messages import (
     Syn,
     SynAck,
 )
-from .models import ClusterSnapshot, KeyStatus, Liveness, NodeId, NodeSnapshot, SocketAddress
+from .models import (
+    ClusterSnapshot,
+    KeyStatus,
+    Liveness,
+    NodeId,
+    NodeSnapshot,
+    SocketAddress,
+    sort_key_of,
+)
 from .state import ClusterState, NodeState, StateChange, StateLimits, digest_entry_size
 
 # A node about to leave sets this key; gossip-tui peers then count it as gone at once.
@@ -261,7 +269,7 @@ def _sent_digest_size(digest: Digest, protocol_version: int) -> int:
 def _in_order(addrs: Iterable[SocketAddress]) -> list[SocketAddress]:
     # The order of SocketAddress.__lt__, compared as C tuples: a round sorts every peer, and
     # a Python __lt__ per comparison cost more than the rest of the round's choice.
-    return sorted(addrs, key=SocketAddress.sort_key)
+    return sorted(addrs, key=sort_key_of)
 
 
 def select_gossip_targets(
@@ -549,7 +557,9 @@ class GossipEngine:
         # cluster. Known peers take the inline branch; the rest go the careful way.
         states = self.state.node_states
         me = states.get(self.self_id)
-        report = self.detector.report_heartbeat
+        # The nodes whose heartbeat rose, reported to the detector in one call at the end.
+        rose: list[NodeId] = []
+        report = rose.append
         own_view: NodeDigest | None = None
         unadmitted: list[NodeId] = []
         nodes = digest.nodes
@@ -563,15 +573,20 @@ class GossipEngine:
                 if node not in states:
                     unadmitted.append(node)
             elif state is not me:
-                # try_set_heartbeat's no-op case (neither news nor a first heartbeat),
-                # the usual one, decided without a call.
+                # NodeState.try_set_heartbeat inlined: every heartbeat of a forming or idle
+                # cluster has risen since the last digest.
                 heartbeat = node_digest.heartbeat
-                if (heartbeat > state.heartbeat or not state.heartbeat) and (
-                    state.try_set_heartbeat(heartbeat, now)
-                ):
-                    report(node, now)
+                held = state.heartbeat
+                if not held:
+                    state.heartbeat = heartbeat  # the first one learnt is not news
+                elif heartbeat > held:
+                    state.heartbeat = heartbeat
+                    state.last_update = now
+                    report(node)
             else:
                 own_view = node_digest
+        if rose:
+            self.detector.report_heartbeats(rose, now)
         seen = self._step_digest
         if unadmitted and seen is not None and seen.digest is digest:
             self._step_digest = attrs.evolve(seen, unadmitted=tuple(unadmitted))
@@ -843,9 +858,7 @@ class GossipEngine:
         was_live = self._live_at_last_sweep
         # Membership tests, not NodeId's Python __ne__ per node; the order stays the state's.
         skip = {self.self_id, *self.left}
-        judge = self.detector.update_node_liveness
-        for node in [n for n in self.state.node_states if n not in skip]:
-            judge(node, now)
+        self.detector.update_liveness_of([n for n in self.state.node_states if n not in skip], now)
         is_live = set(self.detector.live_nodes())
         self._live_at_last_sweep = is_live
         removed = []
@@ -859,9 +872,9 @@ class GossipEngine:
                     del self._caps_peers[node.gossip_addr]
                 removed.append(node)
         liveness = LivenessChanges(
-            joined=tuple(sorted(is_live - was_live)),
-            died=tuple(sorted(was_live - is_live)),
-            removed=tuple(sorted(removed)),
+            joined=tuple(sorted(is_live - was_live, key=sort_key_of)),
+            died=tuple(sorted(was_live - is_live, key=sort_key_of)),
+            removed=tuple(sorted(removed, key=sort_key_of)),
         )
         self._nodes_at_last_sweep = len(self.state.node_states)
         self._left_at_last_sweep = frozenset(self.left) if self.left else frozenset()
@@ -882,13 +895,15 @@ class GossipEngine:
     # ------------------------------------------------------------------ views
 
     def live_nodes(self) -> list[NodeId]:
-        return [self.self_id, *sorted(n for n in self.detector.live_nodes() if n != self.self_id)]
+        # A set difference and a sort in C: NodeId's __ne__ and __lt__ are Python.
+        peers = set(self.detector.live_nodes()) - {self.self_id}
+        return [self.self_id, *sorted(peers, key=sort_key_of)]
 
     def dead_nodes(self) -> list[NodeId]:
         """Dead and left nodes, but for older generations of a node live again (restarted):
         those are the same node to an operator."""
         folded = self.superseded_generations()
-        return sorted(n for n in self.detector.dead_nodes() if n not in folded)
+        return sorted((n for n in self.detector.dead_nodes() if n not in folded), key=sort_key_of)
 
     def superseded_generations(self) -> dict[NodeId, NodeId]:
         """Each known generation older than a live one of the same node id -> that one."""

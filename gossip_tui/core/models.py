@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -23,12 +24,37 @@ class AddressError(GossipTuiError, ValueError):
     """A text that is not an ``ip:port`` socket address."""
 
 
+_Hashed = TypeVar("_Hashed")
+
+
+def _hash_in_c(cls: type[_Hashed]) -> type[_Hashed]:
+    """Make ``hash()`` of the attrs class ``cls`` a C call. Node ids and addresses are
+    dict and set keys everywhere (a forming node hashes a node id some 2,000 times a
+    round at 100 nodes), and attrs' ``__hash__`` is a Python function, called each time.
+    Each instance holds the value attrs computes, as the bound ``int.__int__`` of it (a
+    C callable that returns it), in its ``_hash`` slot; that slot's descriptor becomes the
+    class's ``__hash__``, so CPython's hash reads the slot and calls it, with no Python
+    frame. Equal instances hash alike, as with attrs' own hash (the same value)."""
+    attrs_hash = cls.__hash__
+    hash_slot = cls.__dict__["_hash"]
+
+    def held_hash(self: Any) -> Callable[[], int]:
+        return attrs_hash(self).__int__
+
+    cls._make_hash = held_hash  # type: ignore[attr-defined]
+    # The class's __hash__ set through a variable's name: mypy forbids assigning a method.
+    name = "__hash__"
+    setattr(cls, name, hash_slot)
+    return cls
+
+
 def _check_port(_instance: Any, _attribute: Any, port: int) -> None:
     if not 0 <= port <= 0xFFFF:
         raise AddressError(f"port {port} is outside 0..65535")
 
 
-@attrs.frozen(order=False, cache_hash=True)
+@_hash_in_c
+@attrs.frozen(order=False)
 class SocketAddress:
     """An IP socket address as chitchat puts it on the wire (no host names)."""
 
@@ -39,10 +65,23 @@ class SocketAddress:
     # Sorting happens every round and on every digest: compute the key once.
     _sort_key: tuple[int, bytes, int] = attrs.field(init=False, eq=False, repr=False)
 
+    # hash(self), held for _hash_in_c.
+    _hash: Callable[[], int] = attrs.field(
+        init=False,
+        eq=False,
+        repr=False,
+        default=attrs.Factory(lambda self: self._make_hash(), takes_self=True),
+    )
+
     @_sort_key.default
     def _make_sort_key(self) -> tuple[int, bytes, int]:
         # Rust orders SocketAddr V4 before V6, then by address, then port.
         return (self.ip.version, self.ip.packed, self.port)
+
+    def __reduce__(self) -> tuple[type[SocketAddress], tuple[IPAddress, int]]:
+        # A copy or an unpickled one is built anew: its hash is worked out again (another
+        # process hashes strings differently).
+        return (SocketAddress, (self.ip, self.port))
 
     @classmethod
     def parse(cls, text: str) -> SocketAddress:
@@ -74,7 +113,8 @@ class SocketAddress:
         return f"{self.ip}:{self.port}"
 
 
-@attrs.frozen(order=False, cache_hash=True)
+@_hash_in_c
+@attrs.frozen(order=False)
 class NodeId:
     """Who a node is: a name, a generation that grows on each restart, an address."""
 
@@ -86,6 +126,18 @@ class NodeId:
     _sort_key: tuple[str, int, tuple[int, bytes, int]] = attrs.field(
         init=False, eq=False, repr=False
     )
+
+    # hash(self), held for _hash_in_c.
+    _hash: Callable[[], int] = attrs.field(
+        init=False,
+        eq=False,
+        repr=False,
+        default=attrs.Factory(lambda self: self._make_hash(), takes_self=True),
+    )
+
+    def __reduce__(self) -> tuple[type[NodeId], tuple[str, int, SocketAddress]]:
+        # As SocketAddress.__reduce__: built anew, hashed anew.
+        return (NodeId, (self.node_id, self.generation, self.gossip_addr))
 
     @_sort_key.default
     def _make_sort_key(self) -> tuple[str, int, tuple[int, bytes, int]]:
@@ -102,6 +154,12 @@ class NodeId:
 
     def __str__(self) -> str:
         return f"{self.node_id}:{self.generation}:{self.gossip_addr}"
+
+
+# The key SocketAddress.__lt__ and NodeId.__lt__ compare, read in C: a sort by it puts
+# either in the same order as sorting them does, with no Python call per comparison (nor
+# per item, as ``key=NodeId.sort_key`` makes). Rounds and digests sort every node.
+sort_key_of = operator.attrgetter("_sort_key")
 
 
 def parse_seed(text: str) -> SocketAddress | tuple[str, int]:

@@ -33,13 +33,14 @@ from .codec import (
     StaleNode,
     encode_key_values,
     forget_digest_entry,
+    forget_digest_entry_at,
     node_id_size,
     renew_digest_entry,
     stale_node,
 )
 from .fields_repr import fields_repr
 from .messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
-from .models import KeyStatus, NodeId, SocketAddress, VersionedValue
+from .models import KeyStatus, NodeId, SocketAddress, VersionedValue, sort_key_of
 
 # How many garbage-collected nodes are remembered, so that a peer still gossiping about
 # one cannot bring it back with an old heartbeat. chitchat after 0.10.1 remembers 5,000
@@ -773,12 +774,15 @@ class ClusterState:
         """Put the wire order lists in the order a digest is written (chitchat's order of
         node ids). Sorted once per change of membership, not per digest."""
         if not self._wire_sorted:
-            ranked = sorted(
-                enumerate(self.node_states.items()), key=lambda item: item[1][0].sort_key()
-            )
-            self._wire_nodes = [node for _rank, (node, _state) in ranked]
-            self._wire_states = [state for _rank, (_node, state) in ranked]
-            self._wire_ranks = [rank for rank, _item in ranked]
+            # Positions in node_states sorted by their node's key: all in C, no Python call
+            # per node nor per comparison (a forming cluster learns nodes every message).
+            nodes = list(self.node_states)
+            keys = list(map(sort_key_of, nodes))
+            ranks = sorted(range(len(nodes)), key=keys.__getitem__)
+            states = list(self.node_states.values())
+            self._wire_nodes = list(map(nodes.__getitem__, ranks))
+            self._wire_states = list(map(states.__getitem__, ranks))
+            self._wire_ranks = ranks
             self._wire_sorted = True
 
     def aligned_states(self, peer_digests: Mapping[NodeId, NodeDigest]) -> list[NodeState] | None:
@@ -797,6 +801,9 @@ class ClusterState:
         skip = set(excluded)
         shared = self.shared
         renew = renew_digest_entry if shared is None else shared.renew
+        # SharedObjects.renew's usual case (another state of the process made the entry)
+        # inlined: a simulated round renews every node's entry in every state.
+        held_entries = None if shared is None else shared.entries
         # Every node's last entry, in the order of node_states (both change together):
         # copied, it is the digest (a dict copy reuses the keys' hashes, where building it
         # again would call NodeId.__hash__, Python, per node), and only the entries that
@@ -815,14 +822,25 @@ class ClusterState:
                 or digest.last_gc_version != state.last_gc_version
                 or state._digest_wire is None
             ):
-                digest, state._digest_wire = renew(
-                    node,
-                    digest,
-                    state.heartbeat,
-                    state.last_gc_version,
-                    state.max_version,
-                    state._digest_wire,
+                held = (
+                    None
+                    if held_entries is None
+                    else held_entries.get(
+                        (id(node), state.heartbeat, state.last_gc_version, state.max_version)
+                    )
                 )
+                if held is not None and held[0] is node:
+                    forget_digest_entry_at(id(digest), None)
+                    digest, state._digest_wire = held[1], held[2]
+                else:
+                    digest, state._digest_wire = renew(
+                        node,
+                        digest,
+                        state.heartbeat,
+                        state.last_gc_version,
+                        state.max_version,
+                        state._digest_wire,
+                    )
                 state._digest = entries[node] = digest  # a value replaced: the order stays
             append(state._digest_wire)
         if skip:
@@ -860,8 +878,11 @@ class ClusterState:
         return reset
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
+        # Every round, over every node: the states that cannot hold a marked key-value
+        # (most) are passed over here, without a call each.
         for state in self.node_states.values():
-            state.gc_keys_marked_for_deletion(grace_period, now)
+            if state._may_hold_marked:
+                state.gc_keys_marked_for_deletion(grace_period, now)
 
     def _stale_candidates(
         self, peer_digests: Mapping[NodeId, NodeDigest], skip: set[NodeId], only_listed: bool
