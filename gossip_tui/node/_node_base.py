@@ -116,6 +116,10 @@ class NodeBase:
     ) -> None:
         self.config = config
         self.engine = engine
+        # The node's clock: the run's own, read directly. trio.current_time() finds the
+        # run and its clock on every read, three Python calls more, and the receive path
+        # reads the time once a datagram (the clock is the run's for the run's life).
+        self._now: Callable[[], float] = trio.lowlevel.current_clock().current_time
         self.stats = NodeStats()
         self._outrun_log = _BurstLog()
         self._repair_log = _BurstLog()
@@ -169,9 +173,6 @@ class NodeBase:
         self._sweep_slot = 0.0
         self._sweep_alarm_due = -math.inf
 
-    def _now(self) -> float:
-        return trio.current_time()
-
     def _local_changed(
         self, events: Callable[[list[NodeEvent]], list[NodeEvent]] | None = None
     ) -> None:
@@ -187,7 +188,8 @@ class NodeBase:
         """The earliest time a sweep could change something (it may be early): a verdict
         or a removal (the engine's), a key's expiry, peer readings of senders to prune."""
         due = min(self.engine.liveness_steady_until(), self.expiries.earliest)
-        if len(self._peer_views) > len(self.engine.state):
+        # The state's dict, not the state: its __len__ is a Python call, once a datagram.
+        if len(self._peer_views) > len(self.engine.state.node_states):
             return -math.inf
         return due
 
