@@ -306,9 +306,6 @@ async def test_udp_replays_to_another_node_are_refused_and_counted() -> None:
         b_to_c = [data for data, addr in recorder.sent if addr == c.gossip_addr]
         assert b_to_c
         before_in, before_refused = a.stats.datagrams_in, _refused(a)
-        state_before = a.engine.state.node_state(b.self_id)
-        assert state_before is not None
-        versions_before = state_before.max_version
         attacker = await UdpTransport().bind(SocketAddress.parse("127.0.0.1:0"))
         try:
             for data in b_to_c:
@@ -319,7 +316,14 @@ async def test_udp_replays_to_another_node_are_refused_and_counted() -> None:
         finally:
             attacker.close()
         assert a.stats.datagrams_in - before_in >= len(b_to_c)
-        assert state_before.max_version == versions_before
+        # a holds of b only what b itself published since: b's own keys (its view summary)
+        # may rise meanwhile under load, so a's copy is compared with b's, not with a
+        # snapshot taken before the replays.
+        b_at_a = a.engine.state.node_state(b.self_id)
+        b_own = b.engine.state.node_state(b.self_id)
+        assert b_at_a is not None and b_own is not None
+        assert b_at_a.max_version <= b_own.max_version
+        assert a.get("k", b.self_id) == "v"
         await wait_until(lambda: all_see_each_other(nodes), 30, "still converged")
 
 
