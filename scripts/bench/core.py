@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import _cluster as bench
+import attrs
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DeltaWriter, decode, digest_size, encode
 from gossip_tui.core.engine import GossipEngine
@@ -291,6 +292,29 @@ def run_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     in_sync = f"{args.nodes} nodes, in sync"
     case("engine", f"handle Syn ({in_sync}) + encode SynAck", len(syn_wire), handle_syn)
+
+    # An idle cluster's Syn is not in sync: every node beats once a round, so each entry's
+    # heartbeat has risen since the last digest the receiver saw. Each run gets a Syn whose
+    # every heartbeat is one higher than the run before (encoded in the setup, untimed).
+    risen_heartbeat = [0]
+    risen_wire: list[bytes] = []
+
+    def next_risen_syn() -> None:
+        risen_heartbeat[0] += 1
+        rise = risen_heartbeat[0]
+        entries = {
+            node: attrs.evolve(entry, heartbeat=entry.heartbeat + rise)
+            for node, entry in syn_ab.digest.nodes.items()
+        }
+        risen = attrs.evolve(syn_ab, digest=Digest(entries))
+        risen_wire[:] = [encode(risen)]
+
+    def handle_risen_syn() -> bytes:
+        return encode(b.handle_message(decode(risen_wire[0]), 2_001.0).reply)  # type: ignore[arg-type]
+
+    case("engine", f"handle Syn ({args.nodes} nodes, every heartbeat risen) + encode SynAck",
+         len(syn_wire), handle_risen_syn, setup=next_risen_syn,
+         note="an idle cluster's Syn")  # fmt: skip
     case("engine", f"handle SynAck ({in_sync}) + encode Ack", len(synack_wire), handle_synack)
     case("engine", "handle Ack", len(ack_wire), lambda: a.handle_message(decode(ack_wire), 2_001.0))
 
