@@ -73,6 +73,7 @@ class SamplingWindow:
         "_sum",
         "_window_size",
         "last_heartbeat",
+        "mean",
     )
 
     def __init__(self, window_size: int, max_interval: float, prior_interval: float) -> None:
@@ -84,11 +85,14 @@ class SamplingWindow:
         self._max_interval = max_interval
         self._prior_mean = prior_interval
         self.last_heartbeat: float | None = None
+        # The smoothed mean interval, None before the first interval: kept as the intervals
+        # change (only here and in reset), so the detector's loops read it without a call.
+        self.mean: float | None = None
 
     def report_heartbeat(self, now: float) -> float | None:
-        """Record a heartbeat at ``now``; the smoothed mean interval after it (None before
-        the first interval), which the detector needs next: returned rather than asked
-        for, one call per heartbeat instead of three."""
+        """Record a heartbeat at ``now``; the smoothed mean interval after it (:attr:`mean`),
+        which the detector needs next: returned rather than asked for, one call per
+        heartbeat instead of three."""
         last = self.last_heartbeat
         self.last_heartbeat = now
         intervals = self._intervals
@@ -104,22 +108,21 @@ class SamplingWindow:
                     intervals[oldest] = interval
                     self._oldest = (oldest + 1) % self._window_size
                 self._sum += interval
-        if not intervals:
-            return None
-        return (self._sum + _PRIOR_WEIGHT * self._prior_mean) / (len(intervals) + _PRIOR_WEIGHT)
+                self.mean = (self._sum + _PRIOR_WEIGHT * self._prior_mean) / (
+                    len(intervals) + _PRIOR_WEIGHT
+                )
+        return self.mean
 
     def reset(self) -> None:
         # A fresh array, not emptied in place: an emptied one keeps its capacity.
         self._intervals = array("d")
         self._oldest = 0
         self._sum = 0.0
+        self.mean = None
 
     def mean_interval(self) -> float | None:
         """The smoothed mean interval, or None before the first interval."""
-        if not self._intervals:
-            return None
-        count = len(self._intervals)
-        return (self._sum + _PRIOR_WEIGHT * self._prior_mean) / (count + _PRIOR_WEIGHT)
+        return self.mean
 
     def phi(self, now: float, pause_per_phi: float = 0.0) -> float | None:
         """chitchat's phi, the mean stretched by ``pause_per_phi`` (see the module doc)."""
@@ -206,13 +209,10 @@ class FailureDetector:
         # (A live node has a mean: its window is only emptied when it dies.)
         for node in self._live:
             window = samples[node]
-            last, intervals = window.last_heartbeat, window._intervals
-            if last is None or not intervals:
+            last, mean = window.last_heartbeat, window.mean
+            if last is None or mean is None:
                 until = -math.inf
                 break
-            mean = (window._sum + _PRIOR_WEIGHT * window._prior_mean) / (
-                len(intervals) + _PRIOR_WEIGHT
-            )
             tolerated = threshold * (mean + pause_per_phi)
             crossing = last + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
             if crossing < until:
@@ -237,15 +237,15 @@ class FailureDetector:
         for node in nodes:
             window = samples.get(node)
             if window is not None:
-                last, intervals = window.last_heartbeat, window._intervals
-                if last is not None and intervals:
-                    mean = (window._sum + _PRIOR_WEIGHT * window._prior_mean) / (
-                        len(intervals) + _PRIOR_WEIGHT
-                    )
-                    if (now - last) / (mean + pause_per_phi) <= threshold:
-                        live.add(node)
-                        dead.pop(node, None)
-                        continue
+                last, mean = window.last_heartbeat, window.mean
+                if (
+                    last is not None
+                    and mean is not None
+                    and (now - last) / (mean + pause_per_phi) <= threshold
+                ):
+                    live.add(node)
+                    dead.pop(node, None)
+                    continue
             live.discard(node)
             dead.setdefault(node, now)
             # Forget the old rhythm: a node that comes back starts a fresh window, so it
