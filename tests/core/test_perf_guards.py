@@ -33,6 +33,7 @@ from gossip_tui.core.messages import (
 )
 from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
 from gossip_tui.core.state import NodeState
+from tests.core._counting import count_calls, engine_with_live_peers
 
 PEERS = 100
 
@@ -71,15 +72,7 @@ def _count_node_id_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _engine_with_live_peers(count: int) -> GossipEngine:
-    engine = GossipEngine(NodeId("me", 1, _addr(0)), "c", now=0.0, rng=random.Random(3))
-    for i in range(1, count + 1):
-        peer = NodeId(f"peer-{i}", 1, _addr(i))
-        engine.state.node_state_or_init(peer).heartbeat = 1
-        for t in (0.0, 1.0, 2.0):
-            engine.detector.report_heartbeat(peer, t)
-    engine.update_liveness(2.5)
-    assert len(engine.live_nodes()) == count + 1
-    return engine
+    return engine_with_live_peers(count, _addr)
 
 
 @contextmanager
@@ -280,7 +273,7 @@ def test_a_delta_scan_hashes_each_node_once(monkeypatch: pytest.MonkeyPatch) -> 
 EXCHANGE_CALL_BOUND = 800
 
 
-def test_an_idle_exchange_makes_a_bounded_number_of_python_calls(
+def test_an_idle_exchange_makes_a_bounded_number_of_all_calls(
     counting_struct: _CountingStruct,
 ) -> None:
     # (counting_struct: empty entry caches, so that none is emptied half way; its counting
@@ -297,42 +290,16 @@ def test_an_idle_exchange_makes_a_bounded_number_of_python_calls(
 
     for t in (3.0, 3.5, 4.0):  # both learn each other; caches warm
         exchange(t)
-    calls = [0]
-
-    def profile(_frame: Any, event: str, _arg: Any) -> None:
-        if event in ("call", "c_call"):
-            calls[0] += 1
-
-    sys.setprofile(profile)
-    try:
-        exchange(4.5)
-    finally:
-        sys.setprofile(None)
-    assert calls[0] <= EXCHANGE_CALL_BOUND, calls[0]
+    calls = _all_calls(lambda: exchange(4.5))
+    assert calls <= EXCHANGE_CALL_BOUND, calls
 
 
 # -- session 5: the regressions of issue 12 and the per-exchange work of a forming cluster
 
 
-def _python_calls(fn: Any) -> int:
-    calls = [0]
-
-    def profile(_frame: Any, event: str, _arg: Any) -> None:
-        if event in ("call", "c_call"):
-            calls[0] += 1
-
-    # A collection during the count would add the calls of whatever gc.callbacks holds
-    # (hypothesis registers one): the count must be the code's alone.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-        if was_enabled:
-            gc.enable()
-    return calls[0]
+def _all_calls(fn: Any) -> int:
+    """Every call ``fn`` makes, Python and C."""
+    return count_calls(fn, c_calls=True)
 
 
 def test_an_empty_ack_is_the_one_shared_step_and_a_handful_of_calls() -> None:
@@ -344,7 +311,7 @@ def test_an_empty_ack_is_the_one_shared_step_and_a_handful_of_calls() -> None:
     # Counted with the call of the lambda: e8dac28 (session 2) made 15, the engine steps
     # then 24 (a new frozen step, a delta walk of nothing, the records drained one by one);
     # 10 now.
-    assert _python_calls(lambda: a.handle_message(ack, 3.2)) <= 12
+    assert _all_calls(lambda: a.handle_message(ack, 3.2)) <= 12
 
 
 def test_an_ack_that_changes_something_still_gets_its_own_step() -> None:
@@ -389,7 +356,7 @@ def test_a_node_delta_costs_each_key_value_once(monkeypatch: pytest.MonkeyPatch)
     for n in nodes:
         fresh.node_state_or_init(n)
     monkeypatch.undo()
-    assert _python_calls(lambda: fresh.apply_delta(delta, 1.0)) <= 7_600
+    assert _all_calls(lambda: fresh.apply_delta(delta, 1.0)) <= 7_600
 
 
 def test_the_encoded_entry_cache_holds_what_states_hand_out() -> None:
@@ -501,7 +468,7 @@ def test_the_round_sweep_skips_states_that_hold_nothing_marked() -> None:
     sweep = engine.state.gc_keys_marked_for_deletion
     # No call per state (e8dac28 made three: the call, a comprehension, a pass over keys;
     # then one, to a method that found nothing marked).
-    assert _python_calls(lambda: sweep(3600.0, 10.0)) <= 5
+    assert _all_calls(lambda: sweep(3600.0, 10.0)) <= 5
 
 
 def test_marked_keys_are_still_collected_however_they_arrived() -> None:
@@ -682,7 +649,7 @@ def test_a_node_sent_again_at_the_same_floor_is_joined_whole_from_what_the_state
     # Counted whole (the selection of stale nodes too): 43 calls a node at bf9db5d
     # (session 7's start), 22 now; the bound leaves room for small changes, not for a
     # per-node method call coming back.
-    calls = _python_calls(lambda: source.compute_delta(peer, 60_000, rng=random.Random(3)))
+    calls = _all_calls(lambda: source.compute_delta(peer, 60_000, rng=random.Random(3)))
     assert calls / PEERS <= 26, calls / PEERS
 
 
@@ -744,7 +711,7 @@ def test_a_delta_decoded_again_reuses_its_node_ids_and_key_values(
         for a, b in zip(again.delta.node_deltas, first.delta.node_deltas, strict=True)
     )
     # 16 calls a node at bf9db5d (session 7's start), 9 now.
-    assert _python_calls(lambda: decode(wire)) / PEERS <= 11
+    assert _all_calls(lambda: decode(wire)) / PEERS <= 11
 
 
 def test_kept_key_values_are_reused_only_where_the_bytes_are_all_of_the_node_s() -> None:

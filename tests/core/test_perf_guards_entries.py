@@ -6,19 +6,15 @@ it judges. Each names a Python call per entry that is gone and must not come bac
 from __future__ import annotations
 
 import copy
-import gc
 import ipaddress
 import pickle
-import random
-import sys
-from collections.abc import Callable
-from typing import Any
 
 from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.messages import Syn
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.state import ClusterState, SharedObjects
+from tests.core._counting import count_calls, engine_with_live_peers
 
 PEERS = 100
 
@@ -27,46 +23,26 @@ def _addr(i: int) -> SocketAddress:
     return SocketAddress(ipaddress.ip_address("127.0.0.1"), 10_000 + i)
 
 
-def _python_calls(fn: Callable[[], object], where: str = "", names: tuple[str, ...] = ()) -> int:
-    """Python functions called while ``fn`` runs (those of files ending in ``where``, and
-    named one of ``names`` when given)."""
-    calls = [0]
-
-    def profile(frame: Any, event: str, _arg: Any) -> None:
-        code = frame.f_code
-        if (
-            event == "call"
-            and code.co_filename.endswith(where)
-            and (not names or code.co_name in names)
-        ):
-            calls[0] += 1
-
-    # A collection would add the calls of whatever gc.callbacks holds: not the code's.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-        if was_enabled:
-            gc.enable()
-    return calls[0]
+def _risen_heartbeats() -> tuple[GossipEngine, GossipEngine, Syn]:
+    """Two engines that know the same live peers, and a's Syn to b (through the codec) in
+    which every heartbeat b knows has risen by 5, as between two digests of a forming or
+    idle cluster."""
+    a = _engine_with_live_peers(PEERS)
+    b = _engine_with_live_peers(PEERS)
+    for node, held in a.state.node_states.items():
+        peer = b.state.node_states.get(node)
+        if peer is not None:
+            held.heartbeat = peer.heartbeat + 5
+    syn = decode(encode(a.create_syn(3.0)))
+    assert isinstance(syn, Syn)
+    return a, b, syn
 
 
 _SORTING = ("sort_key", "__lt__", "<lambda>")
 
 
 def _engine_with_live_peers(count: int) -> GossipEngine:
-    engine = GossipEngine(NodeId("me", 1, _addr(0)), "c", now=0.0, rng=random.Random(3))
-    for i in range(1, count + 1):
-        peer = NodeId(f"peer-{i}", 1, _addr(i))
-        engine.state.node_state_or_init(peer).heartbeat = 1
-        for t in (0.0, 1.0, 2.0):
-            engine.detector.report_heartbeat(peer, t)
-    engine.update_liveness(2.5)
-    assert len(engine.live_nodes()) == count + 1
-    return engine
+    return engine_with_live_peers(count, _addr)
 
 
 def test_looking_up_a_node_id_runs_no_python_hash() -> None:
@@ -76,8 +52,8 @@ def test_looking_up_a_node_id_runs_no_python_hash() -> None:
     nodes = [NodeId(f"n-{i}", 1, _addr(i)) for i in range(PEERS)]
     table = dict.fromkeys(nodes, 0)
     # The lambda and its comprehension: no call per node.
-    assert _python_calls(lambda: [table[n] for n in nodes]) == 2
-    assert _python_calls(lambda: {n.gossip_addr for n in nodes}) == 2
+    assert count_calls(lambda: [table[n] for n in nodes]) == 2
+    assert count_calls(lambda: {n.gossip_addr for n in nodes}) == 2
     # Equal ids hash alike, unequal ones apart, and a copy or an unpickled one is hashed
     # anew (another process hashes strings differently).
     twins = [NodeId(n.node_id, n.generation, SocketAddress(n.gossip_addr.ip, n.gossip_addr.port))
@@ -92,15 +68,8 @@ def test_looking_up_a_node_id_runs_no_python_hash() -> None:
 def test_a_digest_whose_heartbeats_rose_is_reported_in_one_call_per_heartbeat() -> None:
     # Every heartbeat of a forming (or idle) cluster rises between two digests: the
     # detector took five calls per heartbeat (report, window, interval, crossing, mean).
-    a = _engine_with_live_peers(PEERS)
-    b = _engine_with_live_peers(PEERS)
-    for node, state in a.state.node_states.items():
-        peer = b.state.node_states.get(node)
-        if peer is not None:
-            state.heartbeat = peer.heartbeat + 5
-    syn = decode(encode(a.create_syn(3.0)))
-    assert isinstance(syn, Syn)
-    calls = _python_calls(lambda: b.handle_message(syn, 3.0), "failure_detector.py")
+    _a, b, syn = _risen_heartbeats()
+    calls = count_calls(lambda: b.handle_message(syn, 3.0), where="failure_detector.py")
     # One window per heartbeat, the batch, and the few calls around the reply.
     assert calls <= PEERS + 10, calls
     assert b.detector.steady_until < 3.0 + 8 * 5.0  # the crossings were worked out
@@ -108,17 +77,17 @@ def test_a_digest_whose_heartbeats_rose_is_reported_in_one_call_per_heartbeat() 
 
 def test_a_sweep_judges_every_node_without_a_call_per_node() -> None:
     engine = _engine_with_live_peers(PEERS)
-    calls = _python_calls(lambda: engine.update_liveness(3.0), "failure_detector.py")
+    calls = count_calls(lambda: engine.update_liveness(3.0), where="failure_detector.py")
     assert calls <= 10, calls  # three per node before, and one more per live node
     assert len(engine.live_nodes()) == PEERS + 1
 
 
 def test_a_round_and_a_sweep_sort_nodes_and_addresses_without_python_keys() -> None:
     engine = _engine_with_live_peers(PEERS)
-    calls = _python_calls(
+    calls = count_calls(
         lambda: (engine.start_round(3.0), engine.update_liveness(3.0), engine.live_nodes()),
-        "models.py",
-        _SORTING,
+        where="models.py",
+        names=_SORTING,
     )
     assert calls == 0, calls  # sort_key or __lt__ per address, per node
 
@@ -131,21 +100,15 @@ def test_learning_a_node_sorts_the_wire_order_without_python_keys() -> None:
     state.node_state_or_init(NodeId("n-0", 1, _addr(PEERS)))
     # The new node's entry reads its sort key once (the codec keeps it); the wire order is
     # sorted again with no call per node (a forming node learns nodes every message).
-    calls = _python_calls(state.compute_digest, names=_SORTING)
+    calls = count_calls(state.compute_digest, names=_SORTING)
     assert calls == 1, calls
     assert list(state.compute_digest().nodes) != state._wire_nodes  # (node_states' order)
     assert state._wire_nodes == sorted(state.nodes())
 
 
 def test_risen_heartbeats_are_taken_without_a_call_per_node() -> None:
-    a = _engine_with_live_peers(PEERS)
-    b = _engine_with_live_peers(PEERS)
-    for node, held in a.state.node_states.items():
-        peer = b.state.node_states.get(node)
-        if peer is not None:
-            held.heartbeat = peer.heartbeat + 5
-    syn = decode(encode(a.create_syn(3.0)))
-    calls = _python_calls(lambda: b.handle_message(syn, 3.0), names=("try_set_heartbeat",))
+    a, b, syn = _risen_heartbeats()
+    calls = count_calls(lambda: b.handle_message(syn, 3.0), names=("try_set_heartbeat",))
     assert calls == 0, calls
     assert all(
         b.state.node_states[node].heartbeat == held.heartbeat
@@ -172,7 +135,7 @@ def test_a_shared_digest_entry_is_taken_without_a_call_per_node() -> None:
             held.node_states[node].heartbeat = 2
         states.append(held)
     first = states[0].compute_digest()
-    calls = _python_calls(states[1].compute_digest, names=("renew", "forget_digest_entry"))
+    calls = count_calls(states[1].compute_digest, names=("renew", "forget_digest_entry"))
     assert calls == 0, calls
     second = states[1].compute_digest()
     assert all(first.nodes[n] is second.nodes[n] for n in nodes)
