@@ -54,6 +54,13 @@ async def _no_samples(pilot: Any, app: GossipApp) -> None:
     app._sampler.pause()
 
 
+async def _filtered(pilot: Any, app: GossipApp, text: str) -> None:
+    """The filter opened and ``text`` typed into it, the table following, all settled."""
+    await pilot.press("slash", *text)
+    await wait_until(pilot, lambda: app.nodes_table.filter_text == text, what=text)
+    await pilot.pause()
+
+
 async def _on_peer1(pilot: Any, app: GossipApp) -> None:
     """The cursor on peer1 (rows by name: node-0, peer0, peer1, peer10...), which every
     filter below keeps: the detail pane shows the same node throughout."""
@@ -128,9 +135,7 @@ async def test_a_keystroke_that_changes_the_detail_pane_lays_nothing_out(
     async with app.run_test(size=(160, 45)) as pilot:
         await _all_rows(pilot, app)
         await _on_peer1(pilot, app)
-        await pilot.press("slash", *"peer1")
-        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer1", what="peer1")
-        await pilot.pause()
+        await _filtered(pilot, app, "peer1")
         before = layouts["Screen"]
         steps = (
             ("9", "peer19", "peer19"),
@@ -161,9 +166,7 @@ async def test_a_keystroke_that_leaves_no_rows_lays_nothing_out(layouts: Counter
         await _all_rows(pilot, app)
         table = app.nodes_table
         assert table.virtual_size.width > table.size.width  # columns past the right edge
-        await pilot.press("slash", *"peer1")
-        await wait_until(pilot, lambda: table.filter_text == "peer1", what="peer1")
-        await pilot.pause()
+        await _filtered(pilot, app, "peer1")
         before = layouts["Screen"]
         for key, text, rows in (("x", "peer1x", 0), ("backspace", "peer1", 111)):
             await pilot.press(key)
@@ -271,9 +274,7 @@ async def test_a_filter_keystrokes_frame_goes_out_without_waiting_for_the_timer(
     async with app.run_test(size=(160, 45)) as pilot:
         await _all_rows(pilot, app)
         await _no_samples(pilot, app)
-        await pilot.press("slash", *"peer")
-        await wait_until(pilot, lambda: app.nodes_table.filter_text == "peer", what="peer")
-        await pilot.pause()
+        await _filtered(pilot, app, "peer")
         tick = Timer._tick.__code__
         written: list[bool] = []  # per frame: whether a timer's tick wrote it
         shown = asyncio.Event()
