@@ -3,6 +3,7 @@
 that must not alter behaviour or wire bytes (a cost cut). Run it on two trees and compare:
 
     python scripts/bench/sim_hashes.py                       # this tree
+    python scripts/bench/sim_hashes.py --modes V0 V1 V1-1500 # every wire mode
     cd /tmp/s8-before && PYTHONPATH=. python /path/to/sim_hashes.py   # the other
 
 Per size and seed it prints the count of datagrams, their bytes and a SHA-256 of all of
@@ -16,17 +17,27 @@ import argparse
 import hashlib
 import json
 
+from gossip_tui.core.codec import PROTOCOL_V1
 from gossip_tui.core.failure_detector import FailureDetectorConfig
 from gossip_tui.core.simulation import Simulation
 
+# The wire each mode runs: V0 and V1 as the defaults send them, and V1 in 1,500-byte
+# datagrams, where digests no longer fit whole and the partial windows take over.
+MODES: dict[str, dict[str, int]] = {
+    "V0": {},
+    "V1": {"protocol_version": PROTOCOL_V1},
+    "V1-1500": {"protocol_version": PROTOCOL_V1, "max_datagram_size": 1_500},
+}
 
-def fingerprint(size: int, seed: int, rounds: int) -> dict[str, object]:
+
+def fingerprint(size: int, seed: int, rounds: int, mode: str = "V0") -> dict[str, object]:
     sim = Simulation(
         size,
         seed=seed,
         gossip_interval=0.5,
         decode_replies=True,
         failure_detector=FailureDetectorConfig(sampling_window_size=32),
+        **MODES[mode],  # type: ignore[arg-type]
     )
     digest = hashlib.sha256()
     sent = [0, 0]
@@ -45,6 +56,7 @@ def fingerprint(size: int, seed: int, rounds: int) -> dict[str, object]:
         if formed is None and all(len(e.live_nodes()) == size for e in sim.engines.values()):
             formed = done
     return {
+        **({"mode": mode} if mode != "V0" else {}),
         "size": size,
         "seed": seed,
         "datagrams": sent[0],
@@ -59,10 +71,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 40, 120])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=["V0"])
     args = parser.parse_args()
-    for size in args.sizes:
-        for seed in args.seeds:
-            print(json.dumps(fingerprint(size, seed, args.rounds)), flush=True)
+    for mode in args.modes:
+        for size in args.sizes:
+            for seed in args.seeds:
+                print(json.dumps(fingerprint(size, seed, args.rounds, mode)), flush=True)
     return 0
 
 
