@@ -42,6 +42,8 @@ import ipaddress
 import struct
 import types
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, repeat
+from operator import is_, is_not
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -169,7 +171,29 @@ _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
 # has a handful of shapes (the node sets in flight); bounded, as a layout of N nodes holds
 # N slices.
 _LAYOUT_CACHE_MAX = 16
-_LAYOUTS: dict[tuple[int, int], list[slice]] = {}
+
+
+class _Layout:
+    """Where the entries of a digest lay: each entry's slice, and, made when first needed,
+    the slice of each entry's node id and the offset of its three numbers."""
+
+    __slots__ = ("end", "entries", "ids", "numbers")
+
+    def __init__(self, entries: list[slice]) -> None:
+        self.entries = entries
+        self.end = entries[-1].stop
+        self.ids: list[slice] = []
+        self.numbers: list[int] = []
+
+    def split(self) -> tuple[list[slice], list[int]]:
+        """Each entry's node id slice, and the offset of its numbers (they end it)."""
+        if not self.ids:
+            self.ids = [slice(piece.start, piece.stop - 24) for piece in self.entries]
+            self.numbers = [piece.stop - 24 for piece in self.entries]
+        return self.ids, self.numbers
+
+
+_LAYOUTS: dict[tuple[int, int], _Layout] = {}
 # The last Syns decoded, by their datagram's bytes, up to a total of _syn_cache_bytes. A
 # node sends one round's Syn to each of its targets as the same bytes, so a process that
 # runs many nodes (the demo: 200) decodes each Syn three to five times, a few hundred
@@ -906,22 +930,27 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     if bounds is not None and entries:
         if len(_LAYOUTS) >= _LAYOUT_CACHE_MAX:
             _LAYOUTS.clear()
-        _LAYOUTS[layout_key] = bounds
+        _LAYOUTS[layout_key] = _Layout(bounds)
     # A repeated node overwrites the earlier entry, as inserting into chitchat's map does.
     return Digest(dict(entries)), pos
 
 
 def _read_entries_laid_out(
-    data: bytes, layout: list[slice], count: int | None
+    data: bytes, laid_out: _Layout, count: int | None
 ) -> tuple[list[tuple[NodeId, NodeDigest]], list[slice] | None, int]:
     """The entries of a digest laid out as the last one with the same start and count
     (or size) was: the usual case, since peers that know the same nodes write the same
     ids in the same order. Every piece is cut and looked up in C; a piece that is a known
     entry is one (only well-formed entries are stored), so the pieces before a new one
-    are what a parse from the start finds. A new entry is parsed where it lies; one that
+    are what a parse from the start finds. So is a piece that is a known node id and its
+    numbers (see _read_known_ids). Any other new entry is parsed where it lies; one that
     ends elsewhere than the layout says ends the layout: the rest is parsed in turn.
     Returns the layout to keep (None: the same one still holds)."""
-    found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, map(data.__getitem__, layout)))
+    layout = laid_out.entries
+    pieces = list(map(data.__getitem__, layout))
+    found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, pieces))
+    if None in found and laid_out.end <= len(data):
+        _read_known_ids(data, laid_out, pieces, found)
     missing = -1
     while True:
         try:
@@ -936,6 +965,45 @@ def _read_entries_laid_out(
             return found[:missing] + tail, layout[:missing] + tail_bounds, pos
         found[missing] = (node, nd)
     return found, None, layout[-1].stop if layout else 0
+
+
+def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: list[Any]) -> None:
+    """Fill in ``found`` (the entries of ``pieces``, None where new) the new entries whose
+    node id is a known one, all in C: in an idle cluster every heartbeat has risen since
+    the last digest, so every entry is new but none of its nodes, and a parse per entry
+    (two Python calls) was most of a digest's decoding. A known id's bytes are a
+    well-formed id of their length, so such a piece is an entry that ends where the
+    layout says (``data`` holds the whole layout: no number is cut short)."""
+    missing = list(compress(range(len(found)), map(is_, found, repeat(None))))
+    ids, numbers = laid_out.split()
+    nodes: list[Any] = list(
+        map(_NODES_BY_WIRE.get, map(data.__getitem__, map(ids.__getitem__, missing)))
+    )
+    # (Never ``None in nodes``: that calls NodeId.__eq__, Python, per node.)
+    known = list(map(is_not, nodes, repeat(None)))
+    if not all(known):  # an unknown id: _read_entries_laid_out parses it (or fails)
+        missing = list(compress(missing, known))
+        nodes = list(compress(nodes, known))
+        if not missing:
+            return
+    tails = map(_U64X3.unpack_from, repeat(data), map(numbers.__getitem__, missing))
+    heartbeats, gcs, max_versions = zip(*tails, strict=True)
+    if _DIGEST_SETTERS is None:
+        nds = list(map(NodeDigest, heartbeats, gcs, max_versions))
+    else:
+        # NodeDigests filled in through their slots (see _slot_setters), with no call of
+        # the generated __init__ per entry; ``any`` runs the setters, which return None.
+        nds = list(map(object.__new__, repeat(NodeDigest, len(missing))))
+        set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS
+        any(map(set_heartbeat, nds, heartbeats))
+        any(map(set_last_gc, nds, gcs))
+        any(map(set_max_version, nds, max_versions))
+    entries = list(zip(nodes, nds, strict=True))
+    any(map(found.__setitem__, missing, entries))
+    seen = _ENTRIES_BY_WIRE
+    if len(seen) + len(entries) > _ENTRY_CACHE_MAX:
+        seen.clear()
+    seen.update(zip(map(pieces.__getitem__, missing), entries, strict=True))
 
 
 def _read_entries_from(

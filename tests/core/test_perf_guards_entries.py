@@ -140,3 +140,23 @@ def test_a_shared_digest_entry_is_taken_without_a_call_per_node() -> None:
     second = states[1].compute_digest()
     assert all(first.nodes[n] is second.nodes[n] for n in nodes)
     assert encode(Syn("c", first)) == encode(Syn("c", second))
+
+
+def test_a_digest_whose_every_heartbeat_rose_is_decoded_without_a_call_per_entry() -> None:
+    # An idle cluster's digest: laid out as the last one, every entry new (its heartbeat
+    # rose) but none of its node ids. Cut, looked up and filled in C (issue 17), where each
+    # entry was parsed by two Python calls (_read_entry, _read_node_id).
+    engine = _engine_with_live_peers(PEERS)
+    decode(encode(engine.create_syn(3.0)))
+    for held in engine.state.node_states.values():
+        held.heartbeat += 1
+    sent = engine.create_syn(3.0)
+    wire = encode(sent)
+    decoded: list[object] = []
+    calls = count_calls(lambda: decoded.append(decode(wire)), where="codec.py")
+    assert calls <= 10, calls
+    assert decoded == [sent]
+    # Decoded again, the entries are the ones just made.
+    again = decode(wire)
+    assert isinstance(again, Syn) and isinstance(decoded[0], Syn)
+    assert all(again.digest.nodes[n] is nd for n, nd in decoded[0].digest.nodes.items())
