@@ -923,21 +923,25 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     layout = _LAYOUTS.get(layout_key)
     entries: list[tuple[NodeId, NodeDigest]]
     bounds: list[slice] | None
+    pieces: list[bytes] | None = None
     if layout is None:
         entries, bounds, pos = _read_entries_from(data, pos, count)
     else:
-        entries, bounds, pos = _read_entries_laid_out(data, layout, count)
+        entries, bounds, pieces, pos = _read_entries_laid_out(data, layout, count)
     if bounds is not None and entries:
         if len(_LAYOUTS) >= _LAYOUT_CACHE_MAX:
             _LAYOUTS.clear()
         _LAYOUTS[layout_key] = _Layout(bounds)
     # A repeated node overwrites the earlier entry, as inserting into chitchat's map does.
-    return Digest(dict(entries)), pos
+    nodes = dict(entries)
+    if pieces is not None and len(pieces) == len(nodes):
+        return Digest(nodes, received_entries=pieces), pos
+    return Digest(nodes), pos
 
 
 def _read_entries_laid_out(
     data: bytes, laid_out: _Layout, count: int | None
-) -> tuple[list[tuple[NodeId, NodeDigest]], list[slice] | None, int]:
+) -> tuple[list[tuple[NodeId, NodeDigest]], list[slice] | None, list[bytes] | None, int]:
     """The entries of a digest laid out as the last one with the same start and count
     (or size) was: the usual case, since peers that know the same nodes write the same
     ids in the same order. Every piece is cut and looked up in C; a piece that is a known
@@ -945,7 +949,8 @@ def _read_entries_laid_out(
     are what a parse from the start finds. So is a piece that is a known node id and its
     numbers (see _read_known_ids). Any other new entry is parsed where it lies; one that
     ends elsewhere than the layout says ends the layout: the rest is parsed in turn.
-    Returns the layout to keep (None: the same one still holds)."""
+    Returns the layout to keep (None: the same one still holds), and, when it held, the
+    bytes of each entry."""
     layout = laid_out.entries
     pieces = list(map(data.__getitem__, layout))
     found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, pieces))
@@ -962,9 +967,9 @@ def _read_entries_laid_out(
         if end != layout[missing].stop:
             rest = None if count is None else count - missing
             tail, tail_bounds, pos = _read_entries_from(data, start, rest)
-            return found[:missing] + tail, layout[:missing] + tail_bounds, pos
+            return found[:missing] + tail, layout[:missing] + tail_bounds, None, pos
         found[missing] = (node, nd)
-    return found, None, layout[-1].stop if layout else 0
+    return found, None, pieces, laid_out.end
 
 
 def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: list[Any]) -> None:

@@ -587,6 +587,7 @@ class GossipEngine:
                 own_view = node_digest
         if rose:
             self.detector.report_heartbeats(rose, now)
+            self.state.offer_entries(digest)
         seen = self._step_digest
         if unadmitted and seen is not None and seen.digest is digest:
             self._step_digest = attrs.evolve(seen, unadmitted=tuple(unadmitted))

@@ -1005,3 +1005,73 @@ def test_a_node_id_sent_before_it_is_received_decodes_as_that_object(
     with _counting(NodeId, "__eq__") as equalities:
         a.handle_message(echoed, 4.0)
     assert equalities[0] == 0
+
+
+# -- session 10: an idle cluster's digest, every heartbeat risen (issue 17)
+
+
+def _bump_all(engine: GossipEngine) -> None:
+    for node, held in engine.state.node_states.items():
+        if node != engine.self_id:
+            held.heartbeat += 1
+
+
+def test_entries_moved_to_a_received_syn_s_are_taken_from_it_not_made_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every heartbeat rose since the last digest: each entry of ours moves to exactly the
+    # peer's, which the codec decoded and kept the bytes of. Ours are taken from it, where
+    # each was made anew and packed (a renew_digest_entry call per node).
+    a, b = _in_sync_pair()
+    _bump_all(a)
+    syn = decode(encode(a.create_syn(4.0)))
+    assert isinstance(syn, Syn) and syn.digest.received_entries is not None
+    renewed = _count_calls(monkeypatch, state, "renew_digest_entry")
+    reply = b.handle_message(syn, 4.0).reply
+    assert isinstance(reply, SynAck)
+    assert renewed[0] == 1, renewed[0]  # b's own entry: its heartbeat ticked
+    monkeypatch.undo()
+    assert all(reply.digest.nodes[n] is nd for n, nd in syn.digest.nodes.items() if n != b.self_id)
+    # The bytes are those of an encoding from scratch.
+    codec._WIRE_BY_ENTRY.clear()
+    assert encode(reply) == encode(SynAck(Digest(dict(reply.digest.nodes)), reply.delta))
+
+
+def test_entries_moved_to_a_received_synack_s_are_taken_at_the_next_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = _in_sync_pair()
+    _bump_all(b)
+    synack = b.handle_message(decode(encode(a.create_syn(4.0))), 4.0).reply
+    synack = decode(encode(synack))
+    assert isinstance(synack, SynAck) and synack.digest.received_entries is not None
+    a.handle_message(synack, 4.0)
+    renewed = _count_calls(monkeypatch, state, "renew_digest_entry")
+    digest = a.state.compute_digest()
+    assert renewed[0] == 1, renewed[0]  # a's own entry: its heartbeat ticked
+    monkeypatch.undo()
+    codec._WIRE_BY_ENTRY.clear()
+    assert codec.encode_digest(digest) == codec.encode_digest(Digest(dict(digest.nodes)))
+
+
+def test_an_offered_digest_that_no_longer_matches_is_not_taken() -> None:
+    # Entries are taken only where all three numbers are ours, and only while the digest
+    # names exactly our nodes in wire order: otherwise they are made as before.
+    a, b = _in_sync_pair()
+    _bump_all(a)
+    syn = decode(encode(a.create_syn(4.0)))
+    assert isinstance(syn, Syn)
+    peer = next(n for n in b.state.nodes() if n.node_id == "peer-7")
+    b.handle_message(syn, 4.0)
+    b.state.offer_entries(syn.digest)
+    b.state.node_states[peer].heartbeat += 1  # moved on past the offered entry
+    digest = b.state.compute_digest()
+    assert digest.nodes[peer] != syn.digest.nodes[peer]
+    assert digest.nodes[peer].heartbeat == b.state.node_states[peer].heartbeat
+    b.state.offer_entries(syn.digest)
+    b.state.node_state_or_init(NodeId("newcomer", 1, _addr(PEERS + 5)))
+    renewed = b.state.compute_digest()
+    assert len(renewed.nodes) == len(syn.digest.nodes) + 1
+    codec._WIRE_BY_ENTRY.clear()
+    for made in (digest, renewed):
+        assert codec.encode_digest(made) == codec.encode_digest(Digest(dict(made.nodes)))
