@@ -175,7 +175,13 @@ class FailureDetector:
         samples = self._samples
         live = self._live
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        # Every window is the config's (see _new_window): its size and bound read once.
+        size, max_interval = self.config.sampling_window_size, self.config.max_interval
+        prior = _PRIOR_WEIGHT * self.config.initial_interval
         steady_until = self._steady_until
+        # The lowest mean of a live node reported: the earliest crossing is its (the
+        # crossing grows with the mean, rounding included), worked out once at the end.
+        lowest_mean = math.inf
         for node in nodes:
             window = samples.get(node)
             if window is None:
@@ -186,30 +192,31 @@ class FailureDetector:
             window.last_heartbeat = now
             if last is not None:
                 interval = now - last
-                if interval <= window._max_interval and window._window_size > 0:
+                if interval <= max_interval and size > 0:
                     intervals = window._intervals
-                    if len(intervals) < window._window_size:
+                    if len(intervals) < size:
                         intervals.append(interval)
                     else:
                         oldest = window._oldest
                         window._sum -= intervals[oldest]
                         intervals[oldest] = interval
-                        window._oldest = (oldest + 1) % window._window_size
+                        window._oldest = (oldest + 1) % size
                     window._sum += interval
-                    window.mean = (window._sum + _PRIOR_WEIGHT * window._prior_mean) / (
-                        len(intervals) + _PRIOR_WEIGHT
-                    )
+                    window.mean = (window._sum + prior) / (len(intervals) + _PRIOR_WEIGHT)
             mean = window.mean
             if node in live and mean is not None:
-                # A new interval can lower the mean, and so bring the crossing forward
-                # (SamplingWindow.live_until, inlined: the last heartbeat is now).
-                tolerated = threshold * (mean + pause_per_phi)
-                until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
-                if until < steady_until:
-                    steady_until = until
+                # A new interval can lower the mean, and so bring the crossing forward.
+                if mean < lowest_mean:
+                    lowest_mean = mean
             else:
                 # A node not live may come alive at the next sweep.
                 steady_until = -math.inf
+        if lowest_mean < math.inf:
+            # SamplingWindow.live_until, inlined: the last heartbeat is now.
+            tolerated = threshold * (lowest_mean + pause_per_phi)
+            until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
+            if until < steady_until:
+                steady_until = until
         self._steady_until = steady_until
 
     @property
