@@ -43,8 +43,8 @@ import struct
 import types
 from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, repeat
-from operator import is_, is_not
-from typing import TYPE_CHECKING, Any
+from operator import getitem, is_, is_not, not_
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -174,26 +174,40 @@ _LAYOUT_CACHE_MAX = 16
 
 
 class _Layout:
-    """Where the entries of a digest lay: each entry's slice, and, made when first needed,
-    the slice of each entry's node id and the offset of its three numbers."""
+    """Where the entries of a digest lay: each entry's slice, and, made when first needed
+    (see _read_known_ids), the slice of each entry's node id, one struct that reads the
+    numbers of every entry at once, and the node ids the layout held then."""
 
-    __slots__ = ("end", "entries", "ids", "numbers")
+    __slots__ = ("end", "entries", "epoch", "id_bytes", "ids", "nodes", "numbers")
 
     def __init__(self, entries: list[slice]) -> None:
         self.entries = entries
         self.end = entries[-1].stop
         self.ids: list[slice] = []
-        self.numbers: list[int] = []
+        self.numbers: struct.Struct | None = None
+        # Each entry's node id and its bytes, as a digest read in C held them, while the
+        # node ids known have not changed since (_node_ids_changed is still ``epoch``).
+        self.nodes: list[NodeId] = []
+        self.id_bytes: list[bytes] = []
+        self.epoch = -1
 
-    def split(self) -> tuple[list[slice], list[int]]:
-        """Each entry's node id slice, and the offset of its numbers (they end it)."""
-        if not self.ids:
+    def split(self) -> tuple[list[slice], struct.Struct]:
+        """Each entry's node id slice, and the struct of all the numbers (from offset 0:
+        whatever lies around them is skipped)."""
+        if self.numbers is None:
             self.ids = [slice(piece.start, piece.stop - 24) for piece in self.entries]
-            self.numbers = [piece.stop - 24 for piece in self.entries]
+            layout = ["<"]
+            end = 0
+            for piece in self.entries:
+                layout.append(f"{piece.stop - 24 - end}x3Q")
+                end = piece.stop
+            self.numbers = struct.Struct("".join(layout))
         return self.ids, self.numbers
 
 
 _LAYOUTS: dict[tuple[int, int], _Layout] = {}
+# Bumped whenever _NODES_BY_WIRE changes: a layout's node ids are those it hands out.
+_node_ids_changed = 0
 # The last Syns decoded, by their datagram's bytes, up to a total of _syn_cache_bytes. A
 # node sends one round's Syn to each of its targets as the same bytes, so a process that
 # runs many nodes (the demo: 200) decodes each Syn three to five times, a few hundred
@@ -895,9 +909,11 @@ def _read_node_id(data: bytes, pos: int) -> tuple[NodeId, bytes, int]:
 
 
 def _remember_node(raw: bytes, node: NodeId) -> None:
+    global _node_ids_changed
     if len(_NODES_BY_WIRE) >= _NODE_CACHE_MAX:
         _NODES_BY_WIRE.clear()
     _NODES_BY_WIRE[raw] = node
+    _node_ids_changed += 1
 
 
 def _decode_digest(data: bytes, pos: int) -> tuple[Digest, int]:
@@ -952,7 +968,8 @@ def _read_entries_laid_out(
     Returns the layout to keep (None: the same one still holds), and, when it held, the
     bytes of each entry."""
     layout = laid_out.entries
-    pieces = list(map(data.__getitem__, layout))
+    # (operator.getitem is called without an argument tuple, bytes.__getitem__ is not.)
+    pieces = cast("list[bytes]", list(map(getitem, repeat(data), layout)))
     found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, pieces))
     if None in found and laid_out.end <= len(data):
         _read_known_ids(data, laid_out, pieces, found)
@@ -981,18 +998,51 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     layout says (``data`` holds the whole layout: no number is cut short)."""
     missing = list(compress(range(len(found)), map(is_, found, repeat(None))))
     ids, numbers = laid_out.split()
-    nodes: list[Any] = list(
-        map(_NODES_BY_WIRE.get, map(data.__getitem__, map(ids.__getitem__, missing)))
-    )
+    held = laid_out.nodes if laid_out.epoch == _node_ids_changed else None
+    nodes: list[Any]
+    if held:
+        # The ids where the layout's first digest had them, checked in place (no slice,
+        # no hash); only those that differ are looked up.
+        same = list(
+            map(
+                bytes.startswith,
+                map(pieces.__getitem__, missing),
+                map(laid_out.id_bytes.__getitem__, missing),
+            )
+        )
+        nodes = list(map(held.__getitem__, missing))
+        if not all(same):
+            for at in compress(range(len(missing)), map(not_, same)):
+                nodes[at] = _NODES_BY_WIRE.get(data[ids[missing[at]]])
+    else:
+        id_pieces = cast(
+            "list[bytes]", list(map(getitem, repeat(data), map(ids.__getitem__, missing)))
+        )
+        nodes = list(map(_NODES_BY_WIRE.get, id_pieces))
     # (Never ``None in nodes``: that calls NodeId.__eq__, Python, per node.)
     known = list(map(is_not, nodes, repeat(None)))
-    if not all(known):  # an unknown id: _read_entries_laid_out parses it (or fails)
+    every_known = all(known)
+    if not held and every_known:
+        # The next digest of this layout checks its ids against these (see _Layout): all
+        # of them as _NODES_BY_WIRE holds them (an entry found may hold an older object).
+        every_node: list[Any] = nodes
+        if len(missing) < len(found):
+            id_pieces = cast("list[bytes]", list(map(getitem, repeat(data), ids)))
+            every_node = list(map(_NODES_BY_WIRE.get, id_pieces))
+        if all(map(is_not, every_node, repeat(None))):
+            laid_out.nodes, laid_out.id_bytes = every_node, id_pieces
+            laid_out.epoch = _node_ids_changed
+    if not every_known:  # an unknown id: _read_entries_laid_out parses it (or fails)
         missing = list(compress(missing, known))
         nodes = list(compress(nodes, known))
         if not missing:
             return
-    tails = map(_U64X3.unpack_from, repeat(data), map(numbers.__getitem__, missing))
-    heartbeats, gcs, max_versions = zip(*tails, strict=True)
+    every = numbers.unpack_from(data)
+    heartbeats, gcs, max_versions = every[0::3], every[1::3], every[2::3]
+    if len(missing) < len(found):
+        heartbeats = tuple(map(heartbeats.__getitem__, missing))
+        gcs = tuple(map(gcs.__getitem__, missing))
+        max_versions = tuple(map(max_versions.__getitem__, missing))
     if _DIGEST_SETTERS is None:
         nds = list(map(NodeDigest, heartbeats, gcs, max_versions))
     else:
@@ -1004,7 +1054,10 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
         any(map(set_last_gc, nds, gcs))
         any(map(set_max_version, nds, max_versions))
     entries = list(zip(nodes, nds, strict=True))
-    any(map(found.__setitem__, missing, entries))
+    if len(entries) == len(found):
+        found[:] = entries
+    else:
+        any(map(found.__setitem__, missing, entries))
     seen = _ENTRIES_BY_WIRE
     if len(seen) + len(entries) > _ENTRY_CACHE_MAX:
         seen.clear()
