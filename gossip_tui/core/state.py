@@ -678,8 +678,6 @@ class ClusterState:
         # Where this state's digest entries and stored values come from when other states
         # of the process share them (None: made here; see SharedObjects).
         self.shared: SharedObjects | None = None
-        # A digest just received whose entries compute_digest may take (see offer_entries).
-        self._offered: Digest | None = None
 
     @property
     def total_size(self) -> int:
@@ -800,15 +798,48 @@ class ClusterState:
             return None
         return self._wire_states
 
-    def offer_entries(self, digest: Digest) -> None:
-        """Let the next :meth:`compute_digest` take entries from ``digest``, just received
-        and its heartbeats taken: in an idle cluster every entry of ours moved since our
-        last digest to exactly the peer's entry, which is that entry, decoded and encoded
-        already (the NodeDigest and the bytes it came in), where each was made anew and
-        packed. Only a digest the codec kept the bytes of, and only in a state of its own
-        (shared ones take what other states of the process made)."""
-        if digest.received_entries is not None and self.shared is None:
-            self._offered = digest
+    def take_heartbeats(
+        self, digest: Digest, aligned: Sequence[NodeState], me: NodeState | None, now: float
+    ) -> tuple[list[NodeId], NodeDigest | None]:
+        """Take the heartbeats of ``digest``, whose entries ``aligned`` (see
+        :meth:`aligned_states`) are position by position: the nodes whose heartbeat rose
+        (for the failure detector), and the digest's entry for ``me`` (not taken).
+
+        In an idle cluster every entry of ours moves here to exactly the peer's (every
+        heartbeat rose, nothing else changed): that entry is ours then, the NodeDigest and
+        the bytes the codec decoded (``received_entries``), where the next digest made
+        each anew and packed it. Not in a state of a shared process (see SharedObjects):
+        those take what other states made."""
+        rose: list[NodeId] = []
+        report = rose.append
+        own_view: NodeDigest | None = None
+        wires: Iterable[bytes | None] = digest.received_entries or repeat(None, len(aligned))
+        if self.shared is not None:
+            wires = repeat(None, len(aligned))
+        entries = self._digest_entries
+        for (node, theirs), state, wire in zip(digest.nodes.items(), aligned, wires, strict=True):
+            if state is me:
+                own_view = theirs
+                continue
+            # NodeState.try_set_heartbeat inlined.
+            heartbeat = theirs.heartbeat
+            held = state.heartbeat
+            if not held:
+                state.heartbeat = heartbeat  # the first one learnt is not news
+            elif heartbeat > held:
+                state.heartbeat = heartbeat
+                state.last_update = now
+                report(node)
+                if (
+                    wire is not None
+                    and theirs.max_version == state.max_version
+                    and theirs.last_gc_version == state.last_gc_version
+                ):
+                    # Our entry is the peer's now: taken, bytes and all (see compute_digest).
+                    forget_digest_entry_at(id(state._digest), None)
+                    state._digest = entries[node] = theirs
+                    state._digest_wire = wire
+        return rose, own_view
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
@@ -823,26 +854,11 @@ class ClusterState:
         # moved are written into it.
         entries = self._digest_entries
         self._in_wire_order()
-        wire_nodes = self._wire_nodes
-        # The offered digest's entries and their bytes position by position with ours, when
-        # it names exactly our nodes in wire order (the usual one); else none.
-        offered, self._offered = self._offered, None
-        theirs: Iterable[NodeDigest | None] = repeat(None, len(wire_nodes))
-        their_wires: Iterable[bytes | None] = repeat(None, len(wire_nodes))
-        if (
-            offered is not None
-            and offered.received_entries is not None
-            and len(offered.nodes) == len(wire_nodes)
-            and list(offered.nodes) == wire_nodes
-        ):
-            theirs, their_wires = offered.nodes.values(), offered.received_entries
         wires: list[bytes | None] = []
         append = wires.append
         # NodeState's entry refreshed inline: this runs for every node on every message.
         # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
-        for node, state, their, their_wire in zip(
-            wire_nodes, self._wire_states, theirs, their_wires, strict=True
-        ):
+        for node, state in zip(self._wire_nodes, self._wire_states, strict=True):
             digest = state._digest
             if (
                 digest.heartbeat != state.heartbeat
@@ -850,18 +866,6 @@ class ClusterState:
                 or digest.last_gc_version != state.last_gc_version
                 or state._digest_wire is None
             ):
-                if (
-                    their is not None
-                    and their.heartbeat == state.heartbeat
-                    and their.max_version == state.max_version
-                    and their.last_gc_version == state.last_gc_version
-                ):
-                    # Moved to the offered entry: it is ours, bytes and all.
-                    forget_digest_entry_at(id(digest), None)
-                    state._digest = entries[node] = their
-                    state._digest_wire = their_wire
-                    append(their_wire)
-                    continue
                 held = (
                     None
                     if held_entries is None

@@ -1018,8 +1018,9 @@ def test_entries_moved_to_a_received_syn_s_are_taken_from_it_not_made_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every heartbeat rose since the last digest: each entry of ours moves to exactly the
-    # peer's, which the codec decoded and kept the bytes of. Ours are taken from it, where
-    # each was made anew and packed (a renew_digest_entry call per node).
+    # peer's, which the codec decoded and kept the bytes of. Ours are taken from it as the
+    # heartbeats are, where the next digest made each anew and packed it (a
+    # renew_digest_entry call per node).
     a, b = _in_sync_pair()
     _bump_all(a)
     syn = decode(encode(a.create_syn(4.0)))
@@ -1035,7 +1036,7 @@ def test_entries_moved_to_a_received_syn_s_are_taken_from_it_not_made_again(
     assert encode(reply) == encode(SynAck(Digest(dict(reply.digest.nodes)), reply.delta))
 
 
-def test_entries_moved_to_a_received_synack_s_are_taken_at_the_next_digest(
+def test_entries_moved_to_a_received_synack_s_are_taken_alike(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     a, b = _in_sync_pair()
@@ -1052,24 +1053,26 @@ def test_entries_moved_to_a_received_synack_s_are_taken_at_the_next_digest(
     assert codec.encode_digest(digest) == codec.encode_digest(Digest(dict(digest.nodes)))
 
 
-def test_an_offered_digest_that_no_longer_matches_is_not_taken() -> None:
-    # Entries are taken only where all three numbers are ours, and only while the digest
-    # names exactly our nodes in wire order: otherwise they are made as before.
+def test_an_entry_that_moved_elsewhere_than_the_peer_s_is_made_anew() -> None:
+    # Taken only where all three numbers are the peer's: a node whose heartbeat rose but
+    # whose versions differ (the peer is behind on its keys), or that moves on before the
+    # next digest, gets its entry made as before.
     a, b = _in_sync_pair()
     _bump_all(a)
+    seven, eight = (
+        next(n for n in b.state.nodes() if n.node_id == name) for name in ("peer-7", "peer-8")
+    )
+    b.state.node_states[eight].set("newer", "value")
     syn = decode(encode(a.create_syn(4.0)))
     assert isinstance(syn, Syn)
-    peer = next(n for n in b.state.nodes() if n.node_id == "peer-7")
     b.handle_message(syn, 4.0)
-    b.state.offer_entries(syn.digest)
-    b.state.node_states[peer].heartbeat += 1  # moved on past the offered entry
+    b.state.node_states[seven].heartbeat += 1  # moved on past the peer's entry
     digest = b.state.compute_digest()
-    assert digest.nodes[peer] != syn.digest.nodes[peer]
-    assert digest.nodes[peer].heartbeat == b.state.node_states[peer].heartbeat
-    b.state.offer_entries(syn.digest)
-    b.state.node_state_or_init(NodeId("newcomer", 1, _addr(PEERS + 5)))
-    renewed = b.state.compute_digest()
-    assert len(renewed.nodes) == len(syn.digest.nodes) + 1
+    for node in (seven, eight):
+        held = b.state.node_states[node]
+        assert digest.nodes[node] != syn.digest.nodes[node]
+        assert digest.nodes[node] == NodeDigest(
+            held.heartbeat, held.last_gc_version, held.max_version
+        )
     codec._WIRE_BY_ENTRY.clear()
-    for made in (digest, renewed):
-        assert codec.encode_digest(made) == codec.encode_digest(Digest(dict(made.nodes)))
+    assert codec.encode_digest(digest) == codec.encode_digest(Digest(dict(digest.nodes)))
