@@ -146,6 +146,14 @@ class _Usage:
         self.total = 0
 
 
+class SharedKeyValues(dict[str, VersionedValue]):
+    """A node's key-values at one version as every state of the process that holds that
+    version holds them (see SharedObjects.key_values_of): never changed in place. A state
+    that writes to it writes to a copy of its own."""
+
+    __slots__ = ()
+
+
 class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
@@ -313,17 +321,24 @@ class NodeState:
         released = key_value_cost(key, previous.value) if previous is not None else 0
         return self.size - released + key_value_cost(key, value)
 
+    def _own_key_values(self) -> dict[str, VersionedValue]:
+        """The key-values, to write to: a copy of its own first, when shared."""
+        key_values = self.key_values
+        if type(key_values) is SharedKeyValues:
+            key_values = self.key_values = dict(key_values)
+        return key_values
+
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.size
         if value.status_since is not None:
             self._may_hold_marked = True
-        self.key_values[key] = value
+        self._own_key_values()[key] = value
         self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
-        removed = self.key_values.pop(key)
+        removed = self._own_key_values().pop(key)
         self._stale_cache = self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
@@ -506,7 +521,8 @@ class NodeState:
         if reset:
             self._reset(delta.last_gc_version)
         # _store and the change records inlined: a node joining brings every key it holds.
-        key_values, changes, node = self.key_values, self._changes, self.node
+        key_values = self._own_key_values() if news else self.key_values
+        changes, node = self._changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
             key, version = kv.key, kv.version
@@ -533,6 +549,8 @@ class NodeState:
         self._usage.total += grown
         self.max_version = delta.max_version
         changes.append(VersionChange(node, self.max_version))
+        if shared is not None and not self._may_hold_marked:
+            shared.key_values_of(self)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
@@ -585,12 +603,14 @@ _FEW_STALE = tuple(_Staleness(False, stale) for stale in range(_FEW))
 class SharedObjects:
     """Immutable objects shared by the cluster states of one process: many engines in one
     process (the simulation, N^2 entries) hold the same few digest entries of each node (a
-    NodeDigest and its wire bytes, 180 bytes) and the same stored values (72 bytes each),
-    each a copy otherwise. Frozen objects, equal to the copies, so sharing them changes
-    nothing but memory. A node alone in its process has nothing to share and none of this
-    (ClusterState.shared is None). Each table is emptied when it holds ``max_entries``."""
+    NodeDigest and its wire bytes, 180 bytes), the same stored values (72 bytes each) and
+    the same key-value mappings (184 bytes for a few keys), each a copy otherwise. Frozen
+    objects (a shared mapping is copied before a write), equal to the copies, so sharing
+    them changes nothing but memory. A node alone in its process has nothing to share and
+    none of this (ClusterState.shared is None). Each table is emptied when it holds
+    ``max_entries``."""
 
-    __slots__ = ("entries", "max_entries", "values")
+    __slots__ = ("entries", "key_values", "max_entries", "values")
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
@@ -600,6 +620,35 @@ class SharedObjects:
         # Set values by the identity of the mutation they were read from (kept alike): the
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
+        # (id of the node, last_gc_version, max_version) -> the node (kept, as above), the
+        # key-values a state of it holds at those versions, and their size.
+        self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues, int]] = {}
+
+    def key_values_of(self, state: NodeState) -> None:
+        """Make ``state`` hold the process's mapping of its key-values at its versions,
+        where each state held a dict of its own (184 bytes for a few keys, N^2 of them in
+        a simulation): the first state at those versions gives it, the others take it.
+        Only for states without values marked for deletion (their status times are each
+        state's own, and equality does not see them); a mapping that differs in anything,
+        the order too (a peer may forge a state at a version), is kept apart."""
+        node = state.node
+        key = (id(node), state.last_gc_version, state.max_version)
+        held = self.key_values.get(key)
+        if held is not None and held[0] is node:
+            mapping = held[1]
+            if mapping is not state.key_values and list(mapping.items()) == list(
+                state.key_values.items()
+            ):
+                state.key_values = mapping
+                if state.size == held[2]:
+                    state.size = held[2]  # the same int: one object, not one per state
+            return
+        held_now = state.key_values
+        mapping = held_now if isinstance(held_now, SharedKeyValues) else SharedKeyValues(held_now)
+        state.key_values = mapping
+        if len(self.key_values) >= self.max_entries:
+            self.key_values.clear()
+        self.key_values[key] = (node, mapping, state.size)
 
     def value(self, kv: KeyValueMutation) -> VersionedValue:
         """``kv`` stored as a set value (no status time: not marked for deletion)."""
