@@ -610,7 +610,7 @@ class SharedObjects:
     none of this (ClusterState.shared is None). Each table is emptied when it holds
     ``max_entries``."""
 
-    __slots__ = ("entries", "key_values", "max_entries", "values")
+    __slots__ = ("_alone", "_positions", "entries", "key_values", "max_entries", "values")
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
@@ -623,6 +623,28 @@ class SharedObjects:
         # (id of the node, last_gc_version, max_version) -> the node (kept, as above), the
         # key-values a state of it holds at those versions, and their size.
         self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues, int]] = {}
+
+        # Each node's 1-tuple, the address index's entry of a node alone at its address
+        # (by the identity of the node, kept as above); the ints 0, 1, 2...
+        self._alone: dict[int, tuple[NodeId]] = {}
+        self._positions: list[int] = []
+
+    def alone(self, node: NodeId) -> tuple[NodeId]:
+        """``(node,)``, one tuple for every state of the process."""
+        held = self._alone.get(id(node))
+        if held is not None and held[0] is node:
+            return held
+        if len(self._alone) >= self.max_entries:
+            self._alone.clear()
+        alone = self._alone[id(node)] = (node,)
+        return alone
+
+    def positions(self, count: int) -> list[int]:
+        """``list(range(count))``, of the same int objects for every state."""
+        held = self._positions
+        if len(held) < count:
+            held.extend(range(len(held), count))
+        return held[:count]
 
     def key_values_of(self, state: NodeState) -> None:
         """Make ``state`` hold the process's mapping of its key-values at its versions,
@@ -768,7 +790,12 @@ class ClusterState:
             self._digest_entries[node] = state._digest
             self._wire_sorted = False
             self._digest_bytes += digest_entry_size(node)
-            self._by_addr[node.gossip_addr] = (*self._by_addr.get(node.gossip_addr, ()), node)
+            at_addr = self._by_addr.get(node.gossip_addr)
+            if at_addr is not None:
+                self._by_addr[node.gossip_addr] = (*at_addr, node)
+            else:  # the usual: the node alone at its address
+                shared = self.shared
+                self._by_addr[node.gossip_addr] = (node,) if shared is None else shared.alone(node)
         return state
 
     def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
@@ -827,7 +854,11 @@ class ClusterState:
             # per node nor per comparison (a forming cluster learns nodes every message).
             nodes = list(self.node_states)
             keys = list(map(sort_key_of, nodes))
-            ranks = sorted(range(len(nodes)), key=keys.__getitem__)
+            # (Positions shared by the states of a process: past 256 each is an int object,
+            # N^2 of them in a simulation.)
+            shared = self.shared
+            positions = range(len(nodes)) if shared is None else shared.positions(len(nodes))
+            ranks = sorted(positions, key=keys.__getitem__)
             states = list(self.node_states.values())
             self._wire_nodes = list(map(nodes.__getitem__, ranks))
             self._wire_states = list(map(states.__getitem__, ranks))
