@@ -468,6 +468,13 @@ class GossipEngine:
         # it is too large to send (then the transport refuses it, as it always did).
         return full
 
+    def end_round_syns(self) -> None:
+        """Let go of the Syns built for the round's targets (see create_syn): their digests
+        hold an entry per known node until the next round, which a simulation of N engines
+        pays N^2 times. The round's targets must all have been sent theirs: another one of
+        the same round would be built anew, from the state as it then is."""
+        self._round_syns = None
+
     def _full_syn(self, now: float) -> Syn:
         return Syn(
             self.cluster_id,
