@@ -138,12 +138,15 @@ class StateLimits:
 
 
 class _Usage:
-    """Running total of the bytes held by all node states of one cluster state."""
+    """What all node states of one cluster state keep together: the running total of the
+    bytes they hold, and where they record their changes (one slot of each state for
+    both, where a slot each cost 8 bytes per state, N^2 states in a simulation)."""
 
-    __slots__ = ("total",)
+    __slots__ = ("changes", "total")
 
-    def __init__(self) -> None:
+    def __init__(self, changes: list[StateChange] | None = None) -> None:
         self.total = 0
+        self.changes: list[StateChange] = changes if changes is not None else []
 
 
 class SharedKeyValues(dict[str, VersionedValue]):
@@ -158,7 +161,6 @@ class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
     __slots__ = (
-        "_changes",
         "_digest",
         "_digest_wire",
         "_may_hold_marked",
@@ -184,7 +186,11 @@ class NodeState:
         self.node = node
         self.heartbeat = 0
         self.size = 0
-        self._usage = usage or _Usage()
+        if usage is None:
+            usage = _Usage(changes)
+        elif changes is not None and changes is not usage.changes:
+            raise ValueError("a node state records its changes where its usage counts them")
+        self._usage = usage
         self.key_values: dict[str, VersionedValue] = {}
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
@@ -197,7 +203,6 @@ class NodeState:
         self.last_update: float | None = None
         # Local time this state was first learnt (a new generation of a restarted node).
         self.discovered_at: float | None = None
-        self._changes = changes if changes is not None else []
         # The last digest entry handed out: given again while the three versions are the
         # same, so that an unchanged node costs no new object and the codec finds its
         # encoded entry by identity (see ClusterState.compute_digest).
@@ -347,8 +352,8 @@ class NodeState:
     def _bump(self, key: str, value: VersionedValue) -> None:
         self._store(key, value)
         self.max_version = value.version
-        self._changes.append(KeyChange(self.node, key, value))
-        self._changes.append(VersionChange(self.node, self.max_version))
+        self._usage.changes.append(KeyChange(self.node, key, value))
+        self._usage.changes.append(VersionChange(self.node, self.max_version))
 
     def next_version(self) -> int:
         """The version of the owner's next write. It saturates at the u64 edge rather than
@@ -408,8 +413,8 @@ class NodeState:
             self._store(key, renumbered)
             self.max_version = renumbered.version
             if announce:
-                self._changes.append(KeyChange(self.node, key, renumbered))
-        self._changes.append(VersionChange(self.node, self.max_version))
+                self._usage.changes.append(KeyChange(self.node, key, renumbered))
+        self._usage.changes.append(VersionChange(self.node, self.max_version))
 
     # ------------------------------------------------------------------ replication
 
@@ -448,7 +453,7 @@ class NodeState:
     def _reset(self, last_gc_version: int) -> None:
         for key, value in self.key_values.items():
             if not value.is_deleted:
-                self._changes.append(KeyChange(self.node, key, None))
+                self._usage.changes.append(KeyChange(self.node, key, None))
         self._usage.total -= self.size
         self.size = 0
         self.heartbeat = 0
@@ -522,7 +527,7 @@ class NodeState:
             self._reset(delta.last_gc_version)
         # _store and the change records inlined: a node joining brings every key it holds.
         key_values = self._own_key_values() if news else self.key_values
-        changes, node = self._changes, self.node
+        changes, node = self._usage.changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
             key, version = kv.key, kv.version
@@ -570,7 +575,7 @@ class NodeState:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
             if not value.is_deleted:
-                self._changes.append(KeyChange(self.node, key, None))
+                self._usage.changes.append(KeyChange(self.node, key, None))
 
 
 @attrs.frozen(order=True)
@@ -725,7 +730,7 @@ class ClusterState:
         self.rejected: Counter[str] = Counter()
         # The same refusals one by one, since the engine's last step took them.
         self._refusals: list[str] = []
-        self._usage = _Usage()
+        self._usage = _Usage(self.changes)
         self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
         # The known nodes by gossip address (generations of one node share it): who sent a
