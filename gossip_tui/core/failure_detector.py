@@ -57,10 +57,30 @@ class FailureDetectorConfig:
     acceptable_pause: float = attrs.field(default=3.0, validator=non_negative)
 
 
-# The window's fixed parameters (size, max interval, prior mean), one tuple per distinct
-# set: every window of a detector holds the same three, where a slot each cost 24 bytes
-# per window (a 5,000-node simulation holds 25 million windows).
-_WINDOW_PARAMETERS: dict[tuple[int, float, float], tuple[int, float, float]] = {}
+class _WindowParameters:
+    """A window's fixed parameters, one object per distinct set (every window of a
+    detector holds the same three, where a slot each cost 24 bytes per window: a
+    5,000-node simulation holds 25 million windows), and the means windows of them
+    worked out last, by value. A window whose mean comes out equal to one of those holds
+    that float rather than a float object of its own (24 bytes): the windows of a
+    detector mostly hold the same few sets of intervals when its peers beat alike (the
+    engines of a simulation, a quiet cluster on one clock). Bounded: a node whose peers
+    all beat apart pays a lookup per heartbeat, and a table of at most _MEANS_KEPT."""
+
+    __slots__ = ("max_interval", "means", "prior_mean", "window_size")
+
+    def __init__(self, window_size: int, max_interval: float, prior_mean: float) -> None:
+        self.window_size = window_size
+        self.max_interval = max_interval
+        self.prior_mean = prior_mean
+        self.means: dict[float, float] = {}
+
+    def key(self) -> tuple[int, float, float]:
+        return (self.window_size, self.max_interval, self.prior_mean)
+
+
+_WINDOW_PARAMETERS: dict[tuple[int, float, float], _WindowParameters] = {}
+_MEANS_KEPT = 256
 
 if TYPE_CHECKING:
     _Doubles = array[float]
@@ -87,8 +107,11 @@ class SamplingWindow(_Doubles):
         return cast("Self", super().__new__(cls, "d"))
 
     def __init__(self, window_size: int, max_interval: float, prior_interval: float) -> None:
-        parameters = (window_size, max_interval, prior_interval)
-        self._parameters = _WINDOW_PARAMETERS.setdefault(parameters, parameters)
+        key = (window_size, max_interval, prior_interval)
+        parameters = _WINDOW_PARAMETERS.get(key)
+        if parameters is None:
+            parameters = _WINDOW_PARAMETERS[key] = _WindowParameters(*key)
+        self._parameters = parameters
         # Where the oldest interval is in the ring (after the sum), once it is full (before:
         # at 0).
         self._oldest = 0
@@ -105,9 +128,10 @@ class SamplingWindow(_Doubles):
         self.last_heartbeat = now
         if last is not None:
             interval = now - last
-            window_size, max_interval, prior_mean = self._parameters
+            parameters = self._parameters
+            window_size = parameters.window_size
             # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-            if interval <= max_interval and window_size > 0:
+            if interval <= parameters.max_interval and window_size > 0:
                 # (The sum is added to and taken from in the order of the samples, as a
                 # float of its own was: the same doubles.)
                 count = len(self) - 1
@@ -128,7 +152,18 @@ class SamplingWindow(_Doubles):
                     self._oldest = at % window_size
                     total += interval
                     self[0] = total
-                self.mean = (total + _PRIOR_WEIGHT * prior_mean) / (count + _PRIOR_WEIGHT)
+                mean = (total + _PRIOR_WEIGHT * parameters.prior_mean) / (count + _PRIOR_WEIGHT)
+                # (Not a zero: 0.0 and -0.0 are equal, and differ as divisors.)
+                if mean:
+                    means = parameters.means
+                    held = means.get(mean)
+                    if held is not None:
+                        mean = held
+                    else:
+                        if len(means) >= _MEANS_KEPT:
+                            means.clear()
+                        means[mean] = mean
+                self.mean = mean
         return self.mean
 
     # A window is an object, not a value: compared and hashed by identity, true however
@@ -142,10 +177,10 @@ class SamplingWindow(_Doubles):
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
         # The array's own would rebuild a bare array: the window's fields go with it.
-        return (_rebuilt_window, (self._parameters, self.tolist(), self._fields()))
+        return (_rebuilt_window, (self._parameters.key(), self.tolist(), self._fields()))
 
     def __copy__(self) -> SamplingWindow:
-        return _rebuilt_window(self._parameters, self, self._fields())
+        return _rebuilt_window(self._parameters.key(), self, self._fields())
 
     def __deepcopy__(self, memo: object) -> SamplingWindow:
         return self.__copy__()  # its fields are numbers: nothing to copy deeper

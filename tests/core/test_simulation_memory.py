@@ -28,7 +28,7 @@ def _traced_bytes(build: object) -> tuple[int, object]:
     return held, built
 
 
-def test_a_preformed_v1_cluster_holds_under_850_bytes_per_entry_after_two_rounds() -> None:
+def test_a_preformed_v1_cluster_holds_under_800_bytes_per_entry_after_two_rounds() -> None:
     size = 80
 
     def build() -> Simulation:
@@ -42,14 +42,14 @@ def test_a_preformed_v1_cluster_holds_under_850_bytes_per_entry_after_two_rounds
     assert isinstance(sim, Simulation) and sim.converged()
     # ~2,400 bytes at 80 nodes (2,100 at 300) before the failure detector's windows
     # became arrays, the values and digest entries were shared, and the wire order lost
-    # its pairs; ~1,340 after (1,050 at 300). ~780 (590 at 300) once the key-value
-    # mappings, the address index's 1-tuples and the wire positions were shared, two of
-    # the three live sets gone, the window its own array with its sum in it, the round
-    # Syns let go, and a node state a slot smaller.
-    assert held / size**2 < 850
+    # its pairs; ~1,340 after (1,050 at 300). ~755 (570 at 300) once the key-value
+    # mappings, the address index's 1-tuples, the wire positions and the windows' equal
+    # means were shared, two of the three live sets gone, the window its own array with
+    # its sum in it, the round Syns let go, and a node state a slot smaller.
+    assert held / size**2 < 800
 
 
-def test_a_heartbeat_window_with_a_few_samples_takes_under_200_bytes() -> None:
+def test_a_heartbeat_window_with_a_few_samples_takes_under_170_bytes() -> None:
     def build() -> list[SamplingWindow]:
         windows = [SamplingWindow(1_000, 10.0, 5.0) for _ in range(1_000)]
         for window in windows:
@@ -58,11 +58,11 @@ def test_a_heartbeat_window_with_a_few_samples_takes_under_200_bytes() -> None:
         return windows
 
     held, _windows = _traced_bytes(build)
-    # ~177 bytes (the array with its fields and its sum, 3 intervals, the mean); ~265 when
-    # the window was an object holding an array, its three parameters and its sum; a
-    # deque with a bound took a 64-slot block (760 bytes) from its first sample, and 32
-    # bytes per float in it.
-    assert held / 1_000 < 200
+    # ~153 bytes (the array with its fields, its sum and 3 intervals; the windows' equal
+    # means one float); ~265 when the window was an object holding an array, its three
+    # parameters, its sum and its mean; a deque with a bound took a 64-slot block (760
+    # bytes) from its first sample, and 32 bytes per float in it.
+    assert held / 1_000 < 170
 
 
 def test_states_of_one_process_that_apply_the_same_decoded_values_share_them() -> None:
