@@ -155,3 +155,15 @@ def test_a_peer_that_leaves_between_sweeps_is_reported_dead_at_the_next_one() ->
     sim.run(1)
     died = [addr for _now, addr, changes in sim.liveness_log if gone in changes.died]
     assert sorted(died) == sorted(engine.self_id.gossip_addr for engine in others)
+
+
+def test_a_lone_node_shares_nothing() -> None:
+    # Outside a simulation there is no SharedObjects: a state's key-values stay its own
+    # dict, which it writes in place (no copy on write, no table).
+    owner = NodeId("owner", 1, sim_address(1))
+    state = ClusterState()
+    state.node_state_or_init(owner)
+    mutation = KeyValueMutation("bind", "127.0.0.1:20001", 1)
+    state.apply_delta(Delta((NodeDelta(owner, 0, 0, (mutation,), 1),)), now=0.0)
+    assert type(state.node_states[owner].key_values) is dict
+    assert state.nodes_at(owner.gossip_addr) == (owner,)
