@@ -18,7 +18,8 @@ Four measurements, all with the real engine and codec and no sockets:
   decoded (replies are encoded and handed over, see Simulation.decode_replies), so a round
   costs ~N^2 digest entries and the cluster ~550 bytes per node per node (tracemalloc,
   600 nodes; 1,050 before branch s10-mem): up to ``--sim-max`` nodes (1,000 take ~0.6 GB
-  and ~10 s of CPU a round on this machine; 5,000 ~15 GB and ~4-5 min a round). Each
+  and ~8 s of CPU a round on this machine; 5,000 ~13-15 GB and ~6-8 min a round, past the
+  codec's 4,096-id caches: docs/BENCHMARKS.md, "What an entry holds after"). Each
   round writes a checkpoint line to stderr (nodes still lacking the key, the round's
   CPU-s, bytes and datagrams per node per round so far, the largest datagram, peak RSS),
   so a run stopped half-way still says what it saw;
@@ -31,7 +32,7 @@ Four measurements, all with the real engine and codec and no sockets:
     python scripts/bench/scale.py                       # 100..10,000 nodes (~10 min)
     python scripts/bench/scale.py --sizes 1000 5000 --sim-max 200 --json out.json
     python scripts/bench/scale.py --quick
-    # The real engine at 5,000 nodes, V1 (~15 GB, ~30-40 min of one core; a checkpoint
+    # The real engine at 5,000 nodes, V1 (~15 GB, ~35-45 min of one core; a checkpoint
     # line per round on stderr):
     python scripts/bench/scale.py --sizes 5000 --modes V1 --sim-max 5000 --sim-keys 1 \
         --keys 3 --capacity-max 2000 --json bench-results/scale-5000.json
