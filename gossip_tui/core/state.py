@@ -138,19 +138,34 @@ class StateLimits:
 
 
 class _Usage:
-    """Running total of the bytes held by all node states of one cluster state."""
+    """What all node states of one cluster state keep together: the running total of the
+    bytes they hold, and where they record their changes (one slot of each state for
+    both, where a slot each cost 8 bytes per state, N^2 states in a simulation)."""
 
-    __slots__ = ("total",)
+    __slots__ = ("changes", "total")
 
-    def __init__(self) -> None:
+    def __init__(self, changes: list[StateChange] | None = None) -> None:
         self.total = 0
+        self.changes: list[StateChange] = changes if changes is not None else []
+
+
+# The digest entry of a state that was never in a digest (the codec checks the node along
+# with the entry, so one entry may stand for any number of nodes).
+_NO_DIGEST = NodeDigest(0, 0, 0)
+
+
+class SharedKeyValues(dict[str, VersionedValue]):
+    """A node's key-values at one version as every state of the process that holds that
+    version holds them (see SharedObjects.key_values_of): never changed in place. A state
+    that writes to it writes to a copy of its own."""
+
+    __slots__ = ()
 
 
 class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
     __slots__ = (
-        "_changes",
         "_digest",
         "_digest_wire",
         "_may_hold_marked",
@@ -176,7 +191,11 @@ class NodeState:
         self.node = node
         self.heartbeat = 0
         self.size = 0
-        self._usage = usage or _Usage()
+        if usage is None:
+            usage = _Usage(changes)
+        elif changes is not None and changes is not usage.changes:
+            raise ValueError("a node state records its changes where its usage counts them")
+        self._usage = usage
         self.key_values: dict[str, VersionedValue] = {}
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
@@ -189,11 +208,12 @@ class NodeState:
         self.last_update: float | None = None
         # Local time this state was first learnt (a new generation of a restarted node).
         self.discovered_at: float | None = None
-        self._changes = changes if changes is not None else []
         # The last digest entry handed out: given again while the three versions are the
         # same, so that an unchanged node costs no new object and the codec finds its
-        # encoded entry by identity (see ClusterState.compute_digest).
-        self._digest = NodeDigest(0, 0, 0)
+        # encoded entry by identity (see ClusterState.compute_digest). One object for
+        # every new state (frozen), where each made its own: 64 B per state, N^2 states in
+        # a simulation, until their first digest.
+        self._digest = _NO_DIGEST
         # Its encoding, None until the first digest (see ClusterState.compute_digest).
         self._digest_wire: bytes | None = None
         # What stale_mutations last gave (floor version, key-values, operations), until the
@@ -313,17 +333,24 @@ class NodeState:
         released = key_value_cost(key, previous.value) if previous is not None else 0
         return self.size - released + key_value_cost(key, value)
 
+    def _own_key_values(self) -> dict[str, VersionedValue]:
+        """The key-values, to write to: a copy of its own first, when shared."""
+        key_values = self.key_values
+        if type(key_values) is SharedKeyValues:
+            key_values = self.key_values = dict(key_values)
+        return key_values
+
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.size
         if value.status_since is not None:
             self._may_hold_marked = True
-        self.key_values[key] = value
+        self._own_key_values()[key] = value
         self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
-        removed = self.key_values.pop(key)
+        removed = self._own_key_values().pop(key)
         self._stale_cache = self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
@@ -332,8 +359,8 @@ class NodeState:
     def _bump(self, key: str, value: VersionedValue) -> None:
         self._store(key, value)
         self.max_version = value.version
-        self._changes.append(KeyChange(self.node, key, value))
-        self._changes.append(VersionChange(self.node, self.max_version))
+        self._usage.changes.append(KeyChange(self.node, key, value))
+        self._usage.changes.append(VersionChange(self.node, self.max_version))
 
     def next_version(self) -> int:
         """The version of the owner's next write. It saturates at the u64 edge rather than
@@ -393,8 +420,8 @@ class NodeState:
             self._store(key, renumbered)
             self.max_version = renumbered.version
             if announce:
-                self._changes.append(KeyChange(self.node, key, renumbered))
-        self._changes.append(VersionChange(self.node, self.max_version))
+                self._usage.changes.append(KeyChange(self.node, key, renumbered))
+        self._usage.changes.append(VersionChange(self.node, self.max_version))
 
     # ------------------------------------------------------------------ replication
 
@@ -433,7 +460,7 @@ class NodeState:
     def _reset(self, last_gc_version: int) -> None:
         for key, value in self.key_values.items():
             if not value.is_deleted:
-                self._changes.append(KeyChange(self.node, key, None))
+                self._usage.changes.append(KeyChange(self.node, key, None))
         self._usage.total -= self.size
         self.size = 0
         self.heartbeat = 0
@@ -506,7 +533,8 @@ class NodeState:
         if reset:
             self._reset(delta.last_gc_version)
         # _store and the change records inlined: a node joining brings every key it holds.
-        key_values, changes, node = self.key_values, self._changes, self.node
+        key_values = self._own_key_values() if news else self.key_values
+        changes, node = self._usage.changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
             key, version = kv.key, kv.version
@@ -533,6 +561,8 @@ class NodeState:
         self._usage.total += grown
         self.max_version = delta.max_version
         changes.append(VersionChange(node, self.max_version))
+        if shared is not None and not self._may_hold_marked:
+            shared.key_values_of(self)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
@@ -552,7 +582,7 @@ class NodeState:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
             if not value.is_deleted:
-                self._changes.append(KeyChange(self.node, key, None))
+                self._usage.changes.append(KeyChange(self.node, key, None))
 
 
 @attrs.frozen(order=True)
@@ -585,12 +615,14 @@ _FEW_STALE = tuple(_Staleness(False, stale) for stale in range(_FEW))
 class SharedObjects:
     """Immutable objects shared by the cluster states of one process: many engines in one
     process (the simulation, N^2 entries) hold the same few digest entries of each node (a
-    NodeDigest and its wire bytes, 180 bytes) and the same stored values (72 bytes each),
-    each a copy otherwise. Frozen objects, equal to the copies, so sharing them changes
-    nothing but memory. A node alone in its process has nothing to share and none of this
-    (ClusterState.shared is None). Each table is emptied when it holds ``max_entries``."""
+    NodeDigest and its wire bytes, 180 bytes), the same stored values (72 bytes each) and
+    the same key-value mappings (184 bytes for a few keys), each a copy otherwise. Frozen
+    objects (a shared mapping is copied before a write), equal to the copies, so sharing
+    them changes nothing but memory. A node alone in its process has nothing to share and
+    none of this (ClusterState.shared is None). Each table is emptied when it holds
+    ``max_entries``."""
 
-    __slots__ = ("entries", "max_entries", "values")
+    __slots__ = ("_alone", "_positions", "entries", "key_values", "max_entries", "values")
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
@@ -600,6 +632,57 @@ class SharedObjects:
         # Set values by the identity of the mutation they were read from (kept alike): the
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
+        # (id of the node, last_gc_version, max_version) -> the node (kept, as above), the
+        # key-values a state of it holds at those versions, and their size.
+        self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues, int]] = {}
+
+        # Each node's 1-tuple, the address index's entry of a node alone at its address
+        # (by the identity of the node, kept as above); the ints 0, 1, 2...
+        self._alone: dict[int, tuple[NodeId]] = {}
+        self._positions: list[int] = []
+
+    def alone(self, node: NodeId) -> tuple[NodeId]:
+        """``(node,)``, one tuple for every state of the process."""
+        held = self._alone.get(id(node))
+        if held is not None and held[0] is node:
+            return held
+        if len(self._alone) >= self.max_entries:
+            self._alone.clear()
+        alone = self._alone[id(node)] = (node,)
+        return alone
+
+    def positions(self, count: int) -> list[int]:
+        """``list(range(count))``, of the same int objects for every state."""
+        held = self._positions
+        if len(held) < count:
+            held.extend(range(len(held), count))
+        return held[:count]
+
+    def key_values_of(self, state: NodeState) -> None:
+        """Make ``state`` hold the process's mapping of its key-values at its versions,
+        where each state held a dict of its own (184 bytes for a few keys, N^2 of them in
+        a simulation): the first state at those versions gives it, the others take it.
+        Only for states without values marked for deletion (their status times are each
+        state's own, and equality does not see them); a mapping that differs in anything,
+        the order too (a peer may forge a state at a version), is kept apart."""
+        node = state.node
+        key = (id(node), state.last_gc_version, state.max_version)
+        held = self.key_values.get(key)
+        if held is not None and held[0] is node:
+            mapping = held[1]
+            if mapping is not state.key_values and list(mapping.items()) == list(
+                state.key_values.items()
+            ):
+                state.key_values = mapping
+                if state.size == held[2]:
+                    state.size = held[2]  # the same int: one object, not one per state
+            return
+        held_now = state.key_values
+        mapping = held_now if isinstance(held_now, SharedKeyValues) else SharedKeyValues(held_now)
+        state.key_values = mapping
+        if len(self.key_values) >= self.max_entries:
+            self.key_values.clear()
+        self.key_values[key] = (node, mapping, state.size)
 
     def value(self, kv: KeyValueMutation) -> VersionedValue:
         """``kv`` stored as a set value (no status time: not marked for deletion)."""
@@ -654,7 +737,7 @@ class ClusterState:
         self.rejected: Counter[str] = Counter()
         # The same refusals one by one, since the engine's last step took them.
         self._refusals: list[str] = []
-        self._usage = _Usage()
+        self._usage = _Usage(self.changes)
         self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
         # The known nodes by gossip address (generations of one node share it): who sent a
@@ -719,7 +802,12 @@ class ClusterState:
             self._digest_entries[node] = state._digest
             self._wire_sorted = False
             self._digest_bytes += digest_entry_size(node)
-            self._by_addr[node.gossip_addr] = (*self._by_addr.get(node.gossip_addr, ()), node)
+            at_addr = self._by_addr.get(node.gossip_addr)
+            if at_addr is not None:
+                self._by_addr[node.gossip_addr] = (*at_addr, node)
+            else:  # the usual: the node alone at its address
+                shared = self.shared
+                self._by_addr[node.gossip_addr] = (node,) if shared is None else shared.alone(node)
         return state
 
     def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
@@ -778,7 +866,11 @@ class ClusterState:
             # per node nor per comparison (a forming cluster learns nodes every message).
             nodes = list(self.node_states)
             keys = list(map(sort_key_of, nodes))
-            ranks = sorted(range(len(nodes)), key=keys.__getitem__)
+            # (Positions shared by the states of a process: past 256 each is an int object,
+            # N^2 of them in a simulation.)
+            shared = self.shared
+            positions = range(len(nodes)) if shared is None else shared.positions(len(nodes))
+            ranks = sorted(positions, key=keys.__getitem__)
             states = list(self.node_states.values())
             self._wire_nodes = list(map(nodes.__getitem__, ranks))
             self._wire_states = list(map(states.__getitem__, ranks))
