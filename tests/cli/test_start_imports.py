@@ -18,13 +18,27 @@ from tests.processes import run_probe
 # runtime told to list the modules once the node is up (and serving, with HTTP) and then
 # to stop as on SIGTERM.
 _PROBE = """
-import os, signal, sys
+import os, signal, socket, sys
 from functools import partial
+
+import trio
 
 import gossip_tui._headless as headless
 from gossip_tui import cli
 
+def ask_health(addr):
+    # A bare socket: http.client, in the node's interpreter, would be counted as the node's.
+    request = b"GET /health HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n"
+    with socket.create_connection((addr.host, addr.port), timeout=30) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+
 async def report(node):
+    if os.environ.get("PROBE_ASK_HEALTH"):
+        await trio.to_thread.run_sync(ask_health, node.http_addr)
     loaded = sorted(sys.modules)
     print("\\n".join(loaded), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -72,8 +86,38 @@ _NEVER_WITHOUT_HTTP = ("gossip_tui.api", "gossip_tui._http_settings", "json")
 _OWN_MODULES = {"no-http": 43, "http": 48}
 
 
-def _loaded(*extra: str) -> list[str]:
-    lines = run_probe(_PROBE, *_NODE_ARGS, *extra)
+# What the first request (GET /health, as every cluster harness asks each node) loads on
+# top: hypercorn, h11 and the application, but not cattrs (the records of the other
+# routes), the other routes' modules, nor what hypercorn imports for HTTP/2 and websockets
+# (gossip_tui.api._server stands in for them).
+_NEVER_FOR_HEALTH = (
+    "cattrs",
+    "gossip_tui.node._records",
+    "gossip_tui.api._records",
+    "gossip_tui.api._openapi",
+    "gossip_tui.api._metrics",
+    "gossip_tui.api._events",
+    "h2.connection",
+    "h2.events",
+    "hpack",
+    "hyperframe",
+    "wsproto",
+    "hypercorn.protocol.h2",
+    "hypercorn.protocol.ws_stream",
+    "logging.config",
+    "multiprocessing",
+    "tomllib",
+    "typer",
+    "textual",
+    "gossip_tui.client",
+    "http.client",
+    "email",
+)
+
+
+def _loaded(*extra: str, ask_health: bool = False) -> list[str]:
+    env = {"PROBE_ASK_HEALTH": "1"} if ask_health else {}
+    lines = run_probe(_PROBE, *_NODE_ARGS, *extra, env=env)
     assert "gossip_tui.node" in lines  # the probe did run a node
     return lines
 
@@ -92,3 +136,10 @@ def test_a_ready_headless_node_has_imported_nothing_it_does_without(mode: str) -
     assert len(own) <= _OWN_MODULES[mode], own
     if mode == "http":
         assert "gossip_tui.api._server" in loaded  # it does listen
+
+
+def test_the_first_health_request_loads_only_what_it_answers_with() -> None:
+    loaded = _loaded(ask_health=True)
+
+    assert _heavy(loaded, _NEVER_FOR_HEALTH) == []
+    assert {"hypercorn.trio.run", "h11", "gossip_tui.api._app"} <= set(loaded)  # it did serve
