@@ -31,6 +31,7 @@ from .codec import (
     DeltaWriter,
     EncodeError,
     StaleNode,
+    _slot_setters,
     encode_key_values,
     forget_digest_entry,
     forget_digest_entry_at,
@@ -103,6 +104,13 @@ class VersionChange:
 
 
 StateChange = KeyChange | VersionChange
+
+# Slot setters that fill a bare KeyChange or VersionChange as calling the class does (see
+# codec._slot_setters; None if that no longer holds): apply_delta records one of each per
+# key-value it stores, where the classes' __init__ is a Python call each.
+_KEY_CHANGE_SETTERS = _slot_setters(KeyChange, ("node", "key", "value"))
+_VERSION_CHANGE_SETTERS = _slot_setters(VersionChange, ("node", "max_version"))
+_new = object.__new__
 
 _SET = KeyStatus.SET
 _first = itemgetter(0)
@@ -483,16 +491,24 @@ class NodeState:
         reset = status is DeltaStatus.APPLY_AFTER_RESET
         # What a state at ``floor`` would store, decided once for the bound and the writes
         # (after a reset the state is at 0, its last_gc_version the delta's): not already
-        # known, and no tombstone we have already collected.
+        # known, and no tombstone we have already collected. Each with its cost, counted
+        # inline for ASCII (key_value_cost's usual case): a node joining brings every key
+        # it holds, and this runs for each node of every delta that brings news.
         floor, last_gc = (
             (0, delta.last_gc_version) if reset else (self.max_version, self.last_gc_version)
         )
-        news = [
-            kv
-            for kv in delta.key_values
-            if kv.version > floor and (kv.status is _SET or kv.version > last_gc)
-        ]
-        costs = [key_value_cost(kv.key, kv.value) for kv in news]
+        news: list[KeyValueMutation] = []
+        costs: list[int] = []
+        for kv in delta.key_values:
+            version = kv.version
+            if version > floor and (kv.status is _SET or version > last_gc):
+                key, text = kv.key, kv.value
+                news.append(kv)
+                costs.append(
+                    KEY_VALUE_OVERHEAD + len(key) + len(text)
+                    if key.isascii() and text.isascii()
+                    else key_value_cost(key, text)
+                )
         upper = sum(costs)  # the growth if every value were new: what the bounds check first
         if (
             limits is not None
@@ -505,7 +521,8 @@ class NodeState:
             return DeltaStatus.OVER_LIMIT
         if reset:
             self._reset(delta.last_gc_version)
-        # _store and the change records inlined: a node joining brings every key it holds.
+        # _store and the change records inlined, the records and set values made without
+        # a Python call each (see _KEY_CHANGE_SETTERS): a node joining brings every key.
         key_values, changes, node = self.key_values, self._changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
@@ -518,21 +535,37 @@ class NodeState:
             kv_status = kv.status
             if kv_status is not _SET:
                 self._may_hold_marked = True  # stored with a status_since (now)
-            if kv_status is not _SET:
                 value = VersionedValue(kv.value, version, kv_status, now)
             elif shared is None:
                 value = VersionedValue(kv.value, version)
             else:
-                value = shared.value(kv)
+                # SharedObjects.value's usual case (another state stored it) inlined.
+                held = shared.values.get(id(kv))
+                value = held[1] if held is not None and held[0] is kv else shared.value(kv)
             key_values[key] = value
             grown += cost
-            changes.append(KeyChange(node, key, value))
+            if _KEY_CHANGE_SETTERS is None:
+                changes.append(KeyChange(node, key, value))
+            else:
+                change = _new(KeyChange)
+                set_node, set_key, set_value = _KEY_CHANGE_SETTERS
+                set_node(change, node)
+                set_key(change, key)
+                set_value(change, value)
+                changes.append(change)
         if news:
             self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
-        changes.append(VersionChange(node, self.max_version))
+        if _VERSION_CHANGE_SETTERS is None:
+            changes.append(VersionChange(node, self.max_version))
+        else:
+            moved = _new(VersionChange)
+            set_node, set_max_version = _VERSION_CHANGE_SETTERS
+            set_node(moved, node)
+            set_max_version(moved, self.max_version)
+            changes.append(moved)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
