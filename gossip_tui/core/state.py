@@ -298,6 +298,10 @@ class NodeState:
                 and node_delta.last_gc_version == self.last_gc_version
             ):
                 return kept
+        return self.new_stale_node(floor_version)
+
+    def new_stale_node(self, floor_version: int) -> StaleNode:
+        """:meth:`stale_node` made from this state's key-values (and kept)."""
         kvs, ops = self.stale_mutations(floor_version)
         stale = stale_node(
             self.node, self.last_gc_version, floor_version, kvs, ops, self.max_version
@@ -306,12 +310,24 @@ class NodeState:
             self._stale_node = stale
         return stale
 
+    def stale_content(self, floor_version: int) -> list[tuple[int, str, str, KeyStatus]]:
+        """What a delta carries of the key-values newer than ``floor_version``: (version,
+        key, value, status), oldest first. Built and compared in C but for one call."""
+        content = [
+            (value.version, key, value.value, value.status)
+            for key, value in self.key_values.items()
+            if value.version > floor_version
+        ]
+        content.sort()  # versions are distinct within a state (else the keys decide)
+        return content
+
     def stale_count(self, floor_version: int) -> int:
         """How many key-values are newer than ``floor_version``."""
         kept = self._kept_stale(floor_version)
         if kept is not None:
             return len(kept[0])
-        return sum(1 for v in self.key_values.values() if v.version > floor_version)
+        # (A list, not a generator: one call, where a generator is resumed per value.)
+        return len([v for v in self.key_values.values() if v.version > floor_version])
 
     # ------------------------------------------------------------------ owner's writes
 
@@ -588,33 +604,6 @@ class NodeState:
                 self._changes.append(KeyChange(self.node, key, None))
 
 
-@attrs.frozen(order=True)
-class _Staleness:
-    __repr__ = fields_repr
-
-    # Higher sorts first. Unknown nodes (digest says nothing) go first, lowest max_version
-    # first among them so small states spread fast; then nodes with most stale records.
-    is_unknown: bool
-    rank: int
-
-
-def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
-    if state.max_version <= floor_version:
-        return None
-    if floor_version == 0:
-        return _Staleness(True, -state.max_version)
-    stale = state.stale_count(floor_version)
-    if stale < _FEW:
-        return _FEW_STALE[stale]
-    return _Staleness(False, stale)
-
-
-# The rank of a known node with few stale key-values (the usual), made once: frozen, so
-# one instance serves every bucket that has the rank.
-_FEW = 64
-_FEW_STALE = tuple(_Staleness(False, stale) for stale in range(_FEW))
-
-
 class SharedObjects:
     """Immutable objects shared by the cluster states of one process: many engines in one
     process (the simulation, N^2 entries) hold the same few digest entries of each node (a
@@ -623,7 +612,7 @@ class SharedObjects:
     nothing but memory. A node alone in its process has nothing to share and none of this
     (ClusterState.shared is None). Each table is emptied when it holds ``max_entries``."""
 
-    __slots__ = ("entries", "max_entries", "values")
+    __slots__ = ("entries", "max_entries", "stale_nodes", "values")
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
@@ -633,6 +622,13 @@ class SharedObjects:
         # Set values by the identity of the mutation they were read from (kept alike): the
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
+        # (id of the node, last_gc_version, max_version, floor version) -> the node (kept,
+        # so the id is not reused while cached), what the key-values above the floor held
+        # (NodeState.stale_content) and the node as a delta carries it from that floor.
+        self.stale_nodes: dict[
+            tuple[int, int, int, int],
+            tuple[NodeId, list[tuple[int, str, str, KeyStatus]], StaleNode],
+        ] = {}
 
     def value(self, kv: KeyValueMutation) -> VersionedValue:
         """``kv`` stored as a set value (no status time: not marked for deletion)."""
@@ -644,6 +640,32 @@ class SharedObjects:
             self.values.clear()
         self.values[id(kv)] = (kv, value)
         return value
+
+    def stale_node(self, state: NodeState, floor_version: int) -> StaleNode:
+        """``state.stale_node(floor_version)`` for a state that keeps none for that floor,
+        encoded once for every state of the process
+        that holds the same key-values of the node: in a forming cluster each of the N
+        states of a node sends it to newcomers, each encoding the same operations. Taken
+        only where the state's key-values above the floor are the very ones (compared by
+        content, in C: a forged or half-collected copy encodes its own), so the node
+        delta, its key-values and bytes are those the state would have made."""
+        node = state.node
+        key = (id(node), state.last_gc_version, state.max_version, floor_version)
+        content = state.stale_content(floor_version)
+        held = self.stale_nodes.get(key)
+        if held is not None and held[0] is node and held[1] == content:
+            stale = held[2]
+            state._stale_node = stale
+            ops = stale[1]
+            if state._stale_cache is None and ops is not None:  # as stale_mutations keeps it
+                state._stale_cache = (floor_version, stale[0].key_values, ops)
+            return stale
+        stale = state.new_stale_node(floor_version)
+        if stale[2] is not None:  # kept by the state: whole, its operations within a block
+            if len(self.stale_nodes) >= self.max_entries:
+                self.stale_nodes.clear()
+            self.stale_nodes[key] = (node, content, stale)
+        return stale
 
     def renew(
         self,
@@ -979,16 +1001,21 @@ class ClusterState:
             # We collected tombstones the peer never saw: it must start over from scratch.
             must_reset = peer_gc < state.last_gc_version and peer_max < state.last_gc_version
             from_version = 0 if must_reset else peer_max
-            staleness = _staleness(state, from_version)
-            if staleness is not None:
-                # Keyed by the plain tuple of its fields (their order, as attrs orders it):
-                # compared in C, where _Staleness compares in Python.
-                key = (staleness.is_unknown, staleness.rank)
-                buckets.setdefault(key, []).append((state, from_version))
+            if state.max_version <= from_version:
+                continue
+            # Ranked by a plain tuple (is_unknown, rank), compared in C. Higher sorts first:
+            # nodes the peer does not know (from 0) go first, lowest max_version first among
+            # them so small states spread fast; then nodes with most stale records.
+            if from_version == 0:
+                key = (True, -state.max_version)
+            else:
+                key = (False, state.stale_count(from_version))
+            buckets.setdefault(key, []).append((state, from_version))
 
         shuffle = (rng or random).shuffle
         writer = DeltaWriter(mtu)
         add = writer.try_add_stale_node
+        shared = self.shared
         # Most useful first; a heap rather than a sort: the budget mostly runs out after the
         # first few buckets (a peer that knows nothing has one per node).
         # (The keys are distinct, so the groups themselves are never compared.)
@@ -998,6 +1025,18 @@ class ClusterState:
             group = heapq.heappop(heap)[2]
             shuffle(group)
             for state, from_version in group:
-                if not add(state.stale_node(from_version)):
+                # NodeState.stale_node's usual case, the node kept for this floor, inlined.
+                stale = state._stale_node
+                if (
+                    stale is None
+                    or stale[0].from_version_excluded != from_version
+                    or stale[0].last_gc_version != state.last_gc_version
+                ):
+                    stale = (
+                        state.new_stale_node(from_version)
+                        if shared is None
+                        else shared.stale_node(state, from_version)
+                    )
+                if not add(stale):
                     return writer.finish()
         return writer.finish()
