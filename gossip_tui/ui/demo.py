@@ -2,7 +2,8 @@
 
 All peers run in the dashboard's own Trio run, each in its own cancel scope, so one can be
 stopped (and later restarted with a new generation, as a real restart would) without
-touching the others.
+touching the others. Being in one process, the nodes share the frozen objects each would
+otherwise make for itself (:func:`demo_shared_objects`).
 
 A demo is a cluster of its own: unless the operator names them, node 0 takes an ephemeral
 port and a cluster id drawn for this run (:func:`demo_overrides`), so a demo started beside
