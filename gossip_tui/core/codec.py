@@ -1184,14 +1184,33 @@ def _decode_ops(data: bytes) -> Delta:
                 # when they are all of the node's key-values (no more follow).
                 run_bytes, run_kvs = run
                 run_end = pos + len(run_bytes)
-                if data.startswith(run_bytes, pos) and (
-                    run_end == end or data[run_end] != OP_KEY_VALUE
-                ):
-                    pos = run_end
-                    max_version = run_kvs[-1].version
-                    kvs = list(run_kvs)
-                    append = kvs.append
-                    continue
+                if data.startswith(run_bytes, pos):
+                    if run_end == end or data[run_end] == OP_NODE:
+                        # The whole node (the usual case): its node delta made now, on the
+                        # kept tuple, where it would be copied into a list and back.
+                        pos = run_end
+                        if nd_fast:
+                            nd = new(nd_type)
+                            set_nd_node(nd, node)
+                            set_nd_from(nd, new_from)
+                            set_nd_gc(nd, new_last_gc)
+                            set_nd_kvs(nd, run_kvs)
+                            set_nd_max(nd, run_kvs[-1].version)
+                            node_deltas.append(nd)
+                        else:
+                            node_deltas.append(
+                                _node_delta(
+                                    node, new_from, new_last_gc, run_kvs, run_kvs[-1].version
+                                )
+                            )
+                        current = None
+                        continue
+                    if data[run_end] != OP_KEY_VALUE:  # a max version follows
+                        pos = run_end
+                        max_version = run_kvs[-1].version
+                        kvs = list(run_kvs)
+                        append = kvs.append
+                        continue
             kvs = []
             append = kvs.append
             run_start = run_stop = pos
