@@ -1009,7 +1009,15 @@ class ClusterState:
             if from_version == 0:
                 key = (True, -state.max_version)
             else:
-                key = (False, state.stale_count(from_version))
+                # NodeState.stale_count's usual case, key-values kept for this very floor
+                # (the next peer at it), inlined.
+                kept = state._stale_cache
+                stale_count = (
+                    len(kept[1])
+                    if kept is not None and kept[0] == from_version
+                    else state.stale_count(from_version)
+                )
+                key = (False, stale_count)
             buckets.setdefault(key, []).append((state, from_version))
 
         shuffle = (rng or random).shuffle
