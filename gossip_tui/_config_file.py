@@ -457,7 +457,7 @@ def to_node_config(settings: CliSettings) -> NodeConfig:
     The settings are typed and checked already; what is unset (None) is left out, so
     ``NodeConfig``'s defaults apply, and its validators check the rest once more.
     """
-    from gossip_tui.node import NodeConfig, read_key_file
+    from gossip_tui.node import NodeConfig
 
     given = {name: getattr(settings, name) for name in _FIELDS}
     given = {name: value for name, value in given.items() if value is not None}
@@ -468,6 +468,8 @@ def to_node_config(settings: CliSettings) -> NodeConfig:
     )
     keys = [parse_key(text) for text in settings.secret_keys]
     if settings.secret_key_file is not None:
+        from gossip_tui.node import read_key_file  # and the sealing with it
+
         keys += read_key_file(settings.secret_key_file)
     node["secret_keys"] = keys
     return NodeConfig(**node)

@@ -3,7 +3,6 @@ log shipper). Standard library only, so that the settings code can validate both
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import TextIO
@@ -42,6 +41,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         import datetime  # here: most nodes log text, and a node's start is all imports
+        import json
 
         stamp = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         line: dict[str, object] = {

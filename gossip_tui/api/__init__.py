@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._app import MAX_BODY_SIZE, ROUTES, GossipApi, HttpError, Route, make_app
 from ._security import ApiSecurity, default_host_names
 from ._server import ServedNode, serve_http, serve_node_http
 from ._types import ApiNode
 
 if TYPE_CHECKING:
     from gossip_tui.core.converter import converter
+
+    from ._app import MAX_BODY_SIZE, ROUTES, GossipApi, HttpError, Route, make_app
+
+# The application's module (its routes, and json, re, urllib.parse with it), imported when
+# first named: serve_http builds the application once the first connection waits, so a
+# node that nobody asks anything does without it, as it does without hypercorn.
+_APP_NAMES = frozenset({"MAX_BODY_SIZE", "ROUTES", "GossipApi", "HttpError", "Route", "make_app"})
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -36,6 +42,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _APP_NAMES:
+        from . import _app
+
+        return getattr(_app, name)
     # The converter is made (and cattrs imported) when first asked for, as in
     # gossip_tui.core.converter: serving the API does not need it before a request does.
     if name == "converter":

@@ -16,7 +16,6 @@ import trio
 
 from gossip_tui.core.models import SocketAddress
 
-from ._app import make_app
 from ._security import ApiSecurity
 from ._types import ApiNode
 
@@ -168,6 +167,8 @@ async def serve_http(
         task_status.started(actual)
         await trio.lowlevel.wait_readable(sock)
         Config, Sockets, worker_serve, wrap_app = _import_worker()
+        from ._app import make_app  # as hypercorn: on the first connection (see gossip_tui.api)
+
         config = Config()
         config.errorlog = _log
         config.accesslog = None

@@ -160,19 +160,19 @@ class ViewPublisher:
 
     def __init__(self) -> None:
         self.published: str | None = None
-        self._live: frozenset[NodeId] | None = None
         self._candidate: str | None = None
         self._candidate_since = 0
         self._differs_since: int | None = None
 
     def next_value(self, live: Collection[NodeId], round_number: int) -> str | None:
         """The value to publish this round (then counted as published), or None."""
-        if self._live is None or len(live) != len(self._live) or self._live != live:
-            # Summarized only when the set changed: an idle cluster pays a set comparison.
-            self._live = frozenset(live)
-            candidate = summarize(self._live).encode()
-            if candidate != self._candidate:
-                self._candidate, self._candidate_since = candidate, round_number
+        # Summarized every round, where a copy of the set was kept to see whether it
+        # changed (a pass in C either way, and a copy per engine of its live set is N^2
+        # entries in a simulation): only a new summary is news, as before, since the
+        # summary of the set last summarized is the candidate.
+        candidate = summarize(live).encode()
+        if candidate != self._candidate:
+            self._candidate, self._candidate_since = candidate, round_number
         if self._candidate == self.published:
             self._differs_since = None
             return None

@@ -1224,6 +1224,9 @@ def _decode_ops(data: bytes) -> Delta:
     new = object.__new__
     fast = _KV_SETTERS is not None
     set_key, set_value, set_version, set_status = _KV_SETTERS or (_never,) * 4
+    nd_type = NodeDelta
+    nd_fast = _ND_SETTERS is not None
+    set_nd_node, set_nd_from, set_nd_gc, set_nd_kvs, set_nd_max = _ND_SETTERS or (_never,) * 5
     nodes_by_wire = _NODES_BY_WIRE
     runs = _KV_RUNS_BY_NODE
     # The key-value operations right after the current node's operation, parsed here
@@ -1284,9 +1287,19 @@ def _decode_ops(data: bytes) -> Delta:
             if raw in seen:
                 raise DecodeError(f"node {node} appears twice in one delta")
             if current is not None:
-                node_deltas.append(
-                    _node_delta(current, from_version, last_gc, tuple(kvs), max_version)
-                )
+                # _node_delta inlined: one node delta per node of every delta decoded.
+                if nd_fast:
+                    nd = new(nd_type)
+                    set_nd_node(nd, current)
+                    set_nd_from(nd, from_version)
+                    set_nd_gc(nd, last_gc)
+                    set_nd_kvs(nd, tuple(kvs))
+                    set_nd_max(nd, max_version)
+                    node_deltas.append(nd)
+                else:
+                    node_deltas.append(
+                        _node_delta(current, from_version, last_gc, tuple(kvs), max_version)
+                    )
             seen.add(raw)
             current, last_gc, from_version, max_version = node, new_last_gc, new_from, 0
             run = runs.get(raw)
@@ -1297,14 +1310,33 @@ def _decode_ops(data: bytes) -> Delta:
                 # when they are all of the node's key-values (no more follow).
                 run_bytes, run_kvs = run
                 run_end = pos + len(run_bytes)
-                if data.startswith(run_bytes, pos) and (
-                    run_end == end or data[run_end] != OP_KEY_VALUE
-                ):
-                    pos = run_end
-                    max_version = run_kvs[-1].version
-                    kvs = list(run_kvs)
-                    append = kvs.append
-                    continue
+                if data.startswith(run_bytes, pos):
+                    if run_end == end or data[run_end] == OP_NODE:
+                        # The whole node (the usual case): its node delta made now, on the
+                        # kept tuple, where it would be copied into a list and back.
+                        pos = run_end
+                        if nd_fast:
+                            nd = new(nd_type)
+                            set_nd_node(nd, node)
+                            set_nd_from(nd, new_from)
+                            set_nd_gc(nd, new_last_gc)
+                            set_nd_kvs(nd, run_kvs)
+                            set_nd_max(nd, run_kvs[-1].version)
+                            node_deltas.append(nd)
+                        else:
+                            node_deltas.append(
+                                _node_delta(
+                                    node, new_from, new_last_gc, run_kvs, run_kvs[-1].version
+                                )
+                            )
+                        current = None
+                        continue
+                    if data[run_end] != OP_KEY_VALUE:  # a max version follows
+                        pos = run_end
+                        max_version = run_kvs[-1].version
+                        kvs = list(run_kvs)
+                        append = kvs.append
+                        continue
             kvs = []
             append = kvs.append
             run_start = run_stop = pos

@@ -356,8 +356,10 @@ class GossipEngine:
         # Our identities before a new generation: peers still echo them, and they must not
         # come back to us as a peer.
         self.former_ids: set[NodeId] = set()
-        # Live peers as of the last sweep: a node can also die between sweeps (by leaving).
-        self._live_at_last_sweep: set[NodeId] = set()
+        # Live peers declared dead since the last sweep (they left): with the detector's
+        # live set they are the live set of the last sweep, which the next one compares
+        # with. No copy of that set is kept: a simulation of N engines held N^2 entries.
+        self._died_since_sweep: list[NodeId] = []
         # What the last sweep judged: a node learnt or a departure marker come or gone since
         # is news to the next sweep (see liveness_steady_until). -1: no sweep yet.
         self._nodes_at_last_sweep = -1
@@ -465,6 +467,13 @@ class GossipEngine:
         # A chitchat peer only ever gets what it can decode: the full digest, even when
         # it is too large to send (then the transport refuses it, as it always did).
         return full
+
+    def end_round_syns(self) -> None:
+        """Let go of the Syns built for the round's targets (see create_syn): their digests
+        hold an entry per known node until the next round, which a simulation of N engines
+        pays N^2 times. The round's targets must all have been sent theirs: another one of
+        the same round would be built anew, from the state as it then is."""
+        self._round_syns = None
 
     def _full_syn(self, now: float) -> Syn:
         return Syn(
@@ -816,6 +825,8 @@ class GossipEngine:
             if state.get(LEAVING_KEY) is not None:
                 if node not in self.left:
                     self.left.add(node)
+                    if self.detector.is_live(node):
+                        self._died_since_sweep.append(node)
                     self.detector.declare_dead(node, now)
                     self._step_departures.append(node)
             elif node in self.left:
@@ -859,12 +870,17 @@ class GossipEngine:
 
     def update_liveness(self, now: float) -> SweepStep:
         """Judge every peer, then forget those dead for longer than the grace period."""
-        was_live = self._live_at_last_sweep
+        # Only a sweep makes a node live, and between sweeps only a departure makes one
+        # dead (a node is forgotten once dead): the live set now and the departures since
+        # are the live set of the last sweep.
+        was_live = set(self.detector.live_nodes())
+        if self._died_since_sweep:
+            was_live.update(self._died_since_sweep)
+            self._died_since_sweep.clear()
         # Membership tests, not NodeId's Python __ne__ per node; the order stays the state's.
         skip = {self.self_id, *self.left}
         self.detector.update_liveness_of([n for n in self.state.node_states if n not in skip], now)
         is_live = set(self.detector.live_nodes())
-        self._live_at_last_sweep = is_live
         removed = []
         for node in self.detector.garbage_collect(now):
             if node != self.self_id:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Self, SupportsIndex, cast
 
 import attrs
 
@@ -56,34 +57,64 @@ class FailureDetectorConfig:
     acceptable_pause: float = attrs.field(default=3.0, validator=non_negative)
 
 
-class SamplingWindow:
+class _WindowParameters:
+    """A window's fixed parameters, one object per distinct set (every window of a
+    detector holds the same three, where a slot each cost 24 bytes per window: a
+    5,000-node simulation holds 25 million windows), and the means windows of them
+    worked out last, by value. A window whose mean comes out equal to one of those holds
+    that float rather than a float object of its own (24 bytes): the windows of a
+    detector mostly hold the same few sets of intervals when its peers beat alike (the
+    engines of a simulation, a quiet cluster on one clock). Bounded: a node whose peers
+    all beat apart pays a lookup per heartbeat, and a table of at most _MEANS_KEPT."""
+
+    __slots__ = ("max_interval", "means", "prior_mean", "window_size")
+
+    def __init__(self, window_size: int, max_interval: float, prior_mean: float) -> None:
+        self.window_size = window_size
+        self.max_interval = max_interval
+        self.prior_mean = prior_mean
+        self.means: dict[float, float] = {}
+
+    def key(self) -> tuple[int, float, float]:
+        return (self.window_size, self.max_interval, self.prior_mean)
+
+
+_WINDOW_PARAMETERS: dict[tuple[int, float, float], _WindowParameters] = {}
+_MEANS_KEPT = 256
+
+if TYPE_CHECKING:
+    _Doubles = array[float]
+else:
+    _Doubles = array
+
+
+class SamplingWindow(_Doubles):
     """The last heartbeat arrival intervals of one node, with their running sum.
 
-    The intervals are a ring of C doubles, filled up to the window's size and then
-    overwritten oldest first: a node holds one window per peer, and a deque with a bound
-    takes a 64-slot block (760 bytes) from its first sample on, and each float in it another
-    32 bytes, where a double in an array takes 8 (a 5,000-node simulation holds 25 million
-    windows)."""
+    The window is itself an array of C doubles: empty before the first interval, then
+    their sum followed by the ring of intervals, filled up to the window's size and then
+    overwritten oldest first. A node holds one window per peer, and a deque with a bound
+    takes a 64-slot block (760 bytes) from its first sample on, and each float in it
+    another 32 bytes, where a double in an array takes 8; an object that held the array
+    took another 96 bytes, where the array's own header carries the few fields (112 bytes
+    in all), and the sum as a float object 24 (a 5,000-node simulation holds 25 million
+    windows). Nothing outside reads it as a sequence."""
 
-    __slots__ = (
-        "_intervals",
-        "_max_interval",
-        "_oldest",
-        "_prior_mean",
-        "_sum",
-        "_window_size",
-        "last_heartbeat",
-        "mean",
-    )
+    __slots__ = ("_oldest", "_parameters", "last_heartbeat", "mean")
+
+    def __new__(cls, window_size: int, max_interval: float, prior_interval: float) -> Self:
+        # (An array of doubles, whatever the parameters: the array takes its type code.)
+        return cast("Self", super().__new__(cls, "d"))
 
     def __init__(self, window_size: int, max_interval: float, prior_interval: float) -> None:
-        self._intervals = array("d")
-        # Where the oldest interval is, once the ring is full (before: at 0).
+        key = (window_size, max_interval, prior_interval)
+        parameters = _WINDOW_PARAMETERS.get(key)
+        if parameters is None:
+            parameters = _WINDOW_PARAMETERS[key] = _WindowParameters(*key)
+        self._parameters = parameters
+        # Where the oldest interval is in the ring (after the sum), once it is full (before:
+        # at 0).
         self._oldest = 0
-        self._window_size = window_size
-        self._sum = 0.0
-        self._max_interval = max_interval
-        self._prior_mean = prior_interval
         self.last_heartbeat: float | None = None
         # The smoothed mean interval, None before the first interval: kept as the intervals
         # change (only here and in reset), so the detector's loops read it without a call.
@@ -95,29 +126,73 @@ class SamplingWindow:
         heartbeat instead of three."""
         last = self.last_heartbeat
         self.last_heartbeat = now
-        intervals = self._intervals
         if last is not None:
             interval = now - last
+            parameters = self._parameters
+            window_size = parameters.window_size
             # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-            if interval <= self._max_interval and self._window_size > 0:
-                if len(intervals) < self._window_size:
-                    intervals.append(interval)
+            if interval <= parameters.max_interval and window_size > 0:
+                # (The sum is added to and taken from in the order of the samples, as a
+                # float of its own was: the same doubles.)
+                count = len(self) - 1
+                if count < 0:  # the first interval: it is the sum, too
+                    self.append(interval)
+                    self.append(interval)
+                    total = interval
+                    count = 1
+                elif count < window_size:
+                    self.append(interval)
+                    total = self[0] + interval
+                    self[0] = total
+                    count += 1
                 else:
-                    oldest = self._oldest
-                    self._sum -= intervals[oldest]
-                    intervals[oldest] = interval
-                    self._oldest = (oldest + 1) % self._window_size
-                self._sum += interval
-                self.mean = (self._sum + _PRIOR_WEIGHT * self._prior_mean) / (
-                    len(intervals) + _PRIOR_WEIGHT
-                )
+                    at = self._oldest + 1
+                    total = self[0] - self[at]
+                    self[at] = interval
+                    self._oldest = at % window_size
+                    total += interval
+                    self[0] = total
+                mean = (total + _PRIOR_WEIGHT * parameters.prior_mean) / (count + _PRIOR_WEIGHT)
+                # (Not a zero: 0.0 and -0.0 are equal, and differ as divisors.)
+                if mean:
+                    means = parameters.means
+                    held = means.get(mean)
+                    if held is not None:
+                        mean = held
+                    else:
+                        if len(means) >= _MEANS_KEPT:
+                            means.clear()
+                        means[mean] = mean
+                self.mean = mean
         return self.mean
 
+    # A window is an object, not a value: compared and hashed by identity, true however
+    # few its samples, as it was before it became an array.
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        # The array's own would rebuild a bare array: the window's fields go with it.
+        return (_rebuilt_window, (self._parameters.key(), self.tolist(), self._fields()))
+
+    def __copy__(self) -> SamplingWindow:
+        return _rebuilt_window(self._parameters.key(), self, self._fields())
+
+    def __deepcopy__(self, memo: object) -> SamplingWindow:
+        return self.__copy__()  # its fields are numbers: nothing to copy deeper
+
+    def _fields(self) -> tuple[int, float | None, float | None]:
+        return (self._oldest, self.last_heartbeat, self.mean)
+
     def reset(self) -> None:
-        # A fresh array, not emptied in place: an emptied one keeps its capacity.
-        self._intervals = array("d")
+        # Emptied: an array of 16 or more doubles gives its memory back, as a fresh one did
+        # (a smaller one keeps its few bytes).
+        del self[:]
         self._oldest = 0
-        self._sum = 0.0
         self.mean = None
 
     def mean_interval(self) -> float | None:
@@ -139,6 +214,17 @@ class SamplingWindow:
             return -math.inf
         tolerated = threshold * (mean + pause_per_phi)
         return self.last_heartbeat + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
+
+
+def _rebuilt_window(
+    parameters: tuple[int, float, float],
+    intervals: Iterable[float],
+    fields: tuple[int, float | None, float | None],
+) -> SamplingWindow:
+    window = SamplingWindow(*parameters)
+    window.extend(intervals)
+    window._oldest, window.last_heartbeat, window.mean = fields
+    return window
 
 
 class FailureDetector:
@@ -175,9 +261,6 @@ class FailureDetector:
         samples = self._samples
         live = self._live
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
-        # Every window is the config's (see _new_window): its size and bound read once.
-        size, max_interval = self.config.sampling_window_size, self.config.max_interval
-        prior = _PRIOR_WEIGHT * self.config.initial_interval
         steady_until = self._steady_until
         # The lowest mean of a live node reported: the earliest crossing is its (the
         # crossing grows with the mean, rounding included), worked out once at the end.
@@ -186,24 +269,7 @@ class FailureDetector:
             window = samples.get(node)
             if window is None:
                 window = samples[node] = self._new_window()
-            # SamplingWindow.report_heartbeat inlined: a call per heartbeat was a third of
-            # what a digest whose every heartbeat rose cost here (issue 17).
-            last = window.last_heartbeat
-            window.last_heartbeat = now
-            if last is not None:
-                interval = now - last
-                if interval <= max_interval and size > 0:
-                    intervals = window._intervals
-                    if len(intervals) < size:
-                        intervals.append(interval)
-                    else:
-                        oldest = window._oldest
-                        window._sum -= intervals[oldest]
-                        intervals[oldest] = interval
-                        window._oldest = (oldest + 1) % size
-                    window._sum += interval
-                    window.mean = (window._sum + prior) / (len(intervals) + _PRIOR_WEIGHT)
-            mean = window.mean
+            mean = window.report_heartbeat(now)
             if node in live and mean is not None:
                 # A new interval can lower the mean, and so bring the crossing forward.
                 if mean < lowest_mean:

@@ -288,6 +288,7 @@ class Simulation:
                 if entry is None:
                     entry = encoded[id(syn)] = (syn, encode(syn))
                 self._deliver(addr, target, entry[1], decoded)
+            engine.end_round_syns()
             changes = engine.update_liveness(now).liveness
             if changes:
                 self.liveness_log.append((now, addr, changes))

@@ -32,6 +32,7 @@ from .codec import (
     DeltaWriter,
     EncodeError,
     StaleNode,
+    _slot_setters,
     encode_key_values,
     forget_digest_entry,
     forget_digest_entry_at,
@@ -105,6 +106,13 @@ class VersionChange:
 
 StateChange = KeyChange | VersionChange
 
+# Slot setters that fill a bare KeyChange or VersionChange as calling the class does (see
+# codec._slot_setters; None if that no longer holds): apply_delta records one of each per
+# key-value it stores, where the classes' __init__ is a Python call each.
+_KEY_CHANGE_SETTERS = _slot_setters(KeyChange, ("node", "key", "value"))
+_VERSION_CHANGE_SETTERS = _slot_setters(VersionChange, ("node", "max_version"))
+_new = object.__new__
+
 _SET = KeyStatus.SET
 _first = itemgetter(0)
 
@@ -139,19 +147,34 @@ class StateLimits:
 
 
 class _Usage:
-    """Running total of the bytes held by all node states of one cluster state."""
+    """What all node states of one cluster state keep together: the running total of the
+    bytes they hold, and where they record their changes (one slot of each state for
+    both, where a slot each cost 8 bytes per state, N^2 states in a simulation)."""
 
-    __slots__ = ("total",)
+    __slots__ = ("changes", "total")
 
-    def __init__(self) -> None:
+    def __init__(self, changes: list[StateChange] | None = None) -> None:
         self.total = 0
+        self.changes: list[StateChange] = changes if changes is not None else []
+
+
+# The digest entry of a state that was never in a digest (the codec checks the node along
+# with the entry, so one entry may stand for any number of nodes).
+_NO_DIGEST = NodeDigest(0, 0, 0)
+
+
+class SharedKeyValues(dict[str, VersionedValue]):
+    """A node's key-values at one version as every state of the process that holds that
+    version holds them (see SharedObjects.key_values_of): never changed in place. A state
+    that writes to it writes to a copy of its own."""
+
+    __slots__ = ()
 
 
 class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
     __slots__ = (
-        "_changes",
         "_digest",
         "_digest_wire",
         "_may_hold_marked",
@@ -177,7 +200,11 @@ class NodeState:
         self.node = node
         self.heartbeat = 0
         self.size = 0
-        self._usage = usage or _Usage()
+        if usage is None:
+            usage = _Usage(changes)
+        elif changes is not None and changes is not usage.changes:
+            raise ValueError("a node state records its changes where its usage counts them")
+        self._usage = usage
         self.key_values: dict[str, VersionedValue] = {}
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
@@ -190,11 +217,12 @@ class NodeState:
         self.last_update: float | None = None
         # Local time this state was first learnt (a new generation of a restarted node).
         self.discovered_at: float | None = None
-        self._changes = changes if changes is not None else []
         # The last digest entry handed out: given again while the three versions are the
         # same, so that an unchanged node costs no new object and the codec finds its
-        # encoded entry by identity (see ClusterState.compute_digest).
-        self._digest = NodeDigest(0, 0, 0)
+        # encoded entry by identity (see ClusterState.compute_digest). One object for
+        # every new state (frozen), where each made its own: 64 B per state, N^2 states in
+        # a simulation, until their first digest.
+        self._digest = _NO_DIGEST
         # Its encoding, None until the first digest (see ClusterState.compute_digest).
         self._digest_wire: bytes | None = None
         # What stale_mutations last gave (floor version, key-values, operations), until the
@@ -291,6 +319,10 @@ class NodeState:
                 and node_delta.last_gc_version == self.last_gc_version
             ):
                 return kept
+        return self.new_stale_node(floor_version)
+
+    def new_stale_node(self, floor_version: int) -> StaleNode:
+        """:meth:`stale_node` made from this state's key-values (and kept)."""
         kvs, ops = self.stale_mutations(floor_version)
         stale = stale_node(
             self.node, self.last_gc_version, floor_version, kvs, ops, self.max_version
@@ -299,12 +331,24 @@ class NodeState:
             self._stale_node = stale
         return stale
 
+    def stale_content(self, floor_version: int) -> list[tuple[int, str, str, KeyStatus]]:
+        """What a delta carries of the key-values newer than ``floor_version``: (version,
+        key, value, status), oldest first. Built and compared in C but for one call."""
+        content = [
+            (value.version, key, value.value, value.status)
+            for key, value in self.key_values.items()
+            if value.version > floor_version
+        ]
+        content.sort()  # versions are distinct within a state (else the keys decide)
+        return content
+
     def stale_count(self, floor_version: int) -> int:
         """How many key-values are newer than ``floor_version``."""
         kept = self._kept_stale(floor_version)
         if kept is not None:
             return len(kept[0])
-        return sum(1 for v in self.key_values.values() if v.version > floor_version)
+        # (A list, not a generator: one call, where a generator is resumed per value.)
+        return len([v for v in self.key_values.values() if v.version > floor_version])
 
     # ------------------------------------------------------------------ owner's writes
 
@@ -314,17 +358,24 @@ class NodeState:
         released = key_value_cost(key, previous.value) if previous is not None else 0
         return self.size - released + key_value_cost(key, value)
 
+    def _own_key_values(self) -> dict[str, VersionedValue]:
+        """The key-values, to write to: a copy of its own first, when shared."""
+        key_values = self.key_values
+        if type(key_values) is SharedKeyValues:
+            key_values = self.key_values = dict(key_values)
+        return key_values
+
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.size
         if value.status_since is not None:
             self._may_hold_marked = True
-        self.key_values[key] = value
+        self._own_key_values()[key] = value
         self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
-        removed = self.key_values.pop(key)
+        removed = self._own_key_values().pop(key)
         self._stale_cache = self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
@@ -333,8 +384,8 @@ class NodeState:
     def _bump(self, key: str, value: VersionedValue) -> None:
         self._store(key, value)
         self.max_version = value.version
-        self._changes.append(KeyChange(self.node, key, value))
-        self._changes.append(VersionChange(self.node, self.max_version))
+        self._usage.changes.append(KeyChange(self.node, key, value))
+        self._usage.changes.append(VersionChange(self.node, self.max_version))
 
     def next_version(self) -> int:
         """The version of the owner's next write. It saturates at the u64 edge rather than
@@ -394,8 +445,8 @@ class NodeState:
             self._store(key, renumbered)
             self.max_version = renumbered.version
             if announce:
-                self._changes.append(KeyChange(self.node, key, renumbered))
-        self._changes.append(VersionChange(self.node, self.max_version))
+                self._usage.changes.append(KeyChange(self.node, key, renumbered))
+        self._usage.changes.append(VersionChange(self.node, self.max_version))
 
     # ------------------------------------------------------------------ replication
 
@@ -434,7 +485,7 @@ class NodeState:
     def _reset(self, last_gc_version: int) -> None:
         for key, value in self.key_values.items():
             if not value.is_deleted:
-                self._changes.append(KeyChange(self.node, key, None))
+                self._usage.changes.append(KeyChange(self.node, key, None))
         self._usage.total -= self.size
         self.size = 0
         self.heartbeat = 0
@@ -484,16 +535,24 @@ class NodeState:
         reset = status is DeltaStatus.APPLY_AFTER_RESET
         # What a state at ``floor`` would store, decided once for the bound and the writes
         # (after a reset the state is at 0, its last_gc_version the delta's): not already
-        # known, and no tombstone we have already collected.
+        # known, and no tombstone we have already collected. Each with its cost, counted
+        # inline for ASCII (key_value_cost's usual case): a node joining brings every key
+        # it holds, and this runs for each node of every delta that brings news.
         floor, last_gc = (
             (0, delta.last_gc_version) if reset else (self.max_version, self.last_gc_version)
         )
-        news = [
-            kv
-            for kv in delta.key_values
-            if kv.version > floor and (kv.status is _SET or kv.version > last_gc)
-        ]
-        costs = [key_value_cost(kv.key, kv.value) for kv in news]
+        news: list[KeyValueMutation] = []
+        costs: list[int] = []
+        for kv in delta.key_values:
+            version = kv.version
+            if version > floor and (kv.status is _SET or version > last_gc):
+                key, text = kv.key, kv.value
+                news.append(kv)
+                costs.append(
+                    KEY_VALUE_OVERHEAD + len(key) + len(text)
+                    if key.isascii() and text.isascii()
+                    else key_value_cost(key, text)
+                )
         upper = sum(costs)  # the growth if every value were new: what the bounds check first
         if (
             limits is not None
@@ -506,8 +565,12 @@ class NodeState:
             return DeltaStatus.OVER_LIMIT
         if reset:
             self._reset(delta.last_gc_version)
-        # _store and the change records inlined: a node joining brings every key it holds.
-        key_values, changes, node = self.key_values, self._changes, self.node
+        # _store and the change records inlined, the records and set values made without
+        # a Python call each (see _KEY_CHANGE_SETTERS): a node joining brings every key.
+        key_values = self.key_values
+        if news and type(key_values) is SharedKeyValues:  # _own_key_values inlined
+            key_values = self.key_values = dict(key_values)
+        changes, node = self._usage.changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
             key, version = kv.key, kv.version
@@ -519,21 +582,39 @@ class NodeState:
             kv_status = kv.status
             if kv_status is not _SET:
                 self._may_hold_marked = True  # stored with a status_since (now)
-            if kv_status is not _SET:
                 value = VersionedValue(kv.value, version, kv_status, now)
             elif shared is None:
                 value = VersionedValue(kv.value, version)
             else:
-                value = shared.value(kv)
+                # SharedObjects.value's usual case (another state stored it) inlined.
+                held = shared.values.get(id(kv))
+                value = held[1] if held is not None and held[0] is kv else shared.value(kv)
             key_values[key] = value
             grown += cost
-            changes.append(KeyChange(node, key, value))
+            if _KEY_CHANGE_SETTERS is None:
+                changes.append(KeyChange(node, key, value))
+            else:
+                change = _new(KeyChange)
+                set_node, set_key, set_value = _KEY_CHANGE_SETTERS
+                set_node(change, node)
+                set_key(change, key)
+                set_value(change, value)
+                changes.append(change)
         if news:
             self._stale_cache = self._stale_node = None
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
-        changes.append(VersionChange(node, self.max_version))
+        if _VERSION_CHANGE_SETTERS is None:
+            changes.append(VersionChange(node, self.max_version))
+        else:
+            moved = _new(VersionChange)
+            set_node, set_max_version = _VERSION_CHANGE_SETTERS
+            set_node(moved, node)
+            set_max_version(moved, self.max_version)
+            changes.append(moved)
+        if shared is not None and not self._may_hold_marked:
+            shared.key_values_of(self)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
@@ -553,45 +634,28 @@ class NodeState:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
             if not value.is_deleted:
-                self._changes.append(KeyChange(self.node, key, None))
-
-
-@attrs.frozen(order=True)
-class _Staleness:
-    __repr__ = fields_repr
-
-    # Higher sorts first. Unknown nodes (digest says nothing) go first, lowest max_version
-    # first among them so small states spread fast; then nodes with most stale records.
-    is_unknown: bool
-    rank: int
-
-
-def _staleness(state: NodeState, floor_version: int) -> _Staleness | None:
-    if state.max_version <= floor_version:
-        return None
-    if floor_version == 0:
-        return _Staleness(True, -state.max_version)
-    stale = state.stale_count(floor_version)
-    if stale < _FEW:
-        return _FEW_STALE[stale]
-    return _Staleness(False, stale)
-
-
-# The rank of a known node with few stale key-values (the usual), made once: frozen, so
-# one instance serves every bucket that has the rank.
-_FEW = 64
-_FEW_STALE = tuple(_Staleness(False, stale) for stale in range(_FEW))
+                self._usage.changes.append(KeyChange(self.node, key, None))
 
 
 class SharedObjects:
     """Immutable objects shared by the cluster states of one process: many engines in one
     process (the simulation, N^2 entries) hold the same few digest entries of each node (a
-    NodeDigest and its wire bytes, 180 bytes) and the same stored values (72 bytes each),
-    each a copy otherwise. Frozen objects, equal to the copies, so sharing them changes
-    nothing but memory. A node alone in its process has nothing to share and none of this
-    (ClusterState.shared is None). Each table is emptied when it holds ``max_entries``."""
+    NodeDigest and its wire bytes, 180 bytes), the same stored values (72 bytes each) and
+    the same key-value mappings (184 bytes for a few keys), each a copy otherwise. Frozen
+    objects (a shared mapping is copied before a write), equal to the copies, so sharing
+    them changes nothing but memory. A node alone in its process has nothing to share and
+    none of this (ClusterState.shared is None). Each table is emptied when it holds
+    ``max_entries``."""
 
-    __slots__ = ("entries", "max_entries", "values")
+    __slots__ = (
+        "_alone",
+        "_positions",
+        "entries",
+        "key_values",
+        "max_entries",
+        "stale_nodes",
+        "values",
+    )
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
@@ -601,6 +665,64 @@ class SharedObjects:
         # Set values by the identity of the mutation they were read from (kept alike): the
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
+        # (id of the node, last_gc_version, max_version) -> the node (kept, as above), the
+        # key-values a state of it holds at those versions, and their size.
+        self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues, int]] = {}
+
+        # Each node's 1-tuple, the address index's entry of a node alone at its address
+        # (by the identity of the node, kept as above); the ints 0, 1, 2...
+        self._alone: dict[int, tuple[NodeId]] = {}
+        self._positions: list[int] = []
+        # (id of the node, last_gc_version, max_version, floor version) -> the node (kept,
+        # so the id is not reused while cached), what the key-values above the floor held
+        # (NodeState.stale_content) and the node as a delta carries it from that floor.
+        self.stale_nodes: dict[
+            tuple[int, int, int, int],
+            tuple[NodeId, list[tuple[int, str, str, KeyStatus]], StaleNode],
+        ] = {}
+
+    def alone(self, node: NodeId) -> tuple[NodeId]:
+        """``(node,)``, one tuple for every state of the process."""
+        held = self._alone.get(id(node))
+        if held is not None and held[0] is node:
+            return held
+        if len(self._alone) >= self.max_entries:
+            self._alone.clear()
+        alone = self._alone[id(node)] = (node,)
+        return alone
+
+    def positions(self, count: int) -> list[int]:
+        """``list(range(count))``, of the same int objects for every state."""
+        held = self._positions
+        if len(held) < count:
+            held.extend(range(len(held), count))
+        return held[:count]
+
+    def key_values_of(self, state: NodeState) -> None:
+        """Make ``state`` hold the process's mapping of its key-values at its versions,
+        where each state held a dict of its own (184 bytes for a few keys, N^2 of them in
+        a simulation): the first state at those versions gives it, the others take it.
+        Only for states without values marked for deletion (their status times are each
+        state's own, and equality does not see them); a mapping that differs in anything,
+        the order too (a peer may forge a state at a version), is kept apart."""
+        node = state.node
+        key = (id(node), state.last_gc_version, state.max_version)
+        held = self.key_values.get(key)
+        if held is not None and held[0] is node:
+            mapping = held[1]
+            if mapping is not state.key_values and list(mapping.items()) == list(
+                state.key_values.items()
+            ):
+                state.key_values = mapping
+                if state.size == held[2]:
+                    state.size = held[2]  # the same int: one object, not one per state
+            return
+        held_now = state.key_values
+        mapping = held_now if isinstance(held_now, SharedKeyValues) else SharedKeyValues(held_now)
+        state.key_values = mapping
+        if len(self.key_values) >= self.max_entries:
+            self.key_values.clear()
+        self.key_values[key] = (node, mapping, state.size)
 
     def value(self, kv: KeyValueMutation) -> VersionedValue:
         """``kv`` stored as a set value (no status time: not marked for deletion)."""
@@ -612,6 +734,32 @@ class SharedObjects:
             self.values.clear()
         self.values[id(kv)] = (kv, value)
         return value
+
+    def stale_node(self, state: NodeState, floor_version: int) -> StaleNode:
+        """``state.stale_node(floor_version)`` for a state that keeps none for that floor,
+        encoded once for every state of the process
+        that holds the same key-values of the node: in a forming cluster each of the N
+        states of a node sends it to newcomers, each encoding the same operations. Taken
+        only where the state's key-values above the floor are the very ones (compared by
+        content, in C: a forged or half-collected copy encodes its own), so the node
+        delta, its key-values and bytes are those the state would have made."""
+        node = state.node
+        key = (id(node), state.last_gc_version, state.max_version, floor_version)
+        content = state.stale_content(floor_version)
+        held = self.stale_nodes.get(key)
+        if held is not None and held[0] is node and held[1] == content:
+            stale = held[2]
+            state._stale_node = stale
+            ops = stale[1]
+            if state._stale_cache is None and ops is not None:  # as stale_mutations keeps it
+                state._stale_cache = (floor_version, stale[0].key_values, ops)
+            return stale
+        stale = state.new_stale_node(floor_version)
+        if stale[2] is not None:  # kept by the state: whole, its operations within a block
+            if len(self.stale_nodes) >= self.max_entries:
+                self.stale_nodes.clear()
+            self.stale_nodes[key] = (node, content, stale)
+        return stale
 
     def renew(
         self,
@@ -655,7 +803,7 @@ class ClusterState:
         self.rejected: Counter[str] = Counter()
         # The same refusals one by one, since the engine's last step took them.
         self._refusals: list[str] = []
-        self._usage = _Usage()
+        self._usage = _Usage(self.changes)
         self._digest_bytes = _DIGEST_HEAD
         self._gc_nodes: OrderedDict[NodeId, int] = OrderedDict()
         # The known nodes by gossip address (generations of one node share it): who sent a
@@ -720,7 +868,12 @@ class ClusterState:
             self._digest_entries[node] = state._digest
             self._wire_sorted = False
             self._digest_bytes += digest_entry_size(node)
-            self._by_addr[node.gossip_addr] = (*self._by_addr.get(node.gossip_addr, ()), node)
+            at_addr = self._by_addr.get(node.gossip_addr)
+            if at_addr is not None:
+                self._by_addr[node.gossip_addr] = (*at_addr, node)
+            else:  # the usual: the node alone at its address
+                shared = self.shared
+                self._by_addr[node.gossip_addr] = (node,) if shared is None else shared.alone(node)
         return state
 
     def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
@@ -779,7 +932,11 @@ class ClusterState:
             # per node nor per comparison (a forming cluster learns nodes every message).
             nodes = list(self.node_states)
             keys = list(map(sort_key_of, nodes))
-            ranks = sorted(range(len(nodes)), key=keys.__getitem__)
+            # (Positions shared by the states of a process: past 256 each is an int object,
+            # N^2 of them in a simulation.)
+            shared = self.shared
+            positions = range(len(nodes)) if shared is None else shared.positions(len(nodes))
+            ranks = sorted(positions, key=keys.__getitem__)
             states = list(self.node_states.values())
             self._wire_nodes = list(map(nodes.__getitem__, ranks))
             self._wire_states = list(map(states.__getitem__, ranks))
@@ -990,16 +1147,29 @@ class ClusterState:
             # We collected tombstones the peer never saw: it must start over from scratch.
             must_reset = peer_gc < state.last_gc_version and peer_max < state.last_gc_version
             from_version = 0 if must_reset else peer_max
-            staleness = _staleness(state, from_version)
-            if staleness is not None:
-                # Keyed by the plain tuple of its fields (their order, as attrs orders it):
-                # compared in C, where _Staleness compares in Python.
-                key = (staleness.is_unknown, staleness.rank)
-                buckets.setdefault(key, []).append((state, from_version))
+            if state.max_version <= from_version:
+                continue
+            # Ranked by a plain tuple (is_unknown, rank), compared in C. Higher sorts first:
+            # nodes the peer does not know (from 0) go first, lowest max_version first among
+            # them so small states spread fast; then nodes with most stale records.
+            if from_version == 0:
+                key = (True, -state.max_version)
+            else:
+                # NodeState.stale_count's usual case, key-values kept for this very floor
+                # (the next peer at it), inlined.
+                kept = state._stale_cache
+                stale_count = (
+                    len(kept[1])
+                    if kept is not None and kept[0] == from_version
+                    else state.stale_count(from_version)
+                )
+                key = (False, stale_count)
+            buckets.setdefault(key, []).append((state, from_version))
 
         shuffle = (rng or random).shuffle
         writer = DeltaWriter(mtu)
         add = writer.try_add_stale_node
+        shared = self.shared
         # Most useful first; a heap rather than a sort: the budget mostly runs out after the
         # first few buckets (a peer that knows nothing has one per node).
         # (The keys are distinct, so the groups themselves are never compared.)
@@ -1009,6 +1179,18 @@ class ClusterState:
             group = heapq.heappop(heap)[2]
             shuffle(group)
             for state, from_version in group:
-                if not add(state.stale_node(from_version)):
+                # NodeState.stale_node's usual case, the node kept for this floor, inlined.
+                stale = state._stale_node
+                if (
+                    stale is None
+                    or stale[0].from_version_excluded != from_version
+                    or stale[0].last_gc_version != state.last_gc_version
+                ):
+                    stale = (
+                        state.new_stale_node(from_version)
+                        if shared is None
+                        else shared.stale_node(state, from_version)
+                    )
+                if not add(stale):
                     return writer.finish()
         return writer.finish()

@@ -7,7 +7,6 @@ from gossip_tui.core.generations import Restart
 from gossip_tui.core.keys import SecretKeyError, generate_key, parse_key
 
 from ._config import NodeConfig, default_node_id
-from ._crypto import SealedTransport, read_key_file
 from ._events import (
     KeyChanged,
     KeyDeleted,
@@ -39,6 +38,7 @@ from ._transport import (
 )
 
 if TYPE_CHECKING:
+    from ._crypto import SealedTransport, read_key_file
     from ._records import (
         RecordEvent,
         RecordJoined,
@@ -64,11 +64,20 @@ _RECORDS = frozenset(
 )
 
 
+# Sealing (and reading a key file) load when first asked for too: a node without a secret
+# key, most of them, never runs them.
+_SEALING = frozenset({"SealedTransport", "read_key_file"})
+
+
 def __getattr__(name: str) -> Any:
     if name in _RECORDS:
         from . import _records
 
         return getattr(_records, name)
+    if name in _SEALING:
+        from . import _crypto
+
+        return getattr(_crypto, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -12,7 +12,6 @@ the node then starts with no saved keys.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -69,6 +68,8 @@ def _parse_expiries(data: dict[str, object], keys: Mapping[str, str]) -> dict[st
 
 
 def _parse(raw: bytes) -> SavedKeys:
+    import json  # here: a node without --state-dir (nor HTTP) never loads it
+
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
@@ -177,6 +178,8 @@ def _write_atomically(
     record: dict[str, object] = {"format": _FORMAT, "keys": dict(sorted(keys.items()))}
     if expires_at:
         record["expires_at"] = dict(sorted(expires_at.items()))
+    import json  # as in _parse
+
     payload = json.dumps(record, indent=1)
     fd, tmp_name = tempfile.mkstemp(prefix=_TEMPORARY_PREFIX, dir=state_dir)
     tmp = Path(tmp_name)

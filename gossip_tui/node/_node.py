@@ -25,8 +25,6 @@ from gossip_tui.core.generations import Restart, restarts_in
 from gossip_tui.core.models import ClusterSnapshot, NodeId, NodeSnapshot, SocketAddress
 
 from ._config import NodeConfig, default_node_id
-from ._crypto import OVERHEAD as SEAL_OVERHEAD
-from ._crypto import SealedTransport
 from ._events import NodeEvent
 from ._identity import load_or_create_node_id
 from ._leave import NodeLeave
@@ -309,6 +307,9 @@ async def open_node(
     transport = transport or UdpTransport()
     max_datagram_size = MAX_DATAGRAM_SIZE
     if config.secret_keys:
+        from ._crypto import OVERHEAD as SEAL_OVERHEAD  # only a node with a key seals
+        from ._crypto import SealedTransport
+
         transport = SealedTransport(transport, config.secret_keys)
         max_datagram_size -= SEAL_OVERHEAD
     socket = await transport.bind(config.listen_addr)

@@ -2,7 +2,8 @@
 
 All peers run in the dashboard's own Trio run, each in its own cancel scope, so one can be
 stopped (and later restarted with a new generation, as a real restart would) without
-touching the others.
+touching the others. Being in one process, the nodes share the frozen objects each would
+otherwise make for itself (:func:`demo_shared_objects`).
 
 A demo is a cluster of its own: unless the operator names them, node 0 takes an ephemeral
 port and a cluster id drawn for this run (:func:`demo_overrides`), so a demo started beside
@@ -25,6 +26,7 @@ from textual.message import Message
 
 from gossip_tui.core.codec import keep_repeated_syns
 from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.core.state import ClusterState, SharedObjects
 from gossip_tui.ui._node_api import NodeFactory, NodeHandle
 from gossip_tui.ui._trio_bridge import Post
 
@@ -49,6 +51,14 @@ DEMO_GC_THRESHOLDS = (10_000, 20, 100)
 # codec.keep_repeated_syns): each Syn reaches 3-5 of the peers, a few hundred other Syns
 # apart at 200 nodes (~9 KB each); a node alone holds none.
 DEMO_SYN_CACHE_BYTES = 4 * 2**20
+
+
+def demo_shared_objects(nodes: int) -> SharedObjects:
+    """What the demo's nodes share (see SharedObjects): each node's digest entries, stored
+    values and encoded key-values, made once for the process where each of the ``nodes``
+    states would make its own. Sized as the core's Simulation sizes it: a handful per node
+    in circulation."""
+    return SharedObjects(8 * nodes + 1_024)
 
 
 def demo_cluster_id() -> str:
@@ -123,6 +133,7 @@ class DemoCluster:
         self._slots: list[_Peer] = []
         self._factory: NodeFactory | None = None
         self._post: Post = lambda _message: False
+        self._shared = demo_shared_objects(peers + 1)
 
     @property
     def running(self) -> list[NodeId]:
@@ -145,6 +156,7 @@ class DemoCluster:
         seed_of: dict[int, str] = {0: str(node.gossip_addr)}
         if self.tune_process:
             keep_repeated_syns(DEMO_SYN_CACHE_BYTES)
+        self._share(node, self._shared)
         try:
             async with trio.open_nursery() as nursery:
                 for wave in _waves(self.peers, SEED_FANOUT):
@@ -177,9 +189,21 @@ class DemoCluster:
                 async for _ in self._incoming:
                     self._kill_random(nursery)
         finally:
+            # Node 0 may go on alone: its state makes its own objects again.
+            self._share(node, None)
             if self.tune_process:
                 # Given back as a process alone has it (none held): the process may go on.
                 keep_repeated_syns()
+
+    @staticmethod
+    def _share(node: object, shared: SharedObjects | None) -> None:
+        """Let ``node``'s cluster state take its frozen objects from ``shared`` (None: make
+        its own), where it has one: a real node does, the dashboard tests' fakes do not.
+        Shared objects are equal to the copies each state would make: nothing changes but
+        the CPU and memory."""
+        state = getattr(getattr(node, "engine", None), "state", None)
+        if isinstance(state, ClusterState):
+            state.shared = shared
 
     def _kill_random(self, nursery: trio.Nursery) -> None:
         candidates = [p for p in self._slots if p.scope is not None and not p.restarting]
@@ -224,6 +248,7 @@ class DemoCluster:
         try:
             with scope:
                 async with self._factory(peer.config) as node:
+                    self._share(node, self._shared)
                     peer.node_id = node.self_id
                     peer.scope = scope
                     started = True

@@ -77,14 +77,15 @@ if str(REPO) not in sys.path:
 # --------------------------------------------------------------------------- environment
 
 
-def child_env() -> dict[str, str]:
-    """The environment of every node: the repository importable, no stray settings."""
+def child_env(tree: Path = REPO) -> dict[str, str]:
+    """The environment of every node: ``tree`` (this repository) importable first, no stray
+    settings."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("GOSSIP_TUI_", "SWIM_")) and "proxy" not in k.lower()
     }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     # Nodes run from cached bytecode, as an installed package does: with this set (some
     # shells set it) every node start compiles the package again, ~0.07 s of CPU each.
@@ -209,6 +210,19 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return math.nan
+
+
+def memory_split_mib(pid: int) -> dict[str, float]:
+    """RSS of a process split as ``/proc/<pid>/smaps_rollup`` splits it, in MiB: ``rss``,
+    ``anonymous`` (the heap, Python's objects and arenas among it) and ``file`` (mapped
+    files: the interpreter, shared libraries, a share of them with every other process)."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            fields[name] = int(value.split()[0]) / 1024
+    rss, anonymous = fields.get("Rss", math.nan), fields.get("Anonymous", math.nan)
+    return {"rss": rss, "anonymous": anonymous, "file": rss - anonymous}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -427,15 +441,17 @@ def _kill_all() -> None:
 atexit.register(_kill_all)
 
 
-def spawn(command: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(command: Sequence[str], log_path: Path, tree: Path = REPO) -> subprocess.Popen[bytes]:
+    """Start ``command`` in ``tree`` with :func:`child_env`, its stderr in ``log_path``."""
     with log_path.open("wb") as stderr:
         process = subprocess.Popen(
             list(command),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            cwd=REPO,
-            env=child_env(),
+            # The working directory too: ``python -m`` imports from it first.
+            cwd=tree,
+            env=child_env(tree),
         )
     with _LIVE_LOCK:
         _LIVE_PROCESSES.add(process)
@@ -530,7 +546,9 @@ class Cluster:
         extra_args: Sequence[str] = (),
         rng: random.Random | None = None,
         pool_size: int = 8,
+        tree: Path = REPO,
     ) -> None:
+        """``tree``: the checkout whose code the nodes run (this one by default)."""
         if impl not in IMPLS:
             raise ValueError(f"unknown implementation {impl!r}")
         self.impl = impl
@@ -551,6 +569,7 @@ class Cluster:
                 port, http_port = ports[2 * i], ports[2 * i + 1]
                 self.nodes.append(NodeProcess(i, f"{HOST}:{port}", port, http_port))
         self.pool = ThreadPoolExecutor(max_workers=max(1, min(pool_size, size)))
+        self.tree = tree
         self.began = self.spawned_at = self.started_at = math.nan
         self.cpu_when_answering = self.cpu_when_joined = math.nan
 
@@ -601,7 +620,7 @@ class Cluster:
         return command + self.extra_args
 
     def _spawn(self, node: NodeProcess) -> None:
-        node.process = spawn(self.command(node), self.workdir / f"node-{node.index}.log")
+        node.process = spawn(self.command(node), self.workdir / f"node-{node.index}.log", self.tree)
 
     def _wait_answering(self, nodes: Sequence[NodeProcess], deadline: float) -> None:
         """Until every node of ``nodes`` answers ``answering_path``; each node's first answer
@@ -667,6 +686,21 @@ class Cluster:
         self.cpu_when_joined = sum(self.cpu().values())
         log(f"{self.impl} cluster of {self.size} formed in {took:.1f} s")
         return took
+
+    def start_one_by_one(self, timeout: float | None = None) -> None:
+        """Start the nodes one after another, each once the one before answers HTTP, so
+        that each starts into a running cluster of all those before it (node 0 alone):
+        each node's ``cpu_at_answer`` is then what it spent starting while gossiping with
+        the rest, to set beside node 0's (what a node alone spends)."""
+        timeout = timeout if timeout is not None else 60 + 3 * self.size
+        self.began = time.monotonic()
+        deadline = self.began + timeout
+        log(f"starting {self.size} {self.impl} nodes one by one in {self.workdir}")
+        for node in self.nodes:
+            self._spawn(node)
+            self._wait_answering([node], deadline)
+        self.spawned_at = self.started_at = time.monotonic()
+        self.cpu_when_answering = sum(self.cpu().values())
 
     def wait_membership(self, deadline: float) -> None:
         """Until every live node counts all live nodes (itself included) as live."""

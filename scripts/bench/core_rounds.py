@@ -22,6 +22,7 @@ spoke the same wire.
 
     python scripts/bench/core_rounds.py
     python scripts/bench/core_rounds.py --nodes 200 --top 15
+    python scripts/bench/core_rounds.py --nodes 200 --decode-replies   # the demo's work
     cd /tmp/s9-before && PYTHONPATH=. python /path/to/core_rounds.py   # the other tree
 """
 
@@ -70,8 +71,21 @@ def _everyone_sees_all(sim: Simulation, nodes: int) -> bool:
     return all(len(engine.live_nodes()) == nodes for engine in sim.engines.values())
 
 
-def measure(nodes: int, seed: int, sync_rounds: int, top: int) -> list[dict[str, Any]]:
-    sim = Simulation(nodes, seed=seed, gossip_interval=0.5, partial_digests=False)
+def measure(
+    nodes: int,
+    seed: int,
+    sync_rounds: int,
+    top: int,
+    *,
+    decode_replies: bool = False,
+    unshared: bool = False,
+) -> list[dict[str, Any]]:
+    sim = Simulation(
+        nodes, seed=seed, gossip_interval=0.5, partial_digests=False, decode_replies=decode_replies
+    )
+    if unshared:
+        for engine in sim.engines.values():
+            engine.state.shared = None
     formed: list[int | None] = [None]
 
     def form() -> None:
@@ -115,8 +129,27 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sync-rounds", type=int, default=3)
     parser.add_argument("--top", type=int, default=0, help="list this many Python functions")
+    parser.add_argument(
+        "--decode-replies",
+        action="store_true",
+        help="decode every SynAck and Ack, as a node does (the demo's work; by default the "
+        "Simulation hands replies over as they are)",
+    )
+    parser.add_argument(
+        "--unshared",
+        action="store_true",
+        help="every state makes its own objects, as a node alone does (and the demo's did "
+        "before session 10), where the Simulation's share one SharedObjects",
+    )
     args = parser.parse_args()
-    for result in measure(args.nodes, args.seed, args.sync_rounds, args.top):
+    for result in measure(
+        args.nodes,
+        args.seed,
+        args.sync_rounds,
+        args.top,
+        decode_replies=args.decode_replies,
+        unshared=args.unshared,
+    ):
         print(json.dumps(result), flush=True)
     return 0
 

@@ -7,10 +7,11 @@ node 0's event stream is drained as the dashboard's bridge would. Prints, as it 
 
 * the seconds until every node lists all N nodes live (``converged``);
 * at the end, the CPU seconds the process spent in Python's garbage collector;
-* at convergence and at the end: gossip rounds per node (min/median/max; the core's
-  Simulation forms 200 nodes in 6), the median round's wall time, datagrams sent and
-  received, those the kernel dropped at the nodes' sockets (full receive buffers), and the
-  Syns that got no SynAck;
+* at convergence and at the end: the process's RSS (the end is ``--after-convergence``
+  seconds on with ``--stop-when-converged``: whether memory stays bounded once formed),
+  gossip rounds per node (min/median/max; the core's Simulation forms 200 nodes in 6),
+  the median round's wall time, datagrams sent and received, those the kernel dropped at
+  the nodes' sockets (full receive buffers), and the Syns that got no SynAck;
 * every ``--sample`` seconds: CPU seconds per second of the process, its RSS, how many
   nodes already see everyone, the fewest live nodes any node lists, and how many nodes
   the nodes know of but judge dead (summed over nodes: a node learnt of but whose
@@ -19,6 +20,8 @@ node 0's event stream is drained as the dashboard's bridge would. Prints, as it 
 Ends with one JSON object on stdout (``--json``) for before/after comparisons.
 
     python scripts/bench/demo_scale.py --nodes 200 --duration 180
+    python scripts/bench/demo_scale.py --nodes 200 --duration 400 --stop-when-converged \
+        --after-convergence 180 --json    # RSS at convergence and 3 minutes on
     python scripts/bench/demo_scale.py --nodes 200 --duration 90 --stop-when-converged \
         --after-convergence 3 --json --receive-buffer 4194304   # larger buffers: slower
 """
@@ -196,6 +199,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 converged = now - started
                 at_convergence.update(traffic(nodes, messages, ports, rcvbuf_errors_before))
                 at_convergence["cpu_s"] = round(cpu_seconds() - cpu_start, 1)
+                at_convergence["rss_mib"] = round(rss_mib(), 1)
                 at_convergence["round_s_median"] = round(
                     converged / max(1, at_convergence["rounds_per_node"]["median"]), 3
                 )
@@ -226,6 +230,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Checked twice a round: often enough for the figure, cheap beside 200 nodes.
             await trio.sleep(args.interval_ms / 2000)
         at_end = traffic(nodes, messages, ports, rcvbuf_errors_before)
+        ended = time.monotonic()
         nursery.cancel_scope.cancel()
     return {
         "nodes": args.nodes,
@@ -236,6 +241,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gc_cpu_s": round(collector.seconds, 2),
         "full_collections": collector.full_collections,
         "rss_mib_end": round(rss_mib(), 1),
+        # How long the run went on once converged: what rss_mib_end is "after".
+        "after_convergence_s": None if converged is None else round(ended - started - converged, 1),
         "at_convergence": at_convergence,
         "at_end": at_end,
         "samples": samples,
@@ -289,7 +296,9 @@ def main() -> int:
         print(
             f"{args.nodes} nodes: converged after {result['converged_s']} s; "
             f"{result['cpu_s_total']} CPU-seconds in {args.duration:g} s "
-            f"({result['gc_cpu_s']} collecting garbage); RSS {result['rss_mib_end']} MiB"
+            f"({result['gc_cpu_s']} collecting garbage); RSS "
+            f"{result['at_convergence'].get('rss_mib')} MiB at convergence, "
+            f"{result['rss_mib_end']} MiB {result['after_convergence_s']} s later"
         )
     return 0
 

@@ -16,9 +16,13 @@ Four measurements, all with the real engine and codec and no sockets:
   (over ``--keys`` keys / seeds), bytes and datagrams per node per round, the largest
   datagram, and every datagram over the limit. Every message of every node is encoded and
   decoded (replies are encoded and handed over, see Simulation.decode_replies), so a round
-  costs ~N^2 digest entries and the cluster ~1,500 bytes per node per node: up to
-  ``--sim-max`` nodes (1,000 take ~1.2 GB and ~20 s of CPU a round on this machine, ~1 KB
-  per node-state entry: 5,000 would need ~27 GB); each round's progress goes to stderr;
+  costs ~N^2 digest entries and the cluster ~550 bytes per node per node (tracemalloc,
+  600 nodes; 1,050 before branch s10-mem): up to ``--sim-max`` nodes (1,000 take ~0.6 GB
+  and ~8 s of CPU a round on this machine; 5,000 ~13-15 GB and ~6-8 min a round, past the
+  codec's 4,096-id caches: docs/BENCHMARKS.md, "What an entry holds after"). Each
+  round writes a checkpoint line to stderr (nodes still lacking the key, the round's
+  CPU-s, bytes and datagrams per node per round so far, the largest datagram, peak RSS),
+  so a run stopped half-way still says what it saw;
 * model: the same key's spread past ``--sim-max``, on a model that replays the engine's
   rules for one key (the same target choice, push-pull through Syn / SynAck / Ack, a
   message lost when it does not fit, and the partial-digest windows sized from the wire
@@ -28,6 +32,10 @@ Four measurements, all with the real engine and codec and no sockets:
     python scripts/bench/scale.py                       # 100..10,000 nodes (~10 min)
     python scripts/bench/scale.py --sizes 1000 5000 --sim-max 200 --json out.json
     python scripts/bench/scale.py --quick
+    # The real engine at 5,000 nodes, V1 (~15 GB, ~35-45 min of one core; a checkpoint
+    # line per round on stderr):
+    python scripts/bench/scale.py --sizes 5000 --modes V1 --sim-max 5000 --sim-keys 1 \
+        --keys 3 --capacity-max 2000 --json bench-results/scale-5000.json
 """
 
 from __future__ import annotations
@@ -199,7 +207,9 @@ def _spread_in_sim(
 ) -> tuple[int | None, int]:
     """Rounds until the writer's new key is on every node; the CPU-seconds of each round
     are appended to ``round_cpu``, and each round's progress goes to stderr (a round of
-    thousands of nodes takes minutes)."""
+    thousands of nodes takes minutes): a checkpoint line with the nodes still lacking the
+    key, the round's CPU-s, the peak RSS and the traffic so far, so that a run stopped
+    half-way still says what it saw."""
     engine = sim.engine(writer)
     engine.self_state.set("new-key", f"from-{writer}")
     node = engine.self_id
@@ -212,14 +222,20 @@ def _spread_in_sim(
             if (state := e.state.node_state(node)) is None or state.get("new-key") != value
         )
 
+    size = len(sim.engines)
     for count in range(limit + 1):
         left = missing()
-        print(
-            f"  sim {len(sim.engines)} nodes: round {count}, {left} nodes lack the key,"
-            f" peak RSS {peak_rss_mb():,.0f} MB",
-            file=sys.stderr,
-            flush=True,
-        )
+        line = f"  sim {size} nodes: round {count}, {left} nodes lack the key"
+        if count:
+            traffic = sim.traffic
+            line += (
+                f", {round_cpu[-1]:.1f} CPU-s, so far {traffic.bytes / (size * count):,.0f}"
+                f" B and {traffic.datagrams / (size * count):.2f} datagrams per node per"
+                f" round, largest {traffic.largest:,} B"
+            )
+            if traffic.oversize:
+                line += f", {sum(traffic.oversize.values())} over the limit"
+        print(f"{line}, peak RSS {peak_rss_mb():,.0f} MB", file=sys.stderr, flush=True)
         if left == 0:
             return count, 0
         cpu = time.process_time()
@@ -257,6 +273,10 @@ def measure_sim(
             max_datagram_size=max_datagram,
         )
         build_cpu += time.process_time() - built
+        bench.log(
+            f"sim {size} {mode}: pre-formed in {time.process_time() - built:.0f} CPU-s,"
+            f" peak RSS {peak_rss_mb():,.0f} MB"
+        )
         writer = random.Random(key).randrange(size)
         # A key that cannot spread is tried for a few rounds only: nothing changes then.
         tries = limit if key == 0 or rounds[0] is not None else 3

@@ -12,7 +12,10 @@ port, with the HTTP API and with ``--no-http``, and measures:
 - CPU until serving: the same, read once it answers a Syn and (with HTTP) accepts a TCP
   connection, before any request: what every node of a fleet pays, whether or not
   anyone asks its API something (the first request builds what it answers with).
-- RSS after settle: VmRSS (``/proc/<pid>/status``) ``--settle`` seconds after it is ready.
+- RSS after settle: VmRSS (``/proc/<pid>/status``) ``--settle`` seconds after it is ready,
+  and its split (``/proc/<pid>/smaps_rollup``): anonymous (the heap: Python's objects,
+  the modules' code among them) and file-backed (the interpreter and the shared libraries,
+  whose pages other processes share).
 - The floor: the same figures for a bare interpreter that imports Trio and binds one UDP
   socket in ``trio.run`` (what no node can go below), read the same way.
 - Instructions (``--instructions``, where valgrind is installed): one more run of each mode
@@ -20,6 +23,11 @@ port, with the HTTP API and with ``--no-http``, and measures:
   listens on TCP, before any connection, which would start hypercorn) and once it has
   answered its first ``GET /health``: figures that do not depend on the machine's load,
   unlike CPU seconds.
+- Into a cluster (``--into-cluster N``): N nodes started one after another with node 0
+  as their seed, each once the one before answers ``GET /health``
+  (``_cluster.Cluster.start_one_by_one``): the CPU each had spent when it first answered,
+  node 0's (alone) beside the others' (starting while they gossip with the cluster); then
+  the RSS of every node of the settled cluster, split as above.
 - Imports: one more run under ``python -X importtime``, the top contributors by cumulative
   microseconds among the modules imported straight from ``gossip_tui`` (and the top
   packages overall), so a regression names its culprit.
@@ -32,6 +40,7 @@ measure another tree with the same interpreter).
     python scripts/bench/startup.py --runs 3 --json out.json
     python scripts/bench/startup.py --against /tmp/before   # A B A B, the same load
     python scripts/bench/startup.py --runs 3 --instructions  # and callgrind's counts
+    python scripts/bench/startup.py --runs 3 --into-cluster 30  # and 30 nodes one by one
 """
 
 from __future__ import annotations
@@ -196,11 +205,14 @@ def one_run(tree: Path, http: bool, settle: float) -> dict[str, float]:
         wall = time.monotonic() - started
         time.sleep(settle)
         rss = bench.rss_mib(process.pid)
+        memory = bench.memory_split_mib(process.pid)
     return {
         "cpu_seconds": cpu,
         "serving_cpu_seconds": serving_cpu,
         "wall_seconds": wall,
         "rss_mib": rss,
+        "anonymous_mib": memory["anonymous"],
+        "file_mib": memory["file"],
     }
 
 
@@ -238,13 +250,42 @@ def floor_run(tree: Path, settle: float) -> dict[str, float]:
         wall = time.monotonic() - started
         time.sleep(settle)
         rss = bench.rss_mib(process.pid)
+        memory = bench.memory_split_mib(process.pid)
         process.stdin.close()
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    return {"cpu_seconds": cpu, "wall_seconds": wall, "rss_mib": rss}
+    return {
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "rss_mib": rss,
+        "anonymous_mib": memory["anonymous"],
+        "file_mib": memory["file"],
+    }
+
+
+def into_cluster(tree: Path, size: int, interval_ms: int, settle: float) -> dict[str, Any]:
+    """``size`` nodes of ``tree`` started one by one (each into the cluster of those before
+    it): the CPU seconds of each when it first answered HTTP, and the RSS of each once all
+    see all live and ``settle`` seconds have passed."""
+    with bench.Cluster(bench.GOSSIP_TUI, size, interval_ms, tree=tree) as running:
+        running.start_one_by_one()
+        cpu_at_answer = [node.cpu_at_answer for node in running.nodes]
+        running.wait_membership(time.monotonic() + 60 + size)
+        time.sleep(settle)
+        memory = [bench.memory_split_mib(node.pid) for node in running.nodes]
+    later = cpu_at_answer[1:] or cpu_at_answer
+    return {
+        "size": size,
+        "interval_ms": interval_ms,
+        "cpu_at_answer": cpu_at_answer,
+        "alone_cpu_seconds": cpu_at_answer[0],
+        "joining_cpu_seconds": _summary(later),
+        "last_third_cpu_seconds": _summary(later[-max(1, len(later) // 3) :]),
+        "memory_mib": {k: _summary([m[k] for m in memory]) for k in memory[0]},
+    }
 
 
 _INSTRUCTIONS_TIMEOUT = 600.0  # a node under callgrind runs some 50 times slower
@@ -346,6 +387,7 @@ def import_profile(tree: Path, http: bool, top: int) -> dict[str, Any]:
 def _summary(values: Sequence[float]) -> dict[str, float]:
     return {
         "median": statistics.median(values),
+        "mean": statistics.fmean(values),
         "min": min(values),
         "max": max(values),
     }
@@ -364,6 +406,8 @@ def _row(label: str, figures: dict[str, dict[str, float]], modules: object) -> t
         serving["min"],
         figures["wall_seconds"]["median"],
         figures["rss_mib"]["median"],
+        figures["anonymous_mib"]["median"],
+        figures["file_mib"]["median"],
         modules,
     )
 
@@ -385,6 +429,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--instructions",
         action="store_true",
         help="also count each mode's instructions under callgrind (needs valgrind)",
+    )
+    parser.add_argument(
+        "--into-cluster",
+        type=int,
+        metavar="N",
+        help="also start N nodes one after another, each into the cluster of those before",
+    )
+    parser.add_argument(
+        "--interval-ms", type=int, default=1000, help="gossip interval of --into-cluster"
     )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
@@ -420,10 +473,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             for tree in trees:
                 counts = instruction_counts(tree, with_http)
                 (results if tree == trees[0] else results["against"])[mode].update(counts)
+    if args.into_cluster:
+        for tree in trees:
+            joined = into_cluster(tree, args.into_cluster, args.interval_ms, args.settle)
+            (results if tree == trees[0] else results["against"])["into_cluster"] = joined
     results["loadavg_after"] = bench.loadavg()
     bench.print_table(
         f"start-up of one headless node, {args.runs} runs per mode (median, min, max)",
-        ["mode", "cpu s", "min", "max", "serving s", "min", "wall s", "rss MiB", "modules"],
+        [
+            "mode",
+            "cpu s",
+            "min",
+            "max",
+            "serving s",
+            "min",
+            "wall s",
+            "rss MiB",
+            "anon",
+            "file",
+            "modules",
+        ],
         rows,
     )
     for tree in trees:
@@ -445,6 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     if args.instructions:
         _report_instructions(trees, labels, results)
+    if args.into_cluster:
+        _report_into_cluster(trees, labels, results)
     print(f"\nload average before {results['loadavg_before']}, after {results['loadavg_after']}")
     if args.json:
         bench.write_json(args.json, results)
@@ -462,6 +533,26 @@ def _report_instructions(
             if "health_instructions" in entry:
                 line += f", after the first /health {entry['health_instructions'] / 1e6:.1f} M"
             print(line)
+
+
+def _report_into_cluster(
+    trees: Sequence[Path], labels: dict[Path, str], results: dict[str, Any]
+) -> None:
+    for tree in trees:
+        joined = (results if tree == trees[0] else results["against"])["into_cluster"]
+        joining, last = joined["joining_cpu_seconds"], joined["last_third_cpu_seconds"]
+        memory = joined["memory_mib"]
+        print(
+            f"\ninto a cluster{labels[tree]}: {joined['size']} nodes one by one at "
+            f"{joined['interval_ms']} ms; CPU s until answering HTTP: alone "
+            f"{joined['alone_cpu_seconds']:.2f}, joining median {joining['median']:.2f} "
+            f"(max {joining['max']:.2f}), the last third median {last['median']:.2f}"
+        )
+        print(
+            f"  settled RSS MiB: mean {memory['rss']['mean']:.1f}, max {memory['rss']['max']:.1f}"
+            f" (anonymous mean {memory['anonymous']['mean']:.1f}, "
+            f"file mean {memory['file']['mean']:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -117,6 +117,9 @@ async def test_a_key_set_from_the_dashboard_reaches_a_real_peer() -> None:
         await wait_ready(pilot)
         await wait_until(pilot, lambda: len(opened) == 2, what="the peer to start")
         me, peer = opened
+        # The demo's nodes take their frozen objects from one table for the process.
+        assert me.engine.state.shared is not None
+        assert peer.engine.state.shared is me.engine.state.shared
         await open_screen(pilot, KeyFormScreen, "s")
         await pilot.press(*"colour", "enter", *"teal", "enter")
         await wait_until(
@@ -127,3 +130,4 @@ async def test_a_key_set_from_the_dashboard_reaches_a_real_peer() -> None:
         )
         await pilot.press("q")
     assert isinstance(app.trio_outcome, outcome.Value)
+    assert me.engine.state.shared is None  # node 0 alone again makes its own
