@@ -42,7 +42,9 @@ import ipaddress
 import struct
 import types
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from itertools import compress, repeat
+from operator import getitem, is_, is_not, not_
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -169,7 +171,43 @@ _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
 # has a handful of shapes (the node sets in flight); bounded, as a layout of N nodes holds
 # N slices.
 _LAYOUT_CACHE_MAX = 16
-_LAYOUTS: dict[tuple[int, int], list[slice]] = {}
+
+
+class _Layout:
+    """Where the entries of a digest lay: each entry's slice, and, made when first needed
+    (see _read_known_ids), the slice of each entry's node id, one struct that reads the
+    numbers of every entry at once, and the node ids the layout held then."""
+
+    __slots__ = ("end", "entries", "epoch", "id_bytes", "ids", "nodes", "numbers")
+
+    def __init__(self, entries: list[slice]) -> None:
+        self.entries = entries
+        self.end = entries[-1].stop
+        self.ids: list[slice] = []
+        self.numbers: struct.Struct | None = None
+        # Each entry's node id and its bytes, as a digest read in C held them, while the
+        # node ids known have not changed since (_node_ids_changed is still ``epoch``).
+        self.nodes: list[NodeId] = []
+        self.id_bytes: list[bytes] = []
+        self.epoch = -1
+
+    def split(self) -> tuple[list[slice], struct.Struct]:
+        """Each entry's node id slice, and the struct of all the numbers (from offset 0:
+        whatever lies around them is skipped)."""
+        if self.numbers is None:
+            self.ids = [slice(piece.start, piece.stop - 24) for piece in self.entries]
+            layout = ["<"]
+            end = 0
+            for piece in self.entries:
+                layout.append(f"{piece.stop - 24 - end}x3Q")
+                end = piece.stop
+            self.numbers = struct.Struct("".join(layout))
+        return self.ids, self.numbers
+
+
+_LAYOUTS: dict[tuple[int, int], _Layout] = {}
+# Bumped whenever _NODES_BY_WIRE changes: a layout's node ids are those it hands out.
+_node_ids_changed = 0
 # The last Syns decoded, by their datagram's bytes, up to a total of _syn_cache_bytes. A
 # node sends one round's Syn to each of its targets as the same bytes, so a process that
 # runs many nodes (the demo: 200) decodes each Syn three to five times, a few hundred
@@ -871,9 +909,11 @@ def _read_node_id(data: bytes, pos: int) -> tuple[NodeId, bytes, int]:
 
 
 def _remember_node(raw: bytes, node: NodeId) -> None:
+    global _node_ids_changed
     if len(_NODES_BY_WIRE) >= _NODE_CACHE_MAX:
         _NODES_BY_WIRE.clear()
     _NODES_BY_WIRE[raw] = node
+    _node_ids_changed += 1
 
 
 def _decode_digest(data: bytes, pos: int) -> tuple[Digest, int]:
@@ -899,29 +939,40 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     layout = _LAYOUTS.get(layout_key)
     entries: list[tuple[NodeId, NodeDigest]]
     bounds: list[slice] | None
+    pieces: list[bytes] | None = None
     if layout is None:
         entries, bounds, pos = _read_entries_from(data, pos, count)
     else:
-        entries, bounds, pos = _read_entries_laid_out(data, layout, count)
+        entries, bounds, pieces, pos = _read_entries_laid_out(data, layout, count)
     if bounds is not None and entries:
         if len(_LAYOUTS) >= _LAYOUT_CACHE_MAX:
             _LAYOUTS.clear()
-        _LAYOUTS[layout_key] = bounds
+        _LAYOUTS[layout_key] = _Layout(bounds)
     # A repeated node overwrites the earlier entry, as inserting into chitchat's map does.
-    return Digest(dict(entries)), pos
+    nodes = dict(entries)
+    if pieces is not None and len(pieces) == len(nodes):
+        return Digest(nodes, received_entries=pieces), pos
+    return Digest(nodes), pos
 
 
 def _read_entries_laid_out(
-    data: bytes, layout: list[slice], count: int | None
-) -> tuple[list[tuple[NodeId, NodeDigest]], list[slice] | None, int]:
+    data: bytes, laid_out: _Layout, count: int | None
+) -> tuple[list[tuple[NodeId, NodeDigest]], list[slice] | None, list[bytes] | None, int]:
     """The entries of a digest laid out as the last one with the same start and count
     (or size) was: the usual case, since peers that know the same nodes write the same
     ids in the same order. Every piece is cut and looked up in C; a piece that is a known
     entry is one (only well-formed entries are stored), so the pieces before a new one
-    are what a parse from the start finds. A new entry is parsed where it lies; one that
+    are what a parse from the start finds. So is a piece that is a known node id and its
+    numbers (see _read_known_ids). Any other new entry is parsed where it lies; one that
     ends elsewhere than the layout says ends the layout: the rest is parsed in turn.
-    Returns the layout to keep (None: the same one still holds)."""
-    found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, map(data.__getitem__, layout)))
+    Returns the layout to keep (None: the same one still holds), and, when it held, the
+    bytes of each entry."""
+    layout = laid_out.entries
+    # (operator.getitem is called without an argument tuple, bytes.__getitem__ is not.)
+    pieces = cast("list[bytes]", list(map(getitem, repeat(data), layout)))
+    found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, pieces))
+    if None in found and laid_out.end <= len(data):
+        _read_known_ids(data, laid_out, pieces, found)
     missing = -1
     while True:
         try:
@@ -933,9 +984,84 @@ def _read_entries_laid_out(
         if end != layout[missing].stop:
             rest = None if count is None else count - missing
             tail, tail_bounds, pos = _read_entries_from(data, start, rest)
-            return found[:missing] + tail, layout[:missing] + tail_bounds, pos
+            return found[:missing] + tail, layout[:missing] + tail_bounds, None, pos
         found[missing] = (node, nd)
-    return found, None, layout[-1].stop if layout else 0
+    return found, None, pieces, laid_out.end
+
+
+def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: list[Any]) -> None:
+    """Fill in ``found`` (the entries of ``pieces``, None where new) the new entries whose
+    node id is a known one, all in C: in an idle cluster every heartbeat has risen since
+    the last digest, so every entry is new but none of its nodes, and a parse per entry
+    (two Python calls) was most of a digest's decoding. A known id's bytes are a
+    well-formed id of their length, so such a piece is an entry that ends where the
+    layout says (``data`` holds the whole layout: no number is cut short)."""
+    missing = list(compress(range(len(found)), map(is_, found, repeat(None))))
+    ids, numbers = laid_out.split()
+    held = laid_out.nodes if laid_out.epoch == _node_ids_changed else None
+    nodes: list[Any]
+    if held:
+        # The ids where the layout's first digest had them, checked in place (no slice,
+        # no hash); only those that differ are looked up.
+        same = list(
+            map(
+                bytes.startswith,
+                map(pieces.__getitem__, missing),
+                map(laid_out.id_bytes.__getitem__, missing),
+            )
+        )
+        nodes = list(map(held.__getitem__, missing))
+        if not all(same):
+            for at in compress(range(len(missing)), map(not_, same)):
+                nodes[at] = _NODES_BY_WIRE.get(data[ids[missing[at]]])
+    else:
+        id_pieces = cast(
+            "list[bytes]", list(map(getitem, repeat(data), map(ids.__getitem__, missing)))
+        )
+        nodes = list(map(_NODES_BY_WIRE.get, id_pieces))
+    # (Never ``None in nodes``: that calls NodeId.__eq__, Python, per node.)
+    known = list(map(is_not, nodes, repeat(None)))
+    every_known = all(known)
+    if not held and every_known:
+        # The next digest of this layout checks its ids against these (see _Layout): all
+        # of them as _NODES_BY_WIRE holds them (an entry found may hold an older object).
+        every_node: list[Any] = nodes
+        if len(missing) < len(found):
+            id_pieces = cast("list[bytes]", list(map(getitem, repeat(data), ids)))
+            every_node = list(map(_NODES_BY_WIRE.get, id_pieces))
+        if all(map(is_not, every_node, repeat(None))):
+            laid_out.nodes, laid_out.id_bytes = every_node, id_pieces
+            laid_out.epoch = _node_ids_changed
+    if not every_known:  # an unknown id: _read_entries_laid_out parses it (or fails)
+        missing = list(compress(missing, known))
+        nodes = list(compress(nodes, known))
+        if not missing:
+            return
+    every = numbers.unpack_from(data)
+    heartbeats, gcs, max_versions = every[0::3], every[1::3], every[2::3]
+    if len(missing) < len(found):
+        heartbeats = tuple(map(heartbeats.__getitem__, missing))
+        gcs = tuple(map(gcs.__getitem__, missing))
+        max_versions = tuple(map(max_versions.__getitem__, missing))
+    if _DIGEST_SETTERS is None:
+        nds = list(map(NodeDigest, heartbeats, gcs, max_versions))
+    else:
+        # NodeDigests filled in through their slots (see _slot_setters), with no call of
+        # the generated __init__ per entry; ``any`` runs the setters, which return None.
+        nds = list(map(object.__new__, repeat(NodeDigest, len(missing))))
+        set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS
+        any(map(set_heartbeat, nds, heartbeats))
+        any(map(set_last_gc, nds, gcs))
+        any(map(set_max_version, nds, max_versions))
+    entries = list(zip(nodes, nds, strict=True))
+    if len(entries) == len(found):
+        found[:] = entries
+    else:
+        any(map(found.__setitem__, missing, entries))
+    seen = _ENTRIES_BY_WIRE
+    if len(seen) + len(entries) > _ENTRY_CACHE_MAX:
+        seen.clear()
+    seen.update(zip(map(pieces.__getitem__, missing), entries, strict=True))
 
 
 def _read_entries_from(

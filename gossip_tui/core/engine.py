@@ -573,27 +573,31 @@ class GossipEngine:
         unadmitted: list[NodeId] = []
         nodes = digest.nodes
         # A digest that names exactly our nodes in wire order (the usual one) is walked
-        # beside our states; any other looks each node up (hashing it: a Python call).
+        # beside our states by the state itself; any other looks each node up (hashing
+        # it: a Python call).
         aligned = self.state.aligned_states(nodes)
-        known: Iterable[NodeState | None] = map(states.get, nodes) if aligned is None else aligned
-        for (node, node_digest), state in zip(nodes.items(), known, strict=True):
-            if state is None:
-                self._report_heartbeat(node, node_digest.heartbeat, now)
-                if node not in states:
-                    unadmitted.append(node)
-            elif state is not me:
-                # NodeState.try_set_heartbeat inlined: every heartbeat of a forming or idle
-                # cluster has risen since the last digest.
-                heartbeat = node_digest.heartbeat
-                held = state.heartbeat
-                if not held:
-                    state.heartbeat = heartbeat  # the first one learnt is not news
-                elif heartbeat > held:
-                    state.heartbeat = heartbeat
-                    state.last_update = now
-                    report(node)
-            else:
-                own_view = node_digest
+        if aligned is not None:
+            rose, own_view = self.state.take_heartbeats(digest, aligned, me, now)
+        else:
+            for (node, node_digest), state in zip(
+                nodes.items(), map(states.get, nodes), strict=True
+            ):
+                if state is None:
+                    self._report_heartbeat(node, node_digest.heartbeat, now)
+                    if node not in states:
+                        unadmitted.append(node)
+                elif state is not me:
+                    # As ClusterState.take_heartbeats (NodeState.try_set_heartbeat inlined).
+                    heartbeat = node_digest.heartbeat
+                    held = state.heartbeat
+                    if not held:
+                        state.heartbeat = heartbeat  # the first one learnt is not news
+                    elif heartbeat > held:
+                        state.heartbeat = heartbeat
+                        state.last_update = now
+                        report(node)
+                else:
+                    own_view = node_digest
         if rose:
             self.detector.report_heartbeats(rose, now)
         seen = self._step_digest

@@ -262,21 +262,27 @@ class FailureDetector:
         live = self._live
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
         steady_until = self._steady_until
+        # The lowest mean of a live node reported: the earliest crossing is its (the
+        # crossing grows with the mean, rounding included), worked out once at the end.
+        lowest_mean = math.inf
         for node in nodes:
             window = samples.get(node)
             if window is None:
                 window = samples[node] = self._new_window()
             mean = window.report_heartbeat(now)
             if node in live and mean is not None:
-                # A new interval can lower the mean, and so bring the crossing forward
-                # (SamplingWindow.live_until, inlined: the last heartbeat is now).
-                tolerated = threshold * (mean + pause_per_phi)
-                until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
-                if until < steady_until:
-                    steady_until = until
+                # A new interval can lower the mean, and so bring the crossing forward.
+                if mean < lowest_mean:
+                    lowest_mean = mean
             else:
                 # A node not live may come alive at the next sweep.
                 steady_until = -math.inf
+        if lowest_mean < math.inf:
+            # SamplingWindow.live_until, inlined: the last heartbeat is now.
+            tolerated = threshold * (lowest_mean + pause_per_phi)
+            until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
+            if until < steady_until:
+                steady_until = until
         self._steady_until = steady_until
 
     @property

@@ -46,6 +46,12 @@ class Digest:
     wire_entries: Sequence[bytes] | None = attrs.field(
         default=None, kw_only=True, eq=False, repr=False
     )
+    # The entries' bytes as the codec decoded them, in the order of ``nodes``, when it
+    # kept them (a digest laid out as the one before): an entry of a cluster state that
+    # moves to one of these is that entry, already encoded. Not part of equality.
+    received_entries: Sequence[bytes] | None = attrs.field(
+        default=None, kw_only=True, eq=False, repr=False
+    )
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ import heapq
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from operator import itemgetter
 from typing import cast
 
@@ -953,6 +954,49 @@ class ClusterState:
         if len(peer_digests) != len(wire_nodes) or list(peer_digests) != wire_nodes:
             return None
         return self._wire_states
+
+    def take_heartbeats(
+        self, digest: Digest, aligned: Sequence[NodeState], me: NodeState | None, now: float
+    ) -> tuple[list[NodeId], NodeDigest | None]:
+        """Take the heartbeats of ``digest``, whose entries ``aligned`` (see
+        :meth:`aligned_states`) are position by position: the nodes whose heartbeat rose
+        (for the failure detector), and the digest's entry for ``me`` (not taken).
+
+        In an idle cluster every entry of ours moves here to exactly the peer's (every
+        heartbeat rose, nothing else changed): that entry is ours then, the NodeDigest and
+        the bytes the codec decoded (``received_entries``), where the next digest made
+        each anew and packed it. Not in a state of a shared process (see SharedObjects):
+        those take what other states made."""
+        rose: list[NodeId] = []
+        report = rose.append
+        own_view: NodeDigest | None = None
+        wires: Iterable[bytes | None] = digest.received_entries or repeat(None, len(aligned))
+        if self.shared is not None:
+            wires = repeat(None, len(aligned))
+        entries = self._digest_entries
+        for (node, theirs), state, wire in zip(digest.nodes.items(), aligned, wires, strict=True):
+            if state is me:
+                own_view = theirs
+                continue
+            # NodeState.try_set_heartbeat inlined.
+            heartbeat = theirs.heartbeat
+            held = state.heartbeat
+            if not held:
+                state.heartbeat = heartbeat  # the first one learnt is not news
+            elif heartbeat > held:
+                state.heartbeat = heartbeat
+                state.last_update = now
+                report(node)
+                if (
+                    wire is not None
+                    and theirs.max_version == state.max_version
+                    and theirs.last_gc_version == state.last_gc_version
+                ):
+                    # Our entry is the peer's now: taken, bytes and all (see compute_digest).
+                    forget_digest_entry_at(id(state._digest), None)
+                    state._digest = entries[node] = theirs
+                    state._digest_wire = wire
+        return rose, own_view
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)

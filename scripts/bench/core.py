@@ -26,15 +26,23 @@ Target: every codec operation under 1 ms.
     python scripts/bench/core.py --runs 1000 --json bench-results/core.json
     python scripts/bench/core.py --quick
     python scripts/bench/core.py --nodes 200 --state-nodes 200 --form-nodes 200
+    python scripts/bench/core.py --risen-syns 400 --count-calls   # calls per risen Syn
+
+Instructions for 400 risen Syns (the difference of two runs; the set-up is the same):
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null python scripts/bench/core.py \
+        --risen-syns 400 [--setup-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import cProfile
 import gc
 import ipaddress
 import json
+import pstats
 import random
 import statistics
 import sys
@@ -45,6 +53,7 @@ from typing import Any
 
 import _cluster as bench
 import attrs
+from core_rounds import call_counts
 
 from gossip_tui.core.codec import MAX_DATAGRAM_SIZE, DeltaWriter, decode, digest_size, encode
 from gossip_tui.core.engine import GossipEngine
@@ -301,13 +310,7 @@ def run_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     def next_risen_syn() -> None:
         risen_heartbeat[0] += 1
-        rise = risen_heartbeat[0]
-        entries = {
-            node: attrs.evolve(entry, heartbeat=entry.heartbeat + rise)
-            for node, entry in syn_ab.digest.nodes.items()
-        }
-        risen = attrs.evolve(syn_ab, digest=Digest(entries))
-        risen_wire[:] = [encode(risen)]
+        risen_wire[:] = [risen_syn(syn_ab, risen_heartbeat[0])]
 
     def handle_risen_syn() -> bytes:
         return encode(b.handle_message(decode(risen_wire[0]), 2_001.0).reply)  # type: ignore[arg-type]
@@ -326,6 +329,47 @@ def run_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     case("engine", f"update_liveness ({args.nodes} nodes)", None,
          lambda: a.update_liveness(2_001.0))  # fmt: skip
     return results
+
+
+def risen_syn(syn: Syn, rise: int) -> bytes:
+    """``syn`` encoded with every heartbeat ``rise`` higher: the Syn an idle peer sends
+    ``rise`` rounds later."""
+    entries = {
+        node: attrs.evolve(entry, heartbeat=entry.heartbeat + rise)
+        for node, entry in syn.digest.nodes.items()
+    }
+    return encode(attrs.evolve(syn, digest=Digest(entries)))
+
+
+def risen_syns(args: argparse.Namespace) -> dict[str, Any]:
+    """``--risen-syns N``: the "every heartbeat risen" case N times over, untimed, for a
+    count that does not depend on the load: run under callgrind (once as is, once with
+    ``--setup-only``: the difference is the N Syns' instructions), or with ``--count-calls``
+    for cProfile's calls per Syn. Each Syn's heartbeats are one higher than the last's."""
+    rng = random.Random(args.seed)
+    a, b = engine_pair(fleet(args.nodes, rng), rng)
+    syn = a.create_syn(2_000.0)
+    wires = [risen_syn(syn, rise) for rise in range(1, args.risen_syns + 1)]
+
+    def handle_all() -> None:
+        for wire in wires:
+            reply = b.handle_message(decode(wire), 2_001.0).reply
+            assert isinstance(reply, SynAck)
+            encode(reply)
+
+    result: dict[str, Any] = {"case": f"{len(wires)} risen Syns, {args.nodes} nodes"}
+    if args.setup_only:
+        return result | {"handled": 0}
+    cpu = time.process_time()
+    if args.count_calls:
+        profile = cProfile.Profile()
+        profile.runcall(handle_all)
+        counts = call_counts(pstats.Stats(profile), len(wires), 0)
+        result |= {f"{kind}_per_syn": count for kind, count in counts.items()}
+    else:
+        handle_all()
+    cpu = time.process_time() - cpu
+    return result | {"handled": len(wires), "cpu_us_per_syn": round(cpu * 1e6 / len(wires), 1)}
 
 
 def forming(nodes: int, interval: float, seed: int) -> dict[str, Any]:
@@ -410,10 +454,26 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=bench.RESULTS_DIR / "core.json", metavar="OUT")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--risen-syns",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only handle N 'every heartbeat risen' Syns, untimed (for callgrind), and exit",
+    )
+    parser.add_argument(
+        "--setup-only", action="store_true", help="with --risen-syns: build them, handle none"
+    )
+    parser.add_argument(
+        "--count-calls", action="store_true", help="with --risen-syns: cProfile's calls per Syn"
+    )
     args = parser.parse_args()
     args.nodes = args.nodes or (10 if args.quick else 100)
     args.state_nodes = args.state_nodes or (50 if args.quick else 1_000)
     args.runs = args.runs or (20 if args.quick else 500)
+    if args.risen_syns:
+        print(json.dumps(risen_syns(args)))
+        return 0
     load_before = bench.loadavg()
     results = run_cases(args)
     if args.form_nodes:

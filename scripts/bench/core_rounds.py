@@ -47,7 +47,7 @@ def _counted(run: Callable[[], object]) -> tuple[pstats.Stats, float]:
     return pstats.Stats(profile), cpu
 
 
-def _calls(stats: pstats.Stats, per: float, top: int) -> dict[str, Any]:
+def call_counts(stats: pstats.Stats, per: float, top: int) -> dict[str, Any]:
     python = builtin = 0
     by_function: list[tuple[int, str]] = []
     table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
@@ -99,7 +99,7 @@ def measure(
         "phase": f"forming, {nodes} nodes (seed {seed})",
         "rounds": rounds,
         "unit": "node-round",
-        **_calls(stats, nodes * rounds, top),
+        **call_counts(stats, nodes * rounds, top),
         "cpu_ms_under_profile": round(cpu * 1_000 / (nodes * rounds), 2),
         "datagrams": sim.traffic.datagrams,
         "bytes": sim.traffic.bytes,
@@ -115,7 +115,7 @@ def measure(
         "phase": f"in sync, {nodes} nodes ({sync_rounds} rounds)",
         "exchanges": syns,
         "unit": "exchange",
-        **_calls(stats, syns, top),
+        **call_counts(stats, syns, top),
         "cpu_ms_under_profile": round(cpu * 1_000 / syns, 3),
         "datagrams": sim.traffic.datagrams - datagrams_before,
         "bytes": sim.traffic.bytes - bytes_before,

@@ -8,7 +8,11 @@ from __future__ import annotations
 import copy
 import ipaddress
 import pickle
+from typing import Any
 
+import pytest
+
+from gossip_tui.core import codec
 from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.messages import Syn
@@ -140,3 +144,49 @@ def test_a_shared_digest_entry_is_taken_without_a_call_per_node() -> None:
     second = states[1].compute_digest()
     assert all(first.nodes[n] is second.nodes[n] for n in nodes)
     assert encode(Syn("c", first)) == encode(Syn("c", second))
+
+
+def test_a_digest_whose_every_heartbeat_rose_is_decoded_without_a_call_per_entry() -> None:
+    # An idle cluster's digest: laid out as the last one, every entry new (its heartbeat
+    # rose) but none of its node ids. Cut, looked up and filled in C (issue 17), where each
+    # entry was parsed by two Python calls (_read_entry, _read_node_id).
+    engine = _engine_with_live_peers(PEERS)
+    decode(encode(engine.create_syn(3.0)))
+    for held in engine.state.node_states.values():
+        held.heartbeat += 1
+    sent = engine.create_syn(3.0)
+    wire = encode(sent)
+    decoded: list[object] = []
+    calls = count_calls(lambda: decoded.append(decode(wire)), where="codec.py")
+    assert calls <= 10, calls
+    assert decoded == [sent]
+    # Decoded again, the entries are the ones just made.
+    again = decode(wire)
+    assert isinstance(again, Syn) and isinstance(decoded[0], Syn)
+    assert all(again.digest.nodes[n] is nd for n, nd in decoded[0].digest.nodes.items())
+
+
+def test_a_layout_s_node_ids_are_checked_in_place_not_looked_up_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once a digest of the layout was read that way, the next one's ids are compared where
+    # the layout had them (bytes.startswith on each entry), not cut and looked up.
+    engine = _engine_with_live_peers(PEERS)
+    for _ in range(3):
+        for held in engine.state.node_states.values():
+            held.heartbeat += 1
+        decode(encode(engine.create_syn(3.0)))
+    for held in engine.state.node_states.values():
+        held.heartbeat += 1
+    sent = engine.create_syn(3.0)
+    wire = encode(sent)
+    lookups = [0]
+
+    class _Counted(dict[bytes, NodeId]):
+        def get(self, key: bytes, default: Any = None) -> Any:
+            lookups[0] += 1
+            return super().get(key, default)
+
+    monkeypatch.setattr(codec, "_NODES_BY_WIRE", _Counted(codec._NODES_BY_WIRE))
+    assert decode(wire) == sent
+    assert lookups[0] == 0, lookups[0]
