@@ -20,7 +20,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
-from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DecodeError, decode, encode
+from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DecodeError, decode, encode, hold_nodes
 from .engine import GossipEngine, LivenessChanges
 from .failure_detector import FailureDetectorConfig
 from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeDigest, Syn, SynAck
@@ -136,6 +136,7 @@ class Simulation:
         # and the same values: one copy of each for the whole cluster, where each engine
         # would make its own (N^2 of them). A handful per node in circulation.
         shared = SharedObjects(8 * size + 1_024)
+        hold_nodes(size)
         self.engines: dict[SocketAddress, GossipEngine] = {}
         self.silenced: set[SocketAddress] = set()
         self.traffic = Traffic()

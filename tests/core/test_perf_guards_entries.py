@@ -190,3 +190,29 @@ def test_a_layout_s_node_ids_are_checked_in_place_not_looked_up_again(
     monkeypatch.setattr(codec, "_NODES_BY_WIRE", _Counted(codec._NODES_BY_WIRE))
     assert decode(wire) == sent
     assert lookups[0] == 0, lookups[0]
+
+
+def _ids_parsed_decoding_again(count: int, held: bool, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The node ids parsed when a Syn naming ``count`` nodes is decoded a second time,
+    the caches' room shrunk to 64 (and raised for ``count`` nodes if ``held``)."""
+    for name in ("_NODE_CACHE_MAX", "_ENTRY_CACHE_MAX", "_KV_RUN_CACHE_MAX"):
+        monkeypatch.setattr(codec, name, 64)
+    for cache in (codec._NODES_BY_WIRE, codec._ENTRIES_BY_WIRE, codec._LAYOUTS):
+        cache.clear()  # caches only: emptying them changes what is parsed, not the result
+    if held:
+        codec.hold_nodes(count)
+    loopback = ipaddress.IPv4Address("127.0.0.1")
+    engine = engine_with_live_peers(count, lambda i: SocketAddress(loopback, 20_000 + i))
+    wire = encode(engine.create_syn(3.0))
+    first = decode(wire)
+    assert decode(wire) == first
+    return count_calls(lambda: decode(wire), names=("_parse_node_id",))
+
+
+def test_a_process_that_holds_more_nodes_than_the_caches_parses_each_id_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Past its room a cache empties at every digest: a simulation of 5,000 nodes with the
+    # default 4,096 places would parse every id of every digest again.
+    assert _ids_parsed_decoding_again(200, False, monkeypatch) > 100
+    assert _ids_parsed_decoding_again(200, True, monkeypatch) == 0
