@@ -44,6 +44,9 @@ _CODEC_CACHES = (
     "_SYNS_BY_WIRE",
 )
 
+# The codec's pooled zstd contexts, whose sizes the snapshot reports.
+_ZSTD_POOLS = ("_COMPRESSORS", "_STRONG_COMPRESSORS", "_DECOMPRESSORS")
+
 
 def _own(filename: str) -> bool:
     return f"{os.sep}gossip_tui{os.sep}" in filename
@@ -75,6 +78,11 @@ def _summary(snapshot: tracemalloc.Snapshot, top: int) -> dict[str, Any]:
         "own_by_line": [row(s) for s in own_lines[:top]],
         "by_line": [row(s) for s in by_line[:top]],
         "codec_cache_lengths": {name: len(getattr(codec, name)) for name in _CODEC_CACHES},
+        # zstd's contexts allocate outside Python's allocator: tracemalloc misses them.
+        "zstd_context_bytes": {
+            name: [context.memory_size() for context in getattr(codec, name)]
+            for name in _ZSTD_POOLS
+        },
     }
 
 
