@@ -15,6 +15,7 @@ The bytes are those Python allocated and still holds (no load or timing in them)
 change is seen in them even on a busy machine; the RSS figures want a quiet one.
 
     python scripts/bench/node_memory.py --nodes 100 --settle 30 --json out.json
+    python scripts/bench/node_memory.py --tree /work/main   # another checkout's code
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 *command[3:],
             ]
 
-    with TracedCluster(bench.GOSSIP_TUI, args.nodes, args.interval_ms) as running:
+    tree = args.tree.resolve() if args.tree else bench.REPO
+    with TracedCluster(bench.GOSSIP_TUI, args.nodes, args.interval_ms, tree=tree) as running:
         took = running.start()
         time.sleep(args.settle)
         traced = running.nodes[-1]
@@ -139,6 +141,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         snapshot = json.loads(out.read_text())
     untraced = memory[:-1]
     return {
+        "tree": str(tree),
         "nodes": args.nodes,
         "interval_ms": args.interval_ms,
         "settle_s": args.settle,
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=int, default=1000)
     parser.add_argument("--settle", type=float, default=30.0, help="seconds after all see all")
     parser.add_argument("--top", type=int, default=40, help="files and lines reported")
+    parser.add_argument(
+        "--tree", type=Path, help="the checkout whose code the nodes run (default: this one)"
+    )
     parser.add_argument("--json", type=Path, help="write the result here too")
     args = parser.parse_args(argv)
     result = measure(args)
