@@ -52,6 +52,7 @@ async def serve_headless(
                 from gossip_tui._http_settings import http_service
 
                 await http_service(settings)(node)
+            _forget_generated_sources()
             _log.info(
                 "node %s gossiping on %s (udp); HTTP API %s",
                 node.self_id,
@@ -66,6 +67,16 @@ async def serve_headless(
                     _log.info("%s received: shutting down", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
+
+
+def _forget_generated_sources() -> None:
+    """Drop the source attrs keeps in linecache for each method it generates, there for a
+    debugger to step through them: ~0.22 MB of lines in a headless node (0.7% of its RSS),
+    which nothing runs under a debugger. A traceback through one still names it."""
+    import linecache
+
+    for name in [name for name in linecache.cache if name.startswith("<attrs generated")]:
+        del linecache.cache[name]
 
 
 def run_headless(

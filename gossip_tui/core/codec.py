@@ -42,7 +42,7 @@ import ipaddress
 import struct
 import types
 from collections.abc import Callable, Iterable, Sequence
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from operator import getitem, is_, is_not, not_
 from typing import TYPE_CHECKING, Any, cast
 
@@ -157,6 +157,15 @@ _WIRE_BY_NODE: dict[int, tuple[NodeId, bytes, tuple[str, int, tuple[int, bytes, 
 # a second): those cost one lookup instead of a parse or a pack. Bounded like the above;
 # frozen values, so sharing them between digests is safe.
 _ENTRY_CACHE_MAX = 4_096
+# The decoded entries' room within that bound: two a node known (a heartbeat moves once a
+# round, so the entries worth keeping are each node's last two) and some slack for peers
+# whose views lag. A fixed room of 4,096 filled with old heartbeats in a cluster of any
+# size (~290 bytes an entry: 1.2 MB). Set by _remember_node as the known ids change; when
+# full, the oldest quarter goes at once: room is made once per many entries, not each one.
+_ENTRY_ROOM_PER_NODE = 2
+_ENTRY_ROOM_SLACK = 64
+_entry_room_floor = _ENTRY_ROOM_SLACK
+_entry_room = _ENTRY_ROOM_SLACK
 # The last key-value operations decoded after each node (the wire of its id), with the
 # key-values they read as (see _decode_ops). Bounded alike, and in what one entry holds:
 # a few small key-values, what most nodes of a delta carry (kept whatever the peer sends,
@@ -171,11 +180,33 @@ def hold_nodes(count: int) -> None:
     (the simulation). A cluster larger than a cache empties it at every digest, so each
     id and entry is parsed and packed again (a 1,000-node simulation with room for 820
     took twice the CPU a round). An entry cache holds two entries a node: a heartbeat
-    moves once a round. Never shrinks: a lone node keeps the defaults."""
-    global _NODE_CACHE_MAX, _ENTRY_CACHE_MAX, _KV_RUN_CACHE_MAX
+    moves once a round. Never shrinks: a lone node keeps the defaults (and its decoded
+    entries' room follows the nodes it knows, see _entry_room)."""
+    global _NODE_CACHE_MAX, _ENTRY_CACHE_MAX, _KV_RUN_CACHE_MAX, _entry_room_floor
     _NODE_CACHE_MAX = max(_NODE_CACHE_MAX, count + 1_024)
     _ENTRY_CACHE_MAX = max(_ENTRY_CACHE_MAX, 2 * count + 1_024)
     _KV_RUN_CACHE_MAX = max(_KV_RUN_CACHE_MAX, count + 1_024)
+    # A process of many nodes receives many views of each node: room as before.
+    _entry_room_floor = max(_entry_room_floor, 2 * count + 1_024)
+    _set_entry_room()
+
+
+def _set_entry_room() -> None:
+    global _entry_room
+    known = _ENTRY_ROOM_PER_NODE * len(_NODES_BY_WIRE) + _ENTRY_ROOM_SLACK
+    _entry_room = min(_ENTRY_CACHE_MAX, max(_entry_room_floor, known))
+
+
+def _make_entry_room(incoming: int) -> None:
+    """Drop the oldest decoded entries so that ``incoming`` more fit in three quarters of
+    the room (dicts keep insertion order: the oldest are the stalest heartbeats)."""
+    seen = _ENTRIES_BY_WIRE
+    excess = len(seen) + incoming - (_entry_room - _entry_room // 4)
+    if excess >= len(seen):
+        seen.clear()
+    elif excess > 0:
+        # ``any`` runs the deletions in C (__delitem__ returns None).
+        any(map(seen.__delitem__, list(islice(seen, excess))))
 
 
 _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
@@ -928,6 +959,7 @@ def _remember_node(raw: bytes, node: NodeId) -> None:
         _NODES_BY_WIRE.clear()
     _NODES_BY_WIRE[raw] = node
     _node_ids_changed += 1
+    _set_entry_room()
 
 
 def _decode_digest(data: bytes, pos: int) -> tuple[Digest, int]:
@@ -1073,8 +1105,8 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     else:
         any(map(found.__setitem__, missing, entries))
     seen = _ENTRIES_BY_WIRE
-    if len(seen) + len(entries) > _ENTRY_CACHE_MAX:
-        seen.clear()
+    if len(seen) + len(entries) > _entry_room:
+        _make_entry_room(len(entries))
     seen.update(zip(map(pieces.__getitem__, missing), entries, strict=True))
 
 
@@ -1127,8 +1159,8 @@ def _read_entry(data: bytes, pos: int, size: int) -> tuple[NodeId, NodeDigest, i
     else:
         nd = NodeDigest(heartbeat, last_gc, max_version)
     seen = _ENTRIES_BY_WIRE
-    if len(seen) >= _ENTRY_CACHE_MAX:
-        seen.clear()
+    if len(seen) >= _entry_room:
+        _make_entry_room(1)
     seen[data[start:pos]] = (node, nd)
     return node, nd, pos
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import linecache
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -54,6 +56,28 @@ async def test_serves_http_logs_members_and_stops_on_sigterm(
     addr = seen["http_addr"]
     with pytest.raises(OSError), socket.create_connection((addr.host, addr.port), timeout=5):
         pass
+
+
+@pytest.mark.trio
+async def test_a_ready_node_keeps_no_generated_source() -> None:
+    # attrs keeps each generated method's source in linecache (for debuggers): ~0.22 MB
+    # a headless node holds for nothing.
+    settings = CliSettings(listen_addr=SocketAddress.parse("127.0.0.1:0"), no_http=True)
+    kept: list[str] = []
+
+    async def on_ready(node: FakeRuntimeNode) -> None:
+        kept.extend(name for name in linecache.cache if name.startswith("<attrs generated"))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    @attrs.frozen
+    class Generated:  # a class made now: its methods' source is in linecache
+        value: int
+
+    assert any(name.startswith("<attrs generated") for name in linecache.cache)
+    with trio.fail_after(10):
+        await cli.serve_headless(settings, settings, fake_open_node, on_ready=on_ready)
+
+    assert kept == []
 
 
 @pytest.mark.trio

@@ -216,3 +216,54 @@ def test_a_process_that_holds_more_nodes_than_the_caches_parses_each_id_once(
     # default 4,096 places would parse every id of every digest again.
     assert _ids_parsed_decoding_again(200, False, monkeypatch) > 100
     assert _ids_parsed_decoding_again(200, True, monkeypatch) == 0
+
+
+def _fresh_entry_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry caches empty, with a lone node's room (a simulation run before may have
+    raised it with hold_nodes)."""
+    monkeypatch.setattr(codec, "_ENTRY_CACHE_MAX", 4_096)
+    monkeypatch.setattr(codec, "_NODE_CACHE_MAX", 4_096)
+    monkeypatch.setattr(codec, "_entry_room_floor", codec._ENTRY_ROOM_SLACK)
+    for cache in (codec._NODES_BY_WIRE, codec._ENTRIES_BY_WIRE, codec._LAYOUTS):
+        cache.clear()  # caches only: emptying them changes what is parsed, not the result
+    codec._set_entry_room()
+
+
+def test_decoded_entries_held_are_bounded_by_the_nodes_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A settled cluster's digests bring each node's next heartbeat: with a fixed room of
+    # 4,096 a node of a 100-node cluster held ~4,000 old entries (0.8 MiB); the room is
+    # two a node known.
+    _fresh_entry_caches(monkeypatch)
+    count = 200
+    loopback = ipaddress.IPv4Address("127.0.0.1")
+    engine = engine_with_live_peers(count, lambda i: SocketAddress(loopback, 30_000 + i))
+    for _ in range(15):
+        for held in engine.state.node_states.values():
+            held.heartbeat += 1
+        sent = engine.create_syn(3.0)
+        assert decode(encode(sent)) == sent
+    known = len(codec._NODES_BY_WIRE)
+    assert known <= count + 1
+    assert len(codec._ENTRIES_BY_WIRE) <= 2 * known + codec._ENTRY_ROOM_SLACK
+    # The last digest's entries are all held: decoding it again parses none of them.
+    assert count_calls(lambda: decode(encode(sent)), names=("_read_entry",)) == 0
+
+
+def test_decoded_entries_held_stay_bounded_under_a_flood_of_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Digests of ever new node ids: both caches keep within their bounds.
+    _fresh_entry_caches(monkeypatch)
+    loopback = ipaddress.IPv4Address("127.0.0.2")
+    for flood in range(25):
+        engine = engine_with_live_peers(
+            200, lambda i, f=flood: SocketAddress(loopback, 200 * f + i + 1)
+        )
+        sent = engine.create_syn(3.0)
+        assert decode(encode(sent)) == sent
+        assert len(codec._NODES_BY_WIRE) <= codec._NODE_CACHE_MAX
+        assert len(codec._ENTRIES_BY_WIRE) <= min(
+            codec._ENTRY_CACHE_MAX, 2 * len(codec._NODES_BY_WIRE) + codec._ENTRY_ROOM_SLACK
+        )
