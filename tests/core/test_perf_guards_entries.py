@@ -69,13 +69,14 @@ def test_looking_up_a_node_id_runs_no_python_hash() -> None:
     assert copy.deepcopy(nodes[0]) in table
 
 
-def test_a_digest_whose_heartbeats_rose_is_reported_in_one_call_per_heartbeat() -> None:
+def test_a_digest_whose_heartbeats_rose_is_reported_without_a_call_per_heartbeat() -> None:
     # Every heartbeat of a forming (or idle) cluster rises between two digests: the
-    # detector took five calls per heartbeat (report, window, interval, crossing, mean).
+    # detector took five calls per heartbeat (report, window, interval, crossing, mean),
+    # then one (the window's report_heartbeat); its batch updates the windows in one loop.
     _a, b, syn = _risen_heartbeats()
     calls = count_calls(lambda: b.handle_message(syn, 3.0), where="failure_detector.py")
-    # One window per heartbeat, the batch, and the few calls around the reply.
-    assert calls <= PEERS + 10, calls
+    # The batch, its one loop over the windows, and the few calls around the reply.
+    assert calls <= 10, calls
     assert b.detector.steady_until < 3.0 + 8 * 5.0  # the crossings were worked out
 
 
