@@ -266,6 +266,13 @@ class FailureDetector:
         # only a sweep judges (a heartbeat of a node not live, a death declared, a node
         # forgotten).
         self._steady_until = -math.inf
+        # The last batch of every_live nodes reported (see report_heartbeats), their windows,
+        # and the _membership it held at: bumped whenever a node is judged, dies, gets or
+        # loses a window, so a batch of the same nodes at the same count may reuse both.
+        self._membership = 0
+        self._batch: list[NodeId] = []
+        self._batch_windows: list[SamplingWindow] = []
+        self._batch_membership = -1
 
     def _new_window(self) -> SamplingWindow:
         return SamplingWindow(
@@ -284,11 +291,25 @@ class FailureDetector:
         samples = self._samples
         reported = nodes if isinstance(nodes, list) else list(nodes)
         steady_until = self._steady_until
-        # (A live node has a window: only a node dead or forgotten loses it.)
-        every_live = all(map(self._live.__contains__, reported))
-        # Looked up in C (a node id hashes in C).
-        windows = list(map(samples.get, reported))
+        if self._batch_membership == self._membership and reported == self._batch:
+            # The nodes of the last batch (the usual one: an idle cluster's digests all
+            # rise alike), compared by identity in C: their windows, all live, where
+            # looking them up and asking their liveness hashed each node twice.
+            every_live = True
+            windows = cast("list[SamplingWindow | None]", self._batch_windows)
+        else:
+            # (A live node has a window: only a node dead or forgotten loses it.)
+            every_live = all(map(self._live.__contains__, reported))
+            # Looked up in C (a node id hashes in C).
+            windows = list(map(samples.get, reported))
+            if every_live:
+                self._batch, self._batch_windows = (
+                    list(reported),
+                    cast("list[SamplingWindow]", windows),
+                )
+                self._batch_membership = self._membership
         if not every_live:
+            self._membership += 1
             # A node not live may come alive at the next sweep. A new node gets its
             # window here, in order (a node named twice gets one). (Never ``None in``: that
             # compares windows, a call each.)
@@ -360,6 +381,7 @@ class FailureDetector:
         samples = self._samples
         live, dead = self._live, self._dead
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        self._membership += 1
         for node in nodes:
             window = samples.get(node)
             if window is not None:
@@ -382,6 +404,7 @@ class FailureDetector:
     def declare_dead(self, node: NodeId, now: float) -> None:
         """Dead now, whatever phi says (a node that announced it is leaving)."""
         self._steady_until = -math.inf
+        self._membership += 1
         self._live.discard(node)
         self._dead.setdefault(node, now)
         window = self._samples.get(node)
@@ -392,6 +415,8 @@ class FailureDetector:
         """Remove and return the dead nodes whose grace period is over."""
         grace = self.config.dead_node_grace_period
         expired = [node for node, died in self._dead.items() if now >= died + grace]
+        if expired:
+            self._membership += 1
         for node in expired:
             del self._dead[node]
             self._samples.pop(node, None)
@@ -423,6 +448,7 @@ class FailureDetector:
 
     def forget(self, node: NodeId) -> None:
         self._steady_until = -math.inf
+        self._membership += 1
         self._samples.pop(node, None)
         self._live.discard(node)
         self._dead.pop(node, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import math
 import pickle
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from gossip_tui.core import codec
 from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.engine import GossipEngine
+from gossip_tui.core.failure_detector import FailureDetector, FailureDetectorConfig
 from gossip_tui.core.messages import Syn
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.state import ClusterState, SharedObjects
@@ -78,6 +80,37 @@ def test_a_digest_whose_heartbeats_rose_is_reported_without_a_call_per_heartbeat
     # The batch, its one loop over the windows, and the few calls around the reply.
     assert calls <= 10, calls
     assert b.detector.steady_until < 3.0 + 8 * 5.0  # the crossings were worked out
+
+
+class _CountedHashes:
+    """A node that counts how often it is hashed (a NodeId hashes in C: uncountable)."""
+
+    hashes = 0
+
+    def __hash__(self) -> int:
+        _CountedHashes.hashes += 1
+        return id(self)
+
+
+def test_a_batch_of_the_last_batch_s_live_nodes_hashes_none_of_them() -> None:
+    # An idle cluster's digests all rise alike: the detector's batch is the same nodes
+    # again and again. Their windows and liveness are the last batch's while no node was
+    # judged, died or left, where looking each up and asking its liveness hashed it twice.
+    nodes: list[Any] = [_CountedHashes() for _ in range(PEERS)]
+    detector = FailureDetector(FailureDetectorConfig())
+    for t in (0.0, 1.0, 2.0):
+        detector.report_heartbeats(list(nodes), t)
+    detector.update_liveness_of(nodes, 2.5)
+    detector.report_heartbeats(list(nodes), 3.0)
+    _CountedHashes.hashes = 0
+    detector.report_heartbeats(list(nodes), 4.0)
+    assert _CountedHashes.hashes == 0, _CountedHashes.hashes
+    assert detector.steady_until < 4.0 + 8 * 5.0  # the crossings were worked out
+    # A sweep in between: looked up again (a node may have died).
+    detector.update_liveness_of(nodes[:1], 100.0)
+    detector.report_heartbeats(list(nodes), 101.0)
+    assert _CountedHashes.hashes >= PEERS
+    assert detector.steady_until == -math.inf and not detector.is_live(nodes[0])
 
 
 def test_a_sweep_judges_every_node_without_a_call_per_node() -> None:
