@@ -271,7 +271,7 @@ class FailureDetector:
         # loses a window, so a batch of the same nodes at the same count may reuse both.
         self._membership = 0
         self._batch: list[NodeId] = []
-        self._batch_windows: list[SamplingWindow] = []
+        self._batch_windows: list[Any] = []
         self._batch_membership = -1
 
     def _new_window(self) -> SamplingWindow:
@@ -291,22 +291,21 @@ class FailureDetector:
         samples = self._samples
         reported = nodes if isinstance(nodes, list) else list(nodes)
         steady_until = self._steady_until
+        # (Windows, or None where a node has none yet; no cast: a Python call.)
+        windows: list[Any]
         if self._batch_membership == self._membership and reported == self._batch:
             # The nodes of the last batch (the usual one: an idle cluster's digests all
             # rise alike), compared by identity in C: their windows, all live, where
             # looking them up and asking their liveness hashed each node twice.
             every_live = True
-            windows = cast("list[SamplingWindow | None]", self._batch_windows)
+            windows = self._batch_windows
         else:
             # (A live node has a window: only a node dead or forgotten loses it.)
             every_live = all(map(self._live.__contains__, reported))
             # Looked up in C (a node id hashes in C).
             windows = list(map(samples.get, reported))
             if every_live:
-                self._batch, self._batch_windows = (
-                    list(reported),
-                    cast("list[SamplingWindow]", windows),
-                )
+                self._batch, self._batch_windows = list(reported), windows
                 self._batch_membership = self._membership
         if not every_live:
             self._membership += 1
@@ -320,7 +319,7 @@ class FailureDetector:
                 if window is None:
                     window = samples[node] = self._new_window()
                 windows[at] = window
-        _report_heartbeats_to(cast("list[SamplingWindow]", windows), now)
+        _report_heartbeats_to(windows, now)
         if every_live and windows:
             # The lowest mean gives the earliest crossing (it grows with the mean, rounding
             # and all), worked out once. A live node without a mean (there is none) would
