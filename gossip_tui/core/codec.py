@@ -1014,17 +1014,21 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     ids, numbers = laid_out.split()
     held = laid_out.nodes if laid_out.epoch == _node_ids_changed else None
     nodes: list[Any]
+    every_missing = len(missing) == len(found)
     if held:
         # The ids where the layout's first digest had them, checked in place (no slice,
-        # no hash); only those that differ are looked up.
+        # no hash); only those that differ are looked up. (Every entry new, the usual
+        # case: the lists themselves, not picked from entry by entry.)
         same = list(
-            map(
+            map(bytes.startswith, pieces, laid_out.id_bytes)
+            if every_missing
+            else map(
                 bytes.startswith,
                 map(pieces.__getitem__, missing),
                 map(laid_out.id_bytes.__getitem__, missing),
             )
         )
-        nodes = list(map(held.__getitem__, missing))
+        nodes = list(held) if every_missing else list(map(held.__getitem__, missing))
         if not all(same):
             for at in compress(range(len(missing)), map(not_, same)):
                 nodes[at] = _NODES_BY_WIRE.get(data[ids[missing[at]]])
@@ -1075,7 +1079,10 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     seen = _ENTRIES_BY_WIRE
     if len(seen) + len(entries) > _ENTRY_CACHE_MAX:
         seen.clear()
-    seen.update(zip(map(pieces.__getitem__, missing), entries, strict=True))
+    every_new = len(entries) == len(found)
+    seen.update(
+        zip(pieces if every_new else map(pieces.__getitem__, missing), entries, strict=True)
+    )
 
 
 def _read_entries_from(

@@ -226,6 +226,35 @@ def test_a_layout_s_node_ids_are_checked_in_place_not_looked_up_again(
     assert lookups[0] == 0, lookups[0]
 
 
+def test_a_digest_whose_every_entry_is_new_takes_the_layout_s_lists_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every entry of an idle cluster's digest is new (its heartbeat rose): the layout's
+    # id bytes and node ids are then taken as lists, where picking them entry by entry
+    # (list.__getitem__ through map, three a node) was a C call per entry each.
+    engine = _engine_with_live_peers(PEERS)
+    for _ in range(3):
+        for held in engine.state.node_states.values():
+            held.heartbeat += 1
+        decode(encode(engine.create_syn(3.0)))
+    for held in engine.state.node_states.values():
+        held.heartbeat += 1
+    sent = engine.create_syn(3.0)
+    wire = encode(sent)
+    picked = [0]
+
+    class _Counted(list[Any]):
+        def __getitem__(self, at: Any) -> Any:
+            picked[0] += 1
+            return super().__getitem__(at)
+
+    for layout in codec._LAYOUTS.values():
+        monkeypatch.setattr(layout, "nodes", _Counted(layout.nodes))
+        monkeypatch.setattr(layout, "id_bytes", _Counted(layout.id_bytes))
+    assert decode(wire) == sent
+    assert picked[0] == 0, picked[0]
+
+
 def _ids_parsed_decoding_again(count: int, held: bool, monkeypatch: pytest.MonkeyPatch) -> int:
     """The node ids parsed when a Syn naming ``count`` nodes is decoded a second time,
     the caches' room shrunk to 64 (and raised for ``count`` nodes if ``held``)."""
