@@ -192,13 +192,14 @@ class _Layout:
     (see _read_known_ids), the slice of each entry's node id, one struct that reads the
     numbers of every entry at once, and the node ids the layout held then."""
 
-    __slots__ = ("end", "entries", "epoch", "id_bytes", "ids", "nodes", "numbers")
+    __slots__ = ("end", "entries", "epoch", "id_bytes", "ids", "nodes", "numbers", "whole")
 
     def __init__(self, entries: list[slice]) -> None:
         self.entries = entries
         self.end = entries[-1].stop
         self.ids: list[slice] = []
         self.numbers: struct.Struct | None = None
+        self.whole: struct.Struct | None = None
         # Each entry's node id and its bytes, as a digest read in C held them, while the
         # node ids known have not changed since (_node_ids_changed is still ``epoch``).
         self.nodes: list[NodeId] = []
@@ -217,6 +218,17 @@ class _Layout:
                 end = piece.stop
             self.numbers = struct.Struct("".join(layout))
         return self.ids, self.numbers
+
+    def ids_and_numbers(self) -> struct.Struct:
+        """One struct that reads every entry's node id bytes and numbers at once."""
+        if self.whole is None:
+            layout = ["<"]
+            end = 0
+            for piece in self.entries:
+                layout.append(f"{piece.start - end}x{piece.stop - 24 - piece.start}s3Q")
+                end = piece.stop
+            self.whole = struct.Struct("".join(layout))
+        return self.whole
 
 
 _LAYOUTS: dict[tuple[int, int], _Layout] = {}
@@ -1015,7 +1027,17 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     held = laid_out.nodes if laid_out.epoch == _node_ids_changed else None
     nodes: list[Any]
     every_missing = len(missing) == len(found)
-    if held:
+    read: tuple[Any, ...] = ()
+    if held and every_missing:
+        # Every entry new, the usual case: the ids and the numbers read in one C call,
+        # the ids compared with the layout's as one list (memcmp each), where
+        # bytes.startswith parsed its arguments per entry.
+        read = laid_out.ids_and_numbers().unpack_from(data)
+        if list(read[0::4]) != laid_out.id_bytes:
+            read = ()
+    if read and held:
+        nodes = list(held)
+    elif held:
         # The ids where the layout's first digest had them, checked in place (no slice,
         # no hash); only those that differ are looked up. (Every entry new, the usual
         # case: the lists themselves, not picked from entry by entry.)
@@ -1055,8 +1077,11 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
         nodes = list(compress(nodes, known))
         if not missing:
             return
-    every = numbers.unpack_from(data)
-    heartbeats, gcs, max_versions = every[0::3], every[1::3], every[2::3]
+    if read:
+        heartbeats, gcs, max_versions = read[1::4], read[2::4], read[3::4]
+    else:
+        every = numbers.unpack_from(data)
+        heartbeats, gcs, max_versions = every[0::3], every[1::3], every[2::3]
     if len(missing) < len(found):
         heartbeats = tuple(map(heartbeats.__getitem__, missing))
         gcs = tuple(map(gcs.__getitem__, missing))

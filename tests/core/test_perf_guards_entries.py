@@ -230,7 +230,7 @@ def test_a_digest_whose_every_entry_is_new_takes_the_layout_s_lists_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every entry of an idle cluster's digest is new (its heartbeat rose): the layout's
-    # id bytes and node ids are then taken as lists, where picking them entry by entry
+    # id bytes and node ids are then taken as whole lists, where picking them entry by entry
     # (list.__getitem__ through map, three a node) was a C call per entry each.
     engine = _engine_with_live_peers(PEERS)
     for _ in range(3):
@@ -248,11 +248,26 @@ def test_a_digest_whose_every_entry_is_new_takes_the_layout_s_lists_whole(
             picked[0] += 1
             return super().__getitem__(at)
 
+    unpacked = [0]
+
+    class _CountedStruct:
+        def __init__(self, numbers: Any) -> None:
+            self.numbers = numbers
+
+        def unpack_from(self, data: bytes) -> Any:
+            unpacked[0] += 1
+            return self.numbers.unpack_from(data)
+
     for layout in codec._LAYOUTS.values():
         monkeypatch.setattr(layout, "nodes", _Counted(layout.nodes))
         monkeypatch.setattr(layout, "id_bytes", _Counted(layout.id_bytes))
+        if layout.numbers is not None:
+            monkeypatch.setattr(layout, "numbers", _CountedStruct(layout.numbers))
     assert decode(wire) == sent
     assert picked[0] == 0, picked[0]
+    # The ids and the numbers read in one unpack (and the ids compared as one list), where
+    # the ids were each checked by bytes.startswith and the numbers unpacked apart.
+    assert unpacked[0] == 0, unpacked[0]
 
 
 def _ids_parsed_decoding_again(count: int, held: bool, monkeypatch: pytest.MonkeyPatch) -> int:
