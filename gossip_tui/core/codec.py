@@ -1059,8 +1059,9 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
             "list[bytes]", list(map(getitem, repeat(data), map(ids.__getitem__, missing)))
         )
         nodes = list(map(_NODES_BY_WIRE.get, id_pieces))
-    # (Never ``None in nodes``: that calls NodeId.__eq__, Python, per node.)
-    known = list(map(is_not, nodes, repeat(None)))
+    # (Never ``None in nodes``: that calls NodeId.__eq__, Python, per node.) The layout's
+    # held ids are all known (it holds them only then): not asked again.
+    known: list[bool] = [] if read else list(map(is_not, nodes, repeat(None)))
     every_known = all(known)
     if not held and every_known:
         # The next digest of this layout checks its ids against these (see _Layout): all
