@@ -223,13 +223,14 @@ class _Layout:
     (see _read_known_ids), the slice of each entry's node id, one struct that reads the
     numbers of every entry at once, and the node ids the layout held then."""
 
-    __slots__ = ("end", "entries", "epoch", "id_bytes", "ids", "nodes", "numbers")
+    __slots__ = ("end", "entries", "epoch", "id_bytes", "ids", "nodes", "numbers", "whole")
 
     def __init__(self, entries: list[slice]) -> None:
         self.entries = entries
         self.end = entries[-1].stop
         self.ids: list[slice] = []
         self.numbers: struct.Struct | None = None
+        self.whole: struct.Struct | None = None
         # Each entry's node id and its bytes, as a digest read in C held them, while the
         # node ids known have not changed since (_node_ids_changed is still ``epoch``).
         self.nodes: list[NodeId] = []
@@ -248,6 +249,17 @@ class _Layout:
                 end = piece.stop
             self.numbers = struct.Struct("".join(layout))
         return self.ids, self.numbers
+
+    def ids_and_numbers(self) -> struct.Struct:
+        """One struct that reads every entry's node id bytes and numbers at once."""
+        if self.whole is None:
+            layout = ["<"]
+            end = 0
+            for piece in self.entries:
+                layout.append(f"{piece.start - end}x{piece.stop - 24 - piece.start}s3Q")
+                end = piece.stop
+            self.whole = struct.Struct("".join(layout))
+        return self.whole
 
 
 _LAYOUTS: dict[tuple[int, int], _Layout] = {}
@@ -1046,17 +1058,31 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     ids, numbers = laid_out.split()
     held = laid_out.nodes if laid_out.epoch == _node_ids_changed else None
     nodes: list[Any]
-    if held:
+    every_missing = len(missing) == len(found)
+    read: tuple[Any, ...] = ()
+    if held and every_missing:
+        # Every entry new, the usual case: the ids and the numbers read in one C call,
+        # the ids compared with the layout's as one list (memcmp each), where
+        # bytes.startswith parsed its arguments per entry.
+        read = laid_out.ids_and_numbers().unpack_from(data)
+        if list(read[0::4]) != laid_out.id_bytes:
+            read = ()
+    if read and held:
+        nodes = list(held)
+    elif held:
         # The ids where the layout's first digest had them, checked in place (no slice,
-        # no hash); only those that differ are looked up.
+        # no hash); only those that differ are looked up. (Every entry new, the usual
+        # case: the lists themselves, not picked from entry by entry.)
         same = list(
-            map(
+            map(bytes.startswith, pieces, laid_out.id_bytes)
+            if every_missing
+            else map(
                 bytes.startswith,
                 map(pieces.__getitem__, missing),
                 map(laid_out.id_bytes.__getitem__, missing),
             )
         )
-        nodes = list(map(held.__getitem__, missing))
+        nodes = list(held) if every_missing else list(map(held.__getitem__, missing))
         if not all(same):
             for at in compress(range(len(missing)), map(not_, same)):
                 nodes[at] = _NODES_BY_WIRE.get(data[ids[missing[at]]])
@@ -1065,8 +1091,9 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
             "list[bytes]", list(map(getitem, repeat(data), map(ids.__getitem__, missing)))
         )
         nodes = list(map(_NODES_BY_WIRE.get, id_pieces))
-    # (Never ``None in nodes``: that calls NodeId.__eq__, Python, per node.)
-    known = list(map(is_not, nodes, repeat(None)))
+    # (Never ``None in nodes``: that calls NodeId.__eq__, Python, per node.) The layout's
+    # held ids are all known (it holds them only then): not asked again.
+    known: list[bool] = [] if read else list(map(is_not, nodes, repeat(None)))
     every_known = all(known)
     if not held and every_known:
         # The next digest of this layout checks its ids against these (see _Layout): all
@@ -1083,8 +1110,11 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
         nodes = list(compress(nodes, known))
         if not missing:
             return
-    every = numbers.unpack_from(data)
-    heartbeats, gcs, max_versions = every[0::3], every[1::3], every[2::3]
+    if read:
+        heartbeats, gcs, max_versions = read[1::4], read[2::4], read[3::4]
+    else:
+        every = numbers.unpack_from(data)
+        heartbeats, gcs, max_versions = every[0::3], every[1::3], every[2::3]
     if len(missing) < len(found):
         heartbeats = tuple(map(heartbeats.__getitem__, missing))
         gcs = tuple(map(gcs.__getitem__, missing))
@@ -1107,7 +1137,10 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     seen = _ENTRIES_BY_WIRE
     if len(seen) + len(entries) > _entry_room:
         _make_entry_room(len(entries))
-    seen.update(zip(map(pieces.__getitem__, missing), entries, strict=True))
+    every_new = len(entries) == len(found)
+    seen.update(
+        zip(pieces if every_new else map(pieces.__getitem__, missing), entries, strict=True)
+    )
 
 
 def _read_entries_from(

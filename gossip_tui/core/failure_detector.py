@@ -18,6 +18,9 @@ chitchat's exactly. Liveness is each node's own judgement and never travels on t
 so chitchat peers cannot tell the difference.
 
 Time is always passed in (seconds on a monotonic clock), never read.
+
+One concern, though over 400 lines: judging liveness from heartbeat arrivals (the windows
+of intervals, the one loop that updates them, and the detector that reads them).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Iterator
+from itertools import compress, repeat
+from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any, Self, SupportsIndex, cast
 
 import attrs
@@ -124,46 +129,7 @@ class SamplingWindow(_Doubles):
         """Record a heartbeat at ``now``; the smoothed mean interval after it (:attr:`mean`),
         which the detector needs next: returned rather than asked for, one call per
         heartbeat instead of three."""
-        last = self.last_heartbeat
-        self.last_heartbeat = now
-        if last is not None:
-            interval = now - last
-            parameters = self._parameters
-            window_size = parameters.window_size
-            # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-            if interval <= parameters.max_interval and window_size > 0:
-                # (The sum is added to and taken from in the order of the samples, as a
-                # float of its own was: the same doubles.)
-                count = len(self) - 1
-                if count < 0:  # the first interval: it is the sum, too
-                    self.append(interval)
-                    self.append(interval)
-                    total = interval
-                    count = 1
-                elif count < window_size:
-                    self.append(interval)
-                    total = self[0] + interval
-                    self[0] = total
-                    count += 1
-                else:
-                    at = self._oldest + 1
-                    total = self[0] - self[at]
-                    self[at] = interval
-                    self._oldest = at % window_size
-                    total += interval
-                    self[0] = total
-                mean = (total + _PRIOR_WEIGHT * parameters.prior_mean) / (count + _PRIOR_WEIGHT)
-                # (Not a zero: 0.0 and -0.0 are equal, and differ as divisors.)
-                if mean:
-                    means = parameters.means
-                    held = means.get(mean)
-                    if held is not None:
-                        mean = held
-                    else:
-                        if len(means) >= _MEANS_KEPT:
-                            means.clear()
-                        means[mean] = mean
-                self.mean = mean
+        _report_heartbeats_to((self,), now)
         return self.mean
 
     # A window is an object, not a value: compared and hashed by identity, true however
@@ -216,6 +182,60 @@ class SamplingWindow(_Doubles):
         return self.last_heartbeat + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
 
 
+def _report_heartbeats_to(windows: Iterable[SamplingWindow], now: float) -> None:
+    """Record a heartbeat at ``now`` in each of ``windows``: the one loop that updates
+    windows, for a single report and for a received digest's batch (one pass, where a
+    call per heartbeat cost twice the instructions the update itself does)."""
+    parameters: _WindowParameters | None = None
+    window_size, max_interval, prior_part = 0, 0.0, 0.0
+    means: dict[float, float] = {}
+    for window in windows:
+        last = window.last_heartbeat
+        window.last_heartbeat = now
+        if last is None:
+            continue
+        interval = now - last
+        if window._parameters is not parameters:
+            parameters = window._parameters
+            window_size, max_interval = parameters.window_size, parameters.max_interval
+            # (The same product each time: hoisted, the same double.)
+            prior_part = _PRIOR_WEIGHT * parameters.prior_mean
+            means = parameters.means
+        # A long silence is not a sample of the normal rhythm: keep it out of the mean.
+        if interval <= max_interval and window_size > 0:
+            # (The sum is added to and taken from in the order of the samples, as a
+            # float of its own was: the same doubles.)
+            count = len(window) - 1
+            if count < 0:  # the first interval: it is the sum, too
+                window.append(interval)
+                window.append(interval)
+                total = interval
+                count = 1
+            elif count < window_size:
+                window.append(interval)
+                total = window[0] + interval
+                window[0] = total
+                count += 1
+            else:
+                at = window._oldest + 1
+                total = window[0] - window[at]
+                window[at] = interval
+                window._oldest = at % window_size
+                total += interval
+                window[0] = total
+            mean = (total + prior_part) / (count + _PRIOR_WEIGHT)
+            # (Not a zero: 0.0 and -0.0 are equal, and differ as divisors.)
+            if mean:
+                held = means.get(mean)
+                if held is not None:
+                    mean = held
+                else:
+                    if len(means) >= _MEANS_KEPT:
+                        means.clear()
+                    means[mean] = mean
+            window.mean = mean
+
+
 def _rebuilt_window(
     parameters: tuple[int, float, float],
     intervals: Iterable[float],
@@ -225,6 +245,9 @@ def _rebuilt_window(
     window.extend(intervals)
     window._oldest, window.last_heartbeat, window.mean = fields
     return window
+
+
+_mean_of = attrgetter("mean")
 
 
 class FailureDetector:
@@ -243,6 +266,13 @@ class FailureDetector:
         # only a sweep judges (a heartbeat of a node not live, a death declared, a node
         # forgotten).
         self._steady_until = -math.inf
+        # The last batch of every_live nodes reported (see report_heartbeats), their windows,
+        # and the _membership it held at: bumped whenever a node is judged, dies, gets or
+        # loses a window, so a batch of the same nodes at the same count may reuse both.
+        self._membership = 0
+        self._batch: list[NodeId] = []
+        self._batch_windows: list[Any] = []
+        self._batch_membership = -1
 
     def _new_window(self) -> SamplingWindow:
         return SamplingWindow(
@@ -259,30 +289,54 @@ class FailureDetector:
         heartbeats in one call, where a call per heartbeat cost a chain of five (window,
         interval, crossing, mean), for every node on every message of a forming cluster."""
         samples = self._samples
-        live = self._live
-        threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        reported = nodes if isinstance(nodes, list) else list(nodes)
         steady_until = self._steady_until
-        # The lowest mean of a live node reported: the earliest crossing is its (the
-        # crossing grows with the mean, rounding included), worked out once at the end.
-        lowest_mean = math.inf
-        for node in nodes:
-            window = samples.get(node)
-            if window is None:
-                window = samples[node] = self._new_window()
-            mean = window.report_heartbeat(now)
-            if node in live and mean is not None:
-                # A new interval can lower the mean, and so bring the crossing forward.
-                if mean < lowest_mean:
-                    lowest_mean = mean
-            else:
-                # A node not live may come alive at the next sweep.
+        # (Windows, or None where a node has none yet; no cast: a Python call.)
+        windows: list[Any]
+        if self._batch_membership == self._membership and reported == self._batch:
+            # The nodes of the last batch (the usual one: an idle cluster's digests all
+            # rise alike), compared by identity in C: their windows, all live, where
+            # looking them up and asking their liveness hashed each node twice.
+            every_live = True
+            windows = self._batch_windows
+        else:
+            # (A live node has a window: only a node dead or forgotten loses it.)
+            every_live = all(map(self._live.__contains__, reported))
+            # Looked up in C (a node id hashes in C).
+            windows = list(map(samples.get, reported))
+            if every_live:
+                self._batch, self._batch_windows = list(reported), windows
+                self._batch_membership = self._membership
+        if not every_live:
+            self._membership += 1
+            # A node not live may come alive at the next sweep. A new node gets its
+            # window here, in order (a node named twice gets one). (Never ``None in``: that
+            # compares windows, a call each.)
+            steady_until = -math.inf
+            for at in compress(range(len(windows)), map(is_, windows, repeat(None))):
+                node = reported[at]
+                window = samples.get(node)
+                if window is None:
+                    window = samples[node] = self._new_window()
+                windows[at] = window
+        _report_heartbeats_to(windows, now)
+        if every_live and windows:
+            # The lowest mean gives the earliest crossing (it grows with the mean, rounding
+            # and all), worked out once. A live node without a mean (there is none) would
+            # leave it to the next sweep: min compares a None it meets, and fails.
+            try:
+                lowest_mean = min(map(_mean_of, windows))
+            except TypeError:
+                lowest_mean = None
+            if lowest_mean is None:
                 steady_until = -math.inf
-        if lowest_mean < math.inf:
-            # SamplingWindow.live_until, inlined: the last heartbeat is now.
-            tolerated = threshold * (lowest_mean + pause_per_phi)
-            until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
-            if until < steady_until:
-                steady_until = until
+            else:
+                # SamplingWindow.live_until, inlined: the last heartbeat is now.
+                threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+                tolerated = threshold * (lowest_mean + pause_per_phi)
+                until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
+                if until < steady_until:
+                    steady_until = until
         self._steady_until = steady_until
 
     @property
@@ -326,6 +380,7 @@ class FailureDetector:
         samples = self._samples
         live, dead = self._live, self._dead
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        self._membership += 1
         for node in nodes:
             window = samples.get(node)
             if window is not None:
@@ -348,6 +403,7 @@ class FailureDetector:
     def declare_dead(self, node: NodeId, now: float) -> None:
         """Dead now, whatever phi says (a node that announced it is leaving)."""
         self._steady_until = -math.inf
+        self._membership += 1
         self._live.discard(node)
         self._dead.setdefault(node, now)
         window = self._samples.get(node)
@@ -358,6 +414,8 @@ class FailureDetector:
         """Remove and return the dead nodes whose grace period is over."""
         grace = self.config.dead_node_grace_period
         expired = [node for node, died in self._dead.items() if now >= died + grace]
+        if expired:
+            self._membership += 1
         for node in expired:
             del self._dead[node]
             self._samples.pop(node, None)
@@ -389,6 +447,7 @@ class FailureDetector:
 
     def forget(self, node: NodeId) -> None:
         self._steady_until = -math.inf
+        self._membership += 1
         self._samples.pop(node, None)
         self._live.discard(node)
         self._dead.pop(node, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import math
 import pickle
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from gossip_tui.core import codec
 from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.engine import GossipEngine
+from gossip_tui.core.failure_detector import FailureDetector, FailureDetectorConfig
 from gossip_tui.core.messages import Syn
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.state import ClusterState, SharedObjects
@@ -69,14 +71,46 @@ def test_looking_up_a_node_id_runs_no_python_hash() -> None:
     assert copy.deepcopy(nodes[0]) in table
 
 
-def test_a_digest_whose_heartbeats_rose_is_reported_in_one_call_per_heartbeat() -> None:
+def test_a_digest_whose_heartbeats_rose_is_reported_without_a_call_per_heartbeat() -> None:
     # Every heartbeat of a forming (or idle) cluster rises between two digests: the
-    # detector took five calls per heartbeat (report, window, interval, crossing, mean).
+    # detector took five calls per heartbeat (report, window, interval, crossing, mean),
+    # then one (the window's report_heartbeat); its batch updates the windows in one loop.
     _a, b, syn = _risen_heartbeats()
     calls = count_calls(lambda: b.handle_message(syn, 3.0), where="failure_detector.py")
-    # One window per heartbeat, the batch, and the few calls around the reply.
-    assert calls <= PEERS + 10, calls
+    # The batch, its one loop over the windows, and the few calls around the reply.
+    assert calls <= 10, calls
     assert b.detector.steady_until < 3.0 + 8 * 5.0  # the crossings were worked out
+
+
+class _CountedHashes:
+    """A node that counts how often it is hashed (a NodeId hashes in C: uncountable)."""
+
+    hashes = 0
+
+    def __hash__(self) -> int:
+        _CountedHashes.hashes += 1
+        return id(self)
+
+
+def test_a_batch_of_the_last_batch_s_live_nodes_hashes_none_of_them() -> None:
+    # An idle cluster's digests all rise alike: the detector's batch is the same nodes
+    # again and again. Their windows and liveness are the last batch's while no node was
+    # judged, died or left, where looking each up and asking its liveness hashed it twice.
+    nodes: list[Any] = [_CountedHashes() for _ in range(PEERS)]
+    detector = FailureDetector(FailureDetectorConfig())
+    for t in (0.0, 1.0, 2.0):
+        detector.report_heartbeats(list(nodes), t)
+    detector.update_liveness_of(nodes, 2.5)
+    detector.report_heartbeats(list(nodes), 3.0)
+    _CountedHashes.hashes = 0
+    detector.report_heartbeats(list(nodes), 4.0)
+    assert _CountedHashes.hashes == 0, _CountedHashes.hashes
+    assert detector.steady_until < 4.0 + 8 * 5.0  # the crossings were worked out
+    # A sweep in between: looked up again (a node may have died).
+    detector.update_liveness_of(nodes[:1], 100.0)
+    detector.report_heartbeats(list(nodes), 101.0)
+    assert _CountedHashes.hashes >= PEERS
+    assert detector.steady_until == -math.inf and not detector.is_live(nodes[0])
 
 
 def test_a_sweep_judges_every_node_without_a_call_per_node() -> None:
@@ -190,6 +224,50 @@ def test_a_layout_s_node_ids_are_checked_in_place_not_looked_up_again(
     monkeypatch.setattr(codec, "_NODES_BY_WIRE", _Counted(codec._NODES_BY_WIRE))
     assert decode(wire) == sent
     assert lookups[0] == 0, lookups[0]
+
+
+def test_a_digest_whose_every_entry_is_new_takes_the_layout_s_lists_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every entry of an idle cluster's digest is new (its heartbeat rose): the layout's
+    # id bytes and node ids are then taken as whole lists, where picking them entry by entry
+    # (list.__getitem__ through map, three a node) was a C call per entry each.
+    engine = _engine_with_live_peers(PEERS)
+    for _ in range(3):
+        for held in engine.state.node_states.values():
+            held.heartbeat += 1
+        decode(encode(engine.create_syn(3.0)))
+    for held in engine.state.node_states.values():
+        held.heartbeat += 1
+    sent = engine.create_syn(3.0)
+    wire = encode(sent)
+    picked = [0]
+
+    class _Counted(list[Any]):
+        def __getitem__(self, at: Any) -> Any:
+            picked[0] += 1
+            return super().__getitem__(at)
+
+    unpacked = [0]
+
+    class _CountedStruct:
+        def __init__(self, numbers: Any) -> None:
+            self.numbers = numbers
+
+        def unpack_from(self, data: bytes) -> Any:
+            unpacked[0] += 1
+            return self.numbers.unpack_from(data)
+
+    for layout in codec._LAYOUTS.values():
+        monkeypatch.setattr(layout, "nodes", _Counted(layout.nodes))
+        monkeypatch.setattr(layout, "id_bytes", _Counted(layout.id_bytes))
+        if layout.numbers is not None:
+            monkeypatch.setattr(layout, "numbers", _CountedStruct(layout.numbers))
+    assert decode(wire) == sent
+    assert picked[0] == 0, picked[0]
+    # The ids and the numbers read in one unpack (and the ids compared as one list), where
+    # the ids were each checked by bytes.startswith and the numbers unpacked apart.
+    assert unpacked[0] == 0, unpacked[0]
 
 
 def _ids_parsed_decoding_again(count: int, held: bool, monkeypatch: pytest.MonkeyPatch) -> int:
