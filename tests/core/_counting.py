@@ -1,5 +1,6 @@
-"""What the core's count guards share: counting the calls a piece of code makes, and an
-engine whose peers are all live (tests/core/test_perf_guards*.py)."""
+"""What the core's count guards share: counting the calls a piece of code makes, an
+engine whose peers are all live, and a state of nodes holding keys
+(tests/core/test_perf_guards*.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.core.state import ClusterState
 
 
 def count_calls(
@@ -58,3 +60,15 @@ def engine_with_live_peers(count: int, addr: Callable[[int], SocketAddress]) -> 
     engine.update_liveness(2.5)
     assert len(engine.live_nodes()) == count + 1
     return engine
+
+
+def state_with_keys(nodes: int, keys: int, addr: Callable[[int], SocketAddress]) -> ClusterState:
+    """A state holding ``nodes`` nodes (``peer-i`` at ``addr(i)``) with ``keys`` keys each
+    (``key-0``..), as their owners wrote them."""
+    cluster = ClusterState()
+    for i in range(nodes):
+        node_state = cluster.node_state_or_init(NodeId(f"peer-{i}", 1, addr(i)))
+        node_state.heartbeat = 1
+        for k in range(keys):
+            node_state.set(f"key-{k}", f"value-{k}-of-{i}")
+    return cluster

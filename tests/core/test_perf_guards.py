@@ -33,7 +33,7 @@ from gossip_tui.core.messages import (
 )
 from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
 from gossip_tui.core.state import NodeState
-from tests.core._counting import count_calls, engine_with_live_peers
+from tests.core._counting import count_calls, engine_with_live_peers, state_with_keys
 
 PEERS = 100
 
@@ -545,13 +545,7 @@ def test_a_digest_entry_the_wire_cannot_carry_still_fails_at_encoding() -> None:
 
 
 def _state_with_keys(nodes: int, keys: int) -> state.ClusterState:
-    cluster = state.ClusterState()
-    for i in range(nodes):
-        node_state = cluster.node_state_or_init(NodeId(f"peer-{i}", 1, _addr(i)))
-        node_state.heartbeat = 1
-        for k in range(keys):
-            node_state.set(f"key-{k}", f"value-{k}-of-{i}")
-    return cluster
+    return state_with_keys(nodes, keys, _addr)
 
 
 def test_a_node_sent_to_a_second_peer_reuses_its_encoded_key_values(

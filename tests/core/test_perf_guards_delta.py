@@ -11,9 +11,9 @@ import random
 from gossip_tui.core import codec
 from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.messages import Ack, Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest
-from gossip_tui.core.models import NodeId, SocketAddress
+from gossip_tui.core.models import SocketAddress
 from gossip_tui.core.state import ClusterState, SharedObjects
-from tests.core._counting import count_calls
+from tests.core._counting import count_calls, state_with_keys
 
 NODES = 100
 
@@ -24,13 +24,7 @@ def _addr(i: int) -> SocketAddress:
 
 def _owners(keys: int = 3) -> ClusterState:
     """A state holding NODES nodes with ``keys`` keys each, as their owners wrote them."""
-    cluster = ClusterState()
-    for i in range(NODES):
-        node_state = cluster.node_state_or_init(NodeId(f"node-{i}", 1, _addr(i)))
-        node_state.heartbeat = 1
-        for k in range(keys):
-            node_state.set(f"key-{k}", f"value-{k}-of-{i}")
-    return cluster
+    return state_with_keys(NODES, keys, _addr)
 
 
 def _replica(full: Delta, shared: SharedObjects | None) -> ClusterState:
