@@ -51,6 +51,24 @@ def _engine_with_live_peers(count: int) -> GossipEngine:
     return engine_with_live_peers(count, _addr)
 
 
+def _beat(engine: GossipEngine) -> None:
+    """Every node ``engine`` holds beats once, as between two digests of an idle cluster."""
+    for held in engine.state.node_states.values():
+        held.heartbeat += 1
+
+
+def _risen_syn_after_layouts() -> tuple[Syn, bytes]:
+    """A Syn (and its bytes) whose every heartbeat rose, after three such digests of the
+    same nodes were decoded: the codec holds their layout, read in C."""
+    engine = _engine_with_live_peers(PEERS)
+    for _ in range(3):
+        _beat(engine)
+        decode(encode(engine.create_syn(3.0)))
+    _beat(engine)
+    sent = engine.create_syn(3.0)
+    return sent, encode(sent)
+
+
 def test_looking_up_a_node_id_runs_no_python_hash() -> None:
     # Node ids key every table of the core; attrs' __hash__ was a Python call per lookup
     # (~2,000 per forming node-round at 100 nodes). (The same objects: the codec hands
@@ -186,8 +204,7 @@ def test_a_digest_whose_every_heartbeat_rose_is_decoded_without_a_call_per_entry
     # entry was parsed by two Python calls (_read_entry, _read_node_id).
     engine = _engine_with_live_peers(PEERS)
     decode(encode(engine.create_syn(3.0)))
-    for held in engine.state.node_states.values():
-        held.heartbeat += 1
+    _beat(engine)
     sent = engine.create_syn(3.0)
     wire = encode(sent)
     decoded: list[object] = []
@@ -205,15 +222,7 @@ def test_a_layout_s_node_ids_are_checked_in_place_not_looked_up_again(
 ) -> None:
     # Once a digest of the layout was read that way, the next one's ids are compared where
     # the layout had them (bytes.startswith on each entry), not cut and looked up.
-    engine = _engine_with_live_peers(PEERS)
-    for _ in range(3):
-        for held in engine.state.node_states.values():
-            held.heartbeat += 1
-        decode(encode(engine.create_syn(3.0)))
-    for held in engine.state.node_states.values():
-        held.heartbeat += 1
-    sent = engine.create_syn(3.0)
-    wire = encode(sent)
+    sent, wire = _risen_syn_after_layouts()
     lookups = [0]
 
     class _Counted(dict[bytes, NodeId]):
@@ -232,15 +241,7 @@ def test_a_digest_whose_every_entry_is_new_takes_the_layout_s_lists_whole(
     # Every entry of an idle cluster's digest is new (its heartbeat rose): the layout's
     # id bytes and node ids are then taken as whole lists, where picking them entry by entry
     # (list.__getitem__ through map, three a node) was a C call per entry each.
-    engine = _engine_with_live_peers(PEERS)
-    for _ in range(3):
-        for held in engine.state.node_states.values():
-            held.heartbeat += 1
-        decode(encode(engine.create_syn(3.0)))
-    for held in engine.state.node_states.values():
-        held.heartbeat += 1
-    sent = engine.create_syn(3.0)
-    wire = encode(sent)
+    sent, wire = _risen_syn_after_layouts()
     picked = [0]
 
     class _Counted(list[Any]):
@@ -270,18 +271,29 @@ def test_a_digest_whose_every_entry_is_new_takes_the_layout_s_lists_whole(
     assert unpacked[0] == 0, unpacked[0]
 
 
+def _fresh_entry_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry caches empty, with a lone node's room (a simulation run before may have
+    raised it with hold_nodes); the room as it was once the test ends."""
+    monkeypatch.setattr(codec, "_entry_room", codec._entry_room)
+    monkeypatch.setattr(codec, "_ENTRY_CACHE_MAX", 4_096)
+    monkeypatch.setattr(codec, "_NODE_CACHE_MAX", 4_096)
+    monkeypatch.setattr(codec, "_KV_RUN_CACHE_MAX", codec._KV_RUN_CACHE_MAX)
+    monkeypatch.setattr(codec, "_entry_room_floor", codec._ENTRY_ROOM_SLACK)
+    for cache in (codec._NODES_BY_WIRE, codec._ENTRIES_BY_WIRE, codec._LAYOUTS):
+        cache.clear()  # caches only: emptying them changes what is parsed, not the result
+    codec._set_entry_room()
+
+
 def _ids_parsed_decoding_again(count: int, held: bool, monkeypatch: pytest.MonkeyPatch) -> int:
     """The node ids parsed when a Syn naming ``count`` nodes is decoded a second time,
     the caches' room shrunk to 64 (and raised for ``count`` nodes if ``held``)."""
+    _fresh_entry_caches(monkeypatch)
     for name in ("_NODE_CACHE_MAX", "_ENTRY_CACHE_MAX", "_KV_RUN_CACHE_MAX"):
         monkeypatch.setattr(codec, name, 64)
-    for cache in (codec._NODES_BY_WIRE, codec._ENTRIES_BY_WIRE, codec._LAYOUTS):
-        cache.clear()  # caches only: emptying them changes what is parsed, not the result
+    codec._set_entry_room()
     if held:
         codec.hold_nodes(count)
-    loopback = ipaddress.IPv4Address("127.0.0.1")
-    engine = engine_with_live_peers(count, lambda i: SocketAddress(loopback, 20_000 + i))
-    wire = encode(engine.create_syn(3.0))
+    wire = encode(_engine_with_live_peers(count).create_syn(3.0))
     first = decode(wire)
     assert decode(wire) == first
     return count_calls(lambda: decode(wire), names=("_parse_node_id",))
@@ -296,17 +308,6 @@ def test_a_process_that_holds_more_nodes_than_the_caches_parses_each_id_once(
     assert _ids_parsed_decoding_again(200, True, monkeypatch) == 0
 
 
-def _fresh_entry_caches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The entry caches empty, with a lone node's room (a simulation run before may have
-    raised it with hold_nodes)."""
-    monkeypatch.setattr(codec, "_ENTRY_CACHE_MAX", 4_096)
-    monkeypatch.setattr(codec, "_NODE_CACHE_MAX", 4_096)
-    monkeypatch.setattr(codec, "_entry_room_floor", codec._ENTRY_ROOM_SLACK)
-    for cache in (codec._NODES_BY_WIRE, codec._ENTRIES_BY_WIRE, codec._LAYOUTS):
-        cache.clear()  # caches only: emptying them changes what is parsed, not the result
-    codec._set_entry_room()
-
-
 def test_decoded_entries_held_are_bounded_by_the_nodes_known(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -315,11 +316,9 @@ def test_decoded_entries_held_are_bounded_by_the_nodes_known(
     # two a node known.
     _fresh_entry_caches(monkeypatch)
     count = 200
-    loopback = ipaddress.IPv4Address("127.0.0.1")
-    engine = engine_with_live_peers(count, lambda i: SocketAddress(loopback, 30_000 + i))
+    engine = _engine_with_live_peers(count)
     for _ in range(15):
-        for held in engine.state.node_states.values():
-            held.heartbeat += 1
+        _beat(engine)
         sent = engine.create_syn(3.0)
         assert decode(encode(sent)) == sent
     known = len(codec._NODES_BY_WIRE)
