@@ -936,6 +936,8 @@ class GossipApp(App[None]):
                 continue
             if binding.action == "reverse_sort":
                 continue  # on o's line: the help fits 80x24
+            if binding.action == "clear_filter":
+                continue  # the Filter section's esc says it (one line less, for the demo's x)
             if binding.action == "cycle_sort":
                 binding = Binding("o", "cycle_sort", key_display="o/O", tooltip=_CYCLE_SORT_HELP)
             if binding.action.startswith("sort_column"):

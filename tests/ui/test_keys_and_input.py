@@ -15,7 +15,7 @@ from textual.widgets import Input
 from gossip_tui.core.models import KeyStatus
 from gossip_tui.node import KeyChanged
 from gossip_tui.testing import FakeCluster
-from gossip_tui.ui import GossipApp
+from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.screens import ConfirmDeleteScreen, HelpScreen, KeyFormScreen
 from gossip_tui.ui.screens.key_forms import ConfirmProtectedScreen
 from gossip_tui.ui.screens.node_screen import NodeScreen
@@ -316,12 +316,29 @@ async def test_the_filter_takes_key_value_selectors(cluster: FakeCluster) -> Non
 
 
 @pytest.mark.asyncio
-async def test_help_fits_on_screen_at_80x24(cluster: FakeCluster) -> None:
+async def test_help_runs_a_long_section_on_into_the_next_column(cluster: FakeCluster) -> None:
+    # 20 lines hold 16 rows a column: the dashboard's 20 keys go on in the second column
+    # (three of 16 rows hold them all), where keeping sections whole would scroll.
     app = make_app(cluster)
+    async with app.run_test(size=(120, 20)) as pilot:
+        await wait_ready(pilot)
+        await open_screen(pilot, HelpScreen, "question_mark")
+        await pilot.pause()
+        body = app.screen.query_one("#help-body")
+        assert body.max_scroll_y == 0 and body.max_scroll_x == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("demo", [False, True], ids=["node", "demo"])
+async def test_help_fits_on_screen_at_80x24(cluster: FakeCluster, demo: bool) -> None:
+    # The demo lists one key more (x, stop a random peer): it must fit too.
+    app = make_app(cluster, demo=DemoCluster(1) if demo else None)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_ready(pilot)
         await open_screen(pilot, HelpScreen, "question_mark")
         await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert any(keys == "x" for _section, keys, _text in app.screen.rows) is demo
         body = app.screen.query_one("#help-body")
         assert body.max_scroll_y == 0 and body.max_scroll_x == 0
         text = str(app.screen.query_one("#help-table").render())

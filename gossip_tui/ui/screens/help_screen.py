@@ -80,6 +80,14 @@ class HelpScreen(ModalScreen[None]):
             full = bool(columns[-1]) and len(columns[-1]) + len(section) > room
             if full and len(columns) < most_columns:
                 columns.append([])
+            # A section longer than a column (the dashboard's own keys, with the demo's)
+            # runs on into the next one rather than making the whole help scroll.
+            while len(columns[-1]) + len(section) > room and len(columns) < most_columns:
+                cut = room - len(columns[-1])
+                if cut >= 2:  # a title keeps at least one of its rows
+                    columns[-1].extend(section[:cut])
+                    section = section[cut:]
+                columns.append([])
             columns[-1].extend(section)
         grid = Table.grid(expand=True, padding=(0, 2, 0, 0))
         for _column in columns:

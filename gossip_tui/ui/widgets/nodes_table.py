@@ -826,7 +826,7 @@ class NodeFilter(SteadyInput):
     """The `/` filter over the nodes table. Escape clears it and hands focus back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Clear filter", tooltip="Clear and close the filter"),
+        Binding("escape", "dismiss", "Clear filter", tooltip="Clear the filter, close it"),
     ]
 
     class Dismissed(Message):
