@@ -103,7 +103,7 @@ _SORT_BINDINGS: list[BindingType] = [
     )
     for index, column in enumerate(COLUMNS, start=1)
 ]
-_SORT_HELP = "Sort by column; again flips"
+_SORT_HELP = "Column sort; again flips"
 _CYCLE_SORT_HELP = "Sort next / reverse"
 # The node's updates wait behind the keys queued before them at most this long (seconds).
 _FLUSH_AT_THE_LATEST = 0.25
