@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import operator
 import os
 import pickle
@@ -90,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run the steady part's steps of this kind inside operator.call, for "
         "valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call",
     )
+    parser.add_argument(
+        "--measure",
+        metavar="MODULE:NAME",
+        help="with --collect none: run this function (gossip_tui.core.MODULE's NAME, or "
+        "Class.method) inside operator.call in the steady part, for callgrind's toggle",
+    )
+    parser.add_argument("--no-gc", action="store_true", help="replay with gc.disable()")
     parser.add_argument("--check", action="store_true", help="compare the datagrams sent")
     parser.add_argument("--describe", action="store_true", help="characterise the datagrams")
     parser.add_argument(
@@ -470,6 +478,23 @@ def _replay(args: argparse.Namespace) -> int:
         if args.check:
             _check(events[:stop], socket.sent)
 
+    collections: Counter[int] = Counter()
+    gc_cpu = [0.0, 0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if clock.now < steady_from:
+            return
+        if phase == "start":
+            gc_cpu[1] = time.thread_time()
+        else:
+            collections[info["generation"]] += 1
+            gc_cpu[0] += time.thread_time() - gc_cpu[1]
+
+    gc.callbacks.append(on_gc)
+    if args.no_gc:
+        gc.disable()
+    if args.measure:
+        _measure(args.measure, lambda: clock.now >= steady_from)
     thrash = bytearray(args.cold << 20)
     clock = _ReplayClock(start)
     trio.run(run, clock=clock)  # type: ignore[arg-type]
@@ -482,11 +507,46 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"the steady part: {total} datagrams over {seconds:.1f} s, by kind: {dict(counted)}")
     for label, count in counted.most_common():
         print(f"  {label:7} {count:5}: {cpu[label] / count * 1e6:7.1f} µs thread time each")
+    print(
+        f"  the cyclic collector: {dict(sorted(collections.items()))} collections by "
+        f"generation, {gc_cpu[0] * 1e3:.1f} ms thread time"
+    )
     if describe is not None:
         describe.show(seconds)
     if args.count_calls:
         _show_calls(profilers, counted, args.top)
     return 0
+
+
+def _measure(name: str, steady: Callable[[], bool]) -> None:
+    """Route calls of ``name`` through operator.call once ``steady()``, wherever the
+    modules of gossip_tui.core and gossip_tui.node imported it by name."""
+    import importlib
+    import pkgutil
+
+    import gossip_tui.core
+    import gossip_tui.node
+
+    module_name, _, attr = name.partition(":")
+    module = importlib.import_module(f"gossip_tui.core.{module_name}")
+    owner: Any = module
+    *path, leaf = attr.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    original = getattr(owner, leaf)
+
+    def measured(*call_args: Any, **kwargs: Any) -> Any:
+        if steady():
+            return operator.call(original, *call_args, **kwargs)
+        return original(*call_args, **kwargs)
+
+    setattr(owner, leaf, measured)
+    if not path:  # a function: also where it was imported by name
+        for package in (gossip_tui.core, gossip_tui.node):
+            for info in pkgutil.iter_modules(package.__path__):
+                other = importlib.import_module(f"{package.__name__}.{info.name}")
+                if getattr(other, leaf, None) is original:
+                    setattr(other, leaf, measured)
 
 
 def _check(events: list[Event], sent: list[tuple[bytes, tuple[str, int]]]) -> None:
