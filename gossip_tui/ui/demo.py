@@ -1,9 +1,11 @@
-"""Demo mode: in-process peers beside the dashboard's node, to watch them come and go.
+"""Demo mode: peers beside the dashboard's node, to watch them come and go.
 
-All peers run in the dashboard's own Trio run, each in its own cancel scope, so one can be
-stopped (and later restarted with a new generation, as a real restart would) without
-touching the others. Being in one process, the nodes share the frozen objects each would
-otherwise make for itself (:func:`demo_shared_objects`).
+The peers run in worker processes, one per core (:class:`WorkerDemoCluster`, each worker
+gossip_tui.ui.demo_worker), or in the dashboard's own Trio run (:class:`DemoCluster`: for
+test doubles of the node, or where no worker can be started). Each peer has its own cancel
+scope, so one can be stopped (and later restarted with a new generation, as a real restart
+would) without touching the others. The nodes of one process share the frozen objects each
+would otherwise make for itself (:func:`demo_shared_objects`).
 
 A demo is a cluster of its own: unless the operator names them, node 0 takes an ephemeral
 port and a cluster id drawn for this run (:func:`demo_overrides`), so a demo started beside
@@ -459,9 +461,9 @@ class WorkerDemoCluster:
                         )
                     for peer in self._slots[-len(wave) :]:
                         await peer.reported.wait()
-                        if peer.error is not None:
-                            raise RuntimeError(f"demo peer {peer.index}: {peer.error}")
-                        assert peer.node_id is not None
+                        if peer.error is not None or peer.node_id is None:
+                            problem = peer.error or "its worker ended"
+                            raise RuntimeError(f"demo peer {peer.index} did not start: {problem}")
                         seed_of[peer.index] = str(peer.node_id.gossip_addr)
                 for worker in self._workers:
                     await self._send(worker, {"tune": True})
@@ -479,9 +481,11 @@ class WorkerDemoCluster:
                 nursery.cancel_scope.cancel()
 
     async def _send(self, worker: _Worker, request: dict[str, Any]) -> None:
+        """One request to ``worker``; lost if the worker has ended (_read_reports says so)."""
         stdin = worker.process.stdin
         assert stdin is not None
-        await stdin.send_all(json.dumps(request).encode() + b"\n")
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stdin.send_all(json.dumps(request).encode() + b"\n")
 
     async def _start(self, peer: _RemotePeer, **request: Any) -> None:
         peer.reported = trio.Event()

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """The demo's cluster without the dashboard: ``gossip-tui demo --nodes N`` as it runs, headless.
 
-Node 0 and its N - 1 peers run in ONE Trio run exactly as the demo starts them
-(:class:`gossip_tui.ui.DemoCluster` with the real ``open_node``, real UDP on 127.0.0.1), and
-node 0's event stream is drained as the dashboard's bridge would. Prints, as it goes:
+Node 0 runs here and its N - 1 peers as the demo starts them: in ``--workers`` processes
+(:class:`gossip_tui.ui.demo.WorkerDemoCluster`, default one per core), or with
+``--workers 0`` in this one Trio run (:class:`gossip_tui.ui.DemoCluster`), with the real
+``open_node`` and real UDP on 127.0.0.1; node 0's event stream is drained as the dashboard's
+bridge would. The workers report every peer's view twice a round; CPU seconds and RSS
+include theirs (/proc), and the Syn counts are then node 0's own. Prints, as it goes:
 
 * the seconds until every node lists all N nodes live (``converged``);
 * at the end, the CPU seconds the process spent in Python's garbage collector;
