@@ -56,7 +56,8 @@ from gossip_tui.ui._trio_bridge import (
 )
 from gossip_tui.ui._view_model import ClusterView, ClusterViewModel, HeldChanges, ViewChanges
 from gossip_tui.ui.commands import GossipCommands
-from gossip_tui.ui.demo import DemoCluster, DemoNotice, WorkerDemoCluster, demo_cluster
+from gossip_tui.ui.demo import DemoCluster, DemoNotice
+from gossip_tui.ui.demo_workers import WorkerDemoCluster, demo_cluster
 from gossip_tui.ui.screens.agreement import AgreementScreen
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.key_forms import (

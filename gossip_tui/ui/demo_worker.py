@@ -1,6 +1,7 @@
 """A demo worker: some of the demo's peers in a process of their own.
 
-Run as ``python -m gossip_tui.ui.demo_worker`` by :class:`gossip_tui.ui.demo.WorkerDemoCluster`.
+Run as ``python -m gossip_tui.ui.demo_worker`` by
+:class:`gossip_tui.ui.demo_workers.WorkerDemoCluster`.
 200 nodes in one Trio run kept one core busy while the other idled (the demo formed in ~7 s,
 round after round late); a worker per core runs its share of the peers in its own Trio run,
 over real UDP on 127.0.0.1, sharing frozen objects among them as the in-process demo does.

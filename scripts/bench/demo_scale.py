@@ -2,7 +2,7 @@
 """The demo's cluster without the dashboard: ``gossip-tui demo --nodes N`` as it runs, headless.
 
 Node 0 runs here and its N - 1 peers as the demo starts them: in ``--workers`` processes
-(:class:`gossip_tui.ui.demo.WorkerDemoCluster`, default one per core), or with
+(:class:`gossip_tui.ui.demo_workers.WorkerDemoCluster`, default one per core), or with
 ``--workers 0`` in this one Trio run (:class:`gossip_tui.ui.DemoCluster`), with the real
 ``open_node`` and real UDP on 127.0.0.1; node 0's event stream is drained as the dashboard's
 bridge would. The workers report every peer's view twice a round; CPU seconds and RSS
@@ -51,7 +51,8 @@ import trio
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node, NodeConfig, UdpTransport, open_node
 from gossip_tui.node._transport import UdpSocket
-from gossip_tui.ui.demo import DemoCluster, WorkerDemoCluster, default_workers, demo_overrides
+from gossip_tui.ui.demo import DemoCluster, demo_overrides
+from gossip_tui.ui.demo_workers import WorkerDemoCluster, default_workers
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

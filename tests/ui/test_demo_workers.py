@@ -19,7 +19,8 @@ import pytest
 import trio
 
 from gossip_tui.node import NodeConfig, open_node
-from gossip_tui.ui.demo import WorkerDemoCluster, demo_overrides
+from gossip_tui.ui.demo import demo_overrides
+from gossip_tui.ui.demo_workers import WorkerDemoCluster
 
 
 def _config() -> NodeConfig:
@@ -98,7 +99,8 @@ async def test_a_peer_stops_and_restarts_across_the_process_boundary() -> None:
 _DASHBOARD = """
 import sys, trio, attrs
 from gossip_tui.node import NodeConfig, open_node
-from gossip_tui.ui.demo import WorkerDemoCluster, demo_overrides
+from gossip_tui.ui.demo import demo_overrides
+from gossip_tui.ui.demo_workers import WorkerDemoCluster
 
 async def main():
     config = attrs.evolve(NodeConfig(gossip_interval=0.1), **demo_overrides(()))

@@ -15,7 +15,7 @@ from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node, NodeConfig, open_node
 from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.app import serve_node_http
-from gossip_tui.ui.demo import WorkerDemoCluster
+from gossip_tui.ui.demo_workers import WorkerDemoCluster
 from gossip_tui.ui.screens import KeyFormScreen
 from tests.processes import free_port
 from tests.ui.conftest import open_screen, wait_ready, wait_until
