@@ -111,6 +111,15 @@ def demo(
         int,
         typer.Option("--nodes", "-n", min=1, max=200, metavar="N", help="How many nodes to start."),
     ] = 5,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            hidden=True,
+            help="Processes to run the peers in (0: beside node 0) [default: one per core].",
+        ),
+    ] = None,
 ) -> None:
     """Run a local cluster of N nodes in the dashboard.
 
@@ -125,7 +134,7 @@ def demo(
 
     invocation = _invocation(ctx)
     settings = attrs.evolve(cli.settings_of(invocation), **demo_overrides(cli.given(invocation)))
-    raise typer.Exit(cli.run_demo(settings, nodes))
+    raise typer.Exit(cli.run_demo(settings, nodes, workers=workers))
 
 
 @app.command()

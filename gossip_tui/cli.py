@@ -176,14 +176,15 @@ def run_dashboard(settings: CliSettings) -> int:
     return ui_run_dashboard(config, http=http_service(settings) if settings.http else False)
 
 
-def run_demo(settings: CliSettings, nodes: int) -> int:
-    """``demo``: node 0 as configured and ``nodes - 1`` in-process peers, in the dashboard."""
+def run_demo(settings: CliSettings, nodes: int, *, workers: int | None = None) -> int:
+    """``demo``: node 0 as configured and ``nodes - 1`` peers, in the dashboard; the peers
+    in ``workers`` child processes (None: one per core, 0: in the dashboard's process)."""
     from gossip_tui.ui import run_demo as ui_run_demo
 
     check_terminal()
     config = to_node_config(settings)
     check_bindable(settings.listen_addr, tcp=False)
-    return ui_run_demo(nodes, config)
+    return ui_run_demo(nodes, config, workers=workers)
 
 
 # --------------------------------------------------------------------------- headless

@@ -57,6 +57,7 @@ from gossip_tui.ui._trio_bridge import (
 from gossip_tui.ui._view_model import ClusterView, ClusterViewModel, HeldChanges, ViewChanges
 from gossip_tui.ui.commands import GossipCommands
 from gossip_tui.ui.demo import DemoCluster, DemoNotice
+from gossip_tui.ui.demo_workers import WorkerDemoCluster, demo_cluster
 from gossip_tui.ui.screens.agreement import AgreementScreen
 from gossip_tui.ui.screens.help_screen import HelpScreen
 from gossip_tui.ui.screens.key_forms import (
@@ -209,7 +210,7 @@ class GossipApp(App[None]):
         config: Any,
         node_factory: NodeFactory | None = None,
         *,
-        demo: DemoCluster | None = None,
+        demo: DemoCluster | WorkerDemoCluster | None = None,
         http: HttpService | None = None,
         refresh_interval: float = 0.5,
         live_sample_interval: float = 1.0,
@@ -1023,15 +1024,22 @@ def run_demo(
     *,
     restart_delay: float = 30.0,
     headless: bool = False,
+    workers: int | None = None,
 ) -> int:
     """The dashboard on node 0 (``base_config``) with ``nodes - 1`` peers on 127.0.0.1.
 
     Peers take ephemeral ports and node 0's address as seed. Press `x` to stop a random
-    peer; it restarts ``restart_delay`` seconds later with a new generation. Returns the exit
-    code, as :func:`run_dashboard` does.
+    peer; it restarts ``restart_delay`` seconds later with a new generation. The peers run
+    in ``workers`` child processes (None: one per core; 0: in this process, beside node 0).
+    Returns the exit code, as :func:`run_dashboard` does.
     """
     if nodes < 1:
         raise ValueError("a demo needs at least one node")
-    demo = DemoCluster(nodes - 1, restart_delay=restart_delay, tune_process=True)
+    demo = demo_cluster(
+        nodes - 1,
+        workers=workers,
+        restart_delay=restart_delay,
+        custom_factory=node_factory is not None,
+    )
     app = GossipApp(base_config, node_factory, demo=demo, collector=QuietCollector())
     return run_app(app, headless=headless)

@@ -1,9 +1,11 @@
-"""Demo mode: in-process peers beside the dashboard's node, to watch them come and go.
+"""Demo mode: peers beside the dashboard's node, to watch them come and go.
 
-All peers run in the dashboard's own Trio run, each in its own cancel scope, so one can be
-stopped (and later restarted with a new generation, as a real restart would) without
-touching the others. Being in one process, the nodes share the frozen objects each would
-otherwise make for itself (:func:`demo_shared_objects`).
+The peers run in worker processes, one per core (gossip_tui.ui.demo_workers, each worker
+gossip_tui.ui.demo_worker), or in the dashboard's own Trio run (:class:`DemoCluster`: for
+test doubles of the node, or where no worker can be started). Each peer has its own cancel
+scope, so one can be stopped (and later restarted with a new generation, as a real restart
+would) without touching the others. The nodes of one process share the frozen objects each
+would otherwise make for itself (:func:`demo_shared_objects`).
 
 A demo is a cluster of its own: unless the operator names them, node 0 takes an ephemeral
 port and a cluster id drawn for this run (:func:`demo_overrides`), so a demo started beside

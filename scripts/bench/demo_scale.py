@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """The demo's cluster without the dashboard: ``gossip-tui demo --nodes N`` as it runs, headless.
 
-Node 0 and its N - 1 peers run in ONE Trio run exactly as the demo starts them
-(:class:`gossip_tui.ui.DemoCluster` with the real ``open_node``, real UDP on 127.0.0.1), and
-node 0's event stream is drained as the dashboard's bridge would. Prints, as it goes:
+Node 0 runs here and its N - 1 peers as the demo starts them: in ``--workers`` processes
+(:class:`gossip_tui.ui.demo_workers.WorkerDemoCluster`, default one per core), or with
+``--workers 0`` in this one Trio run (:class:`gossip_tui.ui.DemoCluster`), with the real
+``open_node`` and real UDP on 127.0.0.1; node 0's event stream is drained as the dashboard's
+bridge would. The workers report every peer's view twice a round; CPU seconds and RSS
+include theirs (/proc), and the Syn counts are then node 0's own. Prints, as it goes:
 
 * the seconds until every node lists all N nodes live (``converged``);
 * at the end, the CPU seconds the process spent in Python's garbage collector;
@@ -38,7 +41,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node, NodeConfig, UdpTransport, open_node
 from gossip_tui.node._transport import UdpSocket
 from gossip_tui.ui.demo import DemoCluster, demo_overrides
+from gossip_tui.ui.demo_workers import WorkerDemoCluster, default_workers
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -59,9 +63,34 @@ def rss_mib() -> float:
     return pages * _PAGE / 2**20
 
 
-def cpu_seconds() -> float:
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return []
+
+
+def cpu_seconds(pids: Sequence[int] = ()) -> float:
+    """CPU seconds of this process and of the running workers ``pids`` (/proc: user + system)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    children = 0.0
+    for pid in pids:
+        fields = _proc_stat(pid)
+        if fields:  # utime and stime are the 14th and 15th fields of stat
+            children += (int(fields[11]) + int(fields[12])) / _TICKS
+    return usage.ru_utime + usage.ru_stime + children
+
+
+def workers_rss_mib(pids: list[int]) -> float:
+    """The workers' resident sets now (they run the peers in the worker path)."""
+    pages = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * _PAGE / 2**20
 
 
 def udp_rcvbuf_errors() -> int:
@@ -170,7 +199,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     config = attrs.evolve(NodeConfig(gossip_interval=args.interval_ms / 1000), **demo_overrides(()))
     assert config.listen_addr == SocketAddress.parse("127.0.0.1:0")
-    demo = DemoCluster(args.nodes - 1, tune_process=True)  # as the CLI's demo
+    # As the CLI's demo: the peers in worker processes, or (--workers 0) beside node 0.
+    demo: DemoCluster | WorkerDemoCluster
+    if args.workers == 0:
+        demo = DemoCluster(args.nodes - 1, tune_process=True)
+    else:
+        # Each worker reports its peers' views twice a round, as this loop checks them.
+        demo = WorkerDemoCluster(
+            args.nodes - 1, workers=args.workers, views_every=args.interval_ms / 2000
+        )
+
+    def pids() -> list[int]:
+        return demo.worker_pids if isinstance(demo, WorkerDemoCluster) else []
+
+    def views() -> list[list[int]]:
+        """[live, dead, rounds, out, in] of the peers in workers (the others are in ``nodes``)."""
+        return list(demo.views.values()) if isinstance(demo, WorkerDemoCluster) else []
+
+    def all_ports() -> set[int]:
+        if isinstance(demo, WorkerDemoCluster):
+            return ports | {ident.gossip_addr.port for ident in demo.running}
+        return ports
+
     started = time.monotonic()
     cpu_start = cpu_seconds()
     samples: list[dict[str, float]] = []
@@ -178,7 +228,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     events = 0
 
     def everyone_sees_all() -> int:
-        return sum(1 for node in nodes if live_count(node) == args.nodes)
+        return sum(1 for node in nodes if live_count(node) == args.nodes) + sum(
+            1 for view in views() if view[0] == args.nodes
+        )
 
     async with recording_open_node(config) as first, trio.open_nursery() as nursery:
         feed = first.subscribe()
@@ -197,9 +249,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while (now := time.monotonic()) < deadline:
             if converged is None and everyone_sees_all() == args.nodes:
                 converged = now - started
-                at_convergence.update(traffic(nodes, messages, ports, rcvbuf_errors_before))
-                at_convergence["cpu_s"] = round(cpu_seconds() - cpu_start, 1)
-                at_convergence["rss_mib"] = round(rss_mib(), 1)
+                at_convergence.update(
+                    traffic(nodes, views(), messages, all_ports(), rcvbuf_errors_before)
+                )
+                at_convergence["cpu_s"] = round(cpu_seconds(pids()) - cpu_start, 1)
+                at_convergence["rss_mib"] = round(rss_mib() + workers_rss_mib(pids()), 1)
+                at_convergence["rss_mib_workers"] = round(workers_rss_mib(pids()), 1)
                 at_convergence["round_s_median"] = round(
                     converged / max(1, at_convergence["rounds_per_node"]["median"]), 3
                 )
@@ -211,16 +266,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.stop_when_converged:
                     deadline = min(deadline, now + args.after_convergence)
             if now >= next_sample:
-                cpu = cpu_seconds()
+                cpu = cpu_seconds(pids())
                 sample = {
                     "t": round(now - started, 1),
                     "cpu_per_s": round((cpu - last_cpu) / (now - last_time), 3),
-                    "rss_mib": round(rss_mib(), 1),
-                    "nodes_up": len(nodes),
+                    "rss_mib": round(rss_mib() + workers_rss_mib(pids()), 1),
+                    "nodes_up": len(nodes) + len(views()),
                     "nodes_seeing_all": everyone_sees_all(),
                     # Nodes short of all N: unknown yet, or known and judged dead.
-                    "fewest_live": min((live_count(node) for node in nodes), default=0),
-                    "dead_seen": sum(len(node.dead_nodes()) for node in nodes),
+                    "fewest_live": min(
+                        [live_count(node) for node in nodes] + [v[0] for v in views()],
+                        default=0,
+                    ),
+                    "dead_seen": sum(len(node.dead_nodes()) for node in nodes)
+                    + sum(v[1] for v in views()),
                     "events": events,
                 }
                 last_cpu, last_time = cpu, now
@@ -229,18 +288,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 next_sample += args.sample
             # Checked twice a round: often enough for the figure, cheap beside 200 nodes.
             await trio.sleep(args.interval_ms / 2000)
-        at_end = traffic(nodes, messages, ports, rcvbuf_errors_before)
+        at_end = traffic(nodes, views(), messages, all_ports(), rcvbuf_errors_before)
         ended = time.monotonic()
+        # Before the workers go: their CPU and memory so far.
+        cpu_total = cpu_seconds(pids()) - cpu_start
+        rss_end = rss_mib() + workers_rss_mib(pids())
         nursery.cancel_scope.cancel()
     return {
         "nodes": args.nodes,
         "interval_ms": args.interval_ms,
         "node0_up_s": round(up, 2),
         "converged_s": None if converged is None else round(converged, 1),
-        "cpu_s_total": round(cpu_seconds() - cpu_start, 1),
+        "workers": args.workers,
+        "cpu_s_total": round(cpu_total, 1),
         "gc_cpu_s": round(collector.seconds, 2),
         "full_collections": collector.full_collections,
-        "rss_mib_end": round(rss_mib(), 1),
+        "rss_mib_end": round(rss_end, 1),
         # How long the run went on once converged: what rss_mib_end is "after".
         "after_convergence_s": None if converged is None else round(ended - started - converged, 1),
         "at_convergence": at_convergence,
@@ -250,15 +313,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def traffic(
-    nodes: list[Node], messages: MessageCounts, ports: set[int], rcvbuf_errors_before: int
+    nodes: list[Node],
+    views: list[list[int]],
+    messages: MessageCounts,
+    ports: set[int],
+    rcvbuf_errors_before: int,
 ) -> dict[str, Any]:
-    """Rounds, datagrams, drops and unanswered Syns so far, over all nodes."""
+    """Rounds, datagrams, drops and unanswered Syns so far, over all nodes (``views``: the
+    peers in worker processes, whose messages are not counted: the Syn figures are then
+    node 0's own)."""
     sent = sum(node.stats.datagrams_out for node in nodes)
     syns_sent = sent - messages.replied["SynAck"] - messages.replied["Ack"]
     return {
-        "rounds_per_node": spread([node.stats.rounds for node in nodes]),
-        "datagrams_out": sent,
-        "datagrams_in": sum(node.stats.datagrams_in for node in nodes),
+        "rounds_per_node": spread([node.stats.rounds for node in nodes] + [v[2] for v in views]),
+        "datagrams_out": sent + sum(v[3] for v in views),
+        "datagrams_in": sum(node.stats.datagrams_in for node in nodes) + sum(v[4] for v in views),
         "socket_drops": socket_drops(ports),
         "udp_rcvbuf_errors": udp_rcvbuf_errors() - rcvbuf_errors_before,
         "received": dict(messages.received),
@@ -285,6 +354,12 @@ def main() -> int:
         type=int,
         default=None,
         help="bytes of receive buffer per node socket (default: the kernel's)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes for the peers, as the demo's --workers (0: beside node 0, in one run)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()

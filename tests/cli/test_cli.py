@@ -334,17 +334,22 @@ def test_demo_runs_the_ui_demo_with_the_top_level_options(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[CliSettings, int]] = []
+    workers_asked: list[int | None] = []
 
-    def fake_run_demo(settings: CliSettings, nodes: int) -> int:
+    def fake_run_demo(settings: CliSettings, nodes: int, *, workers: int | None = None) -> int:
         calls.append((settings, nodes))
+        workers_asked.append(workers)
         return 0
 
     monkeypatch.setattr(cli, "run_demo", fake_run_demo)
 
     code = cli.main(["--interval-ms", "200", "demo", "--nodes", "4"])
+    # The hidden --workers: how many processes run the peers (default: one per core).
+    assert cli.main(["demo", "--nodes", "4", "--workers", "0"]) == 0
+    assert workers_asked == [None, 0]
 
     assert code == 0
-    ((settings, nodes),) = calls
+    ((settings, nodes), _) = calls
     # Node 0 on a port and a cluster of the demo's own (tests/ui/test_demo_isolation.py).
     expected = CliSettings(interval_ms=200, listen_addr=settings.listen_addr)
     assert (settings, nodes) == (attrs.evolve(expected, cluster_id=settings.cluster_id), 4)
@@ -363,7 +368,7 @@ def test_dashboard_and_demo_call_the_ui_with_a_node_config(
         calls.append(("d", config, http))
         return 0
 
-    def run_demo(nodes: int, config: Any) -> int:
+    def run_demo(nodes: int, config: Any, *, workers: int | None = None) -> int:
         calls.append(("demo", nodes, config))
         return 5
 

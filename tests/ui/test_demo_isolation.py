@@ -26,7 +26,7 @@ def _demo_config(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     process: its tests run as_if_on_a_terminal)."""
     seen: list[Any] = []
 
-    def run_demo(nodes: int, config: Any) -> int:
+    def run_demo(nodes: int, config: Any, *, workers: int | None = None) -> int:
         seen.append(config)
         return 0
 

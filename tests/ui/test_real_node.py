@@ -15,6 +15,7 @@ from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node, NodeConfig, open_node
 from gossip_tui.ui import DemoCluster, GossipApp
 from gossip_tui.ui.app import serve_node_http
+from gossip_tui.ui.demo_workers import WorkerDemoCluster
 from gossip_tui.ui.screens import KeyFormScreen
 from tests.processes import free_port
 from tests.ui.conftest import open_screen, wait_ready, wait_until
@@ -53,14 +54,22 @@ async def test_dashboard_on_a_real_node_with_its_http_api() -> None:
 
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_demo_with_real_nodes_a_stopped_peer_goes_dead_and_comes_back() -> None:
+@pytest.mark.parametrize("in_workers", [False, True], ids=["in-process", "workers"])
+async def test_demo_with_real_nodes_a_stopped_peer_goes_dead_and_comes_back(
+    in_workers: bool,
+) -> None:
     config = NodeConfig(
         listen_addr=LOCAL,
         node_id="demo",
         gossip_interval=0.05,
         failure_detector=FailureDetectorConfig(initial_interval=0.1),
     )
-    demo = DemoCluster(2, restart_delay=2.0, rng=random.Random(1))
+    # The CLI's demo runs its peers in worker processes: x reaches them over a pipe.
+    demo: DemoCluster | WorkerDemoCluster = (
+        WorkerDemoCluster(2, workers=2, restart_delay=2.0, rng=random.Random(1))
+        if in_workers
+        else DemoCluster(2, restart_delay=2.0, rng=random.Random(1))
+    )
     app = GossipApp(config, open_node, demo=demo, refresh_interval=0.1, cursor_blink=False)
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_ready(pilot)
