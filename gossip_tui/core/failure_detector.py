@@ -258,7 +258,12 @@ class FailureDetector:
         # Spread over the threshold, the pause delays the crossing by exactly itself.
         self._pause_per_phi = config.acceptable_pause / config.phi_threshold
         self._samples: dict[NodeId, SamplingWindow] = {}
-        self._live: set[NodeId] = set()
+        # The live nodes, as the keys of a dict (their values unused): a set of them took
+        # twice a dict's memory at some sizes (a set grows fourfold: 55 bytes a node at
+        # 600 nodes, 52 at 10,000, against 31 and 30), and a simulation holds one per
+        # engine (N^2 entries). Every reader makes a set of them or sorts them: the order
+        # tells nothing.
+        self._live: dict[NodeId, None] = {}
         self._dead: dict[NodeId, float] = {}  # node -> time it was declared dead
         # No judgement of update_node_liveness or garbage_collect differs from the present
         # one before this time (it may be early, never late): a runtime need not sweep
@@ -390,10 +395,10 @@ class FailureDetector:
                     and mean is not None
                     and (now - last) / (mean + pause_per_phi) <= threshold
                 ):
-                    live.add(node)
+                    live[node] = None
                     dead.pop(node, None)
                     continue
-            live.discard(node)
+            live.pop(node, None)
             dead.setdefault(node, now)
             # Forget the old rhythm: a node that comes back starts a fresh window, so it
             # must show a new interval before it counts as live again.
@@ -404,7 +409,7 @@ class FailureDetector:
         """Dead now, whatever phi says (a node that announced it is leaving)."""
         self._steady_until = -math.inf
         self._membership += 1
-        self._live.discard(node)
+        self._live.pop(node, None)
         self._dead.setdefault(node, now)
         window = self._samples.get(node)
         if window is not None:
@@ -449,5 +454,5 @@ class FailureDetector:
         self._steady_until = -math.inf
         self._membership += 1
         self._samples.pop(node, None)
-        self._live.discard(node)
+        self._live.pop(node, None)
         self._dead.pop(node, None)
