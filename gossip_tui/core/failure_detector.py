@@ -135,7 +135,7 @@ class SamplingWindow(_Doubles):
         """Record a heartbeat at ``now``; the smoothed mean interval after it (:attr:`mean`),
         which the detector needs next: returned rather than asked for, one call per
         heartbeat instead of three."""
-        _report_heartbeats_to((self,), now)
+        _report_heartbeats_to((self,), now, self._parameters)
         return self.mean
 
     # A window is an object, not a value: compared and hashed by identity, true however
@@ -188,28 +188,24 @@ class SamplingWindow(_Doubles):
         return self.last_heartbeat + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
 
 
-def _report_heartbeats_to(windows: Iterable[SamplingWindow], now: float) -> None:
-    """Record a heartbeat at ``now`` in each of ``windows``: the one loop that updates
-    windows, for a single report and for a received digest's batch (one pass, where a
-    call per heartbeat cost twice the instructions the update itself does)."""
-    kind: type[SamplingWindow] | None = None
-    window_size, max_interval, prior_part = 0, 0.0, 0.0
-    means: dict[float, float] = {}
+def _report_heartbeats_to(
+    windows: Iterable[SamplingWindow], now: float, parameters: _WindowParameters
+) -> None:
+    """Record a heartbeat at ``now`` in each of ``windows``, all of ``parameters``: the one
+    loop that updates windows, for a single report and for a received digest's batch (one
+    pass, where a call per heartbeat cost twice the instructions the update itself does).
+    The parameters are given, not read from each window: a detector's windows all have
+    its own (see FailureDetector._new_window)."""
+    window_size, max_interval = parameters.window_size, parameters.max_interval
+    # (The same product each time: hoisted, the same double.)
+    prior_part = _PRIOR_WEIGHT * parameters.prior_mean
+    means = parameters.means
     for window in windows:
         last = window.last_heartbeat
         window.last_heartbeat = now
         if last is None:
             continue
         interval = now - last
-        # (Its class names its parameters: type() is one cheap call, where reading a
-        # class attribute through an instance takes the slow path.)
-        if type(window) is not kind:
-            kind = type(window)
-            parameters = kind._parameters
-            window_size, max_interval = parameters.window_size, parameters.max_interval
-            # (The same product each time: hoisted, the same double.)
-            prior_part = _PRIOR_WEIGHT * parameters.prior_mean
-            means = parameters.means
         # A long silence is not a sample of the normal rhythm: keep it out of the mean.
         if interval <= max_interval and window_size > 0:
             # (The sum is added to and taken from in the order of the samples, as a
@@ -266,6 +262,9 @@ class FailureDetector:
         self.config = config
         # Spread over the threshold, the pause delays the crossing by exactly itself.
         self._pause_per_phi = config.acceptable_pause / config.phi_threshold
+        # The parameters of each window the detector makes (its config's): handed to the
+        # batch loop once, where it asked each window for its own.
+        self._window_parameters = type(self._new_window())._parameters
         self._samples: dict[NodeId, SamplingWindow] = {}
         # The live nodes, as the keys of a dict (their values unused): a set of them took
         # twice a dict's memory at some sizes (a set grows fourfold: 55 bytes a node at
@@ -289,6 +288,8 @@ class FailureDetector:
         self._batch_membership = -1
 
     def _new_window(self) -> SamplingWindow:
+        # Every window of the detector is of its config: report_heartbeats hands the
+        # batch loop the parameters once, for all of them.
         return SamplingWindow(
             self.config.sampling_window_size,
             self.config.max_interval,
@@ -333,7 +334,7 @@ class FailureDetector:
                 if window is None:
                     window = samples[node] = self._new_window()
                 windows[at] = window
-        _report_heartbeats_to(windows, now)
+        _report_heartbeats_to(windows, now, self._window_parameters)
         if every_live and windows:
             # The lowest mean gives the earliest crossing (it grows with the mean, rounding
             # and all), worked out once. A live node without a mean (there is none) would
