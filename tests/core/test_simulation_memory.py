@@ -8,7 +8,11 @@ import gc
 import tracemalloc
 
 from gossip_tui.core.codec import PROTOCOL_V1, decode, encode
-from gossip_tui.core.failure_detector import SamplingWindow
+from gossip_tui.core.failure_detector import (
+    FailureDetector,
+    FailureDetectorConfig,
+    SamplingWindow,
+)
 from gossip_tui.core.messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest, SynAck
 from gossip_tui.core.models import NodeId
 from gossip_tui.core.simulation import Simulation, chitchat_test_name, sim_address
@@ -58,11 +62,31 @@ def test_a_heartbeat_window_with_a_few_samples_takes_under_170_bytes() -> None:
         return windows
 
     held, _windows = _traced_bytes(build)
-    # ~153 bytes (the array with its fields, its sum and 3 intervals; the windows' equal
-    # means one float); ~265 when the window was an object holding an array, its three
-    # parameters, its sum and its mean; a deque with a bound took a 64-slot block (760
-    # bytes) from its first sample, and 32 bytes per float in it.
-    assert held / 1_000 < 170
+    # ~145 bytes (the array with its fields, its sum and 3 intervals; the windows' equal
+    # means one float); ~153 when each window held its parameters in a slot; ~265 when
+    # the window was an object holding an array, its three parameters, its sum and its
+    # mean; a deque with a bound took a 64-slot block (760 bytes) from its first sample,
+    # and 32 bytes per float in it.
+    assert held / 1_000 < 150
+
+
+def test_a_detector_judging_600_nodes_live_holds_under_40_bytes_a_node_for_it() -> None:
+    # What a sweep that finds every node live adds: the live nodes' container alone (the
+    # windows were made before). A simulation holds one per engine, N^2 entries.
+    nodes = [NodeId(f"node-{i}", 1, sim_address(i)) for i in range(600)]
+    detector = FailureDetector(FailureDetectorConfig())
+    for t in (1.0, 2.0):
+        detector.report_heartbeats(nodes, t)
+
+    def build() -> FailureDetector:
+        detector.update_liveness_of(nodes, 2.5)
+        return detector
+
+    held, _detector = _traced_bytes(build)
+    assert all(detector.is_live(node) for node in nodes)
+    # ~31 bytes a node as a dict's keys; ~55 as a set, which grows fourfold (52 at
+    # 10,000 nodes, against a dict's 30).
+    assert held / len(nodes) < 40
 
 
 def test_states_of_one_process_that_apply_the_same_decoded_values_share_them() -> None:
