@@ -20,6 +20,7 @@ import trio
 
 from gossip_tui.node import NodeConfig, open_node
 from gossip_tui.ui.demo import demo_overrides
+from gossip_tui.ui.demo_worker import WORKER_NICENESS
 from gossip_tui.ui.demo_workers import WorkerDemoCluster
 
 
@@ -100,6 +101,7 @@ _DASHBOARD = """
 import sys, trio, attrs
 from gossip_tui.node import NodeConfig, open_node
 from gossip_tui.ui.demo import demo_overrides
+from gossip_tui.ui.demo_worker import WORKER_NICENESS
 from gossip_tui.ui.demo_workers import WorkerDemoCluster
 
 async def main():
@@ -125,6 +127,9 @@ def test_a_killed_dashboard_leaves_no_worker_running() -> None:
         assert dashboard.stdout is not None
         pids = [int(pid) for pid in dashboard.stdout.readline().split()]
         assert len(pids) == 2 and not any(_gone(pid) for pid in pids)
+        niceness = [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids]
         os.kill(dashboard.pid, signal.SIGKILL)
         dashboard.wait(timeout=10)
         trio.run(_until, lambda: all(_gone(pid) for pid in pids), "the workers to exit", 10.0)
+    # The peers yield the CPU to the dashboard.
+    assert niceness == [os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS] * 2
