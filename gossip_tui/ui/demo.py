@@ -105,7 +105,23 @@ def _name(peer: _Peer) -> str:
     return peer.node_id.node_id if peer.node_id is not None else "a peer"
 
 
-class DemoCluster:
+class KillRequests:
+    """The queue of "stop a random peer" requests (the demo's ``x``) that both kinds of demo
+    cluster take from the dashboard and serve in their own Trio task."""
+
+    def __init__(self) -> None:
+        self._requests, self._incoming = trio.open_memory_channel[None](8)
+
+    def request_kill(self) -> bool:
+        """Queue "stop a random peer". Called from Textual's thread (Trio's thread too)."""
+        try:
+            self._requests.send_nowait(None)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+
+class DemoCluster(KillRequests):
     """Runs ``peers`` extra nodes seeded with node 0's address; stops one on request.
 
     A stopped peer comes back after ``restart_delay`` seconds, on the same id and address
@@ -131,7 +147,7 @@ class DemoCluster:
         self.tune_process = tune_process
         self.restart_delay = restart_delay
         self._rng = rng if rng is not None else random.Random()
-        self._requests, self._incoming = trio.open_memory_channel[None](8)
+        super().__init__()
         self._slots: list[_Peer] = []
         self._factory: NodeFactory | None = None
         self._post: Post = lambda _message: False
@@ -141,14 +157,6 @@ class DemoCluster:
     def running(self) -> list[NodeId]:
         """Ids of the peers currently up."""
         return [p.node_id for p in self._slots if p.scope is not None and p.node_id is not None]
-
-    def request_kill(self) -> bool:
-        """Queue "stop a random peer". Called from Textual's thread (Trio's thread too)."""
-        try:
-            self._requests.send_nowait(None)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
 
     async def run(self, node: NodeHandle, factory: NodeFactory, config: Any, post: Post) -> None:
         self._factory = factory

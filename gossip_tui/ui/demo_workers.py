@@ -28,6 +28,7 @@ from gossip_tui.ui.demo import (
     SEED_FANOUT,
     DemoCluster,
     DemoNotice,
+    KillRequests,
     _for_peers,
     _seed_index,
     _waves,
@@ -75,7 +76,7 @@ class _Worker:
     alive: bool = True
 
 
-class WorkerDemoCluster:
+class WorkerDemoCluster(KillRequests):
     """The demo's peers in ``workers`` child processes (see gossip_tui.ui.demo_worker).
 
     The same service as :class:`DemoCluster` (``run``, ``request_kill``, ``running``) and the
@@ -103,7 +104,7 @@ class WorkerDemoCluster:
         # How often each worker reports every peer's view (views), None: never.
         self.views_every = views_every
         self._rng = rng if rng is not None else random.Random()
-        self._requests, self._incoming = trio.open_memory_channel[None](8)
+        super().__init__()
         self._slots: list[_RemotePeer] = []
         self._workers: list[_Worker] = []
         self._post: Post = lambda _message: False
@@ -119,14 +120,6 @@ class WorkerDemoCluster:
     def worker_pids(self) -> list[int]:
         """Process ids of the workers still running."""
         return [w.process.pid for w in self._workers if w.alive]
-
-    def request_kill(self) -> bool:
-        """Queue "stop a random peer". Called from Textual's thread (Trio's thread too)."""
-        try:
-            self._requests.send_nowait(None)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
 
     async def run(self, node: NodeHandle, factory: NodeFactory, config: Any, post: Post) -> None:
         self._post = post
