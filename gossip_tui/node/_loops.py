@@ -72,15 +72,22 @@ class NodeLoops(NodeBase):
         self.stats.rounds += 1
         self.stats.last_round_duration = self._now() - started
 
+    def set_gossip_interval(self, seconds: float) -> None:
+        """Gossip every ``seconds`` from the next round on (and sweep liveness on that
+        rhythm). Raises ValueError for a value the config refuses (not > 0). The demo slows
+        its peers with it once they see the whole cluster; peers' detectors adapt to the new
+        rhythm as to any other (phi is measured against the mean interval seen)."""
+        self.config = attrs.evolve(self.config, gossip_interval=seconds)
+
     async def _gossip_loop(self) -> None:
-        interval = self.config.gossip_interval
         next_round = self._now()
         while True:
             try:
                 await self._gossip_round(self._now())
             except Exception:
                 self._internal_error("gossip_loop")
-            next_round = max(next_round + interval, self._now())
+            # Read each round: set_gossip_interval may change it.
+            next_round = max(next_round + self.config.gossip_interval, self._now())
             await trio.sleep_until(next_round)
 
     def _judge_liveness(self) -> None:

@@ -55,6 +55,20 @@ DEMO_GC_THRESHOLDS = (10_000, 20, 100)
 DEMO_SYN_CACHE_BYTES = 4 * 2**20
 
 
+# Once a peer lists the whole cluster live it gossips at this interval, where its own is
+# shorter; forming keeps the fast rounds, and node 0 (the operator's node) keeps its own.
+# 200 nodes at the demo's 0.5 s rounds kept both cores busy for as long as the demo ran
+# (1.95 CPU-s a second once formed, scripts/bench/demo_scale.py); at 1 s they took ~0.55
+# and at 2 s ~0.3, but formed in 8.5 and 16 s instead of ~5.6. The detectors adapt: at the
+# switch a peer's phi is measured against the 0.5 s rhythm seen so far, so a 1.5 s gap is
+# phi ~1.7 of the threshold's 8 (with the acceptable pause, 7 s are tolerated), and once
+# adapted a stopped peer is judged dead after ~15 s, inside the demo's 30 s restart delay.
+PEER_CALM_INTERVAL = 1.5
+# A peer that never lists everyone (one was stopped while the cluster formed) calms anyway
+# this long after it started.
+PEER_CALM_AFTER = 60.0
+
+
 def demo_shared_objects(nodes: int) -> SharedObjects:
     """What the demo's nodes share (see SharedObjects): each node's digest entries, stored
     values and encoded key-values, made once for the process where each of the ``nodes``
@@ -81,6 +95,35 @@ def demo_overrides(given: Collection[str]) -> dict[str, Any]:
     if "cluster_id" not in given:
         overrides["cluster_id"] = demo_cluster_id()
     return overrides
+
+
+def live_count(node: Any) -> int:
+    """The live nodes ``node`` lists (itself included), without sorting them."""
+    engine = getattr(node, "engine", None)
+    if engine is not None:
+        return 1 + sum(1 for _ in engine.detector.live_nodes())
+    return len(node.live_nodes())
+
+
+async def calm_when_formed(
+    node: Any,
+    cluster_size: int,
+    *,
+    interval: float = PEER_CALM_INTERVAL,
+    give_up_after: float = PEER_CALM_AFTER,
+) -> None:
+    """Slow a peer's rounds to ``interval`` (see PEER_CALM_INTERVAL) once it lists
+    ``cluster_size`` nodes live, or ``give_up_after`` seconds on; return then. A node
+    already as slow, or one that cannot change its interval (a test double), is left as
+    it is. Checked once a round of the peer's: the check is a count, not a sort."""
+    set_interval = getattr(node, "set_gossip_interval", None)
+    current = getattr(getattr(node, "config", None), "gossip_interval", None)
+    if set_interval is None or not isinstance(current, float | int) or current >= interval:
+        return
+    with trio.move_on_after(give_up_after):
+        while live_count(node) < cluster_size:
+            await trio.sleep(current)
+    set_interval(interval)
 
 
 class DemoNotice(Message):
@@ -263,6 +306,7 @@ class DemoCluster(KillRequests):
                     peer.scope = scope
                     started = True
                     task_status.started()
+                    await calm_when_formed(node, self.peers + 1)
                     await trio.sleep_forever()
         except Exception as error:
             if not started:

@@ -8,14 +8,17 @@ over real UDP on 127.0.0.1, sharing frozen objects among them as the in-process 
 
 One JSON object a line each way. On stdin, from the dashboard's process:
 
-* first ``{"config": <base64 pickle of the peers' config>, "nodes": N, "views_every": s|null}``
-  (``nodes`` sizes the shared objects; ``views_every`` asks for each peer's view that often);
+* first ``{"config": <base64 pickle of the peers' config>, "nodes": N, "cluster_size": M,
+  "views_every": s|null}`` (``nodes`` sizes the shared objects; ``cluster_size``, every node
+  of the demo, tells a peer when it sees them all and may slow down, demo.calm_when_formed;
+  ``views_every`` asks for each peer's view that often);
 * ``{"start": i, "node_id": str|null, "listen_addr": "ip:port", "generation": int|null,
   "seeds": [...]}`` starts peer ``i``; ``{"stop": i}`` stops it, as a crash would;
 * ``{"tune": true}`` once every peer is up: retune the collector (demo._spare_the_collector).
 
 On stdout: ``{"up": i, "node_id", "generation", "addr"}``, ``{"down": i}``, ``{"failed": i,
-"error"}`` and ``{"views": [[i, live, dead, rounds, datagrams_out, datagrams_in], ...]}``.
+"error"}`` and ``{"views": [[i, live, dead, rounds, datagrams_out, datagrams_in,
+interval_ms], ...]}``.
 
 The worker ends when its stdin reaches end-of-input: the dashboard closes it on exit, and
 the kernel closes it when the dashboard dies however it dies, so no worker outlives it.
@@ -37,7 +40,13 @@ import trio
 from gossip_tui.core.codec import keep_repeated_syns
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.ui._node_api import NodeHandle, default_node_factory
-from gossip_tui.ui.demo import DEMO_SYN_CACHE_BYTES, _spare_the_collector, demo_shared_objects
+from gossip_tui.ui.demo import (
+    DEMO_SYN_CACHE_BYTES,
+    _spare_the_collector,
+    calm_when_formed,
+    demo_shared_objects,
+    live_count,
+)
 
 
 async def read_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
@@ -60,23 +69,16 @@ def _write(record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _live_count(node: Any) -> int:
-    """The live nodes ``node`` lists (itself included), without sorting them."""
-    engine = getattr(node, "engine", None)
-    if engine is not None:
-        return 1 + sum(1 for _ in engine.detector.live_nodes())
-    return len(node.live_nodes())
-
-
 def _view(index: int, node: Any) -> list[int]:
     stats = getattr(node, "stats", None)
     return [
         index,
-        _live_count(node),
+        live_count(node),
         len(node.dead_nodes()),
         getattr(stats, "rounds", 0),
         getattr(stats, "datagrams_out", 0),
         getattr(stats, "datagrams_in", 0),
+        round(1000 * getattr(getattr(node, "config", None), "gossip_interval", 0)),
     ]
 
 
@@ -86,6 +88,7 @@ async def serve(stdin: trio.abc.ReceiveStream) -> None:
     base = pickle.loads(base64.b64decode(header["config"]))
     shared = demo_shared_objects(int(header["nodes"]))
     views_every: float | None = header.get("views_every")
+    cluster_size = int(header["cluster_size"])
     factory = default_node_factory()
     keep_repeated_syns(DEMO_SYN_CACHE_BYTES)
     scopes: dict[int, trio.CancelScope] = {}
@@ -118,6 +121,7 @@ async def serve(stdin: trio.abc.ReceiveStream) -> None:
                             "addr": str(ident.gossip_addr),
                         }
                     )
+                    await calm_when_formed(node, cluster_size)
                     await trio.sleep_forever()
         except Exception as error:  # one peer's failure must not end the others
             _write({"failed": index, "error": repr(error)})
@@ -154,9 +158,10 @@ async def _main() -> None:
     await serve(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
 
 
-# How much lower than the dashboard's a worker's scheduling priority is. 200 peers at the
-# demo's 0.5 s rounds keep both cores busy (demo_scale.py: ~1.95 CPU-s a second once
-# formed); at the same priority the dashboard's keys and node 0 would wait behind them.
+# How much lower than the dashboard's a worker's scheduling priority is. While 200 peers
+# form at the demo's 0.5 s rounds they keep both cores busy (demo_scale.py: ~1.95 CPU-s a
+# second, for as long as it ran before peers calmed once formed, demo.PEER_CALM_INTERVAL);
+# at the same priority the dashboard's keys and node 0 would wait behind them.
 WORKER_NICENESS = 10
 
 

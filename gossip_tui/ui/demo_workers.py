@@ -128,6 +128,7 @@ class WorkerDemoCluster(KillRequests):
         header = {
             "config": base64.b64encode(pickle.dumps(peer_base)).decode("ascii"),
             "nodes": -(-self.peers // self.workers) + 1,
+            "cluster_size": self.peers + 1,
             "views_every": self.views_every,
         }
         seed_of: dict[int, str] = {0: str(node.gossip_addr)}

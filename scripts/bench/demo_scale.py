@@ -51,7 +51,7 @@ import trio
 from gossip_tui.core.models import SocketAddress
 from gossip_tui.node import Node, NodeConfig, UdpTransport, open_node
 from gossip_tui.node._transport import UdpSocket
-from gossip_tui.ui.demo import DemoCluster, demo_overrides
+from gossip_tui.ui.demo import DemoCluster, demo_overrides, live_count
 from gossip_tui.ui.demo_workers import WorkerDemoCluster, default_workers
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -131,13 +131,6 @@ class MessageCounts:
             return received
 
         _loops.receive_datagram = counting  # type: ignore[assignment]
-
-
-def live_count(node: Node) -> int:
-    """``len(node.live_nodes())`` without sorting the list: this bench asks it of every node
-    twice a round, and sorting 200 ids (a Python comparison each) cost it ~1.5 % of the
-    demo's CPU. The node itself is live and never among the peers its detector judges."""
-    return 1 + sum(1 for _ in node.engine.detector.live_nodes())
 
 
 def spread(values: list[int]) -> dict[str, int]:

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from gossip_tui.node import NodeConfig, open_node
-from gossip_tui.ui.demo import demo_overrides
+from gossip_tui.ui.demo import PEER_CALM_INTERVAL, demo_overrides
 from gossip_tui.ui.demo_worker import WORKER_NICENESS
 from gossip_tui.ui.demo_workers import WorkerDemoCluster
 
@@ -70,6 +70,46 @@ async def test_the_workers_peers_and_node_0_converge() -> None:
 
 
 @pytest.mark.trio
+async def test_the_peers_slow_down_once_formed_and_none_is_judged_dead() -> None:
+    # Issue 15: 200 peers at the fast rounds kept both cores busy for as long as the demo
+    # ran; once a peer lists everyone it gossips at PEER_CALM_INTERVAL. Its peers' detectors
+    # measured the fast rhythm until then: the slower one must not read as a failure.
+    nodes = 8
+    config = _config()
+    demo = WorkerDemoCluster(nodes - 1, workers=2, views_every=0.1)
+    calm_ms = round(1000 * PEER_CALM_INTERVAL)
+    dead_seen: list[object] = []
+
+    def calm() -> bool:
+        dead_seen.extend(node0.dead_nodes())
+        dead_seen.extend(view[1] for view in demo.views.values() if view[1])
+        return len(demo.views) == nodes - 1 and all(
+            view[5] == calm_ms for view in demo.views.values()
+        )
+
+    async with open_node(config) as node0, trio.open_nursery() as nursery:
+        nursery.start_soon(demo.run, node0, open_node, config, lambda _message: True)
+        await _until(calm, "peers at the calm interval", 30)
+        # While forming a node is listed dead until its heartbeat is seen to rise: from
+        # here on, none may be.
+        dead_seen.clear()
+        # Node 0 keeps its own rhythm; three of the peers' calm rounds on, every node still
+        # lists every node live and none was ever judged dead.
+        rounds = node0.stats.rounds
+        rhythm = config.gossip_interval
+        await _until(
+            lambda: calm() and (node0.stats.rounds - rounds) * rhythm >= 3 * PEER_CALM_INTERVAL,
+            "three calm rounds",
+            30,
+        )
+        assert len(node0.live_nodes()) == nodes
+        assert all(view[0] == nodes for view in demo.views.values())
+        assert dead_seen == []
+        assert node0.config.gossip_interval == rhythm
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
 async def test_a_peer_stops_and_restarts_across_the_process_boundary() -> None:
     config = _config()
     demo = WorkerDemoCluster(3, workers=2, restart_delay=1.5, rng=random.Random(4))
@@ -100,7 +140,7 @@ async def test_a_peer_stops_and_restarts_across_the_process_boundary() -> None:
 _DASHBOARD = """
 import sys, trio, attrs
 from gossip_tui.node import NodeConfig, open_node
-from gossip_tui.ui.demo import demo_overrides
+from gossip_tui.ui.demo import PEER_CALM_INTERVAL, demo_overrides
 from gossip_tui.ui.demo_worker import WORKER_NICENESS
 from gossip_tui.ui.demo_workers import WorkerDemoCluster
 
