@@ -219,6 +219,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[dict[str, float]] = []
     converged: float | None = None
     events = 0
+    cpu_at_convergence = 0.0
 
     def everyone_sees_all() -> int:
         return sum(1 for node in nodes if live_count(node) == args.nodes) + sum(
@@ -234,7 +235,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 events += 1
 
         nursery.start_soon(drain)
-        nursery.start_soon(demo.run, first, recording_open_node, config, lambda _m: True)
+        # --peer-interval-ms: the peers at their own rhythm, node 0 at --interval-ms.
+        peer_config = config
+        if args.peer_interval_ms is not None:
+            peer_config = attrs.evolve(config, gossip_interval=args.peer_interval_ms / 1000)
+        nursery.start_soon(demo.run, first, recording_open_node, peer_config, lambda _m: True)
         up = time.monotonic() - started
         deadline = started + args.duration
         next_sample = started + args.sample
@@ -246,6 +251,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     traffic(nodes, views(), messages, all_ports(), rcvbuf_errors_before)
                 )
                 at_convergence["cpu_s"] = round(cpu_seconds(pids()) - cpu_start, 1)
+                cpu_at_convergence = cpu_seconds(pids())
                 at_convergence["rss_mib"] = round(rss_mib() + workers_rss_mib(pids()), 1)
                 at_convergence["rss_mib_workers"] = round(workers_rss_mib(pids()), 1)
                 at_convergence["round_s_median"] = round(
@@ -284,7 +290,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         at_end = traffic(nodes, views(), messages, all_ports(), rcvbuf_errors_before)
         ended = time.monotonic()
         # Before the workers go: their CPU and memory so far.
-        cpu_total = cpu_seconds(pids()) - cpu_start
+        cpu_now = cpu_seconds(pids())
+        cpu_total = cpu_now - cpu_start
         rss_end = rss_mib() + workers_rss_mib(pids())
         nursery.cancel_scope.cancel()
     return {
@@ -299,6 +306,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_mib_end": round(rss_end, 1),
         # How long the run went on once converged: what rss_mib_end is "after".
         "after_convergence_s": None if converged is None else round(ended - started - converged, 1),
+        # CPU-seconds per second from convergence to the end (workers included): what a
+        # formed demo costs the machine while it runs.
+        "steady_cpu_per_s": None
+        if converged is None or ended - started - converged <= 0
+        else round((cpu_now - cpu_at_convergence) / (ended - started - converged), 3),
+        "peer_interval_ms": args.peer_interval_ms,
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         "at_convergence": at_convergence,
         "at_end": at_end,
         "samples": samples,
@@ -354,6 +368,12 @@ def main() -> int:
         default=default_workers(),
         help="processes for the peers, as the demo's --workers (0: beside node 0, in one run)",
     )
+    parser.add_argument(
+        "--peer-interval-ms",
+        type=int,
+        default=None,
+        help="the peers' gossip interval (default: --interval-ms, as the demo's)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
     result = trio.run(run, args)
@@ -366,7 +386,8 @@ def main() -> int:
             f"{result['cpu_s_total']} CPU-seconds in {args.duration:g} s "
             f"({result['gc_cpu_s']} collecting garbage); RSS "
             f"{result['at_convergence'].get('rss_mib')} MiB at convergence, "
-            f"{result['rss_mib_end']} MiB {result['after_convergence_s']} s later"
+            f"{result['rss_mib_end']} MiB {result['after_convergence_s']} s later; "
+            f"{result['steady_cpu_per_s']} CPU-s per second once converged"
         )
     return 0
 
