@@ -76,6 +76,22 @@ def test_a_digest_laid_out_as_the_last_decodes_as_from_scratch(version: int) -> 
         assert isinstance(decoded, Syn) and dict(decoded.digest.nodes) == entries
 
 
+@pytest.mark.parametrize("version", [PROTOCOL_V0, PROTOCOL_V1])
+def test_a_digest_shorter_than_the_layout_decodes_as_from_scratch(version: int) -> None:
+    # Same start and count as the layout kept, but a shorter name near the end: the
+    # datagram ends before the layout does, so its entries cannot be cut by the layout's
+    # struct (codec._Layout.cut) and are sliced and parsed as far as they go.
+    base = {node: NodeDigest(5, 0, 3) for node in NODES}
+    decode(_syn(base, version))
+    shorter = dict(base)
+    del shorter[NODES[-1]]
+    shorter[_node("n", 10_011)] = NodeDigest(5, 0, 3)
+    wire = _syn(shorter, version)
+    decoded = _outcome(wire)
+    assert decoded == _from_scratch(wire)
+    assert isinstance(decoded, Syn) and dict(decoded.digest.nodes) == shorter
+
+
 def test_a_malformed_digest_fails_the_same_way_with_a_layout_kept() -> None:
     entries = {node: NodeDigest(5, 0, 3) for node in NODES}
     wire = _syn(entries)
