@@ -29,8 +29,8 @@ import math
 from array import array
 from collections.abc import Iterable, Iterator
 from itertools import compress, repeat
-from operator import attrgetter, is_
-from typing import TYPE_CHECKING, Any, ClassVar, Self, SupportsIndex, cast
+from operator import is_
+from typing import Any, cast
 
 import attrs
 
@@ -62,216 +62,74 @@ class FailureDetectorConfig:
     acceptable_pause: float = attrs.field(default=3.0, validator=non_negative)
 
 
-class _WindowParameters:
-    """A window's fixed parameters, one object per distinct set (every window of a
-    detector holds the same three, where a slot each cost 24 bytes per window: a
-    5,000-node simulation holds 25 million windows), and the means windows of them
-    worked out last, by value. A window whose mean comes out equal to one of those holds
-    that float rather than a float object of its own (24 bytes): the windows of a
-    detector mostly hold the same few sets of intervals when its peers beat alike (the
-    engines of a simulation, a quiet cluster on one clock). Bounded: a node whose peers
-    all beat apart pays a lookup per heartbeat, and a table of at most _MEANS_KEPT."""
+# The int objects of row numbers, shared by every detector of the process: a row number
+# past 256 is an int object of its own (28 bytes), and a simulation's N detectors each
+# number the same N nodes.
+_ROW_NUMBERS: list[int] = []
 
-    __slots__ = ("max_interval", "means", "prior_mean", "window_size")
-
-    def __init__(self, window_size: int, max_interval: float, prior_mean: float) -> None:
-        self.window_size = window_size
-        self.max_interval = max_interval
-        self.prior_mean = prior_mean
-        self.means: dict[float, float] = {}
-
-    def key(self) -> tuple[int, float, float]:
-        return (self.window_size, self.max_interval, self.prior_mean)
+# A fresh window's ring holds this many intervals a row (at most the window's size); it
+# grows by doubling (see FailureDetector._widen).
+_FIRST_STRIDE = 4
 
 
-# The subclass of SamplingWindow of each set of parameters (see SamplingWindow.__new__).
-_WINDOW_KINDS: dict[tuple[int, float, float], type[SamplingWindow]] = {}
+# The means rows worked out last, by value, for every detector of the process: a row whose
+# mean comes out equal to one of those holds that float rather than a float object of its
+# own (24 bytes): the rows of a detector mostly hold the same few sets of intervals when
+# its peers beat alike (the engines of a simulation, a quiet cluster on one clock).
+# Bounded: a detector whose peers all beat apart pays a lookup per heartbeat, and a table
+# of at most _MEANS_KEPT.
+_MEANS: dict[float, float] = {}
 _MEANS_KEPT = 256
 
-if TYPE_CHECKING:
-    _Doubles = array[float]
-else:
-    _Doubles = array
 
-
-class SamplingWindow(_Doubles):
-    """The last heartbeat arrival intervals of one node, with their running sum.
-
-    The window is itself an array of C doubles: empty before the first interval, then
-    their sum followed by the ring of intervals, filled up to the window's size and then
-    overwritten oldest first. A node holds one window per peer, and a deque with a bound
-    takes a 64-slot block (760 bytes) from its first sample on, and each float in it
-    another 32 bytes, where a double in an array takes 8; an object that held the array
-    took another 96 bytes, where the array's own header carries the few fields (104 bytes
-    in all), and the sum as a float object 24 (a 5,000-node simulation holds 25 million
-    windows). Nothing outside reads it as a sequence."""
-
-    __slots__ = ("_oldest", "last_heartbeat", "mean")
-
-    # The window's parameters: an attribute of its class, not a slot of its own (8 bytes a
-    # window, N^2 windows in a simulation). Each set of parameters has its subclass
-    # (see __new__), which adds nothing else.
-    _parameters: ClassVar[_WindowParameters]
-
-    def __new__(cls, window_size: int, max_interval: float, prior_interval: float) -> Self:
-        key = (window_size, max_interval, prior_interval)
-        kind = _WINDOW_KINDS.get(key)
-        if kind is None:
-            namespace = {"__slots__": (), "_parameters": _WindowParameters(*key)}
-            kind = _WINDOW_KINDS[key] = type(cls.__name__, (cls,), namespace)
-        # (An array of doubles, whatever the parameters: the array takes its type code.)
-        return cast("Self", super().__new__(kind, "d"))
-
-    def __init__(self, window_size: int, max_interval: float, prior_interval: float) -> None:
-        # Where the oldest interval is in the ring (after the sum), once it is full (before:
-        # at 0).
-        self._oldest = 0
-        self.last_heartbeat: float | None = None
-        # The smoothed mean interval, None before the first interval: kept as the intervals
-        # change (only here and in reset), so the detector's loops read it without a call.
-        self.mean: float | None = None
-
-    def report_heartbeat(self, now: float) -> float | None:
-        """Record a heartbeat at ``now``; the smoothed mean interval after it (:attr:`mean`),
-        which the detector needs next: returned rather than asked for, one call per
-        heartbeat instead of three."""
-        _report_heartbeats_to((self,), now, self._parameters)
-        return self.mean
-
-    # A window is an object, not a value: compared and hashed by identity, true however
-    # few its samples, as it was before it became an array.
-    __eq__ = object.__eq__
-    __ne__ = object.__ne__
-    __hash__ = object.__hash__  # type: ignore[assignment]
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
-        # The array's own would rebuild a bare array: the window's fields go with it.
-        return (_rebuilt_window, (self._parameters.key(), self.tolist(), self._fields()))
-
-    def __copy__(self) -> SamplingWindow:
-        return _rebuilt_window(self._parameters.key(), self, self._fields())
-
-    def __deepcopy__(self, memo: object) -> SamplingWindow:
-        return self.__copy__()  # its fields are numbers: nothing to copy deeper
-
-    def _fields(self) -> tuple[int, float | None, float | None]:
-        return (self._oldest, self.last_heartbeat, self.mean)
-
-    def reset(self) -> None:
-        # Emptied: an array of 16 or more doubles gives its memory back, as a fresh one did
-        # (a smaller one keeps its few bytes).
-        del self[:]
-        self._oldest = 0
-        self.mean = None
-
-    def mean_interval(self) -> float | None:
-        """The smoothed mean interval, or None before the first interval."""
-        return self.mean
-
-    def phi(self, now: float, pause_per_phi: float = 0.0) -> float | None:
-        """chitchat's phi, the mean stretched by ``pause_per_phi`` (see the module doc)."""
-        mean = self.mean_interval()
-        if mean is None or self.last_heartbeat is None:
-            return None
-        return (now - self.last_heartbeat) / (mean + pause_per_phi)
-
-    def live_until(self, threshold: float, pause_per_phi: float) -> float:
-        """A time before which :meth:`phi` stays at or under ``threshold`` if no heartbeat
-        comes (a little early, never late); -inf without a phi."""
-        mean = self.mean_interval()
-        if mean is None or self.last_heartbeat is None:
-            return -math.inf
-        tolerated = threshold * (mean + pause_per_phi)
-        return self.last_heartbeat + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
-
-
-def _report_heartbeats_to(
-    windows: Iterable[SamplingWindow], now: float, parameters: _WindowParameters
-) -> None:
-    """Record a heartbeat at ``now`` in each of ``windows``, all of ``parameters``: the one
-    loop that updates windows, for a single report and for a received digest's batch (one
-    pass, where a call per heartbeat cost twice the instructions the update itself does).
-    The parameters are given, not read from each window: a detector's windows all have
-    its own (see FailureDetector._new_window)."""
-    window_size, max_interval = parameters.window_size, parameters.max_interval
-    # (The same product each time: hoisted, the same double.)
-    prior_part = _PRIOR_WEIGHT * parameters.prior_mean
-    means = parameters.means
-    for window in windows:
-        last = window.last_heartbeat
-        window.last_heartbeat = now
-        if last is None:
-            continue
-        interval = now - last
-        # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-        if interval <= max_interval and window_size > 0:
-            # (The sum is added to and taken from in the order of the samples, as a
-            # float of its own was: the same doubles.)
-            count = len(window) - 1
-            if count < 0:  # the first interval: it is the sum, too
-                window.append(interval)
-                window.append(interval)
-                total = interval
-                count = 1
-            elif count < window_size:
-                window.append(interval)
-                total = window[0] + interval
-                window[0] = total
-                count += 1
-            else:
-                at = window._oldest + 1
-                total = window[0] - window[at]
-                window[at] = interval
-                window._oldest = at % window_size
-                total += interval
-                window[0] = total
-            mean = (total + prior_part) / (count + _PRIOR_WEIGHT)
-            # (Not a zero: 0.0 and -0.0 are equal, and differ as divisors.)
-            if mean:
-                held = means.get(mean)
-                if held is not None:
-                    mean = held
-                else:
-                    if len(means) >= _MEANS_KEPT:
-                        means.clear()
-                    means[mean] = mean
-            window.mean = mean
-
-
-def _rebuilt_window(
-    parameters: tuple[int, float, float],
-    intervals: Iterable[float],
-    fields: tuple[int, float | None, float | None],
-) -> SamplingWindow:
-    window = SamplingWindow(*parameters)
-    window.extend(intervals)
-    window._oldest, window.last_heartbeat, window.mean = fields
-    return window
-
-
-_mean_of = attrgetter("mean")
+def _row_number(row: int) -> int:
+    numbers = _ROW_NUMBERS
+    while len(numbers) <= row:
+        numbers.extend(range(len(numbers), 2 * len(numbers) + 64))
+    return numbers[row]
 
 
 class FailureDetector:
-    """Decides which peers are live, which are dead, and when a dead one may be forgotten."""
+    """Decides which peers are live, which are dead, and when a dead one may be forgotten.
+
+    A node's heartbeat window is a row of columns, not an object: a simulation of N nodes
+    holds N^2 of them (10^8 at 10,000), where a window object took 104 bytes, its dict
+    slot ~31 and the live set's ~31. A node heard from has a row number (``_rows``); the
+    columns hold, at that number, its last heartbeat, the sum and the smoothed mean of its
+    intervals, its fill, whether it is live, and its ring of intervals (``_stride`` slots
+    a row in one array). The fill is the count of intervals while under the window's
+    size, then the window's size plus the position of the oldest interval once the ring
+    is full and overwritten oldest first. A row freed by forget or garbage_collect is
+    reused for the next new node.
+
+    The columns the heartbeat loop reads and writes on every heartbeat (the last
+    heartbeat, the mean, the fill) are lists: an item of an array of doubles is read
+    into a float object and written through argument parsing, ~300 instructions more
+    than a list's item. Their floats are shared: the ``now`` of one report for all its
+    nodes, equal means one float (``_MEANS``); the fill is a small int (cached) while a
+    window holds under 257 intervals."""
 
     def __init__(self, config: FailureDetectorConfig) -> None:
         self.config = config
         # Spread over the threshold, the pause delays the crossing by exactly itself.
         self._pause_per_phi = config.acceptable_pause / config.phi_threshold
-        # The parameters of each window the detector makes (its config's): handed to the
-        # batch loop once, where it asked each window for its own.
-        self._window_parameters = type(self._new_window())._parameters
-        self._samples: dict[NodeId, SamplingWindow] = {}
-        # The live nodes, as the keys of a dict (their values unused): a set of them took
-        # twice a dict's memory at some sizes (a set grows fourfold: 55 bytes a node at
-        # 600 nodes, 52 at 10,000, against 31 and 30), and a simulation holds one per
-        # engine (N^2 entries). Every reader makes a set of them or sorts them: the order
-        # tells nothing.
-        self._live: dict[NodeId, None] = {}
+        self._rows: dict[NodeId, int] = {}
+        # Each row's node (None while free), in row order: live_nodes walks it beside
+        # the live flags, in C.
+        self._nodes: list[NodeId | None] = []
+        self._free_rows: list[int] = []
+        self._last: list[float | None] = []  # None before a first heartbeat
+        self._mean: list[float | None] = []  # None before a first interval
+        self._fill: list[int] = []
+        self._sum = array("d")
+        # 1 for a live node (every live node has a row: only a dead or forgotten node
+        # loses it). The order of the live nodes tells nothing: every reader makes a set
+        # of them or sorts them.
+        self._live = bytearray()
+        # Rows of at most the window's size, as many slots as the fullest row needs (the
+        # rows of a detector fill alike: its peers beat at one rhythm).
+        self._stride = min(_FIRST_STRIDE, max(config.sampling_window_size, 0))
+        self._ring = array("d")
         self._dead: dict[NodeId, float] = {}  # node -> time it was declared dead
         # No judgement of update_node_liveness or garbage_collect differs from the present
         # one before this time (it may be early, never late): a runtime need not sweep
@@ -279,22 +137,48 @@ class FailureDetector:
         # only a sweep judges (a heartbeat of a node not live, a death declared, a node
         # forgotten).
         self._steady_until = -math.inf
-        # The last batch of every_live nodes reported (see report_heartbeats), their windows,
+        # The last batch of every_live nodes reported (see report_heartbeats), their rows,
         # and the _membership it held at: bumped whenever a node is judged, dies, gets or
-        # loses a window, so a batch of the same nodes at the same count may reuse both.
+        # loses a row, so a batch of the same nodes at the same count may reuse both.
         self._membership = 0
         self._batch: list[NodeId] = []
-        self._batch_windows: list[Any] = []
+        self._batch_rows: list[int] = []
         self._batch_membership = -1
 
-    def _new_window(self) -> SamplingWindow:
-        # Every window of the detector is of its config: report_heartbeats hands the
-        # batch loop the parameters once, for all of them.
-        return SamplingWindow(
-            self.config.sampling_window_size,
-            self.config.max_interval,
-            self.config.initial_interval,
-        )
+    def _new_row(self, node: NodeId) -> int:
+        if self._free_rows:
+            row = self._free_rows.pop()
+            self._nodes[row] = node
+        else:
+            row = _row_number(len(self._nodes))
+            self._nodes.append(node)
+            self._last.append(None)
+            self._mean.append(None)
+            self._fill.append(0)
+            self._sum.append(0.0)
+            self._live.append(0)
+            self._ring.extend(repeat(0.0, self._stride))
+        self._last[row] = self._mean[row] = None
+        self._fill[row] = 0
+        self._rows[node] = row
+        return row
+
+    def _free_row(self, node: NodeId) -> None:
+        row = self._rows.pop(node, None)
+        if row is not None:
+            self._nodes[row] = None
+            self._live[row] = 0
+            self._free_rows.append(row)
+
+    def _widen(self) -> None:
+        """Double the ring's slots a row (up to the window's size): a row is full."""
+        stride, rows = self._stride, len(self._nodes)
+        wider = min(2 * stride, self.config.sampling_window_size)
+        ring = array("d", bytes(8 * wider * rows))
+        old = self._ring
+        for row in range(rows):
+            ring[row * wider : row * wider + stride] = old[row * stride : row * stride + stride]
+        self._ring, self._stride = ring, wider
 
     def report_heartbeat(self, node: NodeId, now: float) -> None:
         self.report_heartbeats((node,), now)
@@ -303,56 +187,99 @@ class FailureDetector:
         """Report a heartbeat of each of ``nodes`` at ``now``: a received digest's risen
         heartbeats in one call, where a call per heartbeat cost a chain of five (window,
         interval, crossing, mean), for every node on every message of a forming cluster."""
-        samples = self._samples
+        rows_of = self._rows
         reported = nodes if isinstance(nodes, list) else list(nodes)
         steady_until = self._steady_until
-        # (Windows, or None where a node has none yet; no cast: a Python call.)
-        windows: list[Any]
+        # (Rows, or None where a node has none yet.)
+        rows: list[Any]
         if self._batch_membership == self._membership and reported == self._batch:
             # The nodes of the last batch (the usual one: an idle cluster's digests all
-            # rise alike), compared by identity in C: their windows, all live, where
+            # rise alike), compared by identity in C: their rows, all live, where
             # looking them up and asking their liveness hashed each node twice.
             every_live = True
-            windows = self._batch_windows
+            rows = self._batch_rows
         else:
-            # (A live node has a window: only a node dead or forgotten loses it.)
-            every_live = all(map(self._live.__contains__, reported))
             # Looked up in C (a node id hashes in C).
-            windows = list(map(samples.get, reported))
+            rows = list(map(rows_of.get, reported))
+            # (A live node has a row.)
+            every_live = None not in rows and all(map(self._live.__getitem__, rows))
             if every_live:
-                self._batch, self._batch_windows = list(reported), windows
+                self._batch, self._batch_rows = list(reported), rows
                 self._batch_membership = self._membership
         if not every_live:
             self._membership += 1
             # A node not live may come alive at the next sweep. A new node gets its
-            # window here, in order (a node named twice gets one). (Never ``None in``: that
-            # compares windows, a call each.)
+            # row here, in order (a node named twice gets one).
             steady_until = -math.inf
-            for at in compress(range(len(windows)), map(is_, windows, repeat(None))):
+            for at in compress(range(len(rows)), map(is_, rows, repeat(None))):
                 node = reported[at]
-                window = samples.get(node)
-                if window is None:
-                    window = samples[node] = self._new_window()
-                windows[at] = window
-        _report_heartbeats_to(windows, now, self._window_parameters)
-        if every_live and windows:
+                row = rows_of.get(node)
+                rows[at] = self._new_row(node) if row is None else row
+        self._report_rows(rows, now)
+        if every_live and rows:
             # The lowest mean gives the earliest crossing (it grows with the mean, rounding
-            # and all), worked out once. A live node without a mean (there is none) would
-            # leave it to the next sweep: min compares a None it meets, and fails.
-            try:
-                lowest_mean = min(map(_mean_of, windows))
-            except TypeError:
-                lowest_mean = None
-            if lowest_mean is None:
-                steady_until = -math.inf
-            else:
-                # SamplingWindow.live_until, inlined: the last heartbeat is now.
-                threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
-                tolerated = threshold * (lowest_mean + pause_per_phi)
-                until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
-                if until < steady_until:
-                    steady_until = until
+            # and all), worked out once. (A live node has a mean.)
+            live_means = cast("list[float]", self._mean)
+            lowest_mean = min(map(live_means.__getitem__, rows))
+            threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+            tolerated = threshold * (lowest_mean + pause_per_phi)
+            until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
+            if until < steady_until:
+                steady_until = until
         self._steady_until = steady_until
+
+    def _report_rows(self, rows: Iterable[int], now: float) -> None:
+        """Record a heartbeat at ``now`` in each of ``rows``: the one loop that updates
+        windows, for a single report and for a received digest's batch (one pass, where
+        a call per heartbeat cost twice the instructions the update itself does)."""
+        config = self.config
+        window_size, max_interval = config.sampling_window_size, config.max_interval
+        # (The same product each time: hoisted, the same double.)
+        prior_part = _PRIOR_WEIGHT * config.initial_interval
+        last_of, sum_of, mean_of, fill_of = self._last, self._sum, self._mean, self._fill
+        ring, stride = self._ring, self._stride
+        means = _MEANS
+        for row in rows:
+            last = last_of[row]
+            last_of[row] = now
+            if last is None:
+                continue
+            interval = now - last
+            # A long silence is not a sample of the normal rhythm: keep it out of the mean.
+            if interval <= max_interval and window_size > 0:
+                # (The sum is added to and taken from in the order of the samples, as a
+                # float of its own was: the same doubles.)
+                fill = fill_of[row]
+                if fill < window_size:
+                    if fill == stride:
+                        self._widen()
+                        ring, stride = self._ring, self._stride
+                    ring[row * stride + fill] = interval
+                    total = sum_of[row] + interval if fill else interval
+                    fill += 1
+                    count = fill
+                else:
+                    at = row * stride + fill - window_size
+                    total = sum_of[row] - ring[at]
+                    ring[at] = interval
+                    total += interval
+                    fill += 1
+                    if fill == 2 * window_size:
+                        fill = window_size
+                    count = window_size
+                sum_of[row] = total
+                fill_of[row] = fill
+                mean = (total + prior_part) / (count + _PRIOR_WEIGHT)
+                # (Not a zero: 0.0 and -0.0 are equal, and differ as divisors.)
+                if mean:
+                    held = means.get(mean)
+                    if held is not None:
+                        mean = held
+                    else:
+                        if len(means) >= _MEANS_KEPT:
+                            means.clear()
+                        means[mean] = mean
+                mean_of[row] = mean
 
     @property
     def steady_until(self) -> float:
@@ -364,13 +291,12 @@ class FailureDetector:
         earliest moment a live node's phi may cross the threshold or a dead node's grace
         period ends."""
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
-        samples = self._samples
+        last_of, mean_of = self._last, self._mean
         until = math.inf
-        # SamplingWindow.live_until inlined: this runs over every live node after a sweep.
-        # (A live node has a mean: its window is only emptied when it dies.)
-        for node in self._live:
-            window = samples[node]
-            last, mean = window.last_heartbeat, window.mean
+        # This runs over every live node after a sweep. (A live node has a mean: its
+        # window is only emptied when it dies.)
+        for row in compress(range(len(self._live)), self._live):
+            last, mean = last_of[row], mean_of[row]
             if last is None or mean is None:
                 until = -math.inf
                 break
@@ -382,48 +308,66 @@ class FailureDetector:
             until = min(until, min(self._dead.values()) + self.config.dead_node_grace_period)
         self._steady_until = until
 
+    def mean_interval(self, node: NodeId) -> float | None:
+        """The smoothed mean interval of ``node``, or None before its first interval."""
+        row = self._rows.get(node)
+        return None if row is None else self._mean[row]
+
     def phi(self, node: NodeId, now: float) -> float | None:
-        window = self._samples.get(node)
-        return None if window is None else window.phi(now, self._pause_per_phi)
+        """chitchat's phi, the mean stretched by the acceptable pause (see the module doc)."""
+        row = self._rows.get(node)
+        if row is None:
+            return None
+        last, mean = self._last[row], self._mean[row]
+        if last is None or mean is None:
+            return None
+        return (now - last) / (mean + self._pause_per_phi)
 
     def update_node_liveness(self, node: NodeId, now: float) -> None:
         self.update_liveness_of((node,), now)
 
     def update_liveness_of(self, nodes: Iterable[NodeId], now: float) -> None:
         """Judge each of ``nodes`` by its phi at ``now``: a sweep's nodes in one call, the
-        phi worked out here (SamplingWindow.phi inlined), where a call per node cost three."""
-        samples = self._samples
+        phi worked out here (phi inlined), where a call per node cost three."""
+        rows_of = self._rows
         live, dead = self._live, self._dead
+        last_of, mean_of = self._last, self._mean
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
         self._membership += 1
         for node in nodes:
-            window = samples.get(node)
-            if window is not None:
-                last, mean = window.last_heartbeat, window.mean
-                if (
-                    last is not None
-                    and mean is not None
-                    and (now - last) / (mean + pause_per_phi) <= threshold
-                ):
-                    live[node] = None
-                    dead.pop(node, None)
-                    continue
-            live.pop(node, None)
+            row = rows_of.get(node)
+            if row is None:
+                dead.setdefault(node, now)
+                continue
+            last, mean = last_of[row], mean_of[row]
+            if (
+                last is not None
+                and mean is not None
+                and (now - last) / (mean + pause_per_phi) <= threshold
+            ):
+                live[row] = 1
+                dead.pop(node, None)
+                continue
+            live[row] = 0
             dead.setdefault(node, now)
             # Forget the old rhythm: a node that comes back starts a fresh window, so it
             # must show a new interval before it counts as live again.
-            if window is not None:
-                window.reset()
+            self._reset(row)
 
     def declare_dead(self, node: NodeId, now: float) -> None:
         """Dead now, whatever phi says (a node that announced it is leaving)."""
         self._steady_until = -math.inf
         self._membership += 1
-        self._live.pop(node, None)
         self._dead.setdefault(node, now)
-        window = self._samples.get(node)
-        if window is not None:
-            window.reset()
+        row = self._rows.get(node)
+        if row is not None:
+            self._live[row] = 0
+            self._reset(row)
+
+    def _reset(self, row: int) -> None:
+        # The window emptied (the last heartbeat kept).
+        self._mean[row] = None
+        self._fill[row] = 0
 
     def garbage_collect(self, now: float) -> list[NodeId]:
         """Remove and return the dead nodes whose grace period is over."""
@@ -433,17 +377,19 @@ class FailureDetector:
             self._membership += 1
         for node in expired:
             del self._dead[node]
-            self._samples.pop(node, None)
+            self._free_row(node)
         return expired
 
     def live_nodes(self) -> Iterator[NodeId]:
-        return iter(self._live)
+        # (A free row is never live: no None.)
+        return cast("Iterator[NodeId]", compress(self._nodes, self._live))
 
     def dead_nodes(self) -> Iterator[NodeId]:
         return iter(self._dead)
 
     def is_live(self, node: NodeId) -> bool:
-        return node in self._live
+        row = self._rows.get(node)
+        return row is not None and bool(self._live[row])
 
     def time_of_death(self, node: NodeId) -> float | None:
         return self._dead.get(node)
@@ -463,6 +409,5 @@ class FailureDetector:
     def forget(self, node: NodeId) -> None:
         self._steady_until = -math.inf
         self._membership += 1
-        self._samples.pop(node, None)
-        self._live.pop(node, None)
+        self._free_row(node)
         self._dead.pop(node, None)

@@ -1,16 +1,21 @@
+import copy
+import pickle
+
 import pytest
 
-from gossip_tui.core.failure_detector import (
-    FailureDetector,
-    FailureDetectorConfig,
-    SamplingWindow,
-)
+from gossip_tui.core.failure_detector import FailureDetector, FailureDetectorConfig
 from gossip_tui.core.models import NodeId, SocketAddress
 
 NODE = NodeId("node-1", 1, SocketAddress.parse("127.0.0.1:10001"))
 
 #: chitchat's rule exactly: no acceptable pause.
 CHITCHAT = FailureDetectorConfig(acceptable_pause=0.0)
+
+
+def _window(size: int) -> FailureDetector:
+    """A detector of one node's window (``size`` intervals, max 10 s, prior 5 s), with
+    chitchat's phi (no pause)."""
+    return FailureDetector(FailureDetectorConfig(sampling_window_size=size, acceptable_pause=0.0))
 
 
 def test_defaults_match_chitchat() -> None:
@@ -25,33 +30,33 @@ def test_defaults_match_chitchat() -> None:
 
 
 def test_phi_needs_one_interval() -> None:
-    window = SamplingWindow(1000, 10.0, 5.0)
-    assert window.phi(0.0) is None
-    window.report_heartbeat(0.0)
-    assert window.phi(1.0) is None
-    window.report_heartbeat(1.0)
+    window = _window(1000)
+    assert window.phi(NODE, 0.0) is None
+    window.report_heartbeat(NODE, 0.0)
+    assert window.phi(NODE, 1.0) is None
+    window.report_heartbeat(NODE, 1.0)
     # mean = (1 + 5 * 5) / (1 + 5) = 26/6; phi = elapsed / mean.
-    assert window.phi(3.0) == 2.0 / (26 / 6)
+    assert window.phi(NODE, 3.0) == 2.0 / (26 / 6)
 
 
 def test_intervals_above_max_are_ignored() -> None:
-    window = SamplingWindow(1000, 10.0, 5.0)
-    window.report_heartbeat(0.0)
-    window.report_heartbeat(11.0)  # a long silence: not a sample
-    assert window.phi(12.0) is None
-    window.report_heartbeat(12.0)
-    assert window.phi(12.0) == 0.0
+    window = _window(1000)
+    window.report_heartbeat(NODE, 0.0)
+    window.report_heartbeat(NODE, 11.0)  # a long silence: not a sample
+    assert window.phi(NODE, 12.0) is None
+    window.report_heartbeat(NODE, 12.0)
+    assert window.phi(NODE, 12.0) == 0.0
 
 
 def test_window_is_bounded() -> None:
-    window = SamplingWindow(3, 10.0, 5.0)
+    window = _window(3)
     t = 0.0
-    window.report_heartbeat(t)
+    window.report_heartbeat(NODE, t)
     for interval in (9.0, 9.0, 9.0, 1.0, 1.0, 1.0):
         t += interval
-        window.report_heartbeat(t)
+        window.report_heartbeat(NODE, t)
     # Only the last three intervals (1 s each) count.
-    assert window.phi(t + 1.0) == 1.0 / ((3.0 + 25.0) / 8)
+    assert window.phi(NODE, t + 1.0) == 1.0 / ((3.0 + 25.0) / 8)
 
 
 def test_live_then_dead_then_collected() -> None:
@@ -113,10 +118,10 @@ def test_the_acceptable_pause_is_added_to_what_phi_tolerates() -> None:
     ours = FailureDetector(FailureDetectorConfig())
     last = _steady(chitchat, 0.2, 1000)
     assert _steady(ours, 0.2, 1000) == last
-    window = SamplingWindow(1000, 10.0, 5.0)
+    window = _window(1000)
     for i in range(1000):
-        window.report_heartbeat(i * 0.2)
-    mean = window.mean_interval()
+        window.report_heartbeat(NODE, i * 0.2)
+    mean = window.mean_interval(NODE)
     assert mean is not None
     dies_chitchat = last + 8 * mean
     dies_ours = dies_chitchat + 3.0
@@ -157,18 +162,84 @@ def test_config_refuses_nonsense(options: dict[str, float]) -> None:
 
 def test_window_keeps_the_last_samples_however_often_it_wraps() -> None:
     # The window is a ring overwritten oldest first: after any number of samples, and
-    # after a reset, the mean is that of the last ``size`` intervals.
+    # after a death (which empties it), the mean is that of the last ``size`` intervals.
     size = 3
-    window = SamplingWindow(size, 10.0, 5.0)
+    window = _window(size)
     t = 0.0
-    window.report_heartbeat(t)
+    window.report_heartbeat(NODE, t)
     intervals = [1.0, 2.0, 4.0, 8.0, 0.5, 0.25, 3.0, 6.0]
     for count, interval in enumerate(intervals, start=1):
         t += interval
-        window.report_heartbeat(t)
+        window.report_heartbeat(NODE, t)
         last = intervals[max(0, count - size) : count]
-        assert window.mean_interval() == (sum(last) + 25.0) / (len(last) + 5)
-    window.reset()
-    assert window.mean_interval() is None
-    window.report_heartbeat(t + 2.0)
-    assert window.mean_interval() == (2.0 + 25.0) / 6
+        assert window.mean_interval(NODE) == (sum(last) + 25.0) / (len(last) + 5)
+    window.declare_dead(NODE, t)
+    assert window.mean_interval(NODE) is None
+    window.report_heartbeat(NODE, t + 2.0)
+    assert window.mean_interval(NODE) == (2.0 + 25.0) / 6
+
+
+def _nodes(count: int) -> list[NodeId]:
+    return [
+        NodeId(f"node-{i}", 1, SocketAddress.parse(f"127.0.0.1:{10_000 + i}")) for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 5, 9, 1000])
+def test_the_windows_of_many_nodes_keep_their_own_intervals_as_the_ring_widens(size: int) -> None:
+    # Nodes beating at different rhythms, one detector: each node's mean is that of its
+    # own last ``size`` intervals, summed in their order, however the rows' slots grew.
+    nodes = _nodes(7)
+    detector = _window(size)
+    heard: dict[NodeId, list[float]] = {node: [] for node in nodes}
+    last = dict.fromkeys(nodes, 0.0)
+    detector.report_heartbeats(nodes, 0.0)
+    for step in range(1, 40):
+        beating = [node for i, node in enumerate(nodes) if step % (i + 1) == 0]
+        now = step * 0.5
+        detector.report_heartbeats(beating, now)
+        for node in beating:
+            heard[node].append(now - last[node])
+            last[node] = now
+    for node in nodes:
+        # The running sum, as a float of its own: the newest added, the oldest taken
+        # away once the window is full, in the order of the samples.
+        total = 0.0
+        for count, interval in enumerate(heard[node]):
+            if count >= size:
+                total = total - heard[node][count - size] + interval
+            else:
+                total = interval if count == 0 else total + interval
+        kept = min(size, len(heard[node]))
+        assert detector.mean_interval(node) == (total + 25.0) / (kept + 5)
+
+
+def test_a_forgotten_node_s_row_goes_to_the_next_new_node_which_starts_afresh() -> None:
+    old, new = _nodes(2)
+    detector = _window(1000)
+    for t in (0.0, 1.0, 2.0):
+        detector.report_heartbeat(old, t)
+    detector.update_node_liveness(old, 2.0)
+    detector.declare_dead(old, 3.0)
+    detector.forget(old)
+    assert detector.phi(old, 3.0) is None and not detector.is_live(old)
+    detector.report_heartbeat(new, 4.0)
+    assert detector.phi(new, 4.0) is None  # no interval of the old node's
+    detector.report_heartbeat(new, 6.0)
+    assert detector.mean_interval(new) == (2.0 + 25.0) / 6
+    assert len(detector._nodes) == 1  # the freed row, reused
+    detector.update_node_liveness(new, 6.0)
+    assert list(detector.live_nodes()) == [new]
+
+
+def test_a_copied_or_unpickled_detector_judges_as_the_original() -> None:
+    nodes = _nodes(5)
+    detector = _window(3)
+    for t in range(6):
+        detector.report_heartbeats(nodes, float(t))
+    detector.update_liveness_of(nodes, 5.0)
+    for other in (copy.deepcopy(detector), pickle.loads(pickle.dumps(detector))):
+        assert set(other.live_nodes()) == set(nodes)
+        assert [other.phi(n, 7.0) for n in nodes] == [detector.phi(n, 7.0) for n in nodes]
+        other.report_heartbeats(nodes, 6.5)
+        assert detector.phi(nodes[0], 6.5) != 0.0  # the original is not the copy

@@ -8,11 +8,7 @@ import gc
 import tracemalloc
 
 from gossip_tui.core.codec import PROTOCOL_V1, decode, encode
-from gossip_tui.core.failure_detector import (
-    FailureDetector,
-    FailureDetectorConfig,
-    SamplingWindow,
-)
+from gossip_tui.core.failure_detector import FailureDetector, FailureDetectorConfig
 from gossip_tui.core.messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest, SynAck
 from gossip_tui.core.models import NodeId
 from gossip_tui.core.simulation import Simulation, chitchat_test_name, sim_address
@@ -53,21 +49,28 @@ def test_a_preformed_v1_cluster_holds_under_800_bytes_per_entry_after_two_rounds
     assert held / size**2 < 800
 
 
-def test_a_heartbeat_window_with_a_few_samples_takes_under_170_bytes() -> None:
-    def build() -> list[SamplingWindow]:
-        windows = [SamplingWindow(1_000, 10.0, 5.0) for _ in range(1_000)]
-        for window in windows:
-            for t in (1.0, 2.0, 3.0):
-                window.report_heartbeat(t)
-        return windows
+def test_a_detector_holds_under_100_bytes_a_node_with_a_few_intervals_each() -> None:
+    # What an engine's detector holds for each node of a simulation that ran a few rounds
+    # (N^2 entries): its row and a few intervals of the default 1,000-interval window,
+    # judged live.
+    nodes = [NodeId(f"node-{i}", 1, sim_address(i)) for i in range(600)]
 
-    held, _windows = _traced_bytes(build)
-    # ~145 bytes (the array with its fields, its sum and 3 intervals; the windows' equal
-    # means one float); ~153 when each window held its parameters in a slot; ~265 when
-    # the window was an object holding an array, its three parameters, its sum and its
-    # mean; a deque with a bound took a 64-slot block (760 bytes) from its first sample,
-    # and 32 bytes per float in it.
-    assert held / 1_000 < 150
+    def build() -> FailureDetector:
+        detector = FailureDetector(FailureDetectorConfig())
+        for t in (1.0, 2.0, 3.0, 4.0):
+            detector.report_heartbeats(nodes, t)
+        detector.update_liveness_of(nodes, 4.5)
+        return detector
+
+    build()  # the process's shared row numbers, made once, not counted
+    held, detector = _traced_bytes(build)
+    assert isinstance(detector, FailureDetector)
+    assert all(detector.is_live(node) for node in nodes)
+    # ~110 bytes a node in columns (the row dict's ~31, a list slot each of the node, the
+    # last heartbeat, the mean and the fill, 8 of the sum, a live byte, 32 of 4 ring
+    # slots); ~199 as a window object per node (an array with slots, 104 bytes, its
+    # intervals ~36 and its sum, the windows' dict ~31, the live nodes' dict ~31).
+    assert held / len(nodes) < 120
 
 
 def test_a_detector_judging_600_nodes_live_holds_under_40_bytes_a_node_for_it() -> None:
