@@ -10,7 +10,7 @@ import types
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NewType, Protocol
 
 import trio
 
@@ -33,9 +33,10 @@ _BACKLOG = 100
 # _serve_http11_only), the websocket stream (wsproto: the API refuses websockets, so it
 # is built for a websocket request only, to answer it as before), the multiprocessing
 # event of hypercorn's own multi-worker runner, logging.config and tomllib (for log and
-# config files, never given). Together ~40 ms of every HTTP node's start. Each module is
-# stood in for by one whose names, the ones hypercorn takes from it, import the real
-# module and call the real name on first use (h2.events is only named in annotations).
+# config files, never given), the statsd logger (only with a statsd host, never given).
+# Together ~40 ms of every HTTP node's start. Each module is stood in for by one whose
+# names, the ones hypercorn takes from it, import the real module and call the real name
+# on first use (h2.events is only named in annotations).
 # The stand-ins leave sys.modules once hypercorn is imported (a synchronous moment on the
 # thread that serves, which runs nothing else meanwhile): whoever imports one of these
 # modules later gets the real one.
@@ -46,7 +47,33 @@ _DEFERRED: dict[str, tuple[str, ...]] = {
     "multiprocessing.synchronize": ("Event",),
     "logging.config": ("dictConfig", "fileConfig"),
     "tomllib": ("load",),
+    "hypercorn.trio.statsd": ("StatsdLogger",),
 }
+
+# hypercorn's typing module (TypedDicts and Protocols, ~2 ms to build), whose names the
+# worker's modules use only in annotations (postponed), in cast() and in a channel's
+# type parameter, except ConnectionState, a NewType they call: it stands in as one.
+_TYPING = "hypercorn.typing"
+_TYPING_NAMES = (
+    "AppWrapper",
+    "ASGIFramework",
+    "ASGIReceiveCallable",
+    "ASGIReceiveEvent",
+    "ASGISendCallable",
+    "ASGISendEvent",
+    "Event",
+    "Framework",
+    "H11SendableEvent",
+    "HTTPResponseStartEvent",
+    "HTTPScope",
+    "LifespanScope",
+    "LifespanState",
+    "Scope",
+    "SingleTask",
+    "TaskGroup",
+    "WorkerContext",
+    "WSGIFramework",
+)
 
 
 def _built_on_first_use(module: str, name: str) -> type:
@@ -66,6 +93,14 @@ def _deferred_imports() -> Iterator[None]:
         for name in _DEFERRED[module]:
             setattr(stand_in, name, _built_on_first_use(module, name))
         sys.modules[module] = stand_in
+    if _TYPING not in sys.modules:
+        stand_in = types.ModuleType(_TYPING)
+        vars(stand_in).update(
+            dict.fromkeys(_TYPING_NAMES, Any),
+            ConnectionState=NewType("ConnectionState", dict[str, Any]),
+        )
+        sys.modules[_TYPING] = stand_in
+        stand_ins.append(_TYPING)
     try:
         yield
     finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.processes import run_probe
 
 # Serves the API of a fake node, sends each request in argv on its own connection, and
@@ -24,9 +26,14 @@ from tests.api.helpers import api_node
 
 # The h2 package alone is a version string: its modules are what HTTP/2 costs.
 WATCHED = ("wsproto", "h2.", "hpack", "hyperframe", "priority", "multiprocessing")
+# hypercorn's own modules that serving HTTP/1.1 does without.
+WATCHED_HYPERCORN = ("hypercorn.typing", "hypercorn.statsd", "hypercorn.trio.statsd")
 
 def loaded():
     return sorted({n.split(".")[0] for n in sys.modules if n.startswith(WATCHED)})
+
+def loaded_of_hypercorn():
+    return sorted(n for n in sys.modules if n in WATCHED_HYPERCORN)
 
 def exchange(port, request):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -40,9 +47,11 @@ def exchange(port, request):
             pass
         return reply.decode("latin-1")
 
-if os.environ.get("BREAK_A_STAND_IN"):
+if os.environ.get("BREAK_A_STAND_IN") == "h2":
     # As a hypercorn release would that takes a name the stand-in does not offer.
     _server._DEFERRED["hypercorn.protocol.h2"] = ()
+if os.environ.get("BREAK_A_STAND_IN") == "typing":
+    _server._TYPING_NAMES = _server._TYPING_NAMES[1:]
 
 async def main():
     async with trio.open_nursery() as nursery:
@@ -54,14 +63,19 @@ async def main():
             replies.append(await trio.to_thread.run_sync(exchange, addr.port, request.encode()))
         nursery.cancel_scope.cancel()
     after = loaded()
+    hypercorn_after = loaded_of_hypercorn()
     import multiprocessing.synchronize, logging.config, tomllib
+    import hypercorn.typing, hypercorn.trio.statsd
     real = [
         hasattr(multiprocessing.synchronize, "Semaphore"),
         hasattr(logging.config, "DictConfigurator"),
         hasattr(tomllib, "TOMLDecodeError"),
+        hasattr(hypercorn.typing, "H2SyncStream"),
+        hasattr(hypercorn.trio.statsd, "Base"),
     ]
     print(json.dumps({
         "before": before, "after": after, "replies": replies, "real": real,
+        "hypercorn_modules_after": hypercorn_after,
         "hypercorn_before": hypercorn_before, "hypercorn_after": "hypercorn" in sys.modules,
     }))
 
@@ -75,8 +89,8 @@ WEBSOCKET = (
 HEALTH = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
-def _serve_and_ask(*requests: str, break_a_stand_in: bool = False) -> dict[str, Any]:
-    env = {"BREAK_A_STAND_IN": "1"} if break_a_stand_in else {}
+def _serve_and_ask(*requests: str, break_a_stand_in: str = "") -> dict[str, Any]:
+    env = {"BREAK_A_STAND_IN": break_a_stand_in} if break_a_stand_in else {}
     report: dict[str, Any] = json.loads(run_probe(_SERVE_AND_ASK, *requests, env=env)[-1])
     return report
 
@@ -86,6 +100,15 @@ def test_serving_loads_no_http2_websocket_nor_multiprocessing() -> None:
     assert report["before"] == []
     assert report["after"] == []
     assert report["replies"][0].startswith("HTTP/1.1 200 ")
+
+
+def test_serving_builds_neither_hypercorn_typing_nor_its_statsd_logger() -> None:
+    # Only annotations, casts and a NewType of hypercorn.typing run; the statsd logger is
+    # for a statsd host, never given. Both stood in for while hypercorn is imported (the
+    # websocket stream, built for a websocket request, imports the real typing module).
+    report = _serve_and_ask(HEALTH, HEALTH)
+    assert report["hypercorn_modules_after"] == []
+    assert [reply.split("\r\n", 1)[0] for reply in report["replies"]] == ["HTTP/1.1 200 "] * 2
 
 
 def test_hypercorn_is_started_by_the_first_connection_which_is_answered() -> None:
@@ -112,15 +135,17 @@ def test_a_websocket_request_is_refused_with_403_as_before() -> None:
 def test_the_deferred_modules_are_real_once_imported_after() -> None:
     # The stand-ins are gone from sys.modules once hypercorn is imported: an import of one
     # of those modules afterwards gets the module itself.
-    assert _serve_and_ask(HEALTH)["real"] == [True, True, True]
+    assert _serve_and_ask(HEALTH)["real"] == [True] * 5
 
 
-def test_a_hypercorn_the_stand_ins_do_not_fit_is_imported_whole() -> None:
+@pytest.mark.parametrize("stand_in", ["h2", "typing"])
+def test_a_hypercorn_the_stand_ins_do_not_fit_is_imported_whole(stand_in: str) -> None:
     # A later hypercorn may take a name a stand-in lacks: the node then imports hypercorn
     # whole (HTTP/2 and all) and serves as before, instead of failing to serve.
-    report = _serve_and_ask(WEBSOCKET, HEALTH, break_a_stand_in=True)
+    report = _serve_and_ask(WEBSOCKET, HEALTH, break_a_stand_in=stand_in)
     assert "h2" in report["after"]  # hypercorn is imported once the first connection waits
+    assert "hypercorn.typing" in report["hypercorn_modules_after"]
     refused, health = report["replies"]
     assert refused.startswith("HTTP/1.1 403 ")
     assert health.startswith("HTTP/1.1 200 ")
-    assert report["real"] == [True, True, True]
+    assert report["real"] == [True] * 5
