@@ -21,8 +21,8 @@ port, with the HTTP API and with ``--no-http``, and measures:
 - Instructions (``--instructions``, where valgrind is installed): one more run of each mode
   under callgrind, the instructions the node executed when it answers a Syn (with HTTP: and
   listens on TCP, before any connection, which would start hypercorn) and once it has
-  answered its first ``GET /health``: figures that do not depend on the machine's load,
-  unlike CPU seconds.
+  answered its first ``GET /health``, and the floor's once it is ready: figures that do
+  not depend on the machine's load, unlike CPU seconds.
 - Into a cluster (``--into-cluster N``): N nodes started one after another with node 0
   as their seed, each once the one before answers ``GET /health``
   (``_cluster.Cluster.start_one_by_one``): the CPU each had spent when it first answered,
@@ -356,6 +356,41 @@ def instruction_counts(tree: Path, with_http: bool) -> dict[str, int]:
     return counts
 
 
+def floor_instructions(tree: Path) -> int:
+    """The floor under callgrind: its instructions once it is ready (Trio running, its
+    socket bound), read as a node's are."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out_prefix = Path(scratch) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_prefix}.%p"]
+        process = subprocess.Popen(
+            [*command, sys.executable, "-c", _FLOOR],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=tree,
+            env=_env(tree),
+            text=True,
+        )
+        try:
+            assert process.stdout is not None and process.stdin is not None
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError("the floor never got ready under callgrind")
+            subprocess.run(
+                ["callgrind_control", "--dump", str(process.pid)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            count = _callgrind_instructions(out_prefix)
+            process.stdin.close()
+            process.wait(timeout=_INSTRUCTIONS_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return count
+
+
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
@@ -473,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for tree in trees:
                 counts = instruction_counts(tree, with_http)
                 (results if tree == trees[0] else results["against"])[mode].update(counts)
+        results["floor"]["instructions"] = floor_instructions(trees[0])
     if args.into_cluster:
         for tree in trees:
             joined = into_cluster(tree, args.into_cluster, args.interval_ms, args.settle)
@@ -533,6 +569,7 @@ def _report_instructions(
             if "health_instructions" in entry:
                 line += f", after the first /health {entry['health_instructions'] / 1e6:.1f} M"
             print(line)
+    print(f"  floor: ready {results['floor']['instructions'] / 1e6:.1f} M")
 
 
 def _report_into_cluster(
