@@ -6,6 +6,7 @@ the client package brings http.client and email (~15 ms of every HTTP node's sta
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 from gossip_tui._config_file import CliSettings, SettingsError
@@ -74,6 +75,25 @@ def http_service(settings: CliSettings) -> Any:
     async def serve(node: Any) -> SocketAddress:
         # From the address bound, not the one asked: port 0 means the port gossip got.
         addr = settings.http_addr or default_http_addr(node.gossip_addr)
-        return await serve_node_http(node, addr, security=security)
+        try:
+            return await serve_node_http(node, addr, security=security)
+        except (OSError, ExceptionGroup) as error:
+            # Asked for any port, the node got a UDP one whose TCP twin another program may
+            # hold (a client connection's ephemeral port, on a busy host): any TCP port
+            # serves then, and node.http_addr says which. A port asked for stays an error.
+            if settings.http_addr is not None or settings.listen_addr.port != 0:
+                raise
+            if not _address_in_use(error):
+                raise
+            return await serve_node_http(node, SocketAddress(addr.ip, 0), security=security)
 
     return serve
+
+
+def _address_in_use(error: BaseException) -> bool:
+    """Whether ``error`` is, or holds in its groups, an address already in use."""
+    if isinstance(error, OSError):
+        return error.errno == errno.EADDRINUSE
+    if isinstance(error, BaseExceptionGroup):
+        return any(_address_in_use(inner) for inner in error.exceptions)
+    return False
