@@ -172,4 +172,5 @@ def test_a_killed_dashboard_leaves_no_worker_running() -> None:
         dashboard.wait(timeout=10)
         trio.run(_until, lambda: all(_gone(pid) for pid in pids), "the workers to exit", 10.0)
     # The peers yield the CPU to the dashboard.
-    assert niceness == [os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS] * 2
+    # (The kernel caps niceness at 19: under `nice` the suite starts at 10 already.)
+    assert niceness == [min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS, 19)] * 2
