@@ -1063,8 +1063,10 @@ def _read_entries_laid_out(
         pieces = cast("list[bytes]", list(map(getitem, repeat(data), layout)))
         holds_layout = False
     found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, pieces))
-    if None in found and holds_layout:
-        _read_known_ids(data, laid_out, pieces, found)
+    # Every entry known or of a known node (the usual digest): nothing left to look for
+    # (a scan of the entries, and an exception to end it).
+    if None not in found or (holds_layout and _read_known_ids(data, laid_out, pieces, found)):
+        return found, None, pieces, laid_out.end
     missing = -1
     while True:
         try:
@@ -1081,13 +1083,14 @@ def _read_entries_laid_out(
     return found, None, pieces, laid_out.end
 
 
-def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: list[Any]) -> None:
+def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: list[Any]) -> bool:
     """Fill in ``found`` (the entries of ``pieces``, None where new) the new entries whose
     node id is a known one, all in C: in an idle cluster every heartbeat has risen since
     the last digest, so every entry is new but none of its nodes, and a parse per entry
     (two Python calls) was most of a digest's decoding. A known id's bytes are a
     well-formed id of their length, so such a piece is an entry that ends where the
-    layout says (``data`` holds the whole layout: no number is cut short)."""
+    layout says (``data`` holds the whole layout: no number is cut short). True when no
+    entry of ``found`` is left None."""
     missing = list(compress(range(len(found)), map(is_, found, repeat(None))))
     ids, numbers = laid_out.split()
     held = laid_out.nodes if laid_out.epoch == _node_ids_changed else None
@@ -1140,7 +1143,7 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
         missing = list(compress(missing, known))
         nodes = list(compress(nodes, known))
         if not missing:
-            return
+            return False
     every_new = len(missing) == len(found)
     new_pieces: Sequence[bytes] = pieces
     if read:
@@ -1173,6 +1176,7 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     if len(seen) + len(entries) > _entry_room:
         _make_entry_room(len(entries))
     seen.update(zip(new_pieces, entries, strict=True))
+    return every_known
 
 
 def _picker(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
