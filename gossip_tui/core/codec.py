@@ -43,7 +43,7 @@ import struct
 import types
 from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, islice, repeat
-from operator import getitem, is_, is_not, not_
+from operator import delitem, getitem, is_, is_not, itemgetter, not_, setitem
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -208,8 +208,9 @@ def _make_entry_room(incoming: int) -> None:
     if excess >= len(seen):
         seen.clear()
     elif excess > 0:
-        # ``any`` runs the deletions in C (__delitem__ returns None).
-        any(map(seen.__delitem__, list(islice(seen, excess))))
+        # ``any`` runs the deletions in C (delitem returns None; operator's, not the
+        # dict's __delitem__ slot wrapper, which builds an argument tuple a call).
+        any(map(delitem, repeat(seen), list(islice(seen, excess))))
 
 
 _ENTRIES_BY_WIRE: dict[bytes, tuple[NodeId, NodeDigest]] = {}
@@ -1062,8 +1063,10 @@ def _read_entries_laid_out(
         pieces = cast("list[bytes]", list(map(getitem, repeat(data), layout)))
         holds_layout = False
     found: list[Any] = list(map(_ENTRIES_BY_WIRE.get, pieces))
-    if None in found and holds_layout:
-        _read_known_ids(data, laid_out, pieces, found)
+    # Every entry known or of a known node (the usual digest): nothing left to look for
+    # (a scan of the entries, and an exception to end it).
+    if None not in found or (holds_layout and _read_known_ids(data, laid_out, pieces, found)):
+        return found, None, pieces, laid_out.end
     missing = -1
     while True:
         try:
@@ -1080,13 +1083,14 @@ def _read_entries_laid_out(
     return found, None, pieces, laid_out.end
 
 
-def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: list[Any]) -> None:
+def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: list[Any]) -> bool:
     """Fill in ``found`` (the entries of ``pieces``, None where new) the new entries whose
     node id is a known one, all in C: in an idle cluster every heartbeat has risen since
     the last digest, so every entry is new but none of its nodes, and a parse per entry
     (two Python calls) was most of a digest's decoding. A known id's bytes are a
     well-formed id of their length, so such a piece is an entry that ends where the
-    layout says (``data`` holds the whole layout: no number is cut short)."""
+    layout says (``data`` holds the whole layout: no number is cut short). True when no
+    entry of ``found`` is left None."""
     missing = list(compress(range(len(found)), map(is_, found, repeat(None))))
     ids, numbers = laid_out.split()
     held = laid_out.nodes if laid_out.epoch == _node_ids_changed else None
@@ -1106,16 +1110,13 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
         # The ids where the layout's first digest had them, checked in place (no slice,
         # no hash); only those that differ are looked up. (Every entry new, the usual
         # case: the lists themselves, not picked from entry by entry.)
-        same = list(
-            map(bytes.startswith, pieces, laid_out.id_bytes)
-            if every_missing
-            else map(
-                bytes.startswith,
-                map(pieces.__getitem__, missing),
-                map(laid_out.id_bytes.__getitem__, missing),
-            )
-        )
-        nodes = list(held) if every_missing else list(map(held.__getitem__, missing))
+        if every_missing:
+            same = list(map(bytes.startswith, pieces, laid_out.id_bytes))
+            nodes = list(held)
+        else:
+            pick = _picker(missing)
+            same = list(map(bytes.startswith, pick(pieces), pick(laid_out.id_bytes)))
+            nodes = list(pick(held))
         if not all(same):
             for at in compress(range(len(missing)), map(not_, same)):
                 nodes[at] = _NODES_BY_WIRE.get(data[ids[missing[at]]])
@@ -1142,16 +1143,20 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
         missing = list(compress(missing, known))
         nodes = list(compress(nodes, known))
         if not missing:
-            return
+            return False
+    every_new = len(missing) == len(found)
+    new_pieces: Sequence[bytes] = pieces
     if read:
         heartbeats, gcs, max_versions = read[1::4], read[2::4], read[3::4]
     else:
         every = numbers.unpack_from(data)
         heartbeats, gcs, max_versions = every[0::3], every[1::3], every[2::3]
-    if len(missing) < len(found):
-        heartbeats = tuple(map(heartbeats.__getitem__, missing))
-        gcs = tuple(map(gcs.__getitem__, missing))
-        max_versions = tuple(map(max_versions.__getitem__, missing))
+    if not every_new:
+        # One C call a column, where a tuple's __getitem__ (a slot wrapper) built an
+        # argument tuple per entry.
+        pick = _picker(missing)
+        heartbeats, gcs, max_versions = pick(heartbeats), pick(gcs), pick(max_versions)
+        new_pieces = pick(pieces)
     if _DIGEST_SETTERS is None:
         nds = list(map(NodeDigest, heartbeats, gcs, max_versions))
     else:
@@ -1166,14 +1171,20 @@ def _read_known_ids(data: bytes, laid_out: _Layout, pieces: list[bytes], found: 
     if len(entries) == len(found):
         found[:] = entries
     else:
-        any(map(found.__setitem__, missing, entries))
+        any(map(setitem, repeat(found), missing, entries))
     seen = _ENTRIES_BY_WIRE
     if len(seen) + len(entries) > _entry_room:
         _make_entry_room(len(entries))
-    every_new = len(entries) == len(found)
-    seen.update(
-        zip(pieces if every_new else map(pieces.__getitem__, missing), entries, strict=True)
-    )
+    seen.update(zip(new_pieces, entries, strict=True))
+    return every_known
+
+
+def _picker(positions: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """What takes the items at ``positions`` (at least one) of a sequence, as a tuple."""
+    if len(positions) == 1:
+        at = positions[0]
+        return lambda items: (items[at],)
+    return cast("Callable[[Sequence[Any]], tuple[Any, ...]]", itemgetter(*positions))
 
 
 def _read_entries_from(

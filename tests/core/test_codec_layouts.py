@@ -135,3 +135,32 @@ def test_any_sequence_of_digests_decodes_as_each_would_alone(
                 at %= len(wire)
                 wire = wire[:at] + bytes((byte,)) + wire[at + 1 :]
             assert _outcome(wire) == _from_scratch(wire)
+
+
+@pytest.mark.parametrize("version", [PROTOCOL_V0, PROTOCOL_V1])
+@pytest.mark.parametrize("moved_at", [[7], [0, 11], [1, 2, 4, 8], list(range(1, 12))])
+def test_a_digest_with_some_entries_new_takes_each_where_it_lies(
+    version: int, moved_at: list[int]
+) -> None:
+    # The new entries of a digest laid out as the last are picked out of the columns
+    # read at once (codec._picker): one of them, a few, all but one.
+    base = {node: NodeDigest(5, 0, 3) for node in NODES}
+    decode(_syn(base, version))
+    moved = dict(base)
+    for at in moved_at:
+        moved[NODES[at]] = NodeDigest(100 + at, at, 3 + at)
+    wire = _syn(moved, version)
+    decoded = _outcome(wire)
+    assert isinstance(decoded, Syn) and dict(decoded.digest.nodes) == moved
+    assert decoded == _from_scratch(wire)
+    # Each entry's bytes kept beside it (what a state takes as its own entry) are its own.
+    kept = decoded.digest.received_entries
+    assert kept is not None
+    assert [codec.node_id_bytes(node) for node in decoded.digest.nodes] == [
+        entry[:-24] for entry in kept
+    ]
+    assert [
+        (nd.heartbeat, nd.last_gc_version, nd.max_version) for nd in decoded.digest.nodes.values()
+    ] == [codec._U64X3.unpack(entry[-24:]) for entry in kept]
+    # Decoded again, every entry is one held: the same message.
+    assert decode(wire) == decoded
