@@ -71,6 +71,14 @@ _ROW_NUMBERS: list[int] = []
 # grows by doubling (see FailureDetector._widen).
 _FIRST_STRIDE = 4
 
+# How many distinct intervals a detector's ring holds as one-byte codes (a bytearray)
+# before it holds doubles (8 bytes each): a simulation's detectors see ~4 distinct
+# intervals (its clock moves in whole steps), a real node's as many as its readings.
+_CODES_KEPT = 256
+# The code table's key of -0.0, which equals 0.0 as a float key, and differs from it as
+# a term of the sum (-0.0 - 0.0 is -0.0, -0.0 - -0.0 is 0.0).
+_NEGATIVE_ZERO = "-0.0"
+
 
 # The means rows worked out last, by value, for every detector of the process: a row whose
 # mean comes out equal to one of those holds that float rather than a float object of its
@@ -97,7 +105,9 @@ class FailureDetector:
     slot ~31 and the live set's ~31. A node heard from has a row number (``_rows``); the
     columns hold, at that number, its last heartbeat, the sum and the smoothed mean of its
     intervals, its fill, whether it is live, and its ring of intervals (``_stride`` slots
-    a row in one array). The fill is the count of intervals while under the window's
+    a row in one array, each interval a one-byte code into the detector's table of the
+    distinct intervals it saw, or a double once it saw more than _CODES_KEPT: the
+    same doubles either way). The fill is the count of intervals while under the window's
     size, then the window's size plus the position of the oldest interval once the ring
     is full and overwritten oldest first. A row freed by forget or garbage_collect is
     reused for the next new node.
@@ -129,7 +139,11 @@ class FailureDetector:
         # Rows of at most the window's size, as many slots as the fullest row needs (the
         # rows of a detector fill alike: its peers beat at one rhythm).
         self._stride = min(_FIRST_STRIDE, max(config.sampling_window_size, 0))
-        self._ring = array("d")
+        self._ring: bytearray | array[float] = bytearray()
+        # The ring's code of each distinct interval and the interval of each code (None
+        # once the ring holds doubles).
+        self._codes: dict[float | str, int] | None = {}
+        self._intervals: list[float] = []
         self._dead: dict[NodeId, float] = {}  # node -> time it was declared dead
         # No judgement of update_node_liveness or garbage_collect differs from the present
         # one before this time (it may be early, never late): a runtime need not sweep
@@ -157,7 +171,10 @@ class FailureDetector:
             self._fill.append(0)
             self._sum.append(0.0)
             self._live.append(0)
-            self._ring.extend(repeat(0.0, self._stride))
+            if self._codes is None:
+                cast("array[float]", self._ring).extend(repeat(0.0, self._stride))
+            else:
+                self._ring.extend(bytes(self._stride))
         self._last[row] = self._mean[row] = None
         self._fill[row] = 0
         self._rows[node] = row
@@ -174,11 +191,35 @@ class FailureDetector:
         """Double the ring's slots a row (up to the window's size): a row is full."""
         stride, rows = self._stride, len(self._nodes)
         wider = min(2 * stride, self.config.sampling_window_size)
-        ring = array("d", bytes(8 * wider * rows))
-        old = self._ring
+        old: Any = self._ring
+        ring: Any
+        if self._codes is None:
+            ring = array("d", bytes(8 * wider * rows))
+        else:
+            ring = bytearray(wider * rows)
         for row in range(rows):
             ring[row * wider : row * wider + stride] = old[row * stride : row * stride + stride]
         self._ring, self._stride = ring, wider
+
+    def _code(self, interval: float) -> float | int:
+        """What the ring holds for ``interval``: its code, new if need be, or the interval
+        itself once the ring holds doubles (from now on: past _CODES_KEPT distinct)."""
+        codes = self._codes
+        if codes is None:
+            return interval
+        key: float | str = interval
+        if not interval and math.copysign(1.0, interval) < 0:
+            key = _NEGATIVE_ZERO
+        code = codes.get(key)
+        if code is not None:
+            return code
+        if len(codes) < _CODES_KEPT:
+            code = codes[key] = len(self._intervals)
+            self._intervals.append(interval)
+            return code
+        self._ring = array("d", map(self._intervals.__getitem__, cast("bytearray", self._ring)))
+        self._codes = None
+        return interval
 
     def report_heartbeat(self, node: NodeId, now: float) -> None:
         self.report_heartbeats((node,), now)
@@ -237,7 +278,10 @@ class FailureDetector:
         # (The same product each time: hoisted, the same double.)
         prior_part = _PRIOR_WEIGHT * config.initial_interval
         last_of, sum_of, mean_of, fill_of = self._last, self._sum, self._mean, self._fill
-        ring, stride = self._ring, self._stride
+        # (Any: codes in a bytearray or doubles in an array, by whether codes is None.)
+        ring: Any = self._ring
+        stride = self._stride
+        codes, intervals = self._codes, self._intervals
         means = _MEANS
         for row in rows:
             last = last_of[row]
@@ -250,18 +294,28 @@ class FailureDetector:
                 # (The sum is added to and taken from in the order of the samples, as a
                 # float of its own was: the same doubles.)
                 fill = fill_of[row]
+                slot: float | int | None
+                if codes is None:
+                    slot = interval
+                else:
+                    # (A zero is looked up by its sign too, in _code: see _NEGATIVE_ZERO.)
+                    slot = codes.get(interval) if interval else None
+                    if slot is None:
+                        slot = self._code(interval)
+                        ring, codes = self._ring, self._codes
                 if fill < window_size:
                     if fill == stride:
                         self._widen()
                         ring, stride = self._ring, self._stride
-                    ring[row * stride + fill] = interval
+                    ring[row * stride + fill] = slot
                     total = sum_of[row] + interval if fill else interval
                     fill += 1
                     count = fill
                 else:
                     at = row * stride + fill - window_size
-                    total = sum_of[row] - ring[at]
-                    ring[at] = interval
+                    oldest = ring[at]
+                    total = sum_of[row] - (oldest if codes is None else intervals[oldest])
+                    ring[at] = slot
                     total += interval
                     fill += 1
                     if fill == 2 * window_size:

@@ -214,6 +214,35 @@ def test_the_windows_of_many_nodes_keep_their_own_intervals_as_the_ring_widens(s
         assert detector.mean_interval(node) == (total + 25.0) / (kept + 5)
 
 
+@pytest.mark.parametrize("size", [3, 1000])
+def test_the_means_stay_exact_once_the_intervals_outnumber_the_ring_s_codes(size: int) -> None:
+    # The ring holds the first 256 distinct intervals as codes, then doubles: the means,
+    # before and after that switch, are those of each node's own last intervals.
+    nodes = _nodes(3)
+    detector = _window(size)
+    heard: dict[NodeId, list[float]] = {node: [] for node in nodes}
+    last = dict.fromkeys(nodes, 0.0)
+    detector.report_heartbeats(nodes, 0.0)
+    now = 0.0
+    for step in range(1, 400):
+        now += 0.25 + (step * 7919 % 997) / 1000  # 400 distinct intervals, out of order
+        beating = nodes[: 1 + step % 3]
+        detector.report_heartbeats(beating, now)
+        for node in beating:
+            heard[node].append(now - last[node])
+            last[node] = now
+        if step in (100, 399):
+            for node in nodes:
+                total = 0.0
+                for count, interval in enumerate(heard[node]):
+                    if count >= size:
+                        total = total - heard[node][count - size] + interval
+                    else:
+                        total = interval if count == 0 else total + interval
+                kept = min(size, len(heard[node]))
+                assert detector.mean_interval(node) == (total + 25.0) / (kept + 5)
+
+
 def test_a_forgotten_node_s_row_goes_to_the_next_new_node_which_starts_afresh() -> None:
     old, new = _nodes(2)
     detector = _window(1000)
