@@ -20,8 +20,8 @@ import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import itemgetter
-from typing import cast
+from operator import is_, itemgetter
+from typing import TypeVar, cast
 
 import attrs
 
@@ -114,6 +114,7 @@ _VERSION_CHANGE_SETTERS = _slot_setters(VersionChange, ("node", "max_version"))
 _new = object.__new__
 
 _SET = KeyStatus.SET
+_Item = TypeVar("_Item")
 _first = itemgetter(0)
 
 
@@ -649,6 +650,7 @@ class SharedObjects:
 
     __slots__ = (
         "_alone",
+        "_lists",
         "_positions",
         "entries",
         "key_values",
@@ -673,6 +675,9 @@ class SharedObjects:
         # (by the identity of the node, kept as above); the ints 0, 1, 2...
         self._alone: dict[int, tuple[NodeId]] = {}
         self._positions: list[int] = []
+        # Lists of the same objects in the same order, one for every state that holds one
+        # (see same_list), by (length, identity of the first and last item).
+        self._lists: dict[tuple[int, int, int], list[object]] = {}
         # (id of the node, last_gc_version, max_version, floor version) -> the node (kept,
         # so the id is not reused while cached), what the key-values above the floor held
         # (NodeState.stale_content) and the node as a delta carries it from that floor.
@@ -690,6 +695,22 @@ class SharedObjects:
             self._alone.clear()
         alone = self._alone[id(node)] = (node,)
         return alone
+
+    def same_list(self, items: list[_Item]) -> list[_Item]:
+        """A list of the very objects of ``items`` in their order, one for every state of
+        the process (never changed in place: a state replaces its list): the wire order's
+        nodes and ranks, equal in the states of a simulation once it formed (8 bytes an
+        item each, N^2 items)."""
+        if not items:
+            return items
+        key = (len(items), id(items[0]), id(items[-1]))
+        held = self._lists.get(key)
+        if held is not None and all(map(is_, held, items)):
+            return cast("list[_Item]", held)
+        if len(self._lists) >= self.max_entries:
+            self._lists.clear()
+        self._lists[key] = cast("list[object]", items)
+        return items
 
     def positions(self, count: int) -> list[int]:
         """``list(range(count))``, of the same int objects for every state."""
@@ -938,8 +959,11 @@ class ClusterState:
             positions = range(len(nodes)) if shared is None else shared.positions(len(nodes))
             ranks = sorted(positions, key=keys.__getitem__)
             states = list(self.node_states.values())
-            self._wire_nodes = list(map(nodes.__getitem__, ranks))
+            wire_nodes = list(map(nodes.__getitem__, ranks))
             self._wire_states = list(map(states.__getitem__, ranks))
+            if shared is not None:
+                wire_nodes, ranks = shared.same_list(wire_nodes), shared.same_list(ranks)
+            self._wire_nodes = wire_nodes
             self._wire_ranks = ranks
             self._wire_sorted = True
 
