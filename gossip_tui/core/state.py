@@ -149,14 +149,18 @@ class StateLimits:
 
 class _Usage:
     """What all node states of one cluster state keep together: the running total of the
-    bytes they hold, and where they record their changes (one slot of each state for
-    both, where a slot each cost 8 bytes per state, N^2 states in a simulation)."""
+    bytes they hold, where they record their changes, and which of them may hold a
+    key-value marked for deletion (one slot of each state for all three, where a slot
+    each cost 8 bytes per state, N^2 states in a simulation)."""
 
-    __slots__ = ("changes", "total")
+    __slots__ = ("changes", "marked", "total")
 
     def __init__(self, changes: list[StateChange] | None = None) -> None:
         self.total = 0
         self.changes: list[StateChange] = changes if changes is not None else []
+        # The states that may hold a key-value marked for deletion (a tombstone, a TTL
+        # key): the sweep every round skips the others (most states hold none).
+        self.marked: set[NodeState] = set()
 
 
 # The digest entry of a state that was never in a digest (the codec checks the node along
@@ -178,7 +182,6 @@ class NodeState:
     __slots__ = (
         "_digest",
         "_digest_wire",
-        "_may_hold_marked",
         "_stale_cache",
         "_stale_node",
         "_usage",
@@ -234,9 +237,6 @@ class NodeState:
         # The node as the last delta carried it (see stale_node), until the key-values
         # change: its NodeDelta and operations are joined into the next delta as they are.
         self._stale_node: StaleNode | None = None
-        # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
-        # the sweep every round then skips the state (most hold none).
-        self._may_hold_marked = False
 
     # ------------------------------------------------------------------ reading
 
@@ -369,7 +369,7 @@ class NodeState:
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.size
         if value.status_since is not None:
-            self._may_hold_marked = True
+            self._usage.marked.add(self)
         self._own_key_values()[key] = value
         self._stale_cache = self._stale_node = None
         self.size += grown
@@ -582,7 +582,7 @@ class NodeState:
                 cost -= key_value_cost(key, previous.value)
             kv_status = kv.status
             if kv_status is not _SET:
-                self._may_hold_marked = True  # stored with a status_since (now)
+                self._usage.marked.add(self)  # stored with a status_since (now)
                 value = VersionedValue(kv.value, version, kv_status, now)
             elif shared is None:
                 value = VersionedValue(kv.value, version)
@@ -614,13 +614,15 @@ class NodeState:
             set_node(moved, node)
             set_max_version(moved, self.max_version)
             changes.append(moved)
-        if shared is not None and not self._may_hold_marked:
-            shared.key_values_of(self)
+        if shared is not None:
+            marked = self._usage.marked
+            if not marked or self not in marked:
+                shared.key_values_of(self)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         """Forget tombstones and expired TTL keys older than ``grace_period``."""
-        if not self._may_hold_marked:
+        if self not in self._usage.marked:
             return
         expired = []
         marked = False
@@ -630,7 +632,8 @@ class NodeState:
                     expired.append((key, value))
                 else:
                     marked = True
-        self._may_hold_marked = marked
+        if not marked:
+            self._usage.marked.discard(self)
         for key, value in expired:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
@@ -914,6 +917,7 @@ class ClusterState:
             else:
                 del self._by_addr[addr]
             self._usage.total -= state.size
+            self._usage.marked.discard(state)
             self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat
             self._gc_nodes.move_to_end(node)
@@ -1105,8 +1109,11 @@ class ClusterState:
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         # Every round, over every node: the states that cannot hold a marked key-value
         # (most) are passed over here, without a call each.
+        marked = self._usage.marked
+        if not marked:
+            return
         for state in self.node_states.values():
-            if state._may_hold_marked:
+            if state in marked:
                 state.gc_keys_marked_for_deletion(grace_period, now)
 
     def _stale_candidates(
