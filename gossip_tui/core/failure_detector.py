@@ -119,11 +119,18 @@ class FailureDetector:
     nodes, equal means one float (``_MEANS``); the fill is a small int (cached) while a
     window holds under 257 intervals."""
 
-    def __init__(self, config: FailureDetectorConfig) -> None:
+    def __init__(
+        self, config: FailureDetectorConfig, rows: dict[NodeId, int] | None = None
+    ) -> None:
         self.config = config
         # Spread over the threshold, the pause delays the crossing by exactly itself.
         self._pause_per_phi = config.acceptable_pause / config.phi_threshold
-        self._rows: dict[NodeId, int] = {}
+        # Each node's row: the detector's own, or ``rows``, a numbering of nodes shared by
+        # the detectors of a process (a simulation's: N detectors of the same N nodes,
+        # where a dict each cost ~31 bytes a node). A shared number is a row here only
+        # once this detector gave it out (its node in _nodes); rows are then not reused.
+        self._rows: dict[NodeId, int] = {} if rows is None else rows
+        self._shared_rows = rows is not None
         # Each row's node (None while free), in row order: live_nodes walks it beside
         # the live flags, in C.
         self._nodes: list[NodeId | None] = []
@@ -160,32 +167,58 @@ class FailureDetector:
         self._batch_membership = -1
 
     def _new_row(self, node: NodeId) -> int:
-        if self._free_rows:
+        if self._shared_rows:
+            rows = self._rows
+            row = rows.get(node)
+            if row is None:
+                row = rows[node] = _row_number(len(rows))
+            self._cover(row + 1)
+        elif self._free_rows:
             row = self._free_rows.pop()
-            self._nodes[row] = node
         else:
             row = _row_number(len(self._nodes))
-            self._nodes.append(node)
-            self._last.append(None)
-            self._mean.append(None)
-            self._fill.append(0)
-            self._sum.append(0.0)
-            self._live.append(0)
-            if self._codes is None:
-                cast("array[float]", self._ring).extend(repeat(0.0, self._stride))
-            else:
-                self._ring.extend(bytes(self._stride))
+            self._cover(row + 1)
+        self._nodes[row] = node
         self._last[row] = self._mean[row] = None
         self._fill[row] = 0
-        self._rows[node] = row
+        if not self._shared_rows:
+            self._rows[node] = row
+        return row
+
+    def _cover(self, count: int) -> None:
+        """Make the columns ``count`` rows long (new rows free)."""
+        missing = count - len(self._nodes)
+        if missing <= 0:
+            return
+        self._nodes.extend(repeat(None, missing))
+        self._last.extend(repeat(None, missing))
+        self._mean.extend(repeat(None, missing))
+        self._fill.extend(repeat(0, missing))
+        self._sum.extend(repeat(0.0, missing))
+        self._live.extend(bytes(missing))
+        if self._codes is None:
+            cast("array[float]", self._ring).extend(repeat(0.0, self._stride * missing))
+        else:
+            self._ring.extend(bytes(self._stride * missing))
+
+    def _row_of(self, node: NodeId) -> int | None:
+        """``node``'s row here, or None."""
+        row = self._rows.get(node)
+        if (
+            row is not None
+            and self._shared_rows
+            and (row >= len(self._nodes) or self._nodes[row] is None)
+        ):
+            return None
         return row
 
     def _free_row(self, node: NodeId) -> None:
-        row = self._rows.pop(node, None)
+        row = self._row_of(node) if self._shared_rows else self._rows.pop(node, None)
         if row is not None:
             self._nodes[row] = None
             self._live[row] = 0
-            self._free_rows.append(row)
+            if not self._shared_rows:
+                self._free_rows.append(row)
 
     def _widen(self) -> None:
         """Double the ring's slots a row (up to the window's size): a row is full."""
@@ -242,6 +275,11 @@ class FailureDetector:
         else:
             # Looked up in C (a node id hashes in C).
             rows = list(map(rows_of.get, reported))
+            if self._shared_rows:
+                # (None where this detector gave out no row; every shared number a row.)
+                self._cover(len(rows_of))
+                nodes_of = self._nodes
+                rows = [None if row is None or nodes_of[row] is None else row for row in rows]
             # (A live node has a row.)
             every_live = None not in rows and all(map(self._live.__getitem__, rows))
             if every_live:
@@ -254,7 +292,7 @@ class FailureDetector:
             steady_until = -math.inf
             for at in compress(range(len(rows)), map(is_, rows, repeat(None))):
                 node = reported[at]
-                row = rows_of.get(node)
+                row = self._row_of(node)
                 rows[at] = self._new_row(node) if row is None else row
         self._report_rows(rows, now)
         if every_live and rows:
@@ -364,12 +402,12 @@ class FailureDetector:
 
     def mean_interval(self, node: NodeId) -> float | None:
         """The smoothed mean interval of ``node``, or None before its first interval."""
-        row = self._rows.get(node)
+        row = self._row_of(node)
         return None if row is None else self._mean[row]
 
     def phi(self, node: NodeId, now: float) -> float | None:
         """chitchat's phi, the mean stretched by the acceptable pause (see the module doc)."""
-        row = self._rows.get(node)
+        row = self._row_of(node)
         if row is None:
             return None
         last, mean = self._last[row], self._mean[row]
@@ -387,9 +425,12 @@ class FailureDetector:
         live, dead = self._live, self._dead
         last_of, mean_of = self._last, self._mean
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        shared_rows, nodes_of = self._shared_rows, self._nodes
         self._membership += 1
         for node in nodes:
             row = rows_of.get(node)
+            if shared_rows and row is not None and (row >= len(nodes_of) or nodes_of[row] is None):
+                row = None
             if row is None:
                 dead.setdefault(node, now)
                 continue
@@ -413,7 +454,7 @@ class FailureDetector:
         self._steady_until = -math.inf
         self._membership += 1
         self._dead.setdefault(node, now)
-        row = self._rows.get(node)
+        row = self._row_of(node)
         if row is not None:
             self._live[row] = 0
             self._reset(row)
@@ -442,7 +483,7 @@ class FailureDetector:
         return iter(self._dead)
 
     def is_live(self, node: NodeId) -> bool:
-        row = self._rows.get(node)
+        row = self._row_of(node)
         return row is not None and bool(self._live[row])
 
     def time_of_death(self, node: NodeId) -> float | None:
