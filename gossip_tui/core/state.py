@@ -655,6 +655,7 @@ class SharedObjects:
         "_alone",
         "_lists",
         "_positions",
+        "alone_at",
         "entries",
         "key_values",
         "max_entries",
@@ -677,6 +678,12 @@ class SharedObjects:
         # Each node's 1-tuple, the address index's entry of a node alone at its address
         # (by the identity of the node, kept as above); the ints 0, 1, 2...
         self._alone: dict[int, tuple[NodeId]] = {}
+        # Each address's first node, as the 1-tuple of the address index: a state that
+        # holds that very node alone at the address finds it here rather than in an index
+        # of its own (a dict slot each, ~31 bytes, N^2 in a simulation; see
+        # ClusterState.nodes_at). Never emptied, since states rely on it; once it holds
+        # ``max_entries`` new addresses go to the states' own indexes.
+        self.alone_at: dict[SocketAddress, tuple[NodeId]] = {}
         self._positions: list[int] = []
         # Lists of the same objects in the same order, one for every state that holds one
         # (see same_list), by (length, identity of the first and last item).
@@ -887,22 +894,43 @@ class ClusterState:
         state = self.node_states.get(node)
         if state is None:
             self._gc_nodes.pop(node, None)
+            addr = node.gossip_addr
+            at_addr = self.nodes_at(addr)  # (before this node is known)
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
             self._digest_entries[node] = state._digest
             self._wire_sorted = False
             self._digest_bytes += digest_entry_size(node)
-            at_addr = self._by_addr.get(node.gossip_addr)
-            if at_addr is not None:
-                self._by_addr[node.gossip_addr] = (*at_addr, node)
-            else:  # the usual: the node alone at its address
-                shared = self.shared
-                self._by_addr[node.gossip_addr] = (node,) if shared is None else shared.alone(node)
+            shared = self.shared
+            if at_addr:
+                self._by_addr[addr] = (*at_addr, node)
+            elif shared is None:  # the usual: the node alone at its address
+                self._by_addr[addr] = (node,)
+            else:
+                alone = shared.alone_at.get(addr)
+                if alone is None and len(shared.alone_at) < shared.max_entries:
+                    alone = shared.alone_at[addr] = shared.alone(node)
+                if alone is not None and alone[0] is node:
+                    self._by_addr.pop(addr, None)  # found in shared.alone_at
+                else:
+                    self._by_addr[addr] = shared.alone(node)
         return state
 
     def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
         """The known nodes whose gossip address is ``addr``, in the order they were learnt."""
-        return self._by_addr.get(addr, ())
+        held = self._by_addr.get(addr)
+        if held is not None:
+            return held
+        shared = self.shared
+        if shared is not None:
+            # A state holding the very node the process met first at the address, alone
+            # there, has no entry of its own (see SharedObjects.alone_at).
+            alone = shared.alone_at.get(addr)
+            if alone is not None:
+                state = self.node_states.get(alone[0])
+                if state is not None and state.node is alone[0]:
+                    return alone
+        return ()
 
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
@@ -911,11 +939,12 @@ class ClusterState:
             self._wire_sorted = False
             forget_digest_entry(state._digest)
             addr = node.gossip_addr
-            at_addr = tuple(held for held in self._by_addr[addr] if held != node)
-            if at_addr:
-                self._by_addr[addr] = at_addr
+            at_addr = tuple(held for held in self._by_addr.get(addr, (node,)) if held != node)
+            alone = None if self.shared is None else self.shared.alone_at.get(addr)
+            if not at_addr or (len(at_addr) == 1 and alone is not None and alone[0] is at_addr[0]):
+                self._by_addr.pop(addr, None)  # none left, or found in shared.alone_at
             else:
-                del self._by_addr[addr]
+                self._by_addr[addr] = at_addr
             self._usage.total -= state.size
             self._usage.marked.discard(state)
             self._digest_bytes -= digest_entry_size(node)
