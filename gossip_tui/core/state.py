@@ -166,6 +166,7 @@ class _Usage:
 # The digest entry of a state that was never in a digest (the codec checks the node along
 # with the entry, so one entry may stand for any number of nodes).
 _NO_DIGEST = NodeDigest(0, 0, 0)
+_NO_ENTRY: tuple[NodeDigest, bytes | None] = (_NO_DIGEST, None)
 
 
 class SharedKeyValues(dict[str, VersionedValue]):
@@ -180,8 +181,7 @@ class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
     __slots__ = (
-        "_digest",
-        "_digest_wire",
+        "_entry",
         "_stale_cache",
         "_stale_node",
         "_usage",
@@ -221,14 +221,14 @@ class NodeState:
         self.last_update: float | None = None
         # Local time this state was first learnt (a new generation of a restarted node).
         self.discovered_at: float | None = None
-        # The last digest entry handed out: given again while the three versions are the
-        # same, so that an unchanged node costs no new object and the codec finds its
-        # encoded entry by identity (see ClusterState.compute_digest). One object for
-        # every new state (frozen), where each made its own: 64 B per state, N^2 states in
-        # a simulation, until their first digest.
-        self._digest = _NO_DIGEST
-        # Its encoding, None until the first digest (see ClusterState.compute_digest).
-        self._digest_wire: bytes | None = None
+        # The last digest entry handed out and its encoding (None until the first digest;
+        # see ClusterState.compute_digest), in one tuple: the one renew_digest_entry gives,
+        # or in a simulation the one of SharedObjects.entries, shared (a slot each cost 8
+        # bytes a state). The entry is given again while the three versions are the same,
+        # so that an unchanged node costs no new object and the codec finds its encoded
+        # entry by identity. One entry for every new state (frozen), where each made its
+        # own: 64 B per state, N^2 states in a simulation, until their first digest.
+        self._entry = _NO_ENTRY
         # What stale_mutations last gave (floor version, key-values, operations), until the
         # key-values change: the same node goes to every peer that lacks it, mostly from
         # the same version. One slot, not a table: 200 nodes in one process hold 40,000
@@ -255,7 +255,7 @@ class NodeState:
     def digest(self) -> NodeDigest:
         """This node's digest entry now. The held one is only replaced by
         ClusterState.compute_digest, which keeps its own table of them in step."""
-        digest = self._digest
+        digest = self._entry[0]
         if (
             digest.heartbeat != self.heartbeat
             or digest.max_version != self.max_version
@@ -666,8 +666,10 @@ class SharedObjects:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         # (id of the node, heartbeat, last_gc_version, max_version) -> the node (kept, so
-        # the id is not reused while cached), its entry and the entry's bytes.
-        self.entries: dict[tuple[int, int, int, int], tuple[NodeId, NodeDigest, bytes | None]] = {}
+        # the id is not reused while cached) and its entry with the entry's bytes.
+        self.entries: dict[
+            tuple[int, int, int, int], tuple[NodeId, tuple[NodeDigest, bytes | None]]
+        ] = {}
         # Set values by the identity of the mutation they were read from (kept alike): the
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
@@ -806,14 +808,12 @@ class SharedObjects:
         held = self.entries.get(key)
         if held is not None and held[0] is node:
             forget_digest_entry(old)
-            return held[1], held[2]
-        digest, wire = renew_digest_entry(
-            node, old, heartbeat, last_gc_version, max_version, old_wire
-        )
+            return held[1]
+        entry = renew_digest_entry(node, old, heartbeat, last_gc_version, max_version, old_wire)
         if len(self.entries) >= self.max_entries:
             self.entries.clear()
-        self.entries[key] = (node, digest, wire)
-        return digest, wire
+        self.entries[key] = (node, entry)
+        return entry
 
 
 class ClusterState:
@@ -898,7 +898,7 @@ class ClusterState:
             at_addr = self.nodes_at(addr)  # (before this node is known)
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
-            self._digest_entries[node] = state._digest
+            self._digest_entries[node] = state._entry[0]
             self._wire_sorted = False
             self._digest_bytes += digest_entry_size(node)
             shared = self.shared
@@ -937,7 +937,7 @@ class ClusterState:
         if state is not None:
             del self._digest_entries[node]
             self._wire_sorted = False
-            forget_digest_entry(state._digest)
+            forget_digest_entry(state._entry[0])
             addr = node.gossip_addr
             at_addr = tuple(held for held in self._by_addr.get(addr, (node,)) if held != node)
             alone = None if self.shared is None else self.shared.alone_at.get(addr)
@@ -1050,9 +1050,9 @@ class ClusterState:
                     and theirs.last_gc_version == state.last_gc_version
                 ):
                     # Our entry is the peer's now: taken, bytes and all (see compute_digest).
-                    forget_digest_entry_at(id(state._digest), None)
-                    state._digest = entries[node] = theirs
-                    state._digest_wire = wire
+                    forget_digest_entry_at(id(state._entry[0]), None)
+                    state._entry = (theirs, wire)
+                    entries[node] = theirs
         return rose, own_view
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
@@ -1073,12 +1073,13 @@ class ClusterState:
         # NodeState's entry refreshed inline: this runs for every node on every message.
         # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
         for node, state in zip(self._wire_nodes, self._wire_states, strict=True):
-            digest = state._digest
+            entry = state._entry
+            digest, wire = entry
             if (
                 digest.heartbeat != state.heartbeat
                 or digest.max_version != state.max_version
                 or digest.last_gc_version != state.last_gc_version
-                or state._digest_wire is None
+                or wire is None
             ):
                 held = (
                     None
@@ -1089,18 +1090,20 @@ class ClusterState:
                 )
                 if held is not None and held[0] is node:
                     forget_digest_entry_at(id(digest), None)
-                    digest, state._digest_wire = held[1], held[2]
+                    entry = held[1]
                 else:
-                    digest, state._digest_wire = renew(
+                    entry = renew(
                         node,
                         digest,
                         state.heartbeat,
                         state.last_gc_version,
                         state.max_version,
-                        state._digest_wire,
+                        wire,
                     )
-                state._digest = entries[node] = digest  # a value replaced: the order stays
-            append(state._digest_wire)
+                state._entry = entry
+                digest, wire = entry
+                entries[node] = digest  # a value replaced: the order stays
+            append(wire)
         if skip:
             return Digest({node: nd for node, nd in entries.items() if node not in skip})
         if None in wires:  # an entry the wire cannot carry: encoding it will say so
