@@ -692,10 +692,18 @@ class SharedObjects:
         self._lists: dict[tuple[int, int, int], list[object]] = {}
         # (id of the node, last_gc_version, max_version, floor version) -> the node (kept,
         # so the id is not reused while cached), what the key-values above the floor held
-        # (NodeState.stale_content) and the node as a delta carries it from that floor.
+        # (NodeState.stale_content), the node as a delta carries it from that floor, and
+        # its key-values as NodeState.stale_mutations keeps them (one tuple for every
+        # state that takes them, where each made its own: 64 bytes a state, most states
+        # of a simulation once a key spread; None if not kept).
         self.stale_nodes: dict[
             tuple[int, int, int, int],
-            tuple[NodeId, list[tuple[int, str, str, KeyStatus]], StaleNode],
+            tuple[
+                NodeId,
+                list[tuple[int, str, str, KeyStatus]],
+                StaleNode,
+                tuple[int, tuple[KeyValueMutation, ...], bytes] | None,
+            ],
         ] = {}
 
     def alone(self, node: NodeId) -> tuple[NodeId]:
@@ -783,15 +791,16 @@ class SharedObjects:
         if held is not None and held[0] is node and held[1] == content:
             stale = held[2]
             state._stale_node = stale
-            ops = stale[1]
-            if state._stale_cache is None and ops is not None:  # as stale_mutations keeps it
-                state._stale_cache = (floor_version, stale[0].key_values, ops)
+            if state._stale_cache is None:  # as stale_mutations keeps it
+                state._stale_cache = held[3]
             return stale
         stale = state.new_stale_node(floor_version)
         if stale[2] is not None:  # kept by the state: whole, its operations within a block
             if len(self.stale_nodes) >= self.max_entries:
                 self.stale_nodes.clear()
-            self.stale_nodes[key] = (node, content, stale)
+            ops = stale[1]
+            kept = None if ops is None else (floor_version, stale[0].key_values, ops)
+            self.stale_nodes[key] = (node, content, stale, kept)
         return stale
 
     def renew(
