@@ -276,10 +276,12 @@ class FailureDetector:
             # Looked up in C (a node id hashes in C).
             rows = list(map(rows_of.get, reported))
             if self._shared_rows:
-                # (None where this detector gave out no row; every shared number a row.)
+                # None where this detector gave out no row (every shared number a row
+                # here, free or not): checked in C, the usual case (every node known).
                 self._cover(len(rows_of))
                 nodes_of = self._nodes
-                rows = [None if row is None or nodes_of[row] is None else row for row in rows]
+                if None in rows or any(map(is_, map(nodes_of.__getitem__, rows), repeat(None))):
+                    rows = [None if row is None or nodes_of[row] is None else row for row in rows]
             # (A live node has a row.)
             every_live = None not in rows and all(map(self._live.__getitem__, rows))
             if every_live:
@@ -483,8 +485,10 @@ class FailureDetector:
         return iter(self._dead)
 
     def is_live(self, node: NodeId) -> bool:
-        row = self._row_of(node)
-        return row is not None and bool(self._live[row])
+        # (A row this detector did not give out, or freed, is not live: no _row_of call.)
+        row = self._rows.get(node)
+        live = self._live
+        return row is not None and row < len(live) and bool(live[row])
 
     def time_of_death(self, node: NodeId) -> float | None:
         return self._dead.get(node)
