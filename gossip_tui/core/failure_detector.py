@@ -217,6 +217,7 @@ class FailureDetector:
         if row is not None:
             self._nodes[row] = None
             self._live[row] = 0
+            self._last[row] = self._mean[row] = None  # (see update_liveness_of)
             if not self._shared_rows:
                 self._free_rows.append(row)
 
@@ -323,18 +324,20 @@ class FailureDetector:
         stride = self._stride
         codes, intervals = self._codes, self._intervals
         means = _MEANS
+        # The last heartbeat seen last and its interval and slot: the rows of a report
+        # mostly last beat at one report (one float), so the interval is worked out and
+        # looked up once for all of them.
+        previous_last: object = None
+        interval = 0.0
+        slot: float | int | None = None
         for row in rows:
             last = last_of[row]
             last_of[row] = now
             if last is None:
                 continue
-            interval = now - last
-            # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-            if interval <= max_interval and window_size > 0:
-                # (The sum is added to and taken from in the order of the samples, as a
-                # float of its own was: the same doubles.)
-                fill = fill_of[row]
-                slot: float | int | None
+            if last is not previous_last:
+                previous_last = last
+                interval = now - last
                 if codes is None:
                     slot = interval
                 else:
@@ -343,6 +346,11 @@ class FailureDetector:
                     if slot is None:
                         slot = self._code(interval)
                         ring, codes = self._ring, self._codes
+            # A long silence is not a sample of the normal rhythm: keep it out of the mean.
+            if interval <= max_interval and window_size > 0:
+                # (The sum is added to and taken from in the order of the samples, as a
+                # float of its own was: the same doubles.)
+                fill = fill_of[row]
                 if fill < window_size:
                     if fill == stride:
                         self._widen()
@@ -427,12 +435,14 @@ class FailureDetector:
         live, dead = self._live, self._dead
         last_of, mean_of = self._last, self._mean
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
-        shared_rows, nodes_of = self._shared_rows, self._nodes
+        if self._shared_rows:
+            # Every shared number a row here: one this detector did not give out (or
+            # freed) has no last heartbeat, so its node is judged dead, as a node
+            # without a row is (its row stays free).
+            self._cover(len(rows_of))
         self._membership += 1
         for node in nodes:
             row = rows_of.get(node)
-            if shared_rows and row is not None and (row >= len(nodes_of) or nodes_of[row] is None):
-                row = None
             if row is None:
                 dead.setdefault(node, now)
                 continue
