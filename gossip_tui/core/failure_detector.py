@@ -71,6 +71,14 @@ _ROW_NUMBERS: list[int] = []
 # grows by doubling (see FailureDetector._widen).
 _FIRST_STRIDE = 4
 
+# How many distinct intervals a detector's ring holds as one-byte codes (a bytearray)
+# before it holds doubles (8 bytes each): a simulation's detectors see ~4 distinct
+# intervals (its clock moves in whole steps), a real node's as many as its readings.
+_CODES_KEPT = 256
+# The code table's key of -0.0, which equals 0.0 as a float key, and differs from it as
+# a term of the sum (-0.0 - 0.0 is -0.0, -0.0 - -0.0 is 0.0).
+_NEGATIVE_ZERO = "-0.0"
+
 
 # The means rows worked out last, by value, for every detector of the process: a row whose
 # mean comes out equal to one of those holds that float rather than a float object of its
@@ -97,7 +105,9 @@ class FailureDetector:
     slot ~31 and the live set's ~31. A node heard from has a row number (``_rows``); the
     columns hold, at that number, its last heartbeat, the sum and the smoothed mean of its
     intervals, its fill, whether it is live, and its ring of intervals (``_stride`` slots
-    a row in one array). The fill is the count of intervals while under the window's
+    a row in one array, each interval a one-byte code into the detector's table of the
+    distinct intervals it saw, or a double once it saw more than _CODES_KEPT: the
+    same doubles either way). The fill is the count of intervals while under the window's
     size, then the window's size plus the position of the oldest interval once the ring
     is full and overwritten oldest first. A row freed by forget or garbage_collect is
     reused for the next new node.
@@ -109,11 +119,18 @@ class FailureDetector:
     nodes, equal means one float (``_MEANS``); the fill is a small int (cached) while a
     window holds under 257 intervals."""
 
-    def __init__(self, config: FailureDetectorConfig) -> None:
+    def __init__(
+        self, config: FailureDetectorConfig, rows: dict[NodeId, int] | None = None
+    ) -> None:
         self.config = config
         # Spread over the threshold, the pause delays the crossing by exactly itself.
         self._pause_per_phi = config.acceptable_pause / config.phi_threshold
-        self._rows: dict[NodeId, int] = {}
+        # Each node's row: the detector's own, or ``rows``, a numbering of nodes shared by
+        # the detectors of a process (a simulation's: N detectors of the same N nodes,
+        # where a dict each cost ~31 bytes a node). A shared number is a row here only
+        # once this detector gave it out (its node in _nodes); rows are then not reused.
+        self._rows: dict[NodeId, int] = {} if rows is None else rows
+        self._shared_rows = rows is not None
         # Each row's node (None while free), in row order: live_nodes walks it beside
         # the live flags, in C.
         self._nodes: list[NodeId | None] = []
@@ -129,7 +146,11 @@ class FailureDetector:
         # Rows of at most the window's size, as many slots as the fullest row needs (the
         # rows of a detector fill alike: its peers beat at one rhythm).
         self._stride = min(_FIRST_STRIDE, max(config.sampling_window_size, 0))
-        self._ring = array("d")
+        self._ring: bytearray | array[float] = bytearray()
+        # The ring's code of each distinct interval and the interval of each code (None
+        # once the ring holds doubles).
+        self._codes: dict[float | str, int] | None = {}
+        self._intervals: list[float] = []
         self._dead: dict[NodeId, float] = {}  # node -> time it was declared dead
         # No judgement of update_node_liveness or garbage_collect differs from the present
         # one before this time (it may be early, never late): a runtime need not sweep
@@ -146,39 +167,93 @@ class FailureDetector:
         self._batch_membership = -1
 
     def _new_row(self, node: NodeId) -> int:
-        if self._free_rows:
+        if self._shared_rows:
+            rows = self._rows
+            row = rows.get(node)
+            if row is None:
+                row = rows[node] = _row_number(len(rows))
+            self._cover(row + 1)
+        elif self._free_rows:
             row = self._free_rows.pop()
-            self._nodes[row] = node
         else:
             row = _row_number(len(self._nodes))
-            self._nodes.append(node)
-            self._last.append(None)
-            self._mean.append(None)
-            self._fill.append(0)
-            self._sum.append(0.0)
-            self._live.append(0)
-            self._ring.extend(repeat(0.0, self._stride))
+            self._cover(row + 1)
+        self._nodes[row] = node
         self._last[row] = self._mean[row] = None
         self._fill[row] = 0
-        self._rows[node] = row
+        if not self._shared_rows:
+            self._rows[node] = row
+        return row
+
+    def _cover(self, count: int) -> None:
+        """Make the columns ``count`` rows long (new rows free)."""
+        missing = count - len(self._nodes)
+        if missing <= 0:
+            return
+        self._nodes.extend(repeat(None, missing))
+        self._last.extend(repeat(None, missing))
+        self._mean.extend(repeat(None, missing))
+        self._fill.extend(repeat(0, missing))
+        self._sum.extend(repeat(0.0, missing))
+        self._live.extend(bytes(missing))
+        if self._codes is None:
+            cast("array[float]", self._ring).extend(repeat(0.0, self._stride * missing))
+        else:
+            self._ring.extend(bytes(self._stride * missing))
+
+    def _row_of(self, node: NodeId) -> int | None:
+        """``node``'s row here, or None."""
+        row = self._rows.get(node)
+        if (
+            row is not None
+            and self._shared_rows
+            and (row >= len(self._nodes) or self._nodes[row] is None)
+        ):
+            return None
         return row
 
     def _free_row(self, node: NodeId) -> None:
-        row = self._rows.pop(node, None)
+        row = self._row_of(node) if self._shared_rows else self._rows.pop(node, None)
         if row is not None:
             self._nodes[row] = None
             self._live[row] = 0
-            self._free_rows.append(row)
+            self._last[row] = self._mean[row] = None  # (see update_liveness_of)
+            if not self._shared_rows:
+                self._free_rows.append(row)
 
     def _widen(self) -> None:
         """Double the ring's slots a row (up to the window's size): a row is full."""
         stride, rows = self._stride, len(self._nodes)
         wider = min(2 * stride, self.config.sampling_window_size)
-        ring = array("d", bytes(8 * wider * rows))
-        old = self._ring
+        old: Any = self._ring
+        ring: Any
+        if self._codes is None:
+            ring = array("d", bytes(8 * wider * rows))
+        else:
+            ring = bytearray(wider * rows)
         for row in range(rows):
             ring[row * wider : row * wider + stride] = old[row * stride : row * stride + stride]
         self._ring, self._stride = ring, wider
+
+    def _code(self, interval: float) -> float | int:
+        """What the ring holds for ``interval``: its code, new if need be, or the interval
+        itself once the ring holds doubles (from now on: past _CODES_KEPT distinct)."""
+        codes = self._codes
+        if codes is None:
+            return interval
+        key: float | str = interval
+        if not interval and math.copysign(1.0, interval) < 0:
+            key = _NEGATIVE_ZERO
+        code = codes.get(key)
+        if code is not None:
+            return code
+        if len(codes) < _CODES_KEPT:
+            code = codes[key] = len(self._intervals)
+            self._intervals.append(interval)
+            return code
+        self._ring = array("d", map(self._intervals.__getitem__, cast("bytearray", self._ring)))
+        self._codes = None
+        return interval
 
     def report_heartbeat(self, node: NodeId, now: float) -> None:
         self.report_heartbeats((node,), now)
@@ -201,6 +276,13 @@ class FailureDetector:
         else:
             # Looked up in C (a node id hashes in C).
             rows = list(map(rows_of.get, reported))
+            if self._shared_rows:
+                # None where this detector gave out no row (every shared number a row
+                # here, free or not): checked in C, the usual case (every node known).
+                self._cover(len(rows_of))
+                nodes_of = self._nodes
+                if None in rows or any(map(is_, map(nodes_of.__getitem__, rows), repeat(None))):
+                    rows = [None if row is None or nodes_of[row] is None else row for row in rows]
             # (A live node has a row.)
             every_live = None not in rows and all(map(self._live.__getitem__, rows))
             if every_live:
@@ -213,7 +295,7 @@ class FailureDetector:
             steady_until = -math.inf
             for at in compress(range(len(rows)), map(is_, rows, repeat(None))):
                 node = reported[at]
-                row = rows_of.get(node)
+                row = self._row_of(node)
                 rows[at] = self._new_row(node) if row is None else row
         self._report_rows(rows, now)
         if every_live and rows:
@@ -237,14 +319,33 @@ class FailureDetector:
         # (The same product each time: hoisted, the same double.)
         prior_part = _PRIOR_WEIGHT * config.initial_interval
         last_of, sum_of, mean_of, fill_of = self._last, self._sum, self._mean, self._fill
-        ring, stride = self._ring, self._stride
+        # (Any: codes in a bytearray or doubles in an array, by whether codes is None.)
+        ring: Any = self._ring
+        stride = self._stride
+        codes, intervals = self._codes, self._intervals
         means = _MEANS
+        # The last heartbeat seen last and its interval and slot: the rows of a report
+        # mostly last beat at one report (one float), so the interval is worked out and
+        # looked up once for all of them.
+        previous_last: object = None
+        interval = 0.0
+        slot: float | int | None = None
         for row in rows:
             last = last_of[row]
             last_of[row] = now
             if last is None:
                 continue
-            interval = now - last
+            if last is not previous_last:
+                previous_last = last
+                interval = now - last
+                if codes is None:
+                    slot = interval
+                else:
+                    # (A zero is looked up by its sign too, in _code: see _NEGATIVE_ZERO.)
+                    slot = codes.get(interval) if interval else None
+                    if slot is None:
+                        slot = self._code(interval)
+                        ring, codes = self._ring, self._codes
             # A long silence is not a sample of the normal rhythm: keep it out of the mean.
             if interval <= max_interval and window_size > 0:
                 # (The sum is added to and taken from in the order of the samples, as a
@@ -254,14 +355,15 @@ class FailureDetector:
                     if fill == stride:
                         self._widen()
                         ring, stride = self._ring, self._stride
-                    ring[row * stride + fill] = interval
+                    ring[row * stride + fill] = slot
                     total = sum_of[row] + interval if fill else interval
                     fill += 1
                     count = fill
                 else:
                     at = row * stride + fill - window_size
-                    total = sum_of[row] - ring[at]
-                    ring[at] = interval
+                    oldest = ring[at]
+                    total = sum_of[row] - (oldest if codes is None else intervals[oldest])
+                    ring[at] = slot
                     total += interval
                     fill += 1
                     if fill == 2 * window_size:
@@ -310,12 +412,12 @@ class FailureDetector:
 
     def mean_interval(self, node: NodeId) -> float | None:
         """The smoothed mean interval of ``node``, or None before its first interval."""
-        row = self._rows.get(node)
+        row = self._row_of(node)
         return None if row is None else self._mean[row]
 
     def phi(self, node: NodeId, now: float) -> float | None:
         """chitchat's phi, the mean stretched by the acceptable pause (see the module doc)."""
-        row = self._rows.get(node)
+        row = self._row_of(node)
         if row is None:
             return None
         last, mean = self._last[row], self._mean[row]
@@ -333,6 +435,11 @@ class FailureDetector:
         live, dead = self._live, self._dead
         last_of, mean_of = self._last, self._mean
         threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        if self._shared_rows:
+            # Every shared number a row here: one this detector did not give out (or
+            # freed) has no last heartbeat, so its node is judged dead, as a node
+            # without a row is (its row stays free).
+            self._cover(len(rows_of))
         self._membership += 1
         for node in nodes:
             row = rows_of.get(node)
@@ -359,7 +466,7 @@ class FailureDetector:
         self._steady_until = -math.inf
         self._membership += 1
         self._dead.setdefault(node, now)
-        row = self._rows.get(node)
+        row = self._row_of(node)
         if row is not None:
             self._live[row] = 0
             self._reset(row)
@@ -388,8 +495,10 @@ class FailureDetector:
         return iter(self._dead)
 
     def is_live(self, node: NodeId) -> bool:
+        # (A row this detector did not give out, or freed, is not live: no _row_of call.)
         row = self._rows.get(node)
-        return row is not None and bool(self._live[row])
+        live = self._live
+        return row is not None and row < len(live) and bool(live[row])
 
     def time_of_death(self, node: NodeId) -> float | None:
         return self._dead.get(node)

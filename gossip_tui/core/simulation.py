@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DecodeError, decode, encode, hold_nodes
 from .engine import GossipEngine, LivenessChanges
-from .failure_detector import FailureDetectorConfig
+from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeDigest, Syn, SynAck
 from .models import NodeId, SocketAddress
 from .receive import receive_message
@@ -138,6 +138,7 @@ class Simulation:
         shared = SharedObjects(8 * size + 1_024)
         hold_nodes(size)
         self.engines: dict[SocketAddress, GossipEngine] = {}
+        detector_rows: dict[NodeId, int] = {}
         self.silenced: set[SocketAddress] = set()
         self.traffic = Traffic()
         self.liveness_log: list[tuple[float, SocketAddress, LivenessChanges]] = []
@@ -158,7 +159,11 @@ class Simulation:
                 protocol_version=protocol_version,
                 partial_digests=takes_part,
             )
-            self.engines[addr].state.shared = shared
+            engine = self.engines[addr]
+            engine.state.shared = shared
+            # One numbering of the nodes for every detector (see FailureDetector): made
+            # before the engine hears anything.
+            engine.detector = FailureDetector(engine.detector.config, rows=detector_rows)
         if preformed:
             self.preform()
 

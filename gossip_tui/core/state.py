@@ -20,8 +20,8 @@ import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import itemgetter
-from typing import cast
+from operator import is_, itemgetter
+from typing import TypeVar, cast
 
 import attrs
 
@@ -114,6 +114,7 @@ _VERSION_CHANGE_SETTERS = _slot_setters(VersionChange, ("node", "max_version"))
 _new = object.__new__
 
 _SET = KeyStatus.SET
+_Item = TypeVar("_Item")
 _first = itemgetter(0)
 
 
@@ -148,19 +149,24 @@ class StateLimits:
 
 class _Usage:
     """What all node states of one cluster state keep together: the running total of the
-    bytes they hold, and where they record their changes (one slot of each state for
-    both, where a slot each cost 8 bytes per state, N^2 states in a simulation)."""
+    bytes they hold, where they record their changes, and which of them may hold a
+    key-value marked for deletion (one slot of each state for all three, where a slot
+    each cost 8 bytes per state, N^2 states in a simulation)."""
 
-    __slots__ = ("changes", "total")
+    __slots__ = ("changes", "marked", "total")
 
     def __init__(self, changes: list[StateChange] | None = None) -> None:
         self.total = 0
         self.changes: list[StateChange] = changes if changes is not None else []
+        # The states that may hold a key-value marked for deletion (a tombstone, a TTL
+        # key): the sweep every round skips the others (most states hold none).
+        self.marked: set[NodeState] = set()
 
 
 # The digest entry of a state that was never in a digest (the codec checks the node along
 # with the entry, so one entry may stand for any number of nodes).
 _NO_DIGEST = NodeDigest(0, 0, 0)
+_NO_ENTRY: tuple[NodeDigest, bytes | None] = (_NO_DIGEST, None)
 
 
 class SharedKeyValues(dict[str, VersionedValue]):
@@ -175,9 +181,7 @@ class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
     __slots__ = (
-        "_digest",
-        "_digest_wire",
-        "_may_hold_marked",
+        "_entry",
         "_stale_cache",
         "_stale_node",
         "_usage",
@@ -217,14 +221,14 @@ class NodeState:
         self.last_update: float | None = None
         # Local time this state was first learnt (a new generation of a restarted node).
         self.discovered_at: float | None = None
-        # The last digest entry handed out: given again while the three versions are the
-        # same, so that an unchanged node costs no new object and the codec finds its
-        # encoded entry by identity (see ClusterState.compute_digest). One object for
-        # every new state (frozen), where each made its own: 64 B per state, N^2 states in
-        # a simulation, until their first digest.
-        self._digest = _NO_DIGEST
-        # Its encoding, None until the first digest (see ClusterState.compute_digest).
-        self._digest_wire: bytes | None = None
+        # The last digest entry handed out and its encoding (None until the first digest;
+        # see ClusterState.compute_digest), in one tuple: the one renew_digest_entry gives,
+        # or in a simulation the one of SharedObjects.entries, shared (a slot each cost 8
+        # bytes a state). The entry is given again while the three versions are the same,
+        # so that an unchanged node costs no new object and the codec finds its encoded
+        # entry by identity. One entry for every new state (frozen), where each made its
+        # own: 64 B per state, N^2 states in a simulation, until their first digest.
+        self._entry = _NO_ENTRY
         # What stale_mutations last gave (floor version, key-values, operations), until the
         # key-values change: the same node goes to every peer that lacks it, mostly from
         # the same version. One slot, not a table: 200 nodes in one process hold 40,000
@@ -233,9 +237,6 @@ class NodeState:
         # The node as the last delta carried it (see stale_node), until the key-values
         # change: its NodeDelta and operations are joined into the next delta as they are.
         self._stale_node: StaleNode | None = None
-        # False while no key-value marked for deletion (a tombstone, a TTL key) can be held:
-        # the sweep every round then skips the state (most hold none).
-        self._may_hold_marked = False
 
     # ------------------------------------------------------------------ reading
 
@@ -254,7 +255,7 @@ class NodeState:
     def digest(self) -> NodeDigest:
         """This node's digest entry now. The held one is only replaced by
         ClusterState.compute_digest, which keeps its own table of them in step."""
-        digest = self._digest
+        digest = self._entry[0]
         if (
             digest.heartbeat != self.heartbeat
             or digest.max_version != self.max_version
@@ -368,7 +369,7 @@ class NodeState:
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.size
         if value.status_since is not None:
-            self._may_hold_marked = True
+            self._usage.marked.add(self)
         self._own_key_values()[key] = value
         self._stale_cache = self._stale_node = None
         self.size += grown
@@ -581,7 +582,7 @@ class NodeState:
                 cost -= key_value_cost(key, previous.value)
             kv_status = kv.status
             if kv_status is not _SET:
-                self._may_hold_marked = True  # stored with a status_since (now)
+                self._usage.marked.add(self)  # stored with a status_since (now)
                 value = VersionedValue(kv.value, version, kv_status, now)
             elif shared is None:
                 value = VersionedValue(kv.value, version)
@@ -613,13 +614,15 @@ class NodeState:
             set_node(moved, node)
             set_max_version(moved, self.max_version)
             changes.append(moved)
-        if shared is not None and not self._may_hold_marked:
-            shared.key_values_of(self)
+        if shared is not None:
+            marked = self._usage.marked
+            if not marked or self not in marked:
+                shared.key_values_of(self)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         """Forget tombstones and expired TTL keys older than ``grace_period``."""
-        if not self._may_hold_marked:
+        if self not in self._usage.marked:
             return
         expired = []
         marked = False
@@ -629,7 +632,8 @@ class NodeState:
                     expired.append((key, value))
                 else:
                     marked = True
-        self._may_hold_marked = marked
+        if not marked:
+            self._usage.marked.discard(self)
         for key, value in expired:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
@@ -649,7 +653,9 @@ class SharedObjects:
 
     __slots__ = (
         "_alone",
+        "_lists",
         "_positions",
+        "alone_at",
         "entries",
         "key_values",
         "max_entries",
@@ -660,8 +666,10 @@ class SharedObjects:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         # (id of the node, heartbeat, last_gc_version, max_version) -> the node (kept, so
-        # the id is not reused while cached), its entry and the entry's bytes.
-        self.entries: dict[tuple[int, int, int, int], tuple[NodeId, NodeDigest, bytes | None]] = {}
+        # the id is not reused while cached) and its entry with the entry's bytes.
+        self.entries: dict[
+            tuple[int, int, int, int], tuple[NodeId, tuple[NodeDigest, bytes | None]]
+        ] = {}
         # Set values by the identity of the mutation they were read from (kept alike): the
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
@@ -672,13 +680,30 @@ class SharedObjects:
         # Each node's 1-tuple, the address index's entry of a node alone at its address
         # (by the identity of the node, kept as above); the ints 0, 1, 2...
         self._alone: dict[int, tuple[NodeId]] = {}
+        # Each address's first node, as the 1-tuple of the address index: a state that
+        # holds that very node alone at the address finds it here rather than in an index
+        # of its own (a dict slot each, ~31 bytes, N^2 in a simulation; see
+        # ClusterState.nodes_at). Never emptied, since states rely on it; once it holds
+        # ``max_entries`` new addresses go to the states' own indexes.
+        self.alone_at: dict[SocketAddress, tuple[NodeId]] = {}
         self._positions: list[int] = []
+        # Lists of the same objects in the same order, one for every state that holds one
+        # (see same_list), by (length, identity of the first and last item).
+        self._lists: dict[tuple[int, int, int], list[object]] = {}
         # (id of the node, last_gc_version, max_version, floor version) -> the node (kept,
         # so the id is not reused while cached), what the key-values above the floor held
-        # (NodeState.stale_content) and the node as a delta carries it from that floor.
+        # (NodeState.stale_content), the node as a delta carries it from that floor, and
+        # its key-values as NodeState.stale_mutations keeps them (one tuple for every
+        # state that takes them, where each made its own: 64 bytes a state, most states
+        # of a simulation once a key spread; None if not kept).
         self.stale_nodes: dict[
             tuple[int, int, int, int],
-            tuple[NodeId, list[tuple[int, str, str, KeyStatus]], StaleNode],
+            tuple[
+                NodeId,
+                list[tuple[int, str, str, KeyStatus]],
+                StaleNode,
+                tuple[int, tuple[KeyValueMutation, ...], bytes] | None,
+            ],
         ] = {}
 
     def alone(self, node: NodeId) -> tuple[NodeId]:
@@ -690,6 +715,22 @@ class SharedObjects:
             self._alone.clear()
         alone = self._alone[id(node)] = (node,)
         return alone
+
+    def same_list(self, items: list[_Item]) -> list[_Item]:
+        """A list of the very objects of ``items`` in their order, one for every state of
+        the process (never changed in place: a state replaces its list): the wire order's
+        nodes and ranks, equal in the states of a simulation once it formed (8 bytes an
+        item each, N^2 items)."""
+        if not items:
+            return items
+        key = (len(items), id(items[0]), id(items[-1]))
+        held = self._lists.get(key)
+        if held is not None and all(map(is_, held, items)):
+            return cast("list[_Item]", held)
+        if len(self._lists) >= self.max_entries:
+            self._lists.clear()
+        self._lists[key] = cast("list[object]", items)
+        return items
 
     def positions(self, count: int) -> list[int]:
         """``list(range(count))``, of the same int objects for every state."""
@@ -750,15 +791,16 @@ class SharedObjects:
         if held is not None and held[0] is node and held[1] == content:
             stale = held[2]
             state._stale_node = stale
-            ops = stale[1]
-            if state._stale_cache is None and ops is not None:  # as stale_mutations keeps it
-                state._stale_cache = (floor_version, stale[0].key_values, ops)
+            if state._stale_cache is None:  # as stale_mutations keeps it
+                state._stale_cache = held[3]
             return stale
         stale = state.new_stale_node(floor_version)
         if stale[2] is not None:  # kept by the state: whole, its operations within a block
             if len(self.stale_nodes) >= self.max_entries:
                 self.stale_nodes.clear()
-            self.stale_nodes[key] = (node, content, stale)
+            ops = stale[1]
+            kept = None if ops is None else (floor_version, stale[0].key_values, ops)
+            self.stale_nodes[key] = (node, content, stale, kept)
         return stale
 
     def renew(
@@ -775,14 +817,12 @@ class SharedObjects:
         held = self.entries.get(key)
         if held is not None and held[0] is node:
             forget_digest_entry(old)
-            return held[1], held[2]
-        digest, wire = renew_digest_entry(
-            node, old, heartbeat, last_gc_version, max_version, old_wire
-        )
+            return held[1]
+        entry = renew_digest_entry(node, old, heartbeat, last_gc_version, max_version, old_wire)
         if len(self.entries) >= self.max_entries:
             self.entries.clear()
-        self.entries[key] = (node, digest, wire)
-        return digest, wire
+        self.entries[key] = (node, entry)
+        return entry
 
 
 class ClusterState:
@@ -863,36 +903,59 @@ class ClusterState:
         state = self.node_states.get(node)
         if state is None:
             self._gc_nodes.pop(node, None)
+            addr = node.gossip_addr
+            at_addr = self.nodes_at(addr)  # (before this node is known)
             state = NodeState(node, self.changes, self._usage)
             self.node_states[node] = state
-            self._digest_entries[node] = state._digest
+            self._digest_entries[node] = state._entry[0]
             self._wire_sorted = False
             self._digest_bytes += digest_entry_size(node)
-            at_addr = self._by_addr.get(node.gossip_addr)
-            if at_addr is not None:
-                self._by_addr[node.gossip_addr] = (*at_addr, node)
-            else:  # the usual: the node alone at its address
-                shared = self.shared
-                self._by_addr[node.gossip_addr] = (node,) if shared is None else shared.alone(node)
+            shared = self.shared
+            if at_addr:
+                self._by_addr[addr] = (*at_addr, node)
+            elif shared is None:  # the usual: the node alone at its address
+                self._by_addr[addr] = (node,)
+            else:
+                alone = shared.alone_at.get(addr)
+                if alone is None and len(shared.alone_at) < shared.max_entries:
+                    alone = shared.alone_at[addr] = shared.alone(node)
+                if alone is not None and alone[0] is node:
+                    self._by_addr.pop(addr, None)  # found in shared.alone_at
+                else:
+                    self._by_addr[addr] = shared.alone(node)
         return state
 
     def nodes_at(self, addr: SocketAddress) -> Sequence[NodeId]:
         """The known nodes whose gossip address is ``addr``, in the order they were learnt."""
-        return self._by_addr.get(addr, ())
+        held = self._by_addr.get(addr)
+        if held is not None:
+            return held
+        shared = self.shared
+        if shared is not None:
+            # A state holding the very node the process met first at the address, alone
+            # there, has no entry of its own (see SharedObjects.alone_at).
+            alone = shared.alone_at.get(addr)
+            if alone is not None:
+                state = self.node_states.get(alone[0])
+                if state is not None and state.node is alone[0]:
+                    return alone
+        return ()
 
     def remove_node(self, node: NodeId) -> None:
         state = self.node_states.pop(node, None)
         if state is not None:
             del self._digest_entries[node]
             self._wire_sorted = False
-            forget_digest_entry(state._digest)
+            forget_digest_entry(state._entry[0])
             addr = node.gossip_addr
-            at_addr = tuple(held for held in self._by_addr[addr] if held != node)
-            if at_addr:
-                self._by_addr[addr] = at_addr
+            at_addr = tuple(held for held in self._by_addr.get(addr, (node,)) if held != node)
+            alone = None if self.shared is None else self.shared.alone_at.get(addr)
+            if not at_addr or (len(at_addr) == 1 and alone is not None and alone[0] is at_addr[0]):
+                self._by_addr.pop(addr, None)  # none left, or found in shared.alone_at
             else:
-                del self._by_addr[addr]
+                self._by_addr[addr] = at_addr
             self._usage.total -= state.size
+            self._usage.marked.discard(state)
             self._digest_bytes -= digest_entry_size(node)
             self._gc_nodes[node] = state.heartbeat
             self._gc_nodes.move_to_end(node)
@@ -938,8 +1001,11 @@ class ClusterState:
             positions = range(len(nodes)) if shared is None else shared.positions(len(nodes))
             ranks = sorted(positions, key=keys.__getitem__)
             states = list(self.node_states.values())
-            self._wire_nodes = list(map(nodes.__getitem__, ranks))
+            wire_nodes = list(map(nodes.__getitem__, ranks))
             self._wire_states = list(map(states.__getitem__, ranks))
+            if shared is not None:
+                wire_nodes, ranks = shared.same_list(wire_nodes), shared.same_list(ranks)
+            self._wire_nodes = wire_nodes
             self._wire_ranks = ranks
             self._wire_sorted = True
 
@@ -993,9 +1059,9 @@ class ClusterState:
                     and theirs.last_gc_version == state.last_gc_version
                 ):
                     # Our entry is the peer's now: taken, bytes and all (see compute_digest).
-                    forget_digest_entry_at(id(state._digest), None)
-                    state._digest = entries[node] = theirs
-                    state._digest_wire = wire
+                    forget_digest_entry_at(id(state._entry[0]), None)
+                    state._entry = (theirs, wire)
+                    entries[node] = theirs
         return rose, own_view
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
@@ -1016,12 +1082,13 @@ class ClusterState:
         # NodeState's entry refreshed inline: this runs for every node on every message.
         # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
         for node, state in zip(self._wire_nodes, self._wire_states, strict=True):
-            digest = state._digest
+            entry = state._entry
+            digest, wire = entry
             if (
                 digest.heartbeat != state.heartbeat
                 or digest.max_version != state.max_version
                 or digest.last_gc_version != state.last_gc_version
-                or state._digest_wire is None
+                or wire is None
             ):
                 held = (
                     None
@@ -1032,18 +1099,20 @@ class ClusterState:
                 )
                 if held is not None and held[0] is node:
                     forget_digest_entry_at(id(digest), None)
-                    digest, state._digest_wire = held[1], held[2]
+                    entry = held[1]
                 else:
-                    digest, state._digest_wire = renew(
+                    entry = renew(
                         node,
                         digest,
                         state.heartbeat,
                         state.last_gc_version,
                         state.max_version,
-                        state._digest_wire,
+                        wire,
                     )
-                state._digest = entries[node] = digest  # a value replaced: the order stays
-            append(state._digest_wire)
+                state._entry = entry
+                digest, wire = entry
+                entries[node] = digest  # a value replaced: the order stays
+            append(wire)
         if skip:
             return Digest({node: nd for node, nd in entries.items() if node not in skip})
         if None in wires:  # an entry the wire cannot carry: encoding it will say so
@@ -1081,8 +1150,11 @@ class ClusterState:
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         # Every round, over every node: the states that cannot hold a marked key-value
         # (most) are passed over here, without a call each.
+        marked = self._usage.marked
+        if not marked:
+            return
         for state in self.node_states.values():
-            if state._may_hold_marked:
+            if state in marked:
                 state.gc_keys_marked_for_deletion(grace_period, now)
 
     def _stale_candidates(

@@ -214,6 +214,35 @@ def test_the_windows_of_many_nodes_keep_their_own_intervals_as_the_ring_widens(s
         assert detector.mean_interval(node) == (total + 25.0) / (kept + 5)
 
 
+@pytest.mark.parametrize("size", [3, 1000])
+def test_the_means_stay_exact_once_the_intervals_outnumber_the_ring_s_codes(size: int) -> None:
+    # The ring holds the first 256 distinct intervals as codes, then doubles: the means,
+    # before and after that switch, are those of each node's own last intervals.
+    nodes = _nodes(3)
+    detector = _window(size)
+    heard: dict[NodeId, list[float]] = {node: [] for node in nodes}
+    last = dict.fromkeys(nodes, 0.0)
+    detector.report_heartbeats(nodes, 0.0)
+    now = 0.0
+    for step in range(1, 400):
+        now += 0.25 + (step * 7919 % 997) / 1000  # 400 distinct intervals, out of order
+        beating = nodes[: 1 + step % 3]
+        detector.report_heartbeats(beating, now)
+        for node in beating:
+            heard[node].append(now - last[node])
+            last[node] = now
+        if step in (100, 399):
+            for node in nodes:
+                total = 0.0
+                for count, interval in enumerate(heard[node]):
+                    if count >= size:
+                        total = total - heard[node][count - size] + interval
+                    else:
+                        total = interval if count == 0 else total + interval
+                kept = min(size, len(heard[node]))
+                assert detector.mean_interval(node) == (total + 25.0) / (kept + 5)
+
+
 def test_a_forgotten_node_s_row_goes_to_the_next_new_node_which_starts_afresh() -> None:
     old, new = _nodes(2)
     detector = _window(1000)
@@ -243,3 +272,37 @@ def test_a_copied_or_unpickled_detector_judges_as_the_original() -> None:
         assert [other.phi(n, 7.0) for n in nodes] == [detector.phi(n, 7.0) for n in nodes]
         other.report_heartbeats(nodes, 6.5)
         assert detector.phi(nodes[0], 6.5) != 0.0  # the original is not the copy
+
+
+def test_detectors_numbering_their_nodes_as_one_judge_as_detectors_of_their_own() -> None:
+    # A simulation's detectors share one numbering of the nodes (one dict, not one each):
+    # each still knows only the nodes it heard of, and forgets, collects and learns back
+    # as a detector of its own does, whatever the others heard.
+    nodes = _nodes(6)
+    config = FailureDetectorConfig(sampling_window_size=4, dead_node_grace_period=10.0)
+    rows: dict[NodeId, int] = {}
+    shared = [FailureDetector(config, rows=rows) for _ in range(2)]
+    alone = [FailureDetector(config) for _ in range(2)]
+    for step in range(40):
+        now = step * 0.5
+        for which in range(2):
+            # Each hears its own changing set of nodes, in its own order.
+            heard = [n for i, n in enumerate(nodes) if (i + step // (7 + which)) % 3 != which]
+            if which:
+                heard.reverse()
+            for detector in (shared[which], alone[which]):
+                detector.report_heartbeats(heard, now)
+                if step % 5 == 4:
+                    detector.update_liveness_of(nodes, now)
+                    detector.garbage_collect(now)
+                if step == 23:
+                    detector.declare_dead(nodes[which], now)
+                    detector.forget(nodes[2 + which])
+            mine, theirs = shared[which], alone[which]
+            assert set(mine.live_nodes()) == set(theirs.live_nodes())
+            assert set(mine.dead_nodes()) == set(theirs.dead_nodes())
+            for node in nodes:
+                assert mine.phi(node, now + 0.1) == theirs.phi(node, now + 0.1)
+                assert mine.is_live(node) == theirs.is_live(node)
+                assert mine.time_of_death(node) == theirs.time_of_death(node)
+    assert len(rows) == len(nodes)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import random
 
 from gossip_tui.core.codec import encode_delta
@@ -10,6 +11,7 @@ from gossip_tui.core.state import (
     DeltaStatus,
     KeyChange,
     NodeState,
+    SharedObjects,
     VersionChange,
 )
 
@@ -243,3 +245,35 @@ def test_delta_equality_ignores_cached_bytes() -> None:
     delta = cluster.compute_delta(Digest(), 65_000)
     assert delta.encoded is not None
     assert Delta(delta.node_deltas) == delta
+
+
+def test_states_sharing_their_lone_nodes_by_address_find_what_a_state_alone_finds() -> None:
+    # The states of a simulation find a node alone at its address in one table of the
+    # process (SharedObjects.alone_at) rather than an index each: whatever generations
+    # of a node they learn and forget, in whatever order, nodes_at is what it is in a
+    # state with an index of its own.
+    addrs = [SocketAddress.parse(f"127.0.0.1:{20_000 + i}") for i in range(3)]
+    nodes = [NodeId(f"n{i}", gen, addr) for i, addr in enumerate(addrs) for gen in (1, 2, 3)]
+    shared = SharedObjects(max_entries=2)  # room for two addresses' lone nodes
+    pairs = [(ClusterState(), ClusterState()) for _ in range(3)]
+    for state, _alone in pairs:
+        state.shared = shared
+    rng = random.Random(7)
+    found_in_shared = 0
+    for _step in range(300):
+        state, alone = rng.choice(pairs)
+        node = rng.choice(nodes)
+        if rng.random() < 0.3:
+            node = copy.copy(node)  # equal, not the same object
+        if node in alone.node_states and rng.random() < 0.5:
+            state.remove_node(node)
+            alone.remove_node(node)
+        else:
+            state.node_state_or_init(node)
+            alone.node_state_or_init(node)
+        for addr in addrs:
+            # The very node objects each state was given.
+            assert list(map(id, state.nodes_at(addr))) == list(map(id, alone.nodes_at(addr)))
+        found_in_shared += len(alone._by_addr) - len(state._by_addr)
+    assert len(shared.alone_at) == 2
+    assert found_in_shared > 10  # (not an index entry of their own)
