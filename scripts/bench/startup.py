@@ -231,27 +231,40 @@ trio.run(main)
 """
 
 
-def floor_run(tree: Path, settle: float) -> dict[str, float]:
-    """CPU when the floor is ready, and its RSS ``settle`` seconds later."""
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-c", _FLOOR],
+def _start_floor(tree: Path, wrapper: Sequence[str] = ()) -> subprocess.Popen[str]:
+    """The floor's process (under ``wrapper``, callgrind say), its stdin kept open: closing
+    it ends the process."""
+    return subprocess.Popen(
+        [*wrapper, sys.executable, "-c", _FLOOR],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if wrapper else None,
         cwd=tree,
         env=_env(tree),
         text=True,
     )
+
+
+def _await_floor(process: subprocess.Popen[str], failure: str) -> IO[str]:
+    """Wait until the floor is ready; its stdin, which ends it once closed."""
+    assert process.stdout is not None and process.stdin is not None
+    if process.stdout.readline().strip() != "ready":
+        raise RuntimeError(failure)
+    return process.stdin
+
+
+def floor_run(tree: Path, settle: float) -> dict[str, float]:
+    """CPU when the floor is ready, and its RSS ``settle`` seconds later."""
+    started = time.monotonic()
+    process = _start_floor(tree)
     try:
-        assert process.stdout is not None and process.stdin is not None
-        if process.stdout.readline().strip() != "ready":
-            raise RuntimeError("the floor process never got ready")
+        stdin = _await_floor(process, "the floor process never got ready")
         cpu = bench.cpu_seconds(process.pid)
         wall = time.monotonic() - started
         time.sleep(settle)
         rss = bench.rss_mib(process.pid)
         memory = bench.memory_split_mib(process.pid)
-        process.stdin.close()
+        stdin.close()
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
@@ -362,19 +375,9 @@ def floor_instructions(tree: Path) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         out_prefix = Path(scratch) / "callgrind.out"
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_prefix}.%p"]
-        process = subprocess.Popen(
-            [*command, sys.executable, "-c", _FLOOR],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=tree,
-            env=_env(tree),
-            text=True,
-        )
+        process = _start_floor(tree, command)
         try:
-            assert process.stdout is not None and process.stdin is not None
-            if process.stdout.readline().strip() != "ready":
-                raise RuntimeError("the floor never got ready under callgrind")
+            stdin = _await_floor(process, "the floor never got ready under callgrind")
             subprocess.run(
                 ["callgrind_control", "--dump", str(process.pid)],
                 check=True,
@@ -382,7 +385,7 @@ def floor_instructions(tree: Path) -> int:
                 stderr=subprocess.DEVNULL,
             )
             count = _callgrind_instructions(out_prefix)
-            process.stdin.close()
+            stdin.close()
             process.wait(timeout=_INSTRUCTIONS_TIMEOUT)
         finally:
             if process.poll() is None:
