@@ -202,16 +202,21 @@ def test_the_windows_of_many_nodes_keep_their_own_intervals_as_the_ring_widens(s
             heard[node].append(now - last[node])
             last[node] = now
     for node in nodes:
-        # The running sum, as a float of its own: the newest added, the oldest taken
-        # away once the window is full, in the order of the samples.
-        total = 0.0
-        for count, interval in enumerate(heard[node]):
-            if count >= size:
-                total = total - heard[node][count - size] + interval
-            else:
-                total = interval if count == 0 else total + interval
-        kept = min(size, len(heard[node]))
-        assert detector.mean_interval(node) == (total + 25.0) / (kept + 5)
+        assert detector.mean_interval(node) == _expected_mean(heard[node], size)
+
+
+def _expected_mean(intervals: list[float], size: int) -> float:
+    """The smoothed mean of a window of ``size`` over ``intervals``, its running sum a float
+    of its own: the newest added, the oldest taken away once the window is full, in the
+    order of the samples (prior 5 s, weight 5)."""
+    total = 0.0
+    for count, interval in enumerate(intervals):
+        if count >= size:
+            total = total - intervals[count - size] + interval
+        else:
+            total = interval if count == 0 else total + interval
+    kept = min(size, len(intervals))
+    return (total + 25.0) / (kept + 5)
 
 
 @pytest.mark.parametrize("size", [3, 1000])
@@ -233,14 +238,7 @@ def test_the_means_stay_exact_once_the_intervals_outnumber_the_ring_s_codes(size
             last[node] = now
         if step in (100, 399):
             for node in nodes:
-                total = 0.0
-                for count, interval in enumerate(heard[node]):
-                    if count >= size:
-                        total = total - heard[node][count - size] + interval
-                    else:
-                        total = interval if count == 0 else total + interval
-                kept = min(size, len(heard[node]))
-                assert detector.mean_interval(node) == (total + 25.0) / (kept + 5)
+                assert detector.mean_interval(node) == _expected_mean(heard[node], size)
 
 
 def test_a_forgotten_node_s_row_goes_to_the_next_new_node_which_starts_afresh() -> None:
