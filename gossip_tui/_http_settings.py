@@ -10,6 +10,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from gossip_tui._config_file import CliSettings, SettingsError
+from gossip_tui.core.errors import os_error_in
 from gossip_tui.core.http_access import (
     ApiTokenError,
     default_http_addr,
@@ -81,19 +82,12 @@ def http_service(settings: CliSettings) -> Any:
             # Asked for any port, the node got a UDP one whose TCP twin another program may
             # hold (a client connection's ephemeral port, on a busy host): any TCP port
             # serves then, and node.http_addr says which. A port asked for stays an error.
-            if settings.http_addr is not None or settings.listen_addr.port != 0:
-                raise
-            if not _address_in_use(error):
+            if (
+                settings.http_addr is not None
+                or settings.listen_addr.port != 0
+                or os_error_in(error, (errno.EADDRINUSE,)) is None
+            ):
                 raise
             return await serve_node_http(node, SocketAddress(addr.ip, 0), security=security)
 
     return serve
-
-
-def _address_in_use(error: BaseException) -> bool:
-    """Whether ``error`` is, or holds in its groups, an address already in use."""
-    if isinstance(error, OSError):
-        return error.errno == errno.EADDRINUSE
-    if isinstance(error, BaseExceptionGroup):
-        return any(_address_in_use(inner) for inner in error.exceptions)
-    return False

@@ -33,7 +33,7 @@ from gossip_tui._config_file import (
     to_node_config,
 )
 from gossip_tui._run_options import RunArgs, parse_run_args
-from gossip_tui.core.errors import GossipTuiError
+from gossip_tui.core.errors import GossipTuiError, os_error_in
 from gossip_tui.core.models import SocketAddress
 
 if TYPE_CHECKING:
@@ -95,18 +95,6 @@ def package_version() -> str:
 
 
 # --------------------------------------------------------------------------- binding
-
-
-def _bind_error(exc: BaseException) -> OSError | None:
-    """The socket-binding error inside ``exc`` (maybe nested in exception groups)."""
-    if isinstance(exc, OSError) and exc.errno in _BIND_ERRORS:
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _bind_error(inner)
-            if found is not None:
-                return found
-    return None
 
 
 def _bind_failure(addr: SocketAddress, error: OSError) -> CliError:
@@ -208,7 +196,7 @@ def run_headless(settings: CliSettings, *, open_node: OpenNode | None = None) ->
     try:
         run_runtime(settings, config, open_node)
     except (OSError, BaseExceptionGroup) as exc:
-        error = _bind_error(exc)
+        error = os_error_in(exc, _BIND_ERRORS)
         if error is None:
             raise
         raise _bind_failure(settings.listen_addr, error) from None
