@@ -16,17 +16,26 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from typing import Any
 
 from gossip_tui.core.codec import PROTOCOL_V1
 from gossip_tui.core.failure_detector import FailureDetectorConfig
-from gossip_tui.core.simulation import Simulation
+from gossip_tui.core.simulation import Simulation, chitchat_test_name
 
-# The wire each mode runs: V0 and V1 as the defaults send them, and V1 in 1,500-byte
-# datagrams, where digests no longer fit whole and the partial windows take over.
-MODES: dict[str, dict[str, int]] = {
+# The wire each mode runs: V0 and V1 as the defaults send them, V1 in 1,500-byte
+# datagrams, and the partial windows at work: V0 in 1,200-byte datagrams, V1 in 1,500
+# with chitchat-test's node ids (V1's compression fits the short names of V1-1500 whole
+# at 120 nodes, so that mode never builds a window).
+MODES: dict[str, dict[str, Any]] = {
     "V0": {},
     "V1": {"protocol_version": PROTOCOL_V1},
     "V1-1500": {"protocol_version": PROTOCOL_V1, "max_datagram_size": 1_500},
+    "V0-1200": {"max_datagram_size": 1_200},
+    "V1-1500-named": {
+        "protocol_version": PROTOCOL_V1,
+        "max_datagram_size": 1_500,
+        "naming": chitchat_test_name,
+    },
 }
 
 
@@ -37,7 +46,7 @@ def fingerprint(size: int, seed: int, rounds: int, mode: str = "V0") -> dict[str
         gossip_interval=0.5,
         decode_replies=True,
         failure_detector=FailureDetectorConfig(sampling_window_size=32),
-        **MODES[mode],  # type: ignore[arg-type]
+        **MODES[mode],
     )
     digest = hashlib.sha256()
     sent = [0, 0]
