@@ -32,7 +32,10 @@ number of nodes the sender knows.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from itertools import compress, repeat
+from operator import and_, ge, lt, ne
 
 from .codec import (
     MAX_DATAGRAM_SIZE,
@@ -201,3 +204,158 @@ class WindowPlanner:
         # cursor only moves (in build) once the window is final.
         self._pending = start + step
         return Digest(window)
+
+
+class NodeNumbers:
+    """A numbering of nodes shared by the engines of one process (a simulation's: N
+    engines of the same N nodes), for bookkeeping kept in columns indexed by it rather
+    than in a dict per engine (a slot each, ~37 bytes, N^2 of them). Numbers are never
+    taken back: only for a process whose nodes are bounded."""
+
+    __slots__ = ("nodes", "of")
+
+    def __init__(self) -> None:
+        self.of: dict[NodeId, int] = {}
+        self.nodes: list[NodeId] = []
+
+    def number(self, node: NodeId) -> int:
+        number = self.of.get(node)
+        if number is None:
+            number = self.of[node] = len(self.nodes)
+            self.nodes.append(node)
+        return number
+
+
+# The round of a node not noted (or forgotten) in ChangeRounds' columns.
+_UNNOTED = -(2**62)
+
+
+class ChangeRounds:
+    """The round each node's state last changed, for the windows' recent nodes: kept as a
+    dict of node -> round keeps them (a node noted again keeps its place, one forgotten
+    and noted again goes last), and given latest first, ties in that order.
+
+    With ``numbers`` (see NodeNumbers) the rounds and places are two columns: a
+    simulation's engines note every node as it forms, and only forget one once their
+    own digest no longer fits (the windows read these), which at a thousand nodes is
+    never: a dict slot each was N^2 of ~37 bytes."""
+
+    __slots__ = ("_by_node", "_noted", "_numbers", "_places", "_rounds")
+
+    def __init__(self, numbers: NodeNumbers | None = None) -> None:
+        self._numbers = numbers
+        self._by_node: dict[NodeId, int] = {}
+        self._rounds = array("q")
+        self._places = array("q")
+        self._noted = 0  # places given out
+
+    def note(self, node: NodeId, round_: int) -> None:
+        numbers = self._numbers
+        if numbers is None:
+            self._by_node[node] = round_
+            return
+        number = numbers.number(node)
+        rounds = self._rounds
+        if number >= len(rounds):
+            missing = number + 1 - len(rounds)
+            rounds.extend(repeat(_UNNOTED, missing))
+            self._places.extend(repeat(0, missing))
+        if rounds[number] == _UNNOTED:
+            self._places[number] = self._noted
+            self._noted += 1
+        rounds[number] = round_
+
+    def discard(self, node: NodeId) -> None:
+        numbers = self._numbers
+        if numbers is None:
+            self._by_node.pop(node, None)
+            return
+        number = numbers.of.get(node)
+        if number is not None and number < len(self._rounds):
+            self._rounds[number] = _UNNOTED
+
+    def recent(self, oldest: int, known: Container[NodeId]) -> list[NodeId]:
+        """Forget the nodes that changed before round ``oldest`` or are not ``known``;
+        the others, latest change first."""
+        numbers = self._numbers
+        if numbers is None:
+            by_node = self._by_node
+            for node, changed in list(by_node.items()):
+                if changed < oldest or node not in known:
+                    del by_node[node]
+            return sorted(by_node, key=by_node.__getitem__, reverse=True)
+        rounds, places, nodes = self._rounds, self._places, numbers.nodes
+        # Picked in C: the few noted since ``oldest``, and those noted before, forgotten.
+        stale = map(and_, map(lt, rounds, repeat(oldest)), map(ne, rounds, repeat(_UNNOTED)))
+        for number in list(compress(range(len(rounds)), stale)):
+            rounds[number] = _UNNOTED
+        kept = []
+        for number in list(compress(range(len(rounds)), map(ge, rounds, repeat(oldest)))):
+            if nodes[number] in known:
+                kept.append((-rounds[number], places[number], nodes[number]))
+            else:
+                rounds[number] = _UNNOTED
+        kept.sort()  # (places are distinct: the nodes are never compared)
+        return [node for _round, _place, node in kept]
+
+
+class CapsPeers:
+    """The peers that published the capability, by address: at each address the node
+    whose state showed it when a delta last named one of that address's nodes.
+
+    With ``numbers`` (see NodeNumbers) a mark per node in a column, and an address's
+    node found among the nodes known there, ``nodes_at`` (a mark outlives only a node
+    forgotten by hand, whose state a delta must bring the key back to before it counts,
+    and that delta marks it again): a dict slot per peer was N^2 of ~37 bytes in a
+    simulation."""
+
+    __slots__ = ("_by_addr", "_marks", "_nodes_at", "_numbers")
+
+    def __init__(
+        self,
+        numbers: NodeNumbers | None = None,
+        nodes_at: Callable[[SocketAddress], Iterable[NodeId]] = lambda _addr: (),
+    ) -> None:
+        self._numbers = numbers
+        self._nodes_at = nodes_at
+        self._by_addr: dict[SocketAddress, NodeId] = {}
+        self._marks = bytearray()
+
+    def note(self, node: NodeId) -> None:
+        """``node`` showed the capability."""
+        numbers = self._numbers
+        if numbers is None:
+            self._by_addr[node.gossip_addr] = node
+            return
+        marks = self._marks
+        for other in self._nodes_at(node.gossip_addr):
+            number = numbers.of.get(other)
+            if number is not None and number < len(marks):
+                marks[number] = 0
+        number = numbers.number(node)
+        if number >= len(marks):
+            marks.extend(bytes(number + 1 - len(marks)))
+        marks[number] = 1
+
+    def discard(self, node: NodeId) -> None:
+        """``node`` is gone: its address has no such peer, unless another node took it."""
+        numbers = self._numbers
+        if numbers is None:
+            if self._by_addr.get(node.gossip_addr) == node:
+                del self._by_addr[node.gossip_addr]
+            return
+        number = numbers.of.get(node)
+        if number is not None and number < len(self._marks):
+            self._marks[number] = 0
+
+    def at(self, addr: SocketAddress) -> NodeId | None:
+        """The peer at ``addr``, if any."""
+        numbers = self._numbers
+        if numbers is None:
+            return self._by_addr.get(addr)
+        marks = self._marks
+        for node in self._nodes_at(addr):
+            number = numbers.of.get(node)
+            if number is not None and number < len(marks) and marks[number]:
+                return node
+        return None

@@ -44,6 +44,9 @@ from .digest_window import (
     CAPS_KEY,
     PARTIAL_DIGEST,
     RECENT_ROUNDS,
+    CapsPeers,
+    ChangeRounds,
+    NodeNumbers,
     WindowPlanner,
     advertises_partial_digests,
     fits,
@@ -326,6 +329,7 @@ class GossipEngine:
         max_datagram_size: int = MAX_DATAGRAM_SIZE,
         protocol_version: int = PROTOCOL_V0,
         partial_digests: bool = False,
+        node_numbers: NodeNumbers | None = None,
     ) -> None:
         self.self_id = self_id
         self.cluster_id = cluster_id
@@ -367,11 +371,13 @@ class GossipEngine:
         # The partial-digest extension (see digest_window): whether this node takes part,
         # the peers that published the capability (by address, as targets are picked),
         # nodes a peer showed us to be behind on (-> the version seen), nodes whose state
-        # we saw change (-> the round), and the rotation of our windows.
+        # we saw change (-> the round), and the rotation of our windows. ``node_numbers``:
+        # the numbering the engines of a process share, for the peers and changes kept in
+        # columns rather than dicts (see NodeNumbers).
         self.partial_digests = partial_digests
-        self._caps_peers: dict[SocketAddress, NodeId] = {}
+        self._caps_peers = CapsPeers(node_numbers, self.state.nodes_at)
         self._behind: dict[NodeId, int] = {}
-        self._changed_at: dict[NodeId, int] = {}
+        self._changed_at = ChangeRounds(node_numbers)
         self._rounds = 0
         self._windows: WindowPlanner | None = None
         self._round_syns: tuple[float, Syn, Syn | None] | None = None
@@ -485,7 +491,7 @@ class GossipEngine:
     # ------------------------------------------------------------------ partial digests
 
     def _takes_partial_digests(self, target: SocketAddress) -> bool:
-        node = self._caps_peers.get(target)
+        node = self._caps_peers.at(target)
         state = None if node is None else self.state.node_state(node)
         return state is not None and advertises_partial_digests(state.get(CAPS_KEY))
 
@@ -499,11 +505,7 @@ class GossipEngine:
             state = states.get(node)
             if state is None or state.max_version >= seen:
                 del self._behind[node]
-        oldest = self._rounds - RECENT_ROUNDS
-        for node, changed in list(self._changed_at.items()):
-            if changed < oldest or node not in states:
-                del self._changed_at[node]
-        recent = sorted(self._changed_at, key=self._changed_at.__getitem__, reverse=True)
+        recent = self._changed_at.recent(self._rounds - RECENT_ROUNDS, states)
         priority = [self.self_id, *self._behind, *recent]
         return self._windows.build(full, priority, protocol_version, budget)
 
@@ -527,9 +529,9 @@ class GossipEngine:
             if state is None:
                 continue
             if state.max_version > before.get(node_delta.node, 0):
-                self._changed_at[node_delta.node] = self._rounds
+                self._changed_at.note(node_delta.node, self._rounds)
             if advertises_partial_digests(state.get(CAPS_KEY)):
-                self._caps_peers[node_delta.node.gossip_addr] = node_delta.node
+                self._caps_peers.note(node_delta.node)
 
     def publish_capabilities(self) -> None:
         """Publish the partial-digest capability once our digest passes half a datagram
@@ -887,9 +889,8 @@ class GossipEngine:
                 self.state.remove_node(node)
                 self.left.discard(node)
                 self._behind.pop(node, None)
-                self._changed_at.pop(node, None)
-                if self._caps_peers.get(node.gossip_addr) == node:
-                    del self._caps_peers[node.gossip_addr]
+                self._changed_at.discard(node)
+                self._caps_peers.discard(node)
                 removed.append(node)
         liveness = LivenessChanges(
             joined=tuple(sorted(is_live - was_live, key=sort_key_of)),

@@ -21,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DecodeError, decode, encode, hold_nodes
+from .digest_window import NodeNumbers
 from .engine import GossipEngine, LivenessChanges
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeDigest, Syn, SynAck
@@ -139,6 +140,9 @@ class Simulation:
         hold_nodes(size)
         self.engines: dict[SocketAddress, GossipEngine] = {}
         detector_rows: dict[NodeId, int] = {}
+        # One numbering of the nodes for the engines' partial-digest bookkeeping (see
+        # NodeNumbers).
+        numbers = NodeNumbers()
         self.silenced: set[SocketAddress] = set()
         self.traffic = Traffic()
         self.liveness_log: list[tuple[float, SocketAddress, LivenessChanges]] = []
@@ -158,6 +162,7 @@ class Simulation:
                 max_datagram_size=max_datagram_size,
                 protocol_version=protocol_version,
                 partial_digests=takes_part,
+                node_numbers=numbers,
             )
             engine = self.engines[addr]
             engine.state.shared = shared

@@ -158,7 +158,7 @@ def _loaded_engine(
     # Peers by address, as the engine learns them from their states' capability key.
     if partial:
         for node in ids:
-            engine._caps_peers[node.gossip_addr] = node
+            engine._caps_peers.note(node)
     engine.drain_changes()
     return engine
 
