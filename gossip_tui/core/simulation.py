@@ -135,8 +135,9 @@ class Simulation:
         seed_addrs = [sim_address(i) for i in seeds]
         # The engines hold the same few digest entries of each node (its last heartbeats)
         # and the same values: one copy of each for the whole cluster, where each engine
-        # would make its own (N^2 of them). A handful per node in circulation.
-        shared = SharedObjects(8 * size + 1_024)
+        # would make its own (N^2 of them). A handful per node in circulation, and a score
+        # of digest entries (see SharedObjects.max_digest_entries).
+        shared = SharedObjects(8 * size + 1_024, 32 * size + 1_024)
         hold_nodes(size)
         self.engines: dict[SocketAddress, GossipEngine] = {}
         detector_rows: dict[NodeId, int] = {}
