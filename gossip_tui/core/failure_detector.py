@@ -128,11 +128,15 @@ class FailureDetector:
         # Each node's row: the detector's own, or ``rows``, a numbering of nodes shared by
         # the detectors of a process (a simulation's: N detectors of the same N nodes,
         # where a dict each cost ~31 bytes a node). A shared number is a row here only
-        # once this detector gave it out (its node in _nodes); rows are then not reused.
+        # once this detector gave it out (_given); rows are then not reused. The shared
+        # numbering is the order of its keys (numbers are given as its length).
         self._rows: dict[NodeId, int] = {} if rows is None else rows
         self._shared_rows = rows is not None
-        # Each row's node (None while free), in row order: live_nodes walks it beside
-        # the live flags, in C.
+        # 1 for a row given out (not free), in row order.
+        self._given = bytearray()
+        # Each row's node (None while free), in row order, when the rows are our own:
+        # live_nodes walks it beside the live flags, in C. (Shared rows: the keys of the
+        # numbering, one list for all detectors, where a list each cost 8 bytes a node.)
         self._nodes: list[NodeId | None] = []
         self._free_rows: list[int] = []
         self._last: list[float | None] = []  # None before a first heartbeat
@@ -176,21 +180,24 @@ class FailureDetector:
         elif self._free_rows:
             row = self._free_rows.pop()
         else:
-            row = _row_number(len(self._nodes))
+            row = _row_number(len(self._live))
             self._cover(row + 1)
-        self._nodes[row] = node
+        self._given[row] = 1
         self._last[row] = self._mean[row] = None
         self._fill[row] = 0
         if not self._shared_rows:
+            self._nodes[row] = node
             self._rows[node] = row
         return row
 
     def _cover(self, count: int) -> None:
         """Make the columns ``count`` rows long (new rows free)."""
-        missing = count - len(self._nodes)
+        missing = count - len(self._live)
         if missing <= 0:
             return
-        self._nodes.extend(repeat(None, missing))
+        if not self._shared_rows:
+            self._nodes.extend(repeat(None, missing))
+        self._given.extend(bytes(missing))
         self._last.extend(repeat(None, missing))
         self._mean.extend(repeat(None, missing))
         self._fill.extend(repeat(0, missing))
@@ -207,7 +214,7 @@ class FailureDetector:
         if (
             row is not None
             and self._shared_rows
-            and (row >= len(self._nodes) or self._nodes[row] is None)
+            and (row >= len(self._given) or not self._given[row])
         ):
             return None
         return row
@@ -215,15 +222,16 @@ class FailureDetector:
     def _free_row(self, node: NodeId) -> None:
         row = self._row_of(node) if self._shared_rows else self._rows.pop(node, None)
         if row is not None:
-            self._nodes[row] = None
+            self._given[row] = 0
             self._live[row] = 0
             self._last[row] = self._mean[row] = None  # (see update_liveness_of)
             if not self._shared_rows:
+                self._nodes[row] = None
                 self._free_rows.append(row)
 
     def _widen(self) -> None:
         """Double the ring's slots a row (up to the window's size): a row is full."""
-        stride, rows = self._stride, len(self._nodes)
+        stride, rows = self._stride, len(self._live)
         wider = min(2 * stride, self.config.sampling_window_size)
         old: Any = self._ring
         ring: Any
@@ -280,9 +288,9 @@ class FailureDetector:
                 # None where this detector gave out no row (every shared number a row
                 # here, free or not): checked in C, the usual case (every node known).
                 self._cover(len(rows_of))
-                nodes_of = self._nodes
-                if None in rows or any(map(is_, map(nodes_of.__getitem__, rows), repeat(None))):
-                    rows = [None if row is None or nodes_of[row] is None else row for row in rows]
+                given = self._given
+                if None in rows or not all(map(given.__getitem__, rows)):
+                    rows = [None if row is None or not given[row] else row for row in rows]
             # (A live node has a row.)
             every_live = None not in rows and all(map(self._live.__getitem__, rows))
             if every_live:
@@ -489,7 +497,8 @@ class FailureDetector:
 
     def live_nodes(self) -> Iterator[NodeId]:
         # (A free row is never live: no None.)
-        return cast("Iterator[NodeId]", compress(self._nodes, self._live))
+        nodes = list(self._rows) if self._shared_rows else self._nodes
+        return cast("Iterator[NodeId]", compress(nodes, self._live))
 
     def dead_nodes(self) -> Iterator[NodeId]:
         return iter(self._dead)
