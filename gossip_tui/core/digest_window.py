@@ -226,8 +226,9 @@ class NodeNumbers:
         return number
 
 
-# The round of a node not noted (or forgotten) in ChangeRounds' columns.
-_UNNOTED = -(2**62)
+# The round of a node not noted (or forgotten) in ChangeRounds' columns (of 32-bit
+# ints: rounds and places past 2**31 raise, they do not wrap).
+_UNNOTED = -(2**31)
 
 
 class ChangeRounds:
@@ -235,7 +236,7 @@ class ChangeRounds:
     dict of node -> round keeps them (a node noted again keeps its place, one forgotten
     and noted again goes last), and given latest first, ties in that order.
 
-    With ``numbers`` (see NodeNumbers) the rounds and places are two columns: a
+    With ``numbers`` (see NodeNumbers) the rounds and places are two 4-byte columns: a
     simulation's engines note every node as it forms, and only forget one once their
     own digest no longer fits (the windows read these), which at a thousand nodes is
     never: a dict slot each was N^2 of ~37 bytes."""
@@ -245,8 +246,8 @@ class ChangeRounds:
     def __init__(self, numbers: NodeNumbers | None = None) -> None:
         self._numbers = numbers
         self._by_node: dict[NodeId, int] = {}
-        self._rounds = array("q")
-        self._places = array("q")
+        self._rounds = array("i")
+        self._places = array("i")
         self._noted = 0  # places given out
 
     def note(self, node: NodeId, round_: int) -> None:

@@ -119,5 +119,6 @@ def test_a_simulation_s_engines_keep_a_few_bytes_a_node_for_their_windows() -> N
     finally:
         tracemalloc.stop()
     assert all(built[1].at(node.gossip_addr) is node for node in nodes)
-    # ~17 bytes a node: two 8-byte columns and a byte of mark (the two dicts: ~62).
-    assert held / len(nodes) < 24
+    # ~11 bytes a node: two 4-byte columns and a byte of mark (8-byte columns: ~19; the
+    # two dicts: ~62).
+    assert held / len(nodes) < 16
