@@ -54,12 +54,14 @@ from .messages import (
     BadCluster,
     Delta,
     Digest,
+    DigestColumns,
     KeyValueMutation,
     Message,
     NodeDelta,
     NodeDigest,
     Syn,
     SynAck,
+    columns_digest,
 )
 from .models import KeyStatus, NodeId, SocketAddress
 
@@ -228,6 +230,10 @@ class _Layout:
     numbers of every entry at once, and the node ids the layout held then."""
 
     __slots__ = (
+        "column_epoch",
+        "column_ids",
+        "column_index",
+        "column_nodes",
         "cut",
         "end",
         "entries",
@@ -264,6 +270,12 @@ class _Layout:
         self.nodes: list[NodeId] = []
         self.id_bytes: list[bytes] = []
         self.epoch = -1
+        # The same for a digest read as columns (see _read_columns): the ids' bytes as the
+        # tuple a read gives, the node ids, and each one's position, made once a layout.
+        self.column_ids: tuple[bytes, ...] = ()
+        self.column_nodes: list[NodeId] = []
+        self.column_index: dict[NodeId, int] = {}
+        self.column_epoch = -1
 
     def split(self) -> tuple[list[slice], struct.Struct]:
         """Each entry's node id slice, and the struct of all the numbers (from offset 0:
@@ -281,12 +293,16 @@ class _Layout:
     def ids_and_numbers(self) -> struct.Struct:
         """One struct that reads every entry's node id bytes and numbers at once."""
         if self.whole is None:
-            layout = ["<"]
-            end = 0
-            for piece in self.entries:
-                layout.append(f"{piece.start - end}x{piece.stop - 24 - piece.start}s3Q")
-                end = piece.stop
-            self.whole = struct.Struct("".join(layout))
+            ends = [0] + [piece.stop for piece in self.entries]
+            self.whole = struct.Struct(
+                "<"
+                + "".join(
+                    [
+                        f"{p.start - end}x{p.stop - 24 - p.start}s3Q"
+                        for p, end in zip(self.entries, ends, strict=False)
+                    ]
+                )
+            )
         return self.whole
 
 
@@ -443,6 +459,17 @@ _ND_SETTERS = _slot_setters(
     NodeDelta, ("node", "from_version_excluded", "last_gc_version", "key_values", "max_version")
 )
 _DIGEST_SETTERS = _slot_setters(NodeDigest, ("heartbeat", "last_gc_version", "max_version"))
+
+
+def _new_node_digest(heartbeat: int, last_gc_version: int, max_version: int) -> NodeDigest:
+    if _DIGEST_SETTERS is None:
+        return NodeDigest(heartbeat, last_gc_version, max_version)
+    nd = object.__new__(NodeDigest)
+    set_heartbeat, set_last_gc, set_max_version = _DIGEST_SETTERS
+    set_heartbeat(nd, heartbeat)
+    set_last_gc(nd, last_gc_version)
+    set_max_version(nd, max_version)
+    return nd
 
 
 def _new_kv(key: str, value: str, version: int, status: KeyStatus) -> KeyValueMutation:
@@ -1023,6 +1050,10 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     size = len(data)
     layout_key = (pos, count) if count is not None else (pos, -size)
     layout = _LAYOUTS.get(layout_key)
+    if layout is not None:
+        columns = _read_columns(data, layout)
+        if columns is not None:
+            return columns_digest(columns), layout.end
     entries: list[tuple[NodeId, NodeDigest]]
     bounds: list[slice] | None
     pieces: list[bytes] | None = None
@@ -1039,6 +1070,40 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     if pieces is not None and len(pieces) == len(nodes):
         return Digest(nodes, received_entries=pieces), pos
     return Digest(nodes), pos
+
+
+def _read_columns(data: bytes, laid_out: _Layout) -> DigestColumns | None:
+    """A digest laid out as ``laid_out`` whose every node id is the one the layout held
+    last (the usual digest: the same nodes, their numbers moved), read as columns in one
+    C call, its ids compared with the layout's as one tuple (memcmp each). A known id's
+    bytes are a well-formed id of their length, and the numbers are any u64s, so such a
+    digest is well-formed. None when that does not hold: the digest is read entry by entry."""
+    try:
+        read = laid_out.ids_and_numbers().unpack_from(data)
+    except struct.error:  # a shorter datagram
+        return None
+    ids = read[0::4]
+    if laid_out.column_epoch != _node_ids_changed or ids != laid_out.column_ids:
+        # Another digest of this layout, or the known ids changed since: its ids looked up
+        # (in C). Held when all are known and none is listed twice.
+        nodes: list[Any] = list(map(_NODES_BY_WIRE.get, ids))
+        if not all(map(is_not, nodes, repeat(None))):
+            return None
+        index = dict(zip(nodes, range(len(nodes)), strict=True))
+        if len(index) != len(nodes):
+            return None
+        laid_out.column_ids, laid_out.column_nodes, laid_out.column_index = ids, nodes, index
+        laid_out.column_epoch = _node_ids_changed
+    return DigestColumns(
+        laid_out.column_nodes,
+        laid_out.column_index,
+        read[1::4],
+        read[2::4],
+        read[3::4],
+        data,
+        laid_out.entries,
+        _new_node_digest,
+    )
 
 
 def _read_entries_laid_out(

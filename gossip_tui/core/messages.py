@@ -10,7 +10,8 @@ what a message means, so it is a keyword with a default rather than a wrapper ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -27,6 +28,138 @@ class NodeDigest:
     heartbeat: int
     last_gc_version: int
     max_version: int
+
+
+class DigestColumns(Mapping[NodeId, "NodeDigest"]):
+    """A decoded digest's entries as columns: its node ids in wire order, and its
+    heartbeats, last gc versions and max versions as tuples beside them, as one C call
+    read them out of the datagram. Each entry's :class:`NodeDigest` is made when first
+    asked for (then the same object), and its bytes are cut when asked for: an idle node
+    compares the columns with its own, and most entries are never looked at one by one.
+
+    ``nodes`` and ``index`` (each node's position) are shared by every digest of the
+    same layout and must not be changed. No node is listed twice."""
+
+    __slots__ = (
+        "_data",
+        "_made",
+        "_make",
+        "_slices",
+        "heartbeats",
+        "index",
+        "last_gcs",
+        "max_versions",
+        "nodes",
+    )
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeId],
+        index: Mapping[NodeId, int],
+        heartbeats: Sequence[int],
+        last_gcs: Sequence[int],
+        max_versions: Sequence[int],
+        data: bytes,
+        slices: Sequence[slice],
+        make: Callable[[int, int, int], NodeDigest] = NodeDigest,
+    ) -> None:
+        self.nodes = nodes
+        self.index = index
+        self.heartbeats = heartbeats
+        self.last_gcs = last_gcs
+        self.max_versions = max_versions
+        self._data = data
+        self._slices = slices
+        # What makes an entry from its three numbers (the codec's maker skips the frozen
+        # class's __init__).
+        self._make = make
+        self._made: list[NodeDigest | None] | None = None
+
+    def entry(self, at: int) -> NodeDigest:
+        """The entry at position ``at``."""
+        made = self._made
+        if made is None:
+            made = self._made = [None] * len(self.nodes)
+        held = made[at]
+        if held is None:
+            held = made[at] = self._make(
+                self.heartbeats[at], self.last_gcs[at], self.max_versions[at]
+            )
+        return held
+
+    def entry_bytes(self, at: int) -> bytes:
+        """The bytes of the entry at position ``at``, as the datagram held them."""
+        return self._data[self._slices[at]]
+
+    def __getitem__(self, node: NodeId) -> NodeDigest:
+        return self.entry(self.index[node])
+
+    def get(self, node: NodeId, default: Any = None) -> Any:
+        at = self.index.get(node)
+        return default if at is None else self.entry(at)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.index
+
+    def __iter__(self) -> Iterator[NodeId]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def keys(self) -> KeysView[NodeId]:
+        return _ColumnKeys(self)
+
+    def items(self) -> ItemsView[NodeId, NodeDigest]:
+        return _ColumnItems(self)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A plain dict once pickled or copied: the columns hold the datagram.
+        return (dict, (dict(self.items()),))
+
+
+class _ColumnKeys(KeysView[NodeId]):
+    _mapping: DigestColumns
+
+    def __iter__(self) -> Iterator[NodeId]:
+        # The node list's own iterator, in C, where KeysView's generator resumed per node.
+        return iter(self._mapping.nodes)
+
+
+class _ColumnItems(ItemsView[NodeId, "NodeDigest"]):
+    _mapping: DigestColumns
+
+    def __iter__(self) -> Iterator[tuple[NodeId, NodeDigest]]:
+        columns = self._mapping
+        return zip(columns.nodes, map(columns.entry, range(len(columns.nodes))), strict=True)
+
+
+class _EntryBytes(Sequence[bytes]):
+    """The bytes of a :class:`DigestColumns`' entries (``received_entries``), each cut
+    when asked for."""
+
+    __slots__ = ("_columns",)
+
+    def __init__(self, columns: DigestColumns) -> None:
+        self._columns = columns
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __getitem__(self, at: Any) -> Any:
+        if isinstance(at, slice):
+            return [self._columns.entry_bytes(i) for i in range(len(self))[at]]
+        if not -len(self) <= at < len(self):
+            raise IndexError(at)
+        return self._columns.entry_bytes(at % len(self))
+
+
+def columns_digest(columns: DigestColumns) -> Digest:
+    """A digest of ``columns``, with each entry's bytes as ``received_entries``."""
+    return Digest(columns, received_entries=_EntryBytes(columns))
 
 
 @attrs.frozen

@@ -25,6 +25,7 @@ from gossip_tui.core.messages import (
     Ack,
     Delta,
     Digest,
+    DigestColumns,
     KeyValueMutation,
     NodeDelta,
     NodeDigest,
@@ -185,23 +186,27 @@ def _bump(engine: GossipEngine, name: str) -> None:
     engine.state.node_states[node].heartbeat += 1
 
 
-def test_a_digest_decoded_again_reuses_its_unchanged_entries(
-    counting_struct: _CountingStruct,
+def test_a_digest_laid_out_as_the_last_is_read_as_columns_with_no_entry_made(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A digest of the same nodes as the last one (the usual digest) is read as columns:
+    # no NodeDigest is made until an entry is asked for, where each new one was made (and
+    # each unchanged one looked up) as the digest was decoded.
     engine = _engine_with_live_peers(PEERS)
     first = encode(engine.create_syn(3.0))
     _bump(engine, "peer-7")
-    second = encode(engine.create_syn(3.0))
-    before = decode(first)
-    assert isinstance(before, Syn)
+    sent = engine.create_syn(3.0)
+    second = encode(sent)
+    decode(first)
+    made = _count_calls(monkeypatch, codec, "_new_node_digest")
     after = decode(second)
-    assert isinstance(after, Syn)
-    # Only peer-7's entry is new: the others are the very objects decoded before.
-    changed = {
-        n.node_id for n, nd in after.digest.nodes.items() if nd is not before.digest.nodes[n]
-    }
-    assert changed == {"peer-7"}
-    assert after == decode(second)
+    assert isinstance(after, Syn) and isinstance(after.digest.nodes, DigestColumns)
+    assert made[0] == 0
+    monkeypatch.undo()
+    assert after == sent == decode(second)
+    # Each entry, once made, is the one handed out again.
+    nodes = after.digest.nodes
+    assert all(nodes[n] is nd for n, nd in nodes.items())
 
 
 def test_an_unchanged_state_computes_its_digest_without_new_entries(
@@ -905,13 +910,13 @@ def test_stale_buckets_are_ordered_without_comparing_staleness_in_python(
     assert comparisons == 0
 
 
-def test_a_digest_of_known_entries_laid_out_as_the_last_is_cut_in_c() -> None:
-    # A digest of the same nodes as the last one decoded is cut into its entries and
-    # looked up without a Python call per entry (one dict.get each before); only the
-    # node-keyed dict it becomes hashes each node, and that is not counted here.
-    engine = _engine_with_live_peers(PEERS)
+def _calls_to_decode_again(peers: int) -> dict[str, int]:
+    """The calls (Python and C) of decoding a Syn of ``peers`` peers laid out as the two
+    decoded before it."""
+    engine = _engine_with_live_peers(peers)
     wire = encode(engine.create_syn(3.0))
     decode(wire)
+    decode(wire)  # the layout's struct made (once a layout)
     per_call: dict[str, int] = {}
 
     def count(_frame: Any, event: str, arg: Any) -> None:
@@ -929,8 +934,16 @@ def test_a_digest_of_known_entries_laid_out_as_the_last_is_cut_in_c() -> None:
         sys.setprofile(None)
         if was_enabled:
             gc.enable()
-    assert isinstance(syn, Syn) and len(syn.digest.nodes) == PEERS + 1
-    assert sum(per_call.values()) <= 20, per_call
+    assert isinstance(syn, Syn) and len(syn.digest.nodes) == peers + 1
+    return per_call
+
+
+def test_a_digest_of_known_entries_laid_out_as_the_last_is_cut_in_c() -> None:
+    # A digest of the same nodes as the last one decoded is read in one C call, its ids
+    # compared as one tuple: its calls are the same whatever its size, and few.
+    calls = _calls_to_decode_again(PEERS)
+    assert calls == _calls_to_decode_again(2 * PEERS)
+    assert sum(calls.values()) <= 25, calls
 
 
 def test_a_renewed_digest_entry_reuses_its_node_id_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
