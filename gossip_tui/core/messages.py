@@ -41,15 +41,15 @@ class DigestColumns(Mapping[NodeId, "NodeDigest"]):
     same layout and must not be changed. No node is listed twice."""
 
     __slots__ = (
-        "_data",
-        "_made",
         "_make",
-        "_slices",
+        "data",
         "heartbeats",
         "index",
         "last_gcs",
+        "made",
         "max_versions",
         "nodes",
+        "slices",
     )
 
     def __init__(
@@ -68,28 +68,40 @@ class DigestColumns(Mapping[NodeId, "NodeDigest"]):
         self.heartbeats = heartbeats
         self.last_gcs = last_gcs
         self.max_versions = max_versions
-        self._data = data
-        self._slices = slices
-        # What makes an entry from its three numbers (the codec's maker skips the frozen
-        # class's __init__).
+        # The bytes the entries lie in, and where each lies.
+        self.data = data
+        self.slices = slices
+        # What makes an entry of its numbers (the codec's maker skips the frozen class's
+        # __init__).
         self._make = make
-        self._made: list[NodeDigest | None] | None = None
+        # The entries made so far, by position: one who makes one itself (the engine's
+        # hot path) puts it here, so that it is the one handed out.
+        self.made: dict[int, NodeDigest] = {}
 
     def entry(self, at: int) -> NodeDigest:
         """The entry at position ``at``."""
-        made = self._made
-        if made is None:
-            made = self._made = [None] * len(self.nodes)
-        held = made[at]
+        made = self.made
+        held = made.get(at)
         if held is None:
             held = made[at] = self._make(
                 self.heartbeats[at], self.last_gcs[at], self.max_versions[at]
             )
         return held
 
+    def entry_and_bytes(self, at: int) -> tuple[NodeDigest, bytes]:
+        """The entry at position ``at`` and its bytes as the datagram held them: what a
+        node state keeps as its digest entry."""
+        made = self.made
+        held = made.get(at)
+        if held is None:
+            held = made[at] = self._make(
+                self.heartbeats[at], self.last_gcs[at], self.max_versions[at]
+            )
+        return held, self.data[self.slices[at]]
+
     def entry_bytes(self, at: int) -> bytes:
         """The bytes of the entry at position ``at``, as the datagram held them."""
-        return self._data[self._slices[at]]
+        return self.data[self.slices[at]]
 
     def __getitem__(self, node: NodeId) -> NodeDigest:
         return self.entry(self.index[node])

@@ -27,6 +27,7 @@ import attrs
 
 from .codec import (
     BLOCK_THRESHOLD,
+    DIGEST_SLOT_SETTERS,
     MIN_DELTA_BUDGET,
     U64_MAX,
     DeltaWriter,
@@ -58,6 +59,11 @@ KEY_VALUE_OVERHEAD = 240
 _DIGEST_ENTRY_TAIL = 24
 # The digest's node count.
 _DIGEST_HEAD = 2
+
+
+def _unset(_instance: object, _value: object) -> None:
+    """Stands in for the slot setters where the codec found none; never called."""
+    raise AssertionError("slot setters are only used when the codec found them")
 
 
 def _chars_bytes(text: str) -> int:
@@ -1089,9 +1095,15 @@ class ClusterState:
         own_view: NodeDigest | None = None
         theirs = columns.heartbeats
         nodes = columns.nodes
-        takes_entries = self.shared is None
         entries = self._digest_entries
         gcs, max_versions = columns.last_gcs, columns.max_versions
+        takes_entries = self.shared is None
+        # The entries taken are made here, through their slots, with no Python call each
+        # (and handed to the columns, which give them out from then on).
+        made, data, slices = columns.made, columns.data, columns.slices
+        setters = DIGEST_SLOT_SETTERS
+        set_heartbeat, set_last_gc, set_max_version = setters or (_unset, _unset, _unset)
+        new = object.__new__
         for at, heartbeat, state in zip(range(len(theirs)), theirs, aligned, strict=True):
             held = state.heartbeat
             if heartbeat <= held:
@@ -1105,15 +1117,26 @@ class ClusterState:
             state.last_update = now
             node = nodes[at]
             report(node)
+            max_version = max_versions[at]
+            last_gc = gcs[at]
             if (
                 takes_entries
-                and max_versions[at] == state.max_version
-                and gcs[at] == state.last_gc_version
+                and max_version == state.max_version
+                and last_gc == state.last_gc_version
             ):
                 # Our entry is the peer's now: taken, bytes and all (see compute_digest).
-                entry = columns.entry(at)
+                entry = made.get(at)
+                if entry is None:
+                    if setters is None:
+                        entry = NodeDigest(heartbeat, last_gc, max_version)
+                    else:
+                        entry = new(NodeDigest)
+                        set_heartbeat(entry, heartbeat)
+                        set_last_gc(entry, last_gc)
+                        set_max_version(entry, max_version)
+                    made[at] = entry
                 forget_digest_entry_at(id(state._entry[0]), None)
-                state._entry = (entry, columns.entry_bytes(at))
+                state._entry = (entry, data[slices[at]])
                 entries[node] = entry
         if me is not None:
             # (Our position looked up by our id, where aligned.index compared states.)
