@@ -170,7 +170,10 @@ class ViewPublisher:
         # changed (a pass in C either way, and a copy per engine of its live set is N^2
         # entries in a simulation): only a new summary is news, as before, since the
         # summary of the set last summarized is the candidate.
-        candidate = summarize(live).encode()
+        return self.next_value_of(summarize(live).encode(), round_number)
+
+    def next_value_of(self, candidate: str, round_number: int) -> str | None:
+        """:meth:`next_value` of a live set whose summary, encoded, is ``candidate``."""
         if candidate != self._candidate:
             self._candidate, self._candidate_since = candidate, round_number
         if self._candidate == self.published:

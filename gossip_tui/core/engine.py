@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
-from .agreement import VIEW_KEY, SeenDigest, ViewPublisher
+from .agreement import VIEW_KEY, SeenDigest, ViewPublisher, summarize
 from .codec import (
     MAX_DATAGRAM_SIZE,
     MAX_DELTA_STREAM,
@@ -282,6 +282,8 @@ def select_gossip_targets(
     dead: set[SocketAddress],
     seeds: set[SocketAddress],
     answering: Callable[[SocketAddress], bool] | None = None,
+    *,
+    pool_in_order: Sequence[SocketAddress] | None = None,
 ) -> GossipTargets:
     """chitchat's choice: up to 3 random live peers (any peer while none is live), maybe a
     dead node, maybe a seed (so that a cluster split along its seeds heals).
@@ -291,9 +293,13 @@ def select_gossip_targets(
     a thousand of them would leave a real peer one chance in a few hundred per round and
     stall replication until they are declared dead. So when no pick has ever answered, one
     of the three is swapped for a live peer that has. In a healthy cluster every live peer
-    answers, and the choice is chitchat's."""
+    answers, and the choice is chitchat's.
+
+    ``pool_in_order``: the pool (``live``, or ``peers`` while none is live) sorted as
+    ``_in_order`` sorts it, when the caller holds it already."""
     pool = live if live else peers
-    chosen = tuple(rng.sample(_in_order(pool), min(GOSSIP_COUNT, len(pool))))
+    ordered = _in_order(pool) if pool_in_order is None else pool_in_order
+    chosen = tuple(rng.sample(ordered, min(GOSSIP_COUNT, len(pool))))
     if answering is not None and chosen and not any(answering(a) for a in chosen):
         proven = _in_order(a for a in live if answering(a))
         if proven:
@@ -381,6 +387,18 @@ class GossipEngine:
         self._rounds = 0
         self._windows: WindowPlanner | None = None
         self._round_syns: tuple[float, Syn, Syn | None] | None = None
+        # The summary of the live set _publish_view made last, and what it made it of.
+        self._live_summary: tuple[FailureDetector, int, NodeId, str] | None = None
+        # What _round_pools made last, and what it made it of.
+        self._pools: (
+            tuple[
+                tuple[Sequence[NodeId], FailureDetector, int, NodeId],
+                tuple[
+                    set[SocketAddress], set[SocketAddress], set[SocketAddress], list[SocketAddress]
+                ],
+            ]
+            | None
+        ) = None
         # SynAcks not sent because our own digest left no room in a datagram.
         self.oversize_digests = 0
         # What the step under way did, beside the state's own records (see _finish).
@@ -544,8 +562,24 @@ class GossipEngine:
             self.self_state.set(CAPS_KEY, PARTIAL_DIGEST)
 
     def _publish_view(self) -> None:
-        live = {self.self_id, *self.detector.live_nodes()}
-        value = self._view.next_value(live, self._rounds)
+        # The live set's summary made again only once it may have changed (see
+        # _round_pools), where every round hashed and summarized every live node.
+        detector, me = self.detector, self.self_id
+        held = self._live_summary
+        if (
+            held is None
+            or held[0] is not detector
+            or held[1] != detector.liveness_version
+            or held[2] is not me
+        ):
+            live = {me, *detector.live_nodes()}
+            held = self._live_summary = (
+                detector,
+                detector.liveness_version,
+                me,
+                summarize(live).encode(),
+            )
+        value = self._view.next_value_of(held[3], self._rounds)
         if value is not None:
             self.self_state.set(VIEW_KEY, value)
 
@@ -850,12 +884,11 @@ class GossipEngine:
         ``answering`` (the runtime's knowledge of which addresses answered us) guards the
         choice of peers against made-up live nodes; see :func:`select_gossip_targets`."""
         me = self.self_id
-        # Set differences, not a test per node: NodeId's __ne__ is Python, these are C.
-        peers = {n.gossip_addr for n in self.state.node_states.keys() - {me}}
-        live = {n.gossip_addr for n in set(self.detector.live_nodes()) - {me}}
-        dead = {n.gossip_addr for n in self.detector.dead_nodes()}
+        peers, live, dead, pool_in_order = self._round_pools()
         seeds = {a for a in self.seed_addrs if a != me.gossip_addr}
-        targets = select_gossip_targets(self.rng, peers, live, dead, seeds, answering)
+        targets = select_gossip_targets(
+            self.rng, peers, live, dead, seeds, answering, pool_in_order=pool_in_order
+        )
         own = self.self_state
         if own.max_version >= HEADROOM_CEILING or own.heartbeat >= HEADROOM_CEILING:
             # Unreachable by honest counting; a last line before the u64 edge.
@@ -869,6 +902,38 @@ class GossipEngine:
         self._publish_view()
         self.state.gc_keys_marked_for_deletion(self.marked_for_deletion_grace_period, now)
         return self._finish(RoundStep, targets=targets)
+
+    def _round_pools(
+        self,
+    ) -> tuple[set[SocketAddress], set[SocketAddress], set[SocketAddress], list[SocketAddress]]:
+        """The addresses of our peers, the live ones and the dead ones, and the pool a
+        round picks from in order: made again only once the nodes known, the live or dead
+        ones or our own id changed (a sweep's worth of rounds, in a settled cluster, where
+        each round hashed and sorted every peer). Held by an engine alone in its state's
+        process only."""
+        me = self.self_id
+        detector = self.detector
+        nodes = self.state.wire_nodes
+        key = (nodes, detector, detector.liveness_version, me)
+        held = self._pools
+        if (
+            held is not None
+            and held[0][0] is nodes
+            and held[0][1] is detector
+            and held[0][2] == key[2]
+            and held[0][3] is me
+        ):
+            return held[1]
+        # Set differences, not a test per node: NodeId's __ne__ is Python, these are C.
+        peers = {n.gossip_addr for n in self.state.node_states.keys() - {me}}
+        live = {n.gossip_addr for n in set(detector.live_nodes()) - {me}}
+        dead = {n.gossip_addr for n in detector.dead_nodes()}
+        pools = (peers, live, dead, _in_order(live if live else peers))
+        if self.state.shared is None:
+            # (Not in a process of many engines, a simulation: N engines holding sets of
+            # N addresses each are N^2 entries of memory.)
+            self._pools = (key, pools)
+        return pools
 
     def update_liveness(self, now: float) -> SweepStep:
         """Judge every peer, then forget those dead for longer than the grace period."""

@@ -392,6 +392,12 @@ class FailureDetector:
                 mean_of[row] = mean
 
     @property
+    def liveness_version(self) -> int:
+        """A number that changes whenever the live or the dead nodes may have (a sweep, a
+        death, a node forgotten or collected, a row given out)."""
+        return self._membership
+
+    @property
     def steady_until(self) -> float:
         """Before this time, judging every node again changes no verdict (see settle)."""
         return self._steady_until

@@ -1026,6 +1026,13 @@ class ClusterState:
             self._wire_ranks = ranks
             self._wire_sorted = True
 
+    @property
+    def wire_nodes(self) -> Sequence[NodeId]:
+        """The known nodes in wire order: never changed in place, a list of its own once
+        the nodes known change (so the same object means the same nodes)."""
+        self._in_wire_order()
+        return self._wire_nodes
+
     def aligned_states(self, peer_digests: Mapping[NodeId, NodeDigest]) -> list[NodeState] | None:
         """Our node states position by position with a digest's entries, when it names
         exactly our nodes in wire order (a decoded digest of a peer that knows what we
