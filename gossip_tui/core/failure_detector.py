@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress, repeat
-from operator import is_
+from operator import is_, itemgetter
 from typing import Any, cast
 
 import attrs
@@ -88,6 +88,14 @@ _NEGATIVE_ZERO = "-0.0"
 # of at most _MEANS_KEPT.
 _MEANS: dict[float, float] = {}
 _MEANS_KEPT = 256
+
+
+def _picked(rows: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """What takes the items at ``rows`` (at least one) of a column, as a sequence."""
+    if len(rows) == 1:
+        at = rows[0]
+        return lambda column: (column[at],)
+    return cast("Callable[[Sequence[Any]], Sequence[Any]]", itemgetter(*rows))
 
 
 def _row_number(row: int) -> int:
@@ -291,8 +299,9 @@ class FailureDetector:
                 given = self._given
                 if None in rows or not all(map(given.__getitem__, rows)):
                     rows = [None if row is None or not given[row] else row for row in rows]
-            # (A live node has a row.)
-            every_live = None not in rows and all(map(self._live.__getitem__, rows))
+            # (A live node has a row.) The flags picked in one C call, where the
+            # bytearray's __getitem__ through map built an argument tuple a row.
+            every_live = None not in rows and (not rows or all(_picked(rows)(self._live)))
             if every_live:
                 self._batch, self._batch_rows = list(reported), rows
                 self._batch_membership = self._membership
@@ -310,7 +319,7 @@ class FailureDetector:
             # The lowest mean gives the earliest crossing (it grows with the mean, rounding
             # and all), worked out once. (A live node has a mean.)
             live_means = cast("list[float]", self._mean)
-            lowest_mean = min(map(live_means.__getitem__, rows))
+            lowest_mean = min(_picked(rows)(live_means))
             threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
             tolerated = threshold * (lowest_mean + pause_per_phi)
             until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS

@@ -1172,8 +1172,7 @@ class ClusterState:
         # NodeState's entry refreshed inline: this runs for every node on every message.
         # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
         for node, state in zip(self._wire_nodes, self._wire_states, strict=True):
-            entry = state._entry
-            digest, wire = entry
+            digest, wire = state._entry
             if (
                 digest.heartbeat != state.heartbeat
                 or digest.max_version != state.max_version
@@ -1274,6 +1273,15 @@ class ClusterState:
                 # As below, with no NodeDigest read (nor made) but for the few ahead (in
                 # an idle cluster, none).
                 theirs = peer_digests.max_versions
+                # (Nothing ahead, an idle cluster's usual case, is found without positions.)
+                if not any(
+                    [
+                        state
+                        for peer_max, state in zip(theirs, aligned, strict=True)
+                        if state.max_version > peer_max
+                    ]
+                ):
+                    return []
                 at_ahead = [
                     at
                     for at, peer_max, state in zip(range(len(theirs)), theirs, aligned, strict=True)
