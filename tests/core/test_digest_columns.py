@@ -161,3 +161,30 @@ def test_a_digest_whose_ids_differ_from_the_layout_s_is_read_entry_by_entry() ->
     syn = decode(encode(Syn("c", Digest(changed))))
     assert isinstance(syn, Syn) and dict(syn.digest.nodes) == changed
     assert NodeDigest(0, 0, 0) not in syn.digest.nodes.values()
+
+
+def test_a_columns_digest_is_aligned_with_our_states_while_both_node_lists_hold() -> None:
+    a, b = _in_sync_pair()
+    syn, _ = _columns_syn(a, 4.0)
+    columns = syn.digest.nodes
+    assert isinstance(columns, DigestColumns)
+    states = b.state
+    assert states.aligned_states(columns) is not None
+    assert states.aligned_states(columns) is not None  # (the same two lists: held)
+    # Our nodes changed: the same digest no longer names exactly ours.
+    newcomer = a.self_id.__class__("newcomer", 1, a.self_id.gossip_addr)
+    states.node_state_or_init(newcomer)
+    assert states.aligned_states(columns) is None
+    states.remove_node(newcomer)
+    assert states.aligned_states(columns) is not None
+    # Another list of other nodes, of the same length: not aligned.
+    other = DigestColumns(
+        [newcomer, *list(columns)[1:]],
+        {},
+        columns.heartbeats,
+        columns.last_gcs,
+        columns.max_versions,
+        columns.data,
+        columns.slices,
+    )
+    assert states.aligned_states(other) is None
