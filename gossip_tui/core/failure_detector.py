@@ -80,10 +80,10 @@ _CODES_KEPT = 256
 _NEGATIVE_ZERO = "-0.0"
 
 
-# The means rows worked out last, by value, for every detector of the process: a row whose
-# mean comes out equal to one of those holds that float rather than a float object of its
-# own (24 bytes): the rows of a detector mostly hold the same few sets of intervals when
-# its peers beat alike (the engines of a simulation, a quiet cluster on one clock).
+# The means rows worked out last, by value, for every detector of the process that shares
+# its rows (a simulation's): a row whose mean comes out equal to one of those holds that
+# float rather than a float object of its own (24 bytes): the rows of a detector mostly
+# hold the same few sets of intervals when its peers beat alike.
 # Bounded: a detector whose peers all beat apart pays a lookup per heartbeat, and a table
 # of at most _MEANS_KEPT.
 _MEANS: dict[float, float] = {}
@@ -340,7 +340,11 @@ class FailureDetector:
         ring: Any = self._ring
         stride = self._stride
         codes, intervals = self._codes, self._intervals
-        means = _MEANS
+        # (A detector of its own, a node's: its rows' means are rarely equal but for rows of
+        # one report, so it shares a mean with the row before only, where the table cost
+        # a lookup and an insert a row.)
+        means = _MEANS if self._shared_rows else None
+        previous_mean = 0.0
         # The last heartbeat seen last and its interval and slot: the rows of a report
         # mostly last beat at one report (one float), so the interval is worked out and
         # looked up once for all of them.
@@ -390,7 +394,12 @@ class FailureDetector:
                 fill_of[row] = fill
                 mean = (total + prior_part) / (count + _PRIOR_WEIGHT)
                 # (Not a zero: 0.0 and -0.0 are equal, and differ as divisors.)
-                if mean:
+                if means is None:
+                    if mean and mean == previous_mean:
+                        mean = previous_mean
+                    else:
+                        previous_mean = mean
+                elif mean:
                     held = means.get(mean)
                     if held is not None:
                         mean = held
