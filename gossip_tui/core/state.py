@@ -61,6 +61,10 @@ _DIGEST_ENTRY_TAIL = 24
 _DIGEST_HEAD = 2
 
 
+# What DeltaWriter(any budget).finish() gives when nothing was added.
+_NOTHING_LACKED = DeltaWriter(MIN_DELTA_BUDGET).finish()
+
+
 def _unset(_instance: object, _value: object) -> None:
     """Stands in for the slot setters where the codec found none; never called."""
     raise AssertionError("slot setters are only used when the codec found them")
@@ -1378,6 +1382,10 @@ class ClusterState:
                 key = (False, stale_count)
             buckets.setdefault(key, []).append((state, from_version))
 
+        if not buckets:
+            # Nothing the peer lacks (an idle cluster's usual answer): the empty delta a
+            # writer finishes with, made once (frozen, so shared).
+            return _NOTHING_LACKED
         shuffle = (rng or random).shuffle
         writer = DeltaWriter(mtu)
         add = writer.try_add_stale_node

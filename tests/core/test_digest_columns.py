@@ -188,3 +188,25 @@ def test_a_columns_digest_is_aligned_with_our_states_while_both_node_lists_hold(
         columns.slices,
     )
     assert states.aligned_states(other) is None
+
+
+def test_a_digest_lacking_nothing_is_answered_with_no_delta_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An idle cluster's usual answer: the empty delta a writer finishes with, made once.
+    a, b = _in_sync_pair()
+    syn, _ = _columns_syn(a, 4.0)
+    made = [0]
+    writer = state.DeltaWriter
+
+    def counted(mtu: int) -> object:
+        made[0] += 1
+        return writer(mtu)
+
+    monkeypatch.setattr(state, "DeltaWriter", counted)
+    delta = b.state.compute_delta(syn.digest, 60_000)
+    assert made[0] == 0
+    monkeypatch.undo()
+    empty = writer(60_000).finish()
+    assert delta == empty and delta.encoded == empty.encoded
+    assert encode(SynAck(syn.digest, delta)) == encode(SynAck(syn.digest, empty))
