@@ -55,13 +55,13 @@ from .messages import (
     Delta,
     Digest,
     DigestColumns,
+    EntryBytes,
     KeyValueMutation,
     Message,
     NodeDelta,
     NodeDigest,
     Syn,
     SynAck,
-    columns_digest,
 )
 from .models import KeyStatus, NodeId, SocketAddress
 
@@ -1057,7 +1057,7 @@ def _read_digest_entries(data: bytes, pos: int, count: int | None) -> tuple[Dige
     if layout is not None:
         columns = _read_columns(data, layout)
         if columns is not None:
-            return columns_digest(columns), layout.end
+            return Digest(columns, received_entries=EntryBytes(columns)), layout.end
     entries: list[tuple[NodeId, NodeDigest]]
     bounds: list[slice] | None
     pieces: list[bytes] | None = None

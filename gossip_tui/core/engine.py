@@ -733,6 +733,15 @@ class GossipEngine:
             return self._finish(ReceiveStep)
         reply = self._reply_to(message, now, reply_budget)
         seen, self._step_digest = self._step_digest, None
+        if not (
+            self.state.changes
+            or self.state.has_refusals
+            or self._step_outruns
+            or self._step_repairs
+            or self._step_departures
+        ):
+            # Nothing recorded (an idle exchange): the step is its reply and digest alone.
+            return ReceiveStep(reply=reply, seen_digest=seen)
         return self._finish(ReceiveStep, reply=reply, seen_digest=seen)
 
     def _reply_to(self, message: Message, now: float, reply_budget: int | None) -> Message | None:

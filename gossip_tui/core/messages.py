@@ -149,7 +149,7 @@ class _ColumnItems(ItemsView[NodeId, "NodeDigest"]):
         return zip(columns.nodes, map(columns.entry, range(len(columns.nodes))), strict=True)
 
 
-class _EntryBytes(Sequence[bytes]):
+class EntryBytes(Sequence[bytes]):
     """The bytes of a :class:`DigestColumns`' entries (``received_entries``), each cut
     when asked for."""
 
@@ -167,11 +167,6 @@ class _EntryBytes(Sequence[bytes]):
         if not -len(self) <= at < len(self):
             raise IndexError(at)
         return self._columns.entry_bytes(at % len(self))
-
-
-def columns_digest(columns: DigestColumns) -> Digest:
-    """A digest of ``columns``, with each entry's bytes as ``received_entries``."""
-    return Digest(columns, received_entries=_EntryBytes(columns))
 
 
 @attrs.frozen

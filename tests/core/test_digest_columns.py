@@ -210,3 +210,30 @@ def test_a_digest_lacking_nothing_is_answered_with_no_delta_writer(
     empty = writer(60_000).finish()
     assert delta == empty and delta.encoded == empty.encoded
     assert encode(SynAck(syn.digest, delta)) == encode(SynAck(syn.digest, empty))
+
+
+def test_an_idle_exchange_s_step_is_made_without_finishing_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing recorded (no change, refusal, outrun, repair, departure): the step is its
+    # reply and digest alone, as _finish would make it.
+    a, b = _in_sync_pair()
+    syn, _ = _columns_syn(a, 4.0)
+    finished = [0]
+    finish = GossipEngine._finish
+
+    def counted(self: GossipEngine, *args: object, **kwargs: object) -> object:
+        finished[0] += 1
+        return finish(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GossipEngine, "_finish", counted)
+    step = b.handle_message(syn, 4.0)
+    assert finished[0] == 0
+    assert step.reply is not None and step.seen_digest is not None
+    assert (step.changes, step.refusals, step.heartbeat_outruns) == ((), (), 0)
+    assert (step.self_repairs, step.departures) == ((), ())
+    # A step that records something still goes through it.
+    b.self_state.set("key", "value")
+    syn, _ = _columns_syn(a, 4.5)
+    assert b.handle_message(syn, 4.5).changes
+    assert finished[0] == 1
