@@ -1188,6 +1188,9 @@ class ClusterState:
         self._in_wire_order()
         wires: list[bytes | None] = []
         append = wires.append
+        # Whether every entry has bytes: only a renewed one may not (an unchanged one has),
+        # noted there, where ``None in wires`` compared each of them with None.
+        carried = True
         # NodeState's entry refreshed inline: this runs for every node on every message.
         # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
         for node, state in zip(self._wire_nodes, self._wire_states, strict=True):
@@ -1219,6 +1222,8 @@ class ClusterState:
                     )
                 state._entry = entry
                 digest, wire = entry
+                if wire is None:
+                    carried = False
                 if entries is not None:
                     entries[node] = digest  # a value replaced: the order stays
             append(wire)
@@ -1233,7 +1238,7 @@ class ClusterState:
             return Digest({node: nd for node, nd in entries.items() if node not in skip})
         else:
             entries = entries.copy()
-        if None in wires:  # an entry the wire cannot carry: encoding it will say so
+        if not carried:  # an entry the wire cannot carry: encoding it will say so
             return Digest(entries)
         return Digest(entries, wire_entries=cast("list[bytes]", wires))
 
