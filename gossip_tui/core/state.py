@@ -1193,7 +1193,10 @@ class ClusterState:
         carried = True
         # NodeState's entry refreshed inline: this runs for every node on every message.
         # Only entries whose versions moved (heartbeats, mostly) get a new NodeDigest.
-        for node, state in zip(self._wire_nodes, self._wire_states, strict=True):
+        # (The states alone: a state's node is its key in node_states, the very object, and
+        # is read only for an entry that moved, where a zip with the nodes made and
+        # unpacked a pair for each.)
+        for state in self._wire_states:
             digest, wire = state._entry
             if (
                 digest.heartbeat != state.heartbeat
@@ -1201,6 +1204,7 @@ class ClusterState:
                 or digest.last_gc_version != state.last_gc_version
                 or wire is None
             ):
+                node = state.node
                 held = (
                     None
                     if held_entries is None
