@@ -686,6 +686,17 @@ class GossipEngine:
         self.self_repairs[reason] += 1
         self._step_repairs.append(reason)
 
+    def _recorded_any(self) -> bool:
+        """Whether this step recorded anything that _finish would hand out (most steps of
+        an idle cluster record nothing and skip it)."""
+        return bool(
+            self.state.changes
+            or self.state.has_refusals
+            or self._step_outruns
+            or self._step_repairs
+            or self._step_departures
+        )
+
     def _finish(self, kind: type[_S], **result: Any) -> _S:
         """The step just done, as ``kind`` with ``result``; the records start over."""
         # Most steps (an idle cluster's) record nothing: no copies for them.
@@ -721,25 +732,13 @@ class GossipEngine:
             self._tick_heartbeat(now)
             if message.delta.node_deltas:  # an empty one changes nothing
                 self._apply_delta(message.delta, now)
-            if not (
-                self.state.changes
-                or self.state.has_refusals
-                or self._step_outruns
-                or self._step_repairs
-                or self._step_departures
-            ):
-                # Nothing recorded (see _finish): the one empty step (frozen, so shared).
+            if not self._recorded_any():
+                # Nothing recorded: the one empty step (frozen, so shared).
                 return _NOTHING_RECEIVED
             return self._finish(ReceiveStep)
         reply = self._reply_to(message, now, reply_budget)
         seen, self._step_digest = self._step_digest, None
-        if not (
-            self.state.changes
-            or self.state.has_refusals
-            or self._step_outruns
-            or self._step_repairs
-            or self._step_departures
-        ):
+        if not self._recorded_any():
             # Nothing recorded (an idle exchange): the step is its reply and digest alone.
             return ReceiveStep(reply=reply, seen_digest=seen)
         return self._finish(ReceiveStep, reply=reply, seen_digest=seen)
