@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.models import NodeId, SocketAddress
 from gossip_tui.core.state import ClusterState
@@ -46,6 +48,20 @@ def count_calls(
         if was_enabled:
             gc.enable()
     return calls[0]
+
+
+def count_calls_of(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """From now on, ``[0]`` of the returned list counts the calls of ``owner.name`` (a
+    module's function or class, or a class's plain method), which still does what it did."""
+    calls = [0]
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
 
 
 def engine_with_live_peers(count: int, addr: Callable[[int], SocketAddress]) -> GossipEngine:

@@ -12,6 +12,7 @@ from gossip_tui.core import codec, state
 from gossip_tui.core.codec import decode, encode
 from gossip_tui.core.engine import GossipEngine
 from gossip_tui.core.messages import Digest, DigestColumns, NodeDigest, Syn, SynAck
+from tests.core._counting import count_calls_of
 from tests.core.test_perf_guards import PEERS, _in_sync_pair
 
 
@@ -196,14 +197,8 @@ def test_a_digest_lacking_nothing_is_answered_with_no_delta_writer(
     # An idle cluster's usual answer: the empty delta a writer finishes with, made once.
     a, b = _in_sync_pair()
     syn, _ = _columns_syn(a, 4.0)
-    made = [0]
     writer = state.DeltaWriter
-
-    def counted(mtu: int) -> object:
-        made[0] += 1
-        return writer(mtu)
-
-    monkeypatch.setattr(state, "DeltaWriter", counted)
+    made = count_calls_of(monkeypatch, state, "DeltaWriter")
     delta = b.state.compute_delta(syn.digest, 60_000)
     assert made[0] == 0
     monkeypatch.undo()
@@ -219,14 +214,7 @@ def test_an_idle_exchange_s_step_is_made_without_finishing_records(
     # reply and digest alone, as _finish would make it.
     a, b = _in_sync_pair()
     syn, _ = _columns_syn(a, 4.0)
-    finished = [0]
-    finish = GossipEngine._finish
-
-    def counted(self: GossipEngine, *args: object, **kwargs: object) -> object:
-        finished[0] += 1
-        return finish(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(GossipEngine, "_finish", counted)
+    finished = count_calls_of(monkeypatch, GossipEngine, "_finish")
     step = b.handle_message(syn, 4.0)
     assert finished[0] == 0
     assert step.reply is not None and step.seen_digest is not None

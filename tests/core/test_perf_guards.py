@@ -34,7 +34,12 @@ from gossip_tui.core.messages import (
 )
 from gossip_tui.core.models import KeyStatus, NodeId, SocketAddress
 from gossip_tui.core.state import NodeState
-from tests.core._counting import count_calls, engine_with_live_peers, state_with_keys
+from tests.core._counting import (
+    count_calls,
+    count_calls_of,
+    engine_with_live_peers,
+    state_with_keys,
+)
 
 PEERS = 100
 
@@ -42,20 +47,6 @@ PEERS = 100
 def _addr(i: int) -> SocketAddress:
     ip = ipaddress.ip_address("127.0.0.1") if i % 3 else ipaddress.ip_address(f"::{i + 1:x}")
     return SocketAddress(ip, 10_000 + i)
-
-
-def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
-    """From now on, ``[0]`` of the returned list counts the calls of ``owner.name`` (a
-    module's function or a class's plain method), which still does what it did."""
-    calls = [0]
-    original = getattr(owner, name)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, counted)
-    return calls
 
 
 def _count_node_id_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -132,7 +123,7 @@ def test_a_synack_digest_is_encoded_once_for_sizing_and_sending(
     b = GossipEngine(NodeId("b", 1, _addr(500)), "c", now=0.0, rng=random.Random(4))
     syn = decode(encode(b.create_syn(3.0)))
     assert isinstance(syn, Syn)
-    encodings = _count_calls(monkeypatch, codec, "_joined_digest")
+    encodings = count_calls_of(monkeypatch, codec, "_joined_digest")
     monkeypatch.setattr(codec, "node_id_size", _never_counted)
     reply = a.handle_message(syn, 3.0).reply
     assert isinstance(reply, SynAck)
@@ -198,7 +189,7 @@ def test_a_digest_laid_out_as_the_last_is_read_as_columns_with_no_entry_made(
     sent = engine.create_syn(3.0)
     second = encode(sent)
     decode(first)
-    made = _count_calls(monkeypatch, codec, "_new_node_digest")
+    made = count_calls_of(monkeypatch, codec, "_new_node_digest")
     after = decode(second)
     assert isinstance(after, Syn) and isinstance(after.digest.nodes, DigestColumns)
     assert made[0] == 0
@@ -214,7 +205,7 @@ def test_an_unchanged_state_computes_its_digest_without_new_entries(
 ) -> None:
     engine = _engine_with_live_peers(PEERS)
     first = engine.state.compute_digest()
-    built = _count_calls(monkeypatch, state, "renew_digest_entry")
+    built = count_calls_of(monkeypatch, state, "renew_digest_entry")
     again = engine.state.compute_digest()
     assert built[0] == 0
     assert all(again.nodes[n] is nd for n, nd in first.nodes.items())
@@ -246,7 +237,7 @@ def test_heartbeats_already_known_are_not_reported_one_call_each(
     a = _engine_with_live_peers(PEERS)
     b = _in_sync_peer(a)
     b.handle_message(decode(encode(a.create_syn(3.0))), 3.0)  # b learns a
-    calls = _count_calls(monkeypatch, NodeState, "try_set_heartbeat")
+    calls = count_calls_of(monkeypatch, NodeState, "try_set_heartbeat")
     _bump(a, "peer-7")
     b.handle_message(decode(encode(a.create_syn(4.0))), 4.0)
     # No call for an unchanged entry, nor now for news: peer-7's is taken inline (see
@@ -348,8 +339,8 @@ def test_a_node_delta_costs_each_key_value_once(monkeypatch: pytest.MonkeyPatch)
         )
     )
     cost = state.key_value_cost
-    costs = _count_calls(monkeypatch, state, "key_value_cost")
-    chars = _count_calls(monkeypatch, state, "_chars_bytes")
+    costs = count_calls_of(monkeypatch, state, "key_value_cost")
+    chars = count_calls_of(monkeypatch, state, "_chars_bytes")
     target.apply_delta(delta, 1.0)
     # (ASCII keys and values are counted inline, without a call: 600 calls before.)
     assert (costs[0], chars[0]) == (0, 0)
@@ -397,7 +388,7 @@ def test_the_deletion_sweep_asks_no_method_per_dead_node(monkeypatch: pytest.Mon
     detector = engine.detector
     for n in list(engine.state.nodes())[1:]:
         detector.declare_dead(n, 0.0)
-    calls = _count_calls(monkeypatch, FailureDetector, "is_scheduled_for_deletion")
+    calls = count_calls_of(monkeypatch, FailureDetector, "is_scheduled_for_deletion")
     grace = detector.config.dead_node_grace_period
     assert detector.scheduled_for_deletion_nodes(grace / 2) == set()
     assert len(detector.scheduled_for_deletion_nodes(grace / 2 + 1)) == PEERS
@@ -413,8 +404,8 @@ def test_a_synack_cut_to_a_budget_encodes_only_the_cut_digest(
     a = _engine_with_live_peers(PEERS)
     syn = decode(encode(Syn("c", Digest({NodeId("b", 1, _addr(500)): NodeDigest(1, 0, 0)}))))
     assert isinstance(syn, Syn)
-    encodings = _count_calls(monkeypatch, codec, "_digest_entries")
-    sizes = _count_calls(monkeypatch, engine_module, "digest_size")
+    encodings = count_calls_of(monkeypatch, codec, "_digest_entries")
+    sizes = count_calls_of(monkeypatch, engine_module, "digest_size")
     reply = a.handle_message(syn, 3.0, reply_budget=1_200).reply
     assert isinstance(reply, SynAck)
     assert 1 < len(reply.digest.nodes) < PEERS
@@ -510,7 +501,7 @@ def test_a_state_digest_is_joined_from_kept_entries_not_sorted_nor_packed(
     # nodes in wire order and each node's encoded entry: a digest is a join.
     engine = _engine_with_live_peers(PEERS)
     encode(engine.create_syn(3.0))
-    sorted_entries = _count_calls(monkeypatch, codec, "_digest_entries")
+    sorted_entries = count_calls_of(monkeypatch, codec, "_digest_entries")
     _bump(engine, "peer-7")
     counting_struct.packs = 0
     syn = engine.create_syn(3.0)
@@ -562,7 +553,7 @@ def test_a_node_sent_to_a_second_peer_reuses_its_encoded_key_values(
     knows_nodes_only = Digest({node: NodeDigest(1, 0, 0) for node in source.nodes()})
     first = source.compute_delta(knows_nodes_only, 60_000, rng=random.Random(1))
     assert sum(len(nd.key_values) for nd in first.node_deltas) == 3 * PEERS
-    kv_ops = _count_calls(monkeypatch, codec, "_kv_op")
+    kv_ops = count_calls_of(monkeypatch, codec, "_kv_op")
     second = source.compute_delta(knows_nodes_only, 60_000, rng=random.Random(2))
     assert kv_ops[0] == 0
     monkeypatch.undo()
@@ -613,7 +604,7 @@ def test_a_synack_to_an_unproven_sender_sends_a_digest_that_fits_as_the_state_ke
     syn = decode(syn_wire)
     assert isinstance(syn, Syn)
     budget = 3 * len(syn_wire)
-    sorted_entries = _count_calls(monkeypatch, codec, "_digest_entries")
+    sorted_entries = count_calls_of(monkeypatch, codec, "_digest_entries")
     reply = a.handle_message(syn, 3.0, reply_budget=budget).reply
     assert isinstance(reply, SynAck)
     wire = encode(reply)
@@ -642,9 +633,9 @@ def test_a_node_sent_again_at_the_same_floor_is_joined_whole_from_what_the_state
     source = _state_with_keys(PEERS, 3)
     peer = _knows_all_but_the_newest_key(source, 2)
     first = source.compute_delta(peer, 60_000, rng=random.Random(1))
-    node_ops = _count_calls(monkeypatch, codec, "_node_op")
-    node_deltas = _count_calls(monkeypatch, codec, "_node_delta")
-    added = _count_calls(monkeypatch, codec.DeltaWriter, "try_add_node")
+    node_ops = count_calls_of(monkeypatch, codec, "_node_op")
+    node_deltas = count_calls_of(monkeypatch, codec, "_node_delta")
+    added = count_calls_of(monkeypatch, codec.DeltaWriter, "try_add_node")
     second = source.compute_delta(peer, 60_000, rng=random.Random(2))
     assert (node_ops[0], node_deltas[0], added[0]) == (0, 0, 0)
     monkeypatch.undo()
@@ -668,8 +659,8 @@ def test_a_peer_a_version_further_reuses_the_kept_key_values(
         for round_ in range(3):
             node_state.set("key-2", f"rewritten-{round_}")  # now at version 6
     source.compute_delta(_knows_all_but_the_newest_key(source, 3), 60_000, rng=random.Random(1))
-    scans = _count_calls(monkeypatch, NodeState, "stale_key_values")
-    kv_ops = _count_calls(monkeypatch, codec, "_kv_op")
+    scans = count_calls_of(monkeypatch, NodeState, "stale_key_values")
+    kv_ops = count_calls_of(monkeypatch, codec, "_kv_op")
     delta = source.compute_delta(
         _knows_all_but_the_newest_key(source, 5), 60_000, rng=random.Random(2)
     )
@@ -704,7 +695,7 @@ def test_a_delta_decoded_again_reuses_its_node_ids_and_key_values(
     # them): found by their bytes, not parsed into new objects again.
     _source, wire = _one_key_behind_ack()
     first = decode(wire)
-    parsed_ids = _count_calls(monkeypatch, codec, "_read_node_id")
+    parsed_ids = count_calls_of(monkeypatch, codec, "_read_node_id")
     again = decode(wire)
     assert parsed_ids[0] == 0
     monkeypatch.undo()
@@ -766,9 +757,9 @@ def test_a_delta_of_nodes_already_held_is_refused_without_a_call_per_node(
                 1.0,
             )
     a.state.drain_changes()
-    applies = _count_calls(monkeypatch, NodeState, "apply_delta")
-    gets = _count_calls(monkeypatch, NodeState, "get")
-    equalities = _count_calls(monkeypatch, NodeId, "__eq__")
+    applies = count_calls_of(monkeypatch, NodeState, "apply_delta")
+    gets = count_calls_of(monkeypatch, NodeState, "get")
+    equalities = count_calls_of(monkeypatch, NodeId, "__eq__")
     step = a.handle_message(ack, 3.0)
     assert (applies[0], gets[0], equalities[0]) == (0, 0, 0)
     assert step.changes == ()
@@ -801,8 +792,8 @@ def test_a_digest_entry_renewed_after_a_heartbeat_finds_its_node_id_bytes_inline
     source.compute_digest()
     for node_state in source.node_states.values():
         node_state.heartbeat += 1
-    lookups = _count_calls(monkeypatch, codec, "_node_entry")
-    renewed = _count_calls(monkeypatch, state, "renew_digest_entry")
+    lookups = count_calls_of(monkeypatch, codec, "_node_entry")
+    renewed = count_calls_of(monkeypatch, state, "renew_digest_entry")
     digest = source.compute_digest()
     assert (renewed[0], lookups[0]) == (PEERS, 0)
     monkeypatch.undo()
@@ -815,7 +806,7 @@ def test_a_node_operation_finds_its_node_id_bytes_inline(
 ) -> None:
     source = _state_with_keys(PEERS, 3)
     source.compute_delta(_knows_all_but_the_newest_key(source, 2), 60_000)
-    lookups = _count_calls(monkeypatch, codec, "_node_entry")
+    lookups = count_calls_of(monkeypatch, codec, "_node_entry")
     delta = source.compute_delta(_knows_all_but_the_newest_key(source, 1), 60_000)
     assert lookups[0] == 0
     monkeypatch.undo()
@@ -956,7 +947,7 @@ def test_a_renewed_digest_entry_reuses_its_node_id_bytes(monkeypatch: pytest.Mon
     first = encode(engine.create_syn(3.0))
     for name in ("peer-7", "peer-8", "peer-9"):
         _bump(engine, name)
-    lookups = _count_calls(monkeypatch, codec, "_node_entry")
+    lookups = count_calls_of(monkeypatch, codec, "_node_entry")
     digest = engine.state.compute_digest()
     assert lookups[0] == 0
     monkeypatch.undo()
@@ -974,7 +965,7 @@ def test_a_syn_decoded_again_from_equal_bytes_is_not_parsed_again(
     first = encode(engine.create_syn(3.0))
     _bump(engine, "peer-7")
     second = encode(engine.create_syn(4.0))
-    parses = _count_calls(monkeypatch, codec, "_decode_digest")
+    parses = count_calls_of(monkeypatch, codec, "_decode_digest")
     # A node alone in its process (the default) holds none: each Syn is parsed.
     decode(first)
     decode(first)
@@ -1045,7 +1036,7 @@ def test_entries_moved_to_a_received_syn_s_are_taken_from_it_not_made_again(
     _bump_all(a)
     syn = decode(encode(a.create_syn(4.0)))
     assert isinstance(syn, Syn) and syn.digest.received_entries is not None
-    renewed = _count_calls(monkeypatch, state, "renew_digest_entry")
+    renewed = count_calls_of(monkeypatch, state, "renew_digest_entry")
     reply = b.handle_message(syn, 4.0).reply
     assert isinstance(reply, SynAck)
     assert renewed[0] == 1, renewed[0]  # b's own entry: its heartbeat ticked
@@ -1065,7 +1056,7 @@ def test_entries_moved_to_a_received_synack_s_are_taken_alike(
     synack = decode(encode(synack))
     assert isinstance(synack, SynAck) and synack.digest.received_entries is not None
     a.handle_message(synack, 4.0)
-    renewed = _count_calls(monkeypatch, state, "renew_digest_entry")
+    renewed = count_calls_of(monkeypatch, state, "renew_digest_entry")
     digest = a.state.compute_digest()
     assert renewed[0] == 1, renewed[0]  # a's own entry: its heartbeat ticked
     monkeypatch.undo()

@@ -12,25 +12,13 @@ from gossip_tui.core import agreement
 from gossip_tui.core import engine as engine_module
 from gossip_tui.core.engine import GossipEngine, GossipTargets
 from gossip_tui.core.models import NodeId, SocketAddress
-from tests.core._counting import engine_with_live_peers
+from tests.core._counting import count_calls_of, engine_with_live_peers
 
 PEERS = 30
 
 
 def _addr(i: int) -> SocketAddress:
     return SocketAddress(ipaddress.IPv4Address("127.0.0.1"), 11_000 + i)
-
-
-def _counted(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
-    calls = [0]
-    original = getattr(module, name)
-
-    def counted(*args: object, **kwargs: object) -> object:
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, counted)
-    return calls
 
 
 def _fresh_rounds(engine: GossipEngine) -> None:
@@ -53,8 +41,8 @@ def test_a_settled_round_sorts_and_summarizes_nothing_again(
 ) -> None:
     engine = engine_with_live_peers(PEERS, _addr)
     engine.start_round(3.0)
-    sorts = _counted(monkeypatch, engine_module, "_in_order")
-    summaries = _counted(monkeypatch, engine_module, "summarize")
+    sorts = count_calls_of(monkeypatch, engine_module, "_in_order")
+    summaries = count_calls_of(monkeypatch, engine_module, "summarize")
     engine.start_round(3.5)
     engine.start_round(4.0)
     assert sorts[0] == 0 and summaries[0] == 0
