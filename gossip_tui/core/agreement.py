@@ -188,6 +188,16 @@ class ViewPublisher:
         self.published, self._differs_since = self._candidate, None
         return self.published
 
+    def settle_on(self, candidate: str, round_number: int) -> str:
+        """Count ``candidate`` as the summary published at ``round_number`` after holding
+        still for VIEW_SETTLE_ROUNDS: the value to publish now. For a node that starts as
+        after a long quiet spell (a simulation's pre-formed cluster), whose view is news
+        to nobody: :meth:`next_value_of` publishes nothing until the live set changes."""
+        self._candidate = self.published = candidate
+        self._candidate_since = round_number - VIEW_SETTLE_ROUNDS
+        self._differs_since = None
+        return candidate
+
 
 # ---------------------------------------------------------------------- what peers report
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -582,6 +582,14 @@ class GossipEngine:
         value = self._view.next_value_of(held[3], self._rounds)
         if value is not None:
             self.self_state.set(VIEW_KEY, value)
+
+    def publish_settled_view(self, live: Collection[NodeId]) -> None:
+        """Publish the summary of ``live`` (us among them) as our view, settled: as after a
+        quiet spell in which it was published and held still (see
+        ViewPublisher.settle_on). A simulation pre-forms its cluster so, where each node
+        otherwise publishes its view a few rounds in, all at once, and every peer applies
+        every node's: N^2 key updates in a simulation of N engines."""
+        self.self_state.set(VIEW_KEY, self._view.settle_on(summarize(live).encode(), self._rounds))
 
     def digest_capacity(
         self, target: SocketAddress | None = None, protocol_version: int | None = None

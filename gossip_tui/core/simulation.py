@@ -182,19 +182,23 @@ class Simulation:
     def preform(self) -> None:
         """Make every node know every other node's state, and count it live, as after a
         quiet spell: each engine takes three SynAcks (an interval apart) holding everyone's
-        digest and state, through its ordinary handler. The clock is not moved."""
+        digest and state, through its ordinary handler. Each node has published its view
+        of the live set, which every peer holds, so the rounds after publish nothing new.
+        The clock is not moved."""
         now = self.clock.now
         engines = list(self.engines.values())
         owners = [(e.self_id, e.self_state) for e in engines]
         # Three rising heartbeats: the first is never news, the next two make the one
         # interval a node needs to count as live. State goes with the first two: once
-        # every node knows the cluster's size it may publish its capabilities, which the
-        # second delta then carries.
+        # every node knows the cluster's size it may publish its capabilities and its
+        # view (of the nodes it knows: all of them live once formed), which the second
+        # delta then carries.
         for beat in range(3):
             at = now - (2 - beat) * self.gossip_interval
             if beat == 1:
                 for engine in engines:
                     engine.publish_capabilities()
+                    engine.publish_settled_view(engine.state.node_states.keys())
             digest = Digest(
                 {
                     node: NodeDigest(
