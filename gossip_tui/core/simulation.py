@@ -11,23 +11,50 @@ runtime drops it. Both are counted in :class:`Traffic` instead of stopping the r
 Large clusters can start formed (``preformed=True``): every node already knows every
 other, as after a long quiet spell, so what is measured is steady-state gossip rather than
 the joining of thousands of nodes one digest at a time.
+
+One concern, though over 400 lines: a cluster of engines in one process, with what makes
+it affordable at thousands of nodes (one decoding per Syn, shared objects, and pre-forming
+that copies peers' states where every engine would make the same ones).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
+from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, repeat
+from operator import attrgetter, gt, is_
+from typing import cast
+
+import attrs
 
 from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DecodeError, decode, encode, hold_nodes
-from .digest_window import NodeNumbers
+from .digest_window import (
+    _UNNOTED,
+    CAPS_KEY,
+    CapsPeers,
+    ChangeRounds,
+    NodeNumbers,
+    advertises_partial_digests,
+)
 from .engine import GossipEngine, LivenessChanges
 from .failure_detector import FailureDetector, FailureDetectorConfig
 from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeDigest, Syn, SynAck
 from .models import NodeId, SocketAddress
 from .receive import receive_message
-from .state import NodeState, SharedObjects
+from .state import (
+    ClusterState,
+    NodeState,
+    SharedKeyValues,
+    SharedObjects,
+    StateLimits,
+    digest_entry_size,
+)
+
+# The ways Simulation.preform brings a cluster to its formed state (see there).
+PREFORM_METHODS = ("templates", "handler")
 
 
 class ManualClock:
@@ -179,15 +206,24 @@ class Simulation:
     def silence(self, index: int) -> None:
         self.silenced.add(sim_address(index))
 
-    def preform(self) -> None:
+    def preform(self, method: str = "templates") -> None:
         """Make every node know every other node's state, and count it live, as after a
         quiet spell: each engine takes three SynAcks (an interval apart) holding everyone's
         digest and state, through its ordinary handler. Each node has published its view
         of the live set, which every peer holds, so the rounds after publish nothing new.
-        The clock is not moved."""
+        The clock is not moved.
+
+        ``method`` "handler" hands every engine the whole of each SynAck; "templates" (the
+        default, same end state) hands two engines of each kind the whole of it and gives
+        the others the peers' states those two made of it (see _PeerCopier), then the
+        SynAck, whose delta they then hold already: most of what the handler does per
+        peer (learning it, applying its keys) is the same in every engine, N^2 times."""
+        if method not in PREFORM_METHODS:
+            raise ValueError(f"preform method {method!r} is not one of {PREFORM_METHODS}")
         now = self.clock.now
         engines = list(self.engines.values())
         owners = [(e.self_id, e.self_state) for e in engines]
+        copier = _PeerCopier(engines) if method == "templates" else None
         # Three rising heartbeats: the first is never news, the next two make the one
         # interval a node needs to count as live. State goes with the first two: once
         # every node knows the cluster's size it may publish its capabilities and its
@@ -217,8 +253,10 @@ class Simulation:
                 if beat < 2
                 else ()
             )
+            message = SynAck(digest, delta)
             for engine in engines:
-                engine.handle_message(SynAck(digest, delta), at)
+                given = message if copier is None else copier.give(engine, message)
+                engine.handle_message(given, at)
         for engine in engines:
             engine.update_liveness(now)
             # Each was handed its own state too, which it refuses (and counts); and the
@@ -355,3 +393,251 @@ def _mutations(state: NodeState) -> list[KeyValueMutation]:
         KeyValueMutation(key, value.value, value.version, value.status)
         for key, value in sorted(state.key_values.items(), key=lambda item: item[1].version)
     ]
+
+
+# The NodeState slots _PeerCopier copies from a template's state of a node: all but the
+# state's usage, which is its cluster state's, and its heartbeat and the time that rose,
+# which the handler then takes from the digest itself (a copied heartbeat would be no news
+# to it, and its failure detector would not hear of it).
+_NOT_COPIED = frozenset({"_usage", "heartbeat", "last_update"})
+_COPIED_SLOTS = tuple(name for name in NodeState.__slots__ if name not in _NOT_COPIED)
+_ALL_SLOTS = range(len(_COPIED_SLOTS))
+# What a copied slot may hold: objects no state changes in place, which two states may
+# then hold alike (shared key-values a state copies before writing to them; tuples of
+# immutable items, a digest entry and its bytes, kept encodings). Anything else (a dict of
+# its own, a state's key-values with a status time in them) is not copied.
+_SHAREABLE = frozenset({int, float, str, type(None), tuple, NodeId, SharedKeyValues})
+_max_version_of = attrgetter("max_version")
+_size_of = attrgetter("size")
+
+
+class _PeerCopier:
+    """Gives an engine the states of its peers that its handler would make of a message
+    (learning the nodes its digest names, applying its delta), copied from what two
+    engines of its kind made of it through theirs: the templates, the first two of the
+    kind, which take each message before the others. Engines of a kind (the same bounds
+    and partial-digest setting) make the same state of each peer from the same message:
+    node j's is copied from the first template's, or the second's for the first's own node.
+
+    The engine's handler then takes the message's digest alone: it finds the states it
+    would have made, takes the heartbeats (and tells its detector), beats, and answers.
+    What the handler does with a delta beside the states the copier does: the usage those
+    states add, and (partial digests) the records of the states that changed and of the
+    peers that publish the capability. Reading a delta it holds already (to find nothing
+    new in it) was a third of what was left.
+
+    Only while it is safe: the templates refused nothing but their own state, and every
+    slot copied holds what two states may share. Otherwise the kind takes this message
+    and the rest whole through the handler (each state is exact after each message
+    either way)."""
+
+    def __init__(self, engines: Sequence[GossipEngine]) -> None:
+        kinds: dict[tuple[bool, int | None, StateLimits], list[GossipEngine]] = {}
+        for engine in engines:
+            state = engine.state
+            kind = (engine.partial_digests, state.max_digest_bytes, state.limits)
+            kinds.setdefault(kind, []).append(engine)
+        self._templates: dict[GossipEngine, tuple[GossipEngine, GossipEngine]] = {}
+        for group in kinds.values():
+            for engine in group[2:]:
+                self._templates[engine] = (group[0], group[1])
+        # What the templates made of the last message, by the first template (see _Made).
+        self._made: dict[GossipEngine, _Made] = {}
+        # What each engine was given last.
+        self._given: dict[GossipEngine, _Made] = {}
+        # The round in which each engine's copier noted every peer as changed (a node noted
+        # again in the same round is as it was: see ChangeRounds).
+        self._all_noted: dict[GossipEngine, int] = {}
+
+    def give(self, engine: GossipEngine, message: SynAck) -> SynAck:
+        """Give ``engine`` what its templates made of ``message`` (which they took): the
+        message its handler is then to take."""
+        pair = self._templates.get(engine)
+        if pair is None:
+            return message
+        cluster = engine.state
+        known = cluster.node_states
+        if not message.delta.node_deltas and all(map(known.__contains__, message.digest.nodes)):
+            return message  # heartbeats alone, of nodes known: the handler's own
+        made = self._made_of(pair, message)
+        if made is None:
+            for other in [e for e, held in self._templates.items() if held is pair]:
+                del self._templates[other]
+            return message
+        me = engine.self_id
+        at = made.positions.get(me)
+        peers = made.nodes if at is None else made.nodes[:at] + made.nodes[at + 1 :]
+        learnt = len(known) == 1 and me in known  # (nothing known but us: all new)
+        # (Our own node among those named: no other at our address.)
+        if learnt and at is not None and made.alone_at_their_addresses and not cluster._gc_nodes:
+            _learn_at_once(cluster, peers, made.entry_bytes - made.entry_sizes.get(me, 0))
+        elif not all(map(known.__contains__, peers)):
+            learnt = True
+            for node in peers:
+                if node not in known:
+                    cluster.node_state_or_init(node)  # in the digest's order, as the handler
+        states = list(map(known.__getitem__, peers))
+        watched = engine.partial_digests
+        before = list(map(_max_version_of, states)) if watched else []
+        held = sum(map(_size_of, states))
+        # The slots whose values moved since what we were given last (a second delta
+        # changes a state's key-values and versions: a third of the slots), or all.
+        given, self._given[engine] = self._given.get(engine), made
+        for slot in made.moved if given is not None and given is made.previous else _ALL_SLOTS:
+            name, column = _COPIED_SLOTS[slot], made.columns[slot]
+            values = column if at is None else column[:at] + column[at + 1 :]
+            deque(map(setattr, states, repeat(name), values), 0)
+        # (The usage of the engine's states, which their sizes add up to: no public way in.)
+        cluster._usage.total += sum(map(_size_of, states)) - held
+        if watched:
+            # As the handler's _note_changes, in the delta's order (the digest's, here):
+            # the states whose max version rose, and the peers that show the capability.
+            round_number = engine._rounds
+            if learnt or self._all_noted.get(engine) != round_number:
+                risen = list(map(gt, map(_max_version_of, states), before))
+                _note_changed(engine._changed_at, list(compress(peers, risen)), round_number)
+                if all(risen):
+                    self._all_noted[engine] = round_number
+            ours = None if at is None else made.nodes[at]  # (the message's very id of us)
+            advertising = made.advertising
+            if ours is not None and ours in made.advertising_set:
+                advertising = [node for node in advertising if node is not ours]
+            # (Each alone at its address among the nodes we hold: those it names, us too.)
+            alone = (
+                made.alone_at_their_addresses and at is not None and len(known) == len(peers) + 1
+            )
+            _note_capable(engine._caps_peers, advertising, alone)
+        return made.digest_only
+
+    def _made_of(self, pair: tuple[GossipEngine, GossipEngine], message: SynAck) -> _Made | None:
+        first, second = pair
+        held = self._made.get(first)
+        if held is not None and held.message is message:
+            return held
+        if any(set(t.state.rejected) - {"self_delta"} for t in pair):
+            return None
+        nodes = list(message.digest.nodes)
+        firsts, seconds = first.state.node_states, second.state.node_states
+        own = first.self_id
+        delta_nodes = [node_delta.node for node_delta in message.delta.node_deltas]
+        if (
+            own not in seconds
+            or not all(node == own or node in firsts for node in nodes)
+            or delta_nodes != nodes[: len(delta_nodes)]
+        ):
+            # (A delta's nodes are those of the digest, in its order: what the copier
+            # does of the delta it does in the digest's order.)
+            return None
+        sources = [seconds[node] if node == own else firsts[node] for node in nodes]
+        columns: list[list[object]] = []
+        for name in _COPIED_SLOTS:
+            column = list(map(attrgetter(name), sources))
+            if not set(map(type, column)) <= _SHAREABLE:
+                return None
+            columns.append(column)
+        previous = held if held is not None and held.nodes == nodes else None
+        moved = [
+            slot
+            for slot, column in enumerate(columns)
+            if previous is None or not all(map(is_, column, previous.columns[slot]))
+        ]
+        advertising = [
+            node
+            for node, state in zip(delta_nodes, sources, strict=False)
+            if advertises_partial_digests(state.get(CAPS_KEY))
+        ]
+        shared = first.state.shared
+        alone_at = {} if shared is None else shared.alone_at
+        sizes = {node: digest_entry_size(node) for node in nodes}
+        made = self._made[first] = _Made(
+            message,
+            SynAck(message.digest, Delta(), protocol_version=message.protocol_version),
+            nodes,
+            {node: at for at, node in enumerate(nodes)},
+            columns,
+            advertising,
+            set(advertising),
+            all((alone := alone_at.get(node.gossip_addr)) and alone[0] is node for node in nodes)
+            and len({node.gossip_addr for node in nodes}) == len(nodes),
+            sizes,
+            sum(sizes.values()),
+            previous,
+            moved,
+        )
+        return made
+
+
+@attrs.frozen
+class _Made:
+    """What a kind's templates made of one message."""
+
+    message: SynAck
+    # The message without its delta, which the copied engines then take.
+    digest_only: SynAck
+    # The nodes its digest names, in order; their positions; each copied slot's values.
+    nodes: list[NodeId]
+    positions: dict[NodeId, int]
+    columns: list[list[object]]
+    # The nodes of its delta whose state, once it took it, shows the capability, in order.
+    advertising: list[NodeId]
+    advertising_set: set[NodeId]
+    # Whether each node it names is the one the process met first at its address, alone
+    # there, the address of no other (see _learn_at_once).
+    alone_at_their_addresses: bool
+    # What each node it names takes in a digest, and all of them.
+    entry_sizes: dict[NodeId, int]
+    entry_bytes: int
+    # What the templates made of the message before (naming the same nodes), and the
+    # copied slots whose values moved since (by identity).
+    previous: _Made | None
+    moved: list[int]
+
+
+def _learn_at_once(cluster: ClusterState, nodes: list[NodeId], entry_bytes: int) -> None:
+    """ClusterState.node_state_or_init of each of ``nodes`` in order, for a state that
+    holds its own node alone, in a process of shared states (a simulation's), where each
+    node is the one the process met first at its address, alone there, and ours is none of
+    theirs: each node is then found in SharedObjects.alone_at, no address entry of the
+    state's own is made, and no node is forgotten. ``entry_bytes``: what they take in a
+    digest. The state's own fields (its digest's size, that its wire order is to be made
+    again): a method of ClusterState's for this would be the place."""
+    usage = cluster._usage
+    cluster.node_states.update(
+        zip(nodes, map(NodeState, nodes, repeat(cluster.changes), repeat(usage)), strict=True)
+    )
+    cluster._digest_bytes += entry_bytes
+    cluster._wire_sorted = False
+
+
+def _note_changed(changes: ChangeRounds, nodes: list[NodeId], round_number: int) -> None:
+    """ChangeRounds.note of each of ``nodes`` (distinct) in order, at ``round_number``: at
+    once into a record that holds none yet, its columns made whole, when every node has
+    its number already (the templates' records gave them out)."""
+    numbering = changes._numbers
+    if numbering is not None and not changes._noted and not changes._rounds and nodes:
+        numbers = list(map(numbering.of.get, nodes))
+        if None not in numbers and len(set(numbers)) == len(numbers):
+            size = max(cast("list[int]", numbers)) + 1
+            rounds, places = array("i", [_UNNOTED]) * size, array("i", [0]) * size
+            for place, number in enumerate(cast("list[int]", numbers)):
+                rounds[number] = round_number
+                places[number] = place
+            changes._rounds, changes._places, changes._noted = rounds, places, len(numbers)
+            return
+    deque(map(changes.note, nodes, repeat(round_number)), 0)
+
+
+def _note_capable(caps: CapsPeers, nodes: list[NodeId], alone: bool) -> None:
+    """CapsPeers.note of each of ``nodes`` in order: at once into a record that holds none
+    yet when each node is ``alone`` at its address among the nodes known (its mark is then
+    its own) and has its number already."""
+    numbering = caps._numbers
+    if alone and numbering is not None and not caps._marks and nodes:
+        numbers = list(map(numbering.of.get, nodes))
+        if None not in numbers:
+            marks = bytearray(max(cast("list[int]", numbers)) + 1)
+            for number in cast("list[int]", numbers):
+                marks[number] = 1
+            caps._marks = marks
+            return
+    deque(map(caps.note, nodes), 0)

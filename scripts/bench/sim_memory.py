@@ -7,6 +7,7 @@ prints the lines that hold the most.
     python scripts/bench/sim_memory.py --nodes 300 --rounds 3
     python scripts/bench/sim_memory.py --nodes 300 --rounds 2 --trace --top 25
     python scripts/bench/sim_memory.py --nodes 600 --mode V0
+    python scripts/bench/sim_memory.py --nodes 300 --preform handler
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tracemalloc
 from scale import peak_rss_mb
 
 from gossip_tui.core.codec import PROTOCOL_V0, PROTOCOL_V1
-from gossip_tui.core.simulation import NAMINGS, Simulation
+from gossip_tui.core.simulation import NAMINGS, PREFORM_METHODS, Simulation
 
 
 def _report(tag: str, entries: int, trace: bool, top: int) -> None:
@@ -42,6 +43,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=("V0", "V1"), default="V1")
     parser.add_argument("--naming", choices=list(NAMINGS), default="chitchat-test")
     parser.add_argument("--partial", action="store_true", help="partial digests on")
+    parser.add_argument(
+        "--preform", choices=PREFORM_METHODS, default=PREFORM_METHODS[0], help="how to pre-form"
+    )
     parser.add_argument("--trace", action="store_true", help="count with tracemalloc")
     parser.add_argument("--top", type=int, default=0, help="with --trace: lines to show")
     args = parser.parse_args()
@@ -54,9 +58,12 @@ def main() -> int:
         protocol_version=PROTOCOL_V1 if args.mode == "V1" else PROTOCOL_V0,
         naming=NAMINGS[args.naming],
         partial_digests=args.partial,
-        preformed=True,
     )
-    print(f"pre-formed {args.nodes} nodes in {time.process_time() - cpu:.1f} CPU-s", flush=True)
+    sim.preform(args.preform)
+    print(
+        f"pre-formed {args.nodes} nodes ({args.preform}) in {time.process_time() - cpu:.1f} CPU-s",
+        flush=True,
+    )
     _report("formed", entries, args.trace, args.top)
     for count in range(args.rounds):
         cpu = time.process_time()
