@@ -215,8 +215,8 @@ class Simulation:
 
         ``method`` "handler" hands every engine the whole of each SynAck; "templates" (the
         default, same end state) hands two engines of each kind the whole of it and gives
-        the others the peers' states those two made of it (see _PeerCopier), then the
-        SynAck, whose delta they then hold already: most of what the handler does per
+        the others the peers' states those two made of it (see _PeerCopier), then its
+        digest alone (they hold its delta already): most of what the handler does per
         peer (learning it, applying its keys) is the same in every engine, N^2 times."""
         if method not in PREFORM_METHODS:
             raise ValueError(f"preform method {method!r} is not one of {PREFORM_METHODS}")
@@ -424,7 +424,7 @@ class _PeerCopier:
     What the handler does with a delta beside the states the copier does: the usage those
     states add, and (partial digests) the records of the states that changed and of the
     peers that publish the capability. Reading a delta it holds already (to find nothing
-    new in it) was a third of what was left.
+    new in it) was a quarter of what was left.
 
     Only while it is safe: the templates refused nothing but their own state, and every
     slot copied holds what two states may share. Otherwise the kind takes this message
