@@ -36,6 +36,7 @@ from array import array
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from itertools import compress, repeat
 from operator import and_, ge, lt, ne
+from typing import cast
 
 from .codec import (
     MAX_DATAGRAM_SIZE,
@@ -266,6 +267,25 @@ class ChangeRounds:
             self._noted += 1
         rounds[number] = round_
 
+    def note_all(self, nodes: list[NodeId], round_: int) -> None:
+        """``note`` each of ``nodes`` (distinct) in order, at ``round_``: at once into a
+        record that holds none yet, its columns made whole, when every node has its number
+        already (a pre-formed simulation's copied engines: see Simulation.preform)."""
+        numbering = self._numbers
+        if numbering is not None and not self._noted and not self._rounds and nodes:
+            numbers = list(map(numbering.of.get, nodes))
+            if None not in numbers and len(set(numbers)) == len(numbers):
+                known = cast("list[int]", numbers)
+                size = max(known) + 1
+                rounds, places = array("i", [_UNNOTED]) * size, array("i", [0]) * size
+                for place, number in enumerate(known):
+                    rounds[number] = round_
+                    places[number] = place
+                self._rounds, self._places, self._noted = rounds, places, len(known)
+                return
+        for node in nodes:
+            self.note(node, round_)
+
     def discard(self, node: NodeId) -> None:
         numbers = self._numbers
         if numbers is None:
@@ -337,6 +357,23 @@ class CapsPeers:
         if number >= len(marks):
             marks.extend(bytes(number + 1 - len(marks)))
         marks[number] = 1
+
+    def note_all(self, nodes: list[NodeId], alone: bool) -> None:
+        """``note`` each of ``nodes`` in order: at once into a record that holds none yet
+        when each node is ``alone`` at its address among the nodes known (its mark is then
+        its own) and has its number already (see ChangeRounds.note_all)."""
+        numbering = self._numbers
+        if alone and numbering is not None and not self._marks and nodes:
+            numbers = list(map(numbering.of.get, nodes))
+            if None not in numbers:
+                known = cast("list[int]", numbers)
+                marks = bytearray(max(known) + 1)
+                for number in known:
+                    marks[number] = 1
+                self._marks = marks
+                return
+        for node in nodes:
+            self.note(node)
 
     def discard(self, node: NodeId) -> None:
         """``node`` is gone: its address has no such peer, unless another node took it."""

@@ -21,21 +21,16 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, gt, is_
-from typing import cast
 
 import attrs
 
 from .codec import MAX_DATAGRAM_SIZE, PROTOCOL_V0, DecodeError, decode, encode, hold_nodes
 from .digest_window import (
-    _UNNOTED,
     CAPS_KEY,
-    CapsPeers,
-    ChangeRounds,
     NodeNumbers,
     advertises_partial_digests,
 )
@@ -495,7 +490,7 @@ class _PeerCopier:
             round_number = engine._rounds
             if learnt or self._all_noted.get(engine) != round_number:
                 risen = list(map(gt, map(_max_version_of, states), before))
-                _note_changed(engine._changed_at, list(compress(peers, risen)), round_number)
+                engine._changed_at.note_all(list(compress(peers, risen)), round_number)
                 if all(risen):
                     self._all_noted[engine] = round_number
             ours = None if at is None else made.nodes[at]  # (the message's very id of us)
@@ -506,7 +501,7 @@ class _PeerCopier:
             alone = (
                 made.alone_at_their_addresses and at is not None and len(known) == len(peers) + 1
             )
-            _note_capable(engine._caps_peers, advertising, alone)
+            engine._caps_peers.note_all(advertising, alone)
         return made.digest_only
 
     def _made_of(self, pair: tuple[GossipEngine, GossipEngine], message: SynAck) -> _Made | None:
@@ -607,37 +602,3 @@ def _learn_at_once(cluster: ClusterState, nodes: list[NodeId], entry_bytes: int)
     )
     cluster._digest_bytes += entry_bytes
     cluster._wire_sorted = False
-
-
-def _note_changed(changes: ChangeRounds, nodes: list[NodeId], round_number: int) -> None:
-    """ChangeRounds.note of each of ``nodes`` (distinct) in order, at ``round_number``: at
-    once into a record that holds none yet, its columns made whole, when every node has
-    its number already (the templates' records gave them out)."""
-    numbering = changes._numbers
-    if numbering is not None and not changes._noted and not changes._rounds and nodes:
-        numbers = list(map(numbering.of.get, nodes))
-        if None not in numbers and len(set(numbers)) == len(numbers):
-            size = max(cast("list[int]", numbers)) + 1
-            rounds, places = array("i", [_UNNOTED]) * size, array("i", [0]) * size
-            for place, number in enumerate(cast("list[int]", numbers)):
-                rounds[number] = round_number
-                places[number] = place
-            changes._rounds, changes._places, changes._noted = rounds, places, len(numbers)
-            return
-    deque(map(changes.note, nodes, repeat(round_number)), 0)
-
-
-def _note_capable(caps: CapsPeers, nodes: list[NodeId], alone: bool) -> None:
-    """CapsPeers.note of each of ``nodes`` in order: at once into a record that holds none
-    yet when each node is ``alone`` at its address among the nodes known (its mark is then
-    its own) and has its number already."""
-    numbering = caps._numbers
-    if alone and numbering is not None and not caps._marks and nodes:
-        numbers = list(map(numbering.of.get, nodes))
-        if None not in numbers:
-            marks = bytearray(max(cast("list[int]", numbers)) + 1)
-            for number in cast("list[int]", numbers):
-                marks[number] = 1
-            caps._marks = marks
-            return
-    deque(map(caps.note, nodes), 0)
