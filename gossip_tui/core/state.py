@@ -1151,16 +1151,17 @@ class ClusterState:
                 and last_gc == state.last_gc_version
             ):
                 # Our entry is the peer's now: taken, bytes and all (see compute_digest).
-                entry = made.get(at)
-                if entry is None:
-                    if setters is None:
-                        entry = NodeDigest(heartbeat, last_gc, max_version)
-                    else:
-                        entry = new(NodeDigest)
-                        set_heartbeat(entry, heartbeat)
-                        set_last_gc(entry, last_gc)
-                        set_max_version(entry, max_version)
-                    made[at] = entry
+                # Made here, not looked for first: nothing asks the columns for a risen
+                # entry before the heartbeats are taken (our own is not taken), and one
+                # made already would be replaced by an equal one.
+                if setters is None:
+                    entry = NodeDigest(heartbeat, last_gc, max_version)
+                else:
+                    entry = new(NodeDigest)
+                    set_heartbeat(entry, heartbeat)
+                    set_last_gc(entry, last_gc)
+                    set_max_version(entry, max_version)
+                made[at] = entry
                 forget_digest_entry_at(id(state._entry[0]), None)
                 state._entry = (entry, data[slices[at]])
                 entries[node] = entry
