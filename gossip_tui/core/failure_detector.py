@@ -332,7 +332,10 @@ class FailureDetector:
         windows, for a single report and for a received digest's batch (one pass, where
         a call per heartbeat cost twice the instructions the update itself does)."""
         config = self.config
-        window_size, max_interval = config.sampling_window_size, config.max_interval
+        window_size = config.sampling_window_size
+        # The longest interval kept as a sample, and none without a window: one comparison
+        # a row, where two tested the interval and then the window's size.
+        longest_kept = config.max_interval if window_size > 0 else -math.inf
         # (The same product each time: hoisted, the same double.)
         prior_part = _PRIOR_WEIGHT * config.initial_interval
         last_of, sum_of, mean_of, fill_of = self._last, self._sum, self._mean, self._fill
@@ -368,7 +371,7 @@ class FailureDetector:
                         slot = self._code(interval)
                         ring, codes = self._ring, self._codes
             # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-            if interval <= max_interval and window_size > 0:
+            if interval <= longest_kept:
                 # (The sum is added to and taken from in the order of the samples, as a
                 # float of its own was: the same doubles.)
                 fill = fill_of[row]
