@@ -64,6 +64,7 @@ from .messages import (
     BadCluster,
     Delta,
     Digest,
+    DigestColumns,
     Message,
     NodeDelta,
     NodeDigest,
@@ -620,7 +621,13 @@ class GossipEngine:
         # beside our states by the state itself; any other looks each node up (hashing
         # it: a Python call).
         aligned = self.state.aligned_states(nodes)
-        if aligned is not None:
+        if aligned is not None and type(nodes) is DigestColumns:
+            # Read as columns (every steady digest): the risen nodes by position, which the
+            # detector finds rows for without hashing a node.
+            risen, own_view = self.state.take_column_heartbeats(nodes, aligned, me, now)
+            if risen:
+                self.detector.report_heartbeats_at(nodes.nodes, risen, now)
+        elif aligned is not None:
             rose, own_view = self.state.take_heartbeats(digest, aligned, me, now)
         else:
             for (node, node_digest), state in zip(

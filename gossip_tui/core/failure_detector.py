@@ -177,6 +177,10 @@ class FailureDetector:
         self._batch: list[NodeId] = []
         self._batch_rows: list[int] = []
         self._batch_membership = -1
+        # The node list of the last layout reported by position (report_heartbeats_at),
+        # the _membership then, and the row of each of its nodes (None: no row, or not
+        # live).
+        self._layout_rows: tuple[Sequence[NodeId], int, list[int | None]] | None = None
 
     def _new_row(self, node: NodeId) -> int:
         if self._shared_rows:
@@ -316,23 +320,61 @@ class FailureDetector:
                 rows[at] = self._new_row(node) if row is None else row
         self._report_rows(rows, now)
         if every_live and rows:
-            # The lowest mean gives the earliest crossing (it grows with the mean, rounding
-            # and all), worked out once. (A live node has a mean.)
-            live_means = cast("list[float]", self._mean)
-            lowest_mean = min(_picked(rows)(live_means))
-            threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
-            tolerated = threshold * (lowest_mean + pause_per_phi)
-            until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
-            if until < steady_until:
-                steady_until = until
+            steady_until = self._crossing_after(rows, now, steady_until)
         self._steady_until = steady_until
+
+    def report_heartbeats_at(
+        self, layout: Sequence[NodeId], positions: list[int], now: float
+    ) -> None:
+        """:meth:`report_heartbeats` of ``layout[at]`` for each of ``positions``: a digest
+        read as columns names its risen nodes by their position in its layout, a node list
+        that every digest laid out alike shares and nobody changes. The rows of the
+        layout's nodes, all live, are looked up once per layout and _membership (rows and
+        live flags change only with it), where each report hashed each of its nodes."""
+        held = self._layout_rows
+        if held is None or held[0] is not layout or held[1] != self._membership:
+            self.report_heartbeats(list(map(layout.__getitem__, positions)), now)
+            if not self._shared_rows and self._batch_membership == self._membership:
+                # Every node reported was live and the rows did not change (a steady
+                # cluster's report, once a sweep since): the layout's rows looked up for
+                # the next reports. Not while nodes come and go (a forming cluster's
+                # every report changes the rows), nor on a simulation's shared rows.
+                live = self._live
+                rows_at = [
+                    None if row is None or not live[row] else row
+                    for row in map(self._rows.get, layout)
+                ]
+                self._layout_rows = (layout, self._membership, rows_at)
+            return
+        rows = cast("list[int]", list(map(held[2].__getitem__, positions)))
+        if None in rows:  # a node not live, or with no row: the careful way
+            self.report_heartbeats(list(map(layout.__getitem__, positions)), now)
+            return
+        self._report_rows(rows, now)
+        if rows:
+            self._steady_until = self._crossing_after(rows, now, self._steady_until)
+
+    def _crossing_after(self, rows: list[int], now: float, steady_until: float) -> float:
+        """``steady_until``, or earlier where one of ``rows`` (live, just reported) may
+        cross the threshold first."""
+        # The lowest mean gives the earliest crossing (it grows with the mean, rounding
+        # and all), worked out once. (A live node has a mean.)
+        live_means = cast("list[float]", self._mean)
+        lowest_mean = min(_picked(rows)(live_means))
+        threshold, pause_per_phi = self.config.phi_threshold, self._pause_per_phi
+        tolerated = threshold * (lowest_mean + pause_per_phi)
+        until = now + tolerated * (1 - _CROSSING_MARGIN) - _CROSSING_MARGIN_SECONDS
+        return until if until < steady_until else steady_until
 
     def _report_rows(self, rows: Iterable[int], now: float) -> None:
         """Record a heartbeat at ``now`` in each of ``rows``: the one loop that updates
         windows, for a single report and for a received digest's batch (one pass, where
         a call per heartbeat cost twice the instructions the update itself does)."""
         config = self.config
-        window_size, max_interval = config.sampling_window_size, config.max_interval
+        window_size = config.sampling_window_size
+        # The longest interval kept as a sample, and none without a window: one comparison
+        # a row, where two tested the interval and then the window's size.
+        longest_kept = config.max_interval if window_size > 0 else -math.inf
         # (The same product each time: hoisted, the same double.)
         prior_part = _PRIOR_WEIGHT * config.initial_interval
         last_of, sum_of, mean_of, fill_of = self._last, self._sum, self._mean, self._fill
@@ -368,7 +410,7 @@ class FailureDetector:
                         slot = self._code(interval)
                         ring, codes = self._ring, self._codes
             # A long silence is not a sample of the normal rhythm: keep it out of the mean.
-            if interval <= max_interval and window_size > 0:
+            if interval <= longest_kept:
                 # (The sum is added to and taken from in the order of the samples, as a
                 # float of its own was: the same doubles.)
                 fill = fill_of[row]

@@ -1076,8 +1076,10 @@ class ClusterState:
         the bytes the codec decoded (``received_entries``), where the next digest made
         each anew and packed it. Not in a state of a shared process (see SharedObjects):
         those take what other states made."""
-        if type(digest.nodes) is DigestColumns:
-            return self._take_heartbeat_columns(digest.nodes, aligned, me, now)
+        columns = digest.nodes
+        if type(columns) is DigestColumns:
+            risen, seen = self.take_column_heartbeats(columns, aligned, me, now)
+            return list(map(columns.nodes.__getitem__, risen)), seen
         rose: list[NodeId] = []
         report = rose.append
         own_view: NodeDigest | None = None
@@ -1109,15 +1111,17 @@ class ClusterState:
                     entries[node] = theirs
         return rose, own_view
 
-    def _take_heartbeat_columns(
+    def take_column_heartbeats(
         self, columns: DigestColumns, aligned: Sequence[NodeState], me: NodeState | None, now: float
-    ) -> tuple[list[NodeId], NodeDigest | None]:
-        """take_heartbeats for a digest read as columns: its heartbeats walked beside our
+    ) -> tuple[list[int], NodeDigest | None]:
+        """:meth:`take_heartbeats` for a digest read as columns, the risen nodes given by
+        their positions in it (the failure detector finds their rows by position: see
+        FailureDetector.report_heartbeats_at). Its heartbeats are walked beside our
         states, and only the entries above ours (a quarter of an idle digest) looked at
         further, their NodeDigests made only then. (A loop: map with operator.gt and an
         attrgetter costs three times as much in 3.11.)"""
-        rose: list[NodeId] = []
-        report = rose.append
+        risen: list[int] = []
+        report = risen.append
         own_view: NodeDigest | None = None
         theirs = columns.heartbeats
         nodes = columns.nodes
@@ -1141,8 +1145,7 @@ class ClusterState:
             if not held:
                 continue  # the first one learnt is not news
             state.last_update = now
-            node = nodes[at]
-            report(node)
+            report(at)
             max_version = max_versions[at]
             last_gc = gcs[at]
             if (
@@ -1151,25 +1154,26 @@ class ClusterState:
                 and last_gc == state.last_gc_version
             ):
                 # Our entry is the peer's now: taken, bytes and all (see compute_digest).
-                entry = made.get(at)
-                if entry is None:
-                    if setters is None:
-                        entry = NodeDigest(heartbeat, last_gc, max_version)
-                    else:
-                        entry = new(NodeDigest)
-                        set_heartbeat(entry, heartbeat)
-                        set_last_gc(entry, last_gc)
-                        set_max_version(entry, max_version)
-                    made[at] = entry
+                # Made here, not looked for first: nothing asks the columns for a risen
+                # entry before the heartbeats are taken (our own is not taken), and one
+                # made already would be replaced by an equal one.
+                if setters is None:
+                    entry = NodeDigest(heartbeat, last_gc, max_version)
+                else:
+                    entry = new(NodeDigest)
+                    set_heartbeat(entry, heartbeat)
+                    set_last_gc(entry, last_gc)
+                    set_max_version(entry, max_version)
+                made[at] = entry
                 forget_digest_entry_at(id(state._entry[0]), None)
                 state._entry = (entry, data[slices[at]])
-                entries[node] = entry
+                entries[nodes[at]] = entry
         if me is not None:
             # (Our position looked up by our id, where aligned.index compared states.)
             mine = columns.index.get(me.node)
             if mine is not None and aligned[mine] is me:
                 own_view = columns.entry(mine)
-        return rose, own_view
+        return risen, own_view
 
     def compute_digest(self, excluded: Iterable[NodeId] = ()) -> Digest:
         skip = set(excluded)
