@@ -193,7 +193,6 @@ class NodeState:
 
     __slots__ = (
         "_entry",
-        "_stale_cache",
         "_stale_node",
         "_usage",
         "discovered_at",
@@ -240,13 +239,13 @@ class NodeState:
         # entry by identity. One entry for every new state (frozen), where each made its
         # own: 64 B per state, N^2 states in a simulation, until their first digest.
         self._entry = _NO_ENTRY
-        # What stale_mutations last gave (floor version, key-values, operations), until the
-        # key-values change: the same node goes to every peer that lacks it, mostly from
-        # the same version. One slot, not a table: 200 nodes in one process hold 40,000
-        # states, and a table per state cost more memory than it saved work.
-        self._stale_cache: tuple[int, tuple[KeyValueMutation, ...], bytes] | None = None
         # The node as the last delta carried it (see stale_node), until the key-values
-        # change: its NodeDelta and operations are joined into the next delta as they are.
+        # change: its NodeDelta and operations are joined into the next delta as they are,
+        # and its key-values and their operations are what stale_mutations gives again
+        # (the same node goes to every peer that lacks it, mostly from the same version).
+        # One slot, not a table: 200 nodes in one process hold 40,000 states, and a table
+        # per state cost more memory than it saved work. (A slot of its own for the
+        # key-values cost 8 bytes a state, N^2 in a simulation, for what the node holds.)
         self._stale_node: StaleNode | None = None
 
     # ------------------------------------------------------------------ reading
@@ -282,15 +281,17 @@ class NodeState:
         return stale
 
     def _kept_stale(self, floor_version: int) -> tuple[tuple[KeyValueMutation, ...], bytes] | None:
-        """The kept stale key-values, if they are those of ``floor_version``: the same for
-        any floor from the one they were taken at up to the oldest of them (peers a
-        version or two apart mostly lack just the newest key)."""
-        cached = self._stale_cache
-        if cached is None:
+        """The kept node's key-values and operations, if they are those of
+        ``floor_version``: the same for any floor from the node's up to the oldest of them
+        (peers a version or two apart mostly lack just the newest key). A node is kept
+        only with key-values, encoded within a block (see new_stale_node)."""
+        kept = self._stale_node
+        if kept is None:
             return None
-        floor, kvs, ops = cached
-        if floor_version == floor or (
-            floor_version > floor and (not kvs or floor_version < kvs[0].version)
+        node_delta, ops = kept[0], kept[1]
+        floor, kvs = node_delta.from_version_excluded, node_delta.key_values
+        if ops is not None and (
+            floor_version == floor or (floor_version > floor and floor_version < kvs[0].version)
         ):
             return kvs, ops
         return None
@@ -300,7 +301,8 @@ class NodeState:
     ) -> tuple[tuple[KeyValueMutation, ...], bytes | None]:
         """:meth:`stale_key_values` as delta key-values, with their encoded operations
         (None when they cannot be sent whole in one block, or encoded at all: the delta
-        writer then takes them one by one). Kept until the key-values change."""
+        writer then takes them one by one). Kept, in the node new_stale_node keeps, until
+        the key-values change."""
         kept = self._kept_stale(floor_version)
         if kept is not None:
             return kept
@@ -316,7 +318,6 @@ class NodeState:
         if ops is None or len(ops) > BLOCK_THRESHOLD:
             # Never added whole: not worth keeping (nor the memory of a large state).
             return kvs, None
-        self._stale_cache = (floor_version, kvs, ops)
         return kvs, ops
 
     def stale_node(self, floor_version: int) -> StaleNode:
@@ -339,7 +340,9 @@ class NodeState:
         stale = stale_node(
             self.node, self.last_gc_version, floor_version, kvs, ops, self.max_version
         )
-        if stale[2] is not None:  # (an emptied node carries the max version of the moment)
+        # Kept with its operations and key-values (an emptied node carries the max version
+        # of the moment): what _kept_stale gives again.
+        if stale[2] is not None:
             self._stale_node = stale
         return stale
 
@@ -382,13 +385,13 @@ class NodeState:
         if value.status_since is not None:
             self._usage.marked.add(self)
         self._own_key_values()[key] = value
-        self._stale_cache = self._stale_node = None
+        self._stale_node = None
         self.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
         removed = self._own_key_values().pop(key)
-        self._stale_cache = self._stale_node = None
+        self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
         self.size -= shrunk
         self._usage.total -= shrunk
@@ -502,7 +505,7 @@ class NodeState:
         self.size = 0
         self.heartbeat = 0
         self.key_values = {}
-        self._stale_cache = self._stale_node = None
+        self._stale_node = None
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -613,7 +616,7 @@ class NodeState:
                 set_value(change, value)
                 changes.append(change)
         if news:
-            self._stale_cache = self._stale_node = None
+            self._stale_node = None
         self.size += grown
         self._usage.total += grown
         self.max_version = delta.max_version
@@ -711,18 +714,13 @@ class SharedObjects:
         self._lists: dict[tuple[int, int, int], list[object]] = {}
         # (id of the node, last_gc_version, max_version, floor version) -> the node (kept,
         # so the id is not reused while cached), what the key-values above the floor held
-        # (NodeState.stale_content), the node as a delta carries it from that floor, and
-        # its key-values as NodeState.stale_mutations keeps them (one tuple for every
-        # state that takes them, where each made its own: 64 bytes a state, most states
-        # of a simulation once a key spread; None if not kept).
+        # (NodeState.stale_content), and the node as a delta carries it from that floor,
+        # with its key-values as NodeState.stale_mutations gives them again (one for every
+        # state that takes it, where each made its own: 64 bytes a state, most states of
+        # a simulation once a key spread).
         self.stale_nodes: dict[
             tuple[int, int, int, int],
-            tuple[
-                NodeId,
-                list[tuple[int, str, str, KeyStatus]],
-                StaleNode,
-                tuple[int, tuple[KeyValueMutation, ...], bytes] | None,
-            ],
+            tuple[NodeId, list[tuple[int, str, str, KeyStatus]], StaleNode],
         ] = {}
 
     def alone(self, node: NodeId) -> tuple[NodeId]:
@@ -808,18 +806,13 @@ class SharedObjects:
         content = state.stale_content(floor_version)
         held = self.stale_nodes.get(key)
         if held is not None and held[0] is node and held[1] == content:
-            stale = held[2]
-            state._stale_node = stale
-            if state._stale_cache is None:  # as stale_mutations keeps it
-                state._stale_cache = held[3]
+            stale = state._stale_node = held[2]
             return stale
         stale = state.new_stale_node(floor_version)
         if stale[2] is not None:  # kept by the state: whole, its operations within a block
             if len(self.stale_nodes) >= self.max_entries:
                 self.stale_nodes.clear()
-            ops = stale[1]
-            kept = None if ops is None else (floor_version, stale[0].key_values, ops)
-            self.stale_nodes[key] = (node, content, stale, kept)
+            self.stale_nodes[key] = (node, content, stale)
         return stale
 
     def renew(
@@ -1382,10 +1375,10 @@ class ClusterState:
             else:
                 # NodeState.stale_count's usual case, key-values kept for this very floor
                 # (the next peer at it), inlined.
-                kept = state._stale_cache
+                kept = state._stale_node
                 stale_count = (
-                    len(kept[1])
-                    if kept is not None and kept[0] == from_version
+                    len(kept[0].key_values)
+                    if kept is not None and kept[0].from_version_excluded == from_version
                     else state.stale_count(from_version)
                 )
                 key = (False, stale_count)
