@@ -180,7 +180,32 @@ _NO_DIGEST = NodeDigest(0, 0, 0)
 _NO_ENTRY: tuple[NodeDigest, bytes | None] = (_NO_DIGEST, None)
 
 
-class SharedKeyValues(dict[str, VersionedValue]):
+class KeyValues(dict[str, VersionedValue]):
+    """A node state's key-values, with ``size``: the bytes of memory they hold, as
+    :func:`key_value_cost` estimates them (summed over them, kept as they change). Held
+    here rather than in a slot of the state, since it follows from the key-values alone:
+    the states of a simulation that hold one mapping (see SharedKeyValues) hold one size,
+    where a slot each cost 8 bytes a state, N^2 in a simulation."""
+
+    __slots__ = ("size",)
+
+    size: int
+
+    def copy_of_own(self) -> KeyValues:
+        """A copy, with its size, to write to."""
+        copy = KeyValues(self)
+        copy.size = self.size
+        return copy
+
+
+def _no_key_values() -> KeyValues:
+    """An empty mapping of key-values, of size 0."""
+    empty = KeyValues()
+    empty.size = 0
+    return empty
+
+
+class SharedKeyValues(KeyValues):
     """A node's key-values at one version as every state of the process that holds that
     version holds them (see SharedObjects.key_values_of): never changed in place. A state
     that writes to it writes to a copy of its own."""
@@ -202,7 +227,6 @@ class NodeState:
         "last_update",
         "max_version",
         "node",
-        "size",
     )
 
     def __init__(
@@ -213,13 +237,12 @@ class NodeState:
     ) -> None:
         self.node = node
         self.heartbeat = 0
-        self.size = 0
         if usage is None:
             usage = _Usage(changes)
         elif changes is not None and changes is not usage.changes:
             raise ValueError("a node state records its changes where its usage counts them")
         self._usage = usage
-        self.key_values: dict[str, VersionedValue] = {}
+        self.key_values: KeyValues = _no_key_values()
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
         # tombstone newer than last_gc_version. After a reset last_gc_version may exceed
@@ -249,6 +272,11 @@ class NodeState:
         self._stale_node: StaleNode | None = None
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def size(self) -> int:
+        """Bytes of memory the key-values hold (as :func:`key_value_cost` estimates them)."""
+        return self.key_values.size
 
     def get(self, key: str) -> str | None:
         versioned = self.key_values.get(key)
@@ -373,27 +401,29 @@ class NodeState:
         released = key_value_cost(key, previous.value) if previous is not None else 0
         return self.size - released + key_value_cost(key, value)
 
-    def _own_key_values(self) -> dict[str, VersionedValue]:
+    def _own_key_values(self) -> KeyValues:
         """The key-values, to write to: a copy of its own first, when shared."""
         key_values = self.key_values
         if type(key_values) is SharedKeyValues:
-            key_values = self.key_values = dict(key_values)
+            key_values = self.key_values = key_values.copy_of_own()
         return key_values
 
     def _store(self, key: str, value: VersionedValue) -> None:
-        grown = self.size_after_set(key, value.value) - self.size
+        grown = self.size_after_set(key, value.value) - self.key_values.size
         if value.status_since is not None:
             self._usage.marked.add(self)
-        self._own_key_values()[key] = value
+        key_values = self._own_key_values()
+        key_values[key] = value
         self._stale_node = None
-        self.size += grown
+        key_values.size += grown
         self._usage.total += grown
 
     def _remove(self, key: str) -> None:
-        removed = self._own_key_values().pop(key)
+        key_values = self._own_key_values()
+        removed = key_values.pop(key)
         self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
-        self.size -= shrunk
+        key_values.size -= shrunk
         self._usage.total -= shrunk
 
     def _bump(self, key: str, value: VersionedValue) -> None:
@@ -501,10 +531,9 @@ class NodeState:
         for key, value in self.key_values.items():
             if not value.is_deleted:
                 self._usage.changes.append(KeyChange(self.node, key, None))
-        self._usage.total -= self.size
-        self.size = 0
+        self._usage.total -= self.key_values.size
         self.heartbeat = 0
-        self.key_values = {}
+        self.key_values = _no_key_values()
         self._stale_node = None
         self.max_version = 0
         self.last_gc_version = last_gc_version
@@ -524,7 +553,8 @@ class NodeState:
         held: Mapping[str, VersionedValue] = {} if reset else self.key_values
         # A key repeated within the delta ends up stored once, with its last value.
         final = {kv.key: (kv.value, cost) for kv, cost in zip(news, costs, strict=True)}
-        growth = -self.size if reset else 0
+        size = self.key_values.size
+        growth = -size if reset else 0
         for key, (_value, cost) in final.items():
             previous = held.get(key)
             growth += cost
@@ -533,7 +563,7 @@ class NodeState:
         if growth <= 0:
             return False
         return (
-            self.size + growth > limits.max_node_state_bytes
+            size + growth > limits.max_node_state_bytes
             or self._usage.total + growth > limits.max_total_state_bytes
         )
 
@@ -572,7 +602,7 @@ class NodeState:
         if (
             limits is not None
             and (
-                self.size + upper > limits.max_node_state_bytes
+                self.key_values.size + upper > limits.max_node_state_bytes
                 or self._usage.total + upper > limits.max_total_state_bytes
             )
             and self._would_exceed(news, costs, limits, reset)
@@ -584,7 +614,7 @@ class NodeState:
         # a Python call each (see _KEY_CHANGE_SETTERS): a node joining brings every key.
         key_values = self.key_values
         if news and type(key_values) is SharedKeyValues:  # _own_key_values inlined
-            key_values = self.key_values = dict(key_values)
+            key_values = self.key_values = key_values.copy_of_own()
         changes, node = self._usage.changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
@@ -617,8 +647,8 @@ class NodeState:
                 changes.append(change)
         if news:
             self._stale_node = None
-        self.size += grown
-        self._usage.total += grown
+            key_values.size += grown  # (its own mapping: written to above)
+            self._usage.total += grown
         self.max_version = delta.max_version
         if _VERSION_CHANGE_SETTERS is None:
             changes.append(VersionChange(node, self.max_version))
@@ -696,8 +726,8 @@ class SharedObjects:
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
         # (id of the node, last_gc_version, max_version) -> the node (kept, as above), the
-        # key-values a state of it holds at those versions, and their size.
-        self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues, int]] = {}
+        # key-values a state of it holds at those versions (their size with them).
+        self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues]] = {}
 
         # Each node's 1-tuple, the address index's entry of a node alone at its address
         # (by the identity of the node, kept as above); the ints 0, 1, 2...
@@ -771,16 +801,18 @@ class SharedObjects:
             if mapping is not state.key_values and list(mapping.items()) == list(
                 state.key_values.items()
             ):
-                state.key_values = mapping
-                if state.size == held[2]:
-                    state.size = held[2]  # the same int: one object, not one per state
+                state.key_values = mapping  # (its size too: that of the same key-values)
             return
         held_now = state.key_values
-        mapping = held_now if isinstance(held_now, SharedKeyValues) else SharedKeyValues(held_now)
+        if type(held_now) is SharedKeyValues:
+            mapping = held_now
+        else:
+            mapping = SharedKeyValues(held_now)
+            mapping.size = held_now.size
         state.key_values = mapping
         if len(self.key_values) >= self.max_entries:
             self.key_values.clear()
-        self.key_values[key] = (node, mapping, state.size)
+        self.key_values[key] = (node, mapping)
 
     def value(self, kv: KeyValueMutation) -> VersionedValue:
         """``kv`` stored as a set value (no status time: not marked for deletion)."""

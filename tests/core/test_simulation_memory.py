@@ -14,7 +14,7 @@ from gossip_tui.core.failure_detector import FailureDetector, FailureDetectorCon
 from gossip_tui.core.messages import Delta, Digest, KeyValueMutation, NodeDelta, NodeDigest, SynAck
 from gossip_tui.core.models import NodeId
 from gossip_tui.core.simulation import Simulation, chitchat_test_name, sim_address
-from gossip_tui.core.state import ClusterState, SharedObjects
+from gossip_tui.core.state import ClusterState, KeyValues, SharedObjects
 
 
 def _traced_bytes(build: object) -> tuple[int, object]:
@@ -199,7 +199,7 @@ def test_a_lone_node_shares_nothing() -> None:
     state.node_state_or_init(owner)
     mutation = KeyValueMutation("bind", "127.0.0.1:20001", 1)
     state.apply_delta(Delta((NodeDelta(owner, 0, 0, (mutation,), 1),)), now=0.0)
-    assert type(state.node_states[owner].key_values) is dict
+    assert type(state.node_states[owner].key_values) is KeyValues
     assert state.nodes_at(owner.gossip_addr) == (owner,)
 
 
