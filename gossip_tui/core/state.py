@@ -164,7 +164,7 @@ class _Usage:
     key-value marked for deletion (one slot of each state for all three, where a slot
     each cost 8 bytes per state, N^2 states in a simulation)."""
 
-    __slots__ = ("changes", "marked", "total")
+    __slots__ = ("_last_cohort", "changes", "marked", "total", "unlearnt")
 
     def __init__(self, changes: list[StateChange] | None = None) -> None:
         self.total = 0
@@ -172,6 +172,33 @@ class _Usage:
         # The states that may hold a key-value marked for deletion (a tombstone, a TTL
         # key): the sweep every round skips the others (most states hold none).
         self.marked: set[NodeState] = set()
+        # The cohort of the states not learnt yet (see NodeState.discovered_at), and the
+        # last one given out: states are learnt as time goes on, many at one moment.
+        self.unlearnt = self._last_cohort = _Cohort(self, None)
+
+    def cohort_learnt_at(self, at: float | None) -> _Cohort:
+        """The cohort of the states learnt at ``at`` (the last one given out, if it is
+        of that moment; else a new one)."""
+        if at is None:
+            return self.unlearnt
+        last = self._last_cohort
+        if last.discovered_at == at:
+            return last
+        cohort = self._last_cohort = _Cohort(self, at)
+        return cohort
+
+
+class _Cohort:
+    """What the node states of one cluster state learnt at one moment hold alike: the
+    cluster state's usage and that moment (``discovered_at``), one slot of each state
+    for both, where a slot each cost 8 bytes a state (N^2 in a simulation, where an
+    engine learns all of its nodes in a few steps, most at one)."""
+
+    __slots__ = ("discovered_at", "usage")
+
+    def __init__(self, usage: _Usage, discovered_at: float | None) -> None:
+        self.usage = usage
+        self.discovered_at = discovered_at
 
 
 # The digest entry of a state that was never in a digest (the codec checks the node along
@@ -217,10 +244,9 @@ class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
     __slots__ = (
+        "_cohort",
         "_entry",
         "_stale_node",
-        "_usage",
-        "discovered_at",
         "heartbeat",
         "key_values",
         "last_gc_version",
@@ -241,7 +267,7 @@ class NodeState:
             usage = _Usage(changes)
         elif changes is not None and changes is not usage.changes:
             raise ValueError("a node state records its changes where its usage counts them")
-        self._usage = usage
+        self._cohort = usage.unlearnt
         self.key_values: KeyValues = _no_key_values()
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
@@ -252,8 +278,6 @@ class NodeState:
         # itself. Not set by the first heartbeat we learn (a peer may report a node dead
         # for minutes), nor by deltas (peers relay old news).
         self.last_update: float | None = None
-        # Local time this state was first learnt (a new generation of a restarted node).
-        self.discovered_at: float | None = None
         # The last digest entry handed out and its encoding (None until the first digest;
         # see ClusterState.compute_digest), in one tuple: the one renew_digest_entry gives,
         # or in a simulation the one of SharedObjects.entries, shared (a slot each cost 8
@@ -272,6 +296,16 @@ class NodeState:
         self._stale_node: StaleNode | None = None
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def discovered_at(self) -> float | None:
+        """Local time this state was first learnt (a new generation of a restarted node),
+        or None: set once, by the engine, kept in the state's cohort."""
+        return self._cohort.discovered_at
+
+    @discovered_at.setter
+    def discovered_at(self, at: float | None) -> None:
+        self._cohort = self._cohort.usage.cohort_learnt_at(at)
 
     @property
     def size(self) -> int:
@@ -411,12 +445,12 @@ class NodeState:
     def _store(self, key: str, value: VersionedValue) -> None:
         grown = self.size_after_set(key, value.value) - self.key_values.size
         if value.status_since is not None:
-            self._usage.marked.add(self)
+            self._cohort.usage.marked.add(self)
         key_values = self._own_key_values()
         key_values[key] = value
         self._stale_node = None
         key_values.size += grown
-        self._usage.total += grown
+        self._cohort.usage.total += grown
 
     def _remove(self, key: str) -> None:
         key_values = self._own_key_values()
@@ -424,13 +458,13 @@ class NodeState:
         self._stale_node = None
         shrunk = key_value_cost(key, removed.value)
         key_values.size -= shrunk
-        self._usage.total -= shrunk
+        self._cohort.usage.total -= shrunk
 
     def _bump(self, key: str, value: VersionedValue) -> None:
         self._store(key, value)
         self.max_version = value.version
-        self._usage.changes.append(KeyChange(self.node, key, value))
-        self._usage.changes.append(VersionChange(self.node, self.max_version))
+        self._cohort.usage.changes.append(KeyChange(self.node, key, value))
+        self._cohort.usage.changes.append(VersionChange(self.node, self.max_version))
 
     def next_version(self) -> int:
         """The version of the owner's next write. It saturates at the u64 edge rather than
@@ -490,8 +524,8 @@ class NodeState:
             self._store(key, renumbered)
             self.max_version = renumbered.version
             if announce:
-                self._usage.changes.append(KeyChange(self.node, key, renumbered))
-        self._usage.changes.append(VersionChange(self.node, self.max_version))
+                self._cohort.usage.changes.append(KeyChange(self.node, key, renumbered))
+        self._cohort.usage.changes.append(VersionChange(self.node, self.max_version))
 
     # ------------------------------------------------------------------ replication
 
@@ -530,8 +564,8 @@ class NodeState:
     def _reset(self, last_gc_version: int) -> None:
         for key, value in self.key_values.items():
             if not value.is_deleted:
-                self._usage.changes.append(KeyChange(self.node, key, None))
-        self._usage.total -= self.key_values.size
+                self._cohort.usage.changes.append(KeyChange(self.node, key, None))
+        self._cohort.usage.total -= self.key_values.size
         self.heartbeat = 0
         self.key_values = _no_key_values()
         self._stale_node = None
@@ -564,7 +598,7 @@ class NodeState:
             return False
         return (
             size + growth > limits.max_node_state_bytes
-            or self._usage.total + growth > limits.max_total_state_bytes
+            or self._cohort.usage.total + growth > limits.max_total_state_bytes
         )
 
     def apply_delta(
@@ -603,7 +637,7 @@ class NodeState:
             limits is not None
             and (
                 self.key_values.size + upper > limits.max_node_state_bytes
-                or self._usage.total + upper > limits.max_total_state_bytes
+                or self._cohort.usage.total + upper > limits.max_total_state_bytes
             )
             and self._would_exceed(news, costs, limits, reset)
         ):
@@ -615,7 +649,8 @@ class NodeState:
         key_values = self.key_values
         if news and type(key_values) is SharedKeyValues:  # _own_key_values inlined
             key_values = self.key_values = key_values.copy_of_own()
-        changes, node = self._usage.changes, self.node
+        usage = self._cohort.usage
+        changes, node = usage.changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
             key, version = kv.key, kv.version
@@ -626,7 +661,7 @@ class NodeState:
                 cost -= key_value_cost(key, previous.value)
             kv_status = kv.status
             if kv_status is not _SET:
-                self._usage.marked.add(self)  # stored with a status_since (now)
+                usage.marked.add(self)  # stored with a status_since (now)
                 value = VersionedValue(kv.value, version, kv_status, now)
             elif shared is None:
                 value = VersionedValue(kv.value, version)
@@ -648,7 +683,7 @@ class NodeState:
         if news:
             self._stale_node = None
             key_values.size += grown  # (its own mapping: written to above)
-            self._usage.total += grown
+            usage.total += grown
         self.max_version = delta.max_version
         if _VERSION_CHANGE_SETTERS is None:
             changes.append(VersionChange(node, self.max_version))
@@ -659,14 +694,14 @@ class NodeState:
             set_max_version(moved, self.max_version)
             changes.append(moved)
         if shared is not None:
-            marked = self._usage.marked
+            marked = usage.marked
             if not marked or self not in marked:
                 shared.key_values_of(self)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         """Forget tombstones and expired TTL keys older than ``grace_period``."""
-        if self not in self._usage.marked:
+        if self not in self._cohort.usage.marked:
             return
         expired = []
         marked = False
@@ -677,12 +712,12 @@ class NodeState:
                 else:
                     marked = True
         if not marked:
-            self._usage.marked.discard(self)
+            self._cohort.usage.marked.discard(self)
         for key, value in expired:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
             if not value.is_deleted:
-                self._usage.changes.append(KeyChange(self.node, key, None))
+                self._cohort.usage.changes.append(KeyChange(self.node, key, None))
 
 
 class SharedObjects:
