@@ -212,16 +212,25 @@ class KeyValues(dict[str, VersionedValue]):
     :func:`key_value_cost` estimates them (summed over them, kept as they change). Held
     here rather than in a slot of the state, since it follows from the key-values alone:
     the states of a simulation that hold one mapping (see SharedKeyValues) hold one size,
-    where a slot each cost 8 bytes a state, N^2 in a simulation."""
+    where a slot each cost 8 bytes a state, N^2 in a simulation.
 
-    __slots__ = ("size",)
+    And ``stale``: the node as the last delta carried it of these key-values (see
+    NodeState.stale_node), or None. What a delta carries of a node follows from its
+    key-values, its last_gc_version and the floor; the last two are checked by whoever
+    takes it, so it is kept with the key-values, until they change (a state that writes
+    to them forgets it), and the states that hold one mapping keep one between them,
+    where a slot of each state cost 8 bytes (N^2 in a simulation)."""
+
+    __slots__ = ("size", "stale")
 
     size: int
+    stale: StaleNode | None
 
     def copy_of_own(self) -> KeyValues:
-        """A copy, with its size, to write to."""
+        """A copy, with its size, to write to (and no stale node: it is to change)."""
         copy = KeyValues(self)
         copy.size = self.size
+        copy.stale = None
         return copy
 
 
@@ -229,6 +238,7 @@ def _no_key_values() -> KeyValues:
     """An empty mapping of key-values, of size 0."""
     empty = KeyValues()
     empty.size = 0
+    empty.stale = None
     return empty
 
 
@@ -246,7 +256,6 @@ class NodeState:
     __slots__ = (
         "_cohort",
         "_entry",
-        "_stale_node",
         "heartbeat",
         "key_values",
         "last_gc_version",
@@ -286,14 +295,14 @@ class NodeState:
         # entry by identity. One entry for every new state (frozen), where each made its
         # own: 64 B per state, N^2 states in a simulation, until their first digest.
         self._entry = _NO_ENTRY
-        # The node as the last delta carried it (see stale_node), until the key-values
-        # change: its NodeDelta and operations are joined into the next delta as they are,
-        # and its key-values and their operations are what stale_mutations gives again
-        # (the same node goes to every peer that lacks it, mostly from the same version).
-        # One slot, not a table: 200 nodes in one process hold 40,000 states, and a table
-        # per state cost more memory than it saved work. (A slot of its own for the
-        # key-values cost 8 bytes a state, N^2 in a simulation, for what the node holds.)
-        self._stale_node: StaleNode | None = None
+        # The node as the last delta carried it is kept with the key-values (see
+        # KeyValues.stale and stale_node), until they change: its NodeDelta and operations
+        # are joined into the next delta as they are, and its key-values and their
+        # operations are what stale_mutations gives again (the same node goes to every
+        # peer that lacks it, mostly from the same version). One slot, not a table: 200
+        # nodes in one process hold 40,000 states, and a table per state cost more memory
+        # than it saved work. (A slot of its own for the key-values cost 8 bytes a state,
+        # N^2 in a simulation, for what the node holds.)
 
     # ------------------------------------------------------------------ reading
 
@@ -347,7 +356,7 @@ class NodeState:
         ``floor_version``: the same for any floor from the node's up to the oldest of them
         (peers a version or two apart mostly lack just the newest key). A node is kept
         only with key-values, encoded within a block (see new_stale_node)."""
-        kept = self._stale_node
+        kept = self.key_values.stale
         if kept is None:
             return None
         node_delta, ops = kept[0], kept[1]
@@ -386,7 +395,7 @@ class NodeState:
         """This node as a delta carries it to a peer at ``floor_version`` (see
         :func:`~gossip_tui.core.codec.stale_node`): kept until the key-values change, for
         the next peer at the same floor."""
-        kept = self._stale_node
+        kept = self.key_values.stale
         if kept is not None:
             node_delta = kept[0]
             if (
@@ -405,7 +414,7 @@ class NodeState:
         # Kept with its operations and key-values (an emptied node carries the max version
         # of the moment): what _kept_stale gives again.
         if stale[2] is not None:
-            self._stale_node = stale
+            self.key_values.stale = stale
         return stale
 
     def stale_content(self, floor_version: int) -> list[tuple[int, str, str, KeyStatus]]:
@@ -448,14 +457,14 @@ class NodeState:
             self._cohort.usage.marked.add(self)
         key_values = self._own_key_values()
         key_values[key] = value
-        self._stale_node = None
+        key_values.stale = None
         key_values.size += grown
         self._cohort.usage.total += grown
 
     def _remove(self, key: str) -> None:
         key_values = self._own_key_values()
         removed = key_values.pop(key)
-        self._stale_node = None
+        key_values.stale = None
         shrunk = key_value_cost(key, removed.value)
         key_values.size -= shrunk
         self._cohort.usage.total -= shrunk
@@ -568,7 +577,6 @@ class NodeState:
         self._cohort.usage.total -= self.key_values.size
         self.heartbeat = 0
         self.key_values = _no_key_values()
-        self._stale_node = None
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -681,7 +689,7 @@ class NodeState:
                 set_value(change, value)
                 changes.append(change)
         if news:
-            self._stale_node = None
+            key_values.stale = None
             key_values.size += grown  # (its own mapping: written to above)
             usage.total += grown
         self.max_version = delta.max_version
@@ -843,7 +851,7 @@ class SharedObjects:
             mapping = held_now
         else:
             mapping = SharedKeyValues(held_now)
-            mapping.size = held_now.size
+            mapping.size, mapping.stale = held_now.size, held_now.stale
         state.key_values = mapping
         if len(self.key_values) >= self.max_entries:
             self.key_values.clear()
@@ -873,7 +881,7 @@ class SharedObjects:
         content = state.stale_content(floor_version)
         held = self.stale_nodes.get(key)
         if held is not None and held[0] is node and held[1] == content:
-            stale = state._stale_node = held[2]
+            stale = state.key_values.stale = held[2]
             return stale
         stale = state.new_stale_node(floor_version)
         if stale[2] is not None:  # kept by the state: whole, its operations within a block
@@ -1442,7 +1450,7 @@ class ClusterState:
             else:
                 # NodeState.stale_count's usual case, key-values kept for this very floor
                 # (the next peer at it), inlined.
-                kept = state._stale_node
+                kept = state.key_values.stale
                 stale_count = (
                     len(kept[0].key_values)
                     if kept is not None and kept[0].from_version_excluded == from_version
@@ -1469,7 +1477,7 @@ class ClusterState:
             shuffle(group)
             for state, from_version in group:
                 # NodeState.stale_node's usual case, the node kept for this floor, inlined.
-                stale = state._stale_node
+                stale = state.key_values.stale
                 if (
                     stale is None
                     or stale[0].from_version_excluded != from_version

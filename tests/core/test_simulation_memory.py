@@ -230,10 +230,10 @@ def test_the_states_of_a_simulation_share_the_stale_key_values_they_keep() -> No
         engine.self_state.set("key", "value")
     sim.run(4)
     kept = [
-        state._stale_node
+        state.key_values.stale
         for engine in sim.engines.values()
         for state in engine.state.node_states.values()
-        if state._stale_node is not None
+        if state.key_values.stale is not None
     ]
     assert len(kept) > 100
     assert len({id(cache) for cache in kept}) < len(kept) / 4
