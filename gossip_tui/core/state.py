@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import heapq
 import random
+from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
@@ -822,6 +823,13 @@ class SharedObjects:
         self._lists[key] = cast("list[object]", items)
         return items
 
+    def ranks(self, ranks: list[int]) -> Sequence[int]:
+        """A state's wire order as positions in its node_states (``ranks``), in an array
+        of 2 bytes an item (4 past 65,536 nodes): no two states of a simulation hold the
+        same (each engine's own node is its first), so they are not shared, and a list
+        held a pointer of 8 bytes an item, N^2 in a simulation."""
+        return array("H" if len(ranks) <= 65_536 else "I", ranks)
+
     def positions(self, count: int) -> list[int]:
         """``list(range(count))``, of the same int objects for every state."""
         held = self._positions
@@ -950,7 +958,7 @@ class ClusterState:
         # taken in.
         self._wire_nodes: list[NodeId] = []
         self._wire_states: list[NodeState] = []
-        self._wire_ranks: list[int] = []
+        self._wire_ranks: Sequence[int] = []
         # The node list of the last columns digest found aligned with ours, and ours then
         # (see aligned_states).
         self._aligned_with: tuple[Sequence[NodeId], list[NodeId]] | None = None
@@ -1096,9 +1104,9 @@ class ClusterState:
             wire_nodes = list(map(nodes.__getitem__, ranks))
             self._wire_states = list(map(states.__getitem__, ranks))
             if shared is not None:
-                wire_nodes, ranks = shared.same_list(wire_nodes), shared.same_list(ranks)
+                wire_nodes = shared.same_list(wire_nodes)
             self._wire_nodes = wire_nodes
-            self._wire_ranks = ranks
+            self._wire_ranks = ranks if shared is None else shared.ranks(ranks)
             self._wire_sorted = True
 
     @property
