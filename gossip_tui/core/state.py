@@ -235,20 +235,21 @@ class KeyValues(dict[str, VersionedValue]):
         return copy
 
 
-def _no_key_values() -> KeyValues:
-    """An empty mapping of key-values, of size 0."""
-    empty = KeyValues()
-    empty.size = 0
-    empty.stale = None
-    return empty
-
-
 class SharedKeyValues(KeyValues):
     """A node's key-values at one version as every state of the process that holds that
     version holds them (see SharedObjects.key_values_of): never changed in place. A state
     that writes to it writes to a copy of its own."""
 
     __slots__ = ()
+
+
+# The key-values of a state that holds none (a new one, or one reset): one mapping for
+# all, shared as any other (a state writes to a copy of its own), where each held an
+# empty mapping of its own (80 bytes) until its first key-value. Never has a stale node:
+# a node without key-values is not kept (see NodeState.new_stale_node).
+_NO_KEY_VALUES = SharedKeyValues()
+_NO_KEY_VALUES.size = 0
+_NO_KEY_VALUES.stale = None
 
 
 class NodeState:
@@ -278,7 +279,7 @@ class NodeState:
         elif changes is not None and changes is not usage.changes:
             raise ValueError("a node state records its changes where its usage counts them")
         self._cohort = usage.unlearnt
-        self.key_values: KeyValues = _no_key_values()
+        self.key_values: KeyValues = _NO_KEY_VALUES
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
         # tombstone newer than last_gc_version. After a reset last_gc_version may exceed
@@ -577,7 +578,7 @@ class NodeState:
                 self._cohort.usage.changes.append(KeyChange(self.node, key, None))
         self._cohort.usage.total -= self.key_values.size
         self.heartbeat = 0
-        self.key_values = _no_key_values()
+        self.key_values = _NO_KEY_VALUES
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -657,7 +658,11 @@ class NodeState:
         # a Python call each (see _KEY_CHANGE_SETTERS): a node joining brings every key.
         key_values = self.key_values
         if news and type(key_values) is SharedKeyValues:  # _own_key_values inlined
-            key_values = self.key_values = key_values.copy_of_own()
+            # (KeyValues.copy_of_own inlined: every new state's first key-values are a
+            # copy of the shared empty mapping.)
+            shared_size = key_values.size
+            key_values = self.key_values = KeyValues(key_values)
+            key_values.size, key_values.stale = shared_size, None
         usage = self._cohort.usage
         changes, node = usage.changes, self.node
         grown = 0
