@@ -394,8 +394,9 @@ def _mutations(state: NodeState) -> list[KeyValueMutation]:
 # state's usage, which is its cluster state's, and its heartbeat and the time that rose,
 # which the handler then takes from the digest itself (a copied heartbeat would be no news
 # to it, and its failure detector would not hear of it).
-_NOT_COPIED = frozenset({"_usage", "heartbeat", "last_update"})
-_COPIED_SLOTS = tuple(name for name in NodeState.__slots__ if name not in _NOT_COPIED)
+# (The cohort holds the usage: the discovery time it also holds is copied by its name.)
+_NOT_COPIED = frozenset({"_cohort", "heartbeat", "last_update"})
+_COPIED_SLOTS = (*(n for n in NodeState.__slots__ if n not in _NOT_COPIED), "discovered_at")
 _ALL_SLOTS = range(len(_COPIED_SLOTS))
 # What a copied slot may hold: objects no state changes in place, which two states may
 # then hold alike (shared key-values a state copies before writing to them; tuples of

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import heapq
 import random
+from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
@@ -164,7 +165,7 @@ class _Usage:
     key-value marked for deletion (one slot of each state for all three, where a slot
     each cost 8 bytes per state, N^2 states in a simulation)."""
 
-    __slots__ = ("changes", "marked", "total")
+    __slots__ = ("_last_cohort", "changes", "marked", "total", "unlearnt")
 
     def __init__(self, changes: list[StateChange] | None = None) -> None:
         self.total = 0
@@ -172,6 +173,33 @@ class _Usage:
         # The states that may hold a key-value marked for deletion (a tombstone, a TTL
         # key): the sweep every round skips the others (most states hold none).
         self.marked: set[NodeState] = set()
+        # The cohort of the states not learnt yet (see NodeState.discovered_at), and the
+        # last one given out: states are learnt as time goes on, many at one moment.
+        self.unlearnt = self._last_cohort = _Cohort(self, None)
+
+    def cohort_learnt_at(self, at: float | None) -> _Cohort:
+        """The cohort of the states learnt at ``at`` (the last one given out, if it is
+        of that moment; else a new one)."""
+        if at is None:
+            return self.unlearnt
+        last = self._last_cohort
+        if last.discovered_at == at:
+            return last
+        cohort = self._last_cohort = _Cohort(self, at)
+        return cohort
+
+
+class _Cohort:
+    """What the node states of one cluster state learnt at one moment hold alike: the
+    cluster state's usage and that moment (``discovered_at``), one slot of each state
+    for both, where a slot each cost 8 bytes a state (N^2 in a simulation, where an
+    engine learns all of its nodes in a few steps, most at one)."""
+
+    __slots__ = ("discovered_at", "usage")
+
+    def __init__(self, usage: _Usage, discovered_at: float | None) -> None:
+        self.usage = usage
+        self.discovered_at = discovered_at
 
 
 # The digest entry of a state that was never in a digest (the codec checks the node along
@@ -180,7 +208,34 @@ _NO_DIGEST = NodeDigest(0, 0, 0)
 _NO_ENTRY: tuple[NodeDigest, bytes | None] = (_NO_DIGEST, None)
 
 
-class SharedKeyValues(dict[str, VersionedValue]):
+class KeyValues(dict[str, VersionedValue]):
+    """A node state's key-values, with ``size``: the bytes of memory they hold, as
+    :func:`key_value_cost` estimates them (summed over them, kept as they change). Held
+    here rather than in a slot of the state, since it follows from the key-values alone:
+    the states of a simulation that hold one mapping (see SharedKeyValues) hold one size,
+    where a slot each cost 8 bytes a state, N^2 in a simulation.
+
+    And ``stale``: the node as the last delta carried it of these key-values (see
+    NodeState.stale_node), or None. What a delta carries of a node follows from its
+    key-values, its last_gc_version and the floor; the last two are checked by whoever
+    takes it, so it is kept with the key-values, until they change (a state that writes
+    to them forgets it), and the states that hold one mapping keep one between them,
+    where a slot of each state cost 8 bytes (N^2 in a simulation)."""
+
+    __slots__ = ("size", "stale")
+
+    size: int
+    stale: StaleNode | None
+
+    def copy_of_own(self) -> KeyValues:
+        """A copy, with its size, to write to (and no stale node: it is to change)."""
+        copy = KeyValues(self)
+        copy.size = self.size
+        copy.stale = None
+        return copy
+
+
+class SharedKeyValues(KeyValues):
     """A node's key-values at one version as every state of the process that holds that
     version holds them (see SharedObjects.key_values_of): never changed in place. A state
     that writes to it writes to a copy of its own."""
@@ -188,22 +243,27 @@ class SharedKeyValues(dict[str, VersionedValue]):
     __slots__ = ()
 
 
+# The key-values of a state that holds none (a new one, or one reset): one mapping for
+# all, shared as any other (a state writes to a copy of its own), where each held an
+# empty mapping of its own (80 bytes) until its first key-value. Never has a stale node:
+# a node without key-values is not kept (see NodeState.new_stale_node).
+_NO_KEY_VALUES = SharedKeyValues()
+_NO_KEY_VALUES.size = 0
+_NO_KEY_VALUES.stale = None
+
+
 class NodeState:
     """One node's replicated key-values, heartbeat and versions."""
 
     __slots__ = (
+        "_cohort",
         "_entry",
-        "_stale_cache",
-        "_stale_node",
-        "_usage",
-        "discovered_at",
         "heartbeat",
         "key_values",
         "last_gc_version",
         "last_update",
         "max_version",
         "node",
-        "size",
     )
 
     def __init__(
@@ -214,13 +274,12 @@ class NodeState:
     ) -> None:
         self.node = node
         self.heartbeat = 0
-        self.size = 0
         if usage is None:
             usage = _Usage(changes)
         elif changes is not None and changes is not usage.changes:
             raise ValueError("a node state records its changes where its usage counts them")
-        self._usage = usage
-        self.key_values: dict[str, VersionedValue] = {}
+        self._cohort = usage.unlearnt
+        self.key_values: KeyValues = _NO_KEY_VALUES
         self.max_version = 0
         # Invariant: the state holds every live key-value as of max_version, and every
         # tombstone newer than last_gc_version. After a reset last_gc_version may exceed
@@ -230,8 +289,6 @@ class NodeState:
         # itself. Not set by the first heartbeat we learn (a peer may report a node dead
         # for minutes), nor by deltas (peers relay old news).
         self.last_update: float | None = None
-        # Local time this state was first learnt (a new generation of a restarted node).
-        self.discovered_at: float | None = None
         # The last digest entry handed out and its encoding (None until the first digest;
         # see ClusterState.compute_digest), in one tuple: the one renew_digest_entry gives,
         # or in a simulation the one of SharedObjects.entries, shared (a slot each cost 8
@@ -240,16 +297,31 @@ class NodeState:
         # entry by identity. One entry for every new state (frozen), where each made its
         # own: 64 B per state, N^2 states in a simulation, until their first digest.
         self._entry = _NO_ENTRY
-        # What stale_mutations last gave (floor version, key-values, operations), until the
-        # key-values change: the same node goes to every peer that lacks it, mostly from
-        # the same version. One slot, not a table: 200 nodes in one process hold 40,000
-        # states, and a table per state cost more memory than it saved work.
-        self._stale_cache: tuple[int, tuple[KeyValueMutation, ...], bytes] | None = None
-        # The node as the last delta carried it (see stale_node), until the key-values
-        # change: its NodeDelta and operations are joined into the next delta as they are.
-        self._stale_node: StaleNode | None = None
+        # The node as the last delta carried it is kept with the key-values (see
+        # KeyValues.stale and stale_node), until they change: its NodeDelta and operations
+        # are joined into the next delta as they are, and its key-values and their
+        # operations are what stale_mutations gives again (the same node goes to every
+        # peer that lacks it, mostly from the same version). One slot, not a table: 200
+        # nodes in one process hold 40,000 states, and a table per state cost more memory
+        # than it saved work. (A slot of its own for the key-values cost 8 bytes a state,
+        # N^2 in a simulation, for what the node holds.)
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def discovered_at(self) -> float | None:
+        """Local time this state was first learnt (a new generation of a restarted node),
+        or None: set once, by the engine, kept in the state's cohort."""
+        return self._cohort.discovered_at
+
+    @discovered_at.setter
+    def discovered_at(self, at: float | None) -> None:
+        self._cohort = self._cohort.usage.cohort_learnt_at(at)
+
+    @property
+    def size(self) -> int:
+        """Bytes of memory the key-values hold (as :func:`key_value_cost` estimates them)."""
+        return self.key_values.size
 
     def get(self, key: str) -> str | None:
         versioned = self.key_values.get(key)
@@ -282,15 +354,17 @@ class NodeState:
         return stale
 
     def _kept_stale(self, floor_version: int) -> tuple[tuple[KeyValueMutation, ...], bytes] | None:
-        """The kept stale key-values, if they are those of ``floor_version``: the same for
-        any floor from the one they were taken at up to the oldest of them (peers a
-        version or two apart mostly lack just the newest key)."""
-        cached = self._stale_cache
-        if cached is None:
+        """The kept node's key-values and operations, if they are those of
+        ``floor_version``: the same for any floor from the node's up to the oldest of them
+        (peers a version or two apart mostly lack just the newest key). A node is kept
+        only with key-values, encoded within a block (see new_stale_node)."""
+        kept = self.key_values.stale
+        if kept is None:
             return None
-        floor, kvs, ops = cached
-        if floor_version == floor or (
-            floor_version > floor and (not kvs or floor_version < kvs[0].version)
+        node_delta, ops = kept[0], kept[1]
+        floor, kvs = node_delta.from_version_excluded, node_delta.key_values
+        if ops is not None and (
+            floor_version == floor or (floor_version > floor and floor_version < kvs[0].version)
         ):
             return kvs, ops
         return None
@@ -300,7 +374,8 @@ class NodeState:
     ) -> tuple[tuple[KeyValueMutation, ...], bytes | None]:
         """:meth:`stale_key_values` as delta key-values, with their encoded operations
         (None when they cannot be sent whole in one block, or encoded at all: the delta
-        writer then takes them one by one). Kept until the key-values change."""
+        writer then takes them one by one). Kept, in the node new_stale_node keeps, until
+        the key-values change."""
         kept = self._kept_stale(floor_version)
         if kept is not None:
             return kept
@@ -316,14 +391,13 @@ class NodeState:
         if ops is None or len(ops) > BLOCK_THRESHOLD:
             # Never added whole: not worth keeping (nor the memory of a large state).
             return kvs, None
-        self._stale_cache = (floor_version, kvs, ops)
         return kvs, ops
 
     def stale_node(self, floor_version: int) -> StaleNode:
         """This node as a delta carries it to a peer at ``floor_version`` (see
         :func:`~gossip_tui.core.codec.stale_node`): kept until the key-values change, for
         the next peer at the same floor."""
-        kept = self._stale_node
+        kept = self.key_values.stale
         if kept is not None:
             node_delta = kept[0]
             if (
@@ -339,8 +413,10 @@ class NodeState:
         stale = stale_node(
             self.node, self.last_gc_version, floor_version, kvs, ops, self.max_version
         )
-        if stale[2] is not None:  # (an emptied node carries the max version of the moment)
-            self._stale_node = stale
+        # Kept with its operations and key-values (an emptied node carries the max version
+        # of the moment): what _kept_stale gives again.
+        if stale[2] is not None:
+            self.key_values.stale = stale
         return stale
 
     def stale_content(self, floor_version: int) -> list[tuple[int, str, str, KeyStatus]]:
@@ -370,34 +446,36 @@ class NodeState:
         released = key_value_cost(key, previous.value) if previous is not None else 0
         return self.size - released + key_value_cost(key, value)
 
-    def _own_key_values(self) -> dict[str, VersionedValue]:
+    def _own_key_values(self) -> KeyValues:
         """The key-values, to write to: a copy of its own first, when shared."""
         key_values = self.key_values
         if type(key_values) is SharedKeyValues:
-            key_values = self.key_values = dict(key_values)
+            key_values = self.key_values = key_values.copy_of_own()
         return key_values
 
     def _store(self, key: str, value: VersionedValue) -> None:
-        grown = self.size_after_set(key, value.value) - self.size
+        grown = self.size_after_set(key, value.value) - self.key_values.size
         if value.status_since is not None:
-            self._usage.marked.add(self)
-        self._own_key_values()[key] = value
-        self._stale_cache = self._stale_node = None
-        self.size += grown
-        self._usage.total += grown
+            self._cohort.usage.marked.add(self)
+        key_values = self._own_key_values()
+        key_values[key] = value
+        key_values.stale = None
+        key_values.size += grown
+        self._cohort.usage.total += grown
 
     def _remove(self, key: str) -> None:
-        removed = self._own_key_values().pop(key)
-        self._stale_cache = self._stale_node = None
+        key_values = self._own_key_values()
+        removed = key_values.pop(key)
+        key_values.stale = None
         shrunk = key_value_cost(key, removed.value)
-        self.size -= shrunk
-        self._usage.total -= shrunk
+        key_values.size -= shrunk
+        self._cohort.usage.total -= shrunk
 
     def _bump(self, key: str, value: VersionedValue) -> None:
         self._store(key, value)
         self.max_version = value.version
-        self._usage.changes.append(KeyChange(self.node, key, value))
-        self._usage.changes.append(VersionChange(self.node, self.max_version))
+        self._cohort.usage.changes.append(KeyChange(self.node, key, value))
+        self._cohort.usage.changes.append(VersionChange(self.node, self.max_version))
 
     def next_version(self) -> int:
         """The version of the owner's next write. It saturates at the u64 edge rather than
@@ -457,8 +535,8 @@ class NodeState:
             self._store(key, renumbered)
             self.max_version = renumbered.version
             if announce:
-                self._usage.changes.append(KeyChange(self.node, key, renumbered))
-        self._usage.changes.append(VersionChange(self.node, self.max_version))
+                self._cohort.usage.changes.append(KeyChange(self.node, key, renumbered))
+        self._cohort.usage.changes.append(VersionChange(self.node, self.max_version))
 
     # ------------------------------------------------------------------ replication
 
@@ -497,12 +575,10 @@ class NodeState:
     def _reset(self, last_gc_version: int) -> None:
         for key, value in self.key_values.items():
             if not value.is_deleted:
-                self._usage.changes.append(KeyChange(self.node, key, None))
-        self._usage.total -= self.size
-        self.size = 0
+                self._cohort.usage.changes.append(KeyChange(self.node, key, None))
+        self._cohort.usage.total -= self.key_values.size
         self.heartbeat = 0
-        self.key_values = {}
-        self._stale_cache = self._stale_node = None
+        self.key_values = _NO_KEY_VALUES
         self.max_version = 0
         self.last_gc_version = last_gc_version
 
@@ -521,7 +597,8 @@ class NodeState:
         held: Mapping[str, VersionedValue] = {} if reset else self.key_values
         # A key repeated within the delta ends up stored once, with its last value.
         final = {kv.key: (kv.value, cost) for kv, cost in zip(news, costs, strict=True)}
-        growth = -self.size if reset else 0
+        size = self.key_values.size
+        growth = -size if reset else 0
         for key, (_value, cost) in final.items():
             previous = held.get(key)
             growth += cost
@@ -530,8 +607,8 @@ class NodeState:
         if growth <= 0:
             return False
         return (
-            self.size + growth > limits.max_node_state_bytes
-            or self._usage.total + growth > limits.max_total_state_bytes
+            size + growth > limits.max_node_state_bytes
+            or self._cohort.usage.total + growth > limits.max_total_state_bytes
         )
 
     def apply_delta(
@@ -569,8 +646,8 @@ class NodeState:
         if (
             limits is not None
             and (
-                self.size + upper > limits.max_node_state_bytes
-                or self._usage.total + upper > limits.max_total_state_bytes
+                self.key_values.size + upper > limits.max_node_state_bytes
+                or self._cohort.usage.total + upper > limits.max_total_state_bytes
             )
             and self._would_exceed(news, costs, limits, reset)
         ):
@@ -581,8 +658,13 @@ class NodeState:
         # a Python call each (see _KEY_CHANGE_SETTERS): a node joining brings every key.
         key_values = self.key_values
         if news and type(key_values) is SharedKeyValues:  # _own_key_values inlined
-            key_values = self.key_values = dict(key_values)
-        changes, node = self._usage.changes, self.node
+            # (KeyValues.copy_of_own inlined: every new state's first key-values are a
+            # copy of the shared empty mapping.)
+            shared_size = key_values.size
+            key_values = self.key_values = KeyValues(key_values)
+            key_values.size, key_values.stale = shared_size, None
+        usage = self._cohort.usage
+        changes, node = usage.changes, self.node
         grown = 0
         for kv, cost in zip(news, costs, strict=True):
             key, version = kv.key, kv.version
@@ -593,7 +675,7 @@ class NodeState:
                 cost -= key_value_cost(key, previous.value)
             kv_status = kv.status
             if kv_status is not _SET:
-                self._usage.marked.add(self)  # stored with a status_since (now)
+                usage.marked.add(self)  # stored with a status_since (now)
                 value = VersionedValue(kv.value, version, kv_status, now)
             elif shared is None:
                 value = VersionedValue(kv.value, version)
@@ -613,9 +695,9 @@ class NodeState:
                 set_value(change, value)
                 changes.append(change)
         if news:
-            self._stale_cache = self._stale_node = None
-        self.size += grown
-        self._usage.total += grown
+            key_values.stale = None
+            key_values.size += grown  # (its own mapping: written to above)
+            usage.total += grown
         self.max_version = delta.max_version
         if _VERSION_CHANGE_SETTERS is None:
             changes.append(VersionChange(node, self.max_version))
@@ -626,14 +708,14 @@ class NodeState:
             set_max_version(moved, self.max_version)
             changes.append(moved)
         if shared is not None:
-            marked = self._usage.marked
+            marked = usage.marked
             if not marked or self not in marked:
                 shared.key_values_of(self)
         return status
 
     def gc_keys_marked_for_deletion(self, grace_period: float, now: float) -> None:
         """Forget tombstones and expired TTL keys older than ``grace_period``."""
-        if self not in self._usage.marked:
+        if self not in self._cohort.usage.marked:
             return
         expired = []
         marked = False
@@ -644,12 +726,12 @@ class NodeState:
                 else:
                     marked = True
         if not marked:
-            self._usage.marked.discard(self)
+            self._cohort.usage.marked.discard(self)
         for key, value in expired:
             self._remove(key)
             self.last_gc_version = max(self.last_gc_version, value.version)
             if not value.is_deleted:
-                self._usage.changes.append(KeyChange(self.node, key, None))
+                self._cohort.usage.changes.append(KeyChange(self.node, key, None))
 
 
 class SharedObjects:
@@ -693,8 +775,8 @@ class SharedObjects:
         # codec hands out the same decoded mutations for the same bytes.
         self.values: dict[int, tuple[KeyValueMutation, VersionedValue]] = {}
         # (id of the node, last_gc_version, max_version) -> the node (kept, as above), the
-        # key-values a state of it holds at those versions, and their size.
-        self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues, int]] = {}
+        # key-values a state of it holds at those versions (their size with them).
+        self.key_values: dict[tuple[int, int, int], tuple[NodeId, SharedKeyValues]] = {}
 
         # Each node's 1-tuple, the address index's entry of a node alone at its address
         # (by the identity of the node, kept as above); the ints 0, 1, 2...
@@ -711,18 +793,13 @@ class SharedObjects:
         self._lists: dict[tuple[int, int, int], list[object]] = {}
         # (id of the node, last_gc_version, max_version, floor version) -> the node (kept,
         # so the id is not reused while cached), what the key-values above the floor held
-        # (NodeState.stale_content), the node as a delta carries it from that floor, and
-        # its key-values as NodeState.stale_mutations keeps them (one tuple for every
-        # state that takes them, where each made its own: 64 bytes a state, most states
-        # of a simulation once a key spread; None if not kept).
+        # (NodeState.stale_content), and the node as a delta carries it from that floor,
+        # with its key-values as NodeState.stale_mutations gives them again (one for every
+        # state that takes it, where each made its own: 64 bytes a state, most states of
+        # a simulation once a key spread).
         self.stale_nodes: dict[
             tuple[int, int, int, int],
-            tuple[
-                NodeId,
-                list[tuple[int, str, str, KeyStatus]],
-                StaleNode,
-                tuple[int, tuple[KeyValueMutation, ...], bytes] | None,
-            ],
+            tuple[NodeId, list[tuple[int, str, str, KeyStatus]], StaleNode],
         ] = {}
 
     def alone(self, node: NodeId) -> tuple[NodeId]:
@@ -751,6 +828,13 @@ class SharedObjects:
         self._lists[key] = cast("list[object]", items)
         return items
 
+    def ranks(self, ranks: list[int]) -> Sequence[int]:
+        """A state's wire order as positions in its node_states (``ranks``), in an array
+        of 2 bytes an item (4 past 65,536 nodes): no two states of a simulation hold the
+        same (each engine's own node is its first), so they are not shared, and a list
+        held a pointer of 8 bytes an item, N^2 in a simulation."""
+        return array("H" if len(ranks) <= 65_536 else "I", ranks)
+
     def positions(self, count: int) -> list[int]:
         """``list(range(count))``, of the same int objects for every state."""
         held = self._positions
@@ -773,16 +857,18 @@ class SharedObjects:
             if mapping is not state.key_values and list(mapping.items()) == list(
                 state.key_values.items()
             ):
-                state.key_values = mapping
-                if state.size == held[2]:
-                    state.size = held[2]  # the same int: one object, not one per state
+                state.key_values = mapping  # (its size too: that of the same key-values)
             return
         held_now = state.key_values
-        mapping = held_now if isinstance(held_now, SharedKeyValues) else SharedKeyValues(held_now)
+        if type(held_now) is SharedKeyValues:
+            mapping = held_now
+        else:
+            mapping = SharedKeyValues(held_now)
+            mapping.size, mapping.stale = held_now.size, held_now.stale
         state.key_values = mapping
         if len(self.key_values) >= self.max_entries:
             self.key_values.clear()
-        self.key_values[key] = (node, mapping, state.size)
+        self.key_values[key] = (node, mapping)
 
     def value(self, kv: KeyValueMutation) -> VersionedValue:
         """``kv`` stored as a set value (no status time: not marked for deletion)."""
@@ -808,18 +894,13 @@ class SharedObjects:
         content = state.stale_content(floor_version)
         held = self.stale_nodes.get(key)
         if held is not None and held[0] is node and held[1] == content:
-            stale = held[2]
-            state._stale_node = stale
-            if state._stale_cache is None:  # as stale_mutations keeps it
-                state._stale_cache = held[3]
+            stale = state.key_values.stale = held[2]
             return stale
         stale = state.new_stale_node(floor_version)
         if stale[2] is not None:  # kept by the state: whole, its operations within a block
             if len(self.stale_nodes) >= self.max_entries:
                 self.stale_nodes.clear()
-            ops = stale[1]
-            kept = None if ops is None else (floor_version, stale[0].key_values, ops)
-            self.stale_nodes[key] = (node, content, stale, kept)
+            self.stale_nodes[key] = (node, content, stale)
         return stale
 
     def renew(
@@ -882,7 +963,7 @@ class ClusterState:
         # taken in.
         self._wire_nodes: list[NodeId] = []
         self._wire_states: list[NodeState] = []
-        self._wire_ranks: list[int] = []
+        self._wire_ranks: Sequence[int] = []
         # The node list of the last columns digest found aligned with ours, and ours then
         # (see aligned_states).
         self._aligned_with: tuple[Sequence[NodeId], list[NodeId]] | None = None
@@ -1028,9 +1109,9 @@ class ClusterState:
             wire_nodes = list(map(nodes.__getitem__, ranks))
             self._wire_states = list(map(states.__getitem__, ranks))
             if shared is not None:
-                wire_nodes, ranks = shared.same_list(wire_nodes), shared.same_list(ranks)
+                wire_nodes = shared.same_list(wire_nodes)
             self._wire_nodes = wire_nodes
-            self._wire_ranks = ranks
+            self._wire_ranks = ranks if shared is None else shared.ranks(ranks)
             self._wire_sorted = True
 
     @property
@@ -1386,10 +1467,10 @@ class ClusterState:
             else:
                 # NodeState.stale_count's usual case, key-values kept for this very floor
                 # (the next peer at it), inlined.
-                kept = state._stale_cache
+                kept = state.key_values.stale
                 stale_count = (
-                    len(kept[1])
-                    if kept is not None and kept[0] == from_version
+                    len(kept[0].key_values)
+                    if kept is not None and kept[0].from_version_excluded == from_version
                     else state.stale_count(from_version)
                 )
                 key = (False, stale_count)
@@ -1413,7 +1494,7 @@ class ClusterState:
             shuffle(group)
             for state, from_version in group:
                 # NodeState.stale_node's usual case, the node kept for this floor, inlined.
-                stale = state._stale_node
+                stale = state.key_values.stale
                 if (
                     stale is None
                     or stale[0].from_version_excluded != from_version
