@@ -552,6 +552,21 @@ class GossipEngine:
             if advertises_partial_digests(state.get(CAPS_KEY)):
                 self._caps_peers.note(node_delta.node)
 
+    def note_copied_changes(
+        self, changed: list[NodeId], capable: list[NodeId], capable_alone: bool
+    ) -> None:
+        """What _note_changes notes of a delta, for node states that came by a copy of
+        another engine's (a simulation's pre-form): the peers whose state ``changed``
+        this round, and those whose state shows the capability (``capable_alone``: each
+        alone at its address among the nodes known; see CapsPeers.note_all)."""
+        self._changed_at.note_all(changed, self._rounds)
+        self._caps_peers.note_all(capable, capable_alone)
+
+    @property
+    def rounds_started(self) -> int:
+        """The gossip rounds this engine has started."""
+        return self._rounds
+
     def publish_capabilities(self) -> None:
         """Publish the partial-digest capability once our digest passes half a datagram
         (sized from our own entry): it then reaches every peer long before a full digest

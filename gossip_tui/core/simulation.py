@@ -40,7 +40,6 @@ from .messages import Delta, Digest, KeyValueMutation, Message, NodeDelta, NodeD
 from .models import NodeId, SocketAddress
 from .receive import receive_message
 from .state import (
-    ClusterState,
     NodeState,
     SharedKeyValues,
     SharedObjects,
@@ -465,9 +464,13 @@ class _PeerCopier:
         peers = made.nodes if at is None else made.nodes[:at] + made.nodes[at + 1 :]
         learnt = len(known) == 1 and me in known  # (nothing known but us: all new)
         # (Our own node among those named: no other at our address.)
-        if learnt and at is not None and made.alone_at_their_addresses and not cluster._gc_nodes:
-            _learn_at_once(cluster, peers, made.entry_bytes - made.entry_sizes.get(me, 0))
-        elif not all(map(known.__contains__, peers)):
+        at_once = (
+            learnt
+            and at is not None
+            and made.alone_at_their_addresses
+            and cluster.learn_alone_nodes(peers, made.entry_bytes - made.entry_sizes.get(me, 0))
+        )
+        if not at_once and not all(map(known.__contains__, peers)):
             learnt = True
             for node in peers:
                 if node not in known:
@@ -483,15 +486,15 @@ class _PeerCopier:
             name, column = _COPIED_SLOTS[slot], made.columns[slot]
             values = column if at is None else column[:at] + column[at + 1 :]
             deque(map(setattr, states, repeat(name), values), 0)
-        # (The usage of the engine's states, which their sizes add up to: no public way in.)
-        cluster._usage.total += sum(map(_size_of, states)) - held
+        cluster.count_copied_size(sum(map(_size_of, states)) - held)
         if watched:
             # As the handler's _note_changes, in the delta's order (the digest's, here):
             # the states whose max version rose, and the peers that show the capability.
-            round_number = engine._rounds
+            round_number = engine.rounds_started
+            changed: list[NodeId] = []
             if learnt or self._all_noted.get(engine) != round_number:
                 risen = list(map(gt, map(_max_version_of, states), before))
-                engine._changed_at.note_all(list(compress(peers, risen)), round_number)
+                changed = list(compress(peers, risen))
                 if all(risen):
                     self._all_noted[engine] = round_number
             ours = None if at is None else made.nodes[at]  # (the message's very id of us)
@@ -502,7 +505,7 @@ class _PeerCopier:
             alone = (
                 made.alone_at_their_addresses and at is not None and len(known) == len(peers) + 1
             )
-            engine._caps_peers.note_all(advertising, alone)
+            engine.note_copied_changes(changed, advertising, alone)
         return made.digest_only
 
     def _made_of(self, pair: tuple[GossipEngine, GossipEngine], message: SynAck) -> _Made | None:
@@ -587,19 +590,3 @@ class _Made:
     # copied slots whose values moved since (by identity).
     previous: _Made | None
     moved: list[int]
-
-
-def _learn_at_once(cluster: ClusterState, nodes: list[NodeId], entry_bytes: int) -> None:
-    """ClusterState.node_state_or_init of each of ``nodes`` in order, for a state that
-    holds its own node alone, in a process of shared states (a simulation's), where each
-    node is the one the process met first at its address, alone there, and ours is none of
-    theirs: each node is then found in SharedObjects.alone_at, no address entry of the
-    state's own is made, and no node is forgotten. ``entry_bytes``: what they take in a
-    digest. The state's own fields (its digest's size, that its wire order is to be made
-    again): a method of ClusterState's for this would be the place."""
-    usage = cluster._usage
-    cluster.node_states.update(
-        zip(nodes, map(NodeState, nodes, repeat(cluster.changes), repeat(usage)), strict=True)
-    )
-    cluster._digest_bytes += entry_bytes
-    cluster._wire_sorted = False

@@ -1003,6 +1003,30 @@ class ClusterState:
     def node_state(self, node: NodeId) -> NodeState | None:
         return self.node_states.get(node)
 
+    def learn_alone_nodes(self, nodes: list[NodeId], entry_bytes: int) -> bool:
+        """node_state_or_init of each of ``nodes`` in order, at once, for a state of a
+        process of shared states (a simulation's pre-form) that holds its own node alone,
+        where the caller knows each node to be the one the process met first at its
+        address, alone there, and ours none of theirs: each is then found in
+        SharedObjects.alone_at and no address entry of the state's own is made.
+        ``entry_bytes``: what they take in a digest. False, and nothing done, where the
+        state remembers forgotten nodes (node_state_or_init forgets each one it learns)."""
+        if self._gc_nodes or self.shared is None:
+            return False
+        usage = self._usage
+        self.node_states.update(
+            zip(nodes, map(NodeState, nodes, repeat(self.changes), repeat(usage)), strict=True)
+        )
+        self._digest_bytes += entry_bytes
+        self._wire_sorted = False
+        return True
+
+    def count_copied_size(self, grown: int) -> None:
+        """``grown`` bytes of key-values came to this state's node states by a copy of
+        another state's slots (a simulation's pre-form), not through its own writes: the
+        total (total_size, the limits) counts them as its writes would have."""
+        self._usage.total += grown
+
     def node_state_or_init(self, node: NodeId) -> NodeState:
         state = self.node_states.get(node)
         if state is None:
