@@ -413,8 +413,8 @@ class NodeState:
         stale = stale_node(
             self.node, self.last_gc_version, floor_version, kvs, ops, self.max_version
         )
-        # Kept with its operations and key-values (an emptied node carries the max version
-        # of the moment): what _kept_stale gives again.
+        # Kept only with key-values and their operations, which is what _kept_stale gives
+        # again (an emptied node is not: it carries the max version of the moment).
         if stale[2] is not None:
             self.key_values.stale = stale
         return stale
